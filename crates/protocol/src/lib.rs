@@ -1,0 +1,14 @@
+//! Kafka wire protocol for Sluice.
+//!
+//! This crate owns the bytes: length-prefixed frames, the request/response
+//! envelope over the `kafka-protocol` crate's generated message types, codec
+//! helpers, and a zero-copy view of v2 record batches. It performs no I/O and
+//! knows nothing about sockets, storage or brokers.
+
+pub mod batch;
+pub mod compression;
+pub mod envelope;
+pub mod error;
+pub mod frame;
+
+pub use kafka_protocol;
