@@ -1,1 +1,25 @@
-//! placeholder
+//! Sluice's storage engine: the on-disk log of each partition.
+//!
+//! This crate owns everything between record batches and the disk: Kafka's
+//! segment layout (`<topic>-<partition>/<base offset>.log`, `.index`,
+//! `.timeindex`), offset assignment, reads by offset and by timestamp,
+//! segment rolling, crash recovery (CRC-checked scans that cut torn tails)
+//! and group-committed durability. It stores batches exactly as they arrive
+//! on the wire and never decodes individual records. It must not know about
+//! the network, sockets or async runtimes: callers hand it bytes and call the
+//! blocking `Durability::sync_to` from wherever blocking is allowed.
+
+mod config;
+mod dir;
+mod durability;
+mod error;
+mod fsutil;
+mod index;
+mod log;
+mod segment;
+
+pub use config::LogConfig;
+pub use dir::LogDir;
+pub use durability::Durability;
+pub use error::StorageError;
+pub use log::{AppendInfo, PartitionLog, ReadResult};

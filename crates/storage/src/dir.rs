@@ -1,0 +1,124 @@
+//! A log directory holding one sub-directory per partition.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use crate::config::LogConfig;
+use crate::error::{IoContext, StorageError};
+use crate::fsutil::{sync_dir, write_file_atomically};
+use crate::log::PartitionLog;
+
+/// Written after every log was closed; its absence at startup means the
+/// previous run crashed and logs must be recovered.
+const CLEAN_SHUTDOWN_MARKER: &str = ".sluice-clean-shutdown";
+
+pub struct LogDir {
+    path: PathBuf,
+    was_clean_shutdown: bool,
+}
+
+impl LogDir {
+    /// Opens (creating if needed) a log directory. Notes whether the previous
+    /// run shut down cleanly and removes the marker, so that a crash from now
+    /// on is seen as unclean.
+    pub fn open(path: &Path) -> Result<LogDir, StorageError> {
+        fs::create_dir_all(path).context(|| format!("creating {}", path.display()))?;
+        let marker = path.join(CLEAN_SHUTDOWN_MARKER);
+        let was_clean_shutdown = match fs::remove_file(&marker) {
+            Ok(()) => true,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+            Err(e) => return Err(e).context(|| format!("removing {}", marker.display())),
+        };
+        sync_dir(path)?;
+        Ok(LogDir {
+            path: path.to_path_buf(),
+            was_clean_shutdown,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn was_clean_shutdown(&self) -> bool {
+        self.was_clean_shutdown
+    }
+
+    /// (topic, partition) of every `<topic>-<partition>` directory present.
+    pub fn existing_partitions(&self) -> Result<Vec<(String, i32)>, StorageError> {
+        let mut partitions = Vec::new();
+        let listing = || format!("listing {}", self.path.display());
+        for entry in fs::read_dir(&self.path).context(listing)? {
+            let entry = entry.context(listing)?;
+            if !entry.file_type().context(listing)?.is_dir() {
+                continue;
+            }
+            let name = entry.file_name();
+            let Some((topic, digits)) = name.to_str().and_then(|n| n.rsplit_once('-')) else {
+                continue;
+            };
+            // Only canonical names: "t-07" is not the directory of partition 7.
+            let canonical = digits
+                .parse::<i32>()
+                .ok()
+                .filter(|p| *p >= 0 && p.to_string() == digits && is_valid_topic(topic));
+            if let Some(partition) = canonical {
+                partitions.push((topic.to_string(), partition));
+            }
+        }
+        partitions.sort();
+        Ok(partitions)
+    }
+
+    fn partition_dir(&self, topic: &str, partition: i32) -> Result<PathBuf, StorageError> {
+        if !is_valid_topic(topic) || partition < 0 {
+            return Err(StorageError::InvalidTopicName {
+                topic: topic.to_string(),
+            });
+        }
+        Ok(self.path.join(format!("{topic}-{partition}")))
+    }
+
+    /// Opens or creates the log of one partition, recovering it if the
+    /// previous run did not shut down cleanly.
+    pub fn open_log(
+        &self,
+        topic: &str,
+        partition: i32,
+        config: LogConfig,
+        now_ms: i64,
+    ) -> Result<PartitionLog, StorageError> {
+        let dir = self.partition_dir(topic, partition)?;
+        let created = !dir.exists();
+        let log = PartitionLog::open(dir, config, self.was_clean_shutdown, now_ms)?;
+        if created {
+            sync_dir(&self.path)?;
+        }
+        Ok(log)
+    }
+
+    /// Deletes a partition's directory; its log must have been dropped.
+    pub fn delete_log(&self, topic: &str, partition: i32) -> Result<(), StorageError> {
+        let dir = self.partition_dir(topic, partition)?;
+        fs::remove_dir_all(&dir).context(|| format!("deleting {}", dir.display()))?;
+        sync_dir(&self.path)
+    }
+
+    /// Writes the clean-shutdown marker (synced). Call after every log was closed.
+    pub fn mark_clean_shutdown(&self) -> Result<(), StorageError> {
+        write_file_atomically(&self.path.join(CLEAN_SHUTDOWN_MARKER), b"")
+    }
+}
+
+/// Kafka's legal topic characters; this also keeps names from escaping the
+/// log directory.
+fn is_valid_topic(topic: &str) -> bool {
+    !topic.is_empty()
+        && topic != "."
+        && topic != ".."
+        && topic.len() <= 249
+        && topic
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+}

@@ -1,0 +1,40 @@
+use std::io;
+
+/// Everything that can go wrong in the storage engine.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("offset {offset} is out of range [{log_start}, {log_end}]")]
+    OffsetOutOfRange {
+        offset: i64,
+        log_start: i64,
+        log_end: i64,
+    },
+    #[error("corrupt log: {0}")]
+    Corrupt(String),
+    /// The bytes handed to `append` are not a sequence of whole v2 batches.
+    #[error("invalid record batches for append: {0}")]
+    InvalidBatch(String),
+    /// A topic name that cannot safely be used as a directory name.
+    #[error("invalid partition directory name for topic {topic:?}")]
+    InvalidTopicName { topic: String },
+}
+
+/// Attaches a human-readable context to an I/O error.
+pub(crate) trait IoContext<T> {
+    fn context(self, context: impl FnOnce() -> String) -> Result<T, StorageError>;
+}
+
+impl<T> IoContext<T> for io::Result<T> {
+    fn context(self, context: impl FnOnce() -> String) -> Result<T, StorageError> {
+        self.map_err(|source| StorageError::Io {
+            context: context(),
+            source,
+        })
+    }
+}

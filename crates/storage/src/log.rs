@@ -1,0 +1,704 @@
+//! The log of one partition: an ordered list of segments, the last one active.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use sluice_protocol::batch::{BatchIter, BatchMut};
+
+use crate::config::LogConfig;
+use crate::durability::Durability;
+use crate::error::{IoContext, StorageError};
+use crate::fsutil::{sync_dir, write_file_atomically};
+use crate::segment::{BatchMeta, Segment, LOG_SUFFIX};
+
+/// File holding the offset below which every segment is known to be synced:
+/// recovery after a crash only scans from there.
+const RECOVERY_POINT_FILE: &str = "recovery-point";
+
+/// What one `append` call did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendInfo {
+    pub first_offset: i64,
+    pub last_offset: i64,
+    /// Max over the appended batches (after LogAppendTime stamping).
+    pub max_timestamp: i64,
+    /// Base offset of the first appended batch carrying `max_timestamp`.
+    pub offset_of_max_timestamp: i64,
+    /// The stamped time, or -1 when the batches keep their CreateTime.
+    pub log_append_time: i64,
+    /// Offsets consumed: the sum of `lastOffsetDelta + 1` over the batches.
+    pub record_count: i64,
+}
+
+/// Whole batches returned by `read`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadResult {
+    pub data: Bytes,
+    /// Base offset of the first batch in `data`; `None` when `data` is empty.
+    pub first_offset: Option<i64>,
+}
+
+impl ReadResult {
+    fn empty() -> Self {
+        ReadResult {
+            data: Bytes::new(),
+            first_offset: None,
+        }
+    }
+}
+
+/// The log of one partition. Not internally synchronized: the broker holds it
+/// in a mutex; `Durability` is the part shared with sync waiters.
+pub struct PartitionLog {
+    dir: PathBuf,
+    config: LogConfig,
+    /// Ordered by base offset; the last one is active. Never empty.
+    segments: Vec<Segment>,
+    log_end_offset: i64,
+    durability: Arc<Durability>,
+}
+
+fn segment_bases(dir: &Path) -> Result<Vec<i64>, StorageError> {
+    let mut bases = Vec::new();
+    for entry in fs::read_dir(dir).context(|| format!("listing {}", dir.display()))? {
+        let entry = entry.context(|| format!("listing {}", dir.display()))?;
+        let name = entry.file_name();
+        let Some(stem) = name
+            .to_str()
+            .and_then(|n| n.strip_suffix(LOG_SUFFIX))
+            .and_then(|n| n.strip_suffix('.'))
+        else {
+            continue;
+        };
+        if stem.len() == 20 && stem.bytes().all(|b| b.is_ascii_digit()) {
+            if let Ok(base) = stem.parse::<i64>() {
+                bases.push(base);
+            }
+        }
+    }
+    bases.sort_unstable();
+    Ok(bases)
+}
+
+fn read_recovery_point(dir: &Path) -> Result<Option<i64>, StorageError> {
+    let path = dir.join(RECOVERY_POINT_FILE);
+    match fs::read_to_string(&path) {
+        // An unreadable checkpoint only costs a longer recovery.
+        Ok(text) => Ok(text.trim().parse().ok()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).context(|| format!("reading {}", path.display())),
+    }
+}
+
+fn write_recovery_point(dir: &Path, offset: i64) -> Result<(), StorageError> {
+    write_file_atomically(
+        &dir.join(RECOVERY_POINT_FILE),
+        format!("{offset}\n").as_bytes(),
+    )
+}
+
+impl PartitionLog {
+    /// Opens the log in `dir` (created if needed). After an unclean shutdown
+    /// (`clean == false`) every segment that may hold offsets at or after the
+    /// recovery point is scanned and cut at its first bad batch.
+    pub(crate) fn open(
+        dir: PathBuf,
+        config: LogConfig,
+        clean: bool,
+        now_ms: i64,
+    ) -> Result<PartitionLog, StorageError> {
+        fs::create_dir_all(&dir).context(|| format!("creating {}", dir.display()))?;
+        let bases = segment_bases(&dir)?;
+        if bases.is_empty() {
+            let segment = Segment::create(&dir, 0)?;
+            sync_dir(&dir)?;
+            return Ok(PartitionLog::with_segments(dir, config, vec![segment], 0));
+        }
+        let recovery_point = if clean {
+            i64::MAX
+        } else {
+            read_recovery_point(&dir)?.unwrap_or(0)
+        };
+        let mut segments: Vec<Segment> = Vec::with_capacity(bases.len());
+        let mut log_end_offset = bases[0];
+        let mut recovered_any = false;
+        for (i, &base) in bases.iter().enumerate() {
+            let next_base = bases.get(i + 1).copied();
+            let offset_span = next_base.map_or(u64::MAX, |next| (next - base) as u64);
+            let may_hold_unsynced = next_base.is_none_or(|next| next > recovery_point);
+            let loaded = if may_hold_unsynced {
+                None
+            } else {
+                Segment::load(&dir, base, offset_span)?
+            };
+            let (segment, end_offset, recovery) = match loaded {
+                Some(mut segment) if next_base.is_none() => match segment.verify_tail()? {
+                    Some(end) => (segment, end, None),
+                    None => recover(&dir, base, &config)?,
+                },
+                Some(segment) => (segment, next_base.expect("not the last"), None),
+                None => recover(&dir, base, &config)?,
+            };
+            recovered_any |= recovery.is_some();
+            let cut_short = recovery == Some(Recovery::CutShort);
+            if let Some(next) = next_base.filter(|&next| end_offset > next) {
+                return Err(StorageError::Corrupt(format!(
+                    "segment {base} of {} runs to offset {end_offset}, past the next segment {next}",
+                    dir.display()
+                )));
+            }
+            segments.push(segment);
+            log_end_offset = end_offset;
+            if cut_short {
+                for &later in &bases[i + 1..] {
+                    tracing::warn!(dir = %dir.display(), base = later, "deleting a segment after a truncated one");
+                    Segment::delete_files(&dir, later)?;
+                }
+                break;
+            }
+        }
+        if recovered_any {
+            for segment in &segments {
+                segment.sync()?;
+            }
+            sync_dir(&dir)?;
+            write_recovery_point(&dir, log_end_offset)?;
+        }
+        let active = segments.last_mut().expect("at least one segment");
+        active.start_roll_clock(now_ms)?;
+        Ok(PartitionLog::with_segments(
+            dir,
+            config,
+            segments,
+            log_end_offset,
+        ))
+    }
+
+    fn with_segments(
+        dir: PathBuf,
+        config: LogConfig,
+        segments: Vec<Segment>,
+        log_end_offset: i64,
+    ) -> PartitionLog {
+        let active = segments.last().expect("at least one segment").log_file();
+        PartitionLog {
+            dir,
+            config,
+            segments,
+            log_end_offset,
+            durability: Arc::new(Durability::new(active, log_end_offset)),
+        }
+    }
+
+    fn active(&mut self) -> &mut Segment {
+        self.segments.last_mut().expect("at least one segment")
+    }
+
+    /// Appends whole v2 batches already validated by the caller, assigning
+    /// them dense offsets from the log end offset by patching them in place.
+    /// Does not sync: see `durability`.
+    pub fn append(
+        &mut self,
+        batches: &mut [u8],
+        leader_epoch: i32,
+        log_append_time: Option<i64>,
+        now_ms: i64,
+    ) -> Result<AppendInfo, StorageError> {
+        let mut metas = Vec::new();
+        for batch in BatchIter::new(batches) {
+            let (header, _) = batch.map_err(|e| StorageError::InvalidBatch(e.to_string()))?;
+            metas.push(BatchMeta::of(&header));
+        }
+        if metas.is_empty() {
+            return Err(StorageError::InvalidBatch("no record batches".into()));
+        }
+        let first_offset = self.log_end_offset;
+        let record_count: i64 = metas
+            .iter()
+            .map(|m| m.last_offset - m.base_offset + 1)
+            .sum();
+        let last_offset = first_offset + record_count - 1;
+        if self
+            .segments
+            .last()
+            .expect("at least one segment")
+            .should_roll(&self.config, batches.len() as u64, last_offset, now_ms)
+        {
+            self.roll()?;
+        }
+
+        let mut next_offset = first_offset;
+        let mut position = 0;
+        let mut max_timestamp = (i64::MIN, first_offset);
+        for meta in &mut metas {
+            let span = meta.last_offset - meta.base_offset;
+            let len = meta.len as usize;
+            let mut batch = BatchMut::new(&mut batches[position..position + len]);
+            batch.set_base_offset(next_offset);
+            batch.set_partition_leader_epoch(leader_epoch);
+            if let Some(now) = log_append_time {
+                batch.set_log_append_time(now);
+                meta.max_timestamp = now;
+            }
+            meta.base_offset = next_offset;
+            meta.last_offset = next_offset + span;
+            if meta.max_timestamp > max_timestamp.0 {
+                max_timestamp = (meta.max_timestamp, next_offset);
+            }
+            next_offset += span + 1;
+            position += len;
+        }
+
+        let config = self.config;
+        self.active().append(batches, &metas, &config, now_ms)?;
+        self.log_end_offset = next_offset;
+        self.durability.appended(next_offset);
+        Ok(AppendInfo {
+            first_offset,
+            last_offset,
+            max_timestamp: max_timestamp.0,
+            offset_of_max_timestamp: max_timestamp.1,
+            log_append_time: log_append_time.unwrap_or(-1),
+            record_count,
+        })
+    }
+
+    /// Starts a new active segment at the log end offset. The old one is
+    /// synced first, so syncing the active file always suffices for durability.
+    fn roll(&mut self) -> Result<(), StorageError> {
+        let base = self.log_end_offset;
+        self.durability.sync_to(base)?;
+        let dir = self.dir.clone();
+        self.active().finish_indexes(&dir)?;
+        let segment = Segment::create(&dir, base)?;
+        sync_dir(&dir)?;
+        write_recovery_point(&dir, base)?;
+        self.durability.rolled(segment.log_file());
+        self.segments.push(segment);
+        tracing::debug!(dir = %dir.display(), base, "rolled a new segment");
+        Ok(())
+    }
+
+    /// Whole batches from the one containing `offset`: as many as fit in
+    /// `max_bytes` but at least one, none with a base offset >= `max_offset`
+    /// (the high watermark, exclusive).
+    pub fn read(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        max_offset: i64,
+    ) -> Result<ReadResult, StorageError> {
+        let log_start = self.log_start_offset();
+        if offset < log_start || offset > self.log_end_offset {
+            return Err(StorageError::OffsetOutOfRange {
+                offset,
+                log_start,
+                log_end: self.log_end_offset,
+            });
+        }
+        if offset == self.log_end_offset || offset >= max_offset {
+            return Ok(ReadResult::empty());
+        }
+        let first_candidate = self.segments.partition_point(|s| s.base_offset() <= offset) - 1;
+        for segment in &self.segments[first_candidate..] {
+            let Some((position, first)) = segment.find_batch(offset)? else {
+                continue;
+            };
+            if first.base_offset >= max_offset {
+                break;
+            }
+            let data = segment.read_batches(position, &first, max_bytes, max_offset)?;
+            return Ok(ReadResult {
+                data,
+                first_offset: Some(first.base_offset),
+            });
+        }
+        Ok(ReadResult::empty())
+    }
+
+    /// The first offset still in the log.
+    pub fn log_start_offset(&self) -> i64 {
+        self.segments[0].base_offset()
+    }
+
+    /// The offset the next appended record will get.
+    pub fn log_end_offset(&self) -> i64 {
+        self.log_end_offset
+    }
+
+    /// (max timestamp, base offset) of the first batch whose max timestamp is
+    /// >= `timestamp` (ListOffsets by time); `None` when there is none.
+    pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<(i64, i64)>, StorageError> {
+        for segment in &self.segments {
+            if segment
+                .max_timestamp()
+                .is_some_and(|(max, _)| max >= timestamp)
+            {
+                if let Some(found) = segment.find_timestamp(timestamp)? {
+                    return Ok(Some(found));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// (max timestamp, base offset of the first batch with it) over the whole
+    /// log, for ListOffsets MAX_TIMESTAMP; `None` when the log is empty.
+    pub fn max_timestamp_and_offset(&self) -> Option<(i64, i64)> {
+        self.segments
+            .iter()
+            .filter_map(Segment::max_timestamp)
+            .fold(None, |best, candidate| match best {
+                Some((max, _)) if max >= candidate.0 => best,
+                _ => Some(candidate),
+            })
+    }
+
+    /// Total bytes of all segments.
+    pub fn size_bytes(&self) -> u64 {
+        self.segments.iter().map(Segment::size).sum()
+    }
+
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+
+    /// Durability handle shared with the broker's group-commit waiters.
+    pub fn durability(&self) -> Arc<Durability> {
+        Arc::clone(&self.durability)
+    }
+
+    /// Offsets appended but not yet synced, for `flush.messages`.
+    pub fn unflushed_messages(&self) -> i64 {
+        self.log_end_offset - self.durability.synced_offset()
+    }
+
+    /// Changes the config; it applies from the next append on.
+    pub fn set_config(&mut self, config: LogConfig) {
+        self.config = config;
+    }
+
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+
+    /// The partition's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Syncs all data, writes the active segment's indexes and moves the
+    /// recovery point to the log end offset.
+    pub fn close(mut self) -> Result<(), StorageError> {
+        let end = self.log_end_offset;
+        self.durability.sync_to(end)?;
+        let dir = self.dir.clone();
+        self.active().finish_indexes(&dir)?;
+        write_recovery_point(&dir, end)
+    }
+}
+
+/// How a segment that was scanned on open came out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Recovery {
+    Intact,
+    /// Its tail was torn or corrupt and has been cut off.
+    CutShort,
+}
+
+/// `Segment::recover`, as (segment, end offset, outcome).
+fn recover(
+    dir: &Path,
+    base: i64,
+    config: &LogConfig,
+) -> Result<(Segment, i64, Option<Recovery>), StorageError> {
+    let (segment, end) = Segment::recover(dir, base, config)?;
+    let outcome = if end.reached_end {
+        Recovery::Intact
+    } else {
+        Recovery::CutShort
+    };
+    Ok((segment, end.next_offset, Some(outcome)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_protocol::batch::{build_uncompressed_batch, BatchHeader};
+
+    fn batch(timestamp: i64, records: usize, payload_len: usize) -> Vec<u8> {
+        let payload = vec![b'x'; payload_len];
+        let records: Vec<_> = (0..records).map(|_| (None, Some(&payload[..]))).collect();
+        build_uncompressed_batch(timestamp, &records).to_vec()
+    }
+
+    fn open(dir: &Path, config: LogConfig) -> PartitionLog {
+        PartitionLog::open(dir.join("t-0"), config, true, 0).unwrap()
+    }
+
+    fn small_segments() -> LogConfig {
+        LogConfig {
+            segment_bytes: 300,
+            index_interval_bytes: 100,
+            ..LogConfig::default()
+        }
+    }
+
+    /// Base offsets of the batches in a read result.
+    fn bases(data: &[u8]) -> Vec<i64> {
+        BatchIter::new(data)
+            .map(|b| b.unwrap().0.base_offset())
+            .collect()
+    }
+
+    #[test]
+    fn append_assigns_dense_offsets_and_patches_headers() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut log = open(tmp.path(), LogConfig::default());
+        let mut two = batch(1_000, 3, 10);
+        two.extend(batch(2_000, 2, 10));
+        let info = log.append(&mut two, 7, None, 0).unwrap();
+        assert_eq!(
+            info,
+            AppendInfo {
+                first_offset: 0,
+                last_offset: 4,
+                max_timestamp: 2_001,
+                offset_of_max_timestamp: 3,
+                log_append_time: -1,
+                record_count: 5,
+            }
+        );
+        let mut stamped = batch(1_000, 1, 10);
+        let info = log.append(&mut stamped, 8, Some(5_000), 0).unwrap();
+        assert_eq!((info.first_offset, info.max_timestamp), (5, 5_000));
+        assert_eq!(info.log_append_time, 5_000);
+        assert_eq!(log.log_end_offset(), 6);
+
+        let read = log.read(5, 10_000, i64::MAX).unwrap();
+        let header = BatchHeader::parse(&read.data).unwrap();
+        header.verify().unwrap();
+        assert_eq!(header.base_offset(), 5);
+        assert_eq!(header.partition_leader_epoch(), 8);
+        assert!(header.is_log_append_time());
+        assert_eq!(header.max_timestamp(), 5_000);
+        assert_eq!(log.max_timestamp_and_offset(), Some((5_000, 5)));
+    }
+
+    #[test]
+    fn empty_append_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut log = open(tmp.path(), LogConfig::default());
+        assert!(matches!(
+            log.append(&mut [], 0, None, 0),
+            Err(StorageError::InvalidBatch(_))
+        ));
+    }
+
+    #[test]
+    fn rolls_when_an_append_would_exceed_segment_bytes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut log = open(tmp.path(), small_segments());
+        let one = batch(0, 1, 50);
+        assert!(one.len() > 100 && one.len() < 150);
+        for _ in 0..2 {
+            log.append(&mut one.clone(), 0, None, 0).unwrap();
+        }
+        assert_eq!(log.segment_count(), 1);
+        log.append(&mut one.clone(), 0, None, 0).unwrap();
+        assert_eq!(log.segment_count(), 2);
+        assert_eq!(log.segments[1].base_offset(), 2);
+        // An append larger than a segment still goes into one (fresh) segment.
+        let mut huge = batch(0, 3, 200);
+        log.append(&mut huge, 0, None, 0).unwrap();
+        assert_eq!(log.segment_count(), 3);
+        assert_eq!(log.segments[2].base_offset(), 3);
+        assert!(tmp.path().join("t-0/00000000000000000003.log").exists());
+        assert_eq!(
+            log.durability().synced_offset(),
+            3,
+            "a roll syncs the old segment"
+        );
+        assert_eq!(log.size_bytes(), 3 * one.len() as u64 + huge.len() as u64);
+        for offset in 0..log.log_end_offset() {
+            let read = log.read(offset, 1, i64::MAX).unwrap();
+            assert_eq!(bases(&read.data), vec![offset.min(3)]);
+        }
+    }
+
+    #[test]
+    fn rolls_by_time_but_never_an_empty_segment() {
+        let tmp = tempfile::tempdir().unwrap();
+        let config = LogConfig {
+            segment_ms: 1_000,
+            ..LogConfig::default()
+        };
+        let mut log = open(tmp.path(), config);
+        log.append(&mut batch(0, 1, 1), 0, None, 5_000).unwrap();
+        log.append(&mut batch(0, 1, 1), 0, None, 6_000).unwrap();
+        assert_eq!(log.segment_count(), 1);
+        log.append(&mut batch(0, 1, 1), 0, None, 6_001).unwrap();
+        assert_eq!(log.segment_count(), 2);
+        // The new segment's clock starts at its first append.
+        log.append(&mut batch(0, 1, 1), 0, None, 7_001).unwrap();
+        assert_eq!(log.segment_count(), 2);
+        log.append(&mut batch(0, 1, 1), 0, None, 7_002).unwrap();
+        assert_eq!(log.segment_count(), 3);
+    }
+
+    #[test]
+    fn rolls_when_the_index_is_full() {
+        let tmp = tempfile::tempdir().unwrap();
+        let config = LogConfig {
+            index_interval_bytes: 0,
+            segment_index_bytes: 24,
+            ..LogConfig::default()
+        };
+        let mut log = open(tmp.path(), config);
+        // With interval 0 every batch but a segment's first adds an entry;
+        // 24 bytes hold two time entries.
+        for ts in 0..3 {
+            log.append(&mut batch(ts, 1, 1), 0, None, 0).unwrap();
+        }
+        assert_eq!(log.segment_count(), 1);
+        log.append(&mut batch(10, 1, 1), 0, None, 0).unwrap();
+        assert_eq!(log.segment_count(), 2);
+        for offset in 0..4 {
+            assert_eq!(bases(&log.read(offset, 1, 4).unwrap().data), vec![offset]);
+        }
+    }
+
+    #[test]
+    fn read_returns_whole_batches_within_bounds() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut log = open(
+            tmp.path(),
+            LogConfig {
+                index_interval_bytes: 0,
+                ..LogConfig::default()
+            },
+        );
+        let three = batch(0, 3, 20);
+        let len = three.len();
+        for _ in 0..4 {
+            log.append(&mut three.clone(), 0, None, 0).unwrap();
+        }
+        // Offsets 0..12 in batches based at 0, 3, 6, 9.
+        let read = log.read(4, 2 * len, i64::MAX).unwrap();
+        assert_eq!(read.first_offset, Some(3));
+        assert_eq!(bases(&read.data), vec![3, 6]);
+        assert_eq!(
+            bases(&log.read(4, 2 * len - 1, i64::MAX).unwrap().data),
+            vec![3]
+        );
+        assert_eq!(
+            bases(&log.read(4, 1, i64::MAX).unwrap().data),
+            vec![3],
+            "at least one"
+        );
+        assert_eq!(bases(&log.read(0, 0, i64::MAX).unwrap().data), vec![0]);
+        // max_offset is exclusive and applies to base offsets.
+        assert_eq!(
+            bases(&log.read(0, 100 * len, 7).unwrap().data),
+            vec![0, 3, 6]
+        );
+        assert_eq!(bases(&log.read(0, 100 * len, 6).unwrap().data), vec![0, 3]);
+        assert_eq!(bases(&log.read(7, 100 * len, 8).unwrap().data), vec![6]);
+        let empty = log.read(6, 100 * len, 6).unwrap();
+        assert!(empty.data.is_empty() && empty.first_offset.is_none());
+        assert!(log.read(12, 100, i64::MAX).unwrap().data.is_empty());
+        assert!(matches!(
+            log.read(13, 100, i64::MAX),
+            Err(StorageError::OffsetOutOfRange {
+                offset: 13,
+                log_start: 0,
+                log_end: 12
+            })
+        ));
+        assert!(matches!(
+            log.read(-1, 100, i64::MAX),
+            Err(StorageError::OffsetOutOfRange { .. })
+        ));
+    }
+
+    #[test]
+    fn offset_for_timestamp_finds_first_batch_reaching_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut log = open(
+            tmp.path(),
+            LogConfig {
+                segment_bytes: 400,
+                index_interval_bytes: 0,
+                ..LogConfig::default()
+            },
+        );
+        // Batch max timestamps (one record each): 100, 300, 200, 400, 400, 500.
+        let timestamps = [100, 300, 200, 400, 400, 500];
+        for ts in timestamps {
+            log.append(&mut batch(ts, 1, 30), 0, None, 0).unwrap();
+        }
+        assert!(log.segment_count() > 1);
+        for (ts, expected) in [
+            (i64::MIN, Some((100, 0))),
+            (100, Some((100, 0))),
+            (101, Some((300, 1))),
+            (200, Some((300, 1))),
+            (301, Some((400, 3))),
+            (400, Some((400, 3))),
+            (401, Some((500, 5))),
+            (501, None),
+        ] {
+            assert_eq!(log.offset_for_timestamp(ts).unwrap(), expected, "ts {ts}");
+        }
+        assert_eq!(log.max_timestamp_and_offset(), Some((500, 5)));
+        // The same answers after a reopen, from the written time indexes.
+        let dir = log.dir().to_path_buf();
+        log.close().unwrap();
+        let log = PartitionLog::open(dir, LogConfig::default(), true, 0).unwrap();
+        assert_eq!(log.offset_for_timestamp(301).unwrap(), Some((400, 3)));
+        assert_eq!(log.offset_for_timestamp(201).unwrap(), Some((300, 1)));
+        assert_eq!(log.max_timestamp_and_offset(), Some((500, 5)));
+    }
+
+    #[test]
+    fn empty_log_has_no_timestamps() {
+        let tmp = tempfile::tempdir().unwrap();
+        let log = open(tmp.path(), LogConfig::default());
+        assert_eq!(log.max_timestamp_and_offset(), None);
+        assert_eq!(log.offset_for_timestamp(0).unwrap(), None);
+        assert!(log.read(0, 100, i64::MAX).unwrap().data.is_empty());
+    }
+
+    #[test]
+    fn reopen_keeps_offsets_and_roll_clock() {
+        let tmp = tempfile::tempdir().unwrap();
+        let config = LogConfig {
+            segment_ms: 1_000,
+            ..small_segments()
+        };
+        let mut log = open(tmp.path(), config);
+        for _ in 0..5 {
+            log.append(&mut batch(10_000, 1, 50), 0, None, 10_000)
+                .unwrap();
+        }
+        let segments = log.segment_count();
+        log.close().unwrap();
+        let mut log = PartitionLog::open(tmp.path().join("t-0"), config, true, 10_500).unwrap();
+        assert_eq!((log.log_end_offset(), log.segment_count()), (5, segments));
+        assert_eq!(log.unflushed_messages(), 0);
+        assert_eq!(
+            log.append(&mut batch(0, 1, 1), 0, None, 11_001)
+                .unwrap()
+                .first_offset,
+            5
+        );
+        assert_eq!(
+            log.segment_count(),
+            segments + 1,
+            "clock taken from the first batch"
+        );
+    }
+}

@@ -1,0 +1,526 @@
+//! One segment: a `.log` file of whole v2 batches plus its two indexes.
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use sluice_protocol::batch::{BatchHeader, BatchIter, BATCH_HEADER_LEN};
+
+use crate::config::LogConfig;
+use crate::error::{IoContext, StorageError};
+use crate::index::{OffsetEntry, OffsetIndex, TimeIndex};
+
+pub(crate) const LOG_SUFFIX: &str = "log";
+const INDEX_SUFFIX: &str = "index";
+const TIME_INDEX_SUFFIX: &str = "timeindex";
+
+/// Kafka names segment files after their base offset, zero-padded to 20 digits.
+pub(crate) fn segment_path(dir: &Path, base_offset: i64, suffix: &str) -> PathBuf {
+    dir.join(format!("{base_offset:020}.{suffix}"))
+}
+
+/// The largest offset delta from a segment's base that Kafka's 32-bit
+/// relative offsets (read as signed ints by Kafka tools) can express.
+pub(crate) const MAX_RELATIVE_OFFSET: i64 = i32::MAX as i64;
+
+/// The header fields the storage engine needs, copied out of a batch.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BatchMeta {
+    pub(crate) base_offset: i64,
+    pub(crate) last_offset: i64,
+    pub(crate) max_timestamp: i64,
+    pub(crate) len: u64,
+}
+
+impl BatchMeta {
+    pub(crate) fn of(header: &BatchHeader<'_>) -> Self {
+        BatchMeta {
+            base_offset: header.base_offset(),
+            last_offset: header.last_offset(),
+            max_timestamp: header.max_timestamp(),
+            len: header.total_len() as u64,
+        }
+    }
+}
+
+/// Where a scan of whole, CRC-valid, monotonic batches stopped.
+pub(crate) struct ScanEnd {
+    /// Byte position just after the last good batch.
+    pub(crate) position: u64,
+    /// Offset after the last good batch (the segment base when none).
+    pub(crate) next_offset: i64,
+    /// True when the scan reached the end of the file without a bad batch.
+    pub(crate) reached_end: bool,
+}
+
+pub(crate) struct Segment {
+    base_offset: i64,
+    log_path: PathBuf,
+    log: Arc<File>,
+    size: u64,
+    offset_index: OffsetIndex,
+    time_index: TimeIndex,
+    /// Largest batch max timestamp and the base offset of the first batch with it.
+    max_timestamp: Option<(i64, i64)>,
+    bytes_since_index_entry: u64,
+    /// When the segment's first append happened, for `segment.ms`.
+    roll_clock_ms: Option<i64>,
+}
+
+fn open_log_file(path: &Path, create: bool) -> Result<File, StorageError> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(create)
+        .truncate(create)
+        .open(path)
+        .context(|| format!("opening {}", path.display()))
+}
+
+/// Reads an index file; `None` when it does not exist.
+fn read_index_file(path: &Path) -> Result<Option<Vec<u8>>, StorageError> {
+    match fs::read(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).context(|| format!("reading {}", path.display())),
+    }
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), StorageError> {
+    let file = File::create(path).context(|| format!("creating {}", path.display()))?;
+    file.write_all_at(bytes, 0)
+        .and_then(|()| file.sync_data())
+        .context(|| format!("writing {}", path.display()))
+}
+
+impl Segment {
+    /// Creates an empty segment, replacing any files left at that base offset.
+    /// The caller syncs the directory.
+    pub(crate) fn create(dir: &Path, base_offset: i64) -> Result<Segment, StorageError> {
+        let log_path = segment_path(dir, base_offset, LOG_SUFFIX);
+        let log = open_log_file(&log_path, true)?;
+        let segment = Segment::empty(dir, base_offset, log);
+        segment.write_index_files(dir)?;
+        Ok(segment)
+    }
+
+    fn empty(dir: &Path, base_offset: i64, log: File) -> Segment {
+        Segment {
+            base_offset,
+            log_path: segment_path(dir, base_offset, LOG_SUFFIX),
+            log: Arc::new(log),
+            size: 0,
+            offset_index: OffsetIndex::new(),
+            time_index: TimeIndex::new(),
+            max_timestamp: None,
+            bytes_since_index_entry: 0,
+            roll_clock_ms: None,
+        }
+    }
+
+    /// Opens a segment trusting its contents and its index files. `None` when
+    /// an index is missing or inconsistent with a segment spanning
+    /// `offset_span` offsets; the caller then rebuilds it with `recover`.
+    pub(crate) fn load(
+        dir: &Path,
+        base_offset: i64,
+        offset_span: u64,
+    ) -> Result<Option<Segment>, StorageError> {
+        let log_path = segment_path(dir, base_offset, LOG_SUFFIX);
+        let log = open_log_file(&log_path, false)?;
+        let size = log
+            .metadata()
+            .context(|| format!("reading the size of {}", log_path.display()))?
+            .len();
+        let index_bytes = read_index_file(&segment_path(dir, base_offset, INDEX_SUFFIX))?;
+        let time_bytes = read_index_file(&segment_path(dir, base_offset, TIME_INDEX_SUFFIX))?;
+        let (Some(index_bytes), Some(time_bytes)) = (index_bytes, time_bytes) else {
+            return Ok(None);
+        };
+        let offset_index = OffsetIndex::decode(&index_bytes, offset_span)
+            .filter(|index| index.last().is_none_or(|e| u64::from(e.position) < size));
+        let time_index = TimeIndex::decode(&time_bytes, offset_span)
+            // A non-empty segment always ends its time index with its maximum.
+            .filter(|index| size == 0 || index.last().is_some());
+        let (Some(offset_index), Some(time_index)) = (offset_index, time_index) else {
+            return Ok(None);
+        };
+        let mut segment = Segment::empty(dir, base_offset, log);
+        segment.size = size;
+        segment.bytes_since_index_entry =
+            size - offset_index.last().map_or(0, |e| u64::from(e.position));
+        segment.max_timestamp = time_index
+            .last()
+            .map(|e| (e.timestamp, base_offset + i64::from(e.relative_offset)));
+        segment.offset_index = offset_index;
+        segment.time_index = time_index;
+        Ok(Some(segment))
+    }
+
+    /// Opens a segment by scanning every batch: truncates it at the first
+    /// torn, corrupt or out-of-order batch and rebuilds (and writes) both
+    /// indexes. Returns the segment and where the scan ended.
+    pub(crate) fn recover(
+        dir: &Path,
+        base_offset: i64,
+        config: &LogConfig,
+    ) -> Result<(Segment, ScanEnd), StorageError> {
+        let log = open_log_file(&segment_path(dir, base_offset, LOG_SUFFIX), false)?;
+        let mut segment = Segment::empty(dir, base_offset, log);
+        segment.size = segment
+            .log
+            .metadata()
+            .context(|| format!("reading the size of {}", segment.log_path.display()))?
+            .len();
+        let mut batches = Vec::new();
+        let end = segment.scan(0, base_offset, |position, meta| {
+            batches.push((position, meta));
+        })?;
+        if !end.reached_end {
+            tracing::warn!(
+                segment = %segment.log_path.display(),
+                valid_bytes = end.position,
+                file_bytes = segment.size,
+                "truncating a torn or corrupt segment tail"
+            );
+            segment
+                .log
+                .set_len(end.position)
+                .context(|| format!("truncating {}", segment.log_path.display()))?;
+        }
+        segment.size = 0;
+        for (position, meta) in batches {
+            segment.index_batch(position, &meta, config);
+            segment.size = position + meta.len;
+        }
+        segment.write_index_files(dir)?;
+        Ok((segment, end))
+    }
+
+    /// Checks the batches after the last offset-index entry (all of them when
+    /// the index is empty) of a trusted segment; returns the offset after the
+    /// last batch, or `None` when the tail is not intact.
+    pub(crate) fn verify_tail(&mut self) -> Result<Option<i64>, StorageError> {
+        let (position, first_offset) = match self.offset_index.last() {
+            Some(e) => (
+                u64::from(e.position),
+                self.base_offset + i64::from(e.relative_offset),
+            ),
+            None => (0, self.base_offset),
+        };
+        let mut max_timestamp = self.max_timestamp;
+        let mut starts_where_indexed = true;
+        let end = self.scan(position, first_offset, |pos, meta| {
+            if pos == position && meta.base_offset != first_offset {
+                starts_where_indexed = false;
+            }
+            if max_timestamp.is_none_or(|(max, _)| meta.max_timestamp > max) {
+                max_timestamp = Some((meta.max_timestamp, meta.base_offset));
+            }
+        })?;
+        if !end.reached_end || !starts_where_indexed {
+            return Ok(None);
+        }
+        self.max_timestamp = max_timestamp;
+        Ok(Some(end.next_offset))
+    }
+
+    /// Scans batches from `position`, expecting offsets from `first_offset`
+    /// on, calling `visit` for each whole, CRC-valid batch until the end of the
+    /// file or the first bad batch.
+    fn scan(
+        &self,
+        mut position: u64,
+        first_offset: i64,
+        mut visit: impl FnMut(u64, BatchMeta),
+    ) -> Result<ScanEnd, StorageError> {
+        let mut next_offset = first_offset;
+        let mut buf = Vec::new();
+        let reached_end = loop {
+            if position == self.size {
+                break true;
+            }
+            let Some(meta) = self.read_verified(position, &mut buf)? else {
+                break false;
+            };
+            let in_order = meta.base_offset >= next_offset
+                && meta.last_offset - self.base_offset <= MAX_RELATIVE_OFFSET;
+            if !in_order {
+                break false;
+            }
+            visit(position, meta);
+            position += meta.len;
+            next_offset = meta.last_offset + 1;
+        };
+        Ok(ScanEnd {
+            position,
+            next_offset,
+            reached_end,
+        })
+    }
+
+    /// Reads the batch at `position` into `buf` and checks it; `None` when it
+    /// is torn or corrupt.
+    fn read_verified(
+        &self,
+        position: u64,
+        buf: &mut Vec<u8>,
+    ) -> Result<Option<BatchMeta>, StorageError> {
+        let available = self.size - position;
+        if available < BATCH_HEADER_LEN as u64 {
+            return Ok(None);
+        }
+        buf.resize(BATCH_HEADER_LEN, 0);
+        self.read_exact_at(buf, position)?;
+        let Ok(header) = BatchHeader::parse(buf) else {
+            return Ok(None);
+        };
+        let len = header.total_len();
+        if len as u64 > available {
+            return Ok(None);
+        }
+        buf.resize(len, 0);
+        self.read_exact_at(
+            &mut buf[BATCH_HEADER_LEN..],
+            position + BATCH_HEADER_LEN as u64,
+        )?;
+        let header = BatchHeader::parse(buf).expect("parsed above");
+        Ok(header.verify().is_ok().then(|| BatchMeta::of(&header)))
+    }
+
+    fn read_exact_at(&self, buf: &mut [u8], position: u64) -> Result<(), StorageError> {
+        self.log
+            .read_exact_at(buf, position)
+            .context(|| format!("reading {} at {position}", self.log_path.display()))
+    }
+
+    /// Kafka's indexing rule: a batch gets index entries when more than
+    /// `index.interval.bytes` were written since the last entry.
+    fn index_batch(&mut self, position: u64, meta: &BatchMeta, config: &LogConfig) {
+        if self
+            .max_timestamp
+            .is_none_or(|(max, _)| meta.max_timestamp > max)
+        {
+            self.max_timestamp = Some((meta.max_timestamp, meta.base_offset));
+        }
+        if self.bytes_since_index_entry > config.index_interval_bytes {
+            let relative_offset = self.relative(meta.base_offset);
+            let (max_timestamp, offset_of_max) = self.max_timestamp.expect("set above");
+            let position = u32::try_from(position).expect("segments stay below 4 GiB");
+            if !self.offset_index.is_full(config.segment_index_bytes) {
+                self.offset_index.push(OffsetEntry {
+                    relative_offset,
+                    position,
+                });
+            }
+            if !self.time_index.is_full(config.segment_index_bytes) {
+                self.time_index
+                    .maybe_push(max_timestamp, self.relative(offset_of_max));
+            }
+            self.bytes_since_index_entry = 0;
+        }
+        self.bytes_since_index_entry += meta.len;
+    }
+
+    fn relative(&self, offset: i64) -> u32 {
+        u32::try_from(offset - self.base_offset).expect("relative offsets are bounded at append")
+    }
+
+    /// Writes `bytes` (the batches described by `batches`, offsets already
+    /// assigned) at the end of the segment with one positional write.
+    pub(crate) fn append(
+        &mut self,
+        bytes: &[u8],
+        batches: &[BatchMeta],
+        config: &LogConfig,
+        now_ms: i64,
+    ) -> Result<(), StorageError> {
+        if let Err(e) = self.log.write_all_at(bytes, self.size) {
+            // Drop whatever part of the write landed so the file ends at a batch boundary.
+            let _ = self.log.set_len(self.size);
+            return Err(e).context(|| format!("appending to {}", self.log_path.display()));
+        }
+        let mut position = self.size;
+        for meta in batches {
+            self.index_batch(position, meta, config);
+            position += meta.len;
+        }
+        self.size = position;
+        self.roll_clock_ms.get_or_insert(now_ms);
+        Ok(())
+    }
+
+    /// Whether appending `bytes` more bytes ending at `last_offset` must go to
+    /// a new segment. An empty segment never rolls.
+    pub(crate) fn should_roll(
+        &self,
+        config: &LogConfig,
+        bytes: u64,
+        last_offset: i64,
+        now_ms: i64,
+    ) -> bool {
+        if self.size == 0 {
+            return false;
+        }
+        let new_size = self.size + bytes;
+        new_size > config.segment_bytes
+            || new_size > u64::from(u32::MAX)
+            || last_offset - self.base_offset > MAX_RELATIVE_OFFSET
+            || self
+                .roll_clock_ms
+                .is_some_and(|first| now_ms - first > config.segment_ms)
+            || self.offset_index.is_full(config.segment_index_bytes)
+            || self.time_index.is_full(config.segment_index_bytes)
+    }
+
+    /// Starts the `segment.ms` clock of a reopened active segment at its first
+    /// batch's max timestamp, as Kafka does, unless that lies in the future or
+    /// is missing.
+    pub(crate) fn start_roll_clock(&mut self, now_ms: i64) -> Result<(), StorageError> {
+        if self.size == 0 {
+            return Ok(());
+        }
+        let first = self.header_at(0)?;
+        let ts = first.max_timestamp;
+        self.roll_clock_ms = Some(if (0..=now_ms).contains(&ts) {
+            ts
+        } else {
+            now_ms
+        });
+        Ok(())
+    }
+
+    /// Finishes the time index with the segment's maximum (so a reopened
+    /// segment knows it) and writes both indexes, synced.
+    pub(crate) fn finish_indexes(&mut self, dir: &Path) -> Result<(), StorageError> {
+        if let Some((max_timestamp, offset)) = self.max_timestamp {
+            self.time_index
+                .maybe_push(max_timestamp, self.relative(offset));
+        }
+        self.write_index_files(dir)
+    }
+
+    fn write_index_files(&self, dir: &Path) -> Result<(), StorageError> {
+        write_synced(
+            &segment_path(dir, self.base_offset, INDEX_SUFFIX),
+            &self.offset_index.encode(),
+        )?;
+        write_synced(
+            &segment_path(dir, self.base_offset, TIME_INDEX_SUFFIX),
+            &self.time_index.encode(),
+        )
+    }
+
+    /// Removes a segment's files (missing ones are fine).
+    pub(crate) fn delete_files(dir: &Path, base_offset: i64) -> Result<(), StorageError> {
+        for suffix in [LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
+            let path = segment_path(dir, base_offset, suffix);
+            match fs::remove_file(&path) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                    return Err(e).context(|| format!("deleting {}", path.display()));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn header_at(&self, position: u64) -> Result<BatchMeta, StorageError> {
+        let mut buf = [0u8; BATCH_HEADER_LEN];
+        self.read_exact_at(&mut buf, position)?;
+        let header = BatchHeader::parse(&buf).map_err(|e| {
+            StorageError::Corrupt(format!(
+                "{} at byte {position}: {e}",
+                self.log_path.display()
+            ))
+        })?;
+        Ok(BatchMeta::of(&header))
+    }
+
+    /// Position and header of the first batch whose last offset is >=
+    /// `offset`, starting from the offset index; `None` past the end.
+    pub(crate) fn find_batch(&self, offset: i64) -> Result<Option<(u64, BatchMeta)>, StorageError> {
+        let relative = u32::try_from((offset - self.base_offset).max(0)).unwrap_or(u32::MAX);
+        let mut position = u64::from(self.offset_index.position_for(relative));
+        while position < self.size {
+            let meta = self.header_at(position)?;
+            if meta.last_offset >= offset {
+                return Ok(Some((position, meta)));
+            }
+            position += meta.len;
+        }
+        Ok(None)
+    }
+
+    /// Whole batches from `position` (where `first` starts): as many as fit in
+    /// `max_bytes` but at least `first`, stopping before the first batch whose
+    /// base offset is >= `max_offset`.
+    pub(crate) fn read_batches(
+        &self,
+        position: u64,
+        first: &BatchMeta,
+        max_bytes: usize,
+        max_offset: i64,
+    ) -> Result<Bytes, StorageError> {
+        let wanted = (max_bytes as u64).max(first.len).min(self.size - position);
+        let mut buf = vec![0u8; wanted as usize];
+        self.read_exact_at(&mut buf, position)?;
+        let mut end = 0;
+        for batch in BatchIter::new(&buf) {
+            match batch {
+                Ok((header, bytes)) if header.base_offset() < max_offset => end += bytes.len(),
+                _ => break,
+            }
+        }
+        buf.truncate(end);
+        Ok(Bytes::from(buf))
+    }
+
+    /// (max timestamp, base offset) of the first batch with max timestamp >=
+    /// `timestamp`, searching from the time index.
+    pub(crate) fn find_timestamp(
+        &self,
+        timestamp: i64,
+    ) -> Result<Option<(i64, i64)>, StorageError> {
+        let start_offset = self
+            .time_index
+            .last_below(timestamp)
+            .map_or(self.base_offset, |rel| self.base_offset + i64::from(rel));
+        let Some((mut position, _)) = self.find_batch(start_offset)? else {
+            return Ok(None);
+        };
+        while position < self.size {
+            let meta = self.header_at(position)?;
+            if meta.max_timestamp >= timestamp {
+                return Ok(Some((meta.max_timestamp, meta.base_offset)));
+            }
+            position += meta.len;
+        }
+        Ok(None)
+    }
+
+    pub(crate) fn base_offset(&self) -> i64 {
+        self.base_offset
+    }
+
+    pub(crate) fn size(&self) -> u64 {
+        self.size
+    }
+
+    pub(crate) fn max_timestamp(&self) -> Option<(i64, i64)> {
+        self.max_timestamp
+    }
+
+    pub(crate) fn log_file(&self) -> Arc<File> {
+        Arc::clone(&self.log)
+    }
+
+    pub(crate) fn sync(&self) -> Result<(), StorageError> {
+        self.log
+            .sync_data()
+            .context(|| format!("syncing {}", self.log_path.display()))
+    }
+}
