@@ -1,1 +1,78 @@
-//! placeholder
+//! `sluice-client`: a native async (tokio) client for Sluice and other
+//! Kafka-compatible brokers.
+//!
+//! * [`Producer`] — batching producer with `batch.size`/`linger.ms`,
+//!   compression (none, gzip, snappy, lz4, zstd), `acks`, Java-compatible
+//!   murmur2 key partitioning, sticky partitioning for unkeyed records, and
+//!   retries with backoff bounded by `delivery.timeout.ms`.
+//! * [`Consumer`] — reads explicitly assigned partitions from an
+//!   earliest/latest/offset/timestamp start, with seek and
+//!   `auto.offset.reset` (consumer groups are not implemented yet).
+//! * [`Admin`] — topics, partitions, configs, cluster, offsets, log dirs.
+//! * [`Cluster`] / [`Connection`] — the shared metadata cache and
+//!   per-broker connections; every API version is negotiated with
+//!   ApiVersions (the highest version both sides support).
+//!
+//! Broker errors surface as [`Error::Kafka`] carrying a [`KafkaError`] with
+//! the Kafka error code, its name and the broker's message.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use sluice_client::{
+//!     Admin, ClientConfig, Consumer, ConsumerConfig, NewTopic, Producer, ProducerConfig,
+//!     ProducerRecord, StartOffset,
+//! };
+//!
+//! # async fn demo() -> sluice_client::Result<()> {
+//! let client = ClientConfig::new("127.0.0.1:9092");
+//!
+//! let admin = Admin::connect(client.clone()).await?;
+//! admin.create_topics(&[NewTopic::new("greetings", 3, 1)], false).await?;
+//!
+//! let producer = Producer::connect(client.clone(), ProducerConfig::default()).await?;
+//! let pending: Vec<_> = (0..10)
+//!     .map(|i| producer.send(ProducerRecord::new("greetings", format!("hello {i}")).with_key("k")))
+//!     .collect();
+//! for delivery in pending {
+//!     let md = delivery.await?;
+//!     println!("partition {} offset {}", md.partition, md.offset);
+//! }
+//! producer.close().await;
+//!
+//! let mut consumer = Consumer::connect(client, ConsumerConfig::default()).await?;
+//! consumer.assign(vec![("greetings".into(), 0, StartOffset::Earliest)]).await?;
+//! let records = consumer.poll(Duration::from_secs(1)).await?;
+//! println!("read {} records", records.len());
+//! # Ok(()) }
+//! ```
+
+mod accumulator;
+pub mod admin;
+pub mod cluster;
+pub mod connection;
+pub mod consumer;
+pub mod error;
+pub mod partitioner;
+pub mod producer;
+
+pub use accumulator::TopicPartition;
+pub use admin::{
+    Admin, AlterConfigOp, ClusterDescription, ConfigEntry, ConfigResource, ConfigSource,
+    LogDirDescription, LogDirPartition, NewTopic,
+};
+pub use cluster::{
+    BrokerInfo, ClientConfig, Cluster, ClusterMetadata, ListedOffset, OffsetSpec, PartitionInfo,
+    TopicMetadata,
+};
+pub use connection::{Connection, ConnectionOptions};
+pub use consumer::{
+    Consumer, ConsumerConfig, ConsumerRecord, OffsetReset, StartOffset, TimestampType,
+};
+pub use error::{Error, KafkaError, Result};
+pub use partitioner::{murmur2, partition_for_key};
+pub use producer::{
+    Acks, CompressionType, DeliveryFuture, Producer, ProducerConfig, ProducerRecord, RecordMetadata,
+};
+pub use sluice_protocol;

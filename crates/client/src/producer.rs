@@ -1,0 +1,795 @@
+//! The producer: `send` hands a record to a background sender task and
+//! returns a future for its delivery. The sender task partitions records,
+//! accumulates them into batches, sends ready batches to partition leaders
+//! (up to `max.in.flight.requests.per.connection` requests per broker) and
+//! retries retriable failures with backoff until `delivery.timeout.ms`.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::future::Future;
+use std::pin::Pin;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use sluice_protocol::kafka_protocol::messages::produce_request::{
+    PartitionProduceData, TopicProduceData,
+};
+use sluice_protocol::kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
+use sluice_protocol::kafka_protocol::protocol::StrBytes;
+use sluice_protocol::kafka_protocol::records::Compression;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::accumulator::{Accumulator, NewRecord, ProducerBatch, TopicPartition};
+use crate::cluster::{ClientConfig, Cluster};
+use crate::error::{needs_metadata_refresh, Error, KafkaError, Result};
+use crate::partitioner::{partition_for_key, StickyPartitioner};
+
+/// Acknowledgement level (`acks`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Acks {
+    /// `acks=0`: fire and forget; the broker sends no response and offsets
+    /// are reported as -1.
+    None,
+    /// `acks=1`: the leader has written the records.
+    Leader,
+    /// `acks=all` (-1): all in-sync replicas have the records.
+    All,
+}
+
+impl Acks {
+    /// The wire value.
+    pub fn as_i16(self) -> i16 {
+        match self {
+            Acks::None => 0,
+            Acks::Leader => 1,
+            Acks::All => -1,
+        }
+    }
+}
+
+impl FromStr for Acks {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "0" => Ok(Acks::None),
+            "1" => Ok(Acks::Leader),
+            "all" | "-1" => Ok(Acks::All),
+            other => Err(Error::Config(format!(
+                "invalid acks '{other}' (expected 0, 1 or all)"
+            ))),
+        }
+    }
+}
+
+/// Compression codec (`compression.type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompressionType {
+    /// No compression.
+    None,
+    /// gzip.
+    Gzip,
+    /// Snappy.
+    Snappy,
+    /// LZ4 (frame format).
+    Lz4,
+    /// Zstandard.
+    Zstd,
+}
+
+impl CompressionType {
+    pub(crate) fn codec(self) -> Compression {
+        match self {
+            CompressionType::None => Compression::None,
+            CompressionType::Gzip => Compression::Gzip,
+            CompressionType::Snappy => Compression::Snappy,
+            CompressionType::Lz4 => Compression::Lz4,
+            CompressionType::Zstd => Compression::Zstd,
+        }
+    }
+
+    /// The name Kafka uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            CompressionType::None => "none",
+            CompressionType::Gzip => "gzip",
+            CompressionType::Snappy => "snappy",
+            CompressionType::Lz4 => "lz4",
+            CompressionType::Zstd => "zstd",
+        }
+    }
+}
+
+impl FromStr for CompressionType {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Ok(match s {
+            "none" => CompressionType::None,
+            "gzip" => CompressionType::Gzip,
+            "snappy" => CompressionType::Snappy,
+            "lz4" => CompressionType::Lz4,
+            "zstd" => CompressionType::Zstd,
+            other => {
+                return Err(Error::Config(format!(
+                    "invalid compression type '{other}' (expected none, gzip, snappy, lz4 or zstd)"
+                )))
+            }
+        })
+    }
+}
+
+/// Producer settings. Defaults follow the Java client.
+#[derive(Debug, Clone)]
+pub struct ProducerConfig {
+    /// Upper bound of a batch in bytes (`batch.size`, default 16384).
+    pub batch_size: usize,
+    /// How long to wait for more records before sending a batch that is not
+    /// full (`linger.ms`, default 5 ms).
+    pub linger: Duration,
+    /// Acknowledgement level (`acks`, default all).
+    pub acks: Acks,
+    /// Batch compression (`compression.type`, default none).
+    pub compression: CompressionType,
+    /// How many times a failed batch is retried (`retries`, default
+    /// unlimited, bounded by `delivery_timeout`).
+    pub retries: u32,
+    /// Pause before retrying a batch (`retry.backoff.ms`, default 100 ms).
+    pub retry_backoff: Duration,
+    /// Upper bound on the time from `send` to success or failure
+    /// (`delivery.timeout.ms`, default 120 s).
+    pub delivery_timeout: Duration,
+    /// Unacknowledged produce requests per broker
+    /// (`max.in.flight.requests.per.connection`, default 5).
+    pub max_in_flight: usize,
+    /// Broker-side timeout for acknowledgements (sent as the produce
+    /// request's `timeout_ms`; default 30 s).
+    pub ack_timeout: Duration,
+    /// How long to wait for metadata of an unknown topic before failing its
+    /// records (`max.block.ms`, default 60 s).
+    pub max_block: Duration,
+}
+
+impl Default for ProducerConfig {
+    fn default() -> Self {
+        ProducerConfig {
+            batch_size: 16384,
+            linger: Duration::from_millis(5),
+            acks: Acks::All,
+            compression: CompressionType::None,
+            retries: u32::MAX,
+            retry_backoff: Duration::from_millis(100),
+            delivery_timeout: Duration::from_secs(120),
+            max_in_flight: 5,
+            ack_timeout: Duration::from_secs(30),
+            max_block: Duration::from_secs(60),
+        }
+    }
+}
+
+/// A record to send.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProducerRecord {
+    /// Destination topic.
+    pub topic: String,
+    /// Explicit partition; when `None` the key's murmur2 hash picks it, or
+    /// the sticky partitioner when there is no key either.
+    pub partition: Option<i32>,
+    /// Record key.
+    pub key: Option<Bytes>,
+    /// Record value.
+    pub value: Option<Bytes>,
+    /// Record headers, in order.
+    pub headers: Vec<(String, Option<Bytes>)>,
+    /// Create time in ms since the epoch; `None` means now.
+    pub timestamp: Option<i64>,
+}
+
+impl ProducerRecord {
+    /// A record with a value only.
+    pub fn new(topic: impl Into<String>, value: impl Into<Bytes>) -> Self {
+        ProducerRecord {
+            topic: topic.into(),
+            value: Some(value.into()),
+            ..Default::default()
+        }
+    }
+
+    /// Sets the key.
+    pub fn with_key(mut self, key: impl Into<Bytes>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+
+    /// Sets the partition.
+    pub fn with_partition(mut self, partition: i32) -> Self {
+        self.partition = Some(partition);
+        self
+    }
+
+    /// Adds a header.
+    pub fn with_header(mut self, key: impl Into<String>, value: impl Into<Bytes>) -> Self {
+        self.headers.push((key.into(), Some(value.into())));
+        self
+    }
+}
+
+/// Where a record ended up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordMetadata {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// Offset in the partition; -1 with `acks=0`.
+    pub offset: i64,
+    /// The record's timestamp (the broker's LogAppendTime when the topic
+    /// uses it).
+    pub timestamp: i64,
+}
+
+type Callback = Box<dyn FnOnce(Result<RecordMetadata>) + Send>;
+
+/// How a record's outcome is reported.
+pub(crate) enum Completion {
+    Oneshot(oneshot::Sender<Result<RecordMetadata>>),
+    Callback(Callback),
+}
+
+impl Completion {
+    pub(crate) fn complete(self, res: Result<RecordMetadata>) {
+        match self {
+            Completion::Oneshot(tx) => {
+                let _ = tx.send(res);
+            }
+            Completion::Callback(cb) => cb(res),
+        }
+    }
+}
+
+/// The outcome of one `send`; resolves when the record is acknowledged or has
+/// failed for good. Dropping it does not cancel the send.
+#[derive(Debug)]
+pub struct DeliveryFuture {
+    rx: oneshot::Receiver<Result<RecordMetadata>>,
+}
+
+impl Future for DeliveryFuture {
+    type Output = Result<RecordMetadata>;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match Pin::new(&mut self.rx).poll(cx) {
+            Poll::Ready(Ok(res)) => Poll::Ready(res),
+            Poll::Ready(Err(_)) => Poll::Ready(Err(Error::Closed)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+enum Command {
+    Send(ProducerRecord, Completion),
+    Flush(oneshot::Sender<()>),
+}
+
+enum Event {
+    Metadata(Vec<String>),
+    Produced {
+        broker: i32,
+        batches: Vec<ProducerBatch>,
+        result: Result<Option<ProduceResponse>>,
+    },
+}
+
+/// An asynchronous, batching Kafka producer.
+///
+/// ```no_run
+/// # async fn demo() -> sluice_client::Result<()> {
+/// use sluice_client::{ClientConfig, Producer, ProducerConfig, ProducerRecord};
+/// let producer = Producer::connect(ClientConfig::new("127.0.0.1:9092"), ProducerConfig::default()).await?;
+/// let delivery = producer.send(ProducerRecord::new("orders", "hello").with_key("k1"));
+/// let md = delivery.await?;
+/// println!("written at {}-{}@{}", md.topic, md.partition, md.offset);
+/// producer.close().await;
+/// # Ok(()) }
+/// ```
+pub struct Producer {
+    tx: mpsc::UnboundedSender<Command>,
+    task: Mutex<Option<JoinHandle<()>>>,
+    cluster: Arc<Cluster>,
+}
+
+impl std::fmt::Debug for Producer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Producer").finish_non_exhaustive()
+    }
+}
+
+impl Producer {
+    /// Connects to the cluster and starts a producer.
+    pub async fn connect(client: ClientConfig, config: ProducerConfig) -> Result<Producer> {
+        let cluster = Cluster::connect(client).await?;
+        Producer::new(cluster, config)
+    }
+
+    /// Starts a producer on an existing cluster handle.
+    pub fn new(cluster: Arc<Cluster>, config: ProducerConfig) -> Result<Producer> {
+        if config.batch_size == 0 {
+            return Err(Error::Config("batch.size must be positive".into()));
+        }
+        if config.max_in_flight == 0 {
+            return Err(Error::Config(
+                "max.in.flight.requests.per.connection must be positive".into(),
+            ));
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (etx, erx) = mpsc::unbounded_channel();
+        let sender = Sender {
+            cluster: cluster.clone(),
+            acc: Accumulator::new(config.batch_size, config.linger),
+            config,
+            sticky: StickyPartitioner::default(),
+            waiting: HashMap::new(),
+            refreshing: HashSet::new(),
+            in_flight: HashMap::new(),
+            flush_waiters: Vec::new(),
+            events: etx,
+        };
+        let task = tokio::spawn(sender.run(rx, erx));
+        Ok(Producer {
+            tx,
+            task: Mutex::new(Some(task)),
+            cluster,
+        })
+    }
+
+    /// The cluster handle (metadata, connections) this producer uses.
+    pub fn cluster(&self) -> &Arc<Cluster> {
+        &self.cluster
+    }
+
+    /// Queues a record and returns a future for its delivery. The record is
+    /// sent when its batch is full or `linger` has passed; awaiting the
+    /// future is optional.
+    pub fn send(&self, record: ProducerRecord) -> DeliveryFuture {
+        let (tx, rx) = oneshot::channel();
+        // If the sender task is gone the command (and `tx`) is dropped and
+        // the future resolves to `Error::Closed`.
+        let _ = self.tx.send(Command::Send(record, Completion::Oneshot(tx)));
+        DeliveryFuture { rx }
+    }
+
+    /// Queues a record; `callback` runs on the producer's sender task with
+    /// the outcome. Keep it short and non-blocking.
+    pub fn send_with_callback<F>(&self, record: ProducerRecord, callback: F)
+    where
+        F: FnOnce(Result<RecordMetadata>) + Send + 'static,
+    {
+        if let Err(mpsc::error::SendError(Command::Send(_, c))) = self.tx.send(Command::Send(
+            record,
+            Completion::Callback(Box::new(callback)),
+        )) {
+            c.complete(Err(Error::Closed));
+        }
+    }
+
+    /// Sends everything queued so far without waiting for `linger` and waits
+    /// until all of it has been acknowledged or has failed.
+    pub async fn flush(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Command::Flush(tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    /// Flushes, then stops the sender task. Later sends fail with
+    /// [`Error::Closed`].
+    pub async fn close(&self) {
+        self.flush().await;
+        let task = self.task.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(task) = task {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Error code, message, base offset, log append time.
+type PartitionResult = (i16, Option<String>, i64, i64);
+
+struct Waiting {
+    record: ProducerRecord,
+    completion: Completion,
+    since: Instant,
+}
+
+struct Sender {
+    cluster: Arc<Cluster>,
+    config: ProducerConfig,
+    acc: Accumulator,
+    sticky: StickyPartitioner,
+    /// Records whose topic metadata is not known yet, by topic.
+    waiting: HashMap<String, Vec<Waiting>>,
+    refreshing: HashSet<String>,
+    in_flight: HashMap<i32, usize>,
+    flush_waiters: Vec<oneshot::Sender<()>>,
+    events: mpsc::UnboundedSender<Event>,
+}
+
+impl Sender {
+    async fn run(
+        mut self,
+        mut commands: mpsc::UnboundedReceiver<Command>,
+        mut events: mpsc::UnboundedReceiver<Event>,
+    ) {
+        let mut commands_open = true;
+        loop {
+            let now = Instant::now();
+            self.expire(now);
+            let next = self.send_ready(now);
+            if !self.flush_waiters.is_empty() && self.idle() {
+                for w in self.flush_waiters.drain(..) {
+                    let _ = w.send(());
+                }
+            }
+            if !commands_open && self.idle() {
+                break;
+            }
+            let sleep_until = next.unwrap_or(now + Duration::from_secs(3600));
+            tokio::select! {
+                cmd = commands.recv(), if commands_open => match cmd {
+                    Some(Command::Send(rec, c)) => {
+                        self.enqueue(rec, c, Instant::now());
+                        // Take whatever else is queued without re-running the loop.
+                        while let Ok(cmd) = commands.try_recv() {
+                            match cmd {
+                                Command::Send(rec, c) => self.enqueue(rec, c, Instant::now()),
+                                Command::Flush(w) => self.flush_waiters.push(w),
+                            }
+                        }
+                    }
+                    Some(Command::Flush(w)) => self.flush_waiters.push(w),
+                    None => {
+                        commands_open = false;
+                        self.flush_waiters.clear();
+                    }
+                },
+                Some(ev) = events.recv() => self.handle_event(ev),
+                _ = tokio::time::sleep_until(sleep_until.into()) => {}
+            }
+        }
+    }
+
+    fn idle(&self) -> bool {
+        self.acc.is_empty() && self.waiting.is_empty() && self.in_flight.values().all(|n| *n == 0)
+    }
+
+    fn enqueue(&mut self, rec: ProducerRecord, completion: Completion, now: Instant) {
+        let Some(tm) = self
+            .cluster
+            .topic(&rec.topic)
+            .filter(|t| !t.partitions.is_empty())
+        else {
+            let topic = rec.topic.clone();
+            self.waiting
+                .entry(topic.clone())
+                .or_default()
+                .push(Waiting {
+                    record: rec,
+                    completion,
+                    since: now,
+                });
+            self.request_metadata(topic, Duration::ZERO);
+            return;
+        };
+        let n = tm.partitions.len() as i32;
+        let available = tm.available_partitions();
+        let partition = match (rec.partition, &rec.key) {
+            (Some(p), _) => {
+                if p < 0 || p >= n {
+                    completion.complete(Err(Error::Kafka(
+                        KafkaError::new(
+                            sluice_protocol::error::UNKNOWN_TOPIC_OR_PARTITION,
+                            Some(format!(
+                                "partition {p} does not exist; topic has {n} partitions"
+                            )),
+                        )
+                        .on(format!("topic '{}'", rec.topic)),
+                    )));
+                    return;
+                }
+                p
+            }
+            (None, Some(key)) => partition_for_key(key, n),
+            (None, None) => self.sticky.partition(&rec.topic, &available, n),
+        };
+        let sticky = rec.partition.is_none() && rec.key.is_none();
+        let tp = TopicPartition {
+            topic: rec.topic,
+            partition,
+        };
+        let outcome = self.acc.append(
+            tp.clone(),
+            NewRecord {
+                key: rec.key,
+                value: rec.value,
+                headers: rec.headers,
+                timestamp: rec.timestamp.unwrap_or_else(now_ms),
+            },
+            completion,
+            now,
+        );
+        if sticky && outcome.closed_previous {
+            self.sticky
+                .batch_closed(&tp.topic, tp.partition, &available, n);
+        }
+    }
+
+    fn request_metadata(&mut self, topic: String, delay: Duration) {
+        if !self.refreshing.insert(topic.clone()) {
+            return;
+        }
+        let cluster = self.cluster.clone();
+        let events = self.events.clone();
+        tokio::spawn(async move {
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            if let Err(e) = cluster
+                .refresh_metadata(Some(std::slice::from_ref(&topic)))
+                .await
+            {
+                tracing::debug!(%topic, error = %e, "metadata refresh failed");
+            }
+            let _ = events.send(Event::Metadata(vec![topic]));
+        });
+    }
+
+    fn handle_event(&mut self, ev: Event) {
+        match ev {
+            Event::Metadata(topics) => {
+                for topic in topics {
+                    self.refreshing.remove(&topic);
+                    let Some(waiting) = self.waiting.remove(&topic) else {
+                        continue;
+                    };
+                    let known = self
+                        .cluster
+                        .topic(&topic)
+                        .is_some_and(|t| !t.partitions.is_empty());
+                    if known {
+                        for w in waiting {
+                            self.enqueue(w.record, w.completion, w.since);
+                        }
+                        continue;
+                    }
+                    let now = Instant::now();
+                    let mut still = Vec::new();
+                    for w in waiting {
+                        if now.duration_since(w.since) >= self.config.max_block {
+                            w.completion.complete(Err(Error::Kafka(
+                                KafkaError::new(
+                                    sluice_protocol::error::UNKNOWN_TOPIC_OR_PARTITION,
+                                    Some(format!(
+                                        "topic not present in metadata after {} ms",
+                                        self.config.max_block.as_millis()
+                                    )),
+                                )
+                                .on(format!("topic '{topic}'")),
+                            )));
+                        } else {
+                            still.push(w);
+                        }
+                    }
+                    if !still.is_empty() {
+                        self.waiting.insert(topic.clone(), still);
+                        self.request_metadata(topic, self.config.retry_backoff);
+                    }
+                }
+            }
+            Event::Produced {
+                broker,
+                batches,
+                result,
+            } => {
+                if let Some(n) = self.in_flight.get_mut(&broker) {
+                    *n = n.saturating_sub(1);
+                }
+                self.handle_produced(batches, result);
+            }
+        }
+    }
+
+    fn handle_produced(
+        &mut self,
+        batches: Vec<ProducerBatch>,
+        result: Result<Option<ProduceResponse>>,
+    ) {
+        let resp = match result {
+            Ok(Some(resp)) => resp,
+            Ok(None) => {
+                for b in batches {
+                    b.complete(-1, -1);
+                }
+                return;
+            }
+            Err(e) => {
+                for b in batches {
+                    self.retry_or_fail(b, e.clone());
+                }
+                return;
+            }
+        };
+        let mut results: HashMap<(String, i32), PartitionResult> = HashMap::new();
+        for t in &resp.responses {
+            for p in &t.partition_responses {
+                results.insert(
+                    (t.name.0.to_string(), p.index),
+                    (
+                        p.error_code,
+                        p.error_message.as_ref().map(|m| m.to_string()),
+                        p.base_offset,
+                        p.log_append_time_ms,
+                    ),
+                );
+            }
+        }
+        for b in batches {
+            match results.remove(&(b.tp.topic.clone(), b.tp.partition)) {
+                None => {
+                    let err =
+                        Error::Protocol(format!("produce response has no result for {}", b.tp));
+                    b.fail(err);
+                }
+                Some((0, _, base, log_append)) => b.complete(base, log_append),
+                Some((code, msg, _, _)) => {
+                    let err = Error::Kafka(KafkaError::new(code, msg).on(b.tp.to_string()));
+                    self.retry_or_fail(b, err);
+                }
+            }
+        }
+    }
+
+    fn retry_or_fail(&mut self, mut batch: ProducerBatch, err: Error) {
+        let now = Instant::now();
+        let refresh = match &err {
+            Error::Kafka(k) => needs_metadata_refresh(k.code),
+            _ => err.is_retriable(),
+        };
+        if refresh {
+            self.request_metadata(batch.tp.topic.clone(), Duration::ZERO);
+        }
+        let expired = now.duration_since(batch.created) >= self.config.delivery_timeout;
+        if !err.is_retriable() || batch.attempts > self.config.retries || expired {
+            tracing::debug!(tp = %batch.tp, error = %err, "failing batch");
+            batch.fail(err);
+            return;
+        }
+        tracing::debug!(tp = %batch.tp, error = %err, attempt = batch.attempts, "retrying batch");
+        batch.attempts += 1;
+        self.acc.reenqueue(batch, now + self.config.retry_backoff);
+    }
+
+    fn expire(&mut self, now: Instant) {
+        for b in self.acc.expire(now, self.config.delivery_timeout) {
+            b.fail(Error::DeliveryTimeout(self.config.delivery_timeout));
+        }
+    }
+
+    /// Sends every batch that is ready; returns when to look again.
+    fn send_ready(&mut self, now: Instant) -> Option<Instant> {
+        let flushing = !self.flush_waiters.is_empty();
+        let (ready, mut next) = self.acc.ready(now, flushing);
+        let mut by_broker: BTreeMap<i32, Vec<ProducerBatch>> = BTreeMap::new();
+        for tp in ready {
+            let Some(leader) = self.cluster.leader(&tp.topic, tp.partition) else {
+                self.request_metadata(tp.topic.clone(), Duration::ZERO);
+                let retry = now + self.config.retry_backoff;
+                next = Some(next.map_or(retry, |n| n.min(retry)));
+                continue;
+            };
+            // All batches for one broker in this round share one request.
+            if self.in_flight.get(&leader).copied().unwrap_or(0) >= self.config.max_in_flight {
+                continue;
+            }
+            let Some(mut batch) = self.acc.drain(&tp) else {
+                continue;
+            };
+            if batch.retry_at.is_none() {
+                // This batch is now closed: move the sticky partition on.
+                if let Some(tm) = self.cluster.topic(&tp.topic) {
+                    self.sticky.batch_closed(
+                        &tp.topic,
+                        tp.partition,
+                        &tm.available_partitions(),
+                        tm.partitions.len() as i32,
+                    );
+                }
+            }
+            if let Err(e) = batch.encode(self.config.compression.codec()) {
+                batch.fail(e);
+                continue;
+            }
+            by_broker.entry(leader).or_default().push(batch);
+        }
+        for (broker, batches) in by_broker {
+            *self.in_flight.entry(broker).or_default() += 1;
+            self.spawn_produce(broker, batches);
+        }
+        next
+    }
+
+    fn spawn_produce(&self, broker: i32, batches: Vec<ProducerBatch>) {
+        let mut topics: BTreeMap<&str, Vec<PartitionProduceData>> = BTreeMap::new();
+        for b in &batches {
+            topics.entry(b.tp.topic.as_str()).or_default().push(
+                PartitionProduceData::default()
+                    .with_index(b.tp.partition)
+                    .with_records(b.encoded.clone()),
+            );
+        }
+        let req = ProduceRequest::default()
+            .with_acks(self.config.acks.as_i16())
+            .with_timeout_ms(self.config.ack_timeout.as_millis().min(i32::MAX as u128) as i32)
+            .with_topic_data(
+                topics
+                    .into_iter()
+                    .map(|(t, ps)| {
+                        TopicProduceData::default()
+                            .with_name(TopicName(StrBytes::from_string(t.to_string())))
+                            .with_partition_data(ps)
+                    })
+                    .collect(),
+            );
+        let acks = self.config.acks;
+        let cluster = self.cluster.clone();
+        let events = self.events.clone();
+        tokio::spawn(async move {
+            let result = async {
+                let conn = cluster.broker_connection(broker).await?;
+                if acks == Acks::None {
+                    conn.send_no_response(req).await.map(|()| None)
+                } else {
+                    conn.call(req).await.map(Some)
+                }
+            }
+            .await;
+            let _ = events.send(Event::Produced {
+                broker,
+                batches,
+                result,
+            });
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_acks_and_compression() {
+        assert_eq!("all".parse::<Acks>().unwrap(), Acks::All);
+        assert_eq!("-1".parse::<Acks>().unwrap().as_i16(), -1);
+        assert_eq!("0".parse::<Acks>().unwrap(), Acks::None);
+        assert!("2".parse::<Acks>().is_err());
+        for c in ["none", "gzip", "snappy", "lz4", "zstd"] {
+            assert_eq!(c.parse::<CompressionType>().unwrap().name(), c);
+        }
+        assert!("brotli".parse::<CompressionType>().is_err());
+    }
+
+    #[tokio::test]
+    async fn delivery_future_reports_closed_when_dropped() {
+        let (tx, rx) = oneshot::channel::<Result<RecordMetadata>>();
+        drop(tx);
+        let res = DeliveryFuture { rx }.await;
+        assert!(matches!(res, Err(Error::Closed)));
+    }
+}
