@@ -1,0 +1,267 @@
+//! Recovery after crashes and damaged files.
+
+mod common;
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use common::*;
+use sluice_storage::{LogDir, PartitionLog};
+
+const TOPIC: &str = "events";
+
+struct Fixture {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+    model: Model,
+}
+
+impl Fixture {
+    /// A log with several segments of one-to-three-record batches.
+    fn new() -> (Fixture, PartitionLog) {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().to_path_buf();
+        let dir = LogDir::open(&root).unwrap();
+        let mut log = dir.open_log(TOPIC, 0, small_segments(), 0).unwrap();
+        let mut model = Model::default();
+        for i in 0..30u8 {
+            let records = usize::from(i % 3) + 1;
+            append(
+                &mut log,
+                &mut model,
+                batch(i64::from(i) * 10, records, 40, i),
+                0,
+            );
+        }
+        assert!(log.segment_count() >= 3);
+        let fixture = Fixture {
+            _tmp: tmp,
+            root,
+            model,
+        };
+        (fixture, log)
+    }
+
+    fn partition_dir(&self) -> PathBuf {
+        self.root.join(format!("{TOPIC}-0"))
+    }
+
+    fn active_segment(&self) -> PathBuf {
+        segment_files(&self.partition_dir(), "log").pop().unwrap()
+    }
+
+    /// Reopens the log directory and the log; `clean` says what the log
+    /// directory is expected to have recorded.
+    fn reopen(&self, clean: bool) -> PartitionLog {
+        let dir = LogDir::open(&self.root).unwrap();
+        assert_eq!(dir.was_clean_shutdown(), clean);
+        dir.open_log(TOPIC, 0, small_segments(), 0).unwrap()
+    }
+}
+
+fn close_cleanly(root: &Path, log: PartitionLog) {
+    log.close().unwrap();
+    LogDir::open(root).unwrap().mark_clean_shutdown().unwrap();
+}
+
+fn append_garbage(path: &Path, garbage: &[u8]) {
+    OpenOptions::new()
+        .append(true)
+        .open(path)
+        .unwrap()
+        .write_all(garbage)
+        .unwrap();
+}
+
+#[test]
+fn torn_last_batch_is_cut_off() {
+    let (mut fixture, log) = Fixture::new();
+    drop(log); // crash: no close, no clean marker
+    let active = fixture.active_segment();
+    let len = fs::metadata(&active).unwrap().len();
+    OpenOptions::new()
+        .write(true)
+        .open(&active)
+        .unwrap()
+        .set_len(len - 5)
+        .unwrap();
+
+    let mut log = fixture.reopen(false);
+    let last = fixture.model.batches.last().unwrap().base_offset;
+    fixture.model.truncate_to(last);
+    assert_log_matches(&log, &fixture.model);
+    let last_start = batch_positions(&active).last().unwrap().0;
+    assert_eq!(
+        fs::metadata(&active).unwrap().len(),
+        last_start + fixture.model.batches.last().unwrap().bytes.len() as u64
+    );
+    assert_eq!(log.durability().synced_offset(), last);
+    // The lost offset is handed out again: it was never acknowledged as written.
+    append(&mut log, &mut fixture.model, batch(0, 2, 5, 0xee), 0);
+    assert_log_matches(&log, &fixture.model);
+}
+
+#[test]
+fn corrupt_batch_in_the_middle_drops_it_and_everything_after() {
+    let (mut fixture, log) = Fixture::new();
+    drop(log);
+    let active = fixture.active_segment();
+    let positions = batch_positions(&active);
+    assert!(positions.len() >= 3);
+    let (position, base_offset) = positions[1];
+    let mut bytes = fs::read(&active).unwrap();
+    bytes[position as usize + 70] ^= 0x40;
+    fs::write(&active, &bytes).unwrap();
+
+    let log = fixture.reopen(false);
+    fixture.model.truncate_to(base_offset);
+    assert_log_matches(&log, &fixture.model);
+    assert_eq!(fs::metadata(&active).unwrap().len(), position);
+}
+
+#[test]
+fn corrupt_batch_in_an_older_unsynced_segment_deletes_later_segments() {
+    let (mut fixture, log) = Fixture::new();
+    drop(log);
+    // Without a recovery point everything is scanned.
+    fs::remove_file(fixture.partition_dir().join("recovery-point")).unwrap();
+    let logs = segment_files(&fixture.partition_dir(), "log");
+    let second = &logs[1];
+    let (position, base_offset) = batch_positions(second)[1];
+    let mut bytes = fs::read(second).unwrap();
+    bytes[position as usize + 65] ^= 1;
+    fs::write(second, &bytes).unwrap();
+
+    let log = fixture.reopen(false);
+    fixture.model.truncate_to(base_offset);
+    assert_log_matches(&log, &fixture.model);
+    assert_eq!(log.segment_count(), 2);
+    assert_eq!(segment_files(&fixture.partition_dir(), "log").len(), 2);
+}
+
+#[test]
+fn segments_below_the_recovery_point_are_trusted() {
+    let (fixture, log) = Fixture::new();
+    drop(log);
+    // Damage an old segment after its roll moved the recovery point past it:
+    // an unclean restart does not scan it (that is the point of the checkpoint).
+    let first = &segment_files(&fixture.partition_dir(), "log")[0];
+    let mut bytes = fs::read(first).unwrap();
+    bytes[100] ^= 1;
+    fs::write(first, &bytes).unwrap();
+    let log = fixture.reopen(false);
+    assert_eq!(log.log_end_offset(), fixture.model.log_end_offset());
+}
+
+#[test]
+fn garbage_after_the_last_batch_is_removed_after_a_crash() {
+    let (mut fixture, log) = Fixture::new();
+    drop(log);
+    let active = fixture.active_segment();
+    let len = fs::metadata(&active).unwrap().len();
+    append_garbage(&active, &[0xab; 300]);
+
+    let mut log = fixture.reopen(false);
+    assert_log_matches(&log, &fixture.model);
+    assert_eq!(fs::metadata(&active).unwrap().len(), len);
+    append(&mut log, &mut fixture.model, batch(0, 1, 5, 1), 0);
+    assert_log_matches(&log, &fixture.model);
+}
+
+#[test]
+fn garbage_after_the_last_batch_is_caught_even_after_a_clean_shutdown() {
+    let (mut fixture, log) = Fixture::new();
+    close_cleanly(&fixture.root, log);
+    let active = fixture.active_segment();
+    let len = fs::metadata(&active).unwrap().len();
+    // Looks like the start of a batch header, then stops.
+    let mut garbage = fixture.model.batches[0].bytes[..40].to_vec();
+    garbage[0] = 0x7f;
+    append_garbage(&active, &garbage);
+
+    let mut log = fixture.reopen(true);
+    assert_log_matches(&log, &fixture.model);
+    assert_eq!(fs::metadata(&active).unwrap().len(), len);
+    append(&mut log, &mut fixture.model, batch(0, 1, 5, 1), 0);
+    assert_log_matches(&log, &fixture.model);
+}
+
+#[test]
+fn missing_or_corrupt_indexes_are_rebuilt() {
+    let (fixture, log) = Fixture::new();
+    let expected_max = log.max_timestamp_and_offset();
+    close_cleanly(&fixture.root, log);
+    let dir = fixture.partition_dir();
+    let indexes = segment_files(&dir, "index");
+    let time_indexes = segment_files(&dir, "timeindex");
+    let originals: Vec<Vec<u8>> = indexes
+        .iter()
+        .chain(&time_indexes)
+        .map(|p| fs::read(p).unwrap())
+        .collect();
+    assert!(originals.iter().all(|bytes| !bytes.is_empty()));
+
+    fs::remove_file(&indexes[0]).unwrap();
+    fs::remove_file(&time_indexes[0]).unwrap();
+    // Not a whole number of entries.
+    fs::write(&indexes[1], &originals[1][..originals[1].len() - 3]).unwrap();
+    fs::write(&time_indexes[1], b"0123456789abc").unwrap();
+    // Whole entries, but out of order.
+    let mut swapped = originals[2][8..16].to_vec();
+    swapped.extend_from_slice(&originals[2][..8]);
+    fs::write(&indexes[2], &swapped).unwrap();
+    // Pointing beyond the segment's offsets.
+    let mut beyond = originals[indexes.len() + 2].clone();
+    let last = beyond.len() - 4;
+    beyond[last..].copy_from_slice(&u32::MAX.to_be_bytes());
+    fs::write(&time_indexes[2], &beyond).unwrap();
+
+    let log = fixture.reopen(true);
+    assert_log_matches(&log, &fixture.model);
+    let rebuilt: Vec<Vec<u8>> = indexes
+        .iter()
+        .chain(&time_indexes)
+        .map(|p| fs::read(p).unwrap())
+        .collect();
+    assert_eq!(
+        rebuilt, originals,
+        "rebuilt indexes equal the ones written at roll"
+    );
+    assert_eq!(log.max_timestamp_and_offset(), expected_max);
+    for batch in &fixture.model.batches {
+        let found = log.offset_for_timestamp(batch.max_timestamp).unwrap();
+        assert_eq!(found, Some((batch.max_timestamp, batch.base_offset)));
+    }
+}
+
+#[test]
+fn clean_shutdown_marker_round_trip() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = LogDir::open(tmp.path()).unwrap();
+    assert!(!dir.was_clean_shutdown());
+    dir.mark_clean_shutdown().unwrap();
+    let dir = LogDir::open(tmp.path()).unwrap();
+    assert!(dir.was_clean_shutdown());
+    let dir = LogDir::open(tmp.path()).unwrap();
+    assert!(!dir.was_clean_shutdown(), "the marker is consumed by open");
+}
+
+#[test]
+fn partitions_are_listed_and_deleted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = LogDir::open(tmp.path()).unwrap();
+    for (topic, partition) in [("a-b", 0), ("a-b", 11), ("c", 2)] {
+        dir.open_log(topic, partition, small_segments(), 0).unwrap();
+    }
+    fs::create_dir(tmp.path().join("not-a-partition")).unwrap();
+    fs::create_dir(tmp.path().join("c-07")).unwrap();
+    fs::write(tmp.path().join("x-1"), b"a file").unwrap();
+    assert_eq!(
+        dir.existing_partitions().unwrap(),
+        vec![("a-b".into(), 0), ("a-b".into(), 11), ("c".into(), 2)]
+    );
+    dir.delete_log("a-b", 11).unwrap();
+    assert_eq!(dir.existing_partitions().unwrap().len(), 2);
+    assert!(dir.open_log("../escape", 0, small_segments(), 0).is_err());
+}
