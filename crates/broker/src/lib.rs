@@ -1,1 +1,19 @@
-//! placeholder
+//! The Sluice broker.
+//!
+//! Owns the network side of a node: the listener and per-connection request
+//! loop, one handler module per Kafka API under [`handlers`], the partitions
+//! this node leads (log, high watermark, group-commit durability, fetch
+//! wake-ups) and the controller operations that turn admin requests into
+//! metadata records. Storage details live in `sluice-storage`, metadata
+//! records and the image in `sluice-metadata`, wire formats in
+//! `sluice-protocol`.
+
+pub mod config;
+mod controller;
+mod handlers;
+mod partition;
+mod server;
+mod state;
+
+pub use config::BrokerConfig;
+pub use server::Broker;

@@ -1,0 +1,534 @@
+//! Broker and topic configuration under Kafka's names, defaults and docs.
+//!
+//! Every setting is declared once in a table ([`BROKER_CONFIGS`],
+//! [`TOPIC_CONFIGS`]) with its type, default, validation and documentation;
+//! parsing, validation, DescribeConfigs and the CLI all read that table. A
+//! topic setting resolves, in Kafka's order: topic override, dynamic broker
+//! setting, static broker setting (`--set`, config file, environment), then
+//! the default. Sluice differs from Kafka in one default on purpose:
+//! `log.flush.interval.messages=1`, so acknowledged data is on disk.
+
+use std::collections::BTreeMap;
+
+/// Kafka's `ConfigEntry.ConfigType` ids, as DescribeConfigs v3+ reports them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigType {
+    Boolean = 1,
+    String = 2,
+    Int = 3,
+    Short = 4,
+    Long = 5,
+    Double = 6,
+    List = 7,
+}
+
+/// Kafka's `ConfigSource` ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigSource {
+    DynamicTopic = 1,
+    DynamicBroker = 2,
+    StaticBroker = 4,
+    Default = 5,
+}
+
+/// How a value is checked beyond its type.
+#[derive(Debug, Clone, Copy)]
+pub enum Check {
+    None,
+    AtLeast(i64),
+    Between(i64, i64),
+    Ratio,
+    OneOf(&'static [&'static str]),
+    ListOf(&'static [&'static str]),
+    Listener,
+}
+
+#[derive(Debug)]
+pub struct ConfigDef {
+    pub name: &'static str,
+    pub ty: ConfigType,
+    /// `None` is Kafka's `null` default.
+    pub default: Option<&'static str>,
+    pub check: Check,
+    /// Broker settings that may change at runtime (IncrementalAlterConfigs).
+    pub dynamic: bool,
+    pub doc: &'static str,
+}
+
+const LONG_MAX: &str = "9223372036854775807";
+const TIMESTAMP_TYPES: &[&str] = &["CreateTime", "LogAppendTime"];
+const CLEANUP_POLICIES: &[&str] = &["delete", "compact"];
+/// `compression.type` values Sluice implements. Broker-side recompression to
+/// a different codec arrives with the log lifecycle work (issue #4).
+const COMPRESSION_TYPES: &[&str] = &["producer"];
+
+macro_rules! def {
+    ($name:expr, $ty:ident, $default:expr, $check:expr, $dynamic:expr, $doc:expr) => {
+        ConfigDef {
+            name: $name,
+            ty: ConfigType::$ty,
+            default: $default,
+            check: $check,
+            dynamic: $dynamic,
+            doc: $doc,
+        }
+    };
+}
+
+/// Broker settings. Names, defaults and docs follow Kafka's `KafkaConfig`.
+pub static BROKER_CONFIGS: &[ConfigDef] = &[
+    def!("node.id", Int, Some("1"), Check::AtLeast(0), false, "The node id of this broker."),
+    def!("listeners", String, Some("PLAINTEXT://127.0.0.1:9092"), Check::Listener, false, "The address the socket server listens on, as PLAINTEXT://host:port (or host:port)."),
+    def!("advertised.listeners", String, None, Check::Listener, false, "The address published to clients in Metadata, if different from listeners. Defaults to listeners."),
+    def!("log.dirs", String, Some("./sluice-data"), Check::None, false, "The directory in which the log data is kept."),
+    def!("num.partitions", Int, Some("1"), Check::AtLeast(1), true, "The default number of log partitions per topic."),
+    def!("default.replication.factor", Int, Some("1"), Check::AtLeast(1), true, "The replication factor for automatically created topics, and for topics created with -1 as the replication factor."),
+    def!("auto.create.topics.enable", Boolean, Some("true"), Check::None, false, "Enable auto creation of topic on the server."),
+    def!("delete.topic.enable", Boolean, Some("true"), Check::None, false, "Enables delete topic. Delete topic through the admin tool will have no effect if this config is turned off."),
+    def!("socket.request.max.bytes", Int, Some("104857600"), Check::AtLeast(1), false, "The maximum number of bytes in a socket request."),
+    def!("message.max.bytes", Int, Some("1048588"), Check::AtLeast(0), true, "The largest record batch size allowed by Kafka (after compression if compression is enabled)."),
+    def!("max.incremental.fetch.session.cache.slots", Int, Some("1000"), Check::AtLeast(0), false, "The maximum number of total incremental fetch sessions that we will maintain."),
+    def!("log.segment.bytes", Int, Some("1073741824"), Check::AtLeast(14), true, "The maximum size of a single log file."),
+    def!("log.roll.ms", Long, None, Check::AtLeast(1), true, "The maximum time before a new log segment is rolled out (in milliseconds). If not set, the value in log.roll.hours is used."),
+    def!("log.roll.hours", Int, Some("168"), Check::AtLeast(1), true, "The maximum time before a new log segment is rolled out (in hours), secondary to log.roll.ms property."),
+    def!("log.roll.jitter.ms", Long, None, Check::AtLeast(0), true, "The maximum jitter to subtract from logRollTimeMillis (in milliseconds). If not set, the value in log.roll.jitter.hours is used."),
+    def!("log.roll.jitter.hours", Int, Some("0"), Check::AtLeast(0), true, "The maximum jitter to subtract from logRollTimeMillis (in hours), secondary to log.roll.jitter.ms property."),
+    def!("log.index.interval.bytes", Int, Some("4096"), Check::AtLeast(0), true, "The interval with which we add an entry to the offset index."),
+    def!("log.index.size.max.bytes", Int, Some("10485760"), Check::AtLeast(4), true, "The maximum size in bytes of the offset index."),
+    def!("log.flush.interval.messages", Long, Some("1"), Check::AtLeast(1), true, "The number of messages accumulated on a log partition before messages are flushed to disk. Sluice defaults to 1: a produce with acks=1 or acks=all is answered only after its data is synced (with group commit). Set 9223372036854775807 for Kafka's lazy behaviour."),
+    def!("log.flush.interval.ms", Long, None, Check::AtLeast(0), true, "The maximum time in ms that a message in any topic is kept in memory before flushed to disk. If not set, the value in log.flush.scheduler.interval.ms is used."),
+    def!("log.flush.scheduler.interval.ms", Long, Some(LONG_MAX), Check::AtLeast(0), false, "The frequency in ms that the log flusher checks whether any log needs to be flushed to disk."),
+    def!("log.retention.ms", Long, None, Check::AtLeast(-1), true, "The number of milliseconds to keep a log file before deleting it (in milliseconds), If not set, the value in log.retention.minutes is used. If set to -1, no time limit is applied."),
+    def!("log.retention.minutes", Int, None, Check::AtLeast(-1), true, "The number of minutes to keep a log file before deleting it (in minutes), secondary to log.retention.ms property. If not set, the value in log.retention.hours is used."),
+    def!("log.retention.hours", Int, Some("168"), Check::AtLeast(-1), true, "The number of hours to keep a log file before deleting it (in hours), tertiary to log.retention.ms property."),
+    def!("log.retention.bytes", Long, Some("-1"), Check::AtLeast(-1), true, "The maximum size of the log before deleting it."),
+    def!("log.retention.check.interval.ms", Long, Some("300000"), Check::AtLeast(1), false, "The frequency in milliseconds that the log cleaner checks whether any log is eligible for deletion."),
+    def!("log.cleanup.policy", List, Some("delete"), Check::ListOf(CLEANUP_POLICIES), true, "The default cleanup policy for segments beyond the retention window. A comma separated list of valid policies."),
+    def!("log.cleaner.enable", Boolean, Some("true"), Check::None, false, "Enable the log cleaner process to run on the server."),
+    def!("log.cleaner.backoff.ms", Long, Some("15000"), Check::AtLeast(0), true, "The amount of time to sleep when there are no logs to clean."),
+    def!("log.cleaner.min.cleanable.ratio", Double, Some("0.5"), Check::Ratio, true, "The minimum ratio of dirty log to total log for a log to eligible for cleaning."),
+    def!("log.cleaner.delete.retention.ms", Long, Some("86400000"), Check::AtLeast(0), true, "The amount of time to retain tombstone message markers for log compacted topics."),
+    def!("log.cleaner.min.compaction.lag.ms", Long, Some("0"), Check::AtLeast(0), true, "The minimum time a message will remain uncompacted in the log. Only applicable for logs that are being compacted."),
+    def!("log.cleaner.max.compaction.lag.ms", Long, Some(LONG_MAX), Check::AtLeast(1), true, "The maximum time a message will remain ineligible for compaction in the log. Only applicable for logs that are being compacted."),
+    def!("log.segment.delete.delay.ms", Long, Some("60000"), Check::AtLeast(0), true, "The amount of time to wait before deleting a file from the filesystem."),
+    def!("log.preallocate", Boolean, Some("false"), Check::None, true, "Should pre allocate file when create new segment?"),
+    def!("log.message.timestamp.type", String, Some("CreateTime"), Check::OneOf(TIMESTAMP_TYPES), true, "Define whether the timestamp in the message is message create time or log append time."),
+    def!("log.message.timestamp.before.max.ms", Long, Some(LONG_MAX), Check::AtLeast(0), true, "This configuration sets the allowable timestamp difference between the broker's timestamp and the message timestamp. The message timestamp can be earlier than or equal to the broker's timestamp, with the maximum allowable difference determined by the value set in this configuration."),
+    def!("log.message.timestamp.after.max.ms", Long, Some("3600000"), Check::AtLeast(0), true, "This configuration sets the allowable timestamp difference between the message timestamp and the broker's timestamp. The message timestamp can be later than or equal to the broker's timestamp, with the maximum allowable difference determined by the value set in this configuration."),
+    def!("compression.type", String, Some("producer"), Check::OneOf(COMPRESSION_TYPES), true, "Specify the final compression type for a given topic. 'producer' retains the original compression codec set by the producer. (Recompressing to another codec is not implemented yet.)"),
+    def!("compression.gzip.level", Int, Some("-1"), Check::Between(-1, 9), true, "The compression level to use if compression.type is set to gzip."),
+    def!("compression.lz4.level", Int, Some("9"), Check::Between(1, 17), true, "The compression level to use if compression.type is set to lz4."),
+    def!("compression.zstd.level", Int, Some("3"), Check::Between(-131072, 22), true, "The compression level to use if compression.type is set to zstd."),
+    def!("min.insync.replicas", Int, Some("1"), Check::AtLeast(1), true, "When a producer sets acks to \"all\" (or \"-1\"), min.insync.replicas specifies the minimum number of replicas that must acknowledge a write for the write to be considered successful."),
+    def!("unclean.leader.election.enable", Boolean, Some("false"), Check::None, true, "Indicates whether to enable replicas not in the ISR set to be elected as leader as a last resort, even though doing so may result in data loss."),
+];
+
+/// Where a topic setting falls back to at the broker level. `scale` converts
+/// the broker unit (minutes, hours) to the topic unit (milliseconds).
+#[derive(Debug)]
+pub struct Synonym {
+    pub name: &'static str,
+    pub scale: i64,
+}
+
+#[derive(Debug)]
+pub struct TopicConfigDef {
+    pub name: &'static str,
+    pub ty: ConfigType,
+    /// Used only when no broker synonym has a value.
+    pub default: &'static str,
+    pub check: Check,
+    pub synonyms: &'static [Synonym],
+    pub doc: &'static str,
+}
+
+macro_rules! syn {
+    ($($name:expr => $scale:expr),*) => { &[$(Synonym { name: $name, scale: $scale }),*] };
+}
+
+macro_rules! topic_def {
+    ($name:expr, $ty:ident, $default:expr, $check:expr, $syn:expr, $doc:expr) => {
+        TopicConfigDef {
+            name: $name,
+            ty: ConfigType::$ty,
+            default: $default,
+            check: $check,
+            synonyms: $syn,
+            doc: $doc,
+        }
+    };
+}
+
+/// Topic settings, as Kafka's `TopicConfig` lists them.
+pub static TOPIC_CONFIGS: &[TopicConfigDef] = &[
+    topic_def!("cleanup.policy", List, "delete", Check::ListOf(CLEANUP_POLICIES), syn!("log.cleanup.policy" => 1), "This config designates the retention policy to use on log segments. The \"delete\" policy (which is the default) will discard old segments when their retention time or size limit has been reached. The \"compact\" policy will enable log compaction, which retains the latest value for each key."),
+    topic_def!("compression.type", String, "producer", Check::OneOf(COMPRESSION_TYPES), syn!("compression.type" => 1), "Specify the final compression type for a given topic. 'producer' means retain the original compression codec set by the producer."),
+    topic_def!("compression.gzip.level", Int, "-1", Check::Between(-1, 9), syn!("compression.gzip.level" => 1), "The compression level to use if compression.type is set to gzip."),
+    topic_def!("compression.lz4.level", Int, "9", Check::Between(1, 17), syn!("compression.lz4.level" => 1), "The compression level to use if compression.type is set to lz4."),
+    topic_def!("compression.zstd.level", Int, "3", Check::Between(-131072, 22), syn!("compression.zstd.level" => 1), "The compression level to use if compression.type is set to zstd."),
+    topic_def!("delete.retention.ms", Long, "86400000", Check::AtLeast(0), syn!("log.cleaner.delete.retention.ms" => 1), "The amount of time to retain delete tombstone markers for log compacted topics."),
+    topic_def!("file.delete.delay.ms", Long, "60000", Check::AtLeast(0), syn!("log.segment.delete.delay.ms" => 1), "The time to wait before deleting a file from the filesystem."),
+    topic_def!("flush.messages", Long, "1", Check::AtLeast(1), syn!("log.flush.interval.messages" => 1), "This setting allows specifying an interval at which we will force an fsync of data written to the log. Sluice's default of 1 syncs before acknowledging (group commit makes that cheap)."),
+    topic_def!("flush.ms", Long, LONG_MAX, Check::AtLeast(0), syn!("log.flush.interval.ms" => 1, "log.flush.scheduler.interval.ms" => 1), "This setting allows specifying a time interval at which we will force an fsync of data written to the log."),
+    topic_def!("index.interval.bytes", Int, "4096", Check::AtLeast(0), syn!("log.index.interval.bytes" => 1), "This setting controls how frequently Kafka adds an index entry to its offset index."),
+    topic_def!("max.compaction.lag.ms", Long, LONG_MAX, Check::AtLeast(1), syn!("log.cleaner.max.compaction.lag.ms" => 1), "The maximum time a message will remain ineligible for compaction in the log. Only applicable for logs that are being compacted."),
+    topic_def!("max.message.bytes", Int, "1048588", Check::AtLeast(0), syn!("message.max.bytes" => 1), "The largest record batch size allowed by Kafka (after compression if compression is enabled)."),
+    topic_def!("message.timestamp.after.max.ms", Long, "3600000", Check::AtLeast(0), syn!("log.message.timestamp.after.max.ms" => 1), "This configuration sets the allowable timestamp difference between the message timestamp and the broker's timestamp. The message timestamp can be later than or equal to the broker's timestamp, with the maximum allowable difference determined by the value set in this configuration."),
+    topic_def!("message.timestamp.before.max.ms", Long, LONG_MAX, Check::AtLeast(0), syn!("log.message.timestamp.before.max.ms" => 1), "This configuration sets the allowable timestamp difference between the broker's timestamp and the message timestamp. The message timestamp can be earlier than or equal to the broker's timestamp, with the maximum allowable difference determined by the value set in this configuration."),
+    topic_def!("message.timestamp.type", String, "CreateTime", Check::OneOf(TIMESTAMP_TYPES), syn!("log.message.timestamp.type" => 1), "Define whether the timestamp in the message is message create time or log append time."),
+    topic_def!("min.cleanable.dirty.ratio", Double, "0.5", Check::Ratio, syn!("log.cleaner.min.cleanable.ratio" => 1), "This configuration controls how frequently the log compactor will attempt to clean the log (assuming log compaction is enabled)."),
+    topic_def!("min.compaction.lag.ms", Long, "0", Check::AtLeast(0), syn!("log.cleaner.min.compaction.lag.ms" => 1), "The minimum time a message will remain uncompacted in the log. Only applicable for logs that are being compacted."),
+    topic_def!("min.insync.replicas", Int, "1", Check::AtLeast(1), syn!("min.insync.replicas" => 1), "When a producer sets acks to \"all\" (or \"-1\"), this configuration specifies the minimum number of replicas that must acknowledge a write for the write to be considered successful."),
+    topic_def!("preallocate", Boolean, "false", Check::None, syn!("log.preallocate" => 1), "True if we should preallocate the file on disk when creating a new log segment."),
+    topic_def!("retention.bytes", Long, "-1", Check::AtLeast(-1), syn!("log.retention.bytes" => 1), "This configuration controls the maximum size a partition (which consists of log segments) can grow to before we will discard old log segments to free up space if we are using the \"delete\" retention policy."),
+    topic_def!("retention.ms", Long, "604800000", Check::AtLeast(-1), syn!("log.retention.ms" => 1, "log.retention.minutes" => 60_000, "log.retention.hours" => 3_600_000), "This configuration controls the maximum time we will retain a log before we will discard old log segments to free up space if we are using the \"delete\" retention policy. If set to -1, no time limit is applied."),
+    topic_def!("segment.bytes", Int, "1073741824", Check::AtLeast(14), syn!("log.segment.bytes" => 1), "This configuration controls the segment file size for the log."),
+    topic_def!("segment.index.bytes", Int, "10485760", Check::AtLeast(4), syn!("log.index.size.max.bytes" => 1), "This configuration controls the size of the index that maps offsets to file positions."),
+    topic_def!("segment.jitter.ms", Long, "0", Check::AtLeast(0), syn!("log.roll.jitter.ms" => 1, "log.roll.jitter.hours" => 3_600_000), "The maximum random jitter subtracted from the scheduled segment roll time to avoid thundering herds of segment rolling."),
+    topic_def!("segment.ms", Long, "604800000", Check::AtLeast(1), syn!("log.roll.ms" => 1, "log.roll.hours" => 3_600_000), "This configuration controls the period of time after which Kafka will force the log to roll even if the segment file isn't full to ensure that retention can delete or compact old data."),
+    topic_def!("unclean.leader.election.enable", Boolean, "false", Check::None, syn!("unclean.leader.election.enable" => 1), "Indicates whether to enable replicas not in the ISR set to be elected as leader as a last resort, even though doing so may result in data loss."),
+];
+
+pub fn broker_def(name: &str) -> Option<&'static ConfigDef> {
+    BROKER_CONFIGS.iter().find(|d| d.name == name)
+}
+
+pub fn topic_def(name: &str) -> Option<&'static TopicConfigDef> {
+    TOPIC_CONFIGS.iter().find(|d| d.name == name)
+}
+
+/// Checks `value` against a type and rule; the error names what is wrong.
+pub fn validate(name: &str, ty: ConfigType, check: Check, value: &str) -> Result<(), String> {
+    let bad = |why: String| {
+        Err(format!(
+            "Invalid value {value} for configuration {name}: {why}"
+        ))
+    };
+    let number = match ty {
+        ConfigType::Boolean => {
+            return match value.to_ascii_lowercase().as_str() {
+                "true" | "false" => Ok(()),
+                _ => bad("Expected value to be either true or false".into()),
+            }
+        }
+        ConfigType::Int | ConfigType::Short | ConfigType::Long => {
+            let parsed = value.trim().parse::<i64>();
+            let fits = match (ty, &parsed) {
+                (ConfigType::Int, Ok(v)) => i32::try_from(*v).is_ok(),
+                (ConfigType::Short, Ok(v)) => i16::try_from(*v).is_ok(),
+                (_, Ok(_)) => true,
+                _ => false,
+            };
+            if !fits {
+                return bad("Not a number of the right type".into());
+            }
+            parsed.ok()
+        }
+        ConfigType::Double => {
+            return match value.trim().parse::<f64>() {
+                Ok(v) if matches!(check, Check::Ratio) && !(0.0..=1.0).contains(&v) => {
+                    bad("Value must be between 0 and 1".into())
+                }
+                Ok(v) if v.is_finite() => Ok(()),
+                _ => bad("Not a number of type DOUBLE".into()),
+            }
+        }
+        ConfigType::String | ConfigType::List => None,
+    };
+    match (check, number) {
+        (Check::AtLeast(min), Some(v)) if v < min => bad(format!("Value must be at least {min}")),
+        (Check::Between(lo, hi), Some(v)) if v < lo || v > hi => {
+            bad(format!("Value must be in [{lo}...{hi}]"))
+        }
+        (Check::OneOf(allowed), _) if !allowed.contains(&value) => {
+            bad(format!("String must be one of: {}", allowed.join(", ")))
+        }
+        (Check::ListOf(allowed), _) => {
+            let items: Vec<&str> = value.split(',').map(str::trim).collect();
+            if items.iter().any(|i| !allowed.contains(i)) || items.is_empty() {
+                bad(format!("Items must be from: {}", allowed.join(", ")))
+            } else {
+                Ok(())
+            }
+        }
+        (Check::Listener, _) => parse_listener(value)
+            .map(|_| ())
+            .map_err(|e| format!("Invalid value {value} for configuration {name}: {e}")),
+        _ => Ok(()),
+    }
+}
+
+/// Accepts `PLAINTEXT://host:port` or `host:port`; returns `host:port`.
+pub fn parse_listener(value: &str) -> Result<String, String> {
+    let addr = match value.split_once("://") {
+        Some(("PLAINTEXT", rest)) => rest,
+        Some((proto, _)) => {
+            return Err(format!(
+                "security protocol {proto} is not supported (only PLAINTEXT)"
+            ))
+        }
+        None => value,
+    };
+    let (host, port) = addr
+        .rsplit_once(':')
+        .ok_or_else(|| "expected host:port".to_string())?;
+    port.parse::<u16>()
+        .map_err(|_| format!("invalid port '{port}'"))?;
+    let host = if host.is_empty() { "0.0.0.0" } else { host };
+    Ok(format!("{host}:{port}"))
+}
+
+/// Static broker settings: what the config file, `--set` and the
+/// environment gave, validated against [`BROKER_CONFIGS`].
+#[derive(Debug, Clone, Default)]
+pub struct BrokerConfig {
+    values: BTreeMap<String, String>,
+}
+
+impl BrokerConfig {
+    /// Builds a config from explicit settings; unknown names and invalid
+    /// values are refused with a message naming the key.
+    pub fn from_settings<I, K, V>(settings: I) -> Result<Self, String>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        let mut values = BTreeMap::new();
+        for (key, value) in settings {
+            let (key, value) = (key.into(), value.into());
+            let def = broker_def(&key).ok_or_else(|| format!("unknown broker setting '{key}'"))?;
+            validate(&key, def.ty, def.check, &value)?;
+            values.insert(key, value);
+        }
+        Ok(BrokerConfig { values })
+    }
+
+    /// The explicitly set value, if any.
+    pub fn explicit(&self, name: &str) -> Option<&str> {
+        self.values.get(name).map(String::as_str)
+    }
+
+    /// The value or its default; `None` only for null-default settings.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.explicit(name)
+            .or_else(|| broker_def(name).and_then(|d| d.default))
+    }
+
+    pub fn get_i64(&self, name: &str) -> i64 {
+        self.get(name)
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("broker setting {name} has no numeric default"))
+    }
+
+    pub fn get_bool(&self, name: &str) -> bool {
+        self.get(name)
+            .map(|v| v.eq_ignore_ascii_case("true"))
+            .unwrap_or(false)
+    }
+
+    pub fn node_id(&self) -> i32 {
+        self.get_i64("node.id") as i32
+    }
+
+    pub fn listen_address(&self) -> String {
+        parse_listener(self.get("listeners").expect("listeners has a default"))
+            .expect("validated at construction")
+    }
+
+    pub fn advertised_address(&self) -> String {
+        match self.explicit("advertised.listeners") {
+            Some(v) => parse_listener(v).expect("validated at construction"),
+            None => self.listen_address(),
+        }
+    }
+
+    pub fn log_dir(&self) -> &str {
+        self.get("log.dirs").expect("log.dirs has a default")
+    }
+
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
+        let def = broker_def(key).ok_or_else(|| format!("unknown broker setting '{key}'"))?;
+        validate(key, def.ty, def.check, value)?;
+        self.values.insert(key.to_string(), value.to_string());
+        Ok(())
+    }
+}
+
+/// One resolved setting with where its value came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resolved {
+    pub value: Option<String>,
+    pub source: ConfigSource,
+}
+
+/// Resolves a broker setting against dynamic overrides.
+pub fn resolve_broker(
+    name: &str,
+    static_config: &BrokerConfig,
+    dynamic: &BTreeMap<String, String>,
+) -> Resolved {
+    if let Some(v) = dynamic.get(name) {
+        return Resolved {
+            value: Some(v.clone()),
+            source: ConfigSource::DynamicBroker,
+        };
+    }
+    if let Some(v) = static_config.explicit(name) {
+        return Resolved {
+            value: Some(v.to_string()),
+            source: ConfigSource::StaticBroker,
+        };
+    }
+    Resolved {
+        value: broker_def(name).and_then(|d| d.default).map(str::to_string),
+        source: ConfigSource::Default,
+    }
+}
+
+/// The chain of values a topic setting could take, most specific first, as
+/// DescribeConfigs reports synonyms: (name, value, source).
+pub fn topic_synonyms(
+    def: &TopicConfigDef,
+    overrides: &BTreeMap<String, String>,
+    static_config: &BrokerConfig,
+    dynamic: &BTreeMap<String, String>,
+) -> Vec<(String, String, ConfigSource)> {
+    let mut chain = Vec::new();
+    if let Some(v) = overrides.get(def.name) {
+        chain.push((def.name.to_string(), v.clone(), ConfigSource::DynamicTopic));
+    }
+    for syn in def.synonyms {
+        if let Some(v) = dynamic.get(syn.name) {
+            chain.push((syn.name.to_string(), v.clone(), ConfigSource::DynamicBroker));
+        }
+    }
+    for syn in def.synonyms {
+        if let Some(v) = static_config.explicit(syn.name) {
+            chain.push((
+                syn.name.to_string(),
+                v.to_string(),
+                ConfigSource::StaticBroker,
+            ));
+        }
+    }
+    for syn in def.synonyms {
+        if let Some(v) = broker_def(syn.name).and_then(|d| d.default) {
+            chain.push((syn.name.to_string(), v.to_string(), ConfigSource::Default));
+        }
+    }
+    chain
+}
+
+/// A topic setting's effective value and source, resolved through the
+/// synonym chain (broker values are scaled to the topic's unit).
+pub fn resolve_topic(
+    def: &TopicConfigDef,
+    overrides: &BTreeMap<String, String>,
+    static_config: &BrokerConfig,
+    dynamic: &BTreeMap<String, String>,
+) -> Resolved {
+    match topic_synonyms(def, overrides, static_config, dynamic)
+        .into_iter()
+        .next()
+    {
+        Some((name, value, source)) => Resolved {
+            value: Some(scale_synonym(def, &name, value)),
+            source,
+        },
+        None => Resolved {
+            value: Some(def.default.to_string()),
+            source: ConfigSource::Default,
+        },
+    }
+}
+
+fn scale_synonym(def: &TopicConfigDef, name: &str, value: String) -> String {
+    let scale = def
+        .synonyms
+        .iter()
+        .find(|s| s.name == name)
+        .map_or(1, |s| s.scale);
+    match value.trim().parse::<i64>() {
+        Ok(v) if scale != 1 && v >= 0 => v.saturating_mul(scale).to_string(),
+        _ => value,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_precedence() {
+        let static_config = BrokerConfig::from_settings([("log.retention.hours", "2")]).unwrap();
+        let def = topic_def("retention.ms").unwrap();
+        let none = BTreeMap::new();
+        let r = resolve_topic(def, &none, &static_config, &none);
+        assert_eq!(r.value.as_deref(), Some("7200000"));
+        assert_eq!(r.source, ConfigSource::StaticBroker);
+        let dynamic = BTreeMap::from([("log.retention.ms".to_string(), "5".to_string())]);
+        let r = resolve_topic(def, &none, &static_config, &dynamic);
+        assert_eq!(
+            (r.value.as_deref(), r.source),
+            (Some("5"), ConfigSource::DynamicBroker)
+        );
+        let topic = BTreeMap::from([("retention.ms".to_string(), "-1".to_string())]);
+        let r = resolve_topic(def, &topic, &static_config, &dynamic);
+        assert_eq!(
+            (r.value.as_deref(), r.source),
+            (Some("-1"), ConfigSource::DynamicTopic)
+        );
+        let r = resolve_topic(
+            topic_def("cleanup.policy").unwrap(),
+            &none,
+            &BrokerConfig::default(),
+            &none,
+        );
+        assert_eq!(
+            (r.value.as_deref(), r.source),
+            (Some("delete"), ConfigSource::Default)
+        );
+        let r = resolve_topic(
+            topic_def("flush.messages").unwrap(),
+            &none,
+            &BrokerConfig::default(),
+            &none,
+        );
+        assert_eq!(r.value.as_deref(), Some("1"));
+    }
+
+    #[test]
+    fn invalid_settings_name_the_key() {
+        let err = BrokerConfig::from_settings([("num.partitions", "zero")]).unwrap_err();
+        assert!(err.contains("num.partitions"), "{err}");
+        let err = BrokerConfig::from_settings([("no.such.thing", "1")]).unwrap_err();
+        assert!(err.contains("no.such.thing"), "{err}");
+        let err =
+            BrokerConfig::from_settings([("log.cleaner.min.cleanable.ratio", "2")]).unwrap_err();
+        assert!(err.contains("between 0 and 1"), "{err}");
+        assert!(BrokerConfig::from_settings([("listeners", "SSL://x:1")]).is_err());
+        assert!(validate(
+            "cleanup.policy",
+            ConfigType::List,
+            Check::ListOf(CLEANUP_POLICIES),
+            "compact,delete"
+        )
+        .is_ok());
+        assert!(validate(
+            "cleanup.policy",
+            ConfigType::List,
+            Check::ListOf(CLEANUP_POLICIES),
+            "bogus"
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn listeners() {
+        let c =
+            BrokerConfig::from_settings([("listeners", "PLAINTEXT://127.0.0.1:19092")]).unwrap();
+        assert_eq!(c.listen_address(), "127.0.0.1:19092");
+        assert_eq!(c.advertised_address(), "127.0.0.1:19092");
+    }
+}

@@ -1,0 +1,34 @@
+//! DescribeCluster (key 60): cluster id, controller and brokers.
+
+use super::{str_bytes, ApiSupport};
+use crate::state::BrokerState;
+use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
+use kafka_protocol::messages::{
+    ApiKey, BrokerId, DescribeClusterRequest, DescribeClusterResponse, ResponseKind,
+};
+use sluice_protocol::error;
+
+pub(crate) const API: ApiSupport = ApiSupport::new(ApiKey::DescribeCluster, 0, 1);
+
+/// DescribeCluster v1 endpoint type for brokers (2 would be controllers).
+const ENDPOINT_BROKERS: i8 = 1;
+
+pub(crate) fn handle(state: &BrokerState, request: DescribeClusterRequest) -> ResponseKind {
+    let mut response = DescribeClusterResponse::default()
+        .with_endpoint_type(request.endpoint_type)
+        .with_cluster_id(str_bytes(state.cluster_id()))
+        .with_controller_id(BrokerId(state.node_id))
+        .with_cluster_authorized_operations(i32::MIN);
+    if request.endpoint_type != ENDPOINT_BROKERS {
+        response.error_code = error::UNSUPPORTED_ENDPOINT_TYPE;
+        response.error_message = Some(str_bytes(
+            "Only brokers can be described: this node runs its controller in-process.",
+        ));
+        return ResponseKind::DescribeCluster(response);
+    }
+    response.brokers = vec![DescribeClusterBroker::default()
+        .with_broker_id(BrokerId(state.node_id))
+        .with_host(str_bytes(state.advertised_host.clone()))
+        .with_port(state.advertised_port)];
+    ResponseKind::DescribeCluster(response)
+}

@@ -1,0 +1,56 @@
+//! DescribeLogDirs (key 35): the log directory and the size of each
+//! partition in it.
+
+use super::{str_bytes, ApiSupport};
+use crate::state::BrokerState;
+use kafka_protocol::messages::describe_log_dirs_response::{
+    DescribeLogDirsPartition, DescribeLogDirsResult, DescribeLogDirsTopic,
+};
+use kafka_protocol::messages::{
+    ApiKey, DescribeLogDirsRequest, DescribeLogDirsResponse, ResponseKind, TopicName,
+};
+use std::collections::BTreeMap;
+
+pub(crate) const API: ApiSupport = ApiSupport::new(ApiKey::DescribeLogDirs, 1, 4);
+
+/// Kafka's value when volume sizes are not reported.
+const UNKNOWN_VOLUME_BYTES: i64 = -1;
+
+pub(crate) fn handle(state: &BrokerState, request: DescribeLogDirsRequest) -> ResponseKind {
+    let mut by_topic: BTreeMap<String, Vec<DescribeLogDirsPartition>> = BTreeMap::new();
+    for partition in state.partitions.all() {
+        let wanted = match &request.topics {
+            None => true,
+            Some(topics) => topics.iter().any(|t| {
+                t.topic.as_str() == partition.topic && t.partitions.contains(&partition.index)
+            }),
+        };
+        if !wanted {
+            continue;
+        }
+        by_topic.entry(partition.topic.clone()).or_default().push(
+            DescribeLogDirsPartition::default()
+                .with_partition_index(partition.index)
+                .with_partition_size(partition.size_bytes() as i64)
+                .with_offset_lag(0),
+        );
+    }
+    let topics = by_topic
+        .into_iter()
+        .map(|(name, mut partitions)| {
+            partitions.sort_by_key(|p| p.partition_index);
+            DescribeLogDirsTopic::default()
+                .with_name(TopicName(str_bytes(name)))
+                .with_partitions(partitions)
+        })
+        .collect();
+    let dir = std::fs::canonicalize(state.partitions.log_dir_path())
+        .unwrap_or_else(|_| state.partitions.log_dir_path().to_path_buf());
+    ResponseKind::DescribeLogDirs(DescribeLogDirsResponse::default().with_results(vec![
+        DescribeLogDirsResult::default()
+            .with_log_dir(str_bytes(dir.display().to_string()))
+            .with_topics(topics)
+            .with_total_bytes(UNKNOWN_VOLUME_BYTES)
+            .with_usable_bytes(UNKNOWN_VOLUME_BYTES),
+    ]))
+}

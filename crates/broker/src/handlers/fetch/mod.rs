@@ -1,0 +1,362 @@
+//! Fetch (key 1): whole batches straight from the log, bounded by
+//! `max_bytes`/`partition_max_bytes` yet always at least one batch, long
+//! polling until `min_bytes` arrive or `max_wait_ms` passes (woken by
+//! high-watermark advances, not by polling), with KIP-227 fetch sessions.
+
+pub(crate) mod session;
+
+use super::{str_bytes, ApiSupport, Reply};
+use crate::state::BrokerState;
+use bytes::Bytes;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{
+    ApiKey, BrokerId, FetchRequest, FetchResponse, ResponseKind, TopicName,
+};
+use session::{FetchTarget, SentState, SessionError, FINAL_EPOCH, INITIAL_EPOCH};
+use sluice_metadata::Uuid;
+use sluice_protocol::error::{self, ErrorCode};
+use sluice_storage::StorageError;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub(crate) const API: ApiSupport = ApiSupport::new(ApiKey::Fetch, 4, 16);
+
+/// First version with fetch sessions.
+const SESSIONS_SINCE: i16 = 7;
+/// First version that names topics by id.
+const TOPIC_IDS_SINCE: i16 = 13;
+const READ_COMMITTED: i8 = 1;
+
+/// How this request relates to a fetch session.
+enum Plan {
+    /// Full response; `session_id` is 0 or a session just opened.
+    Full { session_id: i32 },
+    /// Incremental response for an existing session.
+    Incremental { session_id: i32 },
+}
+
+struct Entry {
+    target: FetchTarget,
+    /// Set when the topic could not be resolved.
+    error: Option<ErrorCode>,
+    /// What the client was told last time (incremental sessions only).
+    sent: Option<SentState>,
+}
+
+pub(crate) fn handle(state: &Arc<BrokerState>, request: FetchRequest, version: i16) -> Reply {
+    let image = state.image();
+    let by_id = version >= TOPIC_IDS_SINCE;
+    let mut resolved = Vec::new();
+    let mut unresolved = Vec::new();
+    for topic in &request.topics {
+        let (name, id) = if by_id {
+            match image.topic_by_id(&topic.topic_id) {
+                Some(t) => (t.name.clone(), t.id),
+                None => (String::new(), topic.topic_id),
+            }
+        } else {
+            let id = image.topic(&topic.topic).map_or(Uuid::nil(), |t| t.id);
+            (topic.topic.to_string(), id)
+        };
+        for p in &topic.partitions {
+            let target = FetchTarget {
+                topic: name.clone(),
+                topic_id: id,
+                partition: p.partition,
+                fetch_offset: p.fetch_offset,
+                max_bytes: p.partition_max_bytes,
+            };
+            if by_id && name.is_empty() {
+                unresolved.push(Entry {
+                    target,
+                    error: Some(error::UNKNOWN_TOPIC_ID),
+                    sent: None,
+                });
+            } else {
+                resolved.push(target);
+            }
+        }
+    }
+    let forgotten: Vec<(String, i32)> = request
+        .forgotten_topics_data
+        .iter()
+        .flat_map(|f| {
+            let name = if by_id {
+                image
+                    .topic_by_id(&f.topic_id)
+                    .map(|t| t.name.clone())
+                    .unwrap_or_default()
+            } else {
+                f.topic.to_string()
+            };
+            f.partitions.iter().map(move |p| (name.clone(), *p))
+        })
+        .collect();
+
+    let (plan, targets) = if version < SESSIONS_SINCE {
+        (Plan::Full { session_id: 0 }, resolved)
+    } else {
+        let mut sessions = state.fetch_sessions.lock().expect("sessions lock");
+        match request.session_epoch {
+            FINAL_EPOCH | INITIAL_EPOCH => {
+                if request.session_id != 0 {
+                    sessions.remove(request.session_id);
+                }
+                let session_id = if request.session_epoch == INITIAL_EPOCH {
+                    sessions.create(&resolved)
+                } else {
+                    0
+                };
+                (Plan::Full { session_id }, resolved)
+            }
+            epoch => match sessions.update(request.session_id, epoch, resolved, &forgotten) {
+                Ok(all) => {
+                    let entries = all
+                        .into_iter()
+                        .map(|(target, sent)| Entry {
+                            target,
+                            error: None,
+                            sent,
+                        })
+                        .collect::<Vec<_>>();
+                    return Reply::Later(Box::pin(serve(
+                        state.clone(),
+                        request_limits(&request),
+                        Plan::Incremental {
+                            session_id: request.session_id,
+                        },
+                        entries,
+                        version,
+                    )));
+                }
+                Err(e) => {
+                    let code = match e {
+                        SessionError::NotFound => error::FETCH_SESSION_ID_NOT_FOUND,
+                        SessionError::InvalidEpoch => error::INVALID_FETCH_SESSION_EPOCH,
+                    };
+                    return Reply::Now(ResponseKind::Fetch(
+                        FetchResponse::default().with_error_code(code),
+                    ));
+                }
+            },
+        }
+    };
+    let mut entries: Vec<Entry> = targets
+        .into_iter()
+        .map(|target| Entry {
+            target,
+            error: None,
+            sent: None,
+        })
+        .collect();
+    entries.extend(unresolved);
+    Reply::Later(Box::pin(serve(
+        state.clone(),
+        request_limits(&request),
+        plan,
+        entries,
+        version,
+    )))
+}
+
+#[derive(Clone, Copy)]
+struct Limits {
+    max_wait: Duration,
+    min_bytes: usize,
+    max_bytes: usize,
+    read_committed: bool,
+}
+
+fn request_limits(request: &FetchRequest) -> Limits {
+    Limits {
+        max_wait: Duration::from_millis(request.max_wait_ms.max(0) as u64),
+        min_bytes: request.min_bytes.max(0) as usize,
+        max_bytes: if request.max_bytes <= 0 {
+            i32::MAX as usize
+        } else {
+            request.max_bytes as usize
+        },
+        read_committed: request.isolation_level == READ_COMMITTED,
+    }
+}
+
+struct PartitionRead {
+    error: ErrorCode,
+    records: Bytes,
+    high_watermark: i64,
+    log_start_offset: i64,
+}
+
+/// Reads every entry once, in order, sharing the `max_bytes` budget.
+fn read_all(
+    state: &BrokerState,
+    entries: &[Entry],
+    limits: Limits,
+) -> (Vec<PartitionRead>, usize, bool) {
+    let mut budget = limits.max_bytes;
+    let mut total = 0;
+    let mut any_error = false;
+    let reads = entries
+        .iter()
+        .map(|entry| {
+            let failed = |code| PartitionRead {
+                error: code,
+                records: Bytes::new(),
+                high_watermark: -1,
+                log_start_offset: -1,
+            };
+            if let Some(code) = entry.error {
+                any_error = true;
+                return failed(code);
+            }
+            let t = &entry.target;
+            let Some(partition) = state.partitions.get(&t.topic, t.partition) else {
+                any_error = true;
+                return failed(error::UNKNOWN_TOPIC_OR_PARTITION);
+            };
+            let limit = (t.max_bytes.max(0) as usize).min(budget);
+            // After the first data, an exhausted budget means no more reads;
+            // before it, one whole batch is returned whatever its size.
+            let result = if limit == 0 && total > 0 {
+                Ok(Bytes::new())
+            } else {
+                partition.read(t.fetch_offset, limit.max(1))
+            };
+            let high_watermark = partition.high_watermark();
+            let log_start_offset = partition.log_start_offset();
+            match result {
+                Ok(records) => {
+                    total += records.len();
+                    budget = budget.saturating_sub(records.len());
+                    PartitionRead {
+                        error: error::NONE,
+                        records,
+                        high_watermark,
+                        log_start_offset,
+                    }
+                }
+                Err(e) => {
+                    any_error = true;
+                    let code = match e {
+                        StorageError::OffsetOutOfRange { .. } => error::OFFSET_OUT_OF_RANGE,
+                        other => {
+                            tracing::error!(topic = %t.topic, partition = t.partition, error = %other, "fetch read failed");
+                            error::KAFKA_STORAGE_ERROR
+                        }
+                    };
+                    PartitionRead {
+                        error: code,
+                        records: Bytes::new(),
+                        high_watermark,
+                        log_start_offset,
+                    }
+                }
+            }
+        })
+        .collect();
+    (reads, total, any_error)
+}
+
+async fn serve(
+    state: Arc<BrokerState>,
+    limits: Limits,
+    plan: Plan,
+    entries: Vec<Entry>,
+    version: i16,
+) -> ResponseKind {
+    let deadline = tokio::time::Instant::now() + limits.max_wait;
+    let reads = loop {
+        // Register for wake-ups before reading so no append is missed.
+        let notified = state.partitions.data_available.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let (reads, total, any_error) = read_all(&state, &entries, limits);
+        if total >= limits.min_bytes || any_error || tokio::time::Instant::now() >= deadline {
+            break reads;
+        }
+        if tokio::time::timeout_at(deadline, notified).await.is_err() {
+            break read_all(&state, &entries, limits).0;
+        }
+    };
+    build_response(&state, plan, entries, reads, limits, version)
+}
+
+fn build_response(
+    state: &BrokerState,
+    plan: Plan,
+    entries: Vec<Entry>,
+    reads: Vec<PartitionRead>,
+    limits: Limits,
+    version: i16,
+) -> ResponseKind {
+    let (session_id, incremental) = match plan {
+        Plan::Full { session_id } => (session_id, false),
+        Plan::Incremental { session_id } => (session_id, true),
+    };
+    let mut response = FetchResponse::default().with_session_id(session_id);
+    let mut sent = Vec::new();
+    for (entry, read) in entries.into_iter().zip(reads) {
+        let t = entry.target;
+        let now = SentState {
+            high_watermark: read.high_watermark,
+            log_start_offset: read.log_start_offset,
+        };
+        let changed =
+            read.error != error::NONE || !read.records.is_empty() || entry.sent != Some(now);
+        if session_id != 0 {
+            let next = next_offset(&read.records).unwrap_or(t.fetch_offset);
+            sent.push((t.topic.clone(), t.partition, next, now));
+        }
+        if incremental && !changed {
+            continue;
+        }
+        let data = PartitionData::default()
+            .with_partition_index(t.partition)
+            .with_error_code(read.error)
+            .with_high_watermark(read.high_watermark)
+            .with_last_stable_offset(read.high_watermark)
+            .with_log_start_offset(read.log_start_offset)
+            .with_aborted_transactions(limits.read_committed.then(Vec::new))
+            .with_preferred_read_replica(BrokerId(-1))
+            .with_records(Some(read.records));
+        let same_topic = response
+            .responses
+            .last()
+            .is_some_and(|r: &FetchableTopicResponse| {
+                if version >= TOPIC_IDS_SINCE {
+                    r.topic_id == t.topic_id
+                } else {
+                    r.topic.0.as_str() == t.topic
+                }
+            });
+        if !same_topic {
+            response.responses.push(
+                FetchableTopicResponse::default()
+                    .with_topic(TopicName(str_bytes(t.topic.clone())))
+                    .with_topic_id(t.topic_id),
+            );
+        }
+        response
+            .responses
+            .last_mut()
+            .expect("pushed above")
+            .partitions
+            .push(data);
+    }
+    if session_id != 0 {
+        state
+            .fetch_sessions
+            .lock()
+            .expect("sessions lock")
+            .record_sent(session_id, &sent);
+    }
+    ResponseKind::Fetch(response)
+}
+
+/// The offset after the last batch in `records`.
+fn next_offset(records: &[u8]) -> Option<i64> {
+    sluice_protocol::batch::BatchIter::new(records)
+        .filter_map(Result::ok)
+        .last()
+        .map(|(h, _)| h.last_offset() + 1)
+}

@@ -1,0 +1,194 @@
+//! IncrementalAlterConfigs (key 44): SET, DELETE, APPEND and SUBTRACT on
+//! topic and dynamic broker settings, validated by Kafka's types and ranges,
+//! persisted as metadata records and applied to live partitions.
+
+use super::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
+use super::{str_bytes, ApiSupport};
+use crate::config::{self, ConfigType};
+use crate::controller::{validate_topic_configs, ApiError, Controller};
+use crate::state::BrokerState;
+use kafka_protocol::messages::incremental_alter_configs_request::AlterConfigsResource;
+use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
+use kafka_protocol::messages::{
+    ApiKey, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse, ResponseKind,
+};
+use sluice_protocol::error;
+use std::collections::BTreeMap;
+
+pub(crate) const API: ApiSupport = ApiSupport::new(ApiKey::IncrementalAlterConfigs, 0, 1);
+
+const SET: i8 = 0;
+const DELETE: i8 = 1;
+const APPEND: i8 = 2;
+const SUBTRACT: i8 = 3;
+
+pub(crate) fn handle(state: &BrokerState, request: IncrementalAlterConfigsRequest) -> ResponseKind {
+    let mut response = IncrementalAlterConfigsResponse::default();
+    for resource in request.resources {
+        let mut result = AlterConfigsResourceResponse::default()
+            .with_resource_type(resource.resource_type)
+            .with_resource_name(resource.resource_name.clone());
+        let outcome = match resource.resource_type {
+            RESOURCE_TOPIC => alter_topic(state, &resource, request.validate_only),
+            RESOURCE_BROKER => alter_broker(state, &resource, request.validate_only),
+            other => Err(ApiError::new(
+                error::INVALID_REQUEST,
+                format!("Unsupported resource type {other}"),
+            )),
+        };
+        if let Err(e) = outcome {
+            result.error_code = e.code;
+            result.error_message = Some(str_bytes(e.message));
+        }
+        response.responses.push(result);
+    }
+    ResponseKind::IncrementalAlterConfigs(response)
+}
+
+/// Applies the operations to `current`, returning the full new map.
+fn apply_ops(
+    resource: &AlterConfigsResource,
+    current: &BTreeMap<String, String>,
+    effective: impl Fn(&str) -> Option<(ConfigType, String)>,
+) -> Result<BTreeMap<String, String>, ApiError> {
+    let mut next = current.clone();
+    for op in &resource.configs {
+        let key = op.name.to_string();
+        let (ty, value_now) = effective(&key).ok_or_else(|| {
+            ApiError::new(error::INVALID_CONFIG, format!("Unknown config name: {key}"))
+        })?;
+        let value = op.value.as_ref().map(|v| v.to_string());
+        match op.config_operation {
+            SET => {
+                let v = value.ok_or_else(|| {
+                    ApiError::new(
+                        error::INVALID_REQUEST,
+                        format!("Null value not supported for SET of {key}"),
+                    )
+                })?;
+                next.insert(key, v);
+            }
+            DELETE => {
+                next.remove(&key);
+            }
+            APPEND | SUBTRACT if ty != ConfigType::List => {
+                return Err(ApiError::new(
+                    error::INVALID_CONFIG,
+                    format!("Config value append/subtract is not allowed for config key: {key}"),
+                ));
+            }
+            APPEND | SUBTRACT => {
+                let base = next.get(&key).cloned().unwrap_or(value_now);
+                let mut items: Vec<String> = base
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(String::from)
+                    .collect();
+                for item in value
+                    .unwrap_or_default()
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                {
+                    if op.config_operation == APPEND {
+                        if !items.iter().any(|i| i == item) {
+                            items.push(item.to_string());
+                        }
+                    } else {
+                        items.retain(|i| i != item);
+                    }
+                }
+                next.insert(key, items.join(","));
+            }
+            other => {
+                return Err(ApiError::new(
+                    error::INVALID_REQUEST,
+                    format!("Unknown config operation {other}"),
+                ))
+            }
+        }
+    }
+    Ok(next)
+}
+
+fn diff(
+    before: &BTreeMap<String, String>,
+    after: &BTreeMap<String, String>,
+) -> BTreeMap<String, Option<String>> {
+    let mut changes = BTreeMap::new();
+    for (k, v) in after {
+        if before.get(k) != Some(v) {
+            changes.insert(k.clone(), Some(v.clone()));
+        }
+    }
+    for k in before.keys() {
+        if !after.contains_key(k) {
+            changes.insert(k.clone(), None);
+        }
+    }
+    changes
+}
+
+fn alter_topic(
+    state: &BrokerState,
+    resource: &AlterConfigsResource,
+    validate_only: bool,
+) -> Result<(), ApiError> {
+    let image = state.image();
+    let name = resource.resource_name.as_str();
+    let topic = image.topic(name).ok_or_else(|| {
+        ApiError::new(
+            error::UNKNOWN_TOPIC_OR_PARTITION,
+            format!("Topic '{name}' does not exist."),
+        )
+    })?;
+    let next = apply_ops(resource, &topic.configs, |key| {
+        let def = config::topic_def(key)?;
+        let value =
+            config::resolve_topic(def, &topic.configs, &state.config, &image.broker_configs).value;
+        Some((def.ty, value.unwrap_or_default()))
+    })?;
+    validate_topic_configs(&next)?;
+    let changes = diff(&topic.configs, &next);
+    if validate_only || changes.is_empty() {
+        return Ok(());
+    }
+    Controller::new(state).alter_topic_configs(topic.id, changes)
+}
+
+fn alter_broker(
+    state: &BrokerState,
+    resource: &AlterConfigsResource,
+    validate_only: bool,
+) -> Result<(), ApiError> {
+    let name = resource.resource_name.as_str();
+    if !name.is_empty() && name != state.node_id.to_string() {
+        return Err(ApiError::new(
+            error::INVALID_REQUEST,
+            format!("Unknown broker id {name}; this node is {}", state.node_id),
+        ));
+    }
+    let image = state.image();
+    let next = apply_ops(resource, &image.broker_configs, |key| {
+        let def = config::broker_def(key)?;
+        let value = config::resolve_broker(key, &state.config, &image.broker_configs).value;
+        Some((def.ty, value.unwrap_or_default()))
+    })?;
+    for (key, value) in &next {
+        let def = config::broker_def(key).expect("apply_ops checked the name");
+        if !def.dynamic && image.broker_configs.get(key) != Some(value) {
+            return Err(ApiError::new(
+                error::INVALID_REQUEST,
+                format!("Cannot update these configs dynamically: {key}"),
+            ));
+        }
+        config::validate(key, def.ty, def.check, value)
+            .map_err(|m| ApiError::new(error::INVALID_CONFIG, m))?;
+    }
+    let changes = diff(&image.broker_configs, &next);
+    if validate_only || changes.is_empty() {
+        return Ok(());
+    }
+    Controller::new(state).alter_broker_configs(changes)
+}

@@ -1,0 +1,135 @@
+//! Metadata (key 3): brokers, cluster id, controller, topics with ids and
+//! partition leaders; creates unknown topics when `auto.create.topics.enable`
+//! and the client allows it.
+
+use super::{str_bytes, ApiSupport};
+use crate::controller::{validate_topic_name, Controller};
+use crate::state::BrokerState;
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{
+    ApiKey, BrokerId, MetadataRequest, MetadataResponse, ResponseKind, TopicName,
+};
+use sluice_metadata::{TopicImage, Uuid};
+use sluice_protocol::error;
+use std::collections::BTreeMap;
+
+pub(crate) const API: ApiSupport = ApiSupport::new(ApiKey::Metadata, 0, 12);
+
+/// Kafka's value for "authorized operations not requested".
+const OPERATIONS_NOT_REQUESTED: i32 = i32::MIN;
+
+pub(crate) fn handle(state: &BrokerState, request: MetadataRequest, version: i16) -> ResponseKind {
+    let mut response = MetadataResponse::default()
+        .with_brokers(vec![MetadataResponseBroker::default()
+            .with_node_id(BrokerId(state.node_id))
+            .with_host(str_bytes(state.advertised_host.clone()))
+            .with_port(state.advertised_port)])
+        .with_cluster_id(Some(str_bytes(state.cluster_id())))
+        .with_controller_id(BrokerId(state.node_id))
+        .with_cluster_authorized_operations(OPERATIONS_NOT_REQUESTED);
+    // v0 has no null topic list: an empty list means "all topics".
+    let requested = match request.topics {
+        Some(topics) if !(version == 0 && topics.is_empty()) => Some(topics),
+        _ => None,
+    };
+    let Some(requested) = requested else {
+        let image = state.image();
+        response.topics = image.topics().map(|t| describe(t)).collect();
+        return ResponseKind::Metadata(response);
+    };
+    // Before v4 a request could not forbid auto-creation.
+    let allow_create = (version < 4 || request.allow_auto_topic_creation)
+        && state.config.get_bool("auto.create.topics.enable");
+    for wanted in requested {
+        let image = state.image();
+        let topic = match (&wanted.name, wanted.topic_id) {
+            (Some(name), _) => {
+                if let Some(t) = image.topic(name) {
+                    describe(t)
+                } else if allow_create && validate_topic_name(name).is_ok() {
+                    auto_create(state, name)
+                } else {
+                    let code = if validate_topic_name(name).is_err() {
+                        error::INVALID_TOPIC_EXCEPTION
+                    } else {
+                        error::UNKNOWN_TOPIC_OR_PARTITION
+                    };
+                    unknown(Some(name.0.to_string()), Uuid::nil(), code)
+                }
+            }
+            (None, id) => match image.topic_by_id(&id) {
+                Some(t) => describe(t),
+                None => unknown(None, id, error::UNKNOWN_TOPIC_ID),
+            },
+        };
+        response.topics.push(topic);
+    }
+    ResponseKind::Metadata(response)
+}
+
+fn auto_create(state: &BrokerState, name: &str) -> MetadataResponseTopic {
+    let controller = Controller::new(state);
+    let image = state.image();
+    let created = controller
+        .plan_topic(&image, name, -1, -1, &[], &BTreeMap::new())
+        .and_then(|plan| controller.create_topic(name, &plan, BTreeMap::new()));
+    match created {
+        Ok(_) => {
+            tracing::info!(topic = name, "auto-created topic");
+            match state.image().topic(name) {
+                Some(t) => describe(t),
+                None => unknown(
+                    Some(name.to_string()),
+                    Uuid::nil(),
+                    error::LEADER_NOT_AVAILABLE,
+                ),
+            }
+        }
+        // Lost a race with another creator: describe what exists.
+        Err(e) if e.code == error::TOPIC_ALREADY_EXISTS => match state.image().topic(name) {
+            Some(t) => describe(t),
+            None => unknown(
+                Some(name.to_string()),
+                Uuid::nil(),
+                error::LEADER_NOT_AVAILABLE,
+            ),
+        },
+        Err(e) => {
+            tracing::warn!(topic = name, error = %e.message, "auto-creation failed");
+            unknown(Some(name.to_string()), Uuid::nil(), e.code)
+        }
+    }
+}
+
+fn unknown(name: Option<String>, id: Uuid, code: i16) -> MetadataResponseTopic {
+    MetadataResponseTopic::default()
+        .with_error_code(code)
+        .with_name(name.map(|n| TopicName(str_bytes(n))))
+        .with_topic_id(id)
+        .with_topic_authorized_operations(OPERATIONS_NOT_REQUESTED)
+}
+
+pub(crate) fn describe(topic: &TopicImage) -> MetadataResponseTopic {
+    MetadataResponseTopic::default()
+        .with_name(Some(TopicName(str_bytes(topic.name.clone()))))
+        .with_topic_id(topic.id)
+        .with_is_internal(topic.name.starts_with("__"))
+        .with_topic_authorized_operations(OPERATIONS_NOT_REQUESTED)
+        .with_partitions(
+            topic
+                .partitions
+                .iter()
+                .enumerate()
+                .map(|(index, p)| {
+                    MetadataResponsePartition::default()
+                        .with_partition_index(index as i32)
+                        .with_leader_id(BrokerId(p.leader))
+                        .with_leader_epoch(p.leader_epoch)
+                        .with_replica_nodes(p.replicas.iter().map(|r| BrokerId(*r)).collect())
+                        .with_isr_nodes(p.isr.iter().map(|r| BrokerId(*r)).collect())
+                })
+                .collect(),
+        )
+}

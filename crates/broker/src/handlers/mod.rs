@@ -1,0 +1,110 @@
+//! One module per Kafka API. Each declares the versions it serves next to its
+//! code ([`ApiSupport`]); ApiVersions is computed from [`APIS`], so nothing is
+//! advertised that has no handler.
+
+use crate::state::BrokerState;
+use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
+use sluice_protocol::envelope::Request;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+pub(crate) mod api_versions;
+pub(crate) mod create_partitions;
+pub(crate) mod create_topics;
+pub(crate) mod delete_topics;
+pub(crate) mod describe_cluster;
+pub(crate) mod describe_configs;
+pub(crate) mod describe_log_dirs;
+pub(crate) mod fetch;
+pub(crate) mod incremental_alter_configs;
+pub(crate) mod list_offsets;
+pub(crate) mod metadata;
+pub(crate) mod produce;
+
+/// The versions of one API this broker advertises and serves.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ApiSupport {
+    pub(crate) key: ApiKey,
+    /// Lowest version advertised in ApiVersions.
+    pub(crate) min: i16,
+    /// Lowest version actually served. Below it but at or above `min` the
+    /// connection is closed, as Kafka 4 does for Produce v0-v2, which it
+    /// still advertises because librdkafka derives its codec support from
+    /// the advertised Produce range (KAFKA-18659).
+    pub(crate) min_implemented: i16,
+    pub(crate) max: i16,
+}
+
+impl ApiSupport {
+    pub(crate) const fn new(key: ApiKey, min: i16, max: i16) -> Self {
+        ApiSupport {
+            key,
+            min,
+            min_implemented: min,
+            max,
+        }
+    }
+}
+
+pub(crate) const APIS: &[ApiSupport] = &[
+    produce::API,
+    fetch::API,
+    list_offsets::API,
+    metadata::API,
+    api_versions::API,
+    create_topics::API,
+    delete_topics::API,
+    describe_configs::API,
+    describe_log_dirs::API,
+    create_partitions::API,
+    incremental_alter_configs::API,
+    describe_cluster::API,
+];
+
+pub(crate) fn supported(key: ApiKey) -> Option<ApiSupport> {
+    APIS.iter().find(|a| a.key == key).copied()
+}
+
+pub(crate) type ResponseFuture = Pin<Box<dyn Future<Output = ResponseKind> + Send + 'static>>;
+
+/// What a handler gives back once its in-order part has run.
+pub(crate) enum Reply {
+    /// The response is ready.
+    Now(ResponseKind),
+    /// The response comes when this future completes (a durability wait, a
+    /// long poll); later requests on the connection proceed meanwhile.
+    Later(ResponseFuture),
+    /// No response at all (Produce with acks=0).
+    Nothing,
+}
+
+pub(crate) async fn dispatch(state: &Arc<BrokerState>, request: Request) -> Reply {
+    let version = request.version();
+    let api_key = request.api_key;
+    match request.body {
+        RequestKind::ApiVersions(req) => Reply::Now(api_versions::handle(&req, version)),
+        RequestKind::Metadata(req) => Reply::Now(metadata::handle(state, req, version)),
+        RequestKind::Produce(req) => produce::handle(state, req, version),
+        RequestKind::Fetch(req) => fetch::handle(state, req, version),
+        RequestKind::ListOffsets(req) => Reply::Now(list_offsets::handle(state, req, version)),
+        RequestKind::CreateTopics(req) => Reply::Now(create_topics::handle(state, req, version)),
+        RequestKind::DeleteTopics(req) => Reply::Now(delete_topics::handle(state, req, version)),
+        RequestKind::CreatePartitions(req) => Reply::Now(create_partitions::handle(state, req)),
+        RequestKind::DescribeConfigs(req) => {
+            Reply::Now(describe_configs::handle(state, req, version))
+        }
+        RequestKind::IncrementalAlterConfigs(req) => {
+            Reply::Now(incremental_alter_configs::handle(state, req))
+        }
+        RequestKind::DescribeCluster(req) => Reply::Now(describe_cluster::handle(state, req)),
+        RequestKind::DescribeLogDirs(req) => Reply::Now(describe_log_dirs::handle(state, req)),
+        // `supported()` filtered every other API out before decoding.
+        _ => unreachable!("dispatch of an API with no handler: {api_key:?}"),
+    }
+}
+
+/// `Some(StrBytes)` from a message.
+pub(crate) fn str_bytes(s: impl Into<String>) -> kafka_protocol::protocol::StrBytes {
+    kafka_protocol::protocol::StrBytes::from_string(s.into())
+}

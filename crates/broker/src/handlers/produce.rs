@@ -1,0 +1,196 @@
+//! Produce (key 0): validate each batch by its header alone (magic, CRC32C,
+//! size, codec, timestamps), assign offsets by patching base offsets in
+//! place, and answer once the acks level is met: acks=0 never, acks=1/all
+//! after the data is durable under the topic's flush policy (group commit).
+
+use super::{str_bytes, ApiSupport, Reply};
+use crate::partition::{LogSettings, Partition};
+use crate::state::{now_ms, BrokerState};
+use bytes::BytesMut;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, ResponseKind};
+use sluice_protocol::batch::{BatchError, BatchIter};
+use sluice_protocol::error::{self, ErrorCode};
+use std::sync::Arc;
+
+/// Produce v0-v2 (message formats v0/v1) are advertised but refused, as in
+/// Kafka 4: see [`ApiSupport::min_implemented`].
+pub(crate) const API: ApiSupport = ApiSupport {
+    key: ApiKey::Produce,
+    min: 0,
+    min_implemented: 3,
+    max: 11,
+};
+
+struct Rejection {
+    code: ErrorCode,
+    message: String,
+}
+
+fn reject(code: ErrorCode, message: impl Into<String>) -> Rejection {
+    Rejection {
+        code,
+        message: message.into(),
+    }
+}
+
+/// Checks every batch of a record set from its header; nothing is decoded.
+fn validate(records: &[u8], settings: &LogSettings, now: i64) -> Result<(), Rejection> {
+    if records.is_empty() {
+        return Err(reject(error::INVALID_RECORD, "empty record set"));
+    }
+    for batch in BatchIter::new(records) {
+        let (header, bytes) = batch.map_err(|e| match e {
+            BatchError::UnsupportedMagic(m) => reject(
+                error::UNSUPPORTED_FOR_MESSAGE_FORMAT,
+                format!("record batch magic {m} is not supported; produce v3+ requires magic 2"),
+            ),
+            other => reject(error::CORRUPT_MESSAGE, other.to_string()),
+        })?;
+        if bytes.len() > settings.max_message_bytes {
+            return Err(reject(
+                error::MESSAGE_TOO_LARGE,
+                format!(
+                    "record batch of {} bytes exceeds max.message.bytes {}",
+                    bytes.len(),
+                    settings.max_message_bytes
+                ),
+            ));
+        }
+        header
+            .verify()
+            .map_err(|e| reject(error::CORRUPT_MESSAGE, e.to_string()))?;
+        header
+            .codec()
+            .map_err(|e| reject(error::UNSUPPORTED_COMPRESSION_TYPE, e.to_string()))?;
+        if header.is_control() {
+            return Err(reject(
+                error::INVALID_RECORD,
+                "clients may not write control batches",
+            ));
+        }
+        if !settings.log_append_time {
+            let (first, max) = (header.base_timestamp(), header.max_timestamp());
+            if first < now.saturating_sub(settings.timestamp_before_max_ms)
+                || max > now.saturating_add(settings.timestamp_after_max_ms)
+            {
+                return Err(reject(
+                    error::INVALID_TIMESTAMP,
+                    format!(
+                        "timestamps [{first}, {max}] are out of range for broker time {now} \
+                         (message.timestamp.before.max.ms / message.timestamp.after.max.ms)"
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn partition_error(
+    index: i32,
+    code: ErrorCode,
+    message: Option<String>,
+) -> PartitionProduceResponse {
+    PartitionProduceResponse::default()
+        .with_index(index)
+        .with_error_code(code)
+        .with_base_offset(-1)
+        .with_log_append_time_ms(-1)
+        .with_log_start_offset(-1)
+        .with_error_message(message.map(str_bytes))
+}
+
+pub(crate) fn handle(state: &Arc<BrokerState>, request: ProduceRequest, _version: i16) -> Reply {
+    let acks = request.acks;
+    let mut response = ProduceResponse::default();
+    // Partitions whose answer waits for a sync, with the end offset to cover.
+    let mut pending: Vec<(usize, usize, Arc<Partition>, i64)> = Vec::new();
+    for topic in request.topic_data {
+        let mut topic_response = TopicProduceResponse::default().with_name(topic.name.clone());
+        for data in topic.partition_data {
+            let index = data.index;
+            if !matches!(acks, -1..=1) {
+                topic_response.partition_responses.push(partition_error(
+                    index,
+                    error::INVALID_REQUIRED_ACKS,
+                    Some(format!("acks must be -1, 0 or 1, not {acks}")),
+                ));
+                continue;
+            }
+            let Some(partition) = state.partitions.get(&topic.name, index) else {
+                topic_response.partition_responses.push(partition_error(
+                    index,
+                    error::UNKNOWN_TOPIC_OR_PARTITION,
+                    None,
+                ));
+                continue;
+            };
+            let records = data.records.unwrap_or_default();
+            let settings = partition.settings();
+            let now = now_ms();
+            if let Err(r) = validate(&records, &settings, now) {
+                topic_response.partition_responses.push(partition_error(
+                    index,
+                    r.code,
+                    Some(r.message),
+                ));
+                continue;
+            }
+            // One copy: the frame is shared, the batches must be patched.
+            let mut owned = BytesMut::from(&records[..]);
+            match partition.append(&mut owned, settings.log_append_time.then_some(now), now) {
+                Ok(info) => {
+                    let ok = PartitionProduceResponse::default()
+                        .with_index(index)
+                        .with_base_offset(info.first_offset)
+                        .with_log_append_time_ms(info.log_append_time)
+                        .with_log_start_offset(partition.log_start_offset());
+                    if settings.sync_before_ack() {
+                        pending.push((
+                            response.responses.len(),
+                            topic_response.partition_responses.len(),
+                            partition.clone(),
+                            info.last_offset + 1,
+                        ));
+                    }
+                    topic_response.partition_responses.push(ok);
+                }
+                Err(e) => {
+                    tracing::error!(topic = %partition.topic, partition = index, error = %e, "append failed");
+                    topic_response.partition_responses.push(partition_error(
+                        index,
+                        error::KAFKA_STORAGE_ERROR,
+                        Some(e.to_string()),
+                    ));
+                }
+            }
+        }
+        response.responses.push(topic_response);
+    }
+    if acks == 0 {
+        // No answer, but the data still has to become durable and visible.
+        for (_, _, partition, end) in pending {
+            tokio::spawn(async move {
+                if let Err(e) = partition.make_durable(end).await {
+                    tracing::error!(topic = %partition.topic, partition = partition.index, error = %e, "sync failed");
+                }
+            });
+        }
+        return Reply::Nothing;
+    }
+    if pending.is_empty() {
+        return Reply::Now(ResponseKind::Produce(response));
+    }
+    Reply::Later(Box::pin(async move {
+        for (t, p, partition, end) in pending {
+            if let Err(e) = partition.make_durable(end).await {
+                tracing::error!(topic = %partition.topic, partition = partition.index, error = %e, "sync failed");
+                let slot = &mut response.responses[t].partition_responses[p];
+                *slot =
+                    partition_error(slot.index, error::KAFKA_STORAGE_ERROR, Some(e.to_string()));
+            }
+        }
+        ResponseKind::Produce(response)
+    }))
+}

@@ -1,0 +1,351 @@
+//! The partitions this node leads: their logs, high watermarks and the
+//! group-commit path that makes acknowledged data durable.
+//!
+//! The high watermark is kept apart from the log end offset. On this single
+//! node it is the end of what is durable under the topic's flush policy: with
+//! `flush.messages=1` (the default) it advances only after a group-commit
+//! fdatasync covers the data, so consumers never read records that a crash
+//! could take back; with the lazy policy it follows the log end offset.
+
+use crate::config::ConfigSource;
+use bytes::Bytes;
+use sluice_metadata::{MetadataImage, Uuid};
+use sluice_storage::{AppendInfo, Durability, LogConfig, LogDir, PartitionLog, StorageError};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use tokio::sync::Notify;
+
+/// The topic settings the produce and fetch paths consult, parsed once per
+/// config change rather than per request.
+#[derive(Debug, Clone)]
+pub(crate) struct LogSettings {
+    pub(crate) max_message_bytes: usize,
+    pub(crate) log_append_time: bool,
+    pub(crate) timestamp_before_max_ms: i64,
+    pub(crate) timestamp_after_max_ms: i64,
+    pub(crate) flush_messages: i64,
+    pub(crate) flush_ms: i64,
+    pub(crate) log: LogConfig,
+}
+
+impl LogSettings {
+    pub(crate) fn from_topic(settings: &BTreeMap<&'static str, (String, ConfigSource)>) -> Self {
+        let num = |name: &str| -> i64 {
+            settings
+                .get(name)
+                .and_then(|(v, _)| v.trim().parse().ok())
+                .unwrap_or_else(|| panic!("topic setting {name} resolved to a number"))
+        };
+        LogSettings {
+            max_message_bytes: num("max.message.bytes").max(0) as usize,
+            log_append_time: settings
+                .get("message.timestamp.type")
+                .is_some_and(|(v, _)| v == "LogAppendTime"),
+            timestamp_before_max_ms: num("message.timestamp.before.max.ms"),
+            timestamp_after_max_ms: num("message.timestamp.after.max.ms"),
+            flush_messages: num("flush.messages"),
+            flush_ms: num("flush.ms"),
+            log: LogConfig {
+                segment_bytes: num("segment.bytes") as u64,
+                segment_ms: num("segment.ms"),
+                index_interval_bytes: num("index.interval.bytes") as u64,
+                segment_index_bytes: num("segment.index.bytes") as u64,
+            },
+        }
+    }
+
+    /// Durable mode: acknowledge only synced data.
+    pub(crate) fn sync_before_ack(&self) -> bool {
+        self.flush_messages <= 1
+    }
+}
+
+pub(crate) struct Partition {
+    pub(crate) topic: String,
+    pub(crate) topic_id: Uuid,
+    pub(crate) index: i32,
+    pub(crate) leader_epoch: i32,
+    log: Mutex<PartitionLog>,
+    durability: Arc<Durability>,
+    high_watermark: AtomicI64,
+    last_sync_ms: AtomicI64,
+    settings: RwLock<Arc<LogSettings>>,
+    data_available: Arc<Notify>,
+}
+
+impl Partition {
+    pub(crate) fn settings(&self) -> Arc<LogSettings> {
+        self.settings.read().expect("settings lock").clone()
+    }
+
+    pub(crate) fn high_watermark(&self) -> i64 {
+        self.high_watermark.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn log_start_offset(&self) -> i64 {
+        self.log.lock().expect("log lock").log_start_offset()
+    }
+
+    pub(crate) fn log_end_offset(&self) -> i64 {
+        self.log.lock().expect("log lock").log_end_offset()
+    }
+
+    pub(crate) fn size_bytes(&self) -> u64 {
+        self.log.lock().expect("log lock").size_bytes()
+    }
+
+    /// Appends validated batches. In lazy mode the high watermark moves at
+    /// once; in durable mode it waits for [`Partition::make_durable`].
+    pub(crate) fn append(
+        &self,
+        batches: &mut [u8],
+        log_append_time: Option<i64>,
+        now_ms: i64,
+    ) -> Result<AppendInfo, StorageError> {
+        let info = self.log.lock().expect("log lock").append(
+            batches,
+            self.leader_epoch,
+            log_append_time,
+            now_ms,
+        )?;
+        if !self.settings().sync_before_ack() {
+            self.advance_high_watermark(info.last_offset + 1);
+        }
+        Ok(info)
+    }
+
+    /// Waits until every offset below `end` is synced (one fdatasync covers
+    /// all appends waiting at that moment), then advances the high watermark.
+    pub(crate) async fn make_durable(self: &Arc<Self>, end: i64) -> Result<(), StorageError> {
+        if self.durability.synced_offset() < end {
+            let durability = self.durability.clone();
+            let synced = tokio::task::spawn_blocking(move || durability.sync_to(end))
+                .await
+                .map_err(|e| StorageError::Io {
+                    context: "sync task".into(),
+                    source: std::io::Error::other(e),
+                })??;
+            self.last_sync_ms
+                .store(crate::state::now_ms(), Ordering::Relaxed);
+            if self.settings().sync_before_ack() {
+                self.advance_high_watermark(synced);
+            }
+        } else if self.settings().sync_before_ack() {
+            self.advance_high_watermark(self.durability.synced_offset());
+        }
+        Ok(())
+    }
+
+    /// Whether the lazy flush policy wants a sync now (`flush.messages`
+    /// unflushed offsets, or `flush.ms` since the last sync).
+    pub(crate) fn lazy_flush_due(&self, now_ms: i64) -> Option<i64> {
+        let settings = self.settings();
+        let log = self.log.lock().expect("log lock");
+        let unflushed = log.unflushed_messages();
+        if unflushed == 0 {
+            return None;
+        }
+        let since = now_ms - self.last_sync_ms.load(Ordering::Relaxed);
+        (unflushed >= settings.flush_messages || since >= settings.flush_ms)
+            .then(|| log.log_end_offset())
+    }
+
+    fn advance_high_watermark(&self, offset: i64) {
+        if self.high_watermark.fetch_max(offset, Ordering::AcqRel) < offset {
+            self.data_available.notify_waiters();
+        }
+    }
+
+    /// Reads whole batches from `offset`, never past the high watermark.
+    pub(crate) fn read(&self, offset: i64, max_bytes: usize) -> Result<Bytes, StorageError> {
+        let hw = self.high_watermark();
+        let log = self.log.lock().expect("log lock");
+        if offset > hw && offset <= log.log_end_offset() {
+            // Past what consumers may see yet, but not out of range.
+            return Ok(Bytes::new());
+        }
+        Ok(log.read(offset, max_bytes, hw)?.data)
+    }
+
+    pub(crate) fn offset_for_timestamp(&self, ts: i64) -> Result<Option<(i64, i64)>, StorageError> {
+        let found = self
+            .log
+            .lock()
+            .expect("log lock")
+            .offset_for_timestamp(ts)?;
+        let hw = self.high_watermark();
+        Ok(found.filter(|(_, offset)| *offset < hw))
+    }
+
+    pub(crate) fn max_timestamp_and_offset(&self) -> Option<(i64, i64)> {
+        let hw = self.high_watermark();
+        self.log
+            .lock()
+            .expect("log lock")
+            .max_timestamp_and_offset()
+            .filter(|(_, offset)| *offset < hw)
+    }
+
+    fn apply_settings(&self, settings: LogSettings) {
+        self.log
+            .lock()
+            .expect("log lock")
+            .set_config(settings.log.clone());
+        *self.settings.write().expect("settings lock") = Arc::new(settings);
+    }
+}
+
+type Key = (String, i32);
+
+/// The metadata log's directory sits beside the partitions, as in KRaft.
+pub(crate) const METADATA_TOPIC: &str = "__cluster_metadata";
+
+/// Registry of open partitions, kept in step with the metadata image.
+pub(crate) struct Partitions {
+    log_dir: LogDir,
+    map: RwLock<HashMap<Key, Arc<Partition>>>,
+    pub(crate) data_available: Arc<Notify>,
+}
+
+impl Partitions {
+    pub(crate) fn new(log_dir: LogDir) -> Self {
+        Partitions {
+            log_dir,
+            map: RwLock::new(HashMap::new()),
+            data_available: Arc::new(Notify::new()),
+        }
+    }
+
+    pub(crate) fn log_dir_path(&self) -> &std::path::Path {
+        self.log_dir.path()
+    }
+
+    pub(crate) fn get(&self, topic: &str, index: i32) -> Option<Arc<Partition>> {
+        self.map
+            .read()
+            .expect("partitions lock")
+            .get(&(topic.to_string(), index))
+            .cloned()
+    }
+
+    pub(crate) fn all(&self) -> Vec<Arc<Partition>> {
+        self.map
+            .read()
+            .expect("partitions lock")
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Opens logs for partitions the image has and this node lacks, applies
+    /// changed settings, and deletes logs of topics the image no longer has.
+    /// `settings_for` resolves a topic's effective settings.
+    pub(crate) fn reconcile(
+        &self,
+        image: &MetadataImage,
+        node_id: i32,
+        settings_for: impl Fn(&BTreeMap<String, String>) -> LogSettings,
+    ) -> Result<(), StorageError> {
+        let now = crate::state::now_ms();
+        let mut map = self.map.write().expect("partitions lock");
+        let mut wanted = HashMap::new();
+        for topic in image.topics() {
+            let settings = settings_for(&topic.configs);
+            for (index, p) in topic.partitions.iter().enumerate() {
+                if p.leader == node_id {
+                    wanted.insert(
+                        (topic.name.clone(), index as i32),
+                        (topic.id, p.leader_epoch, settings.clone()),
+                    );
+                }
+            }
+        }
+        let stale: Vec<Key> = map
+            .iter()
+            .filter(|(k, p)| wanted.get(*k).is_none_or(|(id, _, _)| *id != p.topic_id))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in stale {
+            map.remove(&key);
+            self.log_dir.delete_log(&key.0, key.1)?;
+        }
+        for (key, (topic_id, leader_epoch, settings)) in wanted {
+            if let Some(existing) = map.get(&key) {
+                existing.apply_settings(settings);
+                continue;
+            }
+            let log = self
+                .log_dir
+                .open_log(&key.0, key.1, settings.log.clone(), now)?;
+            let durability = log.durability();
+            let end = log.log_end_offset();
+            map.insert(
+                key.clone(),
+                Arc::new(Partition {
+                    topic: key.0.clone(),
+                    topic_id,
+                    index: key.1,
+                    leader_epoch,
+                    log: Mutex::new(log),
+                    durability,
+                    high_watermark: AtomicI64::new(end),
+                    last_sync_ms: AtomicI64::new(now),
+                    settings: RwLock::new(Arc::new(settings)),
+                    data_available: self.data_available.clone(),
+                }),
+            );
+        }
+        Ok(())
+    }
+
+    /// Deletes partition directories on disk that no topic in the image owns
+    /// (left behind by a crash during topic deletion).
+    pub(crate) fn remove_orphans(&self, image: &MetadataImage) -> Result<(), StorageError> {
+        for (topic, index) in self.log_dir.existing_partitions()? {
+            if topic == METADATA_TOPIC {
+                continue;
+            }
+            let owned = image
+                .topic(&topic)
+                .is_some_and(|t| (index as usize) < t.partitions.len());
+            if !owned {
+                tracing::warn!(
+                    topic,
+                    index,
+                    "deleting partition directory of a topic that no longer exists"
+                );
+                self.log_dir.delete_log(&topic, index)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Syncs and closes every log, then marks the shutdown clean.
+    pub(crate) fn close_all(&self) -> Result<(), StorageError> {
+        let drained: Vec<Arc<Partition>> = self
+            .map
+            .write()
+            .expect("partitions lock")
+            .drain()
+            .map(|(_, p)| p)
+            .collect();
+        let mut all_closed = true;
+        for partition in drained {
+            match Arc::try_unwrap(partition) {
+                Ok(p) => p.log.into_inner().expect("log lock").close()?,
+                Err(shared) => {
+                    // A request still holds it: sync its data, and let the
+                    // next start recover it as after a crash.
+                    let end = shared.log_end_offset();
+                    shared.durability.sync_to(end)?;
+                    all_closed = false;
+                }
+            }
+        }
+        if all_closed {
+            self.log_dir.mark_clean_shutdown()?;
+        }
+        Ok(())
+    }
+}

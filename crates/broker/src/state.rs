@@ -1,0 +1,87 @@
+//! State shared by every connection of a running broker.
+
+use crate::config::{self, BrokerConfig, ConfigSource};
+use crate::handlers::fetch::session::FetchSessionCache;
+use crate::partition::Partitions;
+use sluice_metadata::{MetadataImage, MetadataLog};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+pub(crate) struct BrokerState {
+    pub(crate) config: BrokerConfig,
+    pub(crate) node_id: i32,
+    pub(crate) advertised_host: String,
+    pub(crate) advertised_port: i32,
+    /// The metadata log; held only while a controller operation appends.
+    pub(crate) metadata: Mutex<MetadataLog>,
+    /// The current image, swapped whole after every metadata change.
+    image: RwLock<Arc<MetadataImage>>,
+    pub(crate) partitions: Partitions,
+    pub(crate) fetch_sessions: Mutex<FetchSessionCache>,
+}
+
+impl BrokerState {
+    pub(crate) fn new(config: BrokerConfig, metadata: MetadataLog, partitions: Partitions) -> Self {
+        let advertised = config.advertised_address();
+        let (host, port) = advertised.rsplit_once(':').expect("validated listener");
+        let slots = config.get_i64("max.incremental.fetch.session.cache.slots") as usize;
+        let image = Arc::new(metadata.image().clone());
+        BrokerState {
+            node_id: config.node_id(),
+            advertised_host: host.to_string(),
+            advertised_port: port.parse().expect("validated port"),
+            config,
+            metadata: Mutex::new(metadata),
+            image: RwLock::new(image),
+            partitions,
+            fetch_sessions: Mutex::new(FetchSessionCache::new(slots)),
+        }
+    }
+
+    pub(crate) fn image(&self) -> Arc<MetadataImage> {
+        self.image.read().expect("image lock").clone()
+    }
+
+    pub(crate) fn set_image(&self, image: Arc<MetadataImage>) {
+        *self.image.write().expect("image lock") = image;
+    }
+
+    pub(crate) fn cluster_id(&self) -> String {
+        self.image().cluster_id.clone().unwrap_or_default()
+    }
+
+    /// Effective broker setting (dynamic override, static, default).
+    pub(crate) fn broker_setting(&self, name: &str) -> config::Resolved {
+        config::resolve_broker(name, &self.config, &self.image().broker_configs)
+    }
+
+    pub(crate) fn broker_i64(&self, name: &str) -> i64 {
+        self.broker_setting(name)
+            .value
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name} has a numeric default"))
+    }
+
+    /// All effective topic settings for a topic's overrides.
+    pub(crate) fn topic_settings(
+        &self,
+        overrides: &BTreeMap<String, String>,
+        image: &MetadataImage,
+    ) -> BTreeMap<&'static str, (String, ConfigSource)> {
+        config::TOPIC_CONFIGS
+            .iter()
+            .map(|def| {
+                let r = config::resolve_topic(def, overrides, &self.config, &image.broker_configs);
+                (def.name, (r.value.unwrap_or_default(), r.source))
+            })
+            .collect()
+    }
+}
+
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,176 @@
+use crate::record::MetadataRecord;
+use std::collections::{BTreeMap, HashMap};
+use uuid::Uuid;
+
+/// The state of one partition as the cluster sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionImage {
+    pub leader: i32,
+    pub leader_epoch: i32,
+    pub replicas: Vec<i32>,
+    pub isr: Vec<i32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicImage {
+    pub name: String,
+    pub id: Uuid,
+    pub partitions: Vec<PartitionImage>,
+    /// Topic-level config overrides (only what was set explicitly).
+    pub configs: BTreeMap<String, String>,
+}
+
+/// An immutable snapshot of cluster metadata, rebuilt by replaying records.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MetadataImage {
+    pub cluster_id: Option<String>,
+    pub node_id: i32,
+    topics: BTreeMap<String, TopicImage>,
+    names_by_id: HashMap<Uuid, String>,
+    /// Dynamic broker config overrides.
+    pub broker_configs: BTreeMap<String, String>,
+    /// Number of records applied: the metadata offset this image reflects.
+    pub offset: u64,
+}
+
+impl MetadataImage {
+    pub fn topic(&self, name: &str) -> Option<&TopicImage> {
+        self.topics.get(name)
+    }
+
+    pub fn topic_by_id(&self, id: &Uuid) -> Option<&TopicImage> {
+        self.names_by_id.get(id).and_then(|n| self.topics.get(n))
+    }
+
+    pub fn topics(&self) -> impl Iterator<Item = &TopicImage> {
+        self.topics.values()
+    }
+
+    /// Applies one record. Records that refer to unknown topics are ignored:
+    /// the controller validated them before appending, so this only happens
+    /// when replaying a log written by a newer version.
+    pub fn apply(&mut self, record: &MetadataRecord) {
+        self.offset += 1;
+        match record {
+            MetadataRecord::ClusterCreated {
+                cluster_id,
+                node_id,
+            } => {
+                self.cluster_id = Some(cluster_id.clone());
+                self.node_id = *node_id;
+            }
+            MetadataRecord::TopicCreated {
+                name,
+                id,
+                partitions,
+                replicas,
+                configs,
+            } => {
+                let parts = (0..*partitions).map(|_| new_partition(replicas)).collect();
+                self.names_by_id.insert(*id, name.clone());
+                self.topics.insert(
+                    name.clone(),
+                    TopicImage {
+                        name: name.clone(),
+                        id: *id,
+                        partitions: parts,
+                        configs: configs.clone(),
+                    },
+                );
+            }
+            MetadataRecord::PartitionsCreated {
+                topic_id,
+                total,
+                replicas,
+            } => {
+                if let Some(topic) = self.topic_mut(topic_id) {
+                    while (topic.partitions.len() as i32) < *total {
+                        topic.partitions.push(new_partition(replicas));
+                    }
+                }
+            }
+            MetadataRecord::TopicConfigChanged { topic_id, changes } => {
+                if let Some(topic) = self.topic_mut(topic_id) {
+                    apply_changes(&mut topic.configs, changes);
+                }
+            }
+            MetadataRecord::TopicDeleted { topic_id } => {
+                if let Some(name) = self.names_by_id.remove(topic_id) {
+                    self.topics.remove(&name);
+                }
+            }
+            MetadataRecord::BrokerConfigChanged { changes } => {
+                apply_changes(&mut self.broker_configs, changes);
+            }
+        }
+    }
+
+    fn topic_mut(&mut self, id: &Uuid) -> Option<&mut TopicImage> {
+        let name = self.names_by_id.get(id)?;
+        self.topics.get_mut(name)
+    }
+}
+
+fn new_partition(replicas: &[i32]) -> PartitionImage {
+    PartitionImage {
+        leader: replicas.first().copied().unwrap_or(-1),
+        leader_epoch: 0,
+        replicas: replicas.to_vec(),
+        isr: replicas.to_vec(),
+    }
+}
+
+fn apply_changes(
+    configs: &mut BTreeMap<String, String>,
+    changes: &BTreeMap<String, Option<String>>,
+) {
+    for (key, value) in changes {
+        match value {
+            Some(v) => configs.insert(key.clone(), v.clone()),
+            None => configs.remove(key),
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_lifecycle() {
+        let id = Uuid::new_v4();
+        let mut image = MetadataImage::default();
+        image.apply(&MetadataRecord::TopicCreated {
+            name: "t".into(),
+            id,
+            partitions: 2,
+            replicas: vec![1],
+            configs: BTreeMap::from([("retention.ms".into(), "10".into())]),
+        });
+        image.apply(&MetadataRecord::PartitionsCreated {
+            topic_id: id,
+            total: 4,
+            replicas: vec![1],
+        });
+        image.apply(&MetadataRecord::TopicConfigChanged {
+            topic_id: id,
+            changes: BTreeMap::from([
+                ("retention.ms".into(), None),
+                ("cleanup.policy".into(), Some("compact".into())),
+            ]),
+        });
+        let t = image.topic("t").unwrap();
+        assert_eq!(t.partitions.len(), 4);
+        assert_eq!(t.partitions[3].leader, 1);
+        assert_eq!(
+            t.configs.get("cleanup.policy").map(String::as_str),
+            Some("compact")
+        );
+        assert!(!t.configs.contains_key("retention.ms"));
+        assert_eq!(image.topic_by_id(&id).unwrap().name, "t");
+        image.apply(&MetadataRecord::TopicDeleted { topic_id: id });
+        assert!(image.topic("t").is_none());
+        assert!(image.topic_by_id(&id).is_none());
+        assert_eq!(image.offset, 4);
+    }
+}

@@ -1,0 +1,37 @@
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use uuid::Uuid;
+
+/// One change to cluster metadata. Records are replayed in order; applying
+/// the same sequence always yields the same image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum MetadataRecord {
+    /// The cluster got its id (first record of a new metadata log).
+    ClusterCreated { cluster_id: String, node_id: i32 },
+    /// A topic was created with `partitions` partitions, all led by `leader`.
+    TopicCreated {
+        name: String,
+        id: Uuid,
+        partitions: i32,
+        replicas: Vec<i32>,
+        configs: BTreeMap<String, String>,
+    },
+    /// A topic grew to `total` partitions.
+    PartitionsCreated {
+        topic_id: Uuid,
+        total: i32,
+        replicas: Vec<i32>,
+    },
+    /// Topic config overrides were set (`Some`) or removed (`None`).
+    TopicConfigChanged {
+        topic_id: Uuid,
+        changes: BTreeMap<String, Option<String>>,
+    },
+    /// A topic was deleted.
+    TopicDeleted { topic_id: Uuid },
+    /// Dynamic broker config overrides were set or removed.
+    BrokerConfigChanged {
+        changes: BTreeMap<String, Option<String>>,
+    },
+}
