@@ -1,1 +1,118 @@
-fn main() {}
+//! `sluice`: run a broker, manage topics, produce, consume, benchmark.
+
+mod cluster_cmd;
+mod consume;
+mod output;
+mod perf;
+mod produce;
+mod serve;
+mod topic;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::output::OutputFormat;
+
+/// Sluice: a Kafka-compatible broker and the tools to use it.
+#[derive(Debug, Parser)]
+#[command(name = "sluice", version, propagate_version = true)]
+struct Cli {
+    /// Broker to bootstrap from (comma-separated list allowed).
+    #[arg(
+        long,
+        global = true,
+        env = "SLUICE_BOOTSTRAP_SERVER",
+        default_value = "127.0.0.1:9092",
+        value_name = "HOST:PORT"
+    )]
+    bootstrap_server: String,
+
+    /// Output format: tables for humans, JSON for scripts.
+    #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Table)]
+    output: OutputFormat,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a broker.
+    Serve(serve::ServeArgs),
+    /// Create, list, describe, delete and configure topics.
+    Topic {
+        #[command(subcommand)]
+        command: topic::TopicCommand,
+    },
+    /// Produce one record per input line (stdin or --file).
+    Produce(produce::ProduceArgs),
+    /// Print records of a topic.
+    Consume(consume::ConsumeArgs),
+    /// Inspect the cluster.
+    Cluster {
+        #[command(subcommand)]
+        command: cluster_cmd::ClusterCommand,
+    },
+    /// Benchmark producing and consuming.
+    Perf {
+        #[command(subcommand)]
+        command: perf::PerfCommand,
+    },
+}
+
+/// Settings every client command needs.
+#[derive(Debug, Clone)]
+pub(crate) struct Global {
+    pub(crate) bootstrap_server: String,
+    pub(crate) output: OutputFormat,
+}
+
+impl Global {
+    pub(crate) fn client_config(&self) -> sluice_client::ClientConfig {
+        let mut c = sluice_client::ClientConfig::new(&self.bootstrap_server);
+        c.client_id = "sluice-cli".to_string();
+        c
+    }
+}
+
+fn main() -> ExitCode {
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!("error: internal error: {info}");
+    }));
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let global = Global {
+        bootstrap_server: cli.bootstrap_server,
+        output: cli.output,
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => serve::run(args).await,
+            Command::Topic { command } => topic::run(&global, command).await,
+            Command::Produce(args) => produce::run(&global, args).await,
+            Command::Consume(args) => consume::run(&global, args).await,
+            Command::Cluster { command } => cluster_cmd::run(&global, command).await,
+            Command::Perf { command } => perf::run(&global, command).await,
+        }
+    });
+    // Do not wait for lingering background tasks (e.g. blocked stdin reads).
+    runtime.shutdown_background();
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if output::is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

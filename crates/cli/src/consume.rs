@@ -1,0 +1,220 @@
+//! `sluice consume`: print records of a topic.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Args;
+use serde_json::json;
+use sluice_client::{Cluster, Consumer, ConsumerConfig, ConsumerRecord, OffsetReset, StartOffset};
+
+use crate::output::OutputFormat;
+use crate::produce::check_topic;
+use crate::Global;
+
+#[derive(Debug, Args)]
+pub(crate) struct ConsumeArgs {
+    /// Topic to read.
+    pub(crate) topic: String,
+    /// Read only this partition (default: all partitions).
+    #[arg(long)]
+    pub(crate) partition: Option<i32>,
+    /// Start at the earliest offset (default: only new records).
+    #[arg(long, conflicts_with_all = ["offset", "timestamp"])]
+    pub(crate) from_beginning: bool,
+    /// Start at this offset.
+    #[arg(long, conflicts_with = "timestamp")]
+    pub(crate) offset: Option<i64>,
+    /// Start at the first record with a timestamp >= MS (ms since the epoch).
+    #[arg(long, value_name = "MS")]
+    pub(crate) timestamp: Option<i64>,
+    /// Stop after this many records.
+    #[arg(long)]
+    pub(crate) limit: Option<u64>,
+    /// Stop after this long without new records.
+    #[arg(long)]
+    pub(crate) timeout_ms: Option<u64>,
+    /// Output format: %k key, %v value, %o offset, %p partition,
+    /// %t timestamp, %h headers, %T topic; \t and \n are expanded.
+    #[arg(long, default_value = "%v")]
+    pub(crate) format: String,
+}
+
+pub(crate) async fn run(global: &Global, args: ConsumeArgs) -> anyhow::Result<()> {
+    let mut client = global.client_config();
+    client.client_id = "sluice-console-consumer".into();
+    let cluster = Cluster::connect(client)
+        .await
+        .context("connecting to the cluster")?;
+    let n = check_topic(&cluster, &args.topic, args.partition).await?;
+    let start = if args.from_beginning {
+        StartOffset::Earliest
+    } else if let Some(o) = args.offset {
+        StartOffset::Offset(o)
+    } else if let Some(t) = args.timestamp {
+        StartOffset::Timestamp(t)
+    } else {
+        StartOffset::Latest
+    };
+    let partitions: Vec<i32> = match args.partition {
+        Some(p) => vec![p],
+        None => (0..n).collect(),
+    };
+    let config = ConsumerConfig {
+        auto_offset_reset: if args.from_beginning {
+            OffsetReset::Earliest
+        } else {
+            OffsetReset::Latest
+        },
+        ..Default::default()
+    };
+    let mut consumer = Consumer::new(cluster, config);
+    consumer
+        .assign(
+            partitions
+                .iter()
+                .map(|p| (args.topic.clone(), *p, start))
+                .collect(),
+        )
+        .await?;
+    let format = expand_escapes(&args.format);
+    let json = global.output == OutputFormat::Json;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut count = 0u64;
+    let mut last_record = Instant::now();
+    let idle_limit = args.timeout_ms.map(Duration::from_millis);
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    'outer: loop {
+        if args.limit.is_some_and(|l| count >= l) {
+            break;
+        }
+        let wait = match idle_limit {
+            Some(limit) => limit
+                .saturating_sub(last_record.elapsed())
+                .min(Duration::from_millis(500)),
+            None => Duration::from_millis(500),
+        };
+        let records = tokio::select! {
+            r = consumer.poll(wait) => r?,
+            _ = &mut ctrl_c => break,
+        };
+        if records.is_empty() {
+            out.flush()?;
+            if idle_limit.is_some_and(|l| last_record.elapsed() >= l) {
+                break;
+            }
+            continue;
+        }
+        last_record = Instant::now();
+        for r in records {
+            if json {
+                serde_json::to_writer(&mut out, &record_json(&r))?;
+                writeln!(out)?;
+            } else {
+                out.write_all(&render(&format, &r))?;
+                out.write_all(b"\n")?;
+            }
+            count += 1;
+            if args.limit.is_some_and(|l| count >= l) {
+                break 'outer;
+            }
+        }
+        out.flush()?;
+    }
+    out.flush()?;
+    drop(out);
+    eprintln!("Processed a total of {count} messages");
+    Ok(())
+}
+
+fn record_json(r: &ConsumerRecord) -> serde_json::Value {
+    let s = |b: &Option<bytes::Bytes>| b.as_ref().map(|b| String::from_utf8_lossy(b).into_owned());
+    json!({
+        "topic": r.topic,
+        "partition": r.partition,
+        "offset": r.offset,
+        "timestamp": r.timestamp,
+        "timestamp_type": r.timestamp_type.name(),
+        "key": s(&r.key),
+        "value": s(&r.value),
+        "headers": r.headers.iter().map(|(k, v)| json!({"key": k, "value": s(v)})).collect::<Vec<_>>(),
+    })
+}
+
+pub(crate) fn expand_escapes(f: &str) -> String {
+    f.replace("\\t", "\t").replace("\\n", "\n")
+}
+
+/// Renders a record with the `--format` placeholders.
+pub(crate) fn render(format: &str, r: &ConsumerRecord) -> Vec<u8> {
+    let mut out = Vec::with_capacity(format.len() + r.value.as_ref().map_or(0, |v| v.len()));
+    let bytes_or_null = |out: &mut Vec<u8>, b: &Option<bytes::Bytes>| match b {
+        Some(b) => out.extend_from_slice(b),
+        None => out.extend_from_slice(b"null"),
+    };
+    let mut chars = format.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            let mut buf = [0u8; 4];
+            out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+            continue;
+        }
+        match chars.next() {
+            Some('k') => bytes_or_null(&mut out, &r.key),
+            Some('v') => bytes_or_null(&mut out, &r.value),
+            Some('o') => out.extend_from_slice(r.offset.to_string().as_bytes()),
+            Some('p') => out.extend_from_slice(r.partition.to_string().as_bytes()),
+            Some('t') => out.extend_from_slice(r.timestamp.to_string().as_bytes()),
+            Some('T') => out.extend_from_slice(r.topic.as_bytes()),
+            Some('h') => {
+                for (i, (k, v)) in r.headers.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    out.extend_from_slice(k.as_bytes());
+                    out.push(b':');
+                    bytes_or_null(&mut out, v);
+                }
+            }
+            Some('%') => out.push(b'%'),
+            Some(other) => {
+                out.push(b'%');
+                let mut buf = [0u8; 4];
+                out.extend_from_slice(other.encode_utf8(&mut buf).as_bytes());
+            }
+            None => out.push(b'%'),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use sluice_client::TimestampType;
+
+    #[test]
+    fn renders_placeholders() {
+        let r = ConsumerRecord {
+            topic: "t".into(),
+            partition: 2,
+            offset: 42,
+            timestamp: 1000,
+            timestamp_type: TimestampType::CreateTime,
+            key: None,
+            value: Some(Bytes::from_static(b"hello")),
+            headers: vec![
+                ("a".into(), Some(Bytes::from_static(b"1"))),
+                ("b".into(), None),
+            ],
+        };
+        let f = expand_escapes("%k\\t%v %o %p %t %h %T 100%% %x");
+        assert_eq!(
+            String::from_utf8(render(&f, &r)).unwrap(),
+            "null\thello 42 2 1000 a:1,b:null t 100% %x"
+        );
+        assert_eq!(render("%v", &r), b"hello");
+    }
+}
