@@ -118,9 +118,9 @@ impl PartitionLog {
             return Ok(PartitionLog::with_segments(dir, config, vec![segment], 0));
         }
         let recovery_point = if clean {
-            i64::MAX
+            None
         } else {
-            read_recovery_point(&dir)?.unwrap_or(0)
+            Some(read_recovery_point(&dir)?.unwrap_or(0))
         };
         let mut segments: Vec<Segment> = Vec::with_capacity(bases.len());
         let mut log_end_offset = bases[0];
@@ -128,7 +128,10 @@ impl PartitionLog {
         for (i, &base) in bases.iter().enumerate() {
             let next_base = bases.get(i + 1).copied();
             let offset_span = next_base.map_or(u64::MAX, |next| (next - base) as u64);
-            let may_hold_unsynced = next_base.is_none_or(|next| next > recovery_point);
+            // After a crash, the segment holding the recovery point and all
+            // later ones (always including the active one) may be torn.
+            let may_hold_unsynced =
+                recovery_point.is_some_and(|point| next_base.is_none_or(|next| next > point));
             let loaded = if may_hold_unsynced {
                 None
             } else {
