@@ -23,3 +23,15 @@ pub use dir::LogDir;
 pub use durability::Durability;
 pub use error::StorageError;
 pub use log::{AppendInfo, PartitionLog, ReadResult};
+
+#[cfg(test)]
+mod tests {
+    /// The broker keeps logs behind a mutex and shares `Durability` across threads.
+    #[test]
+    fn handles_are_thread_safe() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<crate::PartitionLog>();
+        assert_send_sync::<crate::Durability>();
+        assert_send_sync::<crate::LogDir>();
+    }
+}
