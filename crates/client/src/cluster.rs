@@ -421,6 +421,41 @@ impl Cluster {
         &self,
         partitions: &[(String, i32, OffsetSpec)],
     ) -> Result<Vec<ListedOffset>> {
+        // A request may name each partition once: split repeats into rounds.
+        let mut rounds: Vec<Vec<usize>> = Vec::new();
+        for (i, (t, p, _)) in partitions.iter().enumerate() {
+            let free = rounds.iter_mut().find(|r| {
+                !r.iter()
+                    .any(|&j| partitions[j].0 == *t && partitions[j].1 == *p)
+            });
+            match free {
+                Some(r) => r.push(i),
+                None => rounds.push(vec![i]),
+            }
+        }
+        let mut out = vec![
+            ListedOffset {
+                offset: -1,
+                timestamp: -1,
+                leader_epoch: -1
+            };
+            partitions.len()
+        ];
+        for round in rounds {
+            let subset: Vec<(String, i32, OffsetSpec)> =
+                round.iter().map(|&i| partitions[i].clone()).collect();
+            let listed = self.list_offsets_unique(&subset).await?;
+            for (i, l) in round.into_iter().zip(listed) {
+                out[i] = l;
+            }
+        }
+        Ok(out)
+    }
+
+    async fn list_offsets_unique(
+        &self,
+        partitions: &[(String, i32, OffsetSpec)],
+    ) -> Result<Vec<ListedOffset>> {
         let mut by_leader: BTreeMap<i32, Vec<usize>> = BTreeMap::new();
         for (i, (topic, partition, _)) in partitions.iter().enumerate() {
             let leader = match self.leader(topic, *partition) {
