@@ -188,10 +188,7 @@ impl Partition {
     }
 
     fn apply_settings(&self, settings: LogSettings) {
-        self.log
-            .lock()
-            .expect("log lock")
-            .set_config(settings.log.clone());
+        self.log.lock().expect("log lock").set_config(settings.log);
         *self.settings.write().expect("settings lock") = Arc::new(settings);
     }
 }
@@ -275,9 +272,7 @@ impl Partitions {
                 existing.apply_settings(settings);
                 continue;
             }
-            let log = self
-                .log_dir
-                .open_log(&key.0, key.1, settings.log.clone(), now)?;
+            let log = self.log_dir.open_log(&key.0, key.1, settings.log, now)?;
             let durability = log.durability();
             let end = log.log_end_offset();
             map.insert(

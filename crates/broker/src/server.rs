@@ -293,7 +293,7 @@ async fn handle_frame(state: &Arc<BrokerState>, frame: Bytes) -> Result<Option<O
     };
     Ok(match handlers::dispatch(state, request).await {
         Reply::Now(body) => Some(Outgoing::Ready(
-            encode(body).ok_or("response encoding failed")?,
+            encode(*body).ok_or("response encoding failed")?,
         )),
         Reply::Later(response) => Some(Outgoing::Pending(tokio::spawn(async move {
             encode(response.await)

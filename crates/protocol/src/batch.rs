@@ -302,12 +302,12 @@ impl<'a> BatchMut<'a> {
     }
 }
 
+/// A record's optional key and value, for [`build_uncompressed_batch`].
+pub type KeyValue<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
+
 /// Builds a v2 batch from already-encoded record bodies. Used by tests and by
 /// tools that need a batch without going through a client.
-pub fn build_uncompressed_batch(
-    base_timestamp: i64,
-    records: &[(Option<&[u8]>, Option<&[u8]>)],
-) -> Bytes {
+pub fn build_uncompressed_batch(base_timestamp: i64, records: &[KeyValue<'_>]) -> Bytes {
     use kafka_protocol::records::{
         Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
     };

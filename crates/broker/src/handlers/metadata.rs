@@ -36,7 +36,7 @@ pub(crate) fn handle(state: &BrokerState, request: MetadataRequest, version: i16
     };
     let Some(requested) = requested else {
         let image = state.image();
-        response.topics = image.topics().map(|t| describe(t)).collect();
+        response.topics = image.topics().map(describe).collect();
         return ResponseKind::Metadata(response);
     };
     // Before v4 a request could not forbid auto-creation.

@@ -71,7 +71,7 @@ pub(crate) type ResponseFuture = Pin<Box<dyn Future<Output = ResponseKind> + Sen
 /// What a handler gives back once its in-order part has run.
 pub(crate) enum Reply {
     /// The response is ready.
-    Now(ResponseKind),
+    Now(Box<ResponseKind>),
     /// The response comes when this future completes (a durability wait, a
     /// long poll); later requests on the connection proceed meanwhile.
     Later(ResponseFuture),
@@ -83,22 +83,34 @@ pub(crate) async fn dispatch(state: &Arc<BrokerState>, request: Request) -> Repl
     let version = request.version();
     let api_key = request.api_key;
     match request.body {
-        RequestKind::ApiVersions(req) => Reply::Now(api_versions::handle(&req, version)),
-        RequestKind::Metadata(req) => Reply::Now(metadata::handle(state, req, version)),
+        RequestKind::ApiVersions(req) => Reply::Now(Box::new(api_versions::handle(&req, version))),
+        RequestKind::Metadata(req) => Reply::Now(Box::new(metadata::handle(state, req, version))),
         RequestKind::Produce(req) => produce::handle(state, req, version),
         RequestKind::Fetch(req) => fetch::handle(state, req, version),
-        RequestKind::ListOffsets(req) => Reply::Now(list_offsets::handle(state, req, version)),
-        RequestKind::CreateTopics(req) => Reply::Now(create_topics::handle(state, req, version)),
-        RequestKind::DeleteTopics(req) => Reply::Now(delete_topics::handle(state, req, version)),
-        RequestKind::CreatePartitions(req) => Reply::Now(create_partitions::handle(state, req)),
+        RequestKind::ListOffsets(req) => {
+            Reply::Now(Box::new(list_offsets::handle(state, req, version)))
+        }
+        RequestKind::CreateTopics(req) => {
+            Reply::Now(Box::new(create_topics::handle(state, req, version)))
+        }
+        RequestKind::DeleteTopics(req) => {
+            Reply::Now(Box::new(delete_topics::handle(state, req, version)))
+        }
+        RequestKind::CreatePartitions(req) => {
+            Reply::Now(Box::new(create_partitions::handle(state, req)))
+        }
         RequestKind::DescribeConfigs(req) => {
-            Reply::Now(describe_configs::handle(state, req, version))
+            Reply::Now(Box::new(describe_configs::handle(state, req, version)))
         }
         RequestKind::IncrementalAlterConfigs(req) => {
-            Reply::Now(incremental_alter_configs::handle(state, req))
+            Reply::Now(Box::new(incremental_alter_configs::handle(state, req)))
         }
-        RequestKind::DescribeCluster(req) => Reply::Now(describe_cluster::handle(state, req)),
-        RequestKind::DescribeLogDirs(req) => Reply::Now(describe_log_dirs::handle(state, req)),
+        RequestKind::DescribeCluster(req) => {
+            Reply::Now(Box::new(describe_cluster::handle(state, req)))
+        }
+        RequestKind::DescribeLogDirs(req) => {
+            Reply::Now(Box::new(describe_log_dirs::handle(state, req)))
+        }
         // `supported()` filtered every other API out before decoding.
         _ => unreachable!("dispatch of an API with no handler: {api_key:?}"),
     }

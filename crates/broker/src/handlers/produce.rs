@@ -180,7 +180,7 @@ pub(crate) fn handle(state: &Arc<BrokerState>, request: ProduceRequest, _version
         return Reply::Nothing;
     }
     if pending.is_empty() {
-        return Reply::Now(ResponseKind::Produce(response));
+        return Reply::Now(Box::new(ResponseKind::Produce(response)));
     }
     Reply::Later(Box::pin(async move {
         for (t, p, partition, end) in pending {

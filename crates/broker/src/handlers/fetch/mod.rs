@@ -134,9 +134,9 @@ pub(crate) fn handle(state: &Arc<BrokerState>, request: FetchRequest, version: i
                         SessionError::NotFound => error::FETCH_SESSION_ID_NOT_FOUND,
                         SessionError::InvalidEpoch => error::INVALID_FETCH_SESSION_EPOCH,
                     };
-                    return Reply::Now(ResponseKind::Fetch(
+                    return Reply::Now(Box::new(ResponseKind::Fetch(
                         FetchResponse::default().with_error_code(code),
-                    ));
+                    )));
                 }
             },
         }
