@@ -136,7 +136,10 @@ impl Broker {
     }
 }
 
-fn open_state(config: BrokerConfig, data_dir: PathBuf) -> Result<BrokerState, StartError> {
+pub(crate) fn open_state(
+    config: BrokerConfig,
+    data_dir: PathBuf,
+) -> Result<BrokerState, StartError> {
     let log_dir = LogDir::open(&data_dir)?;
     let mut metadata = MetadataLog::open(&data_dir.join(format!("{METADATA_TOPIC}-0")))?;
     if metadata.image().cluster_id.is_none() {

@@ -11,6 +11,8 @@ use sluice_protocol::error;
 
 pub(crate) const API: ApiSupport = ApiSupport::new(ApiKey::ListOffsets, 1, 8);
 
+/// Responses carry the leader epoch from v4.
+const LEADER_EPOCH_SINCE: i16 = 4;
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
@@ -19,7 +21,7 @@ const EARLIEST_LOCAL: i64 = -4;
 pub(crate) fn handle(
     state: &BrokerState,
     request: ListOffsetsRequest,
-    _version: i16,
+    version: i16,
 ) -> ResponseKind {
     let mut response = ListOffsetsResponse::default();
     for topic in request.topics {
@@ -40,7 +42,9 @@ pub(crate) fn handle(
             {
                 r.error_code = error::FENCED_LEADER_EPOCH;
             } else {
-                r.leader_epoch = partition.leader_epoch;
+                if version >= LEADER_EPOCH_SINCE {
+                    r.leader_epoch = partition.leader_epoch;
+                }
                 let found = match p.timestamp {
                     // Without transactions the last stable offset is the high watermark.
                     LATEST => Ok(Some((-1, partition.high_watermark()))),

@@ -120,3 +120,6 @@ pub(crate) async fn dispatch(state: &Arc<BrokerState>, request: Request) -> Repl
 pub(crate) fn str_bytes(s: impl Into<String>) -> kafka_protocol::protocol::StrBytes {
     kafka_protocol::protocol::StrBytes::from_string(s.into())
 }
+
+#[cfg(test)]
+mod version_matrix;
