@@ -532,3 +532,24 @@ mod tests {
         assert_eq!(c.advertised_address(), "127.0.0.1:19092");
     }
 }
+
+#[cfg(test)]
+mod doc_tests {
+    use super::*;
+
+    /// docs/CONFIGURATION.md must list every setting the broker knows.
+    #[test]
+    fn configuration_doc_lists_every_setting() {
+        let doc = include_str!("../../../docs/CONFIGURATION.md");
+        for name in BROKER_CONFIGS
+            .iter()
+            .map(|d| d.name)
+            .chain(TOPIC_CONFIGS.iter().map(|d| d.name))
+        {
+            assert!(
+                doc.contains(&format!("| `{name}` |")),
+                "docs/CONFIGURATION.md lacks {name}"
+            );
+        }
+    }
+}

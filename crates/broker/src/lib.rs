@@ -14,6 +14,8 @@ mod handlers;
 mod partition;
 mod server;
 mod state;
+#[cfg(test)]
+mod test_support;
 
 pub use config::BrokerConfig;
 pub use server::Broker;

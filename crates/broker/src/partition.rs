@@ -10,6 +10,8 @@
 use crate::config::ConfigSource;
 use bytes::Bytes;
 use sluice_metadata::{MetadataImage, Uuid};
+use sluice_protocol::batch::BatchHeader;
+use sluice_protocol::compression::decode_batches;
 use sluice_storage::{AppendInfo, Durability, LogConfig, LogDir, PartitionLog, StorageError};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -168,23 +170,58 @@ impl Partition {
         Ok(log.read(offset, max_bytes, hw)?.data)
     }
 
+    /// The first record with timestamp >= `ts` (ListOffsets by time). The
+    /// log finds the batch through the time index; that one batch is then
+    /// decoded to find the exact record, as Kafka answers per record.
     pub(crate) fn offset_for_timestamp(&self, ts: i64) -> Result<Option<(i64, i64)>, StorageError> {
         let found = self
             .log
             .lock()
             .expect("log lock")
             .offset_for_timestamp(ts)?;
-        let hw = self.high_watermark();
-        Ok(found.filter(|(_, offset)| *offset < hw))
+        match found {
+            Some((_, base)) if base < self.high_watermark() => {
+                self.record_in_batch(base, |records| records.iter().position(|&(t, _)| t >= ts))
+            }
+            _ => Ok(None),
+        }
     }
 
-    pub(crate) fn max_timestamp_and_offset(&self) -> Option<(i64, i64)> {
-        let hw = self.high_watermark();
-        self.log
+    /// The record with the largest timestamp (ListOffsets MAX_TIMESTAMP).
+    pub(crate) fn max_timestamp_and_offset(&self) -> Result<Option<(i64, i64)>, StorageError> {
+        let found = self
+            .log
             .lock()
             .expect("log lock")
-            .max_timestamp_and_offset()
-            .filter(|(_, offset)| *offset < hw)
+            .max_timestamp_and_offset();
+        match found {
+            Some((max, base)) if base < self.high_watermark() => {
+                self.record_in_batch(base, |records| records.iter().position(|&(t, _)| t == max))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Decodes the batch starting at `base` into (timestamp, offset) pairs and
+    /// returns the one `pick` chooses.
+    fn record_in_batch(
+        &self,
+        base: i64,
+        pick: impl Fn(&[(i64, i64)]) -> Option<usize>,
+    ) -> Result<Option<(i64, i64)>, StorageError> {
+        let data = self.read(base, 1)?;
+        let log_append_time = BatchHeader::parse(&data)
+            .ok()
+            .filter(|h| h.is_log_append_time())
+            .map(|h| h.max_timestamp());
+        let batch_len = BatchHeader::parse(&data).map_or(data.len(), |h| h.total_len());
+        let records = decode_batches(data.slice(..batch_len.min(data.len())))
+            .map_err(|e| StorageError::Corrupt(format!("batch at offset {base}: {e}")))?;
+        let stamps: Vec<(i64, i64)> = records
+            .iter()
+            .map(|r| (log_append_time.unwrap_or(r.timestamp), r.offset))
+            .collect();
+        Ok(pick(&stamps).map(|i| stamps[i]))
     }
 
     fn apply_settings(&self, settings: LogSettings) {

@@ -49,7 +49,7 @@ pub(crate) fn handle(
                     // Without transactions the last stable offset is the high watermark.
                     LATEST => Ok(Some((-1, partition.high_watermark()))),
                     EARLIEST | EARLIEST_LOCAL => Ok(Some((-1, partition.log_start_offset()))),
-                    MAX_TIMESTAMP => Ok(partition.max_timestamp_and_offset()),
+                    MAX_TIMESTAMP => partition.max_timestamp_and_offset(),
                     ts if ts >= 0 => partition.offset_for_timestamp(ts),
                     other => {
                         r.error_code = error::INVALID_REQUEST;
@@ -74,4 +74,109 @@ pub(crate) fn handle(
         response.topics.push(topic_response);
     }
     ResponseKind::ListOffsets(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::test_support::{call, test_state};
+    use bytes::Bytes;
+    use kafka_protocol::messages::*;
+    use kafka_protocol::protocol::StrBytes;
+    use kafka_protocol::records::{Record, TimestampType};
+    use sluice_protocol::compression::encode_batch;
+
+    fn topic() -> TopicName {
+        TopicName(StrBytes::from_static_str("t"))
+    }
+
+    /// One batch of records with the given timestamps.
+    fn batch(timestamps: &[i64]) -> Bytes {
+        let records: Vec<Record> = timestamps
+            .iter()
+            .enumerate()
+            .map(|(i, ts)| Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: -1,
+                producer_id: -1,
+                producer_epoch: -1,
+                timestamp_type: TimestampType::Creation,
+                offset: i as i64,
+                sequence: i as i32 - 1,
+                timestamp: *ts,
+                key: None,
+                value: Some(Bytes::from_static(b"v")),
+                headers: Default::default(),
+            })
+            .collect();
+        let mut buf = bytes::BytesMut::new();
+        encode_batch(
+            &mut buf,
+            &records,
+            kafka_protocol::records::Compression::Zstd,
+        )
+        .unwrap();
+        buf.freeze()
+    }
+
+    async fn lookup(state: &std::sync::Arc<crate::state::BrokerState>, ts: i64) -> (i64, i64) {
+        let body = RequestKind::ListOffsets(
+            ListOffsetsRequest::default().with_topics(vec![
+                list_offsets_request::ListOffsetsTopic::default()
+                    .with_name(topic())
+                    .with_partitions(vec![
+                        list_offsets_request::ListOffsetsPartition::default().with_timestamp(ts)
+                    ]),
+            ]),
+        );
+        let Some(ResponseKind::ListOffsets(r)) = call(state, ApiKey::ListOffsets, 7, body).await
+        else {
+            panic!("no ListOffsets response")
+        };
+        let p = &r.topics[0].partitions[0];
+        assert_eq!(p.error_code, 0);
+        (p.timestamp, p.offset)
+    }
+
+    /// Kafka answers a timestamp lookup with the first *record* whose
+    /// timestamp is at or after the target, not the batch holding it.
+    #[tokio::test]
+    async fn timestamp_lookup_finds_the_exact_record() {
+        let (_dir, state) = test_state();
+        let now = crate::state::now_ms();
+        let create = RequestKind::CreateTopics(
+            CreateTopicsRequest::default().with_topics(vec![
+                create_topics_request::CreatableTopic::default()
+                    .with_name(topic())
+                    .with_num_partitions(1)
+                    .with_replication_factor(1),
+            ]),
+        );
+        call(&state, ApiKey::CreateTopics, 7, create).await;
+        for stamps in [
+            [now - 50, now - 40, now - 30],
+            [now - 20, now - 35, now - 10],
+        ] {
+            let produce = RequestKind::Produce(
+                ProduceRequest::default().with_acks(1).with_topic_data(vec![
+                    produce_request::TopicProduceData::default()
+                        .with_name(topic())
+                        .with_partition_data(vec![produce_request::PartitionProduceData::default(
+                        )
+                        .with_index(0)
+                        .with_records(Some(batch(&stamps)))]),
+                ]),
+            );
+            call(&state, ApiKey::Produce, 9, produce).await;
+        }
+        assert_eq!(lookup(&state, now - 45).await, (now - 40, 1));
+        assert_eq!(lookup(&state, now - 30).await, (now - 30, 2));
+        assert_eq!(lookup(&state, now - 25).await, (now - 20, 3));
+        assert_eq!(lookup(&state, now - 11).await, (now - 10, 5));
+        assert_eq!(lookup(&state, now).await, (-1, -1));
+        assert_eq!(lookup(&state, -3).await, (now - 10, 5));
+        assert_eq!(lookup(&state, -2).await, (-1, 0));
+        assert_eq!(lookup(&state, -1).await, (-1, 6));
+    }
 }

@@ -2,15 +2,13 @@
 //! realistic requests (kafka-protocol refuses to encode a field the version
 //! lacks), and the response must decode again as a client would read it.
 
-use super::{dispatch, Reply, APIS};
-use crate::config::BrokerConfig;
-use crate::server::open_state;
+use super::APIS;
+use crate::test_support::{call, test_state};
 use bytes::Bytes;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use sluice_protocol::batch::build_uncompressed_batch;
-use sluice_protocol::envelope::{decode_response, encode_response, Request};
-use std::sync::Arc;
+use sluice_protocol::envelope::{decode_response, encode_response};
 
 fn name(s: &str) -> TopicName {
     TopicName(StrBytes::from_string(s.to_string()))
@@ -79,8 +77,8 @@ fn request_for(
                     .with_topics(vec![topic]),
             )
         }
-        ApiKey::ListOffsets => RequestKind::ListOffsets(
-            ListOffsetsRequest::default().with_topics(vec![
+        ApiKey::ListOffsets => {
+            RequestKind::ListOffsets(ListOffsetsRequest::default().with_topics(vec![
                 list_offsets_request::ListOffsetsTopic::default()
                     .with_name(name("t1"))
                     .with_partitions(
@@ -96,10 +94,10 @@ fn request_for(
                                 .with_timestamp(-1)])
                             .collect(),
                     ),
-            ]),
-        ),
-        ApiKey::CreateTopics => RequestKind::CreateTopics(
-            CreateTopicsRequest::default().with_topics(vec![
+            ]))
+        }
+        ApiKey::CreateTopics => {
+            RequestKind::CreateTopics(CreateTopicsRequest::default().with_topics(vec![
                 create_topics_request::CreatableTopic::default()
                     .with_name(name(&format!("ct-{version}")))
                     .with_num_partitions(2)
@@ -115,19 +113,17 @@ fn request_for(
                     .with_name(name("rf3"))
                     .with_num_partitions(1)
                     .with_replication_factor(3),
-            ]),
-        ),
+            ]))
+        }
         ApiKey::DeleteTopics => {
             let topic = format!("ct-{}", version + 1);
             if version >= 6 {
-                RequestKind::DeleteTopics(
-                    DeleteTopicsRequest::default().with_topics(vec![
+                RequestKind::DeleteTopics(DeleteTopicsRequest::default().with_topics(vec![
                         delete_topics_request::DeleteTopicState::default()
                             .with_name(Some(name(&topic))),
                         delete_topics_request::DeleteTopicState::default()
                             .with_name(Some(name("nope"))),
-                    ]),
-                )
+                    ]))
             } else {
                 RequestKind::DeleteTopics(
                     DeleteTopicsRequest::default()
@@ -135,16 +131,16 @@ fn request_for(
                 )
             }
         }
-        ApiKey::CreatePartitions => RequestKind::CreatePartitions(
-            CreatePartitionsRequest::default().with_topics(vec![
+        ApiKey::CreatePartitions => {
+            RequestKind::CreatePartitions(CreatePartitionsRequest::default().with_topics(vec![
                 create_partitions_request::CreatePartitionsTopic::default()
                     .with_name(name("t1"))
                     .with_count(partitions_now + 1),
                 create_partitions_request::CreatePartitionsTopic::default()
                     .with_name(name("t1"))
                     .with_count(1),
-            ]),
-        ),
+            ]))
+        }
         ApiKey::DescribeConfigs => RequestKind::DescribeConfigs(
             DescribeConfigsRequest::default()
                 .with_include_synonyms(version >= 1)
@@ -191,21 +187,18 @@ fn request_for(
 
 #[tokio::test]
 async fn every_advertised_version_encodes_and_decodes() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = BrokerConfig::from_settings([
-        ("listeners", "127.0.0.1:0"),
-        ("advertised.listeners", "127.0.0.1:9092"),
-    ])
-    .unwrap();
-    let state = Arc::new(open_state(config, dir.path().to_path_buf()).unwrap());
-    let create = request_for(ApiKey::CreateTopics, 7, uuid::Uuid::nil(), 0);
-    let RequestKind::CreateTopics(mut create) = create else {
+    let (_dir, state) = test_state();
+    let RequestKind::CreateTopics(mut create) =
+        request_for(ApiKey::CreateTopics, 7, uuid::Uuid::nil(), 0)
+    else {
         unreachable!()
     };
     create.topics[0].name = name("t1");
-    dispatch(
+    call(
         &state,
-        request(ApiKey::CreateTopics, 7, RequestKind::CreateTopics(create)),
+        ApiKey::CreateTopics,
+        7,
+        RequestKind::CreateTopics(create),
     )
     .await;
     for api in APIS {
@@ -214,10 +207,8 @@ async fn every_advertised_version_encodes_and_decodes() {
             let image = state.image();
             let topic = image.topic("t1").expect("t1 exists");
             let body = request_for(api.key, version, topic.id, topic.partitions.len() as i32);
-            let response = match dispatch(&state, request(api.key, version, body)).await {
-                Reply::Now(body) => *body,
-                Reply::Later(future) => future.await,
-                Reply::Nothing => continue,
+            let Some(response) = call(&state, api.key, version, body).await else {
+                continue;
             };
             let bytes = encode_response(api.key, version, 7, &response)
                 .unwrap_or_else(|e| panic!("{:?} v{version}: {e:#}", api.key));
@@ -225,16 +216,5 @@ async fn every_advertised_version_encodes_and_decodes() {
                 .unwrap_or_else(|e| panic!("{:?} v{version} does not decode: {e:#}", api.key));
             assert_eq!(correlation, 7);
         }
-    }
-}
-
-fn request(api_key: ApiKey, version: i16, body: RequestKind) -> Request {
-    Request {
-        api_key,
-        header: RequestHeader::default()
-            .with_request_api_key(api_key as i16)
-            .with_request_api_version(version)
-            .with_correlation_id(7),
-        body,
     }
 }

@@ -1,0 +1,46 @@
+//! Helpers for handler tests: a broker state on a temp dir, and a way to
+//! run one request through the dispatcher.
+
+use crate::config::BrokerConfig;
+use crate::handlers::{dispatch, Reply};
+use crate::server::open_state;
+use crate::state::BrokerState;
+use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseKind};
+use sluice_protocol::envelope::Request;
+use std::sync::Arc;
+
+pub(crate) fn test_state() -> (tempfile::TempDir, Arc<BrokerState>) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = BrokerConfig::from_settings([
+        ("listeners", "127.0.0.1:0"),
+        ("advertised.listeners", "127.0.0.1:9092"),
+    ])
+    .unwrap();
+    let state = Arc::new(open_state(config, dir.path().to_path_buf()).unwrap());
+    (dir, state)
+}
+
+pub(crate) fn request(api_key: ApiKey, version: i16, body: RequestKind) -> Request {
+    Request {
+        api_key,
+        header: RequestHeader::default()
+            .with_request_api_key(api_key as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(7),
+        body,
+    }
+}
+
+/// Runs a request to completion; `None` for requests without a response.
+pub(crate) async fn call(
+    state: &Arc<BrokerState>,
+    api_key: ApiKey,
+    version: i16,
+    body: RequestKind,
+) -> Option<ResponseKind> {
+    match dispatch(state, request(api_key, version, body)).await {
+        Reply::Now(body) => Some(*body),
+        Reply::Later(future) => Some(future.await),
+        Reply::Nothing => None,
+    }
+}

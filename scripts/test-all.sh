@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Runs Sluice's whole test suite on a fresh machine, installing what it needs:
+#   - Debian packages: kcat (interop), build tools for librdkafka (rdkafka crate)
+#   - Python clients: confluent-kafka, kafka-python and their codecs
+#   - Rust: formatting, clippy, unit/property/integration tests (cargo nextest
+#     when available), then the kcat/Python interop script against a release
+#     broker.
+# Usage: scripts/test-all.sh        (CI=true makes cargo output plain)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+    echo "need root (or sudo) to run: $*" >&2; return 1; fi
+}
+
+step "system packages"
+need=()
+command -v kcat >/dev/null || need+=(kcat)
+command -v make >/dev/null || need+=(make)
+command -v gcc >/dev/null || need+=(gcc)
+command -v python3 >/dev/null || need+=(python3 python3-pip)
+if [ ${#need[@]} -gt 0 ]; then
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
+fi
+
+step "python clients"
+PYTHON=${PYTHON:-python3}
+if ! "$PYTHON" - scripts/requirements.txt <<'PY'
+import sys
+from importlib import metadata
+for line in open(sys.argv[1]):
+    line = line.split("#", 1)[0].strip()
+    if line:
+        name, _, version = line.partition("==")
+        try:
+            if metadata.version(name.strip()) != version.strip():
+                sys.exit(1)
+        except metadata.PackageNotFoundError:
+            sys.exit(1)
+PY
+then
+  "$PYTHON" -m pip install --disable-pip-version-check -q -r scripts/requirements.txt ||
+    "$PYTHON" -m pip install --disable-pip-version-check -q --break-system-packages -r scripts/requirements.txt
+fi
+
+export CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-2}
+[ "${CI:-}" = true ] && export CARGO_TERM_COLOR=never
+
+step "formatting and lints"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "unit, property and integration tests"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --no-fail-fast
+  cargo test --workspace --doc
+else
+  cargo test --workspace --no-fail-fast
+fi
+
+step "interop with kcat, confluent-kafka and kafka-python"
+cargo build --release -p sluice
+scripts/interop.sh
+
+echo
+echo "all tests passed"
