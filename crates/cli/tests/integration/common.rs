@@ -1,0 +1,229 @@
+//! Shared helpers: brokers in-process or as `sluice serve` child processes,
+//! free ports, waiting with a bound.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use std::future::Future;
+
+use sluice_broker::{Broker, BrokerConfig};
+use tempfile::TempDir;
+
+/// Generous bound for anything that should happen "soon"; hitting it is a
+/// failure, never a measurement.
+pub(crate) const PATIENCE: Duration = Duration::from_secs(30);
+
+/// A port that was free a moment ago (bind port 0, read it, release it).
+pub(crate) fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    listener.local_addr().unwrap().port()
+}
+
+/// Starts an in-process broker on an ephemeral port with `dir` as its data
+/// directory and extra Kafka settings.
+pub(crate) async fn start_broker(dir: &Path, extra: &[(&str, &str)]) -> Broker {
+    let mut settings: Vec<(String, String)> = vec![
+        ("listeners".into(), "127.0.0.1:0".into()),
+        ("log.dirs".into(), dir.display().to_string()),
+    ];
+    settings.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let config = BrokerConfig::from_settings(settings).expect("valid broker settings");
+    Broker::start(config).await.expect("broker starts")
+}
+
+/// A `sluice serve` child process. Killed (SIGKILL) on drop if still running.
+pub(crate) struct BrokerProcess {
+    child: Child,
+    addr: SocketAddr,
+    log_path: PathBuf,
+}
+
+impl BrokerProcess {
+    /// Spawns `sluice serve --listen 127.0.0.1:<port> --data-dir <dir>` and
+    /// waits for its "listening" line. Its stderr goes to `log_path`.
+    pub(crate) fn spawn(
+        port: u16,
+        data_dir: &Path,
+        log_path: &Path,
+        settings: &[&str],
+    ) -> BrokerProcess {
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(log_path)
+            .expect("open broker log");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
+        cmd.arg("serve")
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--data-dir")
+            .arg(data_dir);
+        for s in settings {
+            cmd.arg("--set").arg(s);
+        }
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("spawn sluice serve");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        // Keep draining stdout so the broker never blocks on a full pipe.
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(rest) = line.strip_prefix("Sluice broker listening on ") {
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send(rest.trim().to_string());
+                    }
+                }
+            }
+        });
+        let addr = match rx.recv_timeout(PATIENCE) {
+            Ok(addr) => addr.parse().expect("listening address parses"),
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "broker did not report listening; its log:\n{}",
+                    read_log(log_path)
+                );
+            }
+        };
+        BrokerProcess {
+            child,
+            addr,
+            log_path: log_path.to_path_buf(),
+        }
+    }
+
+    pub(crate) fn bootstrap(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// SIGKILL and reap.
+    pub(crate) fn kill(mut self) {
+        self.child.kill().expect("SIGKILL the broker");
+        self.child.wait().expect("reap the broker");
+    }
+
+    /// SIGTERM, then wait for a clean exit (exit status 0).
+    pub(crate) fn terminate(mut self) {
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("run kill -TERM");
+        assert!(status.success(), "kill -TERM failed");
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait for the broker") {
+                assert!(
+                    status.success(),
+                    "broker exited with {status} after SIGTERM; its log:\n{}",
+                    read_log(&self.log_path)
+                );
+                return;
+            }
+            if Instant::now() > deadline {
+                panic!("broker did not stop after SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for BrokerProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The broker's stderr log (last 8 KiB), for failure messages.
+pub(crate) fn read_log(path: &Path) -> String {
+    let mut text = String::new();
+    if let Ok(mut f) = File::open(path) {
+        let _ = f.read_to_string(&mut text);
+    }
+    let start = text.len().saturating_sub(8192);
+    let start = (start..text.len())
+        .find(|&i| text.is_char_boundary(i))
+        .unwrap_or(text.len());
+    text[start..].to_string()
+}
+
+/// Polls `f` until it returns `Some`, panicking with `what` after
+/// [`PATIENCE`].
+pub(crate) fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A unique-enough topic name for this process.
+pub(crate) fn topic_name(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!("{prefix}-{}", N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// An in-process broker on its own runtime, so tests can block freely.
+pub(crate) struct InProcBroker {
+    rt: tokio::runtime::Runtime,
+    broker: Option<Broker>,
+    _dir: TempDir,
+}
+
+impl InProcBroker {
+    pub(crate) fn start(extra: &[(&str, &str)]) -> InProcBroker {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let broker = rt.block_on(start_broker(dir.path(), extra));
+        InProcBroker {
+            rt,
+            broker: Some(broker),
+            _dir: dir,
+        }
+    }
+
+    pub(crate) fn bootstrap(&self) -> String {
+        self.broker.as_ref().unwrap().local_addr().to_string()
+    }
+}
+
+impl Drop for InProcBroker {
+    fn drop(&mut self) {
+        if let Some(broker) = self.broker.take() {
+            let _ = self.rt.block_on(broker.shutdown());
+        }
+    }
+}
+
+/// Runs a future on a small runtime of the test's own.
+pub(crate) fn block_on<F: Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}

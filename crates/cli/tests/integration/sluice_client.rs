@@ -1,0 +1,346 @@
+//! Our own client (`sluice-client`) against an in-process broker.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use sluice_client::{
+    Acks, Admin, AlterConfigOp, ClientConfig, CompressionType, ConfigResource, ConfigSource,
+    Consumer, ConsumerConfig, ConsumerRecord, Error, NewTopic, OffsetSpec, Producer,
+    ProducerConfig, ProducerRecord, StartOffset,
+};
+use sluice_protocol::error;
+
+use crate::common::{start_broker, PATIENCE};
+
+async fn poll_n(consumer: &mut Consumer, n: usize) -> Vec<ConsumerRecord> {
+    let deadline = Instant::now() + PATIENCE;
+    let mut out = Vec::new();
+    while out.len() < n {
+        assert!(Instant::now() < deadline, "got only {} of {n}", out.len());
+        out.extend(
+            consumer
+                .poll(Duration::from_millis(500))
+                .await
+                .expect("poll"),
+        );
+    }
+    assert_eq!(out.len(), n, "more records than produced");
+    out
+}
+
+fn kafka_code(e: &Error) -> Option<i16> {
+    match e {
+        Error::Kafka(k) => Some(k.code),
+        _ => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_create_describe_alter_delete() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start_broker(dir.path(), &[]).await;
+    let client = ClientConfig::new(&broker.local_addr().to_string());
+    let admin = Admin::connect(client).await.expect("admin connects");
+
+    admin
+        .create_topics(
+            &[NewTopic::new("native", 4, 1).with_config("retention.ms", "7200000")],
+            false,
+        )
+        .await
+        .expect("create");
+    let err = admin
+        .create_topics(&[NewTopic::new("native", 4, 1)], false)
+        .await
+        .expect_err("duplicate create");
+    assert_eq!(kafka_code(&err), Some(error::TOPIC_ALREADY_EXISTS), "{err}");
+
+    let md = admin
+        .describe_topic("native")
+        .await
+        .expect("describe topic");
+    assert_eq!(md.partitions.len(), 4);
+    assert!(md.topic_id != [0; 16], "topic id is set");
+
+    let topic = ConfigResource::Topic("native".into());
+    let configs = admin
+        .describe_configs(&topic)
+        .await
+        .expect("describe configs");
+    let get = |configs: &[sluice_client::ConfigEntry], name: &str| {
+        configs
+            .iter()
+            .find(|c| c.name == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("{name} not described"))
+    };
+    let retention = get(&configs, "retention.ms");
+    assert_eq!(retention.value.as_deref(), Some("7200000"));
+    assert_eq!(retention.source, ConfigSource::DynamicTopic);
+    let cleanup = get(&configs, "cleanup.policy");
+    assert_eq!(cleanup.value.as_deref(), Some("delete"));
+    assert_eq!(cleanup.source, ConfigSource::Default);
+
+    // IncrementalAlterConfigs: set one, delete another override.
+    admin
+        .incremental_alter_configs(
+            &topic,
+            &[
+                AlterConfigOp::Set("segment.bytes".into(), "1048576".into()),
+                AlterConfigOp::Delete("retention.ms".into()),
+            ],
+            false,
+        )
+        .await
+        .expect("alter");
+    let configs = admin.describe_configs(&topic).await.unwrap();
+    let segment = get(&configs, "segment.bytes");
+    assert_eq!(segment.value.as_deref(), Some("1048576"));
+    assert_eq!(segment.source, ConfigSource::DynamicTopic);
+    let retention = get(&configs, "retention.ms");
+    assert_eq!(retention.source, ConfigSource::Default);
+    assert_eq!(retention.value.as_deref(), Some("604800000"));
+
+    // An invalid value is refused and changes nothing.
+    let err = admin
+        .incremental_alter_configs(
+            &topic,
+            &[AlterConfigOp::Set(
+                "segment.bytes".into(),
+                "not-a-number".into(),
+            )],
+            false,
+        )
+        .await
+        .expect_err("invalid value");
+    assert_eq!(kafka_code(&err), Some(error::INVALID_CONFIG), "{err}");
+
+    admin
+        .create_partitions("native", 6, false)
+        .await
+        .expect("grow");
+    let md = admin.describe_topic("native").await.unwrap();
+    assert_eq!(md.partitions.len(), 6);
+
+    let cluster = admin.describe_cluster().await.expect("describe cluster");
+    assert_eq!(cluster.brokers.len(), 1);
+    let dirs = admin.describe_log_dirs(None).await.expect("log dirs");
+    assert!(
+        dirs.iter()
+            .flat_map(|d| &d.partitions)
+            .any(|p| p.topic == "native"),
+        "{dirs:?}"
+    );
+
+    admin
+        .delete_topics(&["native".to_string()])
+        .await
+        .expect("delete");
+    let topics = admin.list_topics().await.expect("list");
+    assert!(
+        topics.iter().all(|t| t.name != "native"),
+        "still listed: {:?}",
+        topics.iter().map(|t| &t.name).collect::<Vec<_>>()
+    );
+    drop(admin);
+    broker.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn produce_and_consume_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start_broker(dir.path(), &[]).await;
+    let client = ClientConfig::new(&broker.local_addr().to_string());
+    let admin = Admin::connect(client.clone()).await.unwrap();
+    admin
+        .create_topics(&[NewTopic::new("native-rt", 3, 1)], false)
+        .await
+        .unwrap();
+    assert_eq!(
+        admin
+            .describe_topic("native-rt")
+            .await
+            .unwrap()
+            .partitions
+            .len(),
+        3
+    );
+
+    for (i, compression) in [
+        CompressionType::None,
+        CompressionType::Gzip,
+        CompressionType::Snappy,
+        CompressionType::Lz4,
+        CompressionType::Zstd,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        // Share the admin's cluster, whose metadata already knows the topic
+        // (see `producer_keeps_send_order_while_metadata_is_pending`).
+        let producer = Producer::new(
+            admin.cluster().clone(),
+            ProducerConfig {
+                acks: Acks::All,
+                compression,
+                ..ProducerConfig::default()
+            },
+        )
+        .expect("producer");
+        let pending: Vec<_> = (0..30)
+            .map(|j| {
+                producer.send(
+                    ProducerRecord::new("native-rt", format!("{compression:?}-{j}"))
+                        .with_key(format!("key-{j}"))
+                        .with_header("codec", compression.name())
+                        .with_partition((i % 3) as i32),
+                )
+            })
+            .collect();
+        for (j, p) in pending.into_iter().enumerate() {
+            let md = p.await.expect("delivered");
+            assert_eq!(md.partition, (i % 3) as i32);
+            assert_eq!(
+                md.offset,
+                (i / 3 * 30 + j) as i64,
+                "{compression:?} record {j}"
+            );
+        }
+        producer.close().await;
+    }
+
+    let latest = admin
+        .list_offsets(&[
+            ("native-rt".into(), 0, OffsetSpec::Latest),
+            ("native-rt".into(), 1, OffsetSpec::Latest),
+            ("native-rt".into(), 2, OffsetSpec::Latest),
+        ])
+        .await
+        .expect("list offsets");
+    assert_eq!(
+        latest.iter().map(|l| l.offset).collect::<Vec<_>>(),
+        vec![60, 60, 30]
+    );
+
+    let mut consumer = Consumer::connect(client.clone(), ConsumerConfig::default())
+        .await
+        .unwrap();
+    consumer
+        .assign(vec![
+            ("native-rt".into(), 0, StartOffset::Earliest),
+            ("native-rt".into(), 1, StartOffset::Earliest),
+            ("native-rt".into(), 2, StartOffset::Earliest),
+        ])
+        .await
+        .unwrap();
+    let records = poll_n(&mut consumer, 150).await;
+    for p in 0..3 {
+        let in_p: Vec<&ConsumerRecord> = records.iter().filter(|r| r.partition == p).collect();
+        let offsets: Vec<i64> = in_p.iter().map(|r| r.offset).collect();
+        assert_eq!(offsets, (0..in_p.len() as i64).collect::<Vec<_>>());
+    }
+    let r = records
+        .iter()
+        .find(|r| r.partition == 1 && r.offset == 35)
+        .unwrap();
+    // Partition 1 got Gzip (i=1) then Zstd (i=4) records.
+    assert_eq!(r.value.as_deref(), Some(&b"Zstd-5"[..]));
+    assert_eq!(r.key.as_deref(), Some(&b"key-5"[..]));
+    assert_eq!(
+        r.headers,
+        vec![("codec".to_string(), Some(Bytes::from_static(b"zstd")))]
+    );
+
+    // Seek to a fresh position and read just the tail.
+    consumer
+        .seek("native-rt", 2, StartOffset::Offset(25))
+        .await
+        .unwrap();
+    consumer
+        .seek("native-rt", 0, StartOffset::Latest)
+        .await
+        .unwrap();
+    consumer
+        .seek("native-rt", 1, StartOffset::Latest)
+        .await
+        .unwrap();
+    let tail = poll_n(&mut consumer, 5).await;
+    assert!(tail.iter().all(|r| r.partition == 2));
+    assert_eq!(
+        tail.iter().map(|r| r.offset).collect::<Vec<_>>(),
+        vec![25, 26, 27, 28, 29]
+    );
+
+    drop(consumer);
+    drop(admin);
+    broker.shutdown().await.unwrap();
+}
+
+/// Records sent while the producer is still fetching a topic's metadata must
+/// keep their order: Kafka's producer blocks `send()` until the metadata is
+/// there. Here the first record waits for metadata (the topic does not exist
+/// yet and the retry backoff is long); meanwhile the topic appears and the
+/// shared metadata cache learns it, and later records are sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn producer_keeps_send_order_while_metadata_is_pending() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start_broker(dir.path(), &[("auto.create.topics.enable", "false")]).await;
+    let mut client = ClientConfig::new(&broker.local_addr().to_string());
+    client.allow_auto_topic_creation = false;
+    let cluster = sluice_client::Cluster::connect(client.clone())
+        .await
+        .unwrap();
+    let producer = Producer::new(
+        cluster.clone(),
+        ProducerConfig {
+            acks: Acks::All,
+            retry_backoff: Duration::from_secs(3),
+            max_block: Duration::from_secs(30),
+            ..ProducerConfig::default()
+        },
+    )
+    .unwrap();
+    let first = producer.send(ProducerRecord::new("late", "record 0").with_partition(0));
+
+    let admin = Admin::connect(client.clone()).await.unwrap();
+    admin
+        .create_topics(&[NewTopic::new("late", 1, 1)], false)
+        .await
+        .unwrap();
+    cluster
+        .refresh_metadata(Some(&["late".to_string()]))
+        .await
+        .unwrap();
+    let rest: Vec<_> = (1..10)
+        .map(|i| {
+            producer.send(ProducerRecord::new("late", format!("record {i}")).with_partition(0))
+        })
+        .collect();
+
+    let mut offsets = vec![first.await.expect("record 0 delivered").offset];
+    for r in rest {
+        offsets.push(r.await.expect("delivered").offset);
+    }
+    producer.close().await;
+
+    let mut consumer = Consumer::connect(client, ConsumerConfig::default())
+        .await
+        .unwrap();
+    consumer
+        .assign(vec![("late".into(), 0, StartOffset::Earliest)])
+        .await
+        .unwrap();
+    let values: Vec<String> = poll_n(&mut consumer, 10)
+        .await
+        .iter()
+        .map(|r| String::from_utf8(r.value.clone().unwrap().to_vec()).unwrap())
+        .collect();
+    let want: Vec<String> = (0..10).map(|i| format!("record {i}")).collect();
+    assert_eq!(
+        values, want,
+        "log order differs from send order (acked offsets {offsets:?})"
+    );
+    assert_eq!(offsets, (0..10).collect::<Vec<i64>>());
+    drop(consumer);
+    broker.shutdown().await.unwrap();
+}
