@@ -1,0 +1,206 @@
+#!/usr/bin/env python3
+"""Interop between two third-party Python clients through a Sluice broker.
+
+For every codec, records produced with confluent-kafka (librdkafka) are read
+back with kafka-python and vice versa; keys, values, headers and timestamps
+must match exactly. Consumers use assign() with explicit offsets (Sluice has
+no consumer groups yet) and never commit.
+
+Usage: scripts/interop.py HOST:PORT
+Prints PASS/FAIL lines; exits non-zero when anything fails.
+"""
+
+import sys
+import time
+import uuid
+
+CODECS = ["none", "gzip", "snappy", "lz4", "zstd"]
+N = 200
+TIMEOUT_S = 30
+
+failures = 0
+
+
+def report(ok, what, detail=""):
+    global failures
+    if ok:
+        print(f"PASS {what}")
+    else:
+        failures += 1
+        print(f"FAIL {what}: {detail}")
+    sys.stdout.flush()
+
+
+def expected_records(tag):
+    base_ts = int(time.time() * 1000) - 3_600_000
+    out = []
+    for i in range(N):
+        key = None if i % 10 == 0 else f"key-{i}".encode()
+        value = f"{tag} value {i} ".encode() + b"x" * (i % 40)
+        headers = [("seq", str(i).encode())]
+        if i % 3 == 0:
+            headers.append(("extra", b"\x00\x01\x02"))
+        out.append((key, value, headers, base_ts + i))
+    return out
+
+
+_admin = None
+
+
+def create_topic(bootstrap, name):
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    global _admin
+    if _admin is None:
+        _admin = AdminClient({"bootstrap.servers": bootstrap})
+    futures = _admin.create_topics([NewTopic(name, num_partitions=1, replication_factor=1)])
+    futures[name].result(timeout=TIMEOUT_S)
+
+
+def produce_confluent(bootstrap, topic, codec, records):
+    from confluent_kafka import Producer
+
+    p = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "compression.type": codec,
+            "acks": "all",
+            "linger.ms": 5,
+            "enable.idempotence": False,
+        }
+    )
+    errors = []
+
+    def on_delivery(err, _msg):
+        if err is not None:
+            errors.append(str(err))
+
+    for key, value, headers, ts in records:
+        p.produce(topic, value=value, key=key, headers=headers, timestamp=ts, partition=0,
+                  on_delivery=on_delivery)
+        p.poll(0)
+    remaining = p.flush(TIMEOUT_S)
+    if remaining:
+        errors.append(f"{remaining} messages not delivered")
+    if errors:
+        raise RuntimeError("; ".join(errors[:5]))
+
+
+def produce_kafka_python(bootstrap, topic, codec, records):
+    from kafka import KafkaProducer
+
+    p = KafkaProducer(
+        bootstrap_servers=bootstrap,
+        compression_type=None if codec == "none" else codec,
+        acks="all",
+        linger_ms=5,
+        enable_idempotence=False,
+    )
+    futures = [
+        p.send(topic, value=value, key=key, headers=headers, timestamp_ms=ts, partition=0)
+        for key, value, headers, ts in records
+    ]
+    for f in futures:
+        f.get(timeout=TIMEOUT_S)
+    p.close(timeout=TIMEOUT_S)
+
+
+def consume_confluent(bootstrap, topic, n):
+    from confluent_kafka import Consumer, TopicPartition, OFFSET_BEGINNING
+
+    c = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "sluice-interop",
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "check.crcs": True,
+        }
+    )
+    c.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+    out = []
+    deadline = time.time() + TIMEOUT_S
+    while len(out) < n and time.time() < deadline:
+        m = c.poll(0.2)
+        if m is None:
+            continue
+        if m.error():
+            raise RuntimeError(str(m.error()))
+        out.append((m.key(), m.value(), list(m.headers() or []), m.timestamp()[1], m.offset()))
+    c.close()
+    return out
+
+
+def consume_kafka_python(bootstrap, topic, n):
+    from kafka import KafkaConsumer, TopicPartition
+
+    c = KafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        check_crcs=True,
+    )
+    tp = TopicPartition(topic, 0)
+    c.assign([tp])
+    c.seek_to_beginning(tp)
+    out = []
+    deadline = time.time() + TIMEOUT_S
+    while len(out) < n and time.time() < deadline:
+        for msgs in c.poll(timeout_ms=200).values():
+            for m in msgs:
+                out.append((m.key, m.value, list(m.headers or []), m.timestamp, m.offset))
+    c.close()
+    return out
+
+
+def check(got, records):
+    if len(got) != len(records):
+        return f"read {len(got)} records, expected {len(records)}"
+    for i, ((key, value, headers, ts, offset), (ekey, evalue, eheaders, ets)) in enumerate(
+        zip(got, records)
+    ):
+        if offset != i:
+            return f"record {i} at offset {offset}"
+        if key != ekey or value != evalue:
+            return f"record {i}: got key={key!r} value={value!r}, want key={ekey!r} value={evalue!r}"
+        if [(k, bytes(v) if v is not None else None) for k, v in headers] != eheaders:
+            return f"record {i}: headers {headers!r}, want {eheaders!r}"
+        if ts != ets:
+            return f"record {i}: timestamp {ts}, want {ets}"
+    return None
+
+
+def main():
+    if len(sys.argv) != 2:
+        print(__doc__)
+        return 2
+    bootstrap = sys.argv[1]
+    clients = {
+        "confluent-kafka": (produce_confluent, consume_confluent),
+        "kafka-python": (produce_kafka_python, consume_kafka_python),
+    }
+    run = uuid.uuid4().hex[:8]
+    for codec in CODECS:
+        for producer_name, consumer_name in [
+            ("confluent-kafka", "kafka-python"),
+            ("kafka-python", "confluent-kafka"),
+            ("confluent-kafka", "confluent-kafka"),
+            ("kafka-python", "kafka-python"),
+        ]:
+            what = f"python {producer_name} -> {consumer_name} ({codec})"
+            topic = f"interop-py-{producer_name}-{consumer_name}-{codec}-{run}"
+            records = expected_records(what)
+            try:
+                create_topic(bootstrap, topic)
+                clients[producer_name][0](bootstrap, topic, codec, records)
+                got = clients[consumer_name][1](bootstrap, topic, len(records))
+                problem = check(got, records)
+            except Exception as e:  # report and carry on with the next case
+                problem = f"{type(e).__name__}: {e}"
+            report(problem is None, what, problem or "")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

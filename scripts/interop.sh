@@ -1,0 +1,150 @@
+#!/usr/bin/env bash
+# Interop tests with third-party clients against a Sluice broker:
+#   - kcat (Debian's, librdkafka 2.0.2): metadata (-L), produce/consume with
+#     keys (-K) and every codec (-z), headers
+#   - scripts/interop.py: confluent-kafka <-> kafka-python, every codec
+#
+# Usage: scripts/interop.sh [HOST:PORT]
+#   With no argument, starts target/release/sluice (or target/debug/sluice)
+#   on a free port with a temporary data directory, and stops it afterwards.
+# Prints PASS/FAIL lines; exits non-zero when anything failed.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+KCAT=${KCAT:-kcat}
+failures=0
+broker_pid=""
+workdir=$(mktemp -d)
+
+cleanup() {
+  if [ -n "$broker_pid" ] && kill -0 "$broker_pid" 2>/dev/null; then
+    kill -TERM "$broker_pid" 2>/dev/null
+    wait "$broker_pid" 2>/dev/null
+  fi
+  rm -rf "$workdir"
+}
+trap cleanup EXIT
+
+pass() { echo "PASS $*"; }
+fail() { echo "FAIL $*"; failures=$((failures + 1)); }
+
+if [ $# -ge 1 ]; then
+  BOOTSTRAP=$1
+else
+  if [ -x target/release/sluice ]; then
+    bin=target/release/sluice
+  elif [ -x target/debug/sluice ]; then
+    bin=target/debug/sluice
+  else
+    echo "no sluice binary: run 'cargo build --release -p sluice' first" >&2
+    exit 2
+  fi
+  port=$("$PYTHON" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  "$bin" serve --listen "127.0.0.1:$port" --data-dir "$workdir/data" \
+    >"$workdir/broker.out" 2>"$workdir/broker.log" &
+  broker_pid=$!
+  for _ in $(seq 1 300); do
+    grep -q '^Sluice broker listening on ' "$workdir/broker.out" 2>/dev/null && break
+    kill -0 "$broker_pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if ! grep -q '^Sluice broker listening on ' "$workdir/broker.out" 2>/dev/null; then
+    echo "broker did not start; its log:" >&2
+    cat "$workdir/broker.out" "$workdir/broker.log" >&2
+    exit 2
+  fi
+  BOOTSTRAP=$(sed -n 's/^Sluice broker listening on //p' "$workdir/broker.out" | head -1)
+  echo "started $bin on $BOOTSTRAP (pid $broker_pid)"
+fi
+
+run_id=$(date +%s)-$$
+
+# ---- kcat -------------------------------------------------------------------
+if ! command -v "$KCAT" >/dev/null; then
+  fail "kcat: not installed"
+else
+  if "$KCAT" -b "$BOOTSTRAP" -L -m 10 >"$workdir/meta0" 2>&1 && grep -q 'broker' "$workdir/meta0"; then
+    pass "kcat -L (metadata)"
+  else
+    fail "kcat -L (metadata): $(head -c 500 "$workdir/meta0")"
+  fi
+
+  for codec in none gzip snappy lz4 zstd; do
+    topic="interop-kcat-$codec-$run_id"
+    want="$workdir/want-$codec"
+    : >"$want"
+    for i in $(seq 1 100); do
+      printf 'key-%d:value %d %s %s\n' "$i" "$i" "$codec" "$(printf '%*s' $((i % 30)) '' | tr ' ' y)" >>"$want"
+    done
+    # -P produce, -K key separator, -z codec, -X acks; the topic is created
+    # on first use (auto.create.topics.enable).
+    if ! "$KCAT" -b "$BOOTSTRAP" -P -t "$topic" -p 0 -K: -z "$codec" \
+        -X acks=all -X enable.idempotence=false \
+        -H "source=kcat" <"$want" 2>"$workdir/kcat-p-$codec.err"; then
+      fail "kcat produce ($codec): $(head -c 500 "$workdir/kcat-p-$codec.err")"
+      continue
+    fi
+    # -C consume from the beginning to the end (-e), key:value per line, and
+    # the header of each record.
+    got="$workdir/got-$codec"
+    if ! timeout 60 "$KCAT" -b "$BOOTSTRAP" -C -t "$topic" -p 0 -o beginning -e -q \
+        -f '%k:%s\n' >"$got" 2>"$workdir/kcat-c-$codec.err"; then
+      fail "kcat consume ($codec): $(head -c 500 "$workdir/kcat-c-$codec.err")"
+      continue
+    fi
+    if cmp -s "$want" "$got"; then
+      pass "kcat produce/consume with keys ($codec)"
+    else
+      fail "kcat produce/consume with keys ($codec): $(diff "$want" "$got" | head -5)"
+    fi
+    hdrs=$(timeout 60 "$KCAT" -b "$BOOTSTRAP" -C -t "$topic" -p 0 -o beginning -e -q -f '%h|%o\n' 2>&1)
+    if [ "$(printf '%s\n' "$hdrs" | grep -c '^source=kcat|')" -eq 100 ] &&
+        [ "$(printf '%s\n' "$hdrs" | tail -1)" = "source=kcat|99" ]; then
+      pass "kcat headers and offsets ($codec)"
+    else
+      fail "kcat headers and offsets ($codec): $(printf '%s\n' "$hdrs" | tail -3)"
+    fi
+  done
+
+  # Reading a range: offsets 10..19 (-o 10 -c 10).
+  topic="interop-kcat-none-$run_id"
+  range=$(timeout 60 "$KCAT" -b "$BOOTSTRAP" -C -t "$topic" -p 0 -o 10 -c 10 -q -f '%o %k\n' 2>&1)
+  if [ "$(printf '%s\n' "$range" | head -1)" = "10 key-11" ] &&
+      [ "$(printf '%s\n' "$range" | tail -1)" = "19 key-20" ]; then
+    pass "kcat consume from an offset"
+  else
+    fail "kcat consume from an offset: $range"
+  fi
+
+  if "$KCAT" -b "$BOOTSTRAP" -L -m 10 >"$workdir/meta1" 2>&1 &&
+      grep -q "topic \"interop-kcat-zstd-$run_id\" with 1 partitions" "$workdir/meta1"; then
+    pass "kcat -L lists the new topics"
+  else
+    fail "kcat -L lists the new topics: $(grep interop "$workdir/meta1" | head -5)"
+  fi
+fi
+
+# ---- Python clients ---------------------------------------------------------
+if "$PYTHON" -c 'import confluent_kafka, kafka' 2>/dev/null; then
+  "$PYTHON" scripts/interop.py "$BOOTSTRAP"
+  rc=$?
+  [ $rc -eq 0 ] || failures=$((failures + 1))
+else
+  fail "python clients: confluent-kafka/kafka-python not installed (pip install -r scripts/requirements.txt)"
+fi
+
+if [ -n "$broker_pid" ]; then
+  if ! kill -0 "$broker_pid" 2>/dev/null; then
+    fail "broker died during the run; its log:"
+    tail -50 "$workdir/broker.log"
+  fi
+fi
+
+echo
+if [ $failures -eq 0 ]; then
+  echo "interop: all passed"
+  exit 0
+fi
+echo "interop: $failures failure(s)"
+exit 1
