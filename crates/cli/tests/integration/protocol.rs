@@ -11,12 +11,13 @@ use sluice_protocol::error;
 use sluice_protocol::kafka_protocol::messages::create_topics_request::{
     CreatableTopic, CreatableTopicConfig,
 };
+use sluice_protocol::kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use sluice_protocol::kafka_protocol::messages::produce_request::{
     PartitionProduceData, TopicProduceData,
 };
 use sluice_protocol::kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, CreateTopicsRequest, ProduceRequest, RequestHeader, RequestKind,
-    ResponseKind, TopicName,
+    ApiKey, ApiVersionsRequest, CreateTopicsRequest, FetchRequest, ProduceRequest, RequestHeader,
+    RequestKind, ResponseKind, TopicName,
 };
 use sluice_protocol::kafka_protocol::protocol::StrBytes;
 
@@ -284,16 +285,20 @@ fn create_topic(s: &mut TcpStream, name: &str, configs: &[(&str, &str)]) {
     }
 }
 
-/// Produces `records` with acks=1 and returns (error code, base offset).
-fn produce(s: &mut TcpStream, topic: &str, records: Bytes) -> (i16, i64) {
-    let req = ProduceRequest::default()
-        .with_acks(1)
+fn produce_request(topic: &str, acks: i16, records: Bytes) -> ProduceRequest {
+    ProduceRequest::default()
+        .with_acks(acks)
         .with_timeout_ms(30_000)
         .with_topic_data(vec![TopicProduceData::default()
             .with_name(TopicName(StrBytes::from_string(topic.to_string())))
             .with_partition_data(vec![PartitionProduceData::default()
                 .with_index(0)
-                .with_records(Some(records))])]);
+                .with_records(Some(records))])])
+}
+
+/// Produces `records` with acks=1 and returns (error code, base offset).
+fn produce(s: &mut TcpStream, topic: &str, records: Bytes) -> (i16, i64) {
+    let req = produce_request(topic, 1, records);
     match call(s, ApiKey::Produce, 9, RequestKind::Produce(req)) {
         ResponseKind::Produce(r) => {
             let p = &r.responses[0].partition_responses[0];
@@ -348,4 +353,71 @@ fn produce_rejects_corrupt_and_oversized_batches() {
     // Rejections consumed no offsets; the connection is still usable.
     assert_eq!(produce(&mut s, "checked", good.clone()), (0, 0));
     assert_eq!(produce(&mut s, "checked", good), (0, 2));
+}
+
+/// acks=0 produce gets no response at all: the next frame on the
+/// connection answers the request after it.
+#[test]
+fn acks_zero_produce_gets_no_response() {
+    let b = InProcBroker::start(&[]);
+    let addr = b.bootstrap();
+    let mut s = connect(&addr);
+    create_topic(&mut s, "fire-and-forget", &[]);
+    let batch = build_uncompressed_batch(now_ms(), &[(None, Some(b"v"))]);
+    let mut bytes = encode_request(
+        &header(ApiKey::Produce, 9, 500),
+        &RequestKind::Produce(produce_request("fire-and-forget", 0, batch.clone())),
+    )
+    .unwrap()
+    .to_vec();
+    bytes.extend_from_slice(&api_versions_request(501));
+    s.write_all(&bytes).unwrap();
+    let frame = read_frame(&mut s).expect("a response");
+    let (corr, _) = decode_response(ApiKey::ApiVersions, 3, frame).unwrap();
+    assert_eq!(corr, 501, "acks=0 produce must not be answered");
+    // It was appended all the same.
+    assert_eq!(produce(&mut s, "fire-and-forget", batch), (0, 1));
+}
+
+/// Fetch past the log end is OFFSET_OUT_OF_RANGE (what drives clients'
+/// auto.offset.reset); at the log end it is an empty, successful read.
+#[test]
+fn fetch_out_of_range() {
+    let b = InProcBroker::start(&[]);
+    let addr = b.bootstrap();
+    let mut s = connect(&addr);
+    create_topic(&mut s, "ranged", &[]);
+    let batch = build_uncompressed_batch(now_ms(), &[(None, Some(b"a")), (None, Some(b"b"))]);
+    assert_eq!(produce(&mut s, "ranged", batch), (0, 0));
+    let fetch = |s: &mut TcpStream, offset: i64| {
+        let req = FetchRequest::default()
+            .with_replica_id((-1).into())
+            .with_max_wait_ms(0)
+            .with_min_bytes(0)
+            .with_max_bytes(1 << 20)
+            .with_session_epoch(-1)
+            .with_topics(vec![FetchTopic::default()
+                .with_topic(TopicName(StrBytes::from_static_str("ranged")))
+                .with_partitions(vec![FetchPartition::default()
+                    .with_partition(0)
+                    .with_fetch_offset(offset)
+                    .with_partition_max_bytes(1 << 20)])]);
+        match call(s, ApiKey::Fetch, 12, RequestKind::Fetch(req)) {
+            ResponseKind::Fetch(r) => {
+                let p = &r.responses[0].partitions[0];
+                (
+                    p.error_code,
+                    p.high_watermark,
+                    p.records.as_ref().map_or(0, |r| r.len()),
+                )
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    let (code, hw, len) = fetch(&mut s, 0);
+    assert_eq!((code, hw), (0, 2));
+    assert!(len > 0);
+    assert_eq!(fetch(&mut s, 2), (0, 2, 0));
+    assert_eq!(fetch(&mut s, 3).0, error::OFFSET_OUT_OF_RANGE);
+    assert_eq!(fetch(&mut s, -5).0, error::OFFSET_OUT_OF_RANGE);
 }
