@@ -10,6 +10,7 @@
 
 pub mod config;
 mod controller;
+mod flusher;
 mod handlers;
 mod partition;
 mod server;

@@ -8,6 +8,7 @@
 //! could take back; with the lazy policy it follows the log end offset.
 
 use crate::config::ConfigSource;
+use crate::flusher::Flusher;
 use bytes::Bytes;
 use sluice_metadata::{MetadataImage, Uuid};
 use sluice_protocol::batch::BatchHeader;
@@ -16,7 +17,7 @@ use sluice_storage::{AppendInfo, Durability, LogConfig, LogDir, PartitionLog, St
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
 
 /// The topic settings the produce and fetch paths consult, parsed once per
 /// config change rather than per request.
@@ -74,6 +75,11 @@ pub(crate) struct Partition {
     last_sync_ms: AtomicI64,
     settings: RwLock<Arc<LogSettings>>,
     data_available: Arc<Notify>,
+    /// Highest end offset a waiter asked to have synced.
+    sync_requested: AtomicI64,
+    /// Synced end offset as published by the flusher, or the sync error.
+    synced: watch::Sender<Result<i64, String>>,
+    flusher: Flusher,
 }
 
 impl Partition {
@@ -117,26 +123,51 @@ impl Partition {
         Ok(info)
     }
 
-    /// Waits until every offset below `end` is synced (one fdatasync covers
-    /// all appends waiting at that moment), then advances the high watermark.
+    /// Waits until every offset below `end` is synced, then advances the
+    /// high watermark (in durable mode). The flusher thread does the sync,
+    /// covering every append made before it starts (group commit).
     pub(crate) async fn make_durable(self: &Arc<Self>, end: i64) -> Result<(), StorageError> {
-        if self.durability.synced_offset() < end {
-            let durability = self.durability.clone();
-            let synced = tokio::task::spawn_blocking(move || durability.sync_to(end))
-                .await
-                .map_err(|e| StorageError::Io {
-                    context: "sync task".into(),
-                    source: std::io::Error::other(e),
-                })??;
-            self.last_sync_ms
-                .store(crate::state::now_ms(), Ordering::Relaxed);
-            if self.settings().sync_before_ack() {
-                self.advance_high_watermark(synced);
-            }
-        } else if self.settings().sync_before_ack() {
-            self.advance_high_watermark(self.durability.synced_offset());
+        let mut synced = self.synced.subscribe();
+        // A failed sync also ends the wait, with the error.
+        let covered = |s: &Result<i64, String>| match s {
+            Ok(offset) => *offset >= end,
+            Err(_) => true,
+        };
+        if !covered(&synced.borrow_and_update())
+            && self.sync_requested.fetch_max(end, Ordering::AcqRel) < end
+        {
+            self.flusher.request(self.clone());
         }
-        Ok(())
+        let state = synced
+            .wait_for(covered)
+            .await
+            .map(|s| s.clone())
+            .unwrap_or_else(|_| Err("flusher stopped".into()));
+        state.map(|_| ()).map_err(|message| StorageError::Io {
+            context: message,
+            source: std::io::Error::other("sync failed"),
+        })
+    }
+
+    /// Runs on the flusher thread: one fdatasync covering everything appended
+    /// so far, then publish the synced offset and wake waiters.
+    pub(crate) fn sync_now(&self) {
+        let wanted = self.sync_requested.load(Ordering::Acquire);
+        let result = self.durability.sync_to(wanted);
+        self.last_sync_ms
+            .store(crate::state::now_ms(), Ordering::Relaxed);
+        match result {
+            Ok(synced) => {
+                if self.settings().sync_before_ack() {
+                    self.advance_high_watermark(synced);
+                }
+                let _previous = self.synced.send_replace(Ok(synced));
+            }
+            Err(e) => {
+                tracing::error!(topic = %self.topic, partition = self.index, error = %e, "fdatasync failed; acknowledgements on this partition fail from now on");
+                let _previous = self.synced.send_replace(Err(e.to_string()));
+            }
+        }
     }
 
     /// Whether the lazy flush policy wants a sync now (`flush.messages`
@@ -240,6 +271,7 @@ pub(crate) struct Partitions {
     log_dir: LogDir,
     map: RwLock<HashMap<Key, Arc<Partition>>>,
     pub(crate) data_available: Arc<Notify>,
+    flusher: Flusher,
 }
 
 impl Partitions {
@@ -248,6 +280,7 @@ impl Partitions {
             log_dir,
             map: RwLock::new(HashMap::new()),
             data_available: Arc::new(Notify::new()),
+            flusher: Flusher::start(),
         }
     }
 
@@ -325,6 +358,9 @@ impl Partitions {
                     last_sync_ms: AtomicI64::new(now),
                     settings: RwLock::new(Arc::new(settings)),
                     data_available: self.data_available.clone(),
+                    sync_requested: AtomicI64::new(end),
+                    synced: watch::Sender::new(Ok(end)),
+                    flusher: self.flusher.clone(),
                 }),
             );
         }

@@ -121,15 +121,13 @@ mod tests {
     }
 
     async fn lookup(state: &std::sync::Arc<crate::state::BrokerState>, ts: i64) -> (i64, i64) {
-        let body = RequestKind::ListOffsets(
-            ListOffsetsRequest::default().with_topics(vec![
+        let body = RequestKind::ListOffsets(ListOffsetsRequest::default().with_topics(vec![
                 list_offsets_request::ListOffsetsTopic::default()
                     .with_name(topic())
                     .with_partitions(vec![
                         list_offsets_request::ListOffsetsPartition::default().with_timestamp(ts)
                     ]),
-            ]),
-        );
+            ]));
         let Some(ResponseKind::ListOffsets(r)) = call(state, ApiKey::ListOffsets, 7, body).await
         else {
             panic!("no ListOffsets response")
@@ -145,29 +143,26 @@ mod tests {
     async fn timestamp_lookup_finds_the_exact_record() {
         let (_dir, state) = test_state();
         let now = crate::state::now_ms();
-        let create = RequestKind::CreateTopics(
-            CreateTopicsRequest::default().with_topics(vec![
+        let create = RequestKind::CreateTopics(CreateTopicsRequest::default().with_topics(vec![
                 create_topics_request::CreatableTopic::default()
                     .with_name(topic())
                     .with_num_partitions(1)
                     .with_replication_factor(1),
-            ]),
-        );
+            ]));
         call(&state, ApiKey::CreateTopics, 7, create).await;
         for stamps in [
             [now - 50, now - 40, now - 30],
             [now - 20, now - 35, now - 10],
         ] {
-            let produce = RequestKind::Produce(
-                ProduceRequest::default().with_acks(1).with_topic_data(vec![
+            let produce =
+                RequestKind::Produce(ProduceRequest::default().with_acks(1).with_topic_data(vec![
                     produce_request::TopicProduceData::default()
                         .with_name(topic())
                         .with_partition_data(vec![produce_request::PartitionProduceData::default(
                         )
                         .with_index(0)
                         .with_records(Some(batch(&stamps)))]),
-                ]),
-            );
+                ]));
             call(&state, ApiKey::Produce, 9, produce).await;
         }
         assert_eq!(lookup(&state, now - 45).await, (now - 40, 1));
