@@ -35,6 +35,35 @@ pub(crate) async fn start_broker(dir: &Path, extra: &[(&str, &str)]) -> Broker {
     Broker::start(config).await.expect("broker starts")
 }
 
+/// A private copy of the `sluice` binary made once per test run, so that a
+/// concurrent `cargo build` replacing target/debug/sluice cannot change the
+/// broker between a test's restarts.
+fn sluice_binary() -> &'static Path {
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        // Links left by earlier runs whose process is gone.
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if let Some(pid) = name.strip_prefix("sluice-test-bin-") {
+                    if !Path::new("/proc").join(pid).exists() {
+                        let _ = std::fs::remove_file(e.path());
+                    }
+                }
+            }
+        }
+        let link = dir.join(format!("sluice-test-bin-{}", std::process::id()));
+        let _ = std::fs::remove_file(&link);
+        // A hard link pins this build's inode (cargo replaces the file
+        // rather than rewriting it); copy when linking is not possible.
+        if std::fs::hard_link(env!("CARGO_BIN_EXE_sluice"), &link).is_err() {
+            std::fs::copy(env!("CARGO_BIN_EXE_sluice"), &link).expect("copy the sluice binary");
+        }
+        link
+    })
+}
+
 /// A `sluice serve` child process. Killed (SIGKILL) on drop if still running.
 pub(crate) struct BrokerProcess {
     child: Child,
@@ -56,7 +85,7 @@ impl BrokerProcess {
             .append(true)
             .open(log_path)
             .expect("open broker log");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
+        let mut cmd = Command::new(sluice_binary());
         cmd.arg("serve")
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
@@ -141,9 +170,18 @@ impl BrokerProcess {
 
 impl Drop for BrokerProcess {
     fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
+        let status = self.child.try_wait();
+        if let Ok(None) = status {
             let _ = self.child.kill();
             let _ = self.child.wait();
+        }
+        if std::thread::panicking() {
+            // The test failed: show what the broker had to say.
+            eprintln!(
+                "broker pid {} (exit status before drop: {status:?}); its log:\n{}",
+                self.child.id(),
+                read_log(&self.log_path)
+            );
         }
     }
 }
