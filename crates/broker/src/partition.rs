@@ -209,7 +209,7 @@ impl Partition {
             .log
             .lock()
             .expect("log lock")
-            .offset_for_timestamp(ts)?;
+            .offset_for_timestamp(ts, 0)?;
         match found {
             Some((_, base)) if base < self.high_watermark() => {
                 self.record_in_batch(base, |records| records.iter().position(|&(t, _)| t >= ts))

@@ -3,7 +3,8 @@
 //! This crate owns everything between record batches and the disk: Kafka's
 //! segment layout (`<topic>-<partition>/<base offset>.log`, `.index`,
 //! `.timeindex`), offset assignment, reads by offset and by timestamp,
-//! segment rolling, crash recovery (CRC-checked scans that cut torn tails)
+//! segment rolling, time/size retention and the persisted log start offset
+//! (DeleteRecords), crash recovery (CRC-checked scans that cut torn tails)
 //! and group-committed durability. It stores batches exactly as they arrive
 //! on the wire and never decodes individual records. It must not know about
 //! the network, sockets or async runtimes: callers hand it bytes and call the

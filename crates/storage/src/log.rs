@@ -18,6 +18,12 @@ use crate::segment::{BatchMeta, Segment, LOG_SUFFIX};
 /// recovery after a crash only scans from there.
 const RECOVERY_POINT_FILE: &str = "recovery-point";
 
+/// File holding the log start offset (Kafka's log-start-offset checkpoint).
+/// It is written before segments below it are deleted, so a crash in between
+/// leaves leftovers that the next open deletes, and it keeps a log start set
+/// inside a segment by DeleteRecords.
+const LOG_START_OFFSET_FILE: &str = "log-start-offset";
+
 /// What one `append` call did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AppendInfo {
@@ -57,6 +63,9 @@ pub struct PartitionLog {
     config: LogConfig,
     /// Ordered by base offset; the last one is active. Never empty.
     segments: Vec<Segment>,
+    /// First offset readable; at or after the first segment's base offset
+    /// (inside it after DeleteRecords), never past the log end offset.
+    log_start_offset: i64,
     log_end_offset: i64,
     durability: Arc<Durability>,
 }
@@ -83,21 +92,24 @@ fn segment_bases(dir: &Path) -> Result<Vec<i64>, StorageError> {
     Ok(bases)
 }
 
-fn read_recovery_point(dir: &Path) -> Result<Option<i64>, StorageError> {
-    let path = dir.join(RECOVERY_POINT_FILE);
+/// Reads an offset checkpoint file; `None` when it is missing or unreadable
+/// (an unreadable recovery point only costs a longer recovery; an unreadable
+/// log start falls back to the first segment, as Kafka does).
+fn read_checkpoint(dir: &Path, name: &str) -> Result<Option<i64>, StorageError> {
+    let path = dir.join(name);
     match fs::read_to_string(&path) {
-        // An unreadable checkpoint only costs a longer recovery.
         Ok(text) => Ok(text.trim().parse().ok()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e).context(|| format!("reading {}", path.display())),
     }
 }
 
+fn write_checkpoint(dir: &Path, name: &str, offset: i64) -> Result<(), StorageError> {
+    write_file_atomically(&dir.join(name), format!("{offset}\n").as_bytes())
+}
+
 fn write_recovery_point(dir: &Path, offset: i64) -> Result<(), StorageError> {
-    write_file_atomically(
-        &dir.join(RECOVERY_POINT_FILE),
-        format!("{offset}\n").as_bytes(),
-    )
+    write_checkpoint(dir, RECOVERY_POINT_FILE, offset)
 }
 
 impl PartitionLog {
@@ -111,16 +123,33 @@ impl PartitionLog {
         now_ms: i64,
     ) -> Result<PartitionLog, StorageError> {
         fs::create_dir_all(&dir).context(|| format!("creating {}", dir.display()))?;
-        let bases = segment_bases(&dir)?;
+        let checkpointed_start = read_checkpoint(&dir, LOG_START_OFFSET_FILE)?;
+        let mut bases = segment_bases(&dir)?;
+        if let Some(start) = checkpointed_start {
+            // Segments wholly below the log start are what a crash left of a deletion.
+            let holding_start = bases
+                .partition_point(|&base| base <= start)
+                .saturating_sub(1);
+            for base in bases.drain(..holding_start) {
+                Segment::delete_files(&dir, base)?;
+            }
+        }
         if bases.is_empty() {
-            let segment = Segment::create(&dir, 0)?;
+            let start = checkpointed_start.unwrap_or(0);
+            let segment = Segment::create(&dir, start)?;
             sync_dir(&dir)?;
-            return Ok(PartitionLog::with_segments(dir, config, vec![segment], 0));
+            return Ok(PartitionLog::with_segments(
+                dir,
+                config,
+                vec![segment],
+                start,
+                start,
+            ));
         }
         let recovery_point = if clean {
             None
         } else {
-            Some(read_recovery_point(&dir)?.unwrap_or(0))
+            Some(read_checkpoint(&dir, RECOVERY_POINT_FILE)?.unwrap_or(0))
         };
         let mut segments: Vec<Segment> = Vec::with_capacity(bases.len());
         let mut log_end_offset = bases[0];
@@ -170,12 +199,28 @@ impl PartitionLog {
             sync_dir(&dir)?;
             write_recovery_point(&dir, log_end_offset)?;
         }
+        let log_start_offset = checkpointed_start.map_or(segments[0].base_offset(), |start| {
+            start.max(segments[0].base_offset())
+        });
+        if log_start_offset > log_end_offset {
+            // A crash took back data the log start had already passed (lazy
+            // flushing): start empty there rather than reuse deleted offsets.
+            tracing::warn!(dir = %dir.display(), log_start_offset, log_end_offset, "log ends below its log start offset; starting it empty");
+            for segment in segments.drain(..) {
+                Segment::delete_files(&dir, segment.base_offset())?;
+            }
+            segments.push(Segment::create(&dir, log_start_offset)?);
+            sync_dir(&dir)?;
+            log_end_offset = log_start_offset;
+            write_recovery_point(&dir, log_end_offset)?;
+        }
         let active = segments.last_mut().expect("at least one segment");
         active.start_roll_clock(now_ms)?;
         Ok(PartitionLog::with_segments(
             dir,
             config,
             segments,
+            log_start_offset,
             log_end_offset,
         ))
     }
@@ -184,6 +229,7 @@ impl PartitionLog {
         dir: PathBuf,
         config: LogConfig,
         segments: Vec<Segment>,
+        log_start_offset: i64,
         log_end_offset: i64,
     ) -> PartitionLog {
         let active = segments.last().expect("at least one segment").log_file();
@@ -191,6 +237,7 @@ impl PartitionLog {
             dir,
             config,
             segments,
+            log_start_offset,
             log_end_offset,
             durability: Arc::new(Durability::new(active, log_end_offset)),
         }
@@ -324,7 +371,91 @@ impl PartitionLog {
 
     /// The first offset still in the log.
     pub fn log_start_offset(&self) -> i64 {
-        self.segments[0].base_offset()
+        self.log_start_offset
+    }
+
+    /// Moves the log start offset up to `offset` (DeleteRecords): offsets
+    /// below it are out of range from now on, and segments wholly below it
+    /// are deleted. The caller bounds it by the high watermark; past the log
+    /// end it is out of range, and at or below the current start it changes
+    /// nothing. Returns the number of segments deleted.
+    pub fn advance_log_start(&mut self, offset: i64) -> Result<usize, StorageError> {
+        if offset > self.log_end_offset {
+            return Err(StorageError::OffsetOutOfRange {
+                offset,
+                log_start: self.log_start_offset,
+                log_end: self.log_end_offset,
+            });
+        }
+        if offset <= self.log_start_offset {
+            return Ok(0);
+        }
+        // Never the active segment: at most all segments before it.
+        let wholly_below = self.segments.partition_point(|s| s.base_offset() <= offset) - 1;
+        self.delete_oldest(wholly_below, offset)
+    }
+
+    /// Kafka's time and size retention. Deletes oldest segments while their
+    /// newest timestamp is more than `retention_ms` before `now_ms`, or while
+    /// the log would still be at least `retention_bytes` large without them
+    /// (-1 disables either limit). Only segments wholly below
+    /// `high_watermark` go. When every segment is due, the active one is
+    /// rolled first, as Kafka does, so the log keeps its end offset in a new
+    /// empty segment. Returns the number of segments deleted.
+    pub fn apply_retention(
+        &mut self,
+        now_ms: i64,
+        retention_ms: i64,
+        retention_bytes: i64,
+        high_watermark: i64,
+    ) -> Result<usize, StorageError> {
+        let mut excess_bytes = (retention_bytes >= 0)
+            .then(|| i64::try_from(self.size_bytes()).unwrap_or(i64::MAX) - retention_bytes);
+        let mut due = 0;
+        for (i, segment) in self.segments.iter().enumerate() {
+            let next_base = self.segments.get(i + 1).map(Segment::base_offset);
+            let end = next_base.unwrap_or(self.log_end_offset);
+            if end > high_watermark || (next_base.is_none() && segment.size() == 0) {
+                break;
+            }
+            // A segment without a timestamp holds no batch at all.
+            let expired = retention_ms >= 0
+                && segment
+                    .max_timestamp()
+                    .is_none_or(|(newest, _)| now_ms.saturating_sub(newest) > retention_ms);
+            let size = segment.size() as i64;
+            let oversized = excess_bytes.is_some_and(|excess| excess >= size);
+            if !expired && !oversized {
+                break;
+            }
+            excess_bytes = excess_bytes.map(|excess| excess - size);
+            due += 1;
+        }
+        if due == 0 {
+            return Ok(0);
+        }
+        if due == self.segments.len() {
+            self.roll()?;
+        }
+        let new_start = self.segments[due].base_offset().max(self.log_start_offset);
+        self.delete_oldest(due, new_start)
+    }
+
+    /// Makes `new_start` the log start offset (persisted first) and deletes
+    /// the `count` oldest segments, which must lie wholly below it. The files
+    /// go at once rather than after Kafka's `file.delete.delay.ms`: readers
+    /// hold the same lock as this call, so none is inside them any more.
+    fn delete_oldest(&mut self, count: usize, new_start: i64) -> Result<usize, StorageError> {
+        write_checkpoint(&self.dir, LOG_START_OFFSET_FILE, new_start)?;
+        self.log_start_offset = new_start;
+        for segment in self.segments.drain(..count) {
+            Segment::delete_files(&self.dir, segment.base_offset())?;
+        }
+        if count > 0 {
+            sync_dir(&self.dir)?;
+            tracing::debug!(dir = %self.dir.display(), count, new_start, "deleted segments below the log start offset");
+        }
+        Ok(count)
     }
 
     /// The offset the next appended record will get.
@@ -332,15 +463,26 @@ impl PartitionLog {
         self.log_end_offset
     }
 
-    /// (max timestamp, base offset) of the first batch whose max timestamp is
-    /// >= `timestamp` (ListOffsets by time); `None` when there is none.
-    pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<(i64, i64)>, StorageError> {
-        for segment in &self.segments {
+    /// (max timestamp, base offset) of the first batch whose max timestamp
+    /// reaches `timestamp` (ListOffsets by time), among the batches holding
+    /// offsets at or after both `from_offset` and the log start offset;
+    /// `None` when there is none.
+    pub fn offset_for_timestamp(
+        &self,
+        timestamp: i64,
+        from_offset: i64,
+    ) -> Result<Option<(i64, i64)>, StorageError> {
+        let from_offset = from_offset.max(self.log_start_offset);
+        let first_candidate = self
+            .segments
+            .partition_point(|s| s.base_offset() <= from_offset)
+            .saturating_sub(1);
+        for segment in &self.segments[first_candidate..] {
             if segment
                 .max_timestamp()
                 .is_some_and(|(max, _)| max >= timestamp)
             {
-                if let Some(found) = segment.find_timestamp(timestamp)? {
+                if let Some(found) = segment.find_timestamp(timestamp, from_offset)? {
                     return Ok(Some(found));
                 }
             }
@@ -654,15 +796,19 @@ mod tests {
             (401, Some((500, 5))),
             (501, None),
         ] {
-            assert_eq!(log.offset_for_timestamp(ts).unwrap(), expected, "ts {ts}");
+            assert_eq!(
+                log.offset_for_timestamp(ts, 0).unwrap(),
+                expected,
+                "ts {ts}"
+            );
         }
         assert_eq!(log.max_timestamp_and_offset(), Some((500, 5)));
         // The same answers after a reopen, from the written time indexes.
         let dir = log.dir().to_path_buf();
         log.close().unwrap();
         let log = PartitionLog::open(dir, LogConfig::default(), true, 0).unwrap();
-        assert_eq!(log.offset_for_timestamp(301).unwrap(), Some((400, 3)));
-        assert_eq!(log.offset_for_timestamp(201).unwrap(), Some((300, 1)));
+        assert_eq!(log.offset_for_timestamp(301, 0).unwrap(), Some((400, 3)));
+        assert_eq!(log.offset_for_timestamp(201, 0).unwrap(), Some((300, 1)));
         assert_eq!(log.max_timestamp_and_offset(), Some((500, 5)));
     }
 
@@ -671,7 +817,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let log = open(tmp.path(), LogConfig::default());
         assert_eq!(log.max_timestamp_and_offset(), None);
-        assert_eq!(log.offset_for_timestamp(0).unwrap(), None);
+        assert_eq!(log.offset_for_timestamp(0, 0).unwrap(), None);
         assert!(log.read(0, 100, i64::MAX).unwrap().data.is_empty());
     }
 
@@ -703,5 +849,194 @@ mod tests {
             segments + 1,
             "clock taken from the first batch"
         );
+    }
+
+    /// Five closed segments of one batch each (offsets 0..5, timestamps
+    /// 1_000, 2_000, ...) and an active one holding offset 5.
+    fn six_segments(dir: &Path) -> PartitionLog {
+        let mut log = open(dir, small_segments());
+        for i in 0..6 {
+            if i > 0 {
+                log.roll().unwrap();
+            }
+            log.append(&mut batch(1_000 * (i + 1), 1, 50), 0, None, 0)
+                .unwrap();
+        }
+        log
+    }
+
+    impl PartitionLog {
+        fn segment_bases(&self) -> Vec<i64> {
+            self.segments.iter().map(Segment::base_offset).collect()
+        }
+    }
+
+    #[test]
+    fn time_retention_deletes_segments_whose_newest_record_expired() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut log = six_segments(tmp.path());
+        assert_eq!(log.segment_bases(), vec![0, 1, 2, 3, 4, 5]);
+        // At 4_500 with 2_000 ms retention, timestamps below 2_500 expired.
+        assert_eq!(log.apply_retention(4_500, 2_000, -1, 6).unwrap(), 2);
+        assert_eq!(log.segment_bases(), vec![2, 3, 4, 5]);
+        assert_eq!(log.log_start_offset(), 2);
+        assert!(!tmp.path().join("t-0/00000000000000000001.log").exists());
+        assert!(!tmp.path().join("t-0/00000000000000000001.index").exists());
+        assert_eq!(log.apply_retention(4_500, 2_000, -1, 6).unwrap(), 0);
+        assert_eq!(
+            log.apply_retention(i64::MAX, -1, -1, 6).unwrap(),
+            0,
+            "-1 keeps forever"
+        );
+        // Once everything expired, the active segment is rolled and deleted
+        // too: the log is empty but keeps its end offset.
+        assert_eq!(log.apply_retention(100_000, 2_000, -1, 6).unwrap(), 4);
+        assert_eq!(log.segment_bases(), vec![6]);
+        assert_eq!((log.log_start_offset(), log.log_end_offset()), (6, 6));
+        assert_eq!(log.apply_retention(100_000, 2_000, -1, 6).unwrap(), 0);
+        let info = log.append(&mut batch(0, 1, 1), 0, None, 0).unwrap();
+        assert_eq!(info.first_offset, 6);
+    }
+
+    #[test]
+    fn retention_never_deletes_data_at_or_above_the_high_watermark() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut log = six_segments(tmp.path());
+        assert_eq!(log.apply_retention(100_000, 0, -1, 3).unwrap(), 3);
+        assert_eq!(log.segment_bases(), vec![3, 4, 5]);
+        // The active segment is due but not wholly below the high watermark.
+        assert_eq!(log.apply_retention(100_000, 0, -1, 5).unwrap(), 2);
+        assert_eq!(log.segment_bases(), vec![5]);
+        assert_eq!(log.log_start_offset(), 5);
+    }
+
+    #[test]
+    fn size_retention_deletes_oldest_segments_while_the_rest_stays_large_enough() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut log = six_segments(tmp.path());
+        let segment = log.segments[0].size() as i64;
+        assert_eq!(log.size_bytes() as i64, 6 * segment);
+        assert_eq!(log.apply_retention(0, -1, 6 * segment, 6).unwrap(), 0);
+        // 6 segments against a limit of 3.5: deleting two leaves 4 >= 3.5;
+        // a third would leave 3 < 3.5.
+        assert_eq!(
+            log.apply_retention(0, -1, 3 * segment + segment / 2, 6)
+                .unwrap(),
+            2
+        );
+        assert_eq!(log.segment_bases(), vec![2, 3, 4, 5]);
+        assert_eq!(log.apply_retention(0, -1, 3 * segment, 6).unwrap(), 1);
+        assert_eq!(log.log_start_offset(), 3);
+        assert_eq!(log.size_bytes() as i64, 3 * segment);
+    }
+
+    #[test]
+    fn reads_below_the_log_start_are_out_of_range() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut log = six_segments(tmp.path());
+        assert_eq!(log.apply_retention(2_500, 1_000, -1, 6).unwrap(), 1);
+        assert!(matches!(
+            log.read(0, 1_000, 6),
+            Err(StorageError::OffsetOutOfRange {
+                offset: 0,
+                log_start: 1,
+                log_end: 6
+            })
+        ));
+        assert_eq!(bases(&log.read(1, 1, 6).unwrap().data), vec![1]);
+    }
+
+    #[test]
+    fn log_start_may_advance_inside_a_segment() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut log = open(
+            tmp.path(),
+            LogConfig {
+                index_interval_bytes: 0,
+                ..small_segments()
+            },
+        );
+        // Segments [0, 1] [2, 3] [4]: one-record batches of 130 bytes.
+        for i in 0..5 {
+            log.append(&mut batch(i, 1, 50), 0, None, 0).unwrap();
+        }
+        assert_eq!(log.segment_bases(), vec![0, 2, 4]);
+        assert_eq!(
+            log.advance_log_start(1).unwrap(),
+            0,
+            "segment 0 still holds offset 1"
+        );
+        assert_eq!(log.log_start_offset(), 1);
+        assert!(matches!(
+            log.read(0, 100, 5),
+            Err(StorageError::OffsetOutOfRange {
+                offset: 0,
+                log_start: 1,
+                ..
+            })
+        ));
+        assert_eq!(bases(&log.read(1, 1, 5).unwrap().data), vec![1]);
+        // ListOffsets by time skips records below the log start.
+        assert_eq!(log.offset_for_timestamp(0, 0).unwrap(), Some((1, 1)));
+        assert_eq!(log.advance_log_start(0).unwrap(), 0, "never moves back");
+        assert_eq!(log.log_start_offset(), 1);
+        assert_eq!(log.advance_log_start(3).unwrap(), 1);
+        assert_eq!(log.segment_bases(), vec![2, 4]);
+        assert!(matches!(
+            log.advance_log_start(6),
+            Err(StorageError::OffsetOutOfRange { offset: 6, .. })
+        ));
+        // Up to the log end: the active segment stays, holding nothing readable.
+        assert_eq!(log.advance_log_start(5).unwrap(), 1);
+        assert_eq!(log.segment_bases(), vec![4]);
+        assert!(log.read(5, 100, 5).unwrap().data.is_empty());
+        assert!(log.read(4, 100, 5).is_err());
+    }
+
+    #[test]
+    fn log_start_survives_a_reopen() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut log = six_segments(tmp.path());
+        log.advance_log_start(3).unwrap();
+        log.advance_log_start(4).unwrap();
+        let dir = log.dir().to_path_buf();
+        log.close().unwrap();
+        for clean in [true, false] {
+            let log = PartitionLog::open(dir.clone(), small_segments(), clean, 0).unwrap();
+            assert_eq!(log.log_start_offset(), 4);
+            assert_eq!(log.segment_bases(), vec![4, 5]);
+            assert!(log.read(3, 100, 6).is_err());
+        }
+    }
+
+    #[test]
+    fn open_finishes_a_deletion_a_crash_interrupted() {
+        let tmp = tempfile::tempdir().unwrap();
+        let log = six_segments(tmp.path());
+        let dir = log.dir().to_path_buf();
+        log.close().unwrap();
+        // The checkpoint was written, the segment files not yet deleted.
+        write_checkpoint(&dir, LOG_START_OFFSET_FILE, 3).unwrap();
+        let log = PartitionLog::open(dir.clone(), small_segments(), false, 0).unwrap();
+        assert_eq!(log.segment_bases(), vec![3, 4, 5]);
+        assert_eq!(log.log_start_offset(), 3);
+        assert!(!dir.join("00000000000000000002.log").exists());
+    }
+
+    #[test]
+    fn a_log_that_lost_data_past_its_log_start_restarts_empty_there() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut log = open(tmp.path(), LogConfig::default());
+        for _ in 0..3 {
+            log.append(&mut batch(0, 1, 1), 0, None, 0).unwrap();
+        }
+        let dir = log.dir().to_path_buf();
+        log.close().unwrap();
+        write_checkpoint(&dir, LOG_START_OFFSET_FILE, 10).unwrap();
+        let mut log = PartitionLog::open(dir, LogConfig::default(), true, 0).unwrap();
+        assert_eq!((log.log_start_offset(), log.log_end_offset()), (10, 10));
+        assert_eq!(log.segment_bases(), vec![10]);
+        let info = log.append(&mut batch(0, 1, 1), 0, None, 0).unwrap();
+        assert_eq!(info.first_offset, 10);
     }
 }

@@ -480,15 +480,18 @@ impl Segment {
     }
 
     /// (max timestamp, base offset) of the first batch with max timestamp >=
-    /// `timestamp`, searching from the time index.
+    /// `timestamp` among those ending at or after `from_offset`, searching
+    /// from the time index.
     pub(crate) fn find_timestamp(
         &self,
         timestamp: i64,
+        from_offset: i64,
     ) -> Result<Option<(i64, i64)>, StorageError> {
         let start_offset = self
             .time_index
             .last_below(timestamp)
-            .map_or(self.base_offset, |rel| self.base_offset + i64::from(rel));
+            .map_or(self.base_offset, |rel| self.base_offset + i64::from(rel))
+            .max(from_offset);
         let Some((mut position, _)) = self.find_batch(start_offset)? else {
             return Ok(None);
         };

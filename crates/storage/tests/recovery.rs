@@ -230,7 +230,7 @@ fn missing_or_corrupt_indexes_are_rebuilt() {
     );
     assert_eq!(log.max_timestamp_and_offset(), expected_max);
     for batch in &fixture.model.batches {
-        let found = log.offset_for_timestamp(batch.max_timestamp).unwrap();
+        let found = log.offset_for_timestamp(batch.max_timestamp, 0).unwrap();
         assert_eq!(found, Some((batch.max_timestamp, batch.base_offset)));
     }
 }
