@@ -13,6 +13,7 @@ mod controller;
 mod flusher;
 mod handlers;
 mod partition;
+mod retention;
 mod server;
 mod state;
 #[cfg(test)]

@@ -29,6 +29,10 @@ pub(crate) struct LogSettings {
     pub(crate) timestamp_after_max_ms: i64,
     pub(crate) flush_messages: i64,
     pub(crate) flush_ms: i64,
+    /// `cleanup.policy` includes `delete`: retention and DeleteRecords apply.
+    pub(crate) delete_policy: bool,
+    pub(crate) retention_ms: i64,
+    pub(crate) retention_bytes: i64,
     pub(crate) log: LogConfig,
 }
 
@@ -49,6 +53,11 @@ impl LogSettings {
             timestamp_after_max_ms: num("message.timestamp.after.max.ms"),
             flush_messages: num("flush.messages"),
             flush_ms: num("flush.ms"),
+            delete_policy: settings
+                .get("cleanup.policy")
+                .is_some_and(|(v, _)| v.split(',').any(|p| p.trim() == "delete")),
+            retention_ms: num("retention.ms"),
+            retention_bytes: num("retention.bytes"),
             log: LogConfig {
                 segment_bytes: num("segment.bytes") as u64,
                 segment_ms: num("segment.ms"),
@@ -201,20 +210,31 @@ impl Partition {
         Ok(log.read(offset, max_bytes, hw)?.data)
     }
 
-    /// The first record with timestamp >= `ts` (ListOffsets by time). The
-    /// log finds the batch through the time index; that one batch is then
-    /// decoded to find the exact record, as Kafka answers per record.
+    /// The first record with timestamp >= `ts` at or after the log start
+    /// (ListOffsets by time). The log finds the batch through the time index;
+    /// that one batch is then decoded to find the exact record, as Kafka
+    /// answers per record.
     pub(crate) fn offset_for_timestamp(&self, ts: i64) -> Result<Option<(i64, i64)>, StorageError> {
-        let found = self
-            .log
-            .lock()
-            .expect("log lock")
-            .offset_for_timestamp(ts, 0)?;
-        match found {
-            Some((_, base)) if base < self.high_watermark() => {
-                self.record_in_batch(base, |records| records.iter().position(|&(t, _)| t >= ts))
+        let mut from = self.log_start_offset();
+        loop {
+            let found = self
+                .log
+                .lock()
+                .expect("log lock")
+                .offset_for_timestamp(ts, from)?;
+            let Some((_, base)) = found.filter(|&(_, base)| base < self.high_watermark()) else {
+                return Ok(None);
+            };
+            let records = self.batch_records(base.max(from))?;
+            if let Some(&hit) = records.iter().find(|&&(t, o)| t >= ts && o >= from) {
+                return Ok(Some(hit));
             }
-            _ => Ok(None),
+            // The batch straddles the log start and its matching records lie
+            // below it: look on after the batch.
+            match records.last() {
+                Some(&(_, last)) => from = last + 1,
+                None => return Ok(None),
+            }
         }
     }
 
@@ -227,38 +247,84 @@ impl Partition {
             .max_timestamp_and_offset();
         match found {
             Some((max, base)) if base < self.high_watermark() => {
-                self.record_in_batch(base, |records| records.iter().position(|&(t, _)| t == max))
+                // DeleteRecords may have put the log start inside that batch.
+                let records = self.batch_records(base.max(self.log_start_offset()))?;
+                Ok(records.into_iter().find(|&(t, _)| t == max))
             }
             _ => Ok(None),
         }
     }
 
-    /// Decodes the batch starting at `base` into (timestamp, offset) pairs and
-    /// returns the one `pick` chooses.
-    fn record_in_batch(
-        &self,
-        base: i64,
-        pick: impl Fn(&[(i64, i64)]) -> Option<usize>,
-    ) -> Result<Option<(i64, i64)>, StorageError> {
-        let data = self.read(base, 1)?;
+    /// Decodes the batch holding `offset` into (timestamp, offset) pairs.
+    fn batch_records(&self, offset: i64) -> Result<Vec<(i64, i64)>, StorageError> {
+        let data = self.read(offset, 1)?;
         let log_append_time = BatchHeader::parse(&data)
             .ok()
             .filter(|h| h.is_log_append_time())
             .map(|h| h.max_timestamp());
         let batch_len = BatchHeader::parse(&data).map_or(data.len(), |h| h.total_len());
         let records = decode_batches(data.slice(..batch_len.min(data.len())))
-            .map_err(|e| StorageError::Corrupt(format!("batch at offset {base}: {e}")))?;
-        let stamps: Vec<(i64, i64)> = records
+            .map_err(|e| StorageError::Corrupt(format!("batch holding offset {offset}: {e}")))?;
+        Ok(records
             .iter()
             .map(|r| (log_append_time.unwrap_or(r.timestamp), r.offset))
-            .collect();
-        Ok(pick(&stamps).map(|i| stamps[i]))
+            .collect())
+    }
+
+    /// Applies the topic's time and size retention (when its cleanup policy
+    /// deletes) to data below the high watermark; returns the segments deleted.
+    pub(crate) fn apply_retention(&self, now_ms: i64) -> Result<usize, StorageError> {
+        let settings = self.settings();
+        if !settings.delete_policy {
+            return Ok(0);
+        }
+        let high_watermark = self.high_watermark();
+        self.log.lock().expect("log lock").apply_retention(
+            now_ms,
+            settings.retention_ms,
+            settings.retention_bytes,
+            high_watermark,
+        )
+    }
+
+    /// DeleteRecords: moves the log start offset up to `offset` (-1: the high
+    /// watermark) and returns the new log start offset (the low watermark).
+    pub(crate) fn delete_records(&self, offset: i64) -> Result<i64, DeleteRecordsError> {
+        if !self.settings().delete_policy {
+            return Err(DeleteRecordsError::CompactOnly);
+        }
+        let high_watermark = self.high_watermark();
+        let target = if offset == DELETE_UP_TO_HIGH_WATERMARK {
+            high_watermark
+        } else {
+            offset
+        };
+        if !(0..=high_watermark).contains(&target) {
+            return Err(DeleteRecordsError::OutOfRange);
+        }
+        let mut log = self.log.lock().expect("log lock");
+        log.advance_log_start(target)?;
+        Ok(log.log_start_offset())
     }
 
     fn apply_settings(&self, settings: LogSettings) {
         self.log.lock().expect("log lock").set_config(settings.log);
         *self.settings.write().expect("settings lock") = Arc::new(settings);
     }
+}
+
+/// DeleteRecords' offset meaning "up to the high watermark".
+pub(crate) const DELETE_UP_TO_HIGH_WATERMARK: i64 = -1;
+
+/// Why DeleteRecords refused a partition.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum DeleteRecordsError {
+    #[error("the offset is negative or beyond the high watermark")]
+    OutOfRange,
+    #[error("the topic's cleanup.policy does not include delete")]
+    CompactOnly,
+    #[error(transparent)]
+    Storage(#[from] StorageError),
 }
 
 type Key = (String, i32);

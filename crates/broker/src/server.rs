@@ -90,6 +90,10 @@ impl Broker {
             state.clone(),
             stopped.clone(),
         ))];
+        tasks.push(tokio::spawn(crate::retention::retention_task(
+            state.clone(),
+            stopped.clone(),
+        )));
         tasks.push(tokio::spawn(lazy_flusher(state.clone(), stopped)));
         tracing::info!(%local_addr, data_dir = %data_dir.display(), "broker started");
         Ok(Broker {

@@ -12,6 +12,7 @@ use std::sync::Arc;
 pub(crate) mod api_versions;
 pub(crate) mod create_partitions;
 pub(crate) mod create_topics;
+pub(crate) mod delete_records;
 pub(crate) mod delete_topics;
 pub(crate) mod describe_cluster;
 pub(crate) mod describe_configs;
@@ -60,6 +61,7 @@ pub(crate) const APIS: &[ApiSupport] = &[
     create_partitions::API,
     incremental_alter_configs::API,
     describe_cluster::API,
+    delete_records::API,
 ];
 
 pub(crate) fn supported(key: ApiKey) -> Option<ApiSupport> {
@@ -111,6 +113,7 @@ pub(crate) async fn dispatch(state: &Arc<BrokerState>, request: Request) -> Repl
         RequestKind::DescribeLogDirs(req) => {
             Reply::Now(Box::new(describe_log_dirs::handle(state, req)))
         }
+        RequestKind::DeleteRecords(req) => delete_records::handle(state, req),
         // `supported()` filtered every other API out before decoding.
         _ => unreachable!("dispatch of an API with no handler: {api_key:?}"),
     }

@@ -181,6 +181,22 @@ fn request_for(
         ),
         ApiKey::DescribeCluster => RequestKind::DescribeCluster(DescribeClusterRequest::default()),
         ApiKey::DescribeLogDirs => RequestKind::DescribeLogDirs(DescribeLogDirsRequest::default()),
+        ApiKey::DeleteRecords => RequestKind::DeleteRecords(
+            DeleteRecordsRequest::default()
+                .with_timeout_ms(1000)
+                .with_topics(vec![delete_records_request::DeleteRecordsTopic::default()
+                    .with_name(name("t1"))
+                    .with_partitions(
+                        [(0, 0), (0, i64::MAX), (99, 0)]
+                            .into_iter()
+                            .map(|(partition, offset)| {
+                                delete_records_request::DeleteRecordsPartition::default()
+                                    .with_partition_index(partition)
+                                    .with_offset(offset)
+                            })
+                            .collect(),
+                    )]),
+        ),
         other => panic!("no sample request for {other:?}"),
     }
 }
