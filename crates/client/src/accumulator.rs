@@ -49,6 +49,9 @@ pub(crate) fn estimate_record_size(
 /// A batch of records for one partition, with their completions.
 pub(crate) struct ProducerBatch {
     pub(crate) tp: TopicPartition,
+    /// Creation order within the accumulator: a later batch of a partition
+    /// holds later records. Retries use it to go back to their place.
+    pub(crate) seq: u64,
     pub(crate) records: Vec<Record>,
     pub(crate) completions: Vec<Completion>,
     pub(crate) size: usize,
@@ -59,9 +62,10 @@ pub(crate) struct ProducerBatch {
 }
 
 impl ProducerBatch {
-    fn new(tp: TopicPartition, now: Instant) -> Self {
+    fn new(tp: TopicPartition, seq: u64, now: Instant) -> Self {
         ProducerBatch {
             tp,
+            seq,
             records: Vec::new(),
             completions: Vec::new(),
             size: BATCH_OVERHEAD,
@@ -147,6 +151,7 @@ pub(crate) struct Accumulator {
     linger: Duration,
     queues: HashMap<TopicPartition, VecDeque<ProducerBatch>>,
     records: usize,
+    next_seq: u64,
 }
 
 impl Accumulator {
@@ -156,6 +161,7 @@ impl Accumulator {
             linger,
             queues: HashMap::new(),
             records: 0,
+            next_seq: 0,
         }
     }
 
@@ -199,7 +205,8 @@ impl Accumulator {
             }
         };
         if needs_new {
-            queue.push_back(ProducerBatch::new(tp, now));
+            queue.push_back(ProducerBatch::new(tp, self.next_seq, now));
+            self.next_seq += 1;
         }
         let batch = queue.back_mut().expect("just ensured");
         let i = batch.records.len() as i64;
@@ -272,15 +279,16 @@ impl Accumulator {
         b
     }
 
-    /// Puts a batch back at the front of its queue to be retried at
-    /// `retry_at`.
+    /// Puts a batch back into its queue to be retried at `retry_at`, ahead
+    /// of every batch created after it. Usually that is the front; when
+    /// several batches of a partition were in flight and failed, they end
+    /// up in creation order whatever order their failures arrived in.
     pub(crate) fn reenqueue(&mut self, mut batch: ProducerBatch, retry_at: Instant) {
         batch.retry_at = Some(retry_at);
         self.records += batch.len();
-        self.queues
-            .entry(batch.tp.clone())
-            .or_default()
-            .push_front(batch);
+        let queue = self.queues.entry(batch.tp.clone()).or_default();
+        let at = queue.partition_point(|b| b.seq < batch.seq);
+        queue.insert(at, batch);
     }
 
     /// Removes batches created more than `timeout` ago.
@@ -398,6 +406,32 @@ mod tests {
         let expired = acc.expire(now + Duration::from_secs(5), Duration::from_secs(1));
         assert_eq!(expired.len(), 2);
         assert!(acc.is_empty());
+    }
+
+    #[test]
+    fn retried_batches_keep_creation_order() {
+        let now = Instant::now();
+        let mut acc = Accumulator::new(100, Duration::ZERO);
+        let mut rxs = Vec::new();
+        for v in ["a", "b", "c"] {
+            let (c, rx) = completion();
+            rxs.push(rx);
+            acc.append(tp(0), rec(&format!("{v}{}", "x".repeat(40))), c, now);
+        }
+        // Batches a and b are in flight together and both fail, a's failure
+        // handled first (putting each back at the front would yield b, a).
+        // c was never sent.
+        let a = acc.drain(&tp(0)).unwrap();
+        let b = acc.drain(&tp(0)).unwrap();
+        acc.reenqueue(a, now);
+        acc.reenqueue(b, now);
+        let (c, rx) = completion();
+        rxs.push(rx);
+        acc.append(tp(0), rec("d"), c, now);
+        let order: Vec<u8> = std::iter::from_fn(|| acc.drain(&tp(0)))
+            .map(|b| b.records[0].value.as_ref().unwrap()[0])
+            .collect();
+        assert_eq!(order, b"abcd");
     }
 
     #[test]

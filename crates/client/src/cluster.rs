@@ -219,6 +219,29 @@ impl Cluster {
         Ok(cluster)
     }
 
+    /// A handle that has not connected anywhere, holding `metadata`; for
+    /// unit tests of code that only reads the cache.
+    #[cfg(test)]
+    pub(crate) fn offline(metadata: ClusterMetadata) -> Arc<Cluster> {
+        Arc::new(Cluster {
+            // Nothing listens on port 1: a refresh fails at once.
+            config: ClientConfig::new("127.0.0.1:1"),
+            metadata: RwLock::new(metadata),
+            connections: AsyncMutex::new(HashMap::new()),
+            bootstrap: AsyncMutex::new(None),
+        })
+    }
+
+    /// Puts a topic into the cache, as a metadata refresh would.
+    #[cfg(test)]
+    pub(crate) fn cache_topic(&self, topic: TopicMetadata) {
+        self.metadata
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .topics
+            .insert(topic.name.clone(), Arc::new(topic));
+    }
+
     /// The configuration this cluster handle was built with.
     pub fn config(&self) -> &ClientConfig {
         &self.config

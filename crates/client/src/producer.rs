@@ -23,7 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::accumulator::{Accumulator, NewRecord, ProducerBatch, TopicPartition};
-use crate::cluster::{ClientConfig, Cluster};
+use crate::cluster::{ClientConfig, Cluster, TopicMetadata};
 use crate::error::{needs_metadata_refresh, Error, KafkaError, Result};
 use crate::partitioner::{partition_for_key, StickyPartitioner};
 
@@ -133,7 +133,8 @@ pub struct ProducerConfig {
     /// Batch compression (`compression.type`, default none).
     pub compression: CompressionType,
     /// How many times a failed batch is retried (`retries`, default
-    /// unlimited, bounded by `delivery_timeout`).
+    /// unlimited, bounded by `delivery_timeout`). See `max_in_flight` for
+    /// what retries mean for record order.
     pub retries: u32,
     /// Pause before retrying a batch (`retry.backoff.ms`, default 100 ms).
     pub retry_backoff: Duration,
@@ -142,6 +143,18 @@ pub struct ProducerConfig {
     pub delivery_timeout: Duration,
     /// Unacknowledged produce requests per broker
     /// (`max.in.flight.requests.per.connection`, default 5).
+    ///
+    /// Ordering: records sent to one partition are appended to its log in
+    /// send order as long as no batch has to be retried; this holds also
+    /// while the topic's metadata is still being fetched. With a value
+    /// greater than 1 and retries enabled, a failed batch may be overtaken
+    /// by a later batch of the same partition that was already in flight
+    /// and succeeds, so the log can then differ from send order (this
+    /// producer is not idempotent; same caveat as the Java client with
+    /// `enable.idempotence=false`). Set it to 1 to keep send order across
+    /// retries too: then at most one batch per partition is in flight, and
+    /// a retried batch is always sent before any later one of its
+    /// partition, even when the partition's leader moves meanwhile.
     pub max_in_flight: usize,
     /// Broker-side timeout for acknowledgements (sent as the produce
     /// request's `timeout_ms`; default 30 s).
@@ -323,17 +336,7 @@ impl Producer {
         }
         let (tx, rx) = mpsc::unbounded_channel();
         let (etx, erx) = mpsc::unbounded_channel();
-        let sender = Sender {
-            cluster: cluster.clone(),
-            acc: Accumulator::new(config.batch_size, config.linger),
-            config,
-            sticky: StickyPartitioner::default(),
-            waiting: HashMap::new(),
-            refreshing: HashSet::new(),
-            in_flight: HashMap::new(),
-            flush_waiters: Vec::new(),
-            events: etx,
-        };
+        let sender = Sender::new(cluster.clone(), config, etx);
         let task = tokio::spawn(sender.run(rx, erx));
         Ok(Producer {
             tx,
@@ -418,11 +421,34 @@ struct Sender {
     waiting: HashMap<String, Vec<Waiting>>,
     refreshing: HashSet<String>,
     in_flight: HashMap<i32, usize>,
+    /// With `max_in_flight == 1`: partitions that have a batch in flight
+    /// and so must not send another one yet (Kafka's
+    /// `guaranteeMessageOrder`). Empty otherwise.
+    muted: HashSet<TopicPartition>,
     flush_waiters: Vec<oneshot::Sender<()>>,
     events: mpsc::UnboundedSender<Event>,
 }
 
 impl Sender {
+    fn new(
+        cluster: Arc<Cluster>,
+        config: ProducerConfig,
+        events: mpsc::UnboundedSender<Event>,
+    ) -> Self {
+        Sender {
+            cluster,
+            acc: Accumulator::new(config.batch_size, config.linger),
+            config,
+            sticky: StickyPartitioner::default(),
+            waiting: HashMap::new(),
+            refreshing: HashSet::new(),
+            in_flight: HashMap::new(),
+            muted: HashSet::new(),
+            flush_waiters: Vec::new(),
+            events,
+        }
+    }
+
     async fn run(
         mut self,
         mut commands: mpsc::UnboundedReceiver<Command>,
@@ -470,12 +496,49 @@ impl Sender {
         self.acc.is_empty() && self.waiting.is_empty() && self.in_flight.values().all(|n| *n == 0)
     }
 
-    fn enqueue(&mut self, rec: ProducerRecord, completion: Completion, now: Instant) {
-        let Some(tm) = self
-            .cluster
-            .topic(&rec.topic)
+    /// The metadata of `topic` when it is usable (known, with partitions).
+    fn usable_topic(&self, topic: &str) -> Option<Arc<TopicMetadata>> {
+        self.cluster
+            .topic(topic)
             .filter(|t| !t.partitions.is_empty())
-        else {
+    }
+
+    /// Takes a newly sent record. Records for one topic reach the
+    /// accumulator in send order: while earlier records of the topic wait
+    /// for metadata, a new one queues behind them, even when the (shared)
+    /// metadata cache has meanwhile learned the topic; in that case the
+    /// waiting records are released first, then the new one follows.
+    fn enqueue(&mut self, rec: ProducerRecord, completion: Completion, now: Instant) {
+        if self.waiting.contains_key(&rec.topic) && self.usable_topic(&rec.topic).is_some() {
+            self.release_waiting(&rec.topic);
+        }
+        self.append(rec, completion, now);
+    }
+
+    /// Moves the records waiting for `topic`'s metadata into the
+    /// accumulator, oldest first.
+    fn release_waiting(&mut self, topic: &str) {
+        let Some(waiting) = self.waiting.remove(topic) else {
+            return;
+        };
+        for w in waiting {
+            // Should the topic vanish from the cache midway, `append` parks
+            // this record and, because `waiting` is then non-empty, every
+            // later one behind it: order still holds.
+            self.append(w.record, w.completion, w.since);
+        }
+    }
+
+    /// Partitions a record and appends it to the accumulator, or parks it in
+    /// `waiting` when the topic's metadata is unknown or older records of
+    /// the topic are already parked there.
+    fn append(&mut self, rec: ProducerRecord, completion: Completion, now: Instant) {
+        let tm = if self.waiting.contains_key(&rec.topic) {
+            None
+        } else {
+            self.usable_topic(&rec.topic)
+        };
+        let Some(tm) = tm else {
             let topic = rec.topic.clone();
             self.waiting
                 .entry(topic.clone())
@@ -556,19 +619,16 @@ impl Sender {
             Event::Metadata(topics) => {
                 for topic in topics {
                     self.refreshing.remove(&topic);
+                    if !self.waiting.contains_key(&topic) {
+                        continue;
+                    }
+                    if self.usable_topic(&topic).is_some() {
+                        self.release_waiting(&topic);
+                        continue;
+                    }
                     let Some(waiting) = self.waiting.remove(&topic) else {
                         continue;
                     };
-                    let known = self
-                        .cluster
-                        .topic(&topic)
-                        .is_some_and(|t| !t.partitions.is_empty());
-                    if known {
-                        for w in waiting {
-                            self.enqueue(w.record, w.completion, w.since);
-                        }
-                        continue;
-                    }
                     let now = Instant::now();
                     let mut still = Vec::new();
                     for w in waiting {
@@ -600,6 +660,9 @@ impl Sender {
             } => {
                 if let Some(n) = self.in_flight.get_mut(&broker) {
                     *n = n.saturating_sub(1);
+                }
+                for b in &batches {
+                    self.muted.remove(&b.tp);
                 }
                 self.handle_produced(batches, result);
             }
@@ -687,7 +750,13 @@ impl Sender {
         let flushing = !self.flush_waiters.is_empty();
         let (ready, mut next) = self.acc.ready(now, flushing);
         let mut by_broker: BTreeMap<i32, Vec<ProducerBatch>> = BTreeMap::new();
+        let guarantee_order = self.config.max_in_flight == 1;
         for tp in ready {
+            if guarantee_order && self.muted.contains(&tp) {
+                // Its previous batch is in flight (perhaps to a former
+                // leader); a retry of that one must go first.
+                continue;
+            }
             let Some(leader) = self.cluster.leader(&tp.topic, tp.partition) else {
                 self.request_metadata(tp.topic.clone(), Duration::ZERO);
                 let retry = now + self.config.retry_backoff;
@@ -715,6 +784,9 @@ impl Sender {
             if let Err(e) = batch.encode(self.config.compression.codec()) {
                 batch.fail(e);
                 continue;
+            }
+            if guarantee_order {
+                self.muted.insert(tp);
             }
             by_broker.entry(leader).or_default().push(batch);
         }
@@ -783,6 +855,138 @@ mod tests {
             assert_eq!(c.parse::<CompressionType>().unwrap().name(), c);
         }
         assert!("brotli".parse::<CompressionType>().is_err());
+    }
+
+    fn topic(name: &str, leader: i32) -> TopicMetadata {
+        TopicMetadata {
+            name: name.to_string(),
+            topic_id: [0; 16],
+            is_internal: false,
+            error_code: 0,
+            partitions: vec![crate::cluster::PartitionInfo {
+                partition: 0,
+                leader,
+                leader_epoch: 0,
+                replicas: vec![leader],
+                isr: vec![leader],
+                offline_replicas: vec![],
+                error_code: 0,
+            }],
+        }
+    }
+
+    /// A sender on a cluster handle that knows no topics and whose brokers
+    /// refuse connections; "late" counts as being refreshed already, so
+    /// enqueueing spawns no metadata task.
+    fn sender(config: ProducerConfig) -> (Sender, mpsc::UnboundedReceiver<Event>) {
+        let mut metadata = crate::cluster::ClusterMetadata::default();
+        for id in [1, 2] {
+            metadata.brokers.insert(
+                id,
+                crate::cluster::BrokerInfo {
+                    id,
+                    host: "127.0.0.1".into(),
+                    port: 1,
+                    rack: None,
+                },
+            );
+        }
+        let (etx, erx) = mpsc::unbounded_channel();
+        let mut s = Sender::new(Cluster::offline(metadata), config, etx);
+        s.refreshing.insert("late".to_string());
+        (s, erx)
+    }
+
+    fn send(s: &mut Sender, i: usize) -> oneshot::Receiver<Result<RecordMetadata>> {
+        let (tx, rx) = oneshot::channel();
+        let rec = ProducerRecord::new("late", format!("record {i}")).with_partition(0);
+        s.enqueue(rec, Completion::Oneshot(tx), Instant::now());
+        rx
+    }
+
+    fn values(b: &ProducerBatch) -> Vec<String> {
+        b.records
+            .iter()
+            .map(|r| String::from_utf8(r.value.clone().unwrap().to_vec()).unwrap())
+            .collect()
+    }
+
+    fn late0() -> TopicPartition {
+        TopicPartition {
+            topic: "late".into(),
+            partition: 0,
+        }
+    }
+
+    fn expected(n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("record {i}")).collect()
+    }
+
+    #[test]
+    fn records_sent_after_the_cache_learns_the_topic_queue_behind_waiting_ones() {
+        let (mut s, _events) = sender(ProducerConfig::default());
+        let _rx0 = send(&mut s, 0);
+        assert_eq!(s.waiting["late"].len(), 1);
+        assert!(s.acc.is_empty());
+        // Someone else's refresh teaches the shared cache the topic before
+        // this producer's own metadata request reports back.
+        s.cluster.cache_topic(topic("late", 1));
+        let _rxs: Vec<_> = (1..10).map(|i| send(&mut s, i)).collect();
+        assert!(s.waiting.is_empty());
+        let batch = s.acc.drain(&late0()).unwrap();
+        assert_eq!(values(&batch), expected(10));
+        // The producer's own refresh reporting back later changes nothing.
+        s.handle_event(Event::Metadata(vec!["late".into()]));
+        assert!(s.acc.is_empty() && s.waiting.is_empty() && s.refreshing.is_empty());
+    }
+
+    #[test]
+    fn waiting_records_go_first_when_metadata_arrives() {
+        let (mut s, _events) = sender(ProducerConfig::default());
+        let _rxs: Vec<_> = (0..3).map(|i| send(&mut s, i)).collect();
+        assert_eq!(s.waiting["late"].len(), 3);
+        s.cluster.cache_topic(topic("late", 1));
+        s.handle_event(Event::Metadata(vec!["late".into()]));
+        assert!(s.waiting.is_empty());
+        let _more: Vec<_> = (3..6).map(|i| send(&mut s, i)).collect();
+        let batch = s.acc.drain(&late0()).unwrap();
+        assert_eq!(values(&batch), expected(6));
+    }
+
+    #[tokio::test]
+    async fn with_one_in_flight_a_retried_batch_is_not_overtaken() {
+        let (mut s, mut events) = sender(ProducerConfig {
+            max_in_flight: 1,
+            batch_size: 100,
+            linger: Duration::ZERO,
+            retry_backoff: Duration::from_millis(1),
+            ..ProducerConfig::default()
+        });
+        s.cluster.cache_topic(topic("late", 1));
+        // Two batches of one record each (a record does not fit twice).
+        let big = |i: usize| {
+            ProducerRecord::new("late", format!("record {i} {}", "x".repeat(40))).with_partition(0)
+        };
+        for i in 0..2 {
+            let (tx, _rx) = oneshot::channel();
+            s.enqueue(big(i), Completion::Oneshot(tx), Instant::now());
+        }
+        s.send_ready(Instant::now());
+        assert_eq!(s.acc.len(), 1, "first batch in flight");
+        // The leader moves: the second batch would go to broker 2, but the
+        // first one (to broker 1, which refuses it) must be retried first.
+        s.cluster.cache_topic(topic("late", 2));
+        s.send_ready(Instant::now());
+        assert_eq!(s.acc.len(), 1, "second batch held back");
+        let ev = events.recv().await.unwrap();
+        s.handle_event(ev);
+        assert_eq!(s.acc.len(), 2, "first batch back for a retry");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        s.send_ready(Instant::now());
+        assert_eq!(s.acc.len(), 1, "the retry went out, to the new leader");
+        let left = s.acc.drain(&late0()).unwrap();
+        assert_eq!(left.attempts, 0);
+        assert!(values(&left)[0].starts_with("record 1 "));
     }
 
     #[tokio::test]
