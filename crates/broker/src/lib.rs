@@ -11,6 +11,7 @@
 pub mod config;
 mod controller;
 mod flusher;
+mod group;
 mod handlers;
 mod partition;
 mod retention;

@@ -94,7 +94,8 @@ impl Broker {
             state.clone(),
             stopped.clone(),
         )));
-        tasks.push(tokio::spawn(lazy_flusher(state.clone(), stopped)));
+        tasks.push(tokio::spawn(lazy_flusher(state.clone(), stopped.clone())));
+        tasks.push(tokio::spawn(group_timer(state.clone(), stopped)));
         tracing::info!(%local_addr, data_dir = %data_dir.display(), "broker started");
         Ok(Broker {
             local_addr,
@@ -156,6 +157,10 @@ pub(crate) fn open_state(
     let image = state.image();
     state.partitions.remove_orphans(&image)?;
     reconcile_partitions(&state, &image)?;
+    let committed = state.groups.load(&state)?;
+    if committed > 0 {
+        tracing::info!(records = committed, "loaded committed offsets");
+    }
     Ok(state)
 }
 
@@ -227,6 +232,8 @@ async fn serve_connection(socket: TcpStream, peer: SocketAddr, state: Arc<Broker
         }
     });
     let max_frame = state.config.get_i64("socket.request.max.bytes") as usize;
+    // Kafka reports client hosts as "/<ip>".
+    let client_host = format!("/{}", peer.ip());
     let mut buf = BytesMut::with_capacity(64 * 1024);
     'conn: loop {
         let frame = loop {
@@ -243,7 +250,7 @@ async fn serve_connection(socket: TcpStream, peer: SocketAddr, state: Arc<Broker
                 Ok(_) => {}
             }
         };
-        match handle_frame(&state, frame).await {
+        match handle_frame(&state, frame, &client_host).await {
             Ok(Some(out)) => {
                 if tx.send(out).await.is_err() {
                     break;
@@ -262,7 +269,11 @@ async fn serve_connection(socket: TcpStream, peer: SocketAddr, state: Arc<Broker
 
 /// Decodes and dispatches one request. `Err` closes the connection, as Kafka
 /// does for requests it cannot parse.
-async fn handle_frame(state: &Arc<BrokerState>, frame: Bytes) -> Result<Option<Outgoing>, String> {
+async fn handle_frame(
+    state: &Arc<BrokerState>,
+    frame: Bytes,
+    client_host: &str,
+) -> Result<Option<Outgoing>, String> {
     let head = RequestHead::peek(&frame).map_err(|e| e.to_string())?;
     let api_key =
         ApiKey::try_from(head.api_key).map_err(|_| format!("unknown API key {}", head.api_key))?;
@@ -298,15 +309,17 @@ async fn handle_frame(state: &Arc<BrokerState>, frame: Bytes) -> Result<Option<O
             })
             .ok()
     };
-    Ok(match handlers::dispatch(state, request).await {
-        Reply::Now(body) => Some(Outgoing::Ready(
-            encode(*body).ok_or("response encoding failed")?,
-        )),
-        Reply::Later(response) => Some(Outgoing::Pending(tokio::spawn(async move {
-            encode(response.await)
-        }))),
-        Reply::Nothing => None,
-    })
+    Ok(
+        match handlers::dispatch(state, request, client_host).await {
+            Reply::Now(body) => Some(Outgoing::Ready(
+                encode(*body).ok_or("response encoding failed")?,
+            )),
+            Reply::Later(response) => Some(Outgoing::Pending(tokio::spawn(async move {
+                encode(response.await)
+            }))),
+            Reply::Nothing => None,
+        },
+    )
 }
 
 /// Syncs partitions under the lazy flush policy (`flush.messages` > 1) once
@@ -328,6 +341,17 @@ async fn lazy_flusher(state: Arc<BrokerState>, mut stopped: watch::Receiver<bool
                     tracing::error!(topic = %partition.topic, partition = partition.index, error = %e, "flush failed");
                 }
             }
+        }
+    }
+}
+
+/// Expires silent group members and ends overdue rebalances.
+async fn group_timer(state: Arc<BrokerState>, mut stopped: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        tokio::select! {
+            _ = stopped.changed() => return,
+            _ = tick.tick() => state.groups.tick(std::time::Instant::now()),
         }
     }
 }

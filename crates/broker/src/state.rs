@@ -1,6 +1,7 @@
 //! State shared by every connection of a running broker.
 
 use crate::config::{self, BrokerConfig, ConfigSource};
+use crate::group::GroupCoordinator;
 use crate::handlers::fetch::session::FetchSessionCache;
 use crate::partition::Partitions;
 use sluice_metadata::{MetadataImage, MetadataLog};
@@ -19,6 +20,7 @@ pub(crate) struct BrokerState {
     image: RwLock<Arc<MetadataImage>>,
     pub(crate) partitions: Partitions,
     pub(crate) fetch_sessions: Mutex<FetchSessionCache>,
+    pub(crate) groups: GroupCoordinator,
 }
 
 impl BrokerState {
@@ -36,6 +38,7 @@ impl BrokerState {
             image: RwLock::new(image),
             partitions,
             fetch_sessions: Mutex::new(FetchSessionCache::new(slots)),
+            groups: GroupCoordinator::default(),
         }
     }
 

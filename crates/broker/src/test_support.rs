@@ -14,6 +14,8 @@ pub(crate) fn test_state() -> (tempfile::TempDir, Arc<BrokerState>) {
     let config = BrokerConfig::from_settings([
         ("listeners", "127.0.0.1:0"),
         ("advertised.listeners", "127.0.0.1:9092"),
+        // No timer task runs in handler tests: joins must not wait for it.
+        ("group.initial.rebalance.delay.ms", "0"),
     ])
     .unwrap();
     let state = Arc::new(open_state(config, dir.path().to_path_buf()).unwrap());
@@ -38,7 +40,7 @@ pub(crate) async fn call(
     version: i16,
     body: RequestKind,
 ) -> Option<ResponseKind> {
-    match dispatch(state, request(api_key, version, body)).await {
+    match dispatch(state, request(api_key, version, body), "/127.0.0.1").await {
         Reply::Now(body) => Some(*body),
         Reply::Later(future) => Some(future.await),
         Reply::Nothing => None,

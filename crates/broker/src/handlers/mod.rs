@@ -12,16 +12,27 @@ use std::sync::Arc;
 pub(crate) mod api_versions;
 pub(crate) mod create_partitions;
 pub(crate) mod create_topics;
+pub(crate) mod delete_groups;
 pub(crate) mod delete_records;
 pub(crate) mod delete_topics;
 pub(crate) mod describe_cluster;
 pub(crate) mod describe_configs;
+pub(crate) mod describe_groups;
 pub(crate) mod describe_log_dirs;
 pub(crate) mod fetch;
+pub(crate) mod find_coordinator;
+pub(crate) mod heartbeat;
 pub(crate) mod incremental_alter_configs;
+pub(crate) mod join_group;
+pub(crate) mod leave_group;
+pub(crate) mod list_groups;
 pub(crate) mod list_offsets;
 pub(crate) mod metadata;
+pub(crate) mod offset_commit;
+pub(crate) mod offset_delete;
+pub(crate) mod offset_fetch;
 pub(crate) mod produce;
+pub(crate) mod sync_group;
 
 /// The versions of one API this broker advertises and serves.
 #[derive(Debug, Clone, Copy)]
@@ -53,6 +64,15 @@ pub(crate) const APIS: &[ApiSupport] = &[
     fetch::API,
     list_offsets::API,
     metadata::API,
+    offset_commit::API,
+    offset_fetch::API,
+    find_coordinator::API,
+    join_group::API,
+    heartbeat::API,
+    leave_group::API,
+    sync_group::API,
+    describe_groups::API,
+    list_groups::API,
     api_versions::API,
     create_topics::API,
     delete_topics::API,
@@ -62,6 +82,8 @@ pub(crate) const APIS: &[ApiSupport] = &[
     incremental_alter_configs::API,
     describe_cluster::API,
     delete_records::API,
+    delete_groups::API,
+    offset_delete::API,
 ];
 
 pub(crate) fn supported(key: ApiKey) -> Option<ApiSupport> {
@@ -81,9 +103,20 @@ pub(crate) enum Reply {
     Nothing,
 }
 
-pub(crate) async fn dispatch(state: &Arc<BrokerState>, request: Request) -> Reply {
+/// `client_host` is the peer address, which DescribeGroups reports.
+pub(crate) async fn dispatch(
+    state: &Arc<BrokerState>,
+    request: Request,
+    client_host: &str,
+) -> Reply {
     let version = request.version();
     let api_key = request.api_key;
+    let client_id = request
+        .header
+        .client_id
+        .as_deref()
+        .unwrap_or_default()
+        .to_string();
     match request.body {
         RequestKind::ApiVersions(req) => Reply::Now(Box::new(api_versions::handle(&req, version))),
         RequestKind::Metadata(req) => Reply::Now(Box::new(metadata::handle(state, req, version))),
@@ -114,6 +147,27 @@ pub(crate) async fn dispatch(state: &Arc<BrokerState>, request: Request) -> Repl
             Reply::Now(Box::new(describe_log_dirs::handle(state, req)))
         }
         RequestKind::DeleteRecords(req) => delete_records::handle(state, req),
+        RequestKind::FindCoordinator(req) => {
+            Reply::Now(Box::new(find_coordinator::handle(state, req, version)))
+        }
+        RequestKind::JoinGroup(req) => {
+            join_group::handle(state, req, version, &client_id, client_host)
+        }
+        RequestKind::SyncGroup(req) => sync_group::handle(state, req),
+        RequestKind::Heartbeat(req) => Reply::Now(Box::new(heartbeat::handle(state, req))),
+        RequestKind::LeaveGroup(req) => {
+            Reply::Now(Box::new(leave_group::handle(state, req, version)))
+        }
+        RequestKind::OffsetCommit(req) => offset_commit::handle(state, req),
+        RequestKind::OffsetFetch(req) => {
+            Reply::Now(Box::new(offset_fetch::handle(state, req, version)))
+        }
+        RequestKind::DescribeGroups(req) => {
+            Reply::Now(Box::new(describe_groups::handle(state, req, version)))
+        }
+        RequestKind::ListGroups(req) => Reply::Now(Box::new(list_groups::handle(state, req))),
+        RequestKind::DeleteGroups(req) => delete_groups::handle(state, req),
+        RequestKind::OffsetDelete(req) => offset_delete::handle(state, req),
         // `supported()` filtered every other API out before decoding.
         _ => unreachable!("dispatch of an API with no handler: {api_key:?}"),
     }

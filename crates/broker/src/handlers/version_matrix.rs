@@ -197,6 +197,123 @@ fn request_for(
                             .collect(),
                     )]),
         ),
+        ApiKey::FindCoordinator => RequestKind::FindCoordinator(
+            FindCoordinatorRequest::default()
+                .with_key(s("g"))
+                .with_coordinator_keys(if version >= 4 {
+                    vec![s("g"), s("h")]
+                } else {
+                    vec![]
+                }),
+        ),
+        ApiKey::JoinGroup => RequestKind::JoinGroup(
+            // A group per version: a second member would wait for a rebalance.
+            JoinGroupRequest::default()
+                .with_group_id(GroupId(s(&format!("g-{version}"))))
+                .with_session_timeout_ms(10_000)
+                .with_rebalance_timeout_ms(10_000)
+                .with_protocol_type(s("consumer"))
+                .with_protocols(vec![join_group_request::JoinGroupRequestProtocol::default(
+                )
+                .with_name(s("range"))
+                .with_metadata(Bytes::from_static(b"\0\0\0\0\0\0"))]),
+        ),
+        ApiKey::SyncGroup => RequestKind::SyncGroup(
+            SyncGroupRequest::default()
+                .with_group_id(GroupId(s("g")))
+                .with_generation_id(1)
+                .with_member_id(s("nobody")),
+        ),
+        ApiKey::Heartbeat => RequestKind::Heartbeat(
+            HeartbeatRequest::default()
+                .with_group_id(GroupId(s("g")))
+                .with_generation_id(1)
+                .with_member_id(s("nobody")),
+        ),
+        ApiKey::LeaveGroup => RequestKind::LeaveGroup(if version >= 3 {
+            LeaveGroupRequest::default()
+                .with_group_id(GroupId(s("g")))
+                .with_members(vec![
+                    leave_group_request::MemberIdentity::default().with_member_id(s("nobody"))
+                ])
+        } else {
+            LeaveGroupRequest::default()
+                .with_group_id(GroupId(s("g")))
+                .with_member_id(s("nobody"))
+        }),
+        ApiKey::OffsetCommit => RequestKind::OffsetCommit(
+            OffsetCommitRequest::default()
+                .with_group_id(GroupId(s(&format!("oc-{version}"))))
+                .with_generation_id_or_member_epoch(-1)
+                .with_topics(vec![
+                    offset_commit_request::OffsetCommitRequestTopic::default()
+                        .with_name(name("t1"))
+                        .with_partitions(vec![
+                            offset_commit_request::OffsetCommitRequestPartition::default()
+                                .with_partition_index(0)
+                                .with_committed_offset(1)
+                                .with_committed_metadata(Some(s("m"))),
+                        ]),
+                ]),
+        ),
+        ApiKey::OffsetFetch => {
+            if version >= 8 {
+                RequestKind::OffsetFetch(
+                    OffsetFetchRequest::default().with_groups(vec![
+                        offset_fetch_request::OffsetFetchRequestGroup::default()
+                            .with_group_id(GroupId(s("oc-2")))
+                            .with_topics(None),
+                        offset_fetch_request::OffsetFetchRequestGroup::default()
+                            .with_group_id(GroupId(s("none")))
+                            .with_topics(Some(vec![
+                                offset_fetch_request::OffsetFetchRequestTopics::default()
+                                    .with_name(name("t1"))
+                                    .with_partition_indexes(vec![0]),
+                            ])),
+                    ]),
+                )
+            } else {
+                RequestKind::OffsetFetch(
+                    OffsetFetchRequest::default()
+                        .with_group_id(GroupId(s("oc-2")))
+                        .with_topics(if version >= 2 {
+                            None
+                        } else {
+                            Some(vec![
+                                offset_fetch_request::OffsetFetchRequestTopic::default()
+                                    .with_name(name("t1"))
+                                    .with_partition_indexes(vec![0]),
+                            ])
+                        }),
+                )
+            }
+        }
+        ApiKey::DescribeGroups => {
+            RequestKind::DescribeGroups(DescribeGroupsRequest::default().with_groups(vec![
+                GroupId(s("g")),
+                GroupId(s("oc-2")),
+                GroupId(s("none")),
+            ]))
+        }
+        ApiKey::ListGroups => RequestKind::ListGroups(ListGroupsRequest::default()),
+        ApiKey::DeleteGroups => {
+            RequestKind::DeleteGroups(DeleteGroupsRequest::default().with_groups_names(vec![
+                GroupId(s(&format!("oc-{}", version + 3))),
+                GroupId(s("none")),
+            ]))
+        }
+        ApiKey::OffsetDelete => RequestKind::OffsetDelete(
+            OffsetDeleteRequest::default()
+                .with_group_id(GroupId(s("oc-9")))
+                .with_topics(vec![
+                    offset_delete_request::OffsetDeleteRequestTopic::default()
+                        .with_name(name("t1"))
+                        .with_partitions(vec![
+                            offset_delete_request::OffsetDeleteRequestPartition::default()
+                                .with_partition_index(0),
+                        ]),
+                ]),
+        ),
         other => panic!("no sample request for {other:?}"),
     }
 }

@@ -1,0 +1,238 @@
+//! The group coordinator: classic consumer-group membership (see
+//! [`classic`]) and committed offsets, which live as records in the
+//! compacted internal topic `__consumer_offsets` (see [`offsets`]) and are
+//! replayed from it when the broker starts. On a single node this broker
+//! leads every partition of that topic, so it coordinates every group.
+
+pub(crate) mod classic;
+pub(crate) mod offsets;
+
+use crate::controller::{ApiError, Controller};
+use crate::partition::Partition;
+use crate::state::{now_ms, BrokerState};
+use bytes::{Bytes, BytesMut};
+use classic::{Group, GroupLimits};
+use kafka_protocol::records::{Compression, Record, TimestampType};
+use offsets::{CommittedOffset, OffsetStore, OFFSETS_TOPIC};
+use sluice_protocol::batch::BatchIter;
+use sluice_protocol::compression::{decode_batches, encode_batch};
+use sluice_protocol::error;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+#[derive(Default)]
+pub(crate) struct Groups {
+    pub(crate) groups: HashMap<String, Group>,
+    pub(crate) offsets: OffsetStore,
+}
+
+impl Groups {
+    /// Group ids known through membership or committed offsets.
+    pub(crate) fn all_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .groups
+            .keys()
+            .chain(self.offsets.groups())
+            .cloned()
+            .collect();
+        ids.sort();
+        ids.dedup();
+        ids
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct GroupCoordinator {
+    inner: Mutex<Groups>,
+}
+
+/// One offset to commit.
+pub(crate) struct OffsetCommit {
+    pub(crate) topic: String,
+    pub(crate) partition: i32,
+    /// `None` deletes the committed offset (OffsetDelete, DeleteGroups).
+    pub(crate) value: Option<CommittedOffset>,
+}
+
+impl GroupCoordinator {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Groups> {
+        self.inner.lock().expect("group coordinator lock")
+    }
+
+    pub(crate) fn limits(state: &BrokerState) -> GroupLimits {
+        let ms = |name: &str| Duration::from_millis(state.broker_i64(name).max(0) as u64);
+        GroupLimits {
+            initial_rebalance_delay: ms("group.initial.rebalance.delay.ms"),
+            min_session_timeout: ms("group.min.session.timeout.ms"),
+            max_session_timeout: ms("group.max.session.timeout.ms"),
+            max_size: state.broker_i64("group.max.size").max(1) as usize,
+        }
+    }
+
+    /// Expires silent members and ends overdue join phases.
+    pub(crate) fn tick(&self, now: Instant) {
+        let mut inner = self.lock();
+        for group in inner.groups.values_mut() {
+            group.tick(now);
+        }
+    }
+
+    /// Rebuilds committed offsets from `__consumer_offsets` at start.
+    pub(crate) fn load(&self, state: &BrokerState) -> Result<usize, sluice_storage::StorageError> {
+        let image = state.image();
+        let Some(topic) = image.topic(OFFSETS_TOPIC) else {
+            return Ok(0);
+        };
+        let mut inner = self.lock();
+        let mut records = 0;
+        for index in 0..topic.partitions.len() as i32 {
+            let Some(partition) = state.partitions.get(OFFSETS_TOPIC, index) else {
+                continue;
+            };
+            let mut offset = partition.log_start_offset();
+            loop {
+                let data = partition.read(offset, 1 << 20)?;
+                let Some(next) = BatchIter::new(&data)
+                    .filter_map(Result::ok)
+                    .last()
+                    .map(|(h, _)| h.last_offset() + 1)
+                else {
+                    break;
+                };
+                let batch = decode_batches(data).map_err(|e| {
+                    sluice_storage::StorageError::Corrupt(format!("{OFFSETS_TOPIC}-{index}: {e}"))
+                })?;
+                for record in batch.iter().filter(|r| !r.control) {
+                    if let Some(key) = &record.key {
+                        inner.offsets.replay(key, record.value.as_deref());
+                        records += 1;
+                    }
+                }
+                offset = next;
+            }
+        }
+        Ok(records)
+    }
+
+    /// Creates `__consumer_offsets` on first use, as Kafka does.
+    pub(crate) fn ensure_offsets_topic(state: &BrokerState) -> Result<(), ApiError> {
+        let image = state.image();
+        if image.topic(OFFSETS_TOPIC).is_some() {
+            return Ok(());
+        }
+        let controller = Controller::new(state);
+        let partitions = state.broker_i64("offsets.topic.num.partitions") as i32;
+        let replication = state.broker_i64("offsets.topic.replication.factor") as i16;
+        let configs = BTreeMap::from([
+            ("cleanup.policy".to_string(), "compact".to_string()),
+            (
+                "segment.bytes".to_string(),
+                state.broker_i64("offsets.topic.segment.bytes").to_string(),
+            ),
+        ]);
+        match controller
+            .plan_topic(
+                &image,
+                OFFSETS_TOPIC,
+                partitions,
+                replication,
+                &[],
+                &configs,
+            )
+            .and_then(|plan| controller.create_topic(OFFSETS_TOPIC, &plan, configs))
+        {
+            Ok(_) => {
+                tracing::info!(partitions, "created {OFFSETS_TOPIC}");
+                Ok(())
+            }
+            Err(e) if e.code == error::TOPIC_ALREADY_EXISTS => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The `__consumer_offsets` partition that stores `group`'s records.
+    fn offsets_partition(state: &BrokerState, group: &str) -> Result<Arc<Partition>, ApiError> {
+        Self::ensure_offsets_topic(state)?;
+        let count = state
+            .image()
+            .topic(OFFSETS_TOPIC)
+            .map_or(0, |t| t.partitions.len() as i32);
+        let index = offsets::partition_for(group, count);
+        state.partitions.get(OFFSETS_TOPIC, index).ok_or_else(|| {
+            ApiError::new(
+                error::COORDINATOR_NOT_AVAILABLE,
+                format!("{OFFSETS_TOPIC}-{index} is not available"),
+            )
+        })
+    }
+
+    /// Appends commits for `group` to its `__consumer_offsets` partition and
+    /// applies them; returns the partition and the end offset to wait for
+    /// (the caller answers once that is durable).
+    pub(crate) fn write_offsets(
+        state: &BrokerState,
+        groups: &mut Groups,
+        group: &str,
+        commits: Vec<OffsetCommit>,
+    ) -> Result<(Arc<Partition>, i64), ApiError> {
+        let partition = Self::offsets_partition(state, group)?;
+        let now = now_ms();
+        let records: Vec<Record> = commits
+            .iter()
+            .enumerate()
+            .map(|(i, c)| Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: -1,
+                producer_id: -1,
+                producer_epoch: -1,
+                timestamp_type: TimestampType::Creation,
+                offset: i as i64,
+                sequence: i as i32 - 1,
+                timestamp: now,
+                key: Some(offsets::encode_key(group, &c.topic, c.partition)),
+                value: c.value.as_ref().map(offsets::encode_value),
+                headers: Default::default(),
+            })
+            .collect();
+        let mut batch = BytesMut::new();
+        encode_batch(&mut batch, &records, Compression::None).map_err(|e| {
+            ApiError::new(
+                error::UNKNOWN_SERVER_ERROR,
+                format!("encoding offset records: {e}"),
+            )
+        })?;
+        let info = partition
+            .append(&mut batch, None, now)
+            .map_err(|e| ApiError::new(error::KAFKA_STORAGE_ERROR, e.to_string()))?;
+        for c in commits {
+            groups.offsets.put(group, &c.topic, c.partition, c.value);
+        }
+        Ok((partition, info.last_offset + 1))
+    }
+}
+
+/// The topics a consumer-protocol member subscribes to, read from its
+/// `ConsumerProtocolSubscription` (version i16, then an array of topic
+/// strings); `None` if the metadata is not in that format.
+pub(crate) fn subscribed_topics(metadata: &Bytes) -> Option<Vec<String>> {
+    let mut buf: &[u8] = metadata;
+    let take = |buf: &mut &[u8], n: usize| -> Option<Vec<u8>> {
+        if buf.len() < n {
+            return None;
+        }
+        let (head, tail) = buf.split_at(n);
+        *buf = tail;
+        Some(head.to_vec())
+    };
+    take(&mut buf, 2)?;
+    let count = i32::from_be_bytes(take(&mut buf, 4)?.try_into().ok()?);
+    let mut topics = Vec::new();
+    for _ in 0..count.max(0) {
+        let len = i16::from_be_bytes(take(&mut buf, 2)?.try_into().ok()?);
+        topics.push(String::from_utf8(take(&mut buf, len.max(0) as usize)?).ok()?);
+    }
+    Some(topics)
+}

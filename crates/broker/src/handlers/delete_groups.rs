@@ -1,0 +1,75 @@
+//! DeleteGroups (key 42): remove empty groups and their committed offsets
+//! (tombstones in `__consumer_offsets`).
+
+use super::{ApiSupport, Reply};
+use crate::group::{GroupCoordinator, OffsetCommit};
+use crate::state::BrokerState;
+use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
+use kafka_protocol::messages::{ApiKey, DeleteGroupsRequest, DeleteGroupsResponse, ResponseKind};
+use sluice_protocol::error;
+
+pub(crate) const API: ApiSupport = ApiSupport::new(ApiKey::DeleteGroups, 0, 2);
+
+pub(crate) fn handle(state: &BrokerState, request: DeleteGroupsRequest) -> Reply {
+    let mut groups = state.groups.lock();
+    let mut results = Vec::new();
+    let mut waits = Vec::new();
+    for id in request.groups_names {
+        let code = match groups.groups.get(id.as_str()) {
+            Some(g) if !g.is_empty() => error::NON_EMPTY_GROUP,
+            None if groups.offsets.get(id.as_str()).is_none() => error::GROUP_ID_NOT_FOUND,
+            _ => {
+                let tombstones: Vec<OffsetCommit> = groups
+                    .offsets
+                    .get(id.as_str())
+                    .map(|o| {
+                        o.iter()
+                            .flat_map(|(topic, parts)| {
+                                parts.keys().map(|p| OffsetCommit {
+                                    topic: topic.clone(),
+                                    partition: *p,
+                                    value: None,
+                                })
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let written = if tombstones.is_empty() {
+                    Ok(None)
+                } else {
+                    GroupCoordinator::write_offsets(state, &mut groups, &id, tombstones).map(Some)
+                };
+                match written {
+                    Ok(wait) => {
+                        groups.groups.remove(id.as_str());
+                        waits.extend(wait);
+                        error::NONE
+                    }
+                    Err(e) => e.code,
+                }
+            }
+        };
+        results.push(
+            DeletableGroupResult::default()
+                .with_group_id(id)
+                .with_error_code(code),
+        );
+    }
+    let response = DeleteGroupsResponse::default().with_results(results);
+    if waits.is_empty() {
+        return Reply::Now(Box::new(ResponseKind::DeleteGroups(response)));
+    }
+    Reply::Later(Box::pin(async move {
+        let mut response = response;
+        for (partition, end) in waits {
+            if partition.make_durable(end).await.is_err() {
+                for r in &mut response.results {
+                    if r.error_code == error::NONE {
+                        r.error_code = error::COORDINATOR_NOT_AVAILABLE;
+                    }
+                }
+            }
+        }
+        ResponseKind::DeleteGroups(response)
+    }))
+}

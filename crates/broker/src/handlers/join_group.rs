@@ -1,0 +1,107 @@
+//! JoinGroup (key 11): enter a classic group; the answer comes when the
+//! rebalance completes.
+
+use super::{str_bytes, ApiSupport, Reply};
+use crate::group::classic::{Group, JoinRequest, JoinResult, Joined};
+use crate::group::GroupCoordinator;
+use crate::state::BrokerState;
+use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
+use kafka_protocol::messages::{ApiKey, JoinGroupRequest, JoinGroupResponse, ResponseKind};
+use sluice_protocol::error;
+use std::time::{Duration, Instant};
+
+pub(crate) const API: ApiSupport = ApiSupport::new(ApiKey::JoinGroup, 0, 9);
+
+/// From v4 a new member must rejoin with the id it is given (KIP-394).
+const MEMBER_ID_REQUIRED_SINCE: i16 = 4;
+
+fn response(result: JoinResult) -> ResponseKind {
+    ResponseKind::JoinGroup(
+        JoinGroupResponse::default()
+            .with_error_code(result.error)
+            .with_generation_id(result.generation)
+            .with_protocol_type(result.protocol_type.map(str_bytes))
+            .with_protocol_name(result.protocol.map(str_bytes))
+            .with_leader(str_bytes(result.leader))
+            .with_member_id(str_bytes(result.member_id))
+            .with_members(
+                result
+                    .members
+                    .into_iter()
+                    .map(|(id, instance, metadata)| {
+                        JoinGroupResponseMember::default()
+                            .with_member_id(str_bytes(id))
+                            .with_group_instance_id(instance.map(str_bytes))
+                            .with_metadata(metadata)
+                    })
+                    .collect(),
+            ),
+    )
+}
+
+pub(crate) fn handle(
+    state: &BrokerState,
+    request: JoinGroupRequest,
+    version: i16,
+    client_id: &str,
+    client_host: &str,
+) -> Reply {
+    let group_id = request.group_id.to_string();
+    if group_id.is_empty() {
+        return Reply::Now(Box::new(response(JoinResult::error(
+            error::INVALID_GROUP_ID,
+            &request.member_id,
+        ))));
+    }
+    if let Err(e) = GroupCoordinator::ensure_offsets_topic(state) {
+        tracing::warn!(error = %e.message, "cannot create the offsets topic");
+        return Reply::Now(Box::new(response(JoinResult::error(
+            error::COORDINATOR_NOT_AVAILABLE,
+            &request.member_id,
+        ))));
+    }
+    let limits = GroupCoordinator::limits(state);
+    // v0 has no rebalance timeout: it equals the session timeout.
+    let rebalance_timeout = if version >= 1 {
+        request.rebalance_timeout_ms
+    } else {
+        request.session_timeout_ms
+    };
+    let join = JoinRequest {
+        member_id: request.member_id.to_string(),
+        instance_id: request.group_instance_id.as_ref().map(|s| s.to_string()),
+        client_id: client_id.to_string(),
+        client_host: client_host.to_string(),
+        session_timeout: Duration::from_millis(request.session_timeout_ms.max(0) as u64),
+        rebalance_timeout: Duration::from_millis(rebalance_timeout.max(0) as u64),
+        protocol_type: request.protocol_type.to_string(),
+        protocols: request
+            .protocols
+            .iter()
+            .map(|p| (p.name.to_string(), p.metadata.clone()))
+            .collect(),
+        require_known_member_id: version >= MEMBER_ID_REQUIRED_SINCE,
+    };
+    let joined = {
+        let mut groups = state.groups.lock();
+        groups
+            .groups
+            .entry(group_id.clone())
+            .or_insert_with(|| Group::new(&group_id))
+            .join(join, &limits, Instant::now())
+    };
+    match joined {
+        Joined::Now(result) => Reply::Now(Box::new(response(result))),
+        Joined::Later(rx) => {
+            let member_id = request.member_id.to_string();
+            Reply::Later(Box::pin(async move {
+                // A dropped sender means the member was removed meanwhile.
+                response(
+                    rx.await.unwrap_or_else(|_| {
+                        JoinResult::error(error::UNKNOWN_MEMBER_ID, &member_id)
+                    }),
+                )
+            }))
+        }
+    }
+}

@@ -1,0 +1,43 @@
+//! LeaveGroup (key 13): members leave at once instead of timing out;
+//! batched by member identity from v3 (KIP-345).
+
+use super::ApiSupport;
+use crate::state::BrokerState;
+use kafka_protocol::messages::leave_group_response::MemberResponse;
+use kafka_protocol::messages::{ApiKey, LeaveGroupRequest, LeaveGroupResponse, ResponseKind};
+use sluice_protocol::error;
+use std::time::Instant;
+
+pub(crate) const API: ApiSupport = ApiSupport::new(ApiKey::LeaveGroup, 0, 5);
+
+const BATCHED_SINCE: i16 = 3;
+
+pub(crate) fn handle(
+    state: &BrokerState,
+    request: LeaveGroupRequest,
+    version: i16,
+) -> ResponseKind {
+    let mut groups = state.groups.lock();
+    let now = Instant::now();
+    let Some(group) = groups.groups.get_mut(request.group_id.as_str()) else {
+        return ResponseKind::LeaveGroup(
+            LeaveGroupResponse::default().with_error_code(error::UNKNOWN_MEMBER_ID),
+        );
+    };
+    if version < BATCHED_SINCE {
+        let code = group.leave(&request.member_id, None, now);
+        return ResponseKind::LeaveGroup(LeaveGroupResponse::default().with_error_code(code));
+    }
+    let members = request
+        .members
+        .iter()
+        .map(|m| {
+            let code = group.leave(&m.member_id, m.group_instance_id.as_deref(), now);
+            MemberResponse::default()
+                .with_member_id(m.member_id.clone())
+                .with_group_instance_id(m.group_instance_id.clone())
+                .with_error_code(code)
+        })
+        .collect();
+    ResponseKind::LeaveGroup(LeaveGroupResponse::default().with_members(members))
+}

@@ -1,0 +1,115 @@
+//! OffsetCommit (key 8): store committed offsets in `__consumer_offsets`,
+//! answering once the records are durable. Members are checked against the
+//! group's generation; a commit with generation -1 and no member id is a
+//! "simple" commit, allowed while the group has no members.
+
+use super::{ApiSupport, Reply};
+use crate::group::classic::GroupState;
+use crate::group::offsets::CommittedOffset;
+use crate::group::{GroupCoordinator, OffsetCommit};
+use crate::state::{now_ms, BrokerState};
+use kafka_protocol::messages::offset_commit_response::{
+    OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::{ApiKey, OffsetCommitRequest, OffsetCommitResponse, ResponseKind};
+use sluice_protocol::error::{self, ErrorCode};
+
+pub(crate) const API: ApiSupport = ApiSupport::new(ApiKey::OffsetCommit, 2, 9);
+
+fn check(state: &BrokerState, request: &OffsetCommitRequest) -> ErrorCode {
+    if request.group_id.is_empty() {
+        return error::INVALID_GROUP_ID;
+    }
+    let groups = state.groups.lock();
+    let generation = request.generation_id_or_member_epoch;
+    match groups.groups.get(request.group_id.as_str()) {
+        None if generation < 0 => error::NONE,
+        None => error::ILLEGAL_GENERATION,
+        Some(group) if group.is_empty() && generation < 0 => error::NONE,
+        Some(group) => match group.check_member(
+            &request.member_id,
+            request.group_instance_id.as_deref(),
+            generation,
+        ) {
+            Err(code) => code,
+            Ok(()) if group.state == GroupState::CompletingRebalance => {
+                error::REBALANCE_IN_PROGRESS
+            }
+            Ok(()) => error::NONE,
+        },
+    }
+}
+
+pub(crate) fn handle(state: &BrokerState, request: OffsetCommitRequest) -> Reply {
+    let group_code = check(state, &request);
+    let max_metadata = state.broker_i64("offset.metadata.max.bytes").max(0) as usize;
+    let now = now_ms();
+    let mut response = OffsetCommitResponse::default();
+    let mut commits = Vec::new();
+    for topic in &request.topics {
+        let mut topic_response = OffsetCommitResponseTopic::default().with_name(topic.name.clone());
+        for p in &topic.partitions {
+            let metadata = p.committed_metadata.as_deref().unwrap_or_default();
+            let code = if group_code != error::NONE {
+                group_code
+            } else if metadata.len() > max_metadata {
+                error::OFFSET_METADATA_TOO_LARGE
+            } else {
+                commits.push(OffsetCommit {
+                    topic: topic.name.to_string(),
+                    partition: p.partition_index,
+                    value: Some(CommittedOffset {
+                        offset: p.committed_offset,
+                        leader_epoch: p.committed_leader_epoch,
+                        metadata: metadata.to_string(),
+                        commit_timestamp: now,
+                    }),
+                });
+                error::NONE
+            };
+            topic_response.partitions.push(
+                OffsetCommitResponsePartition::default()
+                    .with_partition_index(p.partition_index)
+                    .with_error_code(code),
+            );
+        }
+        response.topics.push(topic_response);
+    }
+    if commits.is_empty() {
+        return Reply::Now(Box::new(ResponseKind::OffsetCommit(response)));
+    }
+    let written = {
+        let mut groups = state.groups.lock();
+        GroupCoordinator::write_offsets(state, &mut groups, &request.group_id, commits)
+    };
+    let fail_all = |response: &mut OffsetCommitResponse, code: ErrorCode| {
+        for t in &mut response.topics {
+            for p in &mut t.partitions {
+                if p.error_code == error::NONE {
+                    p.error_code = code;
+                }
+            }
+        }
+    };
+    match written {
+        Err(e) => {
+            tracing::warn!(group = %request.group_id.as_str(), error = %e.message, "offset commit failed");
+            fail_all(
+                &mut response,
+                if e.code == error::KAFKA_STORAGE_ERROR {
+                    error::COORDINATOR_NOT_AVAILABLE
+                } else {
+                    e.code
+                },
+            );
+            Reply::Now(Box::new(ResponseKind::OffsetCommit(response)))
+        }
+        Ok((partition, end)) => Reply::Later(Box::pin(async move {
+            if let Err(e) = partition.make_durable(end).await {
+                tracing::error!(error = %e, "offset commit not durable");
+                fail_all(&mut response, error::COORDINATOR_NOT_AVAILABLE);
+            }
+            ResponseKind::OffsetCommit(response)
+        })),
+    }
+}

@@ -1,0 +1,121 @@
+//! OffsetFetch (key 9): committed offsets of one group (v0-v7) or of many
+//! (v8+); -1 for partitions without a commit.
+
+use super::{str_bytes, ApiSupport};
+use crate::group::offsets::GroupOffsets;
+use crate::state::BrokerState;
+use kafka_protocol::messages::offset_fetch_response::{
+    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
+    OffsetFetchResponseTopic, OffsetFetchResponseTopics,
+};
+use kafka_protocol::messages::{
+    ApiKey, OffsetFetchRequest, OffsetFetchResponse, ResponseKind, TopicName,
+};
+
+pub(crate) const API: ApiSupport = ApiSupport::new(ApiKey::OffsetFetch, 1, 9);
+
+const MULTI_GROUP_SINCE: i16 = 8;
+
+/// (topic, [(partition, offset, leader epoch, metadata)]) for the requested
+/// topics, or every committed topic when `topics` is `None`.
+type Fetched = Vec<(String, Vec<(i32, i64, i32, String)>)>;
+
+fn fetch(offsets: Option<&GroupOffsets>, topics: Option<Vec<(String, Vec<i32>)>>) -> Fetched {
+    let wanted = topics.unwrap_or_else(|| {
+        offsets
+            .map(|o| {
+                o.iter()
+                    .map(|(t, parts)| (t.clone(), parts.keys().copied().collect()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    });
+    wanted
+        .into_iter()
+        .map(|(topic, partitions)| {
+            let committed = offsets.and_then(|o| o.get(&topic));
+            let rows = partitions
+                .into_iter()
+                .map(|p| match committed.and_then(|c| c.get(&p)) {
+                    Some(c) => (p, c.offset, c.leader_epoch, c.metadata.clone()),
+                    None => (p, -1, -1, String::new()),
+                })
+                .collect();
+            (topic, rows)
+        })
+        .collect()
+}
+
+pub(crate) fn handle(
+    state: &BrokerState,
+    request: OffsetFetchRequest,
+    version: i16,
+) -> ResponseKind {
+    let groups = state.groups.lock();
+    let mut response = OffsetFetchResponse::default();
+    if version < MULTI_GROUP_SINCE {
+        let topics = request.topics.map(|ts| {
+            ts.into_iter()
+                .map(|t| (t.name.to_string(), t.partition_indexes))
+                .collect()
+        });
+        response.topics = fetch(groups.offsets.get(&request.group_id), topics)
+            .into_iter()
+            .map(|(topic, rows)| {
+                OffsetFetchResponseTopic::default()
+                    .with_name(TopicName(str_bytes(topic)))
+                    .with_partitions(
+                        rows.into_iter()
+                            .map(|(p, offset, epoch, metadata)| {
+                                OffsetFetchResponsePartition::default()
+                                    .with_partition_index(p)
+                                    .with_committed_offset(offset)
+                                    .with_committed_leader_epoch(if version >= 5 {
+                                        epoch
+                                    } else {
+                                        -1
+                                    })
+                                    .with_metadata(Some(str_bytes(metadata)))
+                            })
+                            .collect(),
+                    )
+            })
+            .collect();
+        return ResponseKind::OffsetFetch(response);
+    }
+    response.groups = request
+        .groups
+        .into_iter()
+        .map(|g| {
+            let topics = g.topics.map(|ts| {
+                ts.into_iter()
+                    .map(|t| (t.name.to_string(), t.partition_indexes))
+                    .collect()
+            });
+            let offsets = groups.offsets.get(&g.group_id);
+            OffsetFetchResponseGroup::default()
+                .with_group_id(g.group_id.clone())
+                .with_topics(
+                    fetch(offsets, topics)
+                        .into_iter()
+                        .map(|(topic, rows)| {
+                            OffsetFetchResponseTopics::default()
+                                .with_name(TopicName(str_bytes(topic)))
+                                .with_partitions(
+                                    rows.into_iter()
+                                        .map(|(p, offset, epoch, metadata)| {
+                                            OffsetFetchResponsePartitions::default()
+                                                .with_partition_index(p)
+                                                .with_committed_offset(offset)
+                                                .with_committed_leader_epoch(epoch)
+                                                .with_metadata(Some(str_bytes(metadata)))
+                                        })
+                                        .collect(),
+                                )
+                        })
+                        .collect(),
+                )
+        })
+        .collect();
+    ResponseKind::OffsetFetch(response)
+}
