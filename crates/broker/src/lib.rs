@@ -14,6 +14,7 @@ mod flusher;
 mod group;
 mod handlers;
 mod partition;
+mod producer_state;
 mod retention;
 mod server;
 mod state;

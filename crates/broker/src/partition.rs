@@ -9,10 +9,12 @@
 
 use crate::config::ConfigSource;
 use crate::flusher::Flusher;
+use crate::producer_state::{ProducerStates, SequenceCheck};
 use bytes::Bytes;
 use sluice_metadata::{MetadataImage, Uuid};
-use sluice_protocol::batch::BatchHeader;
+use sluice_protocol::batch::{BatchHeader, BatchIter};
 use sluice_protocol::compression::decode_batches;
+use sluice_protocol::error::{self, ErrorCode};
 use sluice_storage::{AppendInfo, Durability, LogConfig, LogDir, PartitionLog, StorageError};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -89,6 +91,48 @@ pub(crate) struct Partition {
     /// Synced end offset as published by the flusher, or the sync error.
     synced: watch::Sender<Result<i64, String>>,
     flusher: Flusher,
+    producers: Mutex<ProducerStates>,
+}
+
+/// The result of a producer's append.
+pub(crate) enum Appended {
+    Written(AppendInfo),
+    /// A retry of a batch already in the log, at this offset.
+    Duplicate {
+        first_offset: i64,
+    },
+}
+
+pub(crate) enum AppendError {
+    Rejected(ErrorCode, String),
+    Storage(StorageError),
+}
+
+/// Rebuilds idempotent-producer state from the batch headers of the last
+/// two segments (a producer's last five batches are almost always there;
+/// one older than that is accepted as unknown).
+fn recent_producers(log: &PartitionLog) -> Result<ProducerStates, StorageError> {
+    let mut states = ProducerStates::default();
+    let bases = log.segment_base_offsets();
+    let end = log.log_end_offset();
+    let mut offset = bases[bases.len().saturating_sub(2)..]
+        .first()
+        .copied()
+        .unwrap_or(end)
+        .max(log.log_start_offset());
+    while offset < end {
+        let data = log.read(offset, 1 << 20, end)?.data;
+        let mut next = None;
+        for (header, _) in BatchIter::new(&data).filter_map(Result::ok) {
+            states.observe(&header);
+            next = Some(header.last_offset() + 1);
+        }
+        match next {
+            Some(n) => offset = n,
+            None => break,
+        }
+    }
+    Ok(states)
 }
 
 impl Partition {
@@ -130,6 +174,52 @@ impl Partition {
             self.advance_high_watermark(info.last_offset + 1);
         }
         Ok(info)
+    }
+
+    /// Appends a client's batches, deduplicating idempotent producers: a
+    /// retried batch gets its original offsets back instead of a second
+    /// copy, and sequence gaps or stale epochs are refused.
+    pub(crate) fn append_from_producer(
+        &self,
+        batches: &mut [u8],
+        log_append_time: Option<i64>,
+        now_ms: i64,
+    ) -> Result<Appended, AppendError> {
+        let mut producers = self.producers.lock().expect("producer state lock");
+        for (index, batch) in BatchIter::new(batches).enumerate() {
+            let Ok((header, _)) = batch else { continue };
+            if header.producer_id() < 0 {
+                continue;
+            }
+            if header.is_transactional() {
+                return Err(AppendError::Rejected(
+                    error::INVALID_TXN_STATE,
+                    "transactions are not supported yet".into(),
+                ));
+            }
+            match producers.check(&header) {
+                SequenceCheck::Append => {}
+                SequenceCheck::Duplicate { first_offset } if index == 0 => {
+                    return Ok(Appended::Duplicate { first_offset });
+                }
+                SequenceCheck::Duplicate { .. } => {
+                    return Err(AppendError::Rejected(
+                        error::DUPLICATE_SEQUENCE_NUMBER,
+                        "a retried batch follows new data in the same request".into(),
+                    ));
+                }
+                SequenceCheck::Reject(code, message) => {
+                    return Err(AppendError::Rejected(code, message))
+                }
+            }
+        }
+        let info = self
+            .append(batches, log_append_time, now_ms)
+            .map_err(AppendError::Storage)?;
+        for (header, _) in BatchIter::new(batches).filter_map(Result::ok) {
+            producers.observe(&header);
+        }
+        Ok(Appended::Written(info))
     }
 
     /// Waits until every offset below `end` is synced, then advances the
@@ -409,6 +499,7 @@ impl Partitions {
                 continue;
             }
             let log = self.log_dir.open_log(&key.0, key.1, settings.log, now)?;
+            let producers = recent_producers(&log)?;
             let durability = log.durability();
             let end = log.log_end_offset();
             map.insert(
@@ -427,6 +518,7 @@ impl Partitions {
                     sync_requested: AtomicI64::new(end),
                     synced: watch::Sender::new(Ok(end)),
                     flusher: self.flusher.clone(),
+                    producers: Mutex::new(producers),
                 }),
             );
         }

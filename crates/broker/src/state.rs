@@ -21,6 +21,8 @@ pub(crate) struct BrokerState {
     pub(crate) partitions: Partitions,
     pub(crate) fetch_sessions: Mutex<FetchSessionCache>,
     pub(crate) groups: GroupCoordinator,
+    /// (next producer id, end of the reserved block).
+    pub(crate) producer_ids: Mutex<(i64, i64)>,
 }
 
 impl BrokerState {
@@ -39,6 +41,8 @@ impl BrokerState {
             partitions,
             fetch_sessions: Mutex::new(FetchSessionCache::new(slots)),
             groups: GroupCoordinator::default(),
+            // Nothing reserved yet: the first InitProducerId reserves a block.
+            producer_ids: Mutex::new((0, 0)),
         }
     }
 

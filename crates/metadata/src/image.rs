@@ -29,6 +29,8 @@ pub struct MetadataImage {
     names_by_id: HashMap<Uuid, String>,
     /// Dynamic broker config overrides.
     pub broker_configs: BTreeMap<String, String>,
+    /// The first producer id not yet handed out.
+    pub next_producer_id: i64,
     /// Number of records applied: the metadata offset this image reflects.
     pub offset: u64,
 }
@@ -98,6 +100,9 @@ impl MetadataImage {
                 if let Some(name) = self.names_by_id.remove(topic_id) {
                     self.topics.remove(&name);
                 }
+            }
+            MetadataRecord::ProducerIdsAllocated { next } => {
+                self.next_producer_id = self.next_producer_id.max(*next);
             }
             MetadataRecord::BrokerConfigChanged { changes } => {
                 apply_changes(&mut self.broker_configs, changes);

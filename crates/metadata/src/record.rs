@@ -30,6 +30,9 @@ pub enum MetadataRecord {
     },
     /// A topic was deleted.
     TopicDeleted { topic_id: Uuid },
+    /// Producer ids below `next` are handed out (idempotent producers);
+    /// ids are allocated in blocks so they never repeat across restarts.
+    ProducerIdsAllocated { next: i64 },
     /// Dynamic broker config overrides were set or removed.
     BrokerConfigChanged {
         changes: BTreeMap<String, Option<String>>,

@@ -511,6 +511,11 @@ impl PartitionLog {
         self.segments.len()
     }
 
+    /// Base offsets of the segments, oldest first (the last is active).
+    pub fn segment_base_offsets(&self) -> Vec<i64> {
+        self.segments.iter().map(Segment::base_offset).collect()
+    }
+
     /// Durability handle shared with the broker's group-commit waiters.
     pub fn durability(&self) -> Arc<Durability> {
         Arc::clone(&self.durability)

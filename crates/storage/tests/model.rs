@@ -178,7 +178,11 @@ fn run(config: LogConfig, ops: Vec<Op>) {
                     .iter()
                     .find(|b| b.max_timestamp >= ts)
                     .map(|b| (b.max_timestamp, b.base_offset));
-                assert_eq!(log.offset_for_timestamp(ts, 0).unwrap(), expected, "ts {ts}");
+                assert_eq!(
+                    log.offset_for_timestamp(ts, 0).unwrap(),
+                    expected,
+                    "ts {ts}"
+                );
             }
             Op::Sync => {
                 let end = log.log_end_offset();

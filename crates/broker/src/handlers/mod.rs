@@ -23,6 +23,7 @@ pub(crate) mod fetch;
 pub(crate) mod find_coordinator;
 pub(crate) mod heartbeat;
 pub(crate) mod incremental_alter_configs;
+pub(crate) mod init_producer_id;
 pub(crate) mod join_group;
 pub(crate) mod leave_group;
 pub(crate) mod list_groups;
@@ -84,6 +85,7 @@ pub(crate) const APIS: &[ApiSupport] = &[
     delete_records::API,
     delete_groups::API,
     offset_delete::API,
+    init_producer_id::API,
 ];
 
 pub(crate) fn supported(key: ApiKey) -> Option<ApiSupport> {
@@ -147,6 +149,9 @@ pub(crate) async fn dispatch(
             Reply::Now(Box::new(describe_log_dirs::handle(state, req)))
         }
         RequestKind::DeleteRecords(req) => delete_records::handle(state, req),
+        RequestKind::InitProducerId(req) => {
+            Reply::Now(Box::new(init_producer_id::handle(state, req)))
+        }
         RequestKind::FindCoordinator(req) => {
             Reply::Now(Box::new(find_coordinator::handle(state, req, version)))
         }

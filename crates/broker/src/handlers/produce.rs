@@ -4,7 +4,7 @@
 //! after the data is durable under the topic's flush policy (group commit).
 
 use super::{str_bytes, ApiSupport, Reply};
-use crate::partition::{LogSettings, Partition};
+use crate::partition::{AppendError, Appended, LogSettings, Partition};
 use crate::state::{now_ms, BrokerState};
 use bytes::BytesMut;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
@@ -139,8 +139,12 @@ pub(crate) fn handle(state: &Arc<BrokerState>, request: ProduceRequest, _version
             }
             // One copy: the frame is shared, the batches must be patched.
             let mut owned = BytesMut::from(&records[..]);
-            match partition.append(&mut owned, settings.log_append_time.then_some(now), now) {
-                Ok(info) => {
+            match partition.append_from_producer(
+                &mut owned,
+                settings.log_append_time.then_some(now),
+                now,
+            ) {
+                Ok(Appended::Written(info)) => {
                     let ok = PartitionProduceResponse::default()
                         .with_index(index)
                         .with_base_offset(info.first_offset)
@@ -156,7 +160,32 @@ pub(crate) fn handle(state: &Arc<BrokerState>, request: ProduceRequest, _version
                     }
                     topic_response.partition_responses.push(ok);
                 }
-                Err(e) => {
+                Ok(Appended::Duplicate { first_offset }) => {
+                    // Already written: the original offset, once durable.
+                    topic_response.partition_responses.push(
+                        PartitionProduceResponse::default()
+                            .with_index(index)
+                            .with_base_offset(first_offset)
+                            .with_log_append_time_ms(-1)
+                            .with_log_start_offset(partition.log_start_offset()),
+                    );
+                    if settings.sync_before_ack() {
+                        pending.push((
+                            response.responses.len(),
+                            topic_response.partition_responses.len() - 1,
+                            partition.clone(),
+                            first_offset + 1,
+                        ));
+                    }
+                }
+                Err(AppendError::Rejected(code, message)) => {
+                    topic_response.partition_responses.push(partition_error(
+                        index,
+                        code,
+                        Some(message),
+                    ));
+                }
+                Err(AppendError::Storage(e)) => {
                     tracing::error!(topic = %partition.topic, partition = index, error = %e, "append failed");
                     topic_response.partition_responses.push(partition_error(
                         index,
@@ -193,4 +222,111 @@ pub(crate) fn handle(state: &Arc<BrokerState>, request: ProduceRequest, _version
         }
         ResponseKind::Produce(response)
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::test_support::{call, test_state};
+    use bytes::{Bytes, BytesMut};
+    use kafka_protocol::messages::*;
+    use kafka_protocol::protocol::StrBytes;
+    use kafka_protocol::records::{Compression, Record, TimestampType};
+    use sluice_protocol::error;
+
+    fn topic() -> TopicName {
+        TopicName(StrBytes::from_static_str("t"))
+    }
+
+    fn idempotent_batch(pid: i64, first_seq: i32, count: i32) -> Bytes {
+        let now = crate::state::now_ms();
+        let records: Vec<Record> = (0..count)
+            .map(|i| Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: -1,
+                producer_id: pid,
+                producer_epoch: 0,
+                timestamp_type: TimestampType::Creation,
+                offset: i64::from(i),
+                sequence: first_seq + i,
+                timestamp: now,
+                key: None,
+                value: Some(Bytes::from_static(b"v")),
+                headers: Default::default(),
+            })
+            .collect();
+        let mut buf = BytesMut::new();
+        sluice_protocol::compression::encode_batch(&mut buf, &records, Compression::Lz4).unwrap();
+        buf.freeze()
+    }
+
+    async fn produce(
+        state: &std::sync::Arc<crate::state::BrokerState>,
+        records: Bytes,
+    ) -> (i16, i64) {
+        let body = RequestKind::Produce(ProduceRequest::default().with_acks(-1).with_topic_data(
+            vec![produce_request::TopicProduceData::default()
+                    .with_name(topic())
+                    .with_partition_data(vec![
+                        produce_request::PartitionProduceData::default()
+                            .with_records(Some(records)),
+                    ])],
+        ));
+        let Some(ResponseKind::Produce(r)) = call(state, ApiKey::Produce, 9, body).await else {
+            panic!()
+        };
+        let p = &r.responses[0].partition_responses[0];
+        (p.error_code, p.base_offset)
+    }
+
+    #[tokio::test]
+    async fn idempotent_retries_are_not_duplicated() {
+        let (_dir, state) = test_state();
+        let create = RequestKind::CreateTopics(CreateTopicsRequest::default().with_topics(vec![
+                create_topics_request::CreatableTopic::default()
+                    .with_name(topic())
+                    .with_num_partitions(1)
+                    .with_replication_factor(1),
+            ]));
+        call(&state, ApiKey::CreateTopics, 7, create).await;
+        let Some(ResponseKind::InitProducerId(init)) = call(
+            &state,
+            ApiKey::InitProducerId,
+            4,
+            RequestKind::InitProducerId(
+                InitProducerIdRequest::default().with_transactional_id(None),
+            ),
+        )
+        .await
+        else {
+            panic!()
+        };
+        assert_eq!(init.error_code, 0);
+        let pid = init.producer_id.0;
+        let Some(ResponseKind::InitProducerId(second)) = call(
+            &state,
+            ApiKey::InitProducerId,
+            4,
+            RequestKind::InitProducerId(
+                InitProducerIdRequest::default().with_transactional_id(None),
+            ),
+        )
+        .await
+        else {
+            panic!()
+        };
+        assert_ne!(second.producer_id.0, pid, "ids never repeat");
+
+        assert_eq!(produce(&state, idempotent_batch(pid, 0, 3)).await, (0, 0));
+        assert_eq!(produce(&state, idempotent_batch(pid, 3, 2)).await, (0, 3));
+        // A lost response makes the client resend: same offsets, no new data.
+        assert_eq!(produce(&state, idempotent_batch(pid, 3, 2)).await, (0, 3));
+        assert_eq!(
+            produce(&state, idempotent_batch(pid, 9, 1)).await.0,
+            error::OUT_OF_ORDER_SEQUENCE_NUMBER
+        );
+        assert_eq!(state.partitions.get("t", 0).unwrap().log_end_offset(), 5);
+        assert_eq!(produce(&state, idempotent_batch(pid, 5, 1)).await, (0, 5));
+    }
 }

@@ -258,8 +258,7 @@ fn request_for(
         ),
         ApiKey::OffsetFetch => {
             if version >= 8 {
-                RequestKind::OffsetFetch(
-                    OffsetFetchRequest::default().with_groups(vec![
+                RequestKind::OffsetFetch(OffsetFetchRequest::default().with_groups(vec![
                         offset_fetch_request::OffsetFetchRequestGroup::default()
                             .with_group_id(GroupId(s("oc-2")))
                             .with_topics(None),
@@ -270,8 +269,7 @@ fn request_for(
                                     .with_name(name("t1"))
                                     .with_partition_indexes(vec![0]),
                             ])),
-                    ]),
-                )
+                    ]))
             } else {
                 RequestKind::OffsetFetch(
                     OffsetFetchRequest::default()
@@ -313,6 +311,11 @@ fn request_for(
                                 .with_partition_index(0),
                         ]),
                 ]),
+        ),
+        ApiKey::InitProducerId => RequestKind::InitProducerId(
+            InitProducerIdRequest::default()
+                .with_transactional_id(None)
+                .with_transaction_timeout_ms(60_000),
         ),
         other => panic!("no sample request for {other:?}"),
     }
