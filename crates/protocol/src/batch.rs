@@ -308,26 +308,17 @@ pub type KeyValue<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
 /// Builds a v2 batch from already-encoded record bodies. Used by tests and by
 /// tools that need a batch without going through a client.
 pub fn build_uncompressed_batch(base_timestamp: i64, records: &[KeyValue<'_>]) -> Bytes {
-    use kafka_protocol::records::{
-        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-    };
+    use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions};
     let recs: Vec<Record> = records
         .iter()
         .enumerate()
-        .map(|(i, (k, v))| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: i as i32 - 1,
-            timestamp: base_timestamp + i as i64,
-            key: k.map(Bytes::copy_from_slice),
-            value: v.map(Bytes::copy_from_slice),
-            headers: Default::default(),
+        .map(|(i, (k, v))| {
+            crate::compression::plain_record(
+                i as i64,
+                base_timestamp + i as i64,
+                k.map(Bytes::copy_from_slice),
+                v.map(Bytes::copy_from_slice),
+            )
         })
         .collect();
     let mut buf = BytesMut::new();

@@ -21,6 +21,32 @@ fn take_all<B: bytes::Buf>(buf: &mut B) -> anyhow::Result<Bytes> {
     Ok(buf.copy_to_bytes(buf.remaining()))
 }
 
+/// The `index`-th record of a batch without a producer id. Its sequence is
+/// `index - 1` so the batch's base sequence is -1: kafka-protocol's encoder
+/// starts a new batch whenever `offset - sequence` changes between records.
+pub fn plain_record(
+    index: i64,
+    timestamp: i64,
+    key: Option<Bytes>,
+    value: Option<Bytes>,
+) -> Record {
+    Record {
+        transactional: false,
+        control: false,
+        delete_horizon: false,
+        partition_leader_epoch: -1,
+        producer_id: -1,
+        producer_epoch: -1,
+        timestamp_type: kafka_protocol::records::TimestampType::Creation,
+        offset: index,
+        sequence: index as i32 - 1,
+        timestamp,
+        key,
+        value,
+        headers: Default::default(),
+    }
+}
+
 /// Encodes `records` as one v2 batch with `compression` into `out`.
 pub fn encode_batch(
     out: &mut BytesMut,
@@ -88,24 +114,14 @@ fn decompress(raw: &mut Bytes, codec: Compression) -> anyhow::Result<Bytes> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kafka_protocol::records::TimestampType;
 
     fn record(i: i64) -> Record {
-        Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i,
-            sequence: i as i32 - 1,
-            timestamp: 1000 + i,
-            key: Some(Bytes::from(format!("key-{i}"))),
-            value: Some(Bytes::from("lorem ipsum ".repeat(20))),
-            headers: Default::default(),
-        }
+        plain_record(
+            i,
+            1000 + i,
+            Some(Bytes::from(format!("key-{i}"))),
+            Some(Bytes::from("lorem ipsum ".repeat(20))),
+        )
     }
 
     #[test]

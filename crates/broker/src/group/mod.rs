@@ -12,10 +12,10 @@ use crate::partition::Partition;
 use crate::state::{now_ms, BrokerState};
 use bytes::{Bytes, BytesMut};
 use classic::{Group, GroupLimits};
-use kafka_protocol::records::{Compression, Record, TimestampType};
+use kafka_protocol::records::{Compression, Record};
 use offsets::{CommittedOffset, OffsetStore, OFFSETS_TOPIC};
 use sluice_protocol::batch::BatchIter;
-use sluice_protocol::compression::{decode_batches, encode_batch};
+use sluice_protocol::compression::{decode_batches, encode_batch, plain_record};
 use sluice_protocol::error;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -181,20 +181,13 @@ impl GroupCoordinator {
         let records: Vec<Record> = commits
             .iter()
             .enumerate()
-            .map(|(i, c)| Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: -1,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset: i as i64,
-                sequence: i as i32 - 1,
-                timestamp: now,
-                key: Some(offsets::encode_key(group, &c.topic, c.partition)),
-                value: c.value.as_ref().map(offsets::encode_value),
-                headers: Default::default(),
+            .map(|(i, c)| {
+                plain_record(
+                    i as i64,
+                    now,
+                    Some(offsets::encode_key(group, &c.topic, c.partition)),
+                    c.value.as_ref().map(offsets::encode_value),
+                )
             })
             .collect();
         let mut batch = BytesMut::new();

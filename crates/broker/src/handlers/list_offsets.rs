@@ -82,8 +82,8 @@ mod tests {
     use bytes::Bytes;
     use kafka_protocol::messages::*;
     use kafka_protocol::protocol::StrBytes;
-    use kafka_protocol::records::{Record, TimestampType};
-    use sluice_protocol::compression::encode_batch;
+    use kafka_protocol::records::Record;
+    use sluice_protocol::compression::{encode_batch, plain_record};
 
     fn topic() -> TopicName {
         TopicName(StrBytes::from_static_str("t"))
@@ -94,21 +94,7 @@ mod tests {
         let records: Vec<Record> = timestamps
             .iter()
             .enumerate()
-            .map(|(i, ts)| Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: -1,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset: i as i64,
-                sequence: i as i32 - 1,
-                timestamp: *ts,
-                key: None,
-                value: Some(Bytes::from_static(b"v")),
-                headers: Default::default(),
-            })
+            .map(|(i, ts)| plain_record(i as i64, *ts, None, Some(Bytes::from_static(b"v"))))
             .collect();
         let mut buf = bytes::BytesMut::new();
         encode_batch(
