@@ -1,5 +1,6 @@
 //! Cluster administration: topics, partitions, configs, cluster and log
-//! directory descriptions, offsets.
+//! directory descriptions, offsets. Consumer-group administration is in
+//! [`crate::group`].
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -216,11 +217,11 @@ pub struct LogDirDescription {
 /// ```
 #[derive(Debug, Clone)]
 pub struct Admin {
-    cluster: Arc<Cluster>,
-    timeout: Duration,
+    pub(crate) cluster: Arc<Cluster>,
+    pub(crate) timeout: Duration,
 }
 
-fn s(v: impl Into<String>) -> StrBytes {
+pub(crate) fn s(v: impl Into<String>) -> StrBytes {
     StrBytes::from_string(v.into())
 }
 

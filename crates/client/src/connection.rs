@@ -40,6 +40,13 @@ pub fn client_max_version(api: ApiKey) -> Option<i16> {
         ApiKey::IncrementalAlterConfigs => 1,
         ApiKey::DescribeCluster => 1,
         ApiKey::DescribeLogDirs => 4,
+        ApiKey::FindCoordinator => 6,
+        ApiKey::OffsetCommit => 9,
+        ApiKey::OffsetFetch => 9,
+        ApiKey::DescribeGroups => 6,
+        ApiKey::ListGroups => 5,
+        ApiKey::DeleteGroups => 2,
+        ApiKey::OffsetDelete => 0,
         _ => return None,
     })
 }
@@ -55,6 +62,9 @@ fn client_min_version(api: ApiKey) -> i16 {
         ApiKey::DeleteTopics => 1,
         ApiKey::DescribeConfigs => 1,
         ApiKey::DescribeLogDirs => 1,
+        ApiKey::OffsetCommit => 2,
+        // v2 is the first that fetches all of a group's offsets (null topics).
+        ApiKey::OffsetFetch => 2,
         _ => 0,
     }
 }

@@ -8,7 +8,9 @@
 //! * [`Consumer`] — reads explicitly assigned partitions from an
 //!   earliest/latest/offset/timestamp start, with seek and
 //!   `auto.offset.reset` (consumer groups are not implemented yet).
-//! * [`Admin`] — topics, partitions, configs, cluster, offsets, log dirs.
+//! * [`Admin`] — topics, partitions, configs, cluster, offsets, log dirs,
+//!   and consumer groups: list, describe (with decoded member assignments),
+//!   committed offsets (list, alter, delete) and group deletion.
 //! * [`Cluster`] / [`Connection`] — the shared metadata cache and
 //!   per-broker connections; every API version is negotiated with
 //!   ApiVersions (the highest version both sides support).
@@ -54,6 +56,7 @@ pub mod cluster;
 pub mod connection;
 pub mod consumer;
 pub mod error;
+pub mod group;
 pub mod partitioner;
 pub mod producer;
 
@@ -71,6 +74,7 @@ pub use consumer::{
     Consumer, ConsumerConfig, ConsumerRecord, OffsetReset, StartOffset, TimestampType,
 };
 pub use error::{Error, KafkaError, Result};
+pub use group::{GroupDescription, GroupListing, GroupMember, GroupOffset, MemberAssignment};
 pub use partitioner::{murmur2, partition_for_key};
 pub use producer::{
     Acks, CompressionType, DeliveryFuture, Producer, ProducerConfig, ProducerRecord, RecordMetadata,
