@@ -5,11 +5,14 @@
 //!   in-process broker: admin, every codec and acks level, offsets, configs.
 //! * `crash` — `sluice serve` child processes: SIGKILL during acks=all
 //!   produce, damaged and torn segment files.
+//! * `groups` — consumer groups and the idempotent producer through
+//!   librdkafka: assignment, commits, restarts, static membership.
 //! * `protocol` — malformed frames and invalid batches on raw sockets.
 //! * `sluice_client` — our own client against the broker.
 
 mod common;
 mod crash;
+mod groups;
 mod protocol;
 mod rdkafka_client;
 mod sluice_client;
