@@ -1,7 +1,9 @@
-//! `sluice`: run a broker, manage topics, produce, consume, benchmark.
+//! `sluice`: run a broker, manage topics and consumer groups, produce,
+//! consume, benchmark.
 
 mod cluster_cmd;
 mod consume;
+mod group;
 mod output;
 mod perf;
 mod produce;
@@ -49,6 +51,11 @@ enum Command {
     Produce(produce::ProduceArgs),
     /// Print records of a topic.
     Consume(consume::ConsumeArgs),
+    /// List, describe, reset offsets of and delete consumer groups.
+    Group {
+        #[command(subcommand)]
+        command: group::GroupCommand,
+    },
     /// Inspect the cluster.
     Cluster {
         #[command(subcommand)]
@@ -101,6 +108,7 @@ fn main() -> ExitCode {
             Command::Topic { command } => topic::run(&global, command).await,
             Command::Produce(args) => produce::run(&global, args).await,
             Command::Consume(args) => consume::run(&global, args).await,
+            Command::Group { command } => group::run(&global, command).await,
             Command::Cluster { command } => cluster_cmd::run(&global, command).await,
             Command::Perf { command } => perf::run(&global, command).await,
         }
