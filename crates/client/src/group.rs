@@ -320,8 +320,9 @@ impl Admin {
     }
 
     /// Describes groups (DescribeGroups at each group's coordinator), in the
-    /// order of `ids`. An unknown group is reported in state `Dead` with no
-    /// members, as Kafka does.
+    /// order of `ids`. An unknown group fails with GROUP_ID_NOT_FOUND on
+    /// DescribeGroups v6+; older versions report it in state `Dead` with no
+    /// members.
     pub async fn describe_groups(&self, ids: &[String]) -> Result<Vec<GroupDescription>> {
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
