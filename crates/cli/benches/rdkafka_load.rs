@@ -1,0 +1,165 @@
+//! A native librdkafka load generator (the `rdkafka` crate) for the numbers
+//! in docs/PERFORMANCE.md: nothing Sluice-specific on the client side.
+//!
+//! ```sh
+//! cargo bench -p sluice --bench rdkafka_load -- throughput 127.0.0.1:9092 perf 1000000 100 1 [BROKER_PID]
+//! cargo bench -p sluice --bench rdkafka_load -- e2e 127.0.0.1:9092 e2e 100000 100 all 20000
+//! ```
+//! Throughput: records, record size, acks; prints records/s, MB/s and, with
+//! the broker's pid, its CPU time per record from /proc. End-to-end: produce
+//! at a fixed rate with linger 0 and consume in the same process; prints
+//! latency percentiles.
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{Message, Offset, TopicPartitionList};
+use std::time::{Duration, Instant};
+
+fn usage() -> ! {
+    eprintln!("usage: rdkafka_load throughput BOOTSTRAP TOPIC RECORDS SIZE ACKS [BROKER_PID]");
+    eprintln!("       rdkafka_load e2e BOOTSTRAP TOPIC RECORDS SIZE ACKS RATE");
+    std::process::exit(64)
+}
+
+/// The broker's user + system CPU seconds, from /proc/<pid>/stat.
+fn cpu_seconds(pid: Option<u32>) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid?)).ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
+fn producer(bootstrap: &str, acks: &str, linger_ms: &str) -> BaseProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("acks", acks)
+        .set("linger.ms", linger_ms)
+        .set("queue.buffering.max.messages", "2000000")
+        .set("queue.buffering.max.kbytes", "2000000")
+        .set("socket.nagle.disable", "true")
+        .create()
+        .expect("producer")
+}
+
+fn throughput(
+    bootstrap: &str,
+    topic: &str,
+    records: usize,
+    size: usize,
+    acks: &str,
+    pid: Option<u32>,
+) {
+    let producer = producer(bootstrap, acks, "5");
+    let payload = vec![b'x'; size];
+    let cpu0 = cpu_seconds(pid);
+    let start = Instant::now();
+    for _ in 0..records {
+        let mut record = BaseRecord::<(), [u8]>::to(topic).payload(&payload[..]);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((_, back)) => {
+                    record = back;
+                    producer.poll(Duration::from_millis(1));
+                }
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(120)).expect("flush");
+    let elapsed = start.elapsed().as_secs_f64();
+    let rate = records as f64 / elapsed;
+    println!(
+        "records={records} size={size} acks={acks} elapsed={elapsed:.2}s throughput={rate:.0} records/s {:.1} MB/s",
+        rate * size as f64 / 1e6
+    );
+    if let (Some(a), Some(b)) = (cpu0, cpu_seconds(pid)) {
+        println!(
+            "broker cpu={:.2}s per record={:.3} us",
+            b - a,
+            (b - a) / records as f64 * 1e6
+        );
+    }
+}
+
+fn e2e(bootstrap: &str, topic: &str, records: usize, size: usize, acks: &str, rate: u64) {
+    let producer = producer(bootstrap, acks, "0");
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "rdkafka-load-e2e")
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "100")
+        .set("socket.nagle.disable", "true")
+        .create()
+        .expect("consumer");
+    let (_, high) = consumer
+        .fetch_watermarks(topic, 0, Duration::from_secs(10))
+        .expect("watermarks (create the topic first)");
+    let mut assignment = TopicPartitionList::new();
+    assignment
+        .add_partition_offset(topic, 0, Offset::Offset(high))
+        .expect("assign");
+    consumer.assign(&assignment).expect("assign");
+    let origin = Instant::now();
+    let interval = Duration::from_nanos(1_000_000_000 / rate.max(1));
+    let mut payload = vec![b'x'; size.max(8)];
+    let mut latencies = Vec::with_capacity(records);
+    let mut sent = 0;
+    let deadline = origin + interval * records as u32 + Duration::from_secs(30);
+    while latencies.len() < records && Instant::now() < deadline {
+        while sent < records && origin + interval * sent as u32 <= Instant::now() {
+            let nanos = origin.elapsed().as_nanos() as u64;
+            payload[..8].copy_from_slice(&nanos.to_be_bytes());
+            let _ = producer.send(
+                BaseRecord::<(), [u8]>::to(topic)
+                    .partition(0)
+                    .payload(&payload[..]),
+            );
+            sent += 1;
+        }
+        producer.poll(Duration::ZERO);
+        if let Some(Ok(m)) = consumer.poll(Duration::from_micros(200)) {
+            if let Some(p) = m.payload() {
+                let sent_at = u64::from_be_bytes(p[..8].try_into().expect("8 bytes"));
+                latencies.push((origin.elapsed().as_nanos() as u64 - sent_at) as f64 / 1e6);
+            }
+        }
+    }
+    latencies.sort_by(|a, b| a.total_cmp(b));
+    let pct = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
+    println!(
+        "e2e records={} rate={rate}/s acks={acks} p50={:.2}ms p99={:.2}ms p99.9={:.2}ms max={:.2}ms",
+        latencies.len(),
+        pct(0.5),
+        pct(0.99),
+        pct(0.999),
+        latencies.last().copied().unwrap_or_default()
+    );
+}
+
+fn main() {
+    // `cargo bench` appends --bench; ignore flags.
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let arg = |i: usize| args.get(i).cloned().unwrap_or_else(|| usage());
+    let num = |i: usize| arg(i).parse::<usize>().unwrap_or_else(|_| usage());
+    if args.is_empty() {
+        // Plain `cargo bench` runs every bench; this one needs a broker.
+        eprintln!("rdkafka_load: needs arguments (see the file's docs); skipping");
+        return;
+    }
+    match arg(0).as_str() {
+        "throughput" => throughput(
+            &arg(1),
+            &arg(2),
+            num(3),
+            num(4),
+            &arg(5),
+            args.get(6).and_then(|p| p.parse().ok()),
+        ),
+        "e2e" => e2e(&arg(1), &arg(2), num(3), num(4), &arg(5), num(6) as u64),
+        _ => usage(),
+    }
+}
