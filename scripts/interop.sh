@@ -32,10 +32,11 @@ fail() { echo "FAIL $*"; failures=$((failures + 1)); }
 if [ $# -ge 1 ]; then
   BOOTSTRAP=$1
 else
-  if [ -x target/release/sluice ]; then
-    bin=target/release/sluice
-  elif [ -x target/debug/sluice ]; then
-    bin=target/debug/sluice
+  target_dir=${CARGO_TARGET_DIR:-target}
+  if [ -x "$target_dir/release/sluice" ]; then
+    bin=$target_dir/release/sluice
+  elif [ -x "$target_dir/debug/sluice" ]; then
+    bin=$target_dir/debug/sluice
   else
     echo "no sluice binary: run 'cargo build --release -p sluice' first" >&2
     exit 2
