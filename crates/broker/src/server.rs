@@ -8,6 +8,7 @@
 
 use crate::config::BrokerConfig;
 use crate::controller::reconcile_partitions;
+use crate::group::GroupCoordinator;
 use crate::handlers::{self, Reply};
 use crate::partition::{Partitions, METADATA_TOPIC};
 use crate::state::{now_ms, BrokerState};
@@ -346,12 +347,23 @@ async fn lazy_flusher(state: Arc<BrokerState>, mut stopped: watch::Receiver<bool
 }
 
 /// Expires silent group members and ends overdue rebalances.
+/// Also expires committed offsets every `offsets.retention.check.interval.ms`.
 async fn group_timer(state: Arc<BrokerState>, mut stopped: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let expiry_interval =
+        Duration::from_millis(state.broker_i64("offsets.retention.check.interval.ms") as u64);
+    let mut next_expiry = tokio::time::Instant::now() + expiry_interval;
     loop {
         tokio::select! {
             _ = stopped.changed() => return,
             _ = tick.tick() => state.groups.tick(std::time::Instant::now()),
+        }
+        if tokio::time::Instant::now() >= next_expiry {
+            next_expiry += expiry_interval;
+            let expired = GroupCoordinator::expire_offsets(&state, now_ms());
+            if expired > 0 {
+                tracing::info!(expired, "expired committed offsets");
+            }
         }
     }
 }

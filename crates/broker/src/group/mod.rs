@@ -207,6 +207,62 @@ impl GroupCoordinator {
     }
 }
 
+impl GroupCoordinator {
+    /// Deletes committed offsets older than `offsets.retention.minutes` of
+    /// groups without members (tombstones in `__consumer_offsets`), and
+    /// forgets empty groups left with no offsets. Returns how many expired.
+    pub(crate) fn expire_offsets(state: &BrokerState, now_ms: i64) -> usize {
+        let retention_ms = state
+            .broker_i64("offsets.retention.minutes")
+            .saturating_mul(60_000);
+        let mut groups = state.groups.lock();
+        let mut expired = 0;
+        for id in groups.all_ids() {
+            if groups.groups.get(&id).is_some_and(|g| !g.is_empty()) {
+                continue;
+            }
+            let stale: Vec<OffsetCommit> = groups
+                .offsets
+                .get(&id)
+                .into_iter()
+                .flat_map(|topics| topics.iter())
+                .flat_map(|(topic, parts)| {
+                    parts
+                        .iter()
+                        .filter(|(_, c)| c.commit_timestamp.saturating_add(retention_ms) <= now_ms)
+                        .map(|(p, _)| OffsetCommit {
+                            topic: topic.clone(),
+                            partition: *p,
+                            value: None,
+                        })
+                })
+                .collect();
+            if !stale.is_empty() {
+                let count = stale.len();
+                match Self::write_offsets(state, &mut groups, &id, stale) {
+                    Ok((partition, end)) => {
+                        expired += count;
+                        tokio::spawn(async move {
+                            if let Err(e) = partition.make_durable(end).await {
+                                tracing::error!(error = %e, "offset expiry not durable");
+                            }
+                        });
+                    }
+                    Err(e) => {
+                        tracing::warn!(group = %id, error = %e.message, "cannot expire offsets")
+                    }
+                }
+            }
+            if groups.offsets.get(&id).is_none()
+                && groups.groups.get(&id).is_some_and(Group::is_empty)
+            {
+                groups.groups.remove(&id);
+            }
+        }
+        expired
+    }
+}
+
 /// The topics a consumer-protocol member subscribes to, read from its
 /// `ConsumerProtocolSubscription` (version i16, then an array of topic
 /// strings); `None` if the metadata is not in that format.
@@ -228,4 +284,44 @@ pub(crate) fn subscribed_topics(metadata: &Bytes) -> Option<Vec<String>> {
         topics.push(String::from_utf8(take(&mut buf, len.max(0) as usize)?).ok()?);
     }
     Some(topics)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::test_state;
+
+    #[tokio::test]
+    async fn offsets_of_empty_groups_expire_after_retention() {
+        let (_dir, state) = test_state();
+        let commit = |offset| OffsetCommit {
+            topic: "t".into(),
+            partition: 0,
+            value: Some(CommittedOffset {
+                offset,
+                leader_epoch: -1,
+                metadata: String::new(),
+                commit_timestamp: now_ms(),
+            }),
+        };
+        {
+            let mut groups = state.groups.lock();
+            GroupCoordinator::write_offsets(&state, &mut groups, "g", vec![commit(5)]).unwrap();
+        }
+        let retention = 7 * 24 * 60 * 60_000;
+        assert_eq!(
+            GroupCoordinator::expire_offsets(&state, now_ms() + retention - 60_000),
+            0
+        );
+        assert!(state.groups.lock().offsets.get("g").is_some());
+        assert_eq!(
+            GroupCoordinator::expire_offsets(&state, now_ms() + retention + 1),
+            1
+        );
+        assert!(state.groups.lock().offsets.get("g").is_none());
+        // The tombstone is in __consumer_offsets: a reload finds nothing.
+        let reloaded = GroupCoordinator::default();
+        reloaded.load(&state).unwrap();
+        assert!(reloaded.lock().offsets.get("g").is_none());
+    }
 }
