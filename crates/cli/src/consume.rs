@@ -6,7 +6,10 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Args;
 use serde_json::json;
-use sluice_client::{Cluster, Consumer, ConsumerConfig, ConsumerRecord, OffsetReset, StartOffset};
+use sluice_client::{
+    Cluster, Consumer, ConsumerConfig, ConsumerRecord, GroupConsumer, GroupConsumerConfig,
+    OffsetReset, StartOffset,
+};
 
 use crate::output::OutputFormat;
 use crate::produce::check_topic;
@@ -16,6 +19,12 @@ use crate::Global;
 pub(crate) struct ConsumeArgs {
     /// Topic to read.
     pub(crate) topic: String,
+    /// Consume as a member of this consumer group: partitions are shared
+    /// with the group's other members, reading resumes at the group's
+    /// committed offsets (--from-beginning picks earliest where there are
+    /// none, otherwise latest), and offsets are committed on exit.
+    #[arg(long, conflicts_with_all = ["partition", "offset", "timestamp"])]
+    pub(crate) group: Option<String>,
     /// Read only this partition (default: all partitions).
     #[arg(long)]
     pub(crate) partition: Option<i32>,
@@ -68,21 +77,33 @@ pub(crate) async fn run(global: &Global, args: ConsumeArgs) -> anyhow::Result<()
         },
         ..Default::default()
     };
-    let mut consumer = Consumer::new(cluster, config);
-    consumer
-        .assign(
-            partitions
-                .iter()
-                .map(|p| (args.topic.clone(), *p, start))
-                .collect(),
-        )
-        .await?;
+    let mut consumer = match &args.group {
+        Some(group) => {
+            let mut gc = GroupConsumerConfig::new(group.clone());
+            gc.consumer = config;
+            let mut c = GroupConsumer::new(cluster, gc)?;
+            c.subscribe(std::slice::from_ref(&args.topic));
+            Source::Group(Box::new(c))
+        }
+        None => {
+            let mut c = Consumer::new(cluster, config);
+            c.assign(
+                partitions
+                    .iter()
+                    .map(|p| (args.topic.clone(), *p, start))
+                    .collect(),
+            )
+            .await?;
+            Source::Assigned(c)
+        }
+    };
     let format = expand_escapes(&args.format);
     let json = global.output == OutputFormat::Json;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut count = 0u64;
     let mut last_record = Instant::now();
     let idle_limit = args.timeout_ms.map(Duration::from_millis);
+    let mut unprinted = Vec::new();
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
     'outer: loop {
@@ -107,7 +128,8 @@ pub(crate) async fn run(global: &Global, args: ConsumeArgs) -> anyhow::Result<()
             continue;
         }
         last_record = Instant::now();
-        for r in records {
+        let mut records = records.into_iter();
+        while let Some(r) = records.next() {
             if json {
                 serde_json::to_writer(&mut out, &record_json(&r))?;
                 writeln!(out)?;
@@ -117,6 +139,7 @@ pub(crate) async fn run(global: &Global, args: ConsumeArgs) -> anyhow::Result<()
             }
             count += 1;
             if args.limit.is_some_and(|l| count >= l) {
+                unprinted = records.collect();
                 break 'outer;
             }
         }
@@ -124,7 +147,45 @@ pub(crate) async fn run(global: &Global, args: ConsumeArgs) -> anyhow::Result<()
     }
     out.flush()?;
     drop(out);
+    if let Source::Group(c) = consumer {
+        finish_group(c, &unprinted).await?;
+    }
     eprintln!("Processed a total of {count} messages");
+    Ok(())
+}
+
+/// Where records come from: assigned partitions or a consumer group.
+enum Source {
+    Assigned(Consumer),
+    Group(Box<GroupConsumer>),
+}
+
+impl Source {
+    async fn poll(&mut self, wait: Duration) -> sluice_client::Result<Vec<ConsumerRecord>> {
+        match self {
+            Source::Assigned(c) => c.poll(wait).await,
+            Source::Group(c) => c.poll(wait).await,
+        }
+    }
+}
+
+/// Rewinds to the first record that was returned but not printed, commits
+/// and leaves the group.
+async fn finish_group(
+    mut c: Box<GroupConsumer>,
+    unprinted: &[ConsumerRecord],
+) -> anyhow::Result<()> {
+    let mut first: std::collections::BTreeMap<(&str, i32), i64> = Default::default();
+    for r in unprinted {
+        first
+            .entry((r.topic.as_str(), r.partition))
+            .or_insert(r.offset);
+    }
+    for ((t, p), o) in first {
+        c.seek(t, p, o).await?;
+    }
+    c.commit_sync().await.context("committing offsets")?;
+    c.close().await.context("leaving the group")?;
     Ok(())
 }
 

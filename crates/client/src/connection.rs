@@ -47,6 +47,10 @@ pub fn client_max_version(api: ApiKey) -> Option<i16> {
         ApiKey::ListGroups => 5,
         ApiKey::DeleteGroups => 2,
         ApiKey::OffsetDelete => 0,
+        ApiKey::JoinGroup => 9,
+        ApiKey::SyncGroup => 5,
+        ApiKey::Heartbeat => 4,
+        ApiKey::LeaveGroup => 5,
         _ => return None,
     })
 }

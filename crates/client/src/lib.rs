@@ -7,7 +7,10 @@
 //!   retries with backoff bounded by `delivery.timeout.ms`.
 //! * [`Consumer`] — reads explicitly assigned partitions from an
 //!   earliest/latest/offset/timestamp start, with seek and
-//!   `auto.offset.reset` (consumer groups are not implemented yet).
+//!   `auto.offset.reset`.
+//! * [`GroupConsumer`] — consumer-group member (classic protocol): subscribe,
+//!   range/roundrobin assignment, heartbeats, rebalance listener, committed
+//!   offsets (auto or `commit_sync`/`commit_async`).
 //! * [`Admin`] — topics, partitions, configs, cluster, offsets, log dirs,
 //!   and consumer groups: list, describe (with decoded member assignments),
 //!   committed offsets (list, alter, delete) and group deletion.
@@ -57,6 +60,7 @@ pub mod connection;
 pub mod consumer;
 pub mod error;
 pub mod group;
+pub mod group_consumer;
 pub mod partitioner;
 pub mod producer;
 
@@ -75,6 +79,9 @@ pub use consumer::{
 };
 pub use error::{Error, KafkaError, Result};
 pub use group::{GroupDescription, GroupListing, GroupMember, GroupOffset, MemberAssignment};
+pub use group_consumer::{
+    AssignmentStrategy, GroupConsumer, GroupConsumerConfig, RebalanceListener,
+};
 pub use partitioner::{murmur2, partition_for_key};
 pub use producer::{
     Acks, CompressionType, DeliveryFuture, Producer, ProducerConfig, ProducerRecord, RecordMetadata,
