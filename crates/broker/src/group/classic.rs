@@ -266,9 +266,13 @@ impl Group {
         }
         let is_leader = self.leader.as_deref() == Some(req.member_id.as_str());
         match self.state {
-            GroupState::Stable if unchanged && !is_leader => {
-                // A follower rejoining with the same metadata: answer with
-                // the current generation, no rebalance (as Kafka does).
+            GroupState::Stable | GroupState::CompletingRebalance
+                if unchanged && (!is_leader || self.state == GroupState::CompletingRebalance) =>
+            {
+                // Rejoining with the same metadata: answer with the current
+                // generation instead of starting another rebalance (as Kafka
+                // does), so a member that missed its join answer cannot set
+                // off a rebalance storm.
                 let result = self.join_result_for(&req.member_id);
                 if let Some(w) = self
                     .members
@@ -862,6 +866,23 @@ mod tests {
             panic!()
         };
         assert_eq!(s.assignment, Bytes::from_static(b"p0"));
+    }
+
+    #[test]
+    fn rejoin_during_completing_rebalance_does_not_restart_it() {
+        let now = Instant::now();
+        let mut g = Group::new("g");
+        let (a, ja) = join_new(&mut g, now);
+        now_result(ja);
+        let (b, jb) = join_new(&mut g, now);
+        now_result(g.join(join_req(&a, None), &limits(), now));
+        let Joined::Later(mut rb) = jb else { panic!() };
+        assert_eq!(rb.try_recv().unwrap().generation, 2);
+        assert_eq!(g.state, GroupState::CompletingRebalance);
+        // b rejoins instead of syncing: same generation, no new rebalance.
+        let again = now_result(g.join(join_req(&b, None), &limits(), now));
+        assert_eq!((again.error, again.generation), (error::NONE, 2));
+        assert_eq!(g.state, GroupState::CompletingRebalance);
     }
 
     #[test]
