@@ -46,3 +46,22 @@ pub(crate) async fn call(
         Reply::Nothing => None,
     }
 }
+
+/// Creates a topic with `partitions` partitions.
+pub(crate) async fn create_topic(state: &Arc<BrokerState>, name: &str, partitions: i32) {
+    use kafka_protocol::messages::{
+        create_topics_request::CreatableTopic, CreateTopicsRequest, TopicName,
+    };
+    let topic = CreatableTopic::default()
+        .with_name(TopicName(kafka_protocol::protocol::StrBytes::from_string(
+            name.to_string(),
+        )))
+        .with_num_partitions(partitions)
+        .with_replication_factor(1);
+    let body = RequestKind::CreateTopics(CreateTopicsRequest::default().with_topics(vec![topic]));
+    let Some(ResponseKind::CreateTopics(r)) = call(state, ApiKey::CreateTopics, 7, body).await
+    else {
+        panic!("no CreateTopics response")
+    };
+    assert_eq!(r.topics[0].error_code, 0, "creating {name}");
+}

@@ -7,10 +7,10 @@ use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use sluice_protocol::compression::encode_batch;
+use sluice_protocol::compression::{encode_batch, plain_record};
 use sluice_protocol::kafka_protocol::indexmap::IndexMap;
 use sluice_protocol::kafka_protocol::protocol::StrBytes;
-use sluice_protocol::kafka_protocol::records::{Compression, Record, TimestampType};
+use sluice_protocol::kafka_protocol::records::{Compression, Record};
 
 use crate::error::{Error, Result};
 use crate::producer::{Completion, RecordMetadata};
@@ -215,21 +215,9 @@ impl Accumulator {
             .into_iter()
             .map(|(k, v)| (StrBytes::from_string(k), v))
             .collect();
-        batch.records.push(Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i,
-            sequence: i as i32 - 1,
-            timestamp: rec.timestamp,
-            key: rec.key,
-            value: rec.value,
-            headers,
-        });
+        let mut record = plain_record(i, rec.timestamp, rec.key, rec.value);
+        record.headers = headers;
+        batch.records.push(record);
         batch.completions.push(completion);
         batch.size += size;
         self.records += 1;

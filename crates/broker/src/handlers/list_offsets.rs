@@ -78,7 +78,7 @@ pub(crate) fn handle(
 
 #[cfg(test)]
 mod tests {
-    use crate::test_support::{call, test_state};
+    use crate::test_support::{call, create_topic, test_state};
     use bytes::Bytes;
     use kafka_protocol::messages::*;
     use kafka_protocol::protocol::StrBytes;
@@ -129,13 +129,7 @@ mod tests {
     async fn timestamp_lookup_finds_the_exact_record() {
         let (_dir, state) = test_state();
         let now = crate::state::now_ms();
-        let create = RequestKind::CreateTopics(CreateTopicsRequest::default().with_topics(vec![
-                create_topics_request::CreatableTopic::default()
-                    .with_name(topic())
-                    .with_num_partitions(1)
-                    .with_replication_factor(1),
-            ]));
-        call(&state, ApiKey::CreateTopics, 7, create).await;
+        create_topic(&state, "t", 1).await;
         for stamps in [
             [now - 50, now - 40, now - 30],
             [now - 20, now - 35, now - 10],

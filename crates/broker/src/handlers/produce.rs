@@ -226,7 +226,7 @@ pub(crate) fn handle(state: &Arc<BrokerState>, request: ProduceRequest, _version
 
 #[cfg(test)]
 mod tests {
-    use crate::test_support::{call, test_state};
+    use crate::test_support::{call, create_topic, test_state};
     use bytes::{Bytes, BytesMut};
     use kafka_protocol::messages::*;
     use kafka_protocol::protocol::StrBytes;
@@ -280,42 +280,28 @@ mod tests {
         (p.error_code, p.base_offset)
     }
 
+    async fn init_producer_id(
+        state: &std::sync::Arc<crate::state::BrokerState>,
+    ) -> InitProducerIdResponse {
+        let body = RequestKind::InitProducerId(
+            InitProducerIdRequest::default().with_transactional_id(None),
+        );
+        let Some(ResponseKind::InitProducerId(r)) =
+            call(state, ApiKey::InitProducerId, 4, body).await
+        else {
+            panic!("no InitProducerId response")
+        };
+        r
+    }
+
     #[tokio::test]
     async fn idempotent_retries_are_not_duplicated() {
         let (_dir, state) = test_state();
-        let create = RequestKind::CreateTopics(CreateTopicsRequest::default().with_topics(vec![
-                create_topics_request::CreatableTopic::default()
-                    .with_name(topic())
-                    .with_num_partitions(1)
-                    .with_replication_factor(1),
-            ]));
-        call(&state, ApiKey::CreateTopics, 7, create).await;
-        let Some(ResponseKind::InitProducerId(init)) = call(
-            &state,
-            ApiKey::InitProducerId,
-            4,
-            RequestKind::InitProducerId(
-                InitProducerIdRequest::default().with_transactional_id(None),
-            ),
-        )
-        .await
-        else {
-            panic!()
-        };
+        create_topic(&state, "t", 1).await;
+        let init = init_producer_id(&state).await;
         assert_eq!(init.error_code, 0);
         let pid = init.producer_id.0;
-        let Some(ResponseKind::InitProducerId(second)) = call(
-            &state,
-            ApiKey::InitProducerId,
-            4,
-            RequestKind::InitProducerId(
-                InitProducerIdRequest::default().with_transactional_id(None),
-            ),
-        )
-        .await
-        else {
-            panic!()
-        };
+        let second = init_producer_id(&state).await;
         assert_ne!(second.producer_id.0, pid, "ids never repeat");
 
         assert_eq!(produce(&state, idempotent_batch(pid, 0, 3)).await, (0, 0));
