@@ -246,3 +246,39 @@ pub(crate) fn reconcile_partitions(
             LogSettings::from_topic(&state.topic_settings(overrides, image))
         })
 }
+
+/// Creates an internal compacted topic (`__consumer_offsets`,
+/// `__transaction_state`) on first use, sized by the named broker settings.
+pub(crate) fn ensure_internal_topic(
+    state: &BrokerState,
+    name: &str,
+    partitions_setting: &str,
+    replication_setting: &str,
+    segment_bytes_setting: &str,
+) -> Result<(), ApiError> {
+    let image = state.image();
+    if image.topic(name).is_some() {
+        return Ok(());
+    }
+    let controller = Controller::new(state);
+    let partitions = state.broker_i64(partitions_setting) as i32;
+    let replication = state.broker_i64(replication_setting) as i16;
+    let configs = BTreeMap::from([
+        ("cleanup.policy".to_string(), "compact".to_string()),
+        (
+            "segment.bytes".to_string(),
+            state.broker_i64(segment_bytes_setting).to_string(),
+        ),
+    ]);
+    match controller
+        .plan_topic(&image, name, partitions, replication, &[], &configs)
+        .and_then(|plan| controller.create_topic(name, &plan, configs))
+    {
+        Ok(_) => {
+            tracing::info!(partitions, "created {name}");
+            Ok(())
+        }
+        Err(e) if e.code == error::TOPIC_ALREADY_EXISTS => Ok(()),
+        Err(e) => Err(e),
+    }
+}

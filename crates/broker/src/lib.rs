@@ -20,6 +20,7 @@ mod server;
 mod state;
 #[cfg(test)]
 mod test_support;
+mod txn;
 
 pub use config::BrokerConfig;
 pub use server::Broker;

@@ -9,14 +9,16 @@
 
 use crate::config::ConfigSource;
 use crate::flusher::Flusher;
-use crate::producer_state::{ProducerStates, SequenceCheck};
+use crate::producer_state::{AbortedTxn, ProducerStates, SequenceCheck};
 use bytes::Bytes;
+use kafka_protocol::records::Record;
 use sluice_metadata::{MetadataImage, Uuid};
 use sluice_protocol::batch::{BatchHeader, BatchIter};
 use sluice_protocol::compression::decode_batches;
 use sluice_protocol::error::{self, ErrorCode};
 use sluice_storage::{AppendInfo, Durability, LogConfig, LogDir, PartitionLog, StorageError};
 use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::{watch, Notify};
@@ -108,23 +110,71 @@ pub(crate) enum AppendError {
     Storage(StorageError),
 }
 
-/// Rebuilds idempotent-producer state from the batch headers of the last
-/// two segments (a producer's last five batches are almost always there;
-/// one older than that is accepted as unknown).
-fn recent_producers(log: &PartitionLog) -> Result<ProducerStates, StorageError> {
-    let mut states = ProducerStates::default();
-    let bases = log.segment_base_offsets();
+/// Producer-state snapshots are `<20-digit end offset>.snapshot` files in
+/// the partition directory, as in Kafka.
+const SNAPSHOT_SUFFIX: &str = ".snapshot";
+
+/// Snapshots in `dir`, newest first.
+fn snapshot_files(dir: &Path) -> Vec<(i64, PathBuf)> {
+    let mut found: Vec<(i64, PathBuf)> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let name = entry.file_name();
+            let offset = name.to_str()?.strip_suffix(SNAPSHOT_SUFFIX)?.parse().ok()?;
+            Some((offset, entry.path()))
+        })
+        .collect();
+    found.sort_unstable_by_key(|f| std::cmp::Reverse(f.0));
+    found
+}
+
+/// Writes a snapshot of `states` covering everything below `end_offset`,
+/// keeping only the previous one besides it. A failure costs a longer
+/// rebuild at the next start, nothing else.
+fn write_snapshot(dir: &Path, states: &ProducerStates, end_offset: i64) {
+    let path = dir.join(format!("{end_offset:020}{SNAPSHOT_SUFFIX}"));
+    let tmp = path.with_extension("snapshot.tmp");
+    let written = std::fs::write(&tmp, states.encode_snapshot(end_offset))
+        .and_then(|()| std::fs::rename(&tmp, &path));
+    if let Err(e) = written {
+        tracing::warn!(path = %path.display(), error = %e, "cannot write producer state snapshot");
+        return;
+    }
+    for (_, old) in snapshot_files(dir).into_iter().skip(2) {
+        let _ignored = std::fs::remove_file(old);
+    }
+}
+
+/// Rebuilds producer and transaction state: the newest snapshot not past
+/// the log end, then every batch after it. Snapshots past the log end
+/// describe data a crash took back, and are deleted.
+fn load_producer_state(log: &PartitionLog) -> Result<ProducerStates, StorageError> {
     let end = log.log_end_offset();
-    let mut offset = bases[bases.len().saturating_sub(2)..]
-        .first()
-        .copied()
-        .unwrap_or(end)
-        .max(log.log_start_offset());
+    let mut loaded = None;
+    for (offset, path) in snapshot_files(log.dir()) {
+        if offset > end {
+            let _ignored = std::fs::remove_file(&path);
+            continue;
+        }
+        let decoded = std::fs::read(&path)
+            .ok()
+            .and_then(|data| ProducerStates::decode_snapshot(&data))
+            .filter(|(_, covered)| *covered == offset);
+        if decoded.is_some() {
+            loaded = decoded;
+            break;
+        }
+        tracing::warn!(path = %path.display(), "ignoring unreadable producer state snapshot");
+    }
+    let (mut states, covered) = loaded.unwrap_or_default();
+    let mut offset = covered.max(log.log_start_offset());
     while offset < end {
         let data = log.read(offset, 1 << 20, end)?.data;
         let mut next = None;
-        for (header, _) in BatchIter::new(&data).filter_map(Result::ok) {
-            states.observe(&header);
+        for (header, batch) in BatchIter::new(&data).filter_map(Result::ok) {
+            states.observe(&header, batch);
             next = Some(header.last_offset() + 1);
         }
         match next {
@@ -132,6 +182,7 @@ fn recent_producers(log: &PartitionLog) -> Result<ProducerStates, StorageError> 
             None => break,
         }
     }
+    states.forget_before(log.log_start_offset());
     Ok(states)
 }
 
@@ -164,12 +215,32 @@ impl Partition {
         log_append_time: Option<i64>,
         now_ms: i64,
     ) -> Result<AppendInfo, StorageError> {
-        let info = self.log.lock().expect("log lock").append(
-            batches,
-            self.leader_epoch,
-            log_append_time,
-            now_ms,
-        )?;
+        let mut producers = self.producers.lock().expect("producer state lock");
+        self.append_observed(&mut producers, batches, log_append_time, now_ms)
+    }
+
+    /// Appends and records the batches in the producer state, which is
+    /// snapshotted whenever the append rolled a new segment.
+    fn append_observed(
+        &self,
+        producers: &mut ProducerStates,
+        batches: &mut [u8],
+        log_append_time: Option<i64>,
+        now_ms: i64,
+    ) -> Result<AppendInfo, StorageError> {
+        let (info, rolled_dir) = {
+            let mut log = self.log.lock().expect("log lock");
+            let segments = log.segment_count();
+            let info = log.append(batches, self.leader_epoch, log_append_time, now_ms)?;
+            let rolled = log.segment_count() != segments;
+            (info, rolled.then(|| log.dir().to_path_buf()))
+        };
+        for (header, batch) in BatchIter::new(batches).filter_map(Result::ok) {
+            producers.observe(&header, batch);
+        }
+        if let Some(dir) = rolled_dir {
+            write_snapshot(&dir, producers, info.last_offset + 1);
+        }
         if !self.settings().sync_before_ack() {
             self.advance_high_watermark(info.last_offset + 1);
         }
@@ -191,12 +262,6 @@ impl Partition {
             if header.producer_id() < 0 {
                 continue;
             }
-            if header.is_transactional() {
-                return Err(AppendError::Rejected(
-                    error::INVALID_TXN_STATE,
-                    "transactions are not supported yet".into(),
-                ));
-            }
             match producers.check(&header) {
                 SequenceCheck::Append => {}
                 SequenceCheck::Duplicate { first_offset } if index == 0 => {
@@ -213,13 +278,48 @@ impl Partition {
                 }
             }
         }
-        let info = self
-            .append(batches, log_append_time, now_ms)
-            .map_err(AppendError::Storage)?;
-        for (header, _) in BatchIter::new(batches).filter_map(Result::ok) {
-            producers.observe(&header);
+        self.append_observed(&mut producers, batches, log_append_time, now_ms)
+            .map(Appended::Written)
+            .map_err(AppendError::Storage)
+    }
+
+    /// The last stable offset: the high watermark, held back to the first
+    /// offset of the oldest transaction still open here.
+    pub(crate) fn last_stable_offset(&self) -> i64 {
+        let high_watermark = self.high_watermark();
+        let producers = self.producers.lock().expect("producer state lock");
+        producers
+            .first_unstable_offset()
+            .map_or(high_watermark, |first| first.min(high_watermark))
+    }
+
+    /// Aborted transactions overlapping `from..to` (Fetch read_committed).
+    pub(crate) fn aborted_transactions(&self, from: i64, to: i64) -> Vec<AbortedTxn> {
+        self.producers
+            .lock()
+            .expect("producer state lock")
+            .aborted_between(from, to)
+    }
+
+    /// Calls `f` with every record from the log start to the high watermark
+    /// (internal topics are replayed this way at start).
+    pub(crate) fn replay_records(&self, mut f: impl FnMut(&Record)) -> Result<(), StorageError> {
+        let mut offset = self.log_start_offset();
+        loop {
+            let data = self.read(offset, 1 << 20)?;
+            let Some(next) = BatchIter::new(&data)
+                .filter_map(Result::ok)
+                .last()
+                .map(|(h, _)| h.last_offset() + 1)
+            else {
+                return Ok(());
+            };
+            let records = decode_batches(data).map_err(|e| {
+                StorageError::Corrupt(format!("{}-{}: {e}", self.topic, self.index))
+            })?;
+            records.iter().for_each(&mut f);
+            offset = next;
         }
-        Ok(Appended::Written(info))
     }
 
     /// Waits until every offset below `end` is synced, then advances the
@@ -291,13 +391,26 @@ impl Partition {
 
     /// Reads whole batches from `offset`, never past the high watermark.
     pub(crate) fn read(&self, offset: i64, max_bytes: usize) -> Result<Bytes, StorageError> {
-        let hw = self.high_watermark();
+        self.read_below(offset, max_bytes, self.high_watermark())
+    }
+
+    /// Reads whole batches from `offset`, never past the last stable offset
+    /// (Fetch read_committed).
+    pub(crate) fn read_committed(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+    ) -> Result<Bytes, StorageError> {
+        self.read_below(offset, max_bytes, self.last_stable_offset())
+    }
+
+    fn read_below(&self, offset: i64, max_bytes: usize, bound: i64) -> Result<Bytes, StorageError> {
         let log = self.log.lock().expect("log lock");
-        if offset > hw && offset <= log.log_end_offset() {
+        if offset > bound && offset <= log.log_end_offset() {
             // Past what consumers may see yet, but not out of range.
             return Ok(Bytes::new());
         }
-        Ok(log.read(offset, max_bytes, hw)?.data)
+        Ok(log.read(offset, max_bytes, bound)?.data)
     }
 
     /// The first record with timestamp >= `ts` at or after the log start
@@ -369,12 +482,20 @@ impl Partition {
             return Ok(0);
         }
         let high_watermark = self.high_watermark();
-        self.log.lock().expect("log lock").apply_retention(
+        let deleted = self.log.lock().expect("log lock").apply_retention(
             now_ms,
             settings.retention_ms,
             settings.retention_bytes,
             high_watermark,
-        )
+        )?;
+        if deleted > 0 {
+            let start = self.log_start_offset();
+            self.producers
+                .lock()
+                .expect("producer state lock")
+                .forget_before(start);
+        }
+        Ok(deleted)
     }
 
     /// DeleteRecords: moves the log start offset up to `offset` (-1: the high
@@ -499,7 +620,7 @@ impl Partitions {
                 continue;
             }
             let log = self.log_dir.open_log(&key.0, key.1, settings.log, now)?;
-            let producers = recent_producers(&log)?;
+            let producers = load_producer_state(&log)?;
             let durability = log.durability();
             let end = log.log_end_offset();
             map.insert(
@@ -559,7 +680,12 @@ impl Partitions {
         let mut all_closed = true;
         for partition in drained {
             match Arc::try_unwrap(partition) {
-                Ok(p) => p.log.into_inner().expect("log lock").close()?,
+                Ok(p) => {
+                    let log = p.log.into_inner().expect("log lock");
+                    let producers = p.producers.into_inner().expect("producer state lock");
+                    write_snapshot(log.dir(), &producers, log.log_end_offset());
+                    log.close()?;
+                }
                 Err(shared) => {
                     // A request still holds it: sync its data, and let the
                     // next start recover it as after a crash.

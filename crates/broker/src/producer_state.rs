@@ -3,10 +3,19 @@
 //! is answered with its original offsets instead of being written twice, a
 //! gap in sequences is refused, and a stale epoch is fenced.
 //!
-//! The state is rebuilt from batch headers at start (see
-//! [`ProducerStates::observe`]); nothing but headers is read.
+//!
+//! It also tracks transactions: which producers have a transaction open in
+//! the partition (from the offset of its first batch, which bounds the last
+//! stable offset) and which transactions were aborted (what read_committed
+//! consumers must drop).
+//!
+//! The state is snapshotted (see [`ProducerStates::encode_snapshot`]) at
+//! segment rolls and clean shutdown, and rebuilt at start from the newest
+//! usable snapshot plus the batches after it ([`ProducerStates::observe`]).
 
+use bytes::{Buf, BufMut, BytesMut};
 use sluice_protocol::batch::BatchHeader;
+use sluice_protocol::control::{marker_of, Marker};
 use sluice_protocol::error::{self, ErrorCode};
 use std::collections::{HashMap, VecDeque};
 
@@ -21,7 +30,7 @@ struct BatchSpan {
     first_offset: i64,
 }
 
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 struct ProducerEntry {
     epoch: i16,
     batches: VecDeque<BatchSpan>,
@@ -38,9 +47,23 @@ pub(crate) enum SequenceCheck {
     Reject(ErrorCode, String),
 }
 
-#[derive(Debug, Default)]
+/// A transaction that ended with an abort marker: read_committed
+/// consumers drop this producer's records in `first_offset..=last_offset`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct AbortedTxn {
+    pub(crate) producer_id: i64,
+    pub(crate) first_offset: i64,
+    /// The offset of the abort marker.
+    pub(crate) last_offset: i64,
+}
+
+#[derive(Debug, Default, PartialEq)]
 pub(crate) struct ProducerStates {
     producers: HashMap<i64, ProducerEntry>,
+    /// Open transactions: producer id -> offset of its first batch here.
+    ongoing: HashMap<i64, i64>,
+    /// Aborted transactions, in marker order.
+    aborted: Vec<AbortedTxn>,
 }
 
 fn next_sequence(seq: i32) -> i32 {
@@ -117,13 +140,26 @@ impl ProducerStates {
         }
     }
 
-    /// Records a batch as written (its header carries its final offsets).
-    pub(crate) fn observe(&mut self, header: &BatchHeader<'_>) {
+    /// Records a batch as written (its header carries its final offsets);
+    /// `batch` is the whole batch, read only for transaction markers.
+    pub(crate) fn observe(&mut self, header: &BatchHeader<'_>, batch: &[u8]) {
         let pid = header.producer_id();
-        if pid < 0 || header.is_control() {
+        if pid < 0 {
             return;
         }
         let epoch = header.producer_epoch();
+        if header.is_control() {
+            self.observe_marker(pid, epoch, header.base_offset(), marker_of(batch));
+            return;
+        }
+        if header.is_transactional() {
+            self.ongoing.entry(pid).or_insert(header.base_offset());
+        }
+        // Internal transactional writes (offsets in a transaction) carry no
+        // sequence: nothing to deduplicate.
+        if header.base_sequence() < 0 {
+            return;
+        }
         let entry = self.producers.entry(pid).or_insert(ProducerEntry {
             epoch,
             batches: VecDeque::new(),
@@ -141,7 +177,130 @@ impl ProducerStates {
             first_offset: header.base_offset(),
         });
     }
+
+    /// A marker ends the producer's open transaction here; a marker with a
+    /// newer epoch (the coordinator fenced the producer) also fences its
+    /// older epoch.
+    fn observe_marker(&mut self, pid: i64, epoch: i16, offset: i64, marker: Option<Marker>) {
+        if let Some(entry) = self.producers.get_mut(&pid) {
+            if epoch > entry.epoch {
+                entry.epoch = epoch;
+                entry.batches.clear();
+            }
+        }
+        let Some(first_offset) = self.ongoing.remove(&pid) else {
+            return;
+        };
+        if marker == Some(Marker::Abort) {
+            self.aborted.push(AbortedTxn {
+                producer_id: pid,
+                first_offset,
+                last_offset: offset,
+            });
+        }
+    }
+
+    /// The first offset of the oldest open transaction: nothing at or after
+    /// it is stable yet.
+    pub(crate) fn first_unstable_offset(&self) -> Option<i64> {
+        self.ongoing.values().copied().min()
+    }
+
+    /// Aborted transactions overlapping `from..to`.
+    pub(crate) fn aborted_between(&self, from: i64, to: i64) -> Vec<AbortedTxn> {
+        self.aborted
+            .iter()
+            .filter(|a| a.last_offset >= from && a.first_offset < to)
+            .copied()
+            .collect()
+    }
+
+    /// Forgets aborted transactions wholly below the log start.
+    pub(crate) fn forget_before(&mut self, log_start_offset: i64) {
+        self.aborted.retain(|a| a.last_offset >= log_start_offset);
+    }
+
+    /// Serializes the state as of `end_offset` (the log end it covers),
+    /// checksummed with CRC32C.
+    pub(crate) fn encode_snapshot(&self, end_offset: i64) -> Vec<u8> {
+        let mut out = BytesMut::new();
+        out.put_slice(SNAPSHOT_MAGIC);
+        out.put_i64(end_offset);
+        out.put_u32(self.producers.len() as u32);
+        for (pid, entry) in &self.producers {
+            out.put_i64(*pid);
+            out.put_i16(entry.epoch);
+            out.put_u8(entry.batches.len() as u8);
+            for b in &entry.batches {
+                out.put_i32(b.first_seq);
+                out.put_i32(b.last_seq);
+                out.put_i64(b.first_offset);
+            }
+        }
+        out.put_u32(self.ongoing.len() as u32);
+        for (pid, first) in &self.ongoing {
+            out.put_i64(*pid);
+            out.put_i64(*first);
+        }
+        out.put_u32(self.aborted.len() as u32);
+        for a in &self.aborted {
+            out.put_i64(a.producer_id);
+            out.put_i64(a.first_offset);
+            out.put_i64(a.last_offset);
+        }
+        let crc = crc32c::crc32c(&out);
+        out.put_u32(crc);
+        out.to_vec()
+    }
+
+    /// Parses a snapshot into the state and the log end offset it covers;
+    /// `None` if it is truncated, corrupt or of another format.
+    pub(crate) fn decode_snapshot(data: &[u8]) -> Option<(ProducerStates, i64)> {
+        let (body, crc) = data.split_at(data.len().checked_sub(4)?);
+        if crc32c::crc32c(body) != u32::from_be_bytes(crc.try_into().ok()?) {
+            return None;
+        }
+        let mut buf = body.strip_prefix(SNAPSHOT_MAGIC)?;
+        let need = |buf: &&[u8], n: usize| (buf.remaining() >= n).then_some(());
+        need(&buf, 12)?;
+        let end_offset = buf.get_i64();
+        let mut states = ProducerStates::default();
+        for _ in 0..buf.get_u32() {
+            need(&buf, 11)?;
+            let (pid, epoch, count) = (buf.get_i64(), buf.get_i16(), buf.get_u8());
+            let mut batches = VecDeque::new();
+            for _ in 0..count {
+                need(&buf, 16)?;
+                batches.push_back(BatchSpan {
+                    first_seq: buf.get_i32(),
+                    last_seq: buf.get_i32(),
+                    first_offset: buf.get_i64(),
+                });
+            }
+            states
+                .producers
+                .insert(pid, ProducerEntry { epoch, batches });
+        }
+        need(&buf, 4)?;
+        for _ in 0..buf.get_u32() {
+            need(&buf, 16)?;
+            states.ongoing.insert(buf.get_i64(), buf.get_i64());
+        }
+        need(&buf, 4)?;
+        for _ in 0..buf.get_u32() {
+            need(&buf, 24)?;
+            states.aborted.push(AbortedTxn {
+                producer_id: buf.get_i64(),
+                first_offset: buf.get_i64(),
+                last_offset: buf.get_i64(),
+            });
+        }
+        buf.is_empty().then_some((states, end_offset))
+    }
 }
+
+/// Identifies a producer-state snapshot file and its format version.
+const SNAPSHOT_MAGIC: &[u8] = b"SLPS\x00\x01";
 
 #[cfg(test)]
 mod tests {
@@ -183,7 +342,7 @@ mod tests {
         let mut states = ProducerStates::default();
         let first = batch(7, 0, 0, 3, 100);
         assert_eq!(check(&states, &first), SequenceCheck::Append);
-        states.observe(&BatchHeader::parse(&first).unwrap());
+        states.observe(&BatchHeader::parse(&first).unwrap(), &first);
         assert_eq!(
             check(&states, &batch(7, 0, 0, 3, -1)),
             SequenceCheck::Duplicate { first_offset: 100 }
@@ -197,7 +356,8 @@ mod tests {
     #[test]
     fn gaps_and_stale_epochs_are_refused() {
         let mut states = ProducerStates::default();
-        states.observe(&BatchHeader::parse(&batch(7, 1, 0, 3, 0)).unwrap());
+        let b = batch(7, 1, 0, 3, 0);
+        states.observe(&BatchHeader::parse(&b).unwrap(), &b);
         assert!(matches!(
             check(&states, &batch(7, 1, 5, 1, -1)),
             SequenceCheck::Reject(error::OUT_OF_ORDER_SEQUENCE_NUMBER, _)
@@ -225,7 +385,8 @@ mod tests {
     fn only_the_last_five_batches_are_remembered() {
         let mut states = ProducerStates::default();
         for i in 0..6 {
-            states.observe(&BatchHeader::parse(&batch(1, 0, i, 1, i64::from(i))).unwrap());
+            let b = batch(1, 0, i, 1, i64::from(i));
+            states.observe(&BatchHeader::parse(&b).unwrap(), &b);
         }
         assert!(matches!(
             check(&states, &batch(1, 0, 0, 1, -1)),

@@ -12,6 +12,7 @@ use crate::group::GroupCoordinator;
 use crate::handlers::{self, Reply};
 use crate::partition::{Partitions, METADATA_TOPIC};
 use crate::state::{now_ms, BrokerState};
+use crate::txn::TransactionCoordinator;
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::ApiKey;
 use sluice_metadata::{MetadataLog, MetadataRecord};
@@ -85,6 +86,7 @@ impl Broker {
                 .expect("open task panicked")?
         };
         let state = Arc::new(state);
+        TransactionCoordinator::resume_prepared(&state);
         let (stop, stopped) = watch::channel(false);
         let mut tasks = vec![tokio::spawn(accept_loop(
             listener,
@@ -161,6 +163,10 @@ pub(crate) fn open_state(
     let committed = state.groups.load(&state)?;
     if committed > 0 {
         tracing::info!(records = committed, "loaded committed offsets");
+    }
+    let transactional_ids = state.txns.load(&state)?;
+    if transactional_ids > 0 {
+        tracing::info!(transactional_ids, "loaded transaction state");
     }
     Ok(state)
 }
@@ -347,12 +353,18 @@ async fn lazy_flusher(state: Arc<BrokerState>, mut stopped: watch::Receiver<bool
 }
 
 /// Expires silent group members and ends overdue rebalances.
-/// Also expires committed offsets every `offsets.retention.check.interval.ms`.
+/// Also expires committed offsets every `offsets.retention.check.interval.ms`
+/// and aborts timed-out transactions every
+/// `transaction.abort.timed.out.transaction.cleanup.interval.ms`.
 async fn group_timer(state: Arc<BrokerState>, mut stopped: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     let expiry_interval =
         Duration::from_millis(state.broker_i64("offsets.retention.check.interval.ms") as u64);
     let mut next_expiry = tokio::time::Instant::now() + expiry_interval;
+    let txn_interval = Duration::from_millis(
+        state.broker_i64("transaction.abort.timed.out.transaction.cleanup.interval.ms") as u64,
+    );
+    let mut next_txn_check = tokio::time::Instant::now() + txn_interval;
     loop {
         tokio::select! {
             _ = stopped.changed() => return,
@@ -364,6 +376,10 @@ async fn group_timer(state: Arc<BrokerState>, mut stopped: watch::Receiver<bool>
             if expired > 0 {
                 tracing::info!(expired, "expired committed offsets");
             }
+        }
+        if tokio::time::Instant::now() >= next_txn_check {
+            next_txn_check += txn_interval;
+            TransactionCoordinator::abort_expired(&state, now_ms());
         }
     }
 }

@@ -4,6 +4,7 @@ use crate::config::{self, BrokerConfig, ConfigSource};
 use crate::group::GroupCoordinator;
 use crate::handlers::fetch::session::FetchSessionCache;
 use crate::partition::Partitions;
+use crate::txn::TransactionCoordinator;
 use sluice_metadata::{MetadataImage, MetadataLog};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -21,6 +22,7 @@ pub(crate) struct BrokerState {
     pub(crate) partitions: Partitions,
     pub(crate) fetch_sessions: Mutex<FetchSessionCache>,
     pub(crate) groups: GroupCoordinator,
+    pub(crate) txns: TransactionCoordinator,
     /// (next producer id, end of the reserved block).
     pub(crate) producer_ids: Mutex<(i64, i64)>,
 }
@@ -41,6 +43,7 @@ impl BrokerState {
             partitions,
             fetch_sessions: Mutex::new(FetchSessionCache::new(slots)),
             groups: GroupCoordinator::default(),
+            txns: TransactionCoordinator::default(),
             // Nothing reserved yet: the first InitProducerId reserves a block.
             producer_ids: Mutex::new((0, 0)),
         }

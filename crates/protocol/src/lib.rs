@@ -7,6 +7,7 @@
 
 pub mod batch;
 pub mod compression;
+pub mod control;
 pub mod envelope;
 pub mod error;
 pub mod frame;

@@ -7,17 +7,17 @@
 pub(crate) mod classic;
 pub(crate) mod offsets;
 
-use crate::controller::{ApiError, Controller};
+use crate::controller::{ensure_internal_topic, ApiError};
 use crate::partition::Partition;
 use crate::state::{now_ms, BrokerState};
 use bytes::{Bytes, BytesMut};
 use classic::{Group, GroupLimits};
 use kafka_protocol::records::{Compression, Record};
 use offsets::{CommittedOffset, OffsetStore, OFFSETS_TOPIC};
-use sluice_protocol::batch::BatchIter;
-use sluice_protocol::compression::{decode_batches, encode_batch, plain_record};
+use sluice_protocol::compression::{encode_batch, plain_record};
+use sluice_protocol::control::Marker;
 use sluice_protocol::error;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -25,9 +25,53 @@ use std::time::{Duration, Instant};
 pub(crate) struct Groups {
     pub(crate) groups: HashMap<String, Group>,
     pub(crate) offsets: OffsetStore,
+    /// Offsets committed in open transactions, by (`__consumer_offsets`
+    /// partition, producer id): applied at the commit marker, dropped at
+    /// the abort marker.
+    pending_txn_offsets: HashMap<(i32, i64), Vec<PendingOffset>>,
+}
+
+/// An offset record written in a transaction, not yet visible.
+struct PendingOffset {
+    /// (group, topic, partition).
+    target: (String, String, i32),
+    key: Bytes,
+    value: Option<Bytes>,
+}
+
+/// The marker type in a control record's key (version i16, type i16).
+fn marker_from_key(key: &[u8]) -> Option<Marker> {
+    match key.get(2..4)? {
+        [0, 0] => Some(Marker::Abort),
+        [0, 1] => Some(Marker::Commit),
+        _ => None,
+    }
 }
 
 impl Groups {
+    /// Ends producer `producer_id`'s transactional offset commits in
+    /// `__consumer_offsets` partition `partition`.
+    pub(crate) fn complete_txn(&mut self, partition: i32, producer_id: i64, marker: Marker) {
+        let Some(pending) = self.pending_txn_offsets.remove(&(partition, producer_id)) else {
+            return;
+        };
+        if marker == Marker::Commit {
+            for offset in pending {
+                self.offsets.replay(&offset.key, offset.value.as_deref());
+            }
+        }
+    }
+
+    /// Whether `group` has an offset for `topic`-`partition` committed in a
+    /// transaction that has not ended (OffsetFetch with require_stable
+    /// answers UNSTABLE_OFFSET_COMMIT for it).
+    pub(crate) fn has_pending_txn_offset(&self, group: &str, topic: &str, partition: i32) -> bool {
+        self.pending_txn_offsets.values().flatten().any(|p| {
+            let (g, t, q) = &p.target;
+            g == group && t == topic && *q == partition
+        })
+    }
+
     /// Group ids known through membership or committed offsets.
     pub(crate) fn all_ids(&self) -> Vec<String> {
         let mut ids: Vec<String> = self
@@ -79,6 +123,7 @@ impl GroupCoordinator {
     }
 
     /// Rebuilds committed offsets from `__consumer_offsets` at start.
+    /// Offsets committed in a transaction take effect at its commit marker.
     pub(crate) fn load(&self, state: &BrokerState) -> Result<usize, sluice_storage::StorageError> {
         let image = state.image();
         let Some(topic) = image.topic(OFFSETS_TOPIC) else {
@@ -90,65 +135,46 @@ impl GroupCoordinator {
             let Some(partition) = state.partitions.get(OFFSETS_TOPIC, index) else {
                 continue;
             };
-            let mut offset = partition.log_start_offset();
-            loop {
-                let data = partition.read(offset, 1 << 20)?;
-                let Some(next) = BatchIter::new(&data)
-                    .filter_map(Result::ok)
-                    .last()
-                    .map(|(h, _)| h.last_offset() + 1)
-                else {
-                    break;
-                };
-                let batch = decode_batches(data).map_err(|e| {
-                    sluice_storage::StorageError::Corrupt(format!("{OFFSETS_TOPIC}-{index}: {e}"))
-                })?;
-                for record in batch.iter().filter(|r| !r.control) {
-                    if let Some(key) = &record.key {
-                        inner.offsets.replay(key, record.value.as_deref());
-                        records += 1;
+            partition.replay_records(|record| {
+                if record.control {
+                    let marker = record.key.as_deref().and_then(marker_from_key);
+                    if let Some(marker) = marker {
+                        inner.complete_txn(index, record.producer_id, marker);
                     }
+                    return;
                 }
-                offset = next;
-            }
+                let Some(key) = &record.key else { return };
+                if record.transactional {
+                    let Some(target) = offsets::commit_key(key) else {
+                        return;
+                    };
+                    inner
+                        .pending_txn_offsets
+                        .entry((index, record.producer_id))
+                        .or_default()
+                        .push(PendingOffset {
+                            target,
+                            key: key.clone(),
+                            value: record.value.clone(),
+                        });
+                } else {
+                    inner.offsets.replay(key, record.value.as_deref());
+                }
+                records += 1;
+            })?;
         }
         Ok(records)
     }
 
     /// Creates `__consumer_offsets` on first use, as Kafka does.
     pub(crate) fn ensure_offsets_topic(state: &BrokerState) -> Result<(), ApiError> {
-        let image = state.image();
-        if image.topic(OFFSETS_TOPIC).is_some() {
-            return Ok(());
-        }
-        let controller = Controller::new(state);
-        let partitions = state.broker_i64("offsets.topic.num.partitions") as i32;
-        let replication = state.broker_i64("offsets.topic.replication.factor") as i16;
-        let configs = BTreeMap::from([
-            ("cleanup.policy".to_string(), "compact".to_string()),
-            (
-                "segment.bytes".to_string(),
-                state.broker_i64("offsets.topic.segment.bytes").to_string(),
-            ),
-        ]);
-        match controller
-            .plan_topic(
-                &image,
-                OFFSETS_TOPIC,
-                partitions,
-                replication,
-                &[],
-                &configs,
-            )
-            .and_then(|plan| controller.create_topic(OFFSETS_TOPIC, &plan, configs))
-        {
-            Ok(_) => {
-                tracing::info!(partitions, "created {OFFSETS_TOPIC}");
-                Ok(())
-            }
-            Err(e) if e.code == error::TOPIC_ALREADY_EXISTS => Ok(()),
-            Err(e) => Err(e),
-        }
+        ensure_internal_topic(
+            state,
+            OFFSETS_TOPIC,
+            "offsets.topic.num.partitions",
+            "offsets.topic.replication.factor",
+            "offsets.topic.segment.bytes",
+        )
     }
 
     /// The `__consumer_offsets` partition that stores `group`'s records.
@@ -176,18 +202,64 @@ impl GroupCoordinator {
         group: &str,
         commits: Vec<OffsetCommit>,
     ) -> Result<(Arc<Partition>, i64), ApiError> {
+        let (partition, end) = Self::append_offsets(state, group, &commits, None)?;
+        for c in commits {
+            groups.offsets.put(group, &c.topic, c.partition, c.value);
+        }
+        Ok((partition, end))
+    }
+
+    /// TxnOffsetCommit: appends the commits as part of producer
+    /// `producer_id`'s transaction. They stay pending, invisible to
+    /// OffsetFetch, until the transaction's marker reaches the partition.
+    pub(crate) fn write_txn_offsets(
+        state: &BrokerState,
+        groups: &mut Groups,
+        group: &str,
+        producer: (i64, i16),
+        commits: Vec<OffsetCommit>,
+    ) -> Result<(Arc<Partition>, i64), ApiError> {
+        let (partition, end) = Self::append_offsets(state, group, &commits, Some(producer))?;
+        let pending = groups
+            .pending_txn_offsets
+            .entry((partition.index, producer.0))
+            .or_default();
+        for c in commits {
+            pending.push(PendingOffset {
+                target: (group.to_string(), c.topic.clone(), c.partition),
+                key: offsets::encode_key(group, &c.topic, c.partition),
+                value: c.value.as_ref().map(offsets::encode_value),
+            });
+        }
+        Ok((partition, end))
+    }
+
+    /// Encodes commits as one batch (transactional for `producer`) and
+    /// appends it to the group's `__consumer_offsets` partition.
+    fn append_offsets(
+        state: &BrokerState,
+        group: &str,
+        commits: &[OffsetCommit],
+        producer: Option<(i64, i16)>,
+    ) -> Result<(Arc<Partition>, i64), ApiError> {
         let partition = Self::offsets_partition(state, group)?;
         let now = now_ms();
         let records: Vec<Record> = commits
             .iter()
             .enumerate()
             .map(|(i, c)| {
-                plain_record(
+                let mut record = plain_record(
                     i as i64,
                     now,
                     Some(offsets::encode_key(group, &c.topic, c.partition)),
                     c.value.as_ref().map(offsets::encode_value),
-                )
+                );
+                if let Some((id, epoch)) = producer {
+                    record.transactional = true;
+                    record.producer_id = id;
+                    record.producer_epoch = epoch;
+                }
+                record
             })
             .collect();
         let mut batch = BytesMut::new();
@@ -200,9 +272,6 @@ impl GroupCoordinator {
         let info = partition
             .append(&mut batch, None, now)
             .map_err(|e| ApiError::new(error::KAFKA_STORAGE_ERROR, e.to_string()))?;
-        for c in commits {
-            groups.offsets.put(group, &c.topic, c.partition, c.value);
-        }
         Ok((partition, info.last_offset + 1))
     }
 }

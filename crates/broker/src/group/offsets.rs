@@ -163,6 +163,18 @@ fn decode_key(mut buf: &[u8]) -> Option<OffsetKey> {
     }
 }
 
+/// The (group, topic, partition) an offset commit record's key names.
+pub(crate) fn commit_key(key: &[u8]) -> Option<(String, String, i32)> {
+    match decode_key(key)? {
+        OffsetKey::Commit {
+            group,
+            topic,
+            partition,
+        } => Some((group, topic, partition)),
+        OffsetKey::GroupMetadata => None,
+    }
+}
+
 /// Decodes OffsetCommitValue v0-v3 (v2 adds an expire timestamp, v3 the
 /// leader epoch and drops it).
 fn decode_value(mut buf: &[u8]) -> Option<CommittedOffset> {

@@ -1,10 +1,11 @@
-//! FindCoordinator (key 10): this node coordinates every group (it leads
-//! every `__consumer_offsets` partition). Transaction coordinators are not
-//! implemented yet and answer COORDINATOR_NOT_AVAILABLE.
+//! FindCoordinator (key 10): this node coordinates every group and every
+//! transactional id (it leads every partition of `__consumer_offsets` and
+//! `__transaction_state`, which are created on the first lookup).
 
 use super::{str_bytes, ApiSupport};
 use crate::group::GroupCoordinator;
 use crate::state::BrokerState;
+use crate::txn::TransactionCoordinator;
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{
     ApiKey, BrokerId, FindCoordinatorRequest, FindCoordinatorResponse, ResponseKind,
@@ -14,17 +15,22 @@ use sluice_protocol::error::{self, ErrorCode};
 pub(crate) const API: ApiSupport = ApiSupport::new(ApiKey::FindCoordinator, 0, 6);
 
 const KEY_TYPE_GROUP: i8 = 0;
+const KEY_TYPE_TRANSACTION: i8 = 1;
 /// v4 moved to batched `coordinator_keys`.
 const BATCHED_SINCE: i16 = 4;
 
 fn lookup(state: &BrokerState, key_type: i8) -> (ErrorCode, Option<String>) {
-    if key_type != KEY_TYPE_GROUP {
-        return (
-            error::COORDINATOR_NOT_AVAILABLE,
-            Some("Transaction coordinators are not implemented yet.".into()),
-        );
-    }
-    match GroupCoordinator::ensure_offsets_topic(state) {
+    let ready = match key_type {
+        KEY_TYPE_GROUP => GroupCoordinator::ensure_offsets_topic(state),
+        KEY_TYPE_TRANSACTION => TransactionCoordinator::ensure_state_topic(state),
+        other => {
+            return (
+                error::INVALID_REQUEST,
+                Some(format!("unknown coordinator key type {other}")),
+            )
+        }
+    };
+    match ready {
         Ok(()) => (error::NONE, None),
         Err(e) => (error::COORDINATOR_NOT_AVAILABLE, Some(e.message)),
     }

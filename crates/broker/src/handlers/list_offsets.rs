@@ -17,12 +17,15 @@ const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
 const EARLIEST_LOCAL: i64 = -4;
+/// isolation_level: latest means the last stable offset.
+const READ_COMMITTED: i8 = 1;
 
 pub(crate) fn handle(
     state: &BrokerState,
     request: ListOffsetsRequest,
     version: i16,
 ) -> ResponseKind {
+    let read_committed = request.isolation_level == READ_COMMITTED;
     let mut response = ListOffsetsResponse::default();
     for topic in request.topics {
         let mut topic_response = ListOffsetsTopicResponse::default().with_name(topic.name.clone());
@@ -46,7 +49,7 @@ pub(crate) fn handle(
                     r.leader_epoch = partition.leader_epoch;
                 }
                 let found = match p.timestamp {
-                    // Without transactions the last stable offset is the high watermark.
+                    LATEST if read_committed => Ok(Some((-1, partition.last_stable_offset()))),
                     LATEST => Ok(Some((-1, partition.high_watermark()))),
                     EARLIEST | EARLIEST_LOCAL => Ok(Some((-1, partition.log_start_offset()))),
                     MAX_TIMESTAMP => partition.max_timestamp_and_offset(),

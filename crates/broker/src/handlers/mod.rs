@@ -9,6 +9,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+pub(crate) mod add_offsets_to_txn;
+pub(crate) mod add_partitions_to_txn;
 pub(crate) mod api_versions;
 pub(crate) mod create_partitions;
 pub(crate) mod create_topics;
@@ -19,6 +21,8 @@ pub(crate) mod describe_cluster;
 pub(crate) mod describe_configs;
 pub(crate) mod describe_groups;
 pub(crate) mod describe_log_dirs;
+pub(crate) mod describe_transactions;
+pub(crate) mod end_txn;
 pub(crate) mod fetch;
 pub(crate) mod find_coordinator;
 pub(crate) mod heartbeat;
@@ -28,12 +32,15 @@ pub(crate) mod join_group;
 pub(crate) mod leave_group;
 pub(crate) mod list_groups;
 pub(crate) mod list_offsets;
+pub(crate) mod list_transactions;
 pub(crate) mod metadata;
 pub(crate) mod offset_commit;
 pub(crate) mod offset_delete;
 pub(crate) mod offset_fetch;
 pub(crate) mod produce;
 pub(crate) mod sync_group;
+pub(crate) mod txn_offset_commit;
+pub(crate) mod write_txn_markers;
 
 /// The versions of one API this broker advertises and serves.
 #[derive(Debug, Clone, Copy)]
@@ -86,6 +93,13 @@ pub(crate) const APIS: &[ApiSupport] = &[
     delete_groups::API,
     offset_delete::API,
     init_producer_id::API,
+    add_partitions_to_txn::API,
+    add_offsets_to_txn::API,
+    end_txn::API,
+    write_txn_markers::API,
+    txn_offset_commit::API,
+    describe_transactions::API,
+    list_transactions::API,
 ];
 
 pub(crate) fn supported(key: ApiKey) -> Option<ApiSupport> {
@@ -149,8 +163,17 @@ pub(crate) async fn dispatch(
             Reply::Now(Box::new(describe_log_dirs::handle(state, req)))
         }
         RequestKind::DeleteRecords(req) => delete_records::handle(state, req),
-        RequestKind::InitProducerId(req) => {
-            Reply::Now(Box::new(init_producer_id::handle(state, req)))
+        RequestKind::InitProducerId(req) => init_producer_id::handle(state, req),
+        RequestKind::AddPartitionsToTxn(req) => add_partitions_to_txn::handle(state, req, version),
+        RequestKind::AddOffsetsToTxn(req) => add_offsets_to_txn::handle(state, req),
+        RequestKind::EndTxn(req) => end_txn::handle(state, req),
+        RequestKind::WriteTxnMarkers(req) => write_txn_markers::handle(state, req),
+        RequestKind::TxnOffsetCommit(req) => txn_offset_commit::handle(state, req),
+        RequestKind::DescribeTransactions(req) => {
+            Reply::Now(Box::new(describe_transactions::handle(state, req)))
+        }
+        RequestKind::ListTransactions(req) => {
+            Reply::Now(Box::new(list_transactions::handle(state, req)))
         }
         RequestKind::FindCoordinator(req) => {
             Reply::Now(Box::new(find_coordinator::handle(state, req, version)))

@@ -2,7 +2,7 @@
 //! (v8+); -1 for partitions without a commit.
 
 use super::{str_bytes, ApiSupport};
-use crate::group::offsets::GroupOffsets;
+use crate::group::Groups;
 use crate::state::BrokerState;
 use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
@@ -11,16 +11,25 @@ use kafka_protocol::messages::offset_fetch_response::{
 use kafka_protocol::messages::{
     ApiKey, OffsetFetchRequest, OffsetFetchResponse, ResponseKind, TopicName,
 };
+use sluice_protocol::error::{self, ErrorCode};
 
 pub(crate) const API: ApiSupport = ApiSupport::new(ApiKey::OffsetFetch, 1, 9);
 
 const MULTI_GROUP_SINCE: i16 = 8;
 
-/// (topic, [(partition, offset, leader epoch, metadata)]) for the requested
-/// topics, or every committed topic when `topics` is `None`.
-type Fetched = Vec<(String, Vec<(i32, i64, i32, String)>)>;
+/// (topic, [(partition, offset, leader epoch, metadata, error)]) for the
+/// requested topics, or every committed topic when `topics` is `None`.
+type Fetched = Vec<(String, Vec<(i32, i64, i32, String, ErrorCode)>)>;
 
-fn fetch(offsets: Option<&GroupOffsets>, topics: Option<Vec<(String, Vec<i32>)>>) -> Fetched {
+/// With `require_stable`, partitions with an offset pending in an open
+/// transaction answer UNSTABLE_OFFSET_COMMIT (the client retries).
+fn fetch(
+    groups: &Groups,
+    group: &str,
+    topics: Option<Vec<(String, Vec<i32>)>>,
+    require_stable: bool,
+) -> Fetched {
+    let offsets = groups.offsets.get(group);
     let wanted = topics.unwrap_or_else(|| {
         offsets
             .map(|o| {
@@ -36,9 +45,14 @@ fn fetch(offsets: Option<&GroupOffsets>, topics: Option<Vec<(String, Vec<i32>)>>
             let committed = offsets.and_then(|o| o.get(&topic));
             let rows = partitions
                 .into_iter()
-                .map(|p| match committed.and_then(|c| c.get(&p)) {
-                    Some(c) => (p, c.offset, c.leader_epoch, c.metadata.clone()),
-                    None => (p, -1, -1, String::new()),
+                .map(|p| {
+                    if require_stable && groups.has_pending_txn_offset(group, &topic, p) {
+                        return (p, -1, -1, String::new(), error::UNSTABLE_OFFSET_COMMIT);
+                    }
+                    match committed.and_then(|c| c.get(&p)) {
+                        Some(c) => (p, c.offset, c.leader_epoch, c.metadata.clone(), error::NONE),
+                        None => (p, -1, -1, String::new(), error::NONE),
+                    }
                 })
                 .collect();
             (topic, rows)
@@ -59,16 +73,17 @@ pub(crate) fn handle(
                 .map(|t| (t.name.to_string(), t.partition_indexes))
                 .collect()
         });
-        response.topics = fetch(groups.offsets.get(&request.group_id), topics)
+        response.topics = fetch(&groups, &request.group_id, topics, request.require_stable)
             .into_iter()
             .map(|(topic, rows)| {
                 OffsetFetchResponseTopic::default()
                     .with_name(TopicName(str_bytes(topic)))
                     .with_partitions(
                         rows.into_iter()
-                            .map(|(p, offset, epoch, metadata)| {
+                            .map(|(p, offset, epoch, metadata, code)| {
                                 OffsetFetchResponsePartition::default()
                                     .with_partition_index(p)
+                                    .with_error_code(code)
                                     .with_committed_offset(offset)
                                     .with_committed_leader_epoch(if version >= 5 {
                                         epoch
@@ -92,20 +107,20 @@ pub(crate) fn handle(
                     .map(|t| (t.name.to_string(), t.partition_indexes))
                     .collect()
             });
-            let offsets = groups.offsets.get(&g.group_id);
             OffsetFetchResponseGroup::default()
                 .with_group_id(g.group_id.clone())
                 .with_topics(
-                    fetch(offsets, topics)
+                    fetch(&groups, &g.group_id, topics, request.require_stable)
                         .into_iter()
                         .map(|(topic, rows)| {
                             OffsetFetchResponseTopics::default()
                                 .with_name(TopicName(str_bytes(topic)))
                                 .with_partitions(
                                     rows.into_iter()
-                                        .map(|(p, offset, epoch, metadata)| {
+                                        .map(|(p, offset, epoch, metadata, code)| {
                                             OffsetFetchResponsePartitions::default()
                                                 .with_partition_index(p)
+                                                .with_error_code(code)
                                                 .with_committed_offset(offset)
                                                 .with_committed_leader_epoch(epoch)
                                                 .with_metadata(Some(str_bytes(metadata)))

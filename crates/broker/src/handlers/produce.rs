@@ -6,6 +6,7 @@
 use super::{str_bytes, ApiSupport, Reply};
 use crate::partition::{AppendError, Appended, LogSettings, Partition};
 use crate::state::{now_ms, BrokerState};
+use crate::txn::TransactionCoordinator;
 use bytes::BytesMut;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, ResponseKind};
@@ -87,6 +88,14 @@ fn validate(records: &[u8], settings: &LogSettings, now: i64) -> Result<(), Reje
     Ok(())
 }
 
+/// The producer of the first transactional batch, if any.
+fn transactional_producer(records: &[u8]) -> Option<(i64, i16)> {
+    BatchIter::new(records)
+        .filter_map(Result::ok)
+        .find(|(h, _)| h.is_transactional())
+        .map(|(h, _)| (h.producer_id(), h.producer_epoch()))
+}
+
 fn partition_error(
     index: i32,
     code: ErrorCode,
@@ -139,11 +148,26 @@ pub(crate) fn handle(state: &Arc<BrokerState>, request: ProduceRequest, _version
             }
             // One copy: the frame is shared, the batches must be patched.
             let mut owned = BytesMut::from(&records[..]);
-            match partition.append_from_producer(
-                &mut owned,
-                settings.log_append_time.then_some(now),
-                now,
-            ) {
+            let log_append_time = settings.log_append_time.then_some(now);
+            let appended = match transactional_producer(&owned) {
+                None => partition.append_from_producer(&mut owned, log_append_time, now),
+                // Held across the append: the transaction cannot end between
+                // the check and the write (KIP-890 part 1).
+                Some((producer_id, epoch)) => {
+                    let txns = state.txns.lock();
+                    match TransactionCoordinator::verify_produce(
+                        &txns,
+                        producer_id,
+                        epoch,
+                        topic.name.as_str(),
+                        index,
+                    ) {
+                        Ok(()) => partition.append_from_producer(&mut owned, log_append_time, now),
+                        Err(e) => Err(AppendError::Rejected(e.code, e.message)),
+                    }
+                }
+            };
+            match appended {
                 Ok(Appended::Written(info)) => {
                     let ok = PartitionProduceResponse::default()
                         .with_index(index)

@@ -314,8 +314,75 @@ fn request_for(
         ),
         ApiKey::InitProducerId => RequestKind::InitProducerId(
             InitProducerIdRequest::default()
-                .with_transactional_id(None)
+                // Odd versions register transactional id "tx", which the
+                // transaction APIs below then describe.
+                .with_transactional_id((version % 2 == 1).then(|| TransactionalId(s("tx"))))
                 .with_transaction_timeout_ms(60_000),
+        ),
+        ApiKey::AddPartitionsToTxn => {
+            let topics = vec![
+                add_partitions_to_txn_request::AddPartitionsToTxnTopic::default()
+                    .with_name(name("t1"))
+                    .with_partitions(vec![0]),
+            ];
+            let mut request = AddPartitionsToTxnRequest::default();
+            if version >= 4 {
+                request.transactions = vec![
+                    add_partitions_to_txn_request::AddPartitionsToTxnTransaction::default()
+                        .with_transactional_id(TransactionalId(s("tx")))
+                        .with_producer_id(ProducerId(1))
+                        .with_verify_only(true)
+                        .with_topics(topics),
+                ];
+            } else {
+                request.v3_and_below_transactional_id = TransactionalId(s("tx"));
+                request.v3_and_below_producer_id = ProducerId(1);
+                request.v3_and_below_topics = topics;
+            }
+            RequestKind::AddPartitionsToTxn(request)
+        }
+        ApiKey::AddOffsetsToTxn => RequestKind::AddOffsetsToTxn(
+            AddOffsetsToTxnRequest::default()
+                .with_transactional_id(TransactionalId(s("tx")))
+                .with_group_id(GroupId(s("g"))),
+        ),
+        ApiKey::EndTxn => RequestKind::EndTxn(
+            EndTxnRequest::default()
+                .with_transactional_id(TransactionalId(s("tx")))
+                .with_committed(true),
+        ),
+        ApiKey::WriteTxnMarkers => {
+            RequestKind::WriteTxnMarkers(WriteTxnMarkersRequest::default().with_markers(vec![
+                write_txn_markers_request::WritableTxnMarker::default()
+                    .with_producer_id(ProducerId(1))
+                    .with_transaction_result(false)
+                    .with_topics(vec![
+                        write_txn_markers_request::WritableTxnMarkerTopic::default()
+                            .with_name(name("t1"))
+                            .with_partition_indexes(vec![0]),
+                    ]),
+            ]))
+        }
+        ApiKey::TxnOffsetCommit => RequestKind::TxnOffsetCommit(
+            TxnOffsetCommitRequest::default()
+                .with_transactional_id(TransactionalId(s("tx")))
+                .with_group_id(GroupId(s("g")))
+                .with_topics(vec![
+                    txn_offset_commit_request::TxnOffsetCommitRequestTopic::default()
+                        .with_name(name("t1"))
+                        .with_partitions(vec![
+                            txn_offset_commit_request::TxnOffsetCommitRequestPartition::default()
+                                .with_partition_index(0)
+                                .with_committed_offset(1),
+                        ]),
+                ]),
+        ),
+        ApiKey::DescribeTransactions => RequestKind::DescribeTransactions(
+            DescribeTransactionsRequest::default()
+                .with_transactional_ids(vec![TransactionalId(s("tx")), TransactionalId(s("none"))]),
+        ),
+        ApiKey::ListTransactions => RequestKind::ListTransactions(
+            ListTransactionsRequest::default().with_state_filters(vec![s("Ongoing"), s("Bogus")]),
         ),
         other => panic!("no sample request for {other:?}"),
     }

@@ -6,11 +6,14 @@
 pub(crate) mod session;
 
 use super::{str_bytes, ApiSupport, Reply};
+use crate::producer_state::AbortedTxn;
 use crate::state::BrokerState;
 use bytes::Bytes;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::fetch_response::{
+    AbortedTransaction, FetchableTopicResponse, PartitionData,
+};
 use kafka_protocol::messages::{
-    ApiKey, BrokerId, FetchRequest, FetchResponse, ResponseKind, TopicName,
+    ApiKey, BrokerId, FetchRequest, FetchResponse, ProducerId, ResponseKind, TopicName,
 };
 use session::{FetchTarget, SentState, SessionError, FINAL_EPOCH, INITIAL_EPOCH};
 use sluice_metadata::Uuid;
@@ -184,7 +187,9 @@ struct PartitionRead {
     error: ErrorCode,
     records: Bytes,
     high_watermark: i64,
+    last_stable_offset: i64,
     log_start_offset: i64,
+    aborted: Vec<AbortedTxn>,
 }
 
 /// Reads every entry once, in order, sharing the `max_bytes` budget.
@@ -203,7 +208,9 @@ fn read_all(
                 error: code,
                 records: Bytes::new(),
                 high_watermark: -1,
+                last_stable_offset: -1,
                 log_start_offset: -1,
+                aborted: Vec::new(),
             };
             if let Some(code) = entry.error {
                 any_error = true;
@@ -219,20 +226,33 @@ fn read_all(
             // before it, one whole batch is returned whatever its size.
             let result = if limit == 0 && total > 0 {
                 Ok(Bytes::new())
+            } else if limits.read_committed {
+                partition.read_committed(t.fetch_offset, limit.max(1))
             } else {
                 partition.read(t.fetch_offset, limit.max(1))
             };
             let high_watermark = partition.high_watermark();
+            let last_stable_offset = partition.last_stable_offset();
             let log_start_offset = partition.log_start_offset();
             match result {
                 Ok(records) => {
                     total += records.len();
                     budget = budget.saturating_sub(records.len());
+                    // The aborted transactions the returned batches overlap:
+                    // read_committed clients drop those producers' records.
+                    let aborted = match next_offset(&records) {
+                        Some(end) if limits.read_committed => {
+                            partition.aborted_transactions(t.fetch_offset, end)
+                        }
+                        _ => Vec::new(),
+                    };
                     PartitionRead {
                         error: error::NONE,
                         records,
                         high_watermark,
+                        last_stable_offset,
                         log_start_offset,
+                        aborted,
                     }
                 }
                 Err(e) => {
@@ -248,7 +268,9 @@ fn read_all(
                         error: code,
                         records: Bytes::new(),
                         high_watermark,
+                        last_stable_offset,
                         log_start_offset,
+                        aborted: Vec::new(),
                     }
                 }
             }
@@ -314,9 +336,18 @@ fn build_response(
             .with_partition_index(t.partition)
             .with_error_code(read.error)
             .with_high_watermark(read.high_watermark)
-            .with_last_stable_offset(read.high_watermark)
+            .with_last_stable_offset(read.last_stable_offset)
             .with_log_start_offset(read.log_start_offset)
-            .with_aborted_transactions(limits.read_committed.then(Vec::new))
+            .with_aborted_transactions(limits.read_committed.then(|| {
+                read.aborted
+                    .iter()
+                    .map(|a| {
+                        AbortedTransaction::default()
+                            .with_producer_id(ProducerId(a.producer_id))
+                            .with_first_offset(a.first_offset)
+                    })
+                    .collect()
+            }))
             .with_preferred_read_replica(BrokerId(-1))
             .with_records(Some(read.records));
         let same_topic = response

@@ -1,0 +1,485 @@
+//! The transaction coordinator: maps each `transactional.id` to its producer
+//! id and epoch, tracks the partitions of its open transaction, and ends
+//! transactions by writing commit or abort markers to every one of them.
+//!
+//! Its state is a record per transactional id in the compacted internal
+//! topic `__transaction_state` (see [`log`]), replayed at start. Ending a
+//! transaction is two-phase, as in Kafka: `PrepareCommit`/`PrepareAbort` is
+//! written first, then the markers, and only once the markers are durable
+//! `CompleteCommit`/`CompleteAbort`. A crash in between leaves a prepared
+//! transaction that [`TransactionCoordinator::resume_prepared`] finishes at
+//! start, so no partition is left with a transaction that never ends.
+
+pub(crate) mod log;
+
+use crate::controller::{ensure_internal_topic, ApiError};
+use crate::group::offsets::{partition_for, OFFSETS_TOPIC};
+use crate::partition::Partition;
+use crate::state::{now_ms, BrokerState};
+use bytes::BytesMut;
+use kafka_protocol::records::Compression;
+use sluice_protocol::compression::{encode_batch, plain_record};
+use sluice_protocol::control::{marker_batch, Marker};
+use sluice_protocol::error::{self, ErrorCode};
+use sluice_storage::StorageError;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+pub(crate) const TRANSACTION_STATE_TOPIC: &str = "__transaction_state";
+
+/// Kafka's transaction states, with their ids in `__transaction_state`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum TxnStatus {
+    #[default]
+    Empty = 0,
+    Ongoing = 1,
+    PrepareCommit = 2,
+    PrepareAbort = 3,
+    CompleteCommit = 4,
+    CompleteAbort = 5,
+    Dead = 6,
+    PrepareEpochFence = 7,
+}
+
+impl TxnStatus {
+    pub(crate) const ALL: [TxnStatus; 8] = [
+        TxnStatus::Empty,
+        TxnStatus::Ongoing,
+        TxnStatus::PrepareCommit,
+        TxnStatus::PrepareAbort,
+        TxnStatus::CompleteCommit,
+        TxnStatus::CompleteAbort,
+        TxnStatus::Dead,
+        TxnStatus::PrepareEpochFence,
+    ];
+
+    pub(crate) fn from_id(id: i8) -> Option<TxnStatus> {
+        TxnStatus::ALL.into_iter().find(|s| *s as i8 == id)
+    }
+
+    /// The name DescribeTransactions and ListTransactions report.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            TxnStatus::Empty => "Empty",
+            TxnStatus::Ongoing => "Ongoing",
+            TxnStatus::PrepareCommit => "PrepareCommit",
+            TxnStatus::PrepareAbort => "PrepareAbort",
+            TxnStatus::CompleteCommit => "CompleteCommit",
+            TxnStatus::CompleteAbort => "CompleteAbort",
+            TxnStatus::Dead => "Dead",
+            TxnStatus::PrepareEpochFence => "PrepareEpochFence",
+        }
+    }
+
+    pub(crate) fn is_prepared(self) -> bool {
+        matches!(self, TxnStatus::PrepareCommit | TxnStatus::PrepareAbort)
+    }
+}
+
+/// What the coordinator knows of one transactional id.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub(crate) struct TxnMetadata {
+    pub(crate) producer_id: i64,
+    pub(crate) producer_epoch: i16,
+    pub(crate) timeout_ms: i32,
+    pub(crate) status: TxnStatus,
+    /// Partitions of the open transaction, as (topic, partition).
+    pub(crate) partitions: BTreeSet<(String, i32)>,
+    pub(crate) last_update_ms: i64,
+    /// When the open transaction began (its first added partition); -1 if none.
+    pub(crate) start_ms: i64,
+}
+
+impl TxnMetadata {
+    /// Checks a request's producer id and epoch against the current ones.
+    pub(crate) fn check_producer(&self, producer_id: i64, epoch: i16) -> Result<(), ApiError> {
+        if producer_id != self.producer_id {
+            return Err(ApiError::new(
+                error::INVALID_PRODUCER_ID_MAPPING,
+                format!(
+                    "producer id {producer_id} is not the current one ({}) of this transactional id",
+                    self.producer_id
+                ),
+            ));
+        }
+        if epoch != self.producer_epoch {
+            return Err(ApiError::new(
+                error::PRODUCER_FENCED,
+                format!(
+                    "producer epoch {epoch} is not the current epoch {}: a newer producer with this transactional id exists or the transaction timed out",
+                    self.producer_epoch
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+pub(crate) type Txns = HashMap<String, TxnMetadata>;
+
+#[derive(Default)]
+pub(crate) struct TransactionCoordinator {
+    txns: Mutex<Txns>,
+}
+
+/// Appends that must be durable before the next step may be taken.
+#[derive(Default)]
+pub(crate) struct Durable(Vec<(Arc<Partition>, i64)>);
+
+impl Durable {
+    pub(crate) fn push(&mut self, partition: Arc<Partition>, end: i64) {
+        self.0.push((partition, end));
+    }
+
+    pub(crate) async fn wait(self) -> Result<(), StorageError> {
+        for (partition, end) in self.0 {
+            partition.make_durable(end).await?;
+        }
+        Ok(())
+    }
+}
+
+fn storage_error(e: StorageError) -> ApiError {
+    ApiError::new(error::KAFKA_STORAGE_ERROR, e.to_string())
+}
+
+impl TransactionCoordinator {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Txns> {
+        self.txns.lock().expect("transaction coordinator lock")
+    }
+
+    /// Creates `__transaction_state` on first use, as Kafka does.
+    pub(crate) fn ensure_state_topic(state: &BrokerState) -> Result<(), ApiError> {
+        ensure_internal_topic(
+            state,
+            TRANSACTION_STATE_TOPIC,
+            "transaction.state.log.num.partitions",
+            "transaction.state.log.replication.factor",
+            "transaction.state.log.segment.bytes",
+        )
+    }
+
+    fn state_partition(
+        state: &BrokerState,
+        transactional_id: &str,
+    ) -> Result<Arc<Partition>, ApiError> {
+        Self::ensure_state_topic(state)?;
+        let count = state
+            .image()
+            .topic(TRANSACTION_STATE_TOPIC)
+            .map_or(0, |t| t.partitions.len() as i32);
+        let index = partition_for(transactional_id, count);
+        state
+            .partitions
+            .get(TRANSACTION_STATE_TOPIC, index)
+            .ok_or_else(|| {
+                ApiError::new(
+                    error::COORDINATOR_NOT_AVAILABLE,
+                    format!("{TRANSACTION_STATE_TOPIC}-{index} is not available"),
+                )
+            })
+    }
+
+    /// Writes `txn` as the transactional id's current state.
+    pub(crate) fn persist(
+        state: &BrokerState,
+        transactional_id: &str,
+        txn: &TxnMetadata,
+    ) -> Result<Durable, ApiError> {
+        let partition = Self::state_partition(state, transactional_id)?;
+        let now = now_ms();
+        let record = plain_record(
+            0,
+            now,
+            Some(log::encode_key(transactional_id)),
+            Some(log::encode_value(txn)),
+        );
+        let mut batch = BytesMut::new();
+        encode_batch(&mut batch, &[record], Compression::None).map_err(|e| {
+            ApiError::new(
+                error::UNKNOWN_SERVER_ERROR,
+                format!("encoding transaction state: {e}"),
+            )
+        })?;
+        let info = partition
+            .append(&mut batch, None, now)
+            .map_err(storage_error)?;
+        let mut durable = Durable::default();
+        durable.push(partition, info.last_offset + 1);
+        Ok(durable)
+    }
+
+    /// Rebuilds every transactional id's state from `__transaction_state`.
+    pub(crate) fn load(&self, state: &BrokerState) -> Result<usize, StorageError> {
+        let image = state.image();
+        let Some(topic) = image.topic(TRANSACTION_STATE_TOPIC) else {
+            return Ok(0);
+        };
+        let mut txns = self.lock();
+        for index in 0..topic.partitions.len() as i32 {
+            let Some(partition) = state.partitions.get(TRANSACTION_STATE_TOPIC, index) else {
+                continue;
+            };
+            partition.replay_records(|record| {
+                let Some(id) = record.key.as_deref().and_then(log::decode_key) else {
+                    return;
+                };
+                match record.value.as_deref().and_then(log::decode_value) {
+                    Some(txn) => {
+                        txns.insert(id, txn);
+                    }
+                    None => {
+                        txns.remove(&id);
+                    }
+                }
+            })?;
+        }
+        Ok(txns.len())
+    }
+
+    /// Finishes transactions a crash left prepared (markers may be missing
+    /// from some partitions; writing one twice is harmless).
+    pub(crate) fn resume_prepared(state: &Arc<BrokerState>) {
+        let mut txns = state.txns.lock();
+        let prepared: Vec<String> = txns
+            .iter()
+            .filter(|(_, t)| t.status.is_prepared())
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in prepared {
+            let commit = txns[&id].status == TxnStatus::PrepareCommit;
+            let marker = if commit {
+                Marker::Commit
+            } else {
+                Marker::Abort
+            };
+            match prepare_end(state, &mut txns, &id, marker) {
+                Ok(durable) => spawn_complete(state.clone(), id, durable),
+                Err(e) => {
+                    tracing::error!(transactional_id = %id, error = %e.message, "cannot finish prepared transaction")
+                }
+            }
+        }
+    }
+
+    /// KIP-890 part 1: a transactional batch is only appended to a partition
+    /// the producer's ongoing transaction has added; otherwise a late write
+    /// after the transaction ended would open a transaction nobody ends.
+    pub(crate) fn verify_produce(
+        txns: &Txns,
+        producer_id: i64,
+        epoch: i16,
+        topic: &str,
+        partition: i32,
+    ) -> Result<(), ApiError> {
+        let Some(txn) = txns.values().find(|t| t.producer_id == producer_id) else {
+            return Err(ApiError::new(
+                error::INVALID_PRODUCER_ID_MAPPING,
+                format!("producer id {producer_id} belongs to no transactional id"),
+            ));
+        };
+        if epoch < txn.producer_epoch {
+            return Err(ApiError::new(
+                error::INVALID_PRODUCER_EPOCH,
+                format!(
+                    "producer epoch {epoch} is older than the current epoch {}",
+                    txn.producer_epoch
+                ),
+            ));
+        }
+        let added = txn.partitions.contains(&(topic.to_string(), partition));
+        if txn.status != TxnStatus::Ongoing || !added || epoch != txn.producer_epoch {
+            return Err(ApiError::new(
+                error::INVALID_TXN_STATE,
+                format!("{topic}-{partition} is not part of an ongoing transaction of producer {producer_id}"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Aborts transactions open longer than their timeout, bumping the
+    /// producer epoch so the producer that let it expire is fenced.
+    pub(crate) fn abort_expired(state: &Arc<BrokerState>, now: i64) -> usize {
+        let mut txns = state.txns.lock();
+        let expired: Vec<String> = txns
+            .iter()
+            .filter(|(_, t)| {
+                t.status == TxnStatus::Ongoing
+                    && t.start_ms.saturating_add(i64::from(t.timeout_ms)) <= now
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &expired {
+            if let Some(txn) = txns.get_mut(id) {
+                if txn.producer_epoch < i16::MAX - 1 {
+                    txn.producer_epoch += 1;
+                }
+            }
+            tracing::info!(transactional_id = %id, "aborting transaction that exceeded its timeout");
+            match prepare_end(state, &mut txns, id, Marker::Abort) {
+                Ok(durable) => spawn_complete(state.clone(), id.clone(), durable),
+                Err(e) => {
+                    tracing::error!(transactional_id = %id, error = %e.message, "cannot abort expired transaction")
+                }
+            }
+        }
+        expired.len()
+    }
+}
+
+/// Adds partitions to the transactional id's transaction, starting one if
+/// none is open. Returns the write to wait for, if anything changed.
+pub(crate) fn add_partitions(
+    state: &BrokerState,
+    txns: &mut Txns,
+    transactional_id: &str,
+    producer: (i64, i16),
+    wanted: Vec<(String, i32)>,
+) -> Result<Option<Durable>, ApiError> {
+    let txn = txns.get_mut(transactional_id).ok_or_else(|| {
+        ApiError::new(
+            error::INVALID_PRODUCER_ID_MAPPING,
+            "unknown transactional id",
+        )
+    })?;
+    txn.check_producer(producer.0, producer.1)?;
+    if txn.status.is_prepared() {
+        return Err(ApiError::new(
+            error::CONCURRENT_TRANSACTIONS,
+            "the previous transaction is ending",
+        ));
+    }
+    if matches!(txn.status, TxnStatus::Dead | TxnStatus::PrepareEpochFence) {
+        return Err(ApiError::new(
+            error::INVALID_TXN_STATE,
+            "the transactional id is being fenced",
+        ));
+    }
+    if txn.status == TxnStatus::Ongoing && wanted.iter().all(|w| txn.partitions.contains(w)) {
+        return Ok(None);
+    }
+    let now = now_ms();
+    if txn.status != TxnStatus::Ongoing {
+        txn.partitions.clear();
+        txn.start_ms = now;
+        txn.status = TxnStatus::Ongoing;
+    }
+    txn.partitions.extend(wanted);
+    txn.last_update_ms = now;
+    TransactionCoordinator::persist(state, transactional_id, txn).map(Some)
+}
+
+/// Phase one of ending a transaction: records `PrepareCommit` or
+/// `PrepareAbort` and appends a marker to each of its partitions. Returns
+/// the appends to wait for before [`complete_end`].
+pub(crate) fn prepare_end(
+    state: &BrokerState,
+    txns: &mut Txns,
+    transactional_id: &str,
+    marker: Marker,
+) -> Result<Durable, ApiError> {
+    let txn = txns.get_mut(transactional_id).ok_or_else(|| {
+        ApiError::new(
+            error::INVALID_PRODUCER_ID_MAPPING,
+            "unknown transactional id",
+        )
+    })?;
+    txn.status = match marker {
+        Marker::Commit => TxnStatus::PrepareCommit,
+        Marker::Abort => TxnStatus::PrepareAbort,
+    };
+    txn.last_update_ms = now_ms();
+    let mut durable = TransactionCoordinator::persist(state, transactional_id, txn)?;
+    let (written, failed) = write_markers(
+        state,
+        txn.producer_id,
+        txn.producer_epoch,
+        marker,
+        txn.partitions.iter().map(|(t, p)| (t.as_str(), *p)),
+    );
+    for (topic, partition, code) in failed {
+        // A deleted topic needs no marker; anything else is retried at start.
+        if code != error::UNKNOWN_TOPIC_OR_PARTITION {
+            return Err(ApiError::new(
+                code,
+                format!("writing the transaction marker to {topic}-{partition} failed"),
+            ));
+        }
+    }
+    durable.0.extend(written.0);
+    Ok(durable)
+}
+
+/// Phase two: once the markers are durable, records the transaction as
+/// complete.
+pub(crate) async fn complete_end(
+    state: Arc<BrokerState>,
+    transactional_id: String,
+    markers: Durable,
+) -> Result<(), ApiError> {
+    markers.wait().await.map_err(storage_error)?;
+    let mut txns = state.txns.lock();
+    let Some(txn) = txns.get_mut(&transactional_id) else {
+        return Ok(());
+    };
+    txn.status = match txn.status {
+        TxnStatus::PrepareCommit => TxnStatus::CompleteCommit,
+        TxnStatus::PrepareAbort => TxnStatus::CompleteAbort,
+        _ => return Ok(()),
+    };
+    txn.partitions.clear();
+    txn.start_ms = -1;
+    txn.last_update_ms = now_ms();
+    // No wait: a lost Complete record only means redoing the markers.
+    TransactionCoordinator::persist(&state, &transactional_id, txn).map(|_| ())
+}
+
+fn spawn_complete(state: Arc<BrokerState>, transactional_id: String, durable: Durable) {
+    tokio::spawn(async move {
+        if let Err(e) = complete_end(state, transactional_id.clone(), durable).await {
+            tracing::error!(%transactional_id, error = %e.message, "cannot complete transaction");
+        }
+    });
+}
+
+/// Appends a `marker` for producer `producer_id` to each partition (and
+/// applies it to transactional offset commits in `__consumer_offsets`).
+/// Returns the appends and the partitions that failed, with their errors.
+pub(crate) fn write_markers<'a>(
+    state: &BrokerState,
+    producer_id: i64,
+    producer_epoch: i16,
+    marker: Marker,
+    partitions: impl Iterator<Item = (&'a str, i32)>,
+) -> (Durable, Vec<(String, i32, ErrorCode)>) {
+    let mut durable = Durable::default();
+    let mut failed = Vec::new();
+    let now = now_ms();
+    for (topic, index) in partitions {
+        let Some(partition) = state.partitions.get(topic, index) else {
+            failed.push((topic.to_string(), index, error::UNKNOWN_TOPIC_OR_PARTITION));
+            continue;
+        };
+        let appended = marker_batch(marker, producer_id, producer_epoch, 0, now)
+            .map_err(|e| {
+                tracing::error!(error = %e, "encoding a transaction marker");
+                error::UNKNOWN_SERVER_ERROR
+            })
+            .and_then(|mut batch| {
+                partition.append(&mut batch, None, now).map_err(|e| {
+                    tracing::error!(topic, partition = index, error = %e, "writing a transaction marker");
+                    error::KAFKA_STORAGE_ERROR
+                })
+            });
+        match appended {
+            Ok(info) => {
+                if topic == OFFSETS_TOPIC {
+                    state.groups.lock().complete_txn(index, producer_id, marker);
+                }
+                durable.push(partition, info.last_offset + 1);
+            }
+            Err(code) => failed.push((topic.to_string(), index, code)),
+        }
+    }
+    (durable, failed)
+}
