@@ -397,4 +397,51 @@ mod tests {
             SequenceCheck::Duplicate { first_offset: 1 }
         );
     }
+
+    #[test]
+    fn snapshots_round_trip_and_reject_corruption() {
+        let mut states = ProducerStates::default();
+        let b = batch(7, 2, 0, 3, 10);
+        states.observe(&BatchHeader::parse(&b).unwrap(), &b);
+        states.ongoing.insert(9, 12);
+        states.aborted.push(AbortedTxn {
+            producer_id: 8,
+            first_offset: 1,
+            last_offset: 4,
+        });
+        let snapshot = states.encode_snapshot(13);
+        let (decoded, end) = ProducerStates::decode_snapshot(&snapshot).unwrap();
+        assert_eq!((decoded, end), (states, 13));
+        let mut corrupt = snapshot.clone();
+        corrupt[10] ^= 1;
+        assert!(ProducerStates::decode_snapshot(&corrupt).is_none());
+        assert!(ProducerStates::decode_snapshot(&snapshot[..snapshot.len() - 1]).is_none());
+        assert!(ProducerStates::decode_snapshot(&[]).is_none());
+    }
+
+    #[test]
+    fn markers_end_transactions_and_aborts_are_remembered() {
+        use sluice_protocol::control::marker_batch;
+        let mut states = ProducerStates::default();
+        let mut data = BytesMut::from(&batch(7, 0, 0, 2, 5)[..]);
+        // Make it transactional: attributes bit 4, then fix the CRC.
+        data[22] |= 0x10;
+        let crc = crc32c::crc32c(&data[21..]);
+        data[17..21].copy_from_slice(&crc.to_be_bytes());
+        states.observe(&BatchHeader::parse(&data).unwrap(), &data);
+        assert_eq!(states.first_unstable_offset(), Some(5));
+        let mut abort = marker_batch(Marker::Abort, 7, 0, 0, 1).unwrap();
+        BatchMut::new(&mut abort).set_base_offset(7);
+        states.observe(&BatchHeader::parse(&abort).unwrap(), &abort);
+        assert_eq!(states.first_unstable_offset(), None);
+        let aborted = AbortedTxn {
+            producer_id: 7,
+            first_offset: 5,
+            last_offset: 7,
+        };
+        assert_eq!(states.aborted_between(0, 5), vec![]);
+        assert_eq!(states.aborted_between(6, 7), vec![aborted]);
+        states.forget_before(8);
+        assert_eq!(states.aborted_between(0, 100), vec![]);
+    }
 }

@@ -11,6 +11,12 @@ use std::sync::Arc;
 
 pub(crate) fn test_state() -> (tempfile::TempDir, Arc<BrokerState>) {
     let dir = tempfile::tempdir().unwrap();
+    let state = open_test_state(dir.path());
+    (dir, state)
+}
+
+/// A broker state on `dir`: a new one, or a restart of an earlier one.
+pub(crate) fn open_test_state(dir: &std::path::Path) -> Arc<BrokerState> {
     let config = BrokerConfig::from_settings([
         ("listeners", "127.0.0.1:0"),
         ("advertised.listeners", "127.0.0.1:9092"),
@@ -18,8 +24,7 @@ pub(crate) fn test_state() -> (tempfile::TempDir, Arc<BrokerState>) {
         ("group.initial.rebalance.delay.ms", "0"),
     ])
     .unwrap();
-    let state = Arc::new(open_state(config, dir.path().to_path_buf()).unwrap());
-    (dir, state)
+    Arc::new(open_state(config, dir.to_path_buf()).unwrap())
 }
 
 pub(crate) fn request(api_key: ApiKey, version: i16, body: RequestKind) -> Request {

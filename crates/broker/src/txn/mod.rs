@@ -483,3 +483,6 @@ pub(crate) fn write_markers<'a>(
     }
     (durable, failed)
 }
+
+#[cfg(test)]
+mod tests;

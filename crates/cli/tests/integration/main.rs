@@ -9,6 +9,8 @@
 //!   librdkafka: assignment, commits, restarts, static membership.
 //! * `protocol` — malformed frames and invalid batches on raw sockets.
 //! * `sluice_client` — our own client against the broker.
+//! * `transactions` — librdkafka transactions: commit/abort visibility,
+//!   zombie fencing, consume-transform-produce across broker SIGKILLs.
 
 mod common;
 mod crash;
@@ -16,3 +18,4 @@ mod groups;
 mod protocol;
 mod rdkafka_client;
 mod sluice_client;
+mod transactions;

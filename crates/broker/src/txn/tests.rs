@@ -1,0 +1,400 @@
+//! Transactions through the handlers: commit and abort, what read_committed
+//! sees, fencing, timeouts, and state surviving a restart.
+
+use super::*;
+use crate::test_support::{call, create_topic, open_test_state, test_state};
+use bytes::Bytes;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::{Record, TimestampType};
+
+fn s(v: &str) -> StrBytes {
+    StrBytes::from_string(v.to_string())
+}
+
+async fn init(state: &Arc<BrokerState>, id: &str, timeout_ms: i32) -> (i16, i64, i16) {
+    let body = RequestKind::InitProducerId(
+        InitProducerIdRequest::default()
+            .with_transactional_id(Some(TransactionalId(s(id))))
+            .with_transaction_timeout_ms(timeout_ms),
+    );
+    let Some(ResponseKind::InitProducerId(r)) = call(state, ApiKey::InitProducerId, 4, body).await
+    else {
+        panic!("no InitProducerId response")
+    };
+    (r.error_code, r.producer_id.0, r.producer_epoch)
+}
+
+async fn add_partitions(
+    state: &Arc<BrokerState>,
+    id: &str,
+    producer: (i64, i16),
+    partitions: &[i32],
+) -> Vec<i16> {
+    let body = RequestKind::AddPartitionsToTxn(
+        AddPartitionsToTxnRequest::default()
+            .with_v3_and_below_transactional_id(TransactionalId(s(id)))
+            .with_v3_and_below_producer_id(ProducerId(producer.0))
+            .with_v3_and_below_producer_epoch(producer.1)
+            .with_v3_and_below_topics(vec![
+                add_partitions_to_txn_request::AddPartitionsToTxnTopic::default()
+                    .with_name(TopicName(s("t")))
+                    .with_partitions(partitions.to_vec()),
+            ]),
+    );
+    let Some(ResponseKind::AddPartitionsToTxn(r)) =
+        call(state, ApiKey::AddPartitionsToTxn, 3, body).await
+    else {
+        panic!("no AddPartitionsToTxn response")
+    };
+    r.results_by_topic_v3_and_below[0]
+        .results_by_partition
+        .iter()
+        .map(|p| p.partition_error_code)
+        .collect()
+}
+
+async fn end(state: &Arc<BrokerState>, id: &str, producer: (i64, i16), commit: bool) -> i16 {
+    let body = RequestKind::EndTxn(
+        EndTxnRequest::default()
+            .with_transactional_id(TransactionalId(s(id)))
+            .with_producer_id(ProducerId(producer.0))
+            .with_producer_epoch(producer.1)
+            .with_committed(commit),
+    );
+    let Some(ResponseKind::EndTxn(r)) = call(state, ApiKey::EndTxn, 3, body).await else {
+        panic!("no EndTxn response")
+    };
+    r.error_code
+}
+
+fn txn_batch(producer: (i64, i16), first_seq: i32, values: &[&str]) -> Bytes {
+    let records: Vec<Record> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| Record {
+            transactional: true,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: producer.0,
+            producer_epoch: producer.1,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            sequence: first_seq + i as i32,
+            timestamp: now_ms(),
+            key: None,
+            value: Some(Bytes::from(v.to_string())),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    encode_batch(&mut buf, &records, Compression::None).unwrap();
+    buf.freeze()
+}
+
+async fn produce(state: &Arc<BrokerState>, partition: i32, batch: Bytes) -> i16 {
+    let body = RequestKind::Produce(
+        ProduceRequest::default()
+            .with_acks(-1)
+            .with_topic_data(vec![produce_request::TopicProduceData::default()
+                .with_name(TopicName(s("t")))
+                .with_partition_data(vec![
+                    produce_request::PartitionProduceData::default()
+                        .with_index(partition)
+                        .with_records(Some(batch)),
+                ])]),
+    );
+    let Some(ResponseKind::Produce(r)) = call(state, ApiKey::Produce, 9, body).await else {
+        panic!("no Produce response")
+    };
+    r.responses[0].partition_responses[0].error_code
+}
+
+/// (high watermark, last stable offset, aborted (producer, first offset),
+/// data record values) of a fetch from offset 0.
+async fn fetch(
+    state: &Arc<BrokerState>,
+    partition: i32,
+    read_committed: bool,
+) -> (i64, i64, Vec<(i64, i64)>, Vec<String>) {
+    let body = RequestKind::Fetch(
+        FetchRequest::default()
+            .with_max_wait_ms(0)
+            .with_max_bytes(1 << 20)
+            .with_isolation_level(i8::from(read_committed))
+            .with_topics(vec![fetch_request::FetchTopic::default()
+                .with_topic(TopicName(s("t")))
+                .with_partitions(vec![fetch_request::FetchPartition::default()
+                    .with_partition(partition)
+                    .with_fetch_offset(0)
+                    .with_partition_max_bytes(1 << 20)])]),
+    );
+    let Some(ResponseKind::Fetch(r)) = call(state, ApiKey::Fetch, 11, body).await else {
+        panic!("no Fetch response")
+    };
+    let p = &r.responses[0].partitions[0];
+    let records = p.records.clone().unwrap_or_default();
+    let mut values = Vec::new();
+    for record in sluice_protocol::compression::decode_batches(records).unwrap() {
+        if !record.control {
+            values.push(String::from_utf8(record.value.unwrap().to_vec()).unwrap());
+        }
+    }
+    let aborted = p
+        .aborted_transactions
+        .clone()
+        .unwrap_or_default()
+        .iter()
+        .map(|a| (a.producer_id.0, a.first_offset))
+        .collect();
+    (p.high_watermark, p.last_stable_offset, aborted, values)
+}
+
+#[tokio::test]
+async fn read_committed_sees_only_committed_data() {
+    let (_dir, state) = test_state();
+    create_topic(&state, "t", 2).await;
+    let (code, pid, epoch) = init(&state, "tx", 60_000).await;
+    assert_eq!(code, error::NONE);
+    let producer = (pid, epoch);
+
+    // An aborted transaction over both partitions.
+    assert_eq!(
+        add_partitions(&state, "tx", producer, &[0, 1]).await,
+        [0, 0]
+    );
+    assert_eq!(
+        produce(&state, 0, txn_batch(producer, 0, &["a0", "a1"])).await,
+        0
+    );
+    assert_eq!(produce(&state, 1, txn_batch(producer, 0, &["a2"])).await, 0);
+    let (hw, lso, _, open) = fetch(&state, 0, true).await;
+    assert_eq!((hw, lso), (2, 0), "an open transaction holds the LSO back");
+    assert!(
+        open.is_empty(),
+        "read_committed sees nothing of an open transaction"
+    );
+    assert_eq!(end(&state, "tx", producer, false).await, error::NONE);
+
+    // A committed one.
+    assert_eq!(add_partitions(&state, "tx", producer, &[0]).await, [0]);
+    assert_eq!(produce(&state, 0, txn_batch(producer, 2, &["c0"])).await, 0);
+    assert_eq!(end(&state, "tx", producer, true).await, error::NONE);
+    // Retrying the same EndTxn succeeds; the opposite one does not.
+    assert_eq!(end(&state, "tx", producer, true).await, error::NONE);
+    assert_eq!(
+        end(&state, "tx", producer, false).await,
+        error::INVALID_TXN_STATE
+    );
+
+    let (hw, lso, aborted, committed) = fetch(&state, 0, true).await;
+    assert_eq!(
+        (hw, lso),
+        (5, 5),
+        "2 aborted + marker + 1 committed + marker"
+    );
+    assert_eq!(aborted, [(pid, 0)]);
+    // The client drops aborted records using the list; the broker returns
+    // all batches below the LSO.
+    assert_eq!(committed, ["a0", "a1", "c0"]);
+    let (_, _, aborted, _) = fetch(&state, 0, false).await;
+    assert!(aborted.is_empty(), "read_uncommitted gets no aborted list");
+
+    // A transactional write to a partition outside the transaction.
+    assert_eq!(add_partitions(&state, "tx", producer, &[1]).await, [0]);
+    assert_eq!(
+        produce(&state, 0, txn_batch(producer, 3, &["late"])).await,
+        error::INVALID_TXN_STATE
+    );
+}
+
+#[tokio::test]
+async fn a_new_producer_fences_the_old_and_aborts_its_transaction() {
+    let (_dir, state) = test_state();
+    create_topic(&state, "t", 1).await;
+    let (_, pid, epoch) = init(&state, "tx", 60_000).await;
+    let old = (pid, epoch);
+    assert_eq!(add_partitions(&state, "tx", old, &[0]).await, [0]);
+    assert_eq!(produce(&state, 0, txn_batch(old, 0, &["zombie"])).await, 0);
+
+    let (code, new_pid, new_epoch) = init(&state, "tx", 60_000).await;
+    assert_eq!(code, error::NONE);
+    assert_eq!(new_pid, pid);
+    assert!(new_epoch > epoch);
+    assert_eq!(
+        add_partitions(&state, "tx", old, &[0]).await,
+        [error::PRODUCER_FENCED]
+    );
+    assert_eq!(end(&state, "tx", old, true).await, error::PRODUCER_FENCED);
+    assert_eq!(
+        produce(&state, 0, txn_batch(old, 1, &["late"])).await,
+        error::INVALID_PRODUCER_EPOCH
+    );
+    let (hw, lso, aborted, _) = fetch(&state, 0, true).await;
+    assert_eq!((hw, lso), (2, 2), "the zombie's transaction was aborted");
+    assert_eq!(aborted, [(pid, 0)]);
+}
+
+#[tokio::test]
+async fn expired_transactions_are_aborted_and_their_producer_fenced() {
+    let (_dir, state) = test_state();
+    create_topic(&state, "t", 1).await;
+    let (_, pid, epoch) = init(&state, "tx", 1_000).await;
+    assert_eq!(add_partitions(&state, "tx", (pid, epoch), &[0]).await, [0]);
+    assert_eq!(
+        produce(&state, 0, txn_batch((pid, epoch), 0, &["x"])).await,
+        0
+    );
+    assert_eq!(TransactionCoordinator::abort_expired(&state, now_ms()), 0);
+    assert_eq!(
+        TransactionCoordinator::abort_expired(&state, now_ms() + 1_001),
+        1
+    );
+    for _ in 0..100 {
+        if state.txns.lock()["tx"].status == TxnStatus::CompleteAbort {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let txn = state.txns.lock()["tx"].clone();
+    assert_eq!(txn.status, TxnStatus::CompleteAbort);
+    assert_eq!(txn.producer_epoch, epoch + 1);
+    assert_eq!(
+        end(&state, "tx", (pid, epoch), true).await,
+        error::PRODUCER_FENCED
+    );
+    let (hw, lso, aborted, _) = fetch(&state, 0, true).await;
+    assert_eq!((hw, lso, aborted), (2, 2, vec![(pid, 0)]));
+}
+
+#[tokio::test]
+async fn transactions_and_aborted_ranges_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (pid, epoch) = {
+        let state = open_test_state(dir.path());
+        create_topic(&state, "t", 1).await;
+        let (_, pid, epoch) = init(&state, "tx", 60_000).await;
+        assert_eq!(add_partitions(&state, "tx", (pid, epoch), &[0]).await, [0]);
+        assert_eq!(
+            produce(&state, 0, txn_batch((pid, epoch), 0, &["a"])).await,
+            0
+        );
+        assert_eq!(end(&state, "tx", (pid, epoch), false).await, error::NONE);
+        assert_eq!(add_partitions(&state, "tx", (pid, epoch), &[0]).await, [0]);
+        assert_eq!(
+            produce(&state, 0, txn_batch((pid, epoch), 1, &["open"])).await,
+            0
+        );
+        // No clean shutdown: the next open rebuilds from the log.
+        (pid, epoch)
+    };
+    let state = open_test_state(dir.path());
+    let txn = state.txns.lock()["tx"].clone();
+    assert_eq!(txn.status, TxnStatus::Ongoing);
+    assert_eq!((txn.producer_id, txn.producer_epoch), (pid, epoch));
+    let (hw, lso, aborted, _) = fetch(&state, 0, true).await;
+    assert_eq!(
+        (hw, lso),
+        (3, 2),
+        "the open transaction still holds the LSO"
+    );
+    assert_eq!(aborted, [(pid, 0)]);
+    assert_eq!(end(&state, "tx", (pid, epoch), true).await, error::NONE);
+    let (hw, lso, _, values) = fetch(&state, 0, true).await;
+    assert_eq!((hw, lso), (4, 4));
+    assert_eq!(values, ["a", "open"]);
+    state.partitions.close_all().unwrap();
+    drop(state);
+
+    // After a clean shutdown the state comes from the snapshot.
+    let state = open_test_state(dir.path());
+    let (_, _, aborted, _) = fetch(&state, 0, true).await;
+    assert_eq!(aborted, [(pid, 0)]);
+}
+
+#[tokio::test]
+async fn transactional_offsets_apply_only_on_commit() {
+    let (_dir, state) = test_state();
+    create_topic(&state, "t", 1).await;
+    let (_, pid, epoch) = init(&state, "tx", 60_000).await;
+    let producer = (pid, epoch);
+    let add_offsets = |group: &str| {
+        RequestKind::AddOffsetsToTxn(
+            AddOffsetsToTxnRequest::default()
+                .with_transactional_id(TransactionalId(s("tx")))
+                .with_producer_id(ProducerId(pid))
+                .with_producer_epoch(epoch)
+                .with_group_id(GroupId(s(group))),
+        )
+    };
+    let commit_offset = |offset: i64| {
+        RequestKind::TxnOffsetCommit(
+            TxnOffsetCommitRequest::default()
+                .with_transactional_id(TransactionalId(s("tx")))
+                .with_group_id(GroupId(s("g")))
+                .with_producer_id(ProducerId(pid))
+                .with_producer_epoch(epoch)
+                .with_generation_id(-1)
+                .with_topics(vec![
+                    txn_offset_commit_request::TxnOffsetCommitRequestTopic::default()
+                        .with_name(TopicName(s("t")))
+                        .with_partitions(vec![
+                            txn_offset_commit_request::TxnOffsetCommitRequestPartition::default()
+                                .with_partition_index(0)
+                                .with_committed_offset(offset),
+                        ]),
+                ]),
+        )
+    };
+    let committed = |state: &Arc<BrokerState>| {
+        state
+            .groups
+            .lock()
+            .offsets
+            .get("g")
+            .and_then(|t| t.get("t").and_then(|p| p.get(&0)).map(|c| c.offset))
+    };
+    let txn_commit = |response: Option<ResponseKind>| match response {
+        Some(ResponseKind::TxnOffsetCommit(r)) => r.topics[0].partitions[0].error_code,
+        _ => panic!("no TxnOffsetCommit response"),
+    };
+
+    // Without AddOffsetsToTxn the commit is refused.
+    assert_eq!(
+        txn_commit(call(&state, ApiKey::TxnOffsetCommit, 3, commit_offset(5)).await),
+        error::INVALID_TXN_STATE
+    );
+    let Some(ResponseKind::AddOffsetsToTxn(r)) =
+        call(&state, ApiKey::AddOffsetsToTxn, 3, add_offsets("g")).await
+    else {
+        panic!()
+    };
+    assert_eq!(r.error_code, 0);
+    assert_eq!(
+        txn_commit(call(&state, ApiKey::TxnOffsetCommit, 3, commit_offset(5)).await),
+        0
+    );
+    assert_eq!(committed(&state), None, "pending until the commit");
+    assert!(state.groups.lock().has_pending_txn_offset("g", "t", 0));
+    assert_eq!(end(&state, "tx", producer, false).await, 0);
+    assert_eq!(committed(&state), None, "an abort discards it");
+
+    call(&state, ApiKey::AddOffsetsToTxn, 3, add_offsets("g")).await;
+    assert_eq!(
+        txn_commit(call(&state, ApiKey::TxnOffsetCommit, 3, commit_offset(7)).await),
+        0
+    );
+    assert_eq!(end(&state, "tx", producer, true).await, 0);
+    assert_eq!(committed(&state), Some(7));
+
+    // Replaying __consumer_offsets gives the same answer.
+    let reloaded = crate::group::GroupCoordinator::default();
+    reloaded.load(&state).unwrap();
+    let offset = reloaded
+        .lock()
+        .offsets
+        .get("g")
+        .and_then(|t| t.get("t").and_then(|p| p.get(&0)).map(|c| c.offset));
+    assert_eq!(offset, Some(7));
+}

@@ -1,0 +1,384 @@
+//! Transactions through librdkafka (the `rdkafka` crate): commit and abort
+//! across partitions as read_committed and read_uncommitted consumers see
+//! them, fencing of a zombie producer, and a consume-transform-produce loop
+//! that stays exactly-once while the broker is SIGKILLed under it.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::common::{block_on, free_port, topic_name, BrokerProcess, InProcBroker, PATIENCE};
+
+fn create_topic(bootstrap: &str, name: &str, partitions: i32) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("admin client");
+    let nt = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    let opts = AdminOptions::new().operation_timeout(Some(PATIENCE));
+    let res = block_on(admin.create_topics([&nt], &opts)).expect("CreateTopics");
+    assert_eq!(res, vec![Ok(name.to_string())]);
+}
+
+fn transactional_producer(bootstrap: &str, transactional_id: &str) -> BaseProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("transactional.id", transactional_id)
+        .set("transaction.timeout.ms", "10000")
+        .set("linger.ms", "2")
+        .set("reconnect.backoff.ms", "20")
+        .set("reconnect.backoff.max.ms", "200")
+        .create()
+        .expect("transactional producer")
+}
+
+/// Sends a record, serving delivery reports while the queue is full.
+fn send(producer: &BaseProducer, topic: &str, partition: Option<i32>, key: &str, value: &str) {
+    loop {
+        let mut record = BaseRecord::to(topic).key(key).payload(value);
+        if let Some(p) = partition {
+            record = record.partition(p);
+        }
+        match producer.send(record) {
+            Ok(()) => return,
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                producer.poll(Duration::from_millis(10));
+            }
+            Err((e, _)) => panic!("send: {e}"),
+        }
+    }
+}
+
+fn consumer(bootstrap: &str, isolation: &str, extra: &[(&str, &str)]) -> BaseConsumer {
+    let mut cfg = ClientConfig::new();
+    cfg.set("bootstrap.servers", bootstrap)
+        .set("group.id", topic_name("txn-reader"))
+        .set("isolation.level", isolation)
+        .set("enable.partition.eof", "true")
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("reconnect.backoff.ms", "20")
+        .set("reconnect.backoff.max.ms", "200");
+    for (k, v) in extra {
+        cfg.set(*k, *v);
+    }
+    cfg.create().expect("consumer")
+}
+
+/// Every (key, value) in the partitions, read from the start to their end
+/// with the given isolation level.
+fn read_all(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    isolation: &str,
+) -> Vec<(String, String)> {
+    let c = consumer(bootstrap, isolation, &[]);
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    c.assign(&tpl).unwrap();
+    let mut at_end = std::collections::BTreeSet::new();
+    let mut got = Vec::new();
+    let deadline = Instant::now() + PATIENCE;
+    while at_end.len() < partitions as usize {
+        assert!(
+            Instant::now() < deadline,
+            "did not reach the end of {topic}"
+        );
+        match c.poll(Duration::from_millis(100)) {
+            None => {}
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                at_end.insert(p);
+            }
+            Some(Err(e)) => panic!("consumer error: {e}"),
+            Some(Ok(m)) => {
+                at_end.remove(&m.partition());
+                let text =
+                    |b: Option<&[u8]>| String::from_utf8_lossy(b.unwrap_or_default()).into_owned();
+                got.push((text(m.key()), text(m.payload())));
+            }
+        }
+    }
+    got
+}
+
+#[test]
+fn committed_transactions_are_visible_and_aborted_ones_are_not() {
+    let broker = InProcBroker::start(&[]);
+    let bootstrap = broker.bootstrap();
+    let topic = topic_name("txn");
+    create_topic(&bootstrap, &topic, 3);
+    let producer = transactional_producer(&bootstrap, &topic_name("tx"));
+    producer
+        .init_transactions(PATIENCE)
+        .expect("init_transactions");
+    for (label, commit) in [("c1", true), ("ab", false), ("c3", true)] {
+        producer.begin_transaction().unwrap();
+        for i in 0..30 {
+            send(
+                &producer,
+                &topic,
+                Some(i % 3),
+                label,
+                &format!("{label}-{i}"),
+            );
+        }
+        producer.flush(PATIENCE).unwrap();
+        if commit {
+            producer.commit_transaction(PATIENCE).expect("commit");
+        } else {
+            producer.abort_transaction(PATIENCE).expect("abort");
+        }
+    }
+    let mut committed: Vec<String> = read_all(&bootstrap, &topic, 3, "read_committed")
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect();
+    committed.sort();
+    let mut want: Vec<String> = (0..30)
+        .flat_map(|i| [format!("c1-{i}"), format!("c3-{i}")])
+        .collect();
+    want.sort();
+    assert_eq!(
+        committed, want,
+        "read_committed sees exactly the committed records"
+    );
+
+    let uncommitted = read_all(&bootstrap, &topic, 3, "read_uncommitted");
+    assert_eq!(
+        uncommitted.len(),
+        90,
+        "read_uncommitted sees every data record, no markers"
+    );
+}
+
+#[test]
+fn a_zombie_producer_is_fenced() {
+    let broker = InProcBroker::start(&[]);
+    let bootstrap = broker.bootstrap();
+    let topic = topic_name("zombie");
+    create_topic(&bootstrap, &topic, 1);
+    let id = topic_name("tx");
+    let zombie = transactional_producer(&bootstrap, &id);
+    zombie.init_transactions(PATIENCE).unwrap();
+    zombie.begin_transaction().unwrap();
+    send(&zombie, &topic, Some(0), "k", "from-the-zombie");
+    zombie.flush(PATIENCE).unwrap();
+
+    let successor = transactional_producer(&bootstrap, &id);
+    successor
+        .init_transactions(PATIENCE)
+        .expect("the successor takes over");
+    let err = zombie
+        .commit_transaction(PATIENCE)
+        .expect_err("the zombie cannot commit");
+    let fatal = matches!(&err, KafkaError::Transaction(e) if e.is_fatal());
+    assert!(fatal, "fencing is fatal for the zombie: {err:?}");
+
+    successor.begin_transaction().unwrap();
+    send(&successor, &topic, Some(0), "k", "from-the-successor");
+    successor.commit_transaction(PATIENCE).unwrap();
+    let values: Vec<String> = read_all(&bootstrap, &topic, 1, "read_committed")
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect();
+    assert_eq!(values, ["from-the-successor"]);
+}
+
+const INPUT_RECORDS: usize = 600;
+const PER_TRANSACTION: usize = 10;
+
+/// One run of the transform: from committed offsets, in transactions of
+/// `PER_TRANSACTION` input records, until the input is done or anything
+/// fails (the caller then starts over with fresh clients, as an application
+/// restarted by its supervisor would).
+fn transform(
+    bootstrap: &str,
+    input: &str,
+    output: &str,
+    group: &str,
+    processed: &AtomicUsize,
+) -> bool {
+    let producer = transactional_producer(bootstrap, &format!("{group}-tx"));
+    if producer.init_transactions(Duration::from_secs(10)).is_err() {
+        return false;
+    }
+    let consumer = consumer(bootstrap, "read_committed", &[("group.id", group)]);
+    if consumer.subscribe(&[input]).is_err() {
+        return false;
+    }
+    let mut at_end = std::collections::BTreeSet::new();
+    loop {
+        let mut batch = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while batch.len() < PER_TRANSACTION && Instant::now() < deadline {
+            match consumer.poll(Duration::from_millis(50)) {
+                None => {
+                    if at_end.len() == 2 && processed.load(Ordering::SeqCst) >= INPUT_RECORDS {
+                        break;
+                    }
+                }
+                Some(Err(KafkaError::PartitionEOF(p))) => {
+                    at_end.insert(p);
+                }
+                Some(Err(_)) => return false,
+                Some(Ok(m)) => {
+                    at_end.remove(&m.partition());
+                    let value =
+                        String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned();
+                    batch.push(value);
+                }
+            }
+        }
+        if batch.is_empty() {
+            // Done once every input partition reached its end with nothing left.
+            return at_end.len() == 2 && committed_total(&consumer, input) >= INPUT_RECORDS as i64;
+        }
+        if producer.begin_transaction().is_err() {
+            return false;
+        }
+        for value in &batch {
+            send(&producer, output, None, value, &format!("out-{value}"));
+        }
+        let Ok(position) = consumer.position() else {
+            return false;
+        };
+        let Some(metadata) = consumer.group_metadata() else {
+            return false;
+        };
+        let ended = producer
+            .send_offsets_to_transaction(&position, &metadata, Duration::from_secs(10))
+            .and_then(|()| producer.commit_transaction(Duration::from_secs(10)));
+        if ended.is_err() {
+            let _ = producer.abort_transaction(Duration::from_secs(5));
+            return false;
+        }
+        processed.fetch_add(batch.len(), Ordering::SeqCst);
+    }
+}
+
+/// The group's committed offsets on the input, summed.
+fn committed_total(consumer: &BaseConsumer, input: &str) -> i64 {
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition(input, 0);
+    tpl.add_partition(input, 1);
+    consumer
+        .committed_offsets(tpl, Duration::from_secs(5))
+        .map(|c| {
+            c.elements()
+                .iter()
+                .map(|e| match e.offset() {
+                    Offset::Offset(o) => o,
+                    _ => 0,
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn consume_transform_produce_is_exactly_once_across_broker_sigkills() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("broker.log");
+    let data = dir.path().join("data");
+    let port = free_port();
+    let settings = ["group.initial.rebalance.delay.ms=0"];
+    let broker = BrokerProcess::spawn(port, &data, &log, &settings);
+    let bootstrap = broker.bootstrap();
+    let input = topic_name("ctp-in");
+    let output = topic_name("ctp-out");
+    create_topic(&bootstrap, &input, 2);
+    create_topic(&bootstrap, &output, 2);
+    let plain: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()
+        .unwrap();
+    for i in 0..INPUT_RECORDS {
+        send(
+            &plain,
+            &input,
+            Some((i % 2) as i32),
+            "in",
+            &format!("{i:05}"),
+        );
+    }
+    plain.flush(PATIENCE).unwrap();
+
+    // The broker dies at random moments while the transform runs, and
+    // comes back on the same port and data.
+    let done = Arc::new(AtomicBool::new(false));
+    let processed = Arc::new(AtomicUsize::new(0));
+    let killer = {
+        let done = done.clone();
+        let processed = processed.clone();
+        std::thread::spawn(move || {
+            let mut broker = broker;
+            let mut kills = 0;
+            let mut seed: u64 = 0x5eed_1234_abcd_0001;
+            let mut next = || {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                seed
+            };
+            while !done.load(Ordering::SeqCst) && kills < 4 {
+                // Kill somewhere in the next stretch of transactions.
+                let target = processed.load(Ordering::SeqCst) + 20 + (next() % 60) as usize;
+                while processed.load(Ordering::SeqCst) < target && !done.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                if done.load(Ordering::SeqCst) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_micros(next() % 20_000));
+                broker.kill();
+                kills += 1;
+                broker = BrokerProcess::spawn(port, &data, &log, &settings);
+            }
+            (broker, kills)
+        })
+    };
+    let group = topic_name("ctp");
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let mut runs = 0;
+    while !transform(&bootstrap, &input, &output, &group, &processed) {
+        runs += 1;
+        assert!(
+            Instant::now() < deadline,
+            "the transform never finished ({runs} restarts)"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    done.store(true, Ordering::SeqCst);
+    let (broker, kills) = killer.join().unwrap();
+    assert!(kills >= 1, "the broker was never killed mid-run");
+    eprintln!("transform finished after {kills} broker SIGKILLs and {runs} client restarts");
+
+    let out = read_all(&broker.bootstrap(), &output, 2, "read_committed");
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for (key, _) in out {
+        *counts.entry(key).or_default() += 1;
+    }
+    let missing: Vec<usize> = (0..INPUT_RECORDS)
+        .filter(|i| !counts.contains_key(&format!("{i:05}")))
+        .collect();
+    let duplicated: Vec<(&String, &usize)> = counts.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(
+        missing.is_empty() && duplicated.is_empty(),
+        "after {kills} kills and {runs} restarts: missing {missing:?}, duplicated {duplicated:?}"
+    );
+    assert_eq!(counts.len(), INPUT_RECORDS);
+}
