@@ -6,7 +6,9 @@
 //! cargo bench -p sluice --bench rdkafka_load -- e2e 127.0.0.1:9092 e2e 100000 100 all 20000
 //! ```
 //! Throughput: records, record size, acks; prints records/s, MB/s and, with
-//! the broker's pid, its CPU time per record from /proc. End-to-end: produce
+//! the broker's pid, its CPU time per record from /proc. ACKS is `0`, `1`,
+//! `all`, `idempotent` (acks=all with enable.idempotence) or `txn:MS`
+//! (a transactional producer committing every MS milliseconds). End-to-end: produce
 //! at a fixed rate with linger 0 and consume in the same process; prints
 //! latency percentiles.
 
@@ -31,15 +33,28 @@ fn cpu_seconds(pid: Option<u32>) -> Option<f64> {
 }
 
 fn producer(bootstrap: &str, acks: &str, linger_ms: &str) -> BaseProducer {
-    ClientConfig::new()
+    let mut config = ClientConfig::new();
+    config
         .set("bootstrap.servers", bootstrap)
-        .set("acks", acks)
         .set("linger.ms", linger_ms)
         .set("queue.buffering.max.messages", "2000000")
         .set("queue.buffering.max.kbytes", "2000000")
-        .set("socket.nagle.disable", "true")
-        .create()
-        .expect("producer")
+        .set("socket.nagle.disable", "true");
+    match acks {
+        "idempotent" => config.set("enable.idempotence", "true"),
+        txn if txn.starts_with("txn:") => config.set(
+            "transactional.id",
+            format!("rdkafka-load-{}", std::process::id()),
+        ),
+        acks => config.set("acks", acks),
+    };
+    config.create().expect("producer")
+}
+
+/// The commit interval of ACKS `txn:MS`.
+fn commit_interval(acks: &str) -> Option<Duration> {
+    let ms = acks.strip_prefix("txn:")?.parse().unwrap_or_else(|_| usage());
+    Some(Duration::from_millis(ms))
 }
 
 fn throughput(
@@ -51,10 +66,29 @@ fn throughput(
     pid: Option<u32>,
 ) {
     let producer = producer(bootstrap, acks, "5");
+    let commit_every = commit_interval(acks);
+    if commit_every.is_some() {
+        producer
+            .init_transactions(Duration::from_secs(30))
+            .expect("init_transactions");
+        producer.begin_transaction().expect("begin_transaction");
+    }
     let payload = vec![b'x'; size];
     let cpu0 = cpu_seconds(pid);
     let start = Instant::now();
+    let mut last_commit = start;
+    let mut commits = 0;
     for _ in 0..records {
+        if let Some(every) = commit_every {
+            if last_commit.elapsed() >= every {
+                producer
+                    .commit_transaction(Duration::from_secs(30))
+                    .expect("commit_transaction");
+                producer.begin_transaction().expect("begin_transaction");
+                last_commit = Instant::now();
+                commits += 1;
+            }
+        }
         let mut record = BaseRecord::<(), [u8]>::to(topic).payload(&payload[..]);
         loop {
             match producer.send(record) {
@@ -65,6 +99,13 @@ fn throughput(
                 }
             }
         }
+    }
+    if commit_every.is_some() {
+        producer
+            .commit_transaction(Duration::from_secs(120))
+            .expect("commit_transaction");
+        commits += 1;
+        println!("transactions committed={commits}");
     }
     producer.flush(Duration::from_secs(120)).expect("flush");
     let elapsed = start.elapsed().as_secs_f64();
