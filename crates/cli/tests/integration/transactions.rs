@@ -382,3 +382,102 @@ fn consume_transform_produce_is_exactly_once_across_broker_sigkills() {
     );
     assert_eq!(counts.len(), INPUT_RECORDS);
 }
+
+/// Relays one client connection to the broker; the first Produce request is
+/// delivered but its response is lost: the connection is cut once the
+/// broker has had time to append it.
+fn relay_losing_first_produce_response(
+    client: std::net::TcpStream,
+    broker: &str,
+    lost: &AtomicBool,
+) {
+    use std::io::{Read, Write};
+    let Ok(upstream) = std::net::TcpStream::connect(broker) else {
+        return;
+    };
+    let (mut from_client, mut to_broker) =
+        (client.try_clone().unwrap(), upstream.try_clone().unwrap());
+    let (mut from_broker, mut to_client) = (upstream, client);
+    let back = std::thread::spawn(move || {
+        let _ = std::io::copy(&mut from_broker, &mut to_client);
+        let _ = to_client.shutdown(std::net::Shutdown::Both);
+    });
+    loop {
+        let mut len = [0u8; 4];
+        if from_client.read_exact(&mut len).is_err() {
+            break;
+        }
+        let mut frame = vec![0u8; u32::from_be_bytes(len) as usize];
+        if from_client.read_exact(&mut frame).is_err() {
+            break;
+        }
+        let is_produce = frame.get(..2) == Some(&[0, 0]);
+        if to_broker
+            .write_all(&len)
+            .and_then(|()| to_broker.write_all(&frame))
+            .is_err()
+        {
+            break;
+        }
+        if is_produce && !lost.swap(true, Ordering::SeqCst) {
+            // The broker appends it; the client never hears back.
+            std::thread::sleep(Duration::from_millis(300));
+            let _ = to_broker.shutdown(std::net::Shutdown::Both);
+            let _ = from_client.shutdown(std::net::Shutdown::Both);
+            break;
+        }
+    }
+    let _ = to_broker.shutdown(std::net::Shutdown::Both);
+    let _ = back.join();
+}
+
+#[test]
+fn a_retry_after_a_lost_produce_response_is_not_duplicated() {
+    // Clients reach the broker only through the proxy: it is the
+    // advertised address.
+    let proxy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let proxy_addr = proxy.local_addr().unwrap().to_string();
+    let broker = InProcBroker::start(&[("advertised.listeners", &proxy_addr)]);
+    let upstream = broker.bootstrap();
+    let lost = Arc::new(AtomicBool::new(false));
+    {
+        let lost = lost.clone();
+        let upstream = upstream.clone();
+        std::thread::spawn(move || {
+            for client in proxy.incoming().flatten() {
+                let lost = lost.clone();
+                let upstream = upstream.clone();
+                std::thread::spawn(move || {
+                    relay_losing_first_produce_response(client, &upstream, &lost)
+                });
+            }
+        });
+    }
+    let topic = topic_name("lost-ack");
+    create_topic(&proxy_addr, &topic, 1);
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &proxy_addr)
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "50")
+        .set("retry.backoff.ms", "50")
+        .set("reconnect.backoff.ms", "20")
+        .create()
+        .unwrap();
+    for i in 0..100 {
+        send(&producer, &topic, Some(0), "k", &format!("v{i}"));
+    }
+    producer.flush(PATIENCE).expect("every record acknowledged");
+    assert!(
+        lost.load(Ordering::SeqCst),
+        "a produce response was dropped"
+    );
+    let values: Vec<String> = read_all(&upstream, &topic, 1, "read_uncommitted")
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect();
+    let want: Vec<String> = (0..100).map(|i| format!("v{i}")).collect();
+    assert_eq!(
+        values, want,
+        "each record once, in order, despite the retry"
+    );
+}
