@@ -7,7 +7,6 @@ use super::{str_bytes, ApiSupport};
 use crate::config::{self, ConfigType};
 use crate::controller::{validate_topic_configs, ApiError, Controller};
 use crate::state::BrokerState;
-use kafka_protocol::messages::incremental_alter_configs_request::AlterConfigsResource;
 use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::{
     ApiKey, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse, ResponseKind,
@@ -17,10 +16,13 @@ use std::collections::BTreeMap;
 
 pub(crate) const API: ApiSupport = ApiSupport::new(ApiKey::IncrementalAlterConfigs, 0, 1);
 
-const SET: i8 = 0;
-const DELETE: i8 = 1;
+pub(crate) const SET: i8 = 0;
+pub(crate) const DELETE: i8 = 1;
 const APPEND: i8 = 2;
 const SUBTRACT: i8 = 3;
+
+/// One change to a setting: (name, operation, value).
+pub(crate) type ConfigOp = (String, i8, Option<String>);
 
 pub(crate) fn handle(state: &BrokerState, request: IncrementalAlterConfigsRequest) -> ResponseKind {
     let mut response = IncrementalAlterConfigsResponse::default();
@@ -28,14 +30,24 @@ pub(crate) fn handle(state: &BrokerState, request: IncrementalAlterConfigsReques
         let mut result = AlterConfigsResourceResponse::default()
             .with_resource_type(resource.resource_type)
             .with_resource_name(resource.resource_name.clone());
-        let outcome = match resource.resource_type {
-            RESOURCE_TOPIC => alter_topic(state, &resource, request.validate_only),
-            RESOURCE_BROKER => alter_broker(state, &resource, request.validate_only),
-            other => Err(ApiError::new(
-                error::INVALID_REQUEST,
-                format!("Unsupported resource type {other}"),
-            )),
-        };
+        let ops: Vec<ConfigOp> = resource
+            .configs
+            .iter()
+            .map(|c| {
+                (
+                    c.name.to_string(),
+                    c.config_operation,
+                    c.value.as_ref().map(|v| v.to_string()),
+                )
+            })
+            .collect();
+        let outcome = alter(
+            state,
+            resource.resource_type,
+            &resource.resource_name,
+            &ops,
+            request.validate_only,
+        );
         if let Err(e) = outcome {
             result.error_code = e.code;
             result.error_message = Some(str_bytes(e.message));
@@ -45,20 +57,39 @@ pub(crate) fn handle(state: &BrokerState, request: IncrementalAlterConfigsReques
     ResponseKind::IncrementalAlterConfigs(response)
 }
 
+/// Applies `ops` to a topic's or the broker's settings (validated, then
+/// persisted unless `validate_only`).
+pub(crate) fn alter(
+    state: &BrokerState,
+    resource_type: i8,
+    resource_name: &str,
+    ops: &[ConfigOp],
+    validate_only: bool,
+) -> Result<(), ApiError> {
+    match resource_type {
+        RESOURCE_TOPIC => alter_topic(state, resource_name, ops, validate_only),
+        RESOURCE_BROKER => alter_broker(state, resource_name, ops, validate_only),
+        other => Err(ApiError::new(
+            error::INVALID_REQUEST,
+            format!("Unsupported resource type {other}"),
+        )),
+    }
+}
+
 /// Applies the operations to `current`, returning the full new map.
 fn apply_ops(
-    resource: &AlterConfigsResource,
+    ops: &[ConfigOp],
     current: &BTreeMap<String, String>,
     effective: impl Fn(&str) -> Option<(ConfigType, String)>,
 ) -> Result<BTreeMap<String, String>, ApiError> {
     let mut next = current.clone();
-    for op in &resource.configs {
-        let key = op.name.to_string();
+    for (key, operation, value) in ops {
+        let key = key.clone();
         let (ty, value_now) = effective(&key).ok_or_else(|| {
             ApiError::new(error::INVALID_CONFIG, format!("Unknown config name: {key}"))
         })?;
-        let value = op.value.as_ref().map(|v| v.to_string());
-        match op.config_operation {
+        let value = value.clone();
+        match *operation {
             SET => {
                 let v = value.ok_or_else(|| {
                     ApiError::new(
@@ -91,7 +122,7 @@ fn apply_ops(
                     .map(str::trim)
                     .filter(|s| !s.is_empty())
                 {
-                    if op.config_operation == APPEND {
+                    if *operation == APPEND {
                         if !items.iter().any(|i| i == item) {
                             items.push(item.to_string());
                         }
@@ -132,18 +163,18 @@ fn diff(
 
 fn alter_topic(
     state: &BrokerState,
-    resource: &AlterConfigsResource,
+    name: &str,
+    ops: &[ConfigOp],
     validate_only: bool,
 ) -> Result<(), ApiError> {
     let image = state.image();
-    let name = resource.resource_name.as_str();
     let topic = image.topic(name).ok_or_else(|| {
         ApiError::new(
             error::UNKNOWN_TOPIC_OR_PARTITION,
             format!("Topic '{name}' does not exist."),
         )
     })?;
-    let next = apply_ops(resource, &topic.configs, |key| {
+    let next = apply_ops(ops, &topic.configs, |key| {
         let def = config::topic_def(key)?;
         let value =
             config::resolve_topic(def, &topic.configs, &state.config, &image.broker_configs).value;
@@ -159,10 +190,10 @@ fn alter_topic(
 
 fn alter_broker(
     state: &BrokerState,
-    resource: &AlterConfigsResource,
+    name: &str,
+    ops: &[ConfigOp],
     validate_only: bool,
 ) -> Result<(), ApiError> {
-    let name = resource.resource_name.as_str();
     if !name.is_empty() && name != state.node_id.to_string() {
         return Err(ApiError::new(
             error::INVALID_REQUEST,
@@ -170,7 +201,7 @@ fn alter_broker(
         ));
     }
     let image = state.image();
-    let next = apply_ops(resource, &image.broker_configs, |key| {
+    let next = apply_ops(ops, &image.broker_configs, |key| {
         let def = config::broker_def(key)?;
         let value = config::resolve_broker(key, &state.config, &image.broker_configs).value;
         Some((def.ty, value.unwrap_or_default()))

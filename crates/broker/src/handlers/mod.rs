@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 pub(crate) mod add_offsets_to_txn;
 pub(crate) mod add_partitions_to_txn;
+pub(crate) mod alter_configs;
 pub(crate) mod api_versions;
 pub(crate) mod create_partitions;
 pub(crate) mod create_topics;
@@ -88,6 +89,7 @@ pub(crate) const APIS: &[ApiSupport] = &[
     describe_log_dirs::API,
     create_partitions::API,
     incremental_alter_configs::API,
+    alter_configs::API,
     describe_cluster::API,
     delete_records::API,
     delete_groups::API,
@@ -153,6 +155,7 @@ pub(crate) async fn dispatch(
         RequestKind::DescribeConfigs(req) => {
             Reply::Now(Box::new(describe_configs::handle(state, req, version)))
         }
+        RequestKind::AlterConfigs(req) => Reply::Now(Box::new(alter_configs::handle(state, req))),
         RequestKind::IncrementalAlterConfigs(req) => {
             Reply::Now(Box::new(incremental_alter_configs::handle(state, req)))
         }

@@ -384,6 +384,16 @@ fn request_for(
         ApiKey::ListTransactions => RequestKind::ListTransactions(
             ListTransactionsRequest::default().with_state_filters(vec![s("Ongoing"), s("Bogus")]),
         ),
+        ApiKey::AlterConfigs => RequestKind::AlterConfigs(
+            AlterConfigsRequest::default()
+                .with_validate_only(true)
+                .with_resources(vec![alter_configs_request::AlterConfigsResource::default()
+                    .with_resource_type(2)
+                    .with_resource_name(s("t1"))
+                    .with_configs(vec![alter_configs_request::AlterableConfig::default()
+                        .with_name(s("retention.ms"))
+                        .with_value(Some(s("1000")))])]),
+        ),
         other => panic!("no sample request for {other:?}"),
     }
 }

@@ -94,17 +94,15 @@ fn txn_batch(producer: (i64, i16), first_seq: i32, values: &[&str]) -> Bytes {
 }
 
 async fn produce(state: &Arc<BrokerState>, partition: i32, batch: Bytes) -> i16 {
-    let body = RequestKind::Produce(
-        ProduceRequest::default()
-            .with_acks(-1)
-            .with_topic_data(vec![produce_request::TopicProduceData::default()
+    let body = RequestKind::Produce(ProduceRequest::default().with_acks(-1).with_topic_data(
+        vec![produce_request::TopicProduceData::default()
                 .with_name(TopicName(s("t")))
                 .with_partition_data(vec![
                     produce_request::PartitionProduceData::default()
                         .with_index(partition)
                         .with_records(Some(batch)),
-                ])]),
-    );
+                ])],
+    ));
     let Some(ResponseKind::Produce(r)) = call(state, ApiKey::Produce, 9, body).await else {
         panic!("no Produce response")
     };
