@@ -53,7 +53,10 @@ fn producer(bootstrap: &str, acks: &str, linger_ms: &str) -> BaseProducer {
 
 /// The commit interval of ACKS `txn:MS`.
 fn commit_interval(acks: &str) -> Option<Duration> {
-    let ms = acks.strip_prefix("txn:")?.parse().unwrap_or_else(|_| usage());
+    let ms = acks
+        .strip_prefix("txn:")?
+        .parse()
+        .unwrap_or_else(|_| usage());
     Some(Duration::from_millis(ms))
 }
 
