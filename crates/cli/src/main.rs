@@ -4,6 +4,7 @@
 mod cluster_cmd;
 mod consume;
 mod group;
+mod log_dump;
 mod output;
 mod perf;
 mod produce;
@@ -61,6 +62,11 @@ enum Command {
         #[command(subcommand)]
         command: cluster_cmd::ClusterCommand,
     },
+    /// Inspect partition files on disk (no broker needed).
+    Log {
+        #[command(subcommand)]
+        command: log_dump::LogCommand,
+    },
     /// Benchmark producing and consuming.
     Perf {
         #[command(subcommand)]
@@ -110,6 +116,7 @@ fn main() -> ExitCode {
             Command::Consume(args) => consume::run(&global, args).await,
             Command::Group { command } => group::run(&global, command).await,
             Command::Cluster { command } => cluster_cmd::run(&global, command).await,
+            Command::Log { command } => log_dump::run(&global, command),
             Command::Perf { command } => perf::run(&global, command).await,
         }
     });

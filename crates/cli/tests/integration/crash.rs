@@ -297,6 +297,18 @@ fn produce_numbered(bootstrap: &str, topic: &str, from: u64, to: u64) -> Vec<(u6
         .collect()
 }
 
+/// Runs `sluice log dump` on a file: (exit success, stdout and stderr).
+fn log_dump(path: &Path) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["log", "dump"])
+        .arg(path)
+        .output()
+        .expect("run sluice log dump");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
 fn last_segment(partition_dir: &Path) -> PathBuf {
     let mut logs: Vec<PathBuf> = fs::read_dir(partition_dir)
         .unwrap_or_else(|e| panic!("reading {}: {e}", partition_dir.display()))
@@ -361,6 +373,12 @@ fn damaged_segment_is_cut_at_first_bad_batch() {
         "expected many batches, got {}",
         batches.len()
     );
+    let (ok, report) = log_dump(&segment);
+    assert!(ok, "an intact segment verifies: {report}");
+    assert!(
+        report.contains(&format!("{} batches, {} bytes", batches.len(), bytes.len())),
+        "{report}"
+    );
     let (last_pos, _, last_len) = *batches.last().unwrap();
     let middle = bytes.len() / 2;
     let &(bad_pos, bad_base, bad_len) = batches
@@ -372,6 +390,18 @@ fn damaged_segment_is_cut_at_first_bad_batch() {
     bytes[flip_at] ^= 0x5a;
     bytes.truncate(last_pos + last_len / 2);
     fs::write(&segment, &bytes).unwrap();
+    let (ok, report) = log_dump(&segment);
+    assert!(!ok, "`sluice log dump` fails on a damaged segment");
+    assert!(
+        report.contains(&format!(
+            "PROBLEM: batch at position {bad_pos}: record batch CRC mismatch"
+        )),
+        "the damaged batch is named: {report}"
+    );
+    assert!(
+        report.contains("PROBLEM: at position"),
+        "the torn tail is named: {report}"
+    );
 
     let broker = BrokerProcess::spawn(port, data.path(), &log_path, &[]);
     let log = read_partitions(&bs, topic, 1);
