@@ -217,7 +217,7 @@ fn records_of(
 /// preallocated, unused part of an active segment's index.
 fn dump_index(data: &[u8], base: i64, width: usize, what: &str) -> Report {
     let mut report = Report::default();
-    if data.len() % width != 0 {
+    if !data.len().is_multiple_of(width) {
         report.problems.push(format!(
             "{what} size {} is not a multiple of its {width}-byte entries",
             data.len()
