@@ -293,6 +293,14 @@ impl Partition {
             .map_or(high_watermark, |first| first.min(high_watermark))
     }
 
+    /// Forgets idle producers (`producer.id.expiration.ms`).
+    pub(crate) fn expire_producers(&self, now_ms: i64, expiration_ms: i64) -> usize {
+        self.producers
+            .lock()
+            .expect("producer state lock")
+            .expire(now_ms, expiration_ms)
+    }
+
     /// Aborted transactions overlapping `from..to` (Fetch read_committed).
     pub(crate) fn aborted_transactions(&self, from: i64, to: i64) -> Vec<AbortedTxn> {
         self.producers

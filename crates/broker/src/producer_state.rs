@@ -34,6 +34,9 @@ struct BatchSpan {
 struct ProducerEntry {
     epoch: i16,
     batches: VecDeque<BatchSpan>,
+    /// Max timestamp of its last batch: idle producers expire after
+    /// `producer.id.expiration.ms`.
+    last_timestamp: i64,
 }
 
 /// What to do with an idempotent batch.
@@ -163,7 +166,9 @@ impl ProducerStates {
         let entry = self.producers.entry(pid).or_insert(ProducerEntry {
             epoch,
             batches: VecDeque::new(),
+            last_timestamp: header.max_timestamp(),
         });
+        entry.last_timestamp = entry.last_timestamp.max(header.max_timestamp());
         if epoch != entry.epoch {
             entry.epoch = epoch;
             entry.batches.clear();
@@ -215,6 +220,19 @@ impl ProducerStates {
             .collect()
     }
 
+    /// Forgets producers idle for longer than `expiration_ms` (by their last
+    /// batch's timestamp) with no open transaction, as Kafka does after
+    /// `producer.id.expiration.ms`: a later batch from one is accepted as
+    /// from a new producer. Returns how many were forgotten.
+    pub(crate) fn expire(&mut self, now_ms: i64, expiration_ms: i64) -> usize {
+        let before = self.producers.len();
+        let ongoing = &self.ongoing;
+        self.producers.retain(|pid, entry| {
+            ongoing.contains_key(pid) || entry.last_timestamp.saturating_add(expiration_ms) > now_ms
+        });
+        before - self.producers.len()
+    }
+
     /// Forgets aborted transactions wholly below the log start.
     pub(crate) fn forget_before(&mut self, log_start_offset: i64) {
         self.aborted.retain(|a| a.last_offset >= log_start_offset);
@@ -230,6 +248,7 @@ impl ProducerStates {
         for (pid, entry) in &self.producers {
             out.put_i64(*pid);
             out.put_i16(entry.epoch);
+            out.put_i64(entry.last_timestamp);
             out.put_u8(entry.batches.len() as u8);
             for b in &entry.batches {
                 out.put_i32(b.first_seq);
@@ -266,8 +285,9 @@ impl ProducerStates {
         let end_offset = buf.get_i64();
         let mut states = ProducerStates::default();
         for _ in 0..buf.get_u32() {
-            need(&buf, 11)?;
-            let (pid, epoch, count) = (buf.get_i64(), buf.get_i16(), buf.get_u8());
+            need(&buf, 19)?;
+            let (pid, epoch) = (buf.get_i64(), buf.get_i16());
+            let (last_timestamp, count) = (buf.get_i64(), buf.get_u8());
             let mut batches = VecDeque::new();
             for _ in 0..count {
                 need(&buf, 16)?;
@@ -277,9 +297,14 @@ impl ProducerStates {
                     first_offset: buf.get_i64(),
                 });
             }
-            states
-                .producers
-                .insert(pid, ProducerEntry { epoch, batches });
+            states.producers.insert(
+                pid,
+                ProducerEntry {
+                    epoch,
+                    batches,
+                    last_timestamp,
+                },
+            );
         }
         need(&buf, 4)?;
         for _ in 0..buf.get_u32() {
@@ -300,7 +325,7 @@ impl ProducerStates {
 }
 
 /// Identifies a producer-state snapshot file and its format version.
-const SNAPSHOT_MAGIC: &[u8] = b"SLPS\x00\x01";
+const SNAPSHOT_MAGIC: &[u8] = b"SLPS\x00\x02";
 
 #[cfg(test)]
 mod tests {
@@ -443,5 +468,24 @@ mod tests {
         assert_eq!(states.aborted_between(6, 7), vec![aborted]);
         states.forget_before(8);
         assert_eq!(states.aborted_between(0, 100), vec![]);
+    }
+
+    #[test]
+    fn idle_producers_expire_unless_in_a_transaction() {
+        let mut states = ProducerStates::default();
+        let b = batch(7, 0, 0, 1, 0);
+        states.observe(&BatchHeader::parse(&b).unwrap(), &b);
+        let b = batch(8, 0, 0, 1, 1);
+        states.observe(&BatchHeader::parse(&b).unwrap(), &b);
+        states.ongoing.insert(8, 1);
+        // The test batches carry timestamp 1.
+        assert_eq!(states.expire(100, 100), 0);
+        assert_eq!(states.expire(102, 100), 1);
+        assert_eq!(
+            check(&states, &batch(7, 0, 5, 1, -1)),
+            SequenceCheck::Append,
+            "an expired producer is unknown again"
+        );
+        assert!(states.producers.contains_key(&8));
     }
 }

@@ -354,8 +354,9 @@ async fn lazy_flusher(state: Arc<BrokerState>, mut stopped: watch::Receiver<bool
 
 /// Expires silent group members and ends overdue rebalances.
 /// Also expires committed offsets every `offsets.retention.check.interval.ms`
-/// and aborts timed-out transactions every
-/// `transaction.abort.timed.out.transaction.cleanup.interval.ms`.
+/// aborts timed-out transactions every
+/// `transaction.abort.timed.out.transaction.cleanup.interval.ms`, and forgets
+/// idle producers every `producer.id.expiration.check.interval.ms`.
 async fn group_timer(state: Arc<BrokerState>, mut stopped: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     let expiry_interval =
@@ -365,6 +366,9 @@ async fn group_timer(state: Arc<BrokerState>, mut stopped: watch::Receiver<bool>
         state.broker_i64("transaction.abort.timed.out.transaction.cleanup.interval.ms") as u64,
     );
     let mut next_txn_check = tokio::time::Instant::now() + txn_interval;
+    let producer_interval =
+        Duration::from_millis(state.broker_i64("producer.id.expiration.check.interval.ms") as u64);
+    let mut next_producer_check = tokio::time::Instant::now() + producer_interval;
     loop {
         tokio::select! {
             _ = stopped.changed() => return,
@@ -380,6 +384,19 @@ async fn group_timer(state: Arc<BrokerState>, mut stopped: watch::Receiver<bool>
         if tokio::time::Instant::now() >= next_txn_check {
             next_txn_check += txn_interval;
             TransactionCoordinator::abort_expired(&state, now_ms());
+        }
+        if tokio::time::Instant::now() >= next_producer_check {
+            next_producer_check += producer_interval;
+            let expiration_ms = state.broker_i64("producer.id.expiration.ms");
+            let expired: usize = state
+                .partitions
+                .all()
+                .iter()
+                .map(|p| p.expire_producers(now_ms(), expiration_ms))
+                .sum();
+            if expired > 0 {
+                tracing::info!(expired, "forgot idle producers");
+            }
         }
     }
 }
