@@ -37,7 +37,8 @@ pub(crate) struct ProduceArgs {
     /// Write every record to this partition.
     #[arg(long)]
     pub(crate) partition: Option<i32>,
-    /// Acknowledgements to wait for: 0, 1 or all.
+    /// Acknowledgements to wait for: 0, 1 or all (with all, the producer
+    /// is idempotent, as in Kafka).
     #[arg(long, default_value = "all", value_parser = parse_acks)]
     pub(crate) acks: Acks,
     /// Compression: none, gzip, snappy, lz4 or zstd.
@@ -128,6 +129,8 @@ pub(crate) async fn run(global: &Global, args: ProduceArgs) -> anyhow::Result<()
     check_topic(&cluster, &args.topic, args.partition).await?;
     let config = ProducerConfig {
         acks: args.acks,
+        // As in the Java client: idempotent unless acks says otherwise.
+        enable_idempotence: args.acks == Acks::All,
         compression: args.compression,
         linger: Duration::from_millis(args.linger_ms),
         batch_size: args.batch_size,

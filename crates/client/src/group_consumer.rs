@@ -37,6 +37,7 @@ use crate::connection::Connection;
 use crate::consumer::{Consumer, ConsumerConfig, ConsumerRecord, OffsetReset, StartOffset};
 use crate::error::{Error, KafkaError, Result};
 use crate::group::MemberAssignment;
+use crate::transaction::ConsumerGroupMetadata;
 
 const REBALANCE_IN_PROGRESS: i16 = 27;
 const UNKNOWN_MEMBER_ID: i16 = 25;
@@ -235,6 +236,19 @@ impl GroupConsumer {
     /// The group generation of the current assignment (-1 before joining).
     pub fn generation(&self) -> i32 {
         self.generation
+    }
+
+    /// The member's identity for
+    /// [`Producer::send_offsets_to_transaction`](crate::Producer::send_offsets_to_transaction),
+    /// so the coordinator refuses the offsets if this member has been
+    /// rebalanced out meanwhile.
+    pub fn group_metadata(&self) -> ConsumerGroupMetadata {
+        ConsumerGroupMetadata {
+            group_id: self.config.group_id.clone(),
+            generation_id: self.generation,
+            member_id: self.member_id.clone(),
+            group_instance_id: None,
+        }
     }
 
     /// Joins (or rejoins) the group when needed, then returns records from
