@@ -99,6 +99,7 @@ pub fn is_retriable_code(code: ErrorCode) -> bool {
             | 74
             | 75
             | codes::UNKNOWN_TOPIC_ID
+            | codes::UNSTABLE_OFFSET_COMMIT
     )
 }
 

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use sluice_client::{
     Admin, ClientConfig, Consumer, ConsumerConfig, ConsumerGroupMetadata, ConsumerRecord, Error,
-    GroupOffset, IsolationLevel, NewTopic, Producer, ProducerConfig, ProducerRecord, StartOffset,
-    TransactionFilters,
+    GroupConsumer, GroupConsumerConfig, GroupOffset, IsolationLevel, NewTopic, OffsetReset,
+    Producer, ProducerConfig, ProducerRecord, StartOffset, TransactionFilters,
 };
 
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -292,4 +292,74 @@ async fn a_new_producer_with_the_same_transactional_id_fences_the_old_one() {
     let mut reader = consumer(&client, IsolationLevel::ReadCommitted, "payments", 1).await;
     let records = poll_n(&mut reader, 1).await;
     assert_eq!(values(&records), set(&["from the new producer"]));
+}
+
+/// Consume-transform-produce: a read_committed group member copies records
+/// and commits its input offsets in the same transaction; the next member
+/// of the group resumes after them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consume_transform_produce_commits_output_and_input_offsets_together() {
+    let (_dir, _broker, client) = setup("raw", 1).await;
+    Admin::connect(client.clone())
+        .await
+        .unwrap()
+        .create_topics(&[NewTopic::new("upper", 1, 1)], false)
+        .await
+        .unwrap();
+    let plain = Producer::connect(client.clone(), ProducerConfig::default())
+        .await
+        .unwrap();
+    for v in ["a", "b", "c"] {
+        plain.send(ProducerRecord::new("raw", v)).await.unwrap();
+    }
+    let member_config = || {
+        let mut c = GroupConsumerConfig::new("uppercaser");
+        c.enable_auto_commit = false;
+        c.consumer.auto_offset_reset = OffsetReset::Earliest;
+        c.consumer.isolation_level = IsolationLevel::ReadCommitted;
+        c.consumer.max_wait = Duration::from_millis(100);
+        c
+    };
+    let mut member = GroupConsumer::connect(client.clone(), member_config())
+        .await
+        .unwrap();
+    member.subscribe(&["raw"]);
+    let mut input = Vec::new();
+    let deadline = Instant::now() + PATIENCE;
+    while input.len() < 3 {
+        assert!(Instant::now() < deadline);
+        input.extend(member.poll(Duration::from_millis(200)).await.unwrap());
+    }
+
+    let producer = transactional(&client, "tx-uppercaser").await;
+    producer.begin_transaction().unwrap();
+    for r in &input {
+        let v = String::from_utf8(r.value.clone().unwrap().to_vec()).unwrap();
+        producer.send(ProducerRecord::new("upper", v.to_uppercase()));
+    }
+    let next = input.last().unwrap().offset + 1;
+    producer
+        .send_offsets_to_transaction(
+            &[GroupOffset::new("raw", 0, next)],
+            &member.group_metadata(),
+        )
+        .await
+        .unwrap();
+    producer.commit_transaction().await.unwrap();
+    member.close().await.unwrap();
+
+    let mut reader = consumer(&client, IsolationLevel::ReadCommitted, "upper", 1).await;
+    assert_eq!(values(&poll_n(&mut reader, 3).await), set(&["A", "B", "C"]));
+
+    plain.send(ProducerRecord::new("raw", "d")).await.unwrap();
+    let mut successor = GroupConsumer::connect(client.clone(), member_config())
+        .await
+        .unwrap();
+    successor.subscribe(&["raw"]);
+    let mut rest = Vec::new();
+    while rest.is_empty() {
+        assert!(Instant::now() < deadline);
+        rest.extend(successor.poll(Duration::from_millis(200)).await.unwrap());
+    }
+    assert_eq!(values(&rest), set(&["d"]));
 }
