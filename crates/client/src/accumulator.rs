@@ -105,7 +105,9 @@ impl ProducerBatch {
             r.producer_id = sequenced.identity.id;
             r.producer_epoch = sequenced.identity.epoch;
             r.transactional = sequenced.transactional;
-            // The encoder keeps one batch while offset - sequence is constant.
+            // The encoder keeps one batch while offset - sequence is
+            // constant (in wrapping i32 arithmetic), and writes only the
+            // first record's sequence: the batch's base sequence.
             r.sequence = sequenced.base_sequence.wrapping_add(i as i32);
         }
     }

@@ -709,6 +709,16 @@ impl Producer {
     }
 }
 
+/// `sequence + increment`, wrapping from `i32::MAX` to 0 as Kafka's
+/// sequences do.
+fn increment_sequence(sequence: i32, increment: i32) -> i32 {
+    if sequence > i32::MAX - increment {
+        increment - (i32::MAX - sequence) - 1
+    } else {
+        sequence + increment
+    }
+}
+
 fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -952,7 +962,7 @@ impl Sender {
         }
         let next = self.sequences.entry(batch.tp.clone()).or_insert(0);
         let base_sequence = *next;
-        *next = base_sequence.wrapping_add(batch.len() as i32);
+        *next = increment_sequence(base_sequence, batch.len() as i32);
         self.unacked
             .entry(batch.tp.clone())
             .or_default()
@@ -1604,6 +1614,14 @@ mod tests {
             assert_eq!(header.base_sequence(), base);
             assert!(!header.is_transactional());
         }
+    }
+
+    #[test]
+    fn sequences_wrap_to_zero_like_kafka() {
+        assert_eq!(increment_sequence(5, 3), 8);
+        assert_eq!(increment_sequence(i32::MAX - 2, 3), 0);
+        assert_eq!(increment_sequence(i32::MAX, 1), 0);
+        assert_eq!(increment_sequence(i32::MAX - 1, 5), 3);
     }
 
     #[test]
