@@ -3,8 +3,12 @@
 
 For every codec, records produced with confluent-kafka (librdkafka) are read
 back with kafka-python and vice versa; keys, values, headers and timestamps
-must match exactly. Consumers use assign() with explicit offsets (Sluice has
-no consumer groups yet) and never commit.
+must match exactly. Consumers use assign() with explicit offsets and never
+commit.
+
+Transactions: each client's transactional producer commits, aborts and
+commits again; read_committed consumers of both clients must see exactly the
+committed records, a read_uncommitted one every data record.
 
 Usage: scripts/interop.py HOST:PORT
 Prints PASS/FAIL lines; exits non-zero when anything fails.
@@ -154,6 +158,120 @@ def consume_kafka_python(bootstrap, topic, n):
     return out
 
 
+TXN_BATCH = 5
+
+
+def produce_transactions_confluent(bootstrap, topic, txn_id):
+    """Commits committed-0..4, aborts aborted-0..4, commits committed-5..9."""
+    from confluent_kafka import Producer
+
+    p = Producer({"bootstrap.servers": bootstrap, "transactional.id": txn_id, "linger.ms": 5})
+    p.init_transactions(TIMEOUT_S)
+    for label, start, commit in [("committed", 0, True), ("aborted", 0, False),
+                                 ("committed", TXN_BATCH, True)]:
+        p.begin_transaction()
+        for i in range(start, start + TXN_BATCH):
+            p.produce(topic, value=f"{label}-{i}".encode(), partition=0)
+        if commit:
+            p.commit_transaction(TIMEOUT_S)
+        else:
+            p.flush(TIMEOUT_S)  # the aborted records reach the log first
+            p.abort_transaction(TIMEOUT_S)
+
+
+def produce_transactions_kafka_python(bootstrap, topic, txn_id):
+    from kafka import KafkaProducer
+
+    p = KafkaProducer(bootstrap_servers=bootstrap, transactional_id=txn_id, linger_ms=5)
+    p.init_transactions()
+    for label, start, commit in [("committed", 0, True), ("aborted", 0, False),
+                                 ("committed", TXN_BATCH, True)]:
+        p.begin_transaction()
+        for i in range(start, start + TXN_BATCH):
+            p.send(topic, value=f"{label}-{i}".encode(), partition=0)
+        if commit:
+            p.commit_transaction()
+        else:
+            p.flush(timeout=TIMEOUT_S)
+            p.abort_transaction()
+    p.close(timeout=TIMEOUT_S)
+
+
+def values_confluent(bootstrap, topic, n, isolation):
+    """Values of partition 0, reading until n arrived and then a little more."""
+    from confluent_kafka import Consumer, TopicPartition, OFFSET_BEGINNING
+
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "sluice-interop",
+                  "enable.auto.commit": False, "isolation.level": isolation})
+    c.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+    out = []
+    deadline = time.time() + TIMEOUT_S
+    quiet_until = None
+    while time.time() < deadline and (quiet_until is None or time.time() < quiet_until):
+        m = c.poll(0.2)
+        if m is not None:
+            if m.error():
+                raise RuntimeError(str(m.error()))
+            out.append(m.value().decode())
+        if len(out) >= n and quiet_until is None:
+            quiet_until = time.time() + 1
+    c.close()
+    return out
+
+
+def values_kafka_python(bootstrap, topic, n, isolation):
+    from kafka import KafkaConsumer, TopicPartition
+
+    c = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+                      auto_offset_reset="earliest", isolation_level=isolation)
+    tp = TopicPartition(topic, 0)
+    c.assign([tp])
+    c.seek_to_beginning(tp)
+    out = []
+    deadline = time.time() + TIMEOUT_S
+    quiet_until = None
+    while time.time() < deadline and (quiet_until is None or time.time() < quiet_until):
+        for msgs in c.poll(timeout_ms=200).values():
+            out.extend(m.value.decode() for m in msgs)
+        if len(out) >= n and quiet_until is None:
+            quiet_until = time.time() + 1
+    c.close()
+    return out
+
+
+def transactions(bootstrap, run):
+    committed = [f"committed-{i}" for i in range(2 * TXN_BATCH)]
+    every = committed[:TXN_BATCH] + [f"aborted-{i}" for i in range(TXN_BATCH)] + \
+        committed[TXN_BATCH:]
+    producers = {
+        "confluent-kafka": produce_transactions_confluent,
+        "kafka-python": produce_transactions_kafka_python,
+    }
+    for producer_name, produce in producers.items():
+        topic = f"interop-py-txn-{producer_name}-{run}"
+        try:
+            create_topic(bootstrap, topic)
+            produce(bootstrap, topic, f"interop-{producer_name}-{run}")
+            produced = None
+        except Exception as e:
+            produced = f"{type(e).__name__}: {e}"
+        for consumer_name, read, isolation, want in [
+            ("confluent-kafka", values_confluent, "read_committed", committed),
+            ("kafka-python", values_kafka_python, "read_committed", committed),
+            ("confluent-kafka", values_confluent, "read_uncommitted", every),
+        ]:
+            what = f"python {producer_name} transactions -> {consumer_name} ({isolation})"
+            problem = produced
+            if problem is None:
+                try:
+                    got = read(bootstrap, topic, len(want), isolation)
+                    if got != want:
+                        problem = f"read {got}, want {want}"
+                except Exception as e:
+                    problem = f"{type(e).__name__}: {e}"
+            report(problem is None, what, problem or "")
+
+
 def check(got, records):
     if len(got) != len(records):
         return f"read {len(got)} records, expected {len(records)}"
@@ -199,6 +317,7 @@ def main():
             except Exception as e:  # report and carry on with the next case
                 problem = f"{type(e).__name__}: {e}"
             report(problem is None, what, problem or "")
+    transactions(bootstrap, run)
     return 1 if failures else 0
 
 

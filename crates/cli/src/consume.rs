@@ -8,7 +8,7 @@ use clap::Args;
 use serde_json::json;
 use sluice_client::{
     Cluster, Consumer, ConsumerConfig, ConsumerRecord, GroupConsumer, GroupConsumerConfig,
-    OffsetReset, StartOffset,
+    IsolationLevel, OffsetReset, StartOffset,
 };
 
 use crate::output::OutputFormat;
@@ -43,10 +43,26 @@ pub(crate) struct ConsumeArgs {
     /// Stop after this long without new records.
     #[arg(long)]
     pub(crate) timeout_ms: Option<u64>,
+    /// Which records to read: read_uncommitted (the default, as in Kafka's
+    /// Java consumer) also returns records of open and aborted
+    /// transactions; read_committed returns only committed ones and stops
+    /// at the first open transaction (librdkafka's default). Transaction
+    /// markers are never printed.
+    #[arg(
+        long,
+        value_name = "LEVEL",
+        default_value = "read_uncommitted",
+        value_parser = parse_isolation_level
+    )]
+    pub(crate) isolation_level: IsolationLevel,
     /// Output format: %k key, %v value, %o offset, %p partition,
     /// %t timestamp, %h headers, %T topic; \t and \n are expanded.
     #[arg(long, default_value = "%v")]
     pub(crate) format: String,
+}
+
+fn parse_isolation_level(s: &str) -> Result<IsolationLevel, String> {
+    s.parse().map_err(|e: sluice_client::Error| e.to_string())
 }
 
 pub(crate) async fn run(global: &Global, args: ConsumeArgs) -> anyhow::Result<()> {
@@ -75,6 +91,7 @@ pub(crate) async fn run(global: &Global, args: ConsumeArgs) -> anyhow::Result<()
         } else {
             OffsetReset::Latest
         },
+        isolation_level: args.isolation_level,
         ..Default::default()
     };
     let mut consumer = match &args.group {

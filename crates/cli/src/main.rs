@@ -1,5 +1,5 @@
-//! `sluice`: run a broker, manage topics and consumer groups, produce,
-//! consume, benchmark.
+//! `sluice`: run a broker, manage topics, consumer groups and
+//! transactions, produce, consume, benchmark.
 
 mod cluster_cmd;
 mod consume;
@@ -10,6 +10,7 @@ mod perf;
 mod produce;
 mod serve;
 mod topic;
+mod transactions;
 
 use std::process::ExitCode;
 
@@ -48,7 +49,8 @@ enum Command {
         #[command(subcommand)]
         command: topic::TopicCommand,
     },
-    /// Produce one record per input line (stdin or --file).
+    /// Produce one record per input line (stdin or --file), optionally as
+    /// one transaction.
     Produce(produce::ProduceArgs),
     /// Print records of a topic.
     Consume(consume::ConsumeArgs),
@@ -56,6 +58,11 @@ enum Command {
     Group {
         #[command(subcommand)]
         command: group::GroupCommand,
+    },
+    /// List and describe transactional ids.
+    Transactions {
+        #[command(subcommand)]
+        command: transactions::TransactionsCommand,
     },
     /// Inspect the cluster.
     Cluster {
@@ -115,6 +122,7 @@ fn main() -> ExitCode {
             Command::Produce(args) => produce::run(&global, args).await,
             Command::Consume(args) => consume::run(&global, args).await,
             Command::Group { command } => group::run(&global, command).await,
+            Command::Transactions { command } => transactions::run(&global, command).await,
             Command::Cluster { command } => cluster_cmd::run(&global, command).await,
             Command::Log { command } => log_dump::run(&global, command),
             Command::Perf { command } => perf::run(&global, command).await,

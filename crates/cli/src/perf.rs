@@ -152,6 +152,8 @@ async fn produce(global: &Global, a: PerfProduceArgs) -> anyhow::Result<()> {
         cluster,
         ProducerConfig {
             acks: a.acks,
+            // As in the Java client: idempotent unless acks says otherwise.
+            enable_idempotence: a.acks == Acks::All,
             linger: Duration::from_millis(a.linger_ms),
             batch_size: a.batch_size,
             compression: a.compression,

@@ -37,7 +37,14 @@ pub(crate) struct ProduceArgs {
     /// Write every record to this partition.
     #[arg(long)]
     pub(crate) partition: Option<i32>,
-    /// Acknowledgements to wait for: 0, 1 or all.
+    /// Produce all records as one transaction with this transactional id,
+    /// committed after the last one; on any error the transaction is
+    /// aborted (consumers with --isolation-level read_committed see none of
+    /// it) and the command fails.
+    #[arg(long, value_name = "ID")]
+    pub(crate) transactional_id: Option<String>,
+    /// Acknowledgements to wait for: 0, 1 or all (with all, the producer
+    /// is idempotent, as in Kafka).
     #[arg(long, default_value = "all", value_parser = parse_acks)]
     pub(crate) acks: Acks,
     /// Compression: none, gzip, snappy, lz4 or zstd.
@@ -126,15 +133,28 @@ pub(crate) async fn run(global: &Global, args: ProduceArgs) -> anyhow::Result<()
         .await
         .context("connecting to the cluster")?;
     check_topic(&cluster, &args.topic, args.partition).await?;
+    if args.transactional_id.is_some() && args.acks != Acks::All {
+        anyhow::bail!("--transactional-id needs --acks all");
+    }
     let config = ProducerConfig {
         acks: args.acks,
+        // As in the Java client: idempotent unless acks says otherwise.
+        enable_idempotence: args.acks == Acks::All,
         compression: args.compression,
         linger: Duration::from_millis(args.linger_ms),
         batch_size: args.batch_size,
         delivery_timeout: Duration::from_secs(30),
+        transactional_id: args.transactional_id.clone(),
         ..Default::default()
     };
     let producer = Producer::new(cluster, config)?;
+    if args.transactional_id.is_some() {
+        producer
+            .init_transactions()
+            .await
+            .context("initializing transactions")?;
+        producer.begin_transaction()?;
+    }
     let input: Box<dyn AsyncRead + Unpin + Send> = match &args.file {
         Some(path) => Box::new(
             tokio::fs::File::open(path)
@@ -143,73 +163,54 @@ pub(crate) async fn run(global: &Global, args: ProduceArgs) -> anyhow::Result<()
         ),
         None => Box::new(tokio::io::stdin()),
     };
-    let mut reader = BufReader::new(input);
+    let reader = BufReader::new(input);
     let headers: Vec<(String, Option<Bytes>)> = args
         .headers
         .iter()
         .map(|(k, v)| (k.clone(), Some(Bytes::from(v.clone()))))
         .collect();
     let outcome = Arc::new(Mutex::new(Outcome::default()));
-    let window = Arc::new(Semaphore::new(MAX_UNACKED));
     let start = Instant::now();
-    let mut line = Vec::new();
-    let mut line_no = 0u64;
-    let mut bytes = 0u64;
-    loop {
-        line.clear();
-        let n = reader
-            .read_until(b'\n', &mut line)
-            .await
-            .context("reading input")?;
-        if n == 0 {
-            break;
+    let sent = send_lines(&producer, &args, reader, &headers, &outcome).await;
+    let committed = match (&args.transactional_id, &sent) {
+        (None, _) => {
+            producer.close().await;
+            false
         }
-        line_no += 1;
-        if line.last() == Some(&b'\n') {
-            line.pop();
-            if line.last() == Some(&b'\r') {
-                line.pop();
-            }
-        }
-        let (key, value) = match &args.key_separator {
-            Some(sep) => {
-                let sep = sep.as_bytes();
-                let Some(pos) = find(&line, sep) else {
+        (Some(_), Ok(_)) => {
+            let failed = outcome.lock().unwrap_or_else(|e| e.into_inner()).failed > 0;
+            // A failed record makes the commit fail too, and then we abort.
+            match producer.commit_transaction().await {
+                Ok(()) if !failed => true,
+                result => {
+                    let aborted = producer.abort_transaction().await;
                     producer.close().await;
-                    anyhow::bail!(
-                        "line {line_no} has no key separator '{}'",
-                        String::from_utf8_lossy(sep)
-                    );
-                };
-                (
-                    Some(Bytes::copy_from_slice(&line[..pos])),
-                    Bytes::copy_from_slice(&line[pos + sep.len()..]),
-                )
+                    let why = match result {
+                        Err(sluice_client::Error::AbortableTransaction(cause)) => cause.to_string(),
+                        Err(e) => e.to_string(),
+                        Ok(()) => "a record failed".into(),
+                    };
+                    return Err(match aborted {
+                        Ok(()) => anyhow::anyhow!("transaction aborted: {why}"),
+                        Err(e) => anyhow::anyhow!(
+                            "transaction not committed ({why}), and aborting it failed: {e}"
+                        ),
+                    });
+                }
             }
-            None => (None, Bytes::copy_from_slice(&line)),
-        };
-        bytes += value.len() as u64 + key.as_ref().map_or(0, |k| k.len() as u64);
-        let permit = window.clone().acquire_owned().await?;
-        let outcome = outcome.clone();
-        producer.send_with_callback(
-            ProducerRecord {
-                topic: args.topic.clone(),
-                partition: args.partition,
-                key,
-                value: Some(value),
-                headers: headers.clone(),
-                timestamp: None,
-            },
-            move |res| {
-                drop(permit);
-                outcome
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .record(res);
-            },
-        );
-    }
-    producer.close().await;
+        }
+        (Some(_), Err(_)) => {
+            if let Err(e) = producer.abort_transaction().await {
+                eprintln!("error: aborting the transaction failed: {e}");
+            }
+            producer.close().await;
+            false
+        }
+    };
+    let (line_no, bytes) = sent.map_err(|e| match &args.transactional_id {
+        Some(_) => e.context("transaction aborted"),
+        None => e,
+    })?;
     let elapsed = start.elapsed();
     let o = std::mem::take(&mut *outcome.lock().unwrap_or_else(|e| e.into_inner()));
     match global.output {
@@ -223,16 +224,22 @@ pub(crate) async fn run(global: &Global, args: ProduceArgs) -> anyhow::Result<()
             "partitions": o.partitions.iter().map(|(p, (n, first, last))| json!({
                 "partition": p, "records": n, "first_offset": first, "last_offset": last,
             })).collect::<Vec<_>>(),
+            "transactional_id": args.transactional_id,
+            "committed": committed,
             "error": o.first_error,
         }))?,
         OutputFormat::Table => {
             print_line(&format!(
-                "Produced {} of {} records ({} bytes) to '{}' in {:.2}s.",
+                "Produced {} of {} records ({} bytes) to '{}' in {:.2}s{}.",
                 o.acked,
                 line_no,
                 bytes,
                 args.topic,
-                elapsed.as_secs_f64()
+                elapsed.as_secs_f64(),
+                match &args.transactional_id {
+                    Some(id) if committed => format!(", committed as transaction '{id}'"),
+                    _ => String::new(),
+                }
             ))?;
             if !o.partitions.is_empty() {
                 let mut t = table(&["Partition", "Records", "First offset", "Last offset"]);
@@ -256,6 +263,75 @@ pub(crate) async fn run(global: &Global, args: ProduceArgs) -> anyhow::Result<()
         );
     }
     Ok(())
+}
+
+/// Sends one record per input line; returns the number of lines and the
+/// bytes of keys and values. Outcomes are recorded as they arrive.
+async fn send_lines(
+    producer: &Producer,
+    args: &ProduceArgs,
+    mut reader: BufReader<Box<dyn AsyncRead + Unpin + Send>>,
+    headers: &[(String, Option<Bytes>)],
+    outcome: &Arc<Mutex<Outcome>>,
+) -> anyhow::Result<(u64, u64)> {
+    let window = Arc::new(Semaphore::new(MAX_UNACKED));
+    let mut line = Vec::new();
+    let mut line_no = 0u64;
+    let mut bytes = 0u64;
+    loop {
+        line.clear();
+        let n = reader
+            .read_until(b'\n', &mut line)
+            .await
+            .context("reading input")?;
+        if n == 0 {
+            break;
+        }
+        line_no += 1;
+        if line.last() == Some(&b'\n') {
+            line.pop();
+            if line.last() == Some(&b'\r') {
+                line.pop();
+            }
+        }
+        let (key, value) = match &args.key_separator {
+            Some(sep) => {
+                let sep = sep.as_bytes();
+                let Some(pos) = find(&line, sep) else {
+                    anyhow::bail!(
+                        "line {line_no} has no key separator '{}'",
+                        String::from_utf8_lossy(sep)
+                    );
+                };
+                (
+                    Some(Bytes::copy_from_slice(&line[..pos])),
+                    Bytes::copy_from_slice(&line[pos + sep.len()..]),
+                )
+            }
+            None => (None, Bytes::copy_from_slice(&line)),
+        };
+        bytes += value.len() as u64 + key.as_ref().map_or(0, |k| k.len() as u64);
+        let permit = window.clone().acquire_owned().await?;
+        let outcome = outcome.clone();
+        producer.send_with_callback(
+            ProducerRecord {
+                topic: args.topic.clone(),
+                partition: args.partition,
+                key,
+                value: Some(value),
+                headers: headers.to_vec(),
+                timestamp: None,
+            },
+            move |res| {
+                drop(permit);
+                outcome
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .record(res);
+            },
+        );
+    }
+    Ok((line_no, bytes))
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {

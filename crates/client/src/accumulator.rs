@@ -14,6 +14,7 @@ use sluice_protocol::kafka_protocol::records::{Compression, Record};
 
 use crate::error::{Error, Result};
 use crate::producer::{Completion, RecordMetadata};
+use crate::transaction::ProducerIdentity;
 
 /// Topic and partition.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -59,6 +60,19 @@ pub(crate) struct ProducerBatch {
     pub(crate) attempts: u32,
     pub(crate) retry_at: Option<Instant>,
     pub(crate) encoded: Option<Bytes>,
+    /// Idempotence: the producer identity and base sequence the batch was
+    /// (or will be) written with. Kept across retries so the broker can
+    /// recognise a duplicate; reassigned only under a new identity.
+    pub(crate) sequenced: Option<Sequenced>,
+}
+
+/// A batch's producer id, epoch and base sequence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Sequenced {
+    pub(crate) identity: ProducerIdentity,
+    pub(crate) base_sequence: i32,
+    /// Part of a transaction (attributes bit 4).
+    pub(crate) transactional: bool,
 }
 
 impl ProducerBatch {
@@ -73,6 +87,7 @@ impl ProducerBatch {
             attempts: 0,
             retry_at: None,
             encoded: None,
+            sequenced: None,
         }
     }
 
@@ -81,9 +96,25 @@ impl ProducerBatch {
         self.records.len()
     }
 
+    /// Gives the batch a producer identity and base sequence; the bytes
+    /// are encoded again with them.
+    pub(crate) fn set_sequence(&mut self, sequenced: Sequenced) {
+        self.sequenced = Some(sequenced);
+        self.encoded = None;
+        for (i, r) in self.records.iter_mut().enumerate() {
+            r.producer_id = sequenced.identity.id;
+            r.producer_epoch = sequenced.identity.epoch;
+            r.transactional = sequenced.transactional;
+            // The encoder keeps one batch while offset - sequence is
+            // constant (in wrapping i32 arithmetic), and writes only the
+            // first record's sequence: the batch's base sequence.
+            r.sequence = sequenced.base_sequence.wrapping_add(i as i32);
+        }
+    }
+
     /// Encodes the batch (once; retries reuse the bytes). Record `i` gets
-    /// offset delta `i` and sequence `i - 1` so the batch's base sequence is
-    /// -1 (non-idempotent) and the encoder emits a single batch.
+    /// offset delta `i` and, without idempotence, sequence `i - 1` so the
+    /// batch's base sequence is -1 and the encoder emits a single batch.
     pub(crate) fn encode(&mut self, compression: Compression) -> Result<Bytes> {
         if let Some(b) = &self.encoded {
             return Ok(b.clone());
@@ -277,6 +308,12 @@ impl Accumulator {
         let queue = self.queues.entry(batch.tp.clone()).or_default();
         let at = queue.partition_point(|b| b.seq < batch.seq);
         queue.insert(at, batch);
+    }
+
+    /// Removes every batch (a transaction is aborting or has failed).
+    pub(crate) fn drain_all(&mut self) -> Vec<ProducerBatch> {
+        self.records = 0;
+        self.queues.drain().flat_map(|(_, q)| q).collect()
     }
 
     /// Removes batches created more than `timeout` ago.

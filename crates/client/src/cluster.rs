@@ -15,6 +15,7 @@ use sluice_protocol::kafka_protocol::protocol::StrBytes;
 use tokio::sync::Mutex as AsyncMutex;
 
 use crate::connection::{Connection, ConnectionOptions};
+use crate::consumer::IsolationLevel;
 use crate::error::{needs_metadata_refresh, Error, KafkaError, Result};
 
 /// Settings shared by every client type.
@@ -425,9 +426,21 @@ impl Cluster {
         &self,
         partitions: &[(String, i32, OffsetSpec)],
     ) -> Result<Vec<ListedOffset>> {
+        self.list_offsets_isolated(partitions, IsolationLevel::ReadUncommitted)
+            .await
+    }
+
+    /// Like [`list_offsets`](Self::list_offsets); with read_committed the
+    /// latest offset is the last stable offset, as a read_committed
+    /// consumer sees it.
+    pub async fn list_offsets_isolated(
+        &self,
+        partitions: &[(String, i32, OffsetSpec)],
+        isolation: IsolationLevel,
+    ) -> Result<Vec<ListedOffset>> {
         let mut attempt = 0;
         loop {
-            match self.list_offsets_once(partitions).await {
+            match self.list_offsets_once(partitions, isolation).await {
                 Err(e) if e.is_retriable() && attempt < 3 => {
                     attempt += 1;
                     let topics: Vec<String> =
@@ -443,6 +456,7 @@ impl Cluster {
     async fn list_offsets_once(
         &self,
         partitions: &[(String, i32, OffsetSpec)],
+        isolation: IsolationLevel,
     ) -> Result<Vec<ListedOffset>> {
         // A request may name each partition once: split repeats into rounds.
         let mut rounds: Vec<Vec<usize>> = Vec::new();
@@ -467,7 +481,7 @@ impl Cluster {
         for round in rounds {
             let subset: Vec<(String, i32, OffsetSpec)> =
                 round.iter().map(|&i| partitions[i].clone()).collect();
-            let listed = self.list_offsets_unique(&subset).await?;
+            let listed = self.list_offsets_unique(&subset, isolation).await?;
             for (i, l) in round.into_iter().zip(listed) {
                 out[i] = l;
             }
@@ -478,6 +492,7 @@ impl Cluster {
     async fn list_offsets_unique(
         &self,
         partitions: &[(String, i32, OffsetSpec)],
+        isolation: IsolationLevel,
     ) -> Result<Vec<ListedOffset>> {
         let mut by_leader: BTreeMap<i32, Vec<usize>> = BTreeMap::new();
         for (i, (topic, partition, _)) in partitions.iter().enumerate() {
@@ -533,6 +548,7 @@ impl Cluster {
             }
             let req = ListOffsetsRequest::default()
                 .with_replica_id(BrokerId(-1))
+                .with_isolation_level(isolation.as_i8())
                 .with_topics(
                     topics
                         .into_iter()

@@ -51,6 +51,15 @@ pub fn client_max_version(api: ApiKey) -> Option<i16> {
         ApiKey::SyncGroup => 5,
         ApiKey::Heartbeat => 4,
         ApiKey::LeaveGroup => 5,
+        ApiKey::InitProducerId => 5,
+        // v4+ is the broker-to-broker batched form (KIP-890).
+        ApiKey::AddPartitionsToTxn => 3,
+        ApiKey::AddOffsetsToTxn => 4,
+        // v5 is transactions v2 (KIP-890), which needs v4+ AddPartitionsToTxn.
+        ApiKey::EndTxn => 4,
+        ApiKey::TxnOffsetCommit => 4,
+        ApiKey::DescribeTransactions => 0,
+        ApiKey::ListTransactions => 1,
         _ => return None,
     })
 }

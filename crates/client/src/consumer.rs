@@ -1,10 +1,11 @@
 //! A consumer of manually assigned partitions (no consumer group yet).
 //!
 //! `poll` sends one Fetch per partition leader, decodes the returned batches,
-//! skips control batches and records below the position, and advances the
-//! position. Out-of-range positions are reset per `auto.offset.reset`.
+//! skips control batches (transaction markers are never records), records
+//! below the position and, with `isolation.level=read_committed`, records of
+//! aborted transactions, and advances the position. Out-of-range positions are reset per `auto.offset.reset`.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,6 +13,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use sluice_protocol::batch::BatchHeader;
 use sluice_protocol::compression::decode_batches;
+use sluice_protocol::control::{marker_of, Marker};
 use sluice_protocol::error as codes;
 use sluice_protocol::kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use sluice_protocol::kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse, TopicName};
@@ -63,6 +65,49 @@ impl FromStr for OffsetReset {
     }
 }
 
+/// Which records a fetch may return (`isolation.level`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum IsolationLevel {
+    /// Everything up to the high watermark, including records of open and
+    /// aborted transactions (the Java client's default).
+    #[default]
+    ReadUncommitted,
+    /// Only records of committed transactions (and non-transactional ones),
+    /// up to the last stable offset.
+    ReadCommitted,
+}
+
+impl IsolationLevel {
+    /// The wire value.
+    pub fn as_i8(self) -> i8 {
+        match self {
+            IsolationLevel::ReadUncommitted => 0,
+            IsolationLevel::ReadCommitted => 1,
+        }
+    }
+
+    /// Kafka's name for it.
+    pub fn name(self) -> &'static str {
+        match self {
+            IsolationLevel::ReadUncommitted => "read_uncommitted",
+            IsolationLevel::ReadCommitted => "read_committed",
+        }
+    }
+}
+
+impl FromStr for IsolationLevel {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "read_uncommitted" => Ok(IsolationLevel::ReadUncommitted),
+            "read_committed" => Ok(IsolationLevel::ReadCommitted),
+            other => Err(Error::Config(format!(
+                "invalid isolation.level '{other}' (expected read_uncommitted or read_committed)"
+            ))),
+        }
+    }
+}
+
 /// Consumer settings. Defaults follow the Java client.
 #[derive(Debug, Clone)]
 pub struct ConsumerConfig {
@@ -80,8 +125,8 @@ pub struct ConsumerConfig {
     pub auto_offset_reset: OffsetReset,
     /// Most records returned by one `poll` (`max.poll.records`, default 500).
     pub max_poll_records: usize,
-    /// 0 = read_uncommitted, 1 = read_committed (`isolation.level`).
-    pub isolation_level: i8,
+    /// `isolation.level` (default read_uncommitted, as in the Java client).
+    pub isolation_level: IsolationLevel,
 }
 
 impl Default for ConsumerConfig {
@@ -93,7 +138,7 @@ impl Default for ConsumerConfig {
             partition_max_bytes: 1024 * 1024,
             auto_offset_reset: OffsetReset::Latest,
             max_poll_records: 500,
-            isolation_level: 0,
+            isolation_level: IsolationLevel::ReadUncommitted,
         }
     }
 }
@@ -164,6 +209,9 @@ struct PartitionFetch {
     error_code: i16,
     high_watermark: i64,
     records: Option<Bytes>,
+    /// With read_committed: the aborted transactions overlapping the
+    /// returned records, as (producer id, first offset).
+    aborted: Option<Vec<(i64, i64)>>,
 }
 
 impl Consumer {
@@ -276,7 +324,10 @@ impl Consumer {
             .iter()
             .map(|(tp, s)| (tp.topic.clone(), tp.partition, *s))
             .collect();
-        let listed = self.cluster.list_offsets(&args).await?;
+        let listed = self
+            .cluster
+            .list_offsets_isolated(&args, self.config.isolation_level)
+            .await?;
         let mut latest_needed = Vec::new();
         for ((tp, spec), l) in queries.into_iter().zip(listed) {
             if l.offset < 0 && matches!(spec, OffsetSpec::Timestamp(_)) {
@@ -290,7 +341,10 @@ impl Consumer {
                 .iter()
                 .map(|tp| (tp.topic.clone(), tp.partition, OffsetSpec::Latest))
                 .collect();
-            let listed = self.cluster.list_offsets(&args).await?;
+            let listed = self
+                .cluster
+                .list_offsets_isolated(&args, self.config.isolation_level)
+                .await?;
             out.extend(
                 latest_needed
                     .into_iter()
@@ -373,7 +427,7 @@ impl Consumer {
             };
             match pf.error_code {
                 codes::NONE => {
-                    let (records, next) = decode_partition(&pf.tp, pf.records, pos)?;
+                    let (records, next) = decode_partition(&pf.tp, pf.records, pos, pf.aborted)?;
                     let _ = pf.high_watermark;
                     self.positions.insert(pf.tp, next);
                     self.buffer.extend(records);
@@ -408,7 +462,10 @@ impl Consumer {
                 .iter()
                 .map(|(tp, s)| (tp.topic.clone(), tp.partition, *s))
                 .collect();
-            let listed = self.cluster.list_offsets(&args).await?;
+            let listed = self
+                .cluster
+                .list_offsets_isolated(&args, self.config.isolation_level)
+                .await?;
             for ((tp, _), l) in reset.into_iter().zip(listed) {
                 tracing::info!(%tp, offset = l.offset, "position out of range; reset");
                 self.positions.insert(tp, l.offset);
@@ -470,7 +527,7 @@ async fn fetch_from(
         .with_max_wait_ms(max_wait.as_millis().min(i32::MAX as u128) as i32)
         .with_min_bytes(config.min_bytes)
         .with_max_bytes(config.max_bytes)
-        .with_isolation_level(config.isolation_level)
+        .with_isolation_level(config.isolation_level.as_i8())
         .with_session_id(0)
         .with_session_epoch(-1)
         .with_topics(
@@ -511,25 +568,77 @@ async fn fetch_from(
                 error_code: p.error_code,
                 high_watermark: p.high_watermark,
                 records: p.records,
+                aborted: (config.isolation_level == IsolationLevel::ReadCommitted).then(|| {
+                    p.aborted_transactions
+                        .unwrap_or_default()
+                        .iter()
+                        .map(|a| (a.producer_id.0, a.first_offset))
+                        .collect()
+                }),
             });
         }
     }
     Ok(out)
 }
 
-/// Decodes a partition's record set: skips control batches and records below
-/// `position`, ignores a trailing partial batch, and returns the records and
-/// the next position.
+/// The read_committed filter, the way the Java client and librdkafka do
+/// it: a producer's transactional batches are dropped from the first offset
+/// of its aborted transaction until that producer's abort marker.
+struct AbortedFilter {
+    /// Aborted transactions not reached yet, latest first offset first.
+    upcoming: Vec<(i64, i64)>,
+    /// Producers inside an aborted transaction at the current batch.
+    aborting: HashSet<i64>,
+}
+
+impl AbortedFilter {
+    fn new(mut aborted: Vec<(i64, i64)>) -> Self {
+        aborted.sort_by_key(|&(_, first_offset)| std::cmp::Reverse(first_offset));
+        AbortedFilter {
+            upcoming: aborted,
+            aborting: HashSet::new(),
+        }
+    }
+
+    /// Whether the records of `batch` belong to an aborted transaction.
+    fn is_aborted(&mut self, header: &BatchHeader<'_>, batch: &[u8]) -> bool {
+        let producer = header.producer_id();
+        if producer < 0 {
+            return false;
+        }
+        while let Some(&(pid, first_offset)) = self.upcoming.last() {
+            if first_offset > header.last_offset() {
+                break;
+            }
+            self.aborting.insert(pid);
+            self.upcoming.pop();
+        }
+        if header.is_control() {
+            if marker_of(batch) == Some(Marker::Abort) {
+                self.aborting.remove(&producer);
+            }
+            return false;
+        }
+        header.is_transactional() && self.aborting.contains(&producer)
+    }
+}
+
+/// Decodes a partition's record set: skips control batches, records below
+/// `position` and, when `aborted` is given (read_committed), records of
+/// aborted transactions; ignores a trailing partial batch, and returns the
+/// records and the next position.
 pub(crate) fn decode_partition(
     tp: &TopicPartition,
     records: Option<Bytes>,
     position: i64,
+    aborted: Option<Vec<(i64, i64)>>,
 ) -> Result<(Vec<ConsumerRecord>, i64)> {
     let mut next = position;
     let mut out = Vec::new();
     let Some(mut data) = records else {
         return Ok((out, next));
     };
+    let mut filter = aborted.map(AbortedFilter::new);
     while !data.is_empty() {
         let header = match BatchHeader::parse(&data) {
             Ok(h) => h,
@@ -542,14 +651,19 @@ pub(crate) fn decode_partition(
             break;
         }
         let last = header.last_offset();
-        let control = header.is_control();
+        // The filter must see control batches too: abort markers end a
+        // producer's aborted range.
+        let aborted = filter
+            .as_mut()
+            .is_some_and(|f| f.is_aborted(&header, &data[..len]));
+        let skip = header.is_control() || aborted;
         let log_append = header.is_log_append_time();
         let max_ts = header.max_timestamp();
         let batch = data.split_to(len);
         if last < next {
             continue;
         }
-        if !control {
+        if !skip {
             let decoded = decode_batches(batch)
                 .map_err(|e| Error::Protocol(format!("{tp}: cannot decode batch: {e}")))?;
             for r in decoded {
@@ -625,7 +739,7 @@ mod tests {
         let mut data = BytesMut::new();
         data.extend_from_slice(&batch(0, 5, Compression::None));
         data.extend_from_slice(&batch(5, 5, Compression::Lz4));
-        let (recs, next) = decode_partition(&tp(), Some(data.freeze()), 3).unwrap();
+        let (recs, next) = decode_partition(&tp(), Some(data.freeze()), 3, None).unwrap();
         assert_eq!(next, 10);
         let offsets: Vec<i64> = recs.iter().map(|r| r.offset).collect();
         assert_eq!(offsets, vec![3, 4, 5, 6, 7, 8, 9]);
@@ -640,11 +754,11 @@ mod tests {
         data.extend_from_slice(&batch(0, 3, Compression::None));
         let second = batch(3, 3, Compression::Gzip);
         data.extend_from_slice(&second[..second.len() - 7]);
-        let (recs, next) = decode_partition(&tp(), Some(data.freeze()), 0).unwrap();
+        let (recs, next) = decode_partition(&tp(), Some(data.freeze()), 0, None).unwrap();
         assert_eq!(recs.len(), 3);
         assert_eq!(next, 3);
         let (recs, next) =
-            decode_partition(&tp(), Some(Bytes::from_static(&[0, 0, 0])), 7).unwrap();
+            decode_partition(&tp(), Some(Bytes::from_static(&[0, 0, 0])), 7, None).unwrap();
         assert!(recs.is_empty());
         assert_eq!(next, 7);
     }
@@ -660,10 +774,57 @@ mod tests {
         let mut data = BytesMut::new();
         data.extend_from_slice(&b);
         data.extend_from_slice(&batch(2, 1, Compression::None));
-        let (recs, next) = decode_partition(&tp(), Some(data.freeze()), 0).unwrap();
+        let (recs, next) = decode_partition(&tp(), Some(data.freeze()), 0, None).unwrap();
         assert_eq!(recs.len(), 1);
         assert_eq!(recs[0].offset, 2);
         assert_eq!(next, 3);
+    }
+
+    /// A transactional batch of `n` records of `producer` at `base`.
+    fn txn_batch(producer: i64, base: i64, n: i64) -> Bytes {
+        let recs: Vec<Record> = (0..n)
+            .map(|i| Record {
+                transactional: true,
+                producer_id: producer,
+                producer_epoch: 0,
+                sequence: (base + i) as i32,
+                ..sluice_protocol::compression::plain_record(
+                    base + i,
+                    1000,
+                    None,
+                    Some(Bytes::from(format!("v{}", base + i))),
+                )
+            })
+            .collect();
+        let mut buf = BytesMut::new();
+        encode_batch(&mut buf, &recs, Compression::None).unwrap();
+        buf.freeze()
+    }
+
+    fn marker(marker: Marker, producer: i64, offset: i64) -> Bytes {
+        let mut b = sluice_protocol::control::marker_batch(marker, producer, 0, 0, 1000).unwrap();
+        sluice_protocol::batch::BatchMut::new(&mut b).set_base_offset(offset);
+        b.freeze()
+    }
+
+    #[test]
+    fn read_committed_drops_aborted_ranges_until_the_abort_marker() {
+        let mut data = BytesMut::new();
+        data.extend_from_slice(&txn_batch(1, 0, 2)); // aborted below
+        data.extend_from_slice(&txn_batch(2, 2, 1)); // committed below
+        data.extend_from_slice(&marker(Marker::Abort, 1, 3));
+        data.extend_from_slice(&txn_batch(1, 4, 1)); // producer 1's next one
+        data.extend_from_slice(&marker(Marker::Commit, 2, 5));
+        data.extend_from_slice(&marker(Marker::Commit, 1, 6));
+        let data = data.freeze();
+        let offsets = |aborted| {
+            let (recs, next) = decode_partition(&tp(), Some(data.clone()), 0, aborted).unwrap();
+            assert_eq!(next, 7);
+            recs.iter().map(|r| r.offset).collect::<Vec<_>>()
+        };
+        assert_eq!(offsets(Some(vec![(1, 0)])), vec![2, 4]);
+        // read_uncommitted: every data record, never a marker.
+        assert_eq!(offsets(None), vec![0, 1, 2, 4]);
     }
 
     fn crc32c_of(data: &[u8]) -> u32 {

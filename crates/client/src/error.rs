@@ -72,6 +72,7 @@ pub fn name(code: ErrorCode) -> &'static str {
         20 => "NOT_ENOUGH_REPLICAS_AFTER_APPEND",
         29 => "TOPIC_AUTHORIZATION_FAILED",
         41 => "NOT_CONTROLLER",
+        53 => "TRANSACTIONAL_ID_AUTHORIZATION_FAILED",
         74 => "FENCED_LEADER_EPOCH",
         75 => "UNKNOWN_LEADER_EPOCH",
         other => codes::name(other),
@@ -98,6 +99,20 @@ pub fn is_retriable_code(code: ErrorCode) -> bool {
             | 74
             | 75
             | codes::UNKNOWN_TOPIC_ID
+            | codes::UNSTABLE_OFFSET_COMMIT
+    )
+}
+
+/// Whether an error code means this producer has been replaced by a newer
+/// one with the same transactional id (or may not use it at all): such a
+/// producer can do nothing more.
+pub fn is_fencing_code(code: ErrorCode) -> bool {
+    matches!(
+        code,
+        codes::PRODUCER_FENCED
+            | codes::INVALID_PRODUCER_EPOCH
+            | 53 /* TRANSACTIONAL_ID_AUTHORIZATION_FAILED */
+            | codes::INVALID_PRODUCER_ID_MAPPING
     )
 }
 
@@ -164,13 +179,30 @@ pub enum Error {
     /// The producer (or client) was closed.
     #[error("client is closed")]
     Closed,
+    /// Fatal: a newer producer with the same transactional id exists (or
+    /// this one may not use the id). This producer cannot be used any more;
+    /// close it and start a new one.
+    #[error("producer fenced: {0}")]
+    Fenced(KafkaError),
+    /// The current transaction cannot commit (a record or a request of it
+    /// failed); call `abort_transaction`, then start a new one.
+    #[error("transaction must be aborted: {0}")]
+    AbortableTransaction(Box<Error>),
+    /// The record was dropped because its transaction was aborted.
+    #[error("transaction aborted")]
+    TransactionAborted,
+    /// A transactional call made in the wrong state (e.g. `send` before
+    /// `begin_transaction`).
+    #[error("invalid transaction state: {0}")]
+    TransactionState(String),
 }
 
 impl Error {
     /// The Kafka error code, when the broker returned one.
     pub fn code(&self) -> Option<ErrorCode> {
         match self {
-            Error::Kafka(k) => Some(k.code),
+            Error::Kafka(k) | Error::Fenced(k) => Some(k.code),
+            Error::AbortableTransaction(cause) => cause.code(),
             _ => None,
         }
     }

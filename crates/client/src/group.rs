@@ -27,6 +27,13 @@ use crate::admin::{s, Admin};
 use crate::connection::Connection;
 use crate::error::{Error, KafkaError, Result};
 
+/// What a coordinator coordinates (FindCoordinator's key type).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CoordinatorType {
+    Group = 0,
+    Transaction = 1,
+}
+
 /// A group as listed by ListGroups.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupListing {
@@ -200,7 +207,7 @@ impl GroupOffset {
 
 /// Errors after which the coordinator is looked up again and the request
 /// retried.
-fn coordinator_retriable(e: &Error) -> bool {
+pub(crate) fn coordinator_retriable(e: &Error) -> bool {
     matches!(
         e.code(),
         Some(14 /* COORDINATOR_LOAD_IN_PROGRESS */)
@@ -219,25 +226,37 @@ impl Admin {
     /// Finds the coordinator of `group` (FindCoordinator, key type 0) and
     /// returns its broker id and a connection to it.
     pub async fn find_group_coordinator(&self, group: &str) -> Result<(i32, Arc<Connection>)> {
+        self.find_coordinator(group, CoordinatorType::Group).await
+    }
+
+    /// Finds the coordinator of a group or of a transactional id and
+    /// returns its broker id and a connection to it.
+    pub(crate) async fn find_coordinator(
+        &self,
+        key: &str,
+        key_type: CoordinatorType,
+    ) -> Result<(i32, Arc<Connection>)> {
         let conn = self.cluster.any_connection().await?;
         let batched = conn
             .negotiated_version(ApiKey::FindCoordinator)
             .is_some_and(|v| v >= 4);
-        let req = FindCoordinatorRequest::default().with_key_type(0);
+        let req = FindCoordinatorRequest::default().with_key_type(key_type as i8);
         let req = if batched {
-            req.with_coordinator_keys(vec![s(group)])
+            req.with_coordinator_keys(vec![s(key)])
         } else {
-            req.with_key(s(group))
+            req.with_key(s(key))
+        };
+        let what = match key_type {
+            CoordinatorType::Group => format!("group '{key}'"),
+            CoordinatorType::Transaction => format!("transactional id '{key}'"),
         };
         let resp = conn.call(req).await?;
         let (code, msg, node) = if batched {
             let c = resp
                 .coordinators
                 .into_iter()
-                .find(|c| c.key.as_str() == group)
-                .ok_or_else(|| {
-                    Error::Protocol(format!("FindCoordinator: no answer for group '{group}'"))
-                })?;
+                .find(|c| c.key.as_str() == key)
+                .ok_or_else(|| Error::Protocol(format!("FindCoordinator: no answer for {what}")))?;
             (c.error_code, c.error_message, c.node_id.0)
         } else {
             (resp.error_code, resp.error_message, resp.node_id.0)
@@ -245,7 +264,7 @@ impl Admin {
         Error::check(
             code,
             msg.map(|m| m.to_string()),
-            format!("coordinator of group '{group}'"),
+            format!("coordinator of {what}"),
         )?;
         Ok((node, self.cluster.broker_connection(node).await?))
     }

@@ -34,9 +34,12 @@ use tokio::task::JoinHandle;
 use crate::admin::{s, Admin};
 use crate::cluster::{ClientConfig, Cluster};
 use crate::connection::Connection;
-use crate::consumer::{Consumer, ConsumerConfig, ConsumerRecord, OffsetReset, StartOffset};
+use crate::consumer::{
+    Consumer, ConsumerConfig, ConsumerRecord, IsolationLevel, OffsetReset, StartOffset,
+};
 use crate::error::{Error, KafkaError, Result};
 use crate::group::MemberAssignment;
+use crate::transaction::ConsumerGroupMetadata;
 
 const REBALANCE_IN_PROGRESS: i16 = 27;
 const UNKNOWN_MEMBER_ID: i16 = 25;
@@ -235,6 +238,19 @@ impl GroupConsumer {
     /// The group generation of the current assignment (-1 before joining).
     pub fn generation(&self) -> i32 {
         self.generation
+    }
+
+    /// The member's identity for
+    /// [`Producer::send_offsets_to_transaction`](crate::Producer::send_offsets_to_transaction),
+    /// so the coordinator refuses the offsets if this member has been
+    /// rebalanced out meanwhile.
+    pub fn group_metadata(&self) -> ConsumerGroupMetadata {
+        ConsumerGroupMetadata {
+            group_id: self.config.group_id.clone(),
+            generation_id: self.generation,
+            member_id: self.member_id.clone(),
+            group_instance_id: None,
+        }
     }
 
     /// Joins (or rejoins) the group when needed, then returns records from
@@ -549,6 +565,33 @@ impl GroupConsumer {
 
     /// Positions the inner consumer on the new assignment and starts the
     /// heartbeat.
+    /// The group's committed offsets of `parts`. A read_committed member
+    /// asks for stable offsets only (KIP-447): while a transaction that
+    /// commits offsets for these partitions is open, the coordinator answers
+    /// UNSTABLE_OFFSET_COMMIT and we wait, up to half the session timeout
+    /// (no heartbeats run yet), then let the caller rejoin.
+    async fn committed_offsets(
+        &mut self,
+        parts: &[(String, i32)],
+    ) -> Result<BTreeMap<(String, i32), i64>> {
+        let require_stable = self.config.consumer.isolation_level == IsolationLevel::ReadCommitted;
+        let deadline = Instant::now() + self.config.session_timeout / 2;
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            let conn = self.coordinator().await?;
+            match fetch_committed(&conn, &self.config.group_id, parts, require_stable).await {
+                Err(e)
+                    if e.code() == Some(codes::UNSTABLE_OFFSET_COMMIT)
+                        && Instant::now() + backoff < deadline =>
+                {
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
+                other => return other,
+            }
+        }
+    }
+
     async fn start(&mut self, assignment: Vec<(String, Vec<i32>)>) -> Result<()> {
         let parts: Vec<(String, i32)> = assignment
             .iter()
@@ -557,8 +600,7 @@ impl GroupConsumer {
         let committed = if parts.is_empty() {
             BTreeMap::new()
         } else {
-            let conn = self.coordinator().await?;
-            fetch_committed(&conn, &self.config.group_id, &parts).await?
+            self.committed_offsets(&parts).await?
         };
         let mut assign = Vec::with_capacity(parts.len());
         for (t, p) in &parts {
@@ -708,6 +750,7 @@ async fn fetch_committed(
     conn: &Connection,
     group: &str,
     parts: &[(String, i32)],
+    require_stable: bool,
 ) -> Result<BTreeMap<(String, i32), i64>> {
     let v = conn
         .negotiated_version(ApiKey::OffsetFetch)
@@ -735,8 +778,9 @@ async fn fetch_committed(
                     .with_partition_indexes(ps.clone())
             })
             .collect();
-        let req =
-            OffsetFetchRequest::default().with_groups(vec![OffsetFetchRequestGroup::default()
+        let req = OffsetFetchRequest::default()
+            .with_require_stable(require_stable)
+            .with_groups(vec![OffsetFetchRequestGroup::default()
                 .with_group_id(GroupId(s(group)))
                 .with_member_epoch(-1)
                 .with_topics(Some(topics))]);
@@ -763,9 +807,13 @@ async fn fetch_committed(
                     .with_partition_indexes(ps.clone())
             })
             .collect();
-        let req = OffsetFetchRequest::default()
+        let mut req = OffsetFetchRequest::default()
             .with_group_id(GroupId(s(group)))
             .with_topics(Some(topics));
+        // v7 brought require_stable.
+        if v >= 7 {
+            req = req.with_require_stable(require_stable);
+        }
         let resp = conn.call_version(req, v, conn_timeout()).await?;
         Error::check(resp.error_code, None, resource)?;
         for t in resp.topics {

@@ -4,16 +4,23 @@
 //! * [`Producer`] — batching producer with `batch.size`/`linger.ms`,
 //!   compression (none, gzip, snappy, lz4, zstd), `acks`, Java-compatible
 //!   murmur2 key partitioning, sticky partitioning for unkeyed records, and
-//!   retries with backoff bounded by `delivery.timeout.ms`.
+//!   retries with backoff bounded by `delivery.timeout.ms`. Idempotent by
+//!   default (`enable.idempotence`); with a `transactional_id` it runs
+//!   transactions: `init_transactions`, `begin_transaction`,
+//!   `send_offsets_to_transaction`, `commit_transaction`,
+//!   `abort_transaction` (errors: [`Error::Fenced`] is fatal,
+//!   [`Error::AbortableTransaction`] asks for an abort).
 //! * [`Consumer`] — reads explicitly assigned partitions from an
-//!   earliest/latest/offset/timestamp start, with seek and
-//!   `auto.offset.reset`.
+//!   earliest/latest/offset/timestamp start, with seek,
+//!   `auto.offset.reset` and `isolation.level` (read_committed skips
+//!   aborted transactions).
 //! * [`GroupConsumer`] — consumer-group member (classic protocol): subscribe,
 //!   range/roundrobin assignment, heartbeats, rebalance listener, committed
 //!   offsets (auto or `commit_sync`/`commit_async`).
 //! * [`Admin`] — topics, partitions, configs, cluster, offsets, log dirs,
 //!   and consumer groups: list, describe (with decoded member assignments),
-//!   committed offsets (list, alter, delete) and group deletion.
+//!   committed offsets (list, alter, delete) and group deletion;
+//!   transactions: list and describe.
 //! * [`Cluster`] / [`Connection`] — the shared metadata cache and
 //!   per-broker connections; every API version is negotiated with
 //!   ApiVersions (the highest version both sides support).
@@ -63,6 +70,8 @@ pub mod group;
 pub mod group_consumer;
 pub mod partitioner;
 pub mod producer;
+pub mod transaction;
+pub mod txn_admin;
 
 pub use accumulator::TopicPartition;
 pub use admin::{
@@ -75,7 +84,8 @@ pub use cluster::{
 };
 pub use connection::{Connection, ConnectionOptions};
 pub use consumer::{
-    Consumer, ConsumerConfig, ConsumerRecord, OffsetReset, StartOffset, TimestampType,
+    Consumer, ConsumerConfig, ConsumerRecord, IsolationLevel, OffsetReset, StartOffset,
+    TimestampType,
 };
 pub use error::{Error, KafkaError, Result};
 pub use group::{GroupDescription, GroupListing, GroupMember, GroupOffset, MemberAssignment};
@@ -87,3 +97,5 @@ pub use producer::{
     Acks, CompressionType, DeliveryFuture, Producer, ProducerConfig, ProducerRecord, RecordMetadata,
 };
 pub use sluice_protocol;
+pub use transaction::ConsumerGroupMetadata;
+pub use txn_admin::{TransactionDescription, TransactionFilters, TransactionListing};

@@ -3,8 +3,15 @@
 //! accumulates them into batches, sends ready batches to partition leaders
 //! (up to `max.in.flight.requests.per.connection` requests per broker) and
 //! retries retriable failures with backoff until `delivery.timeout.ms`.
+//!
+//! Idempotence (the default) stamps every batch with the producer id and
+//! epoch from InitProducerId and a per-partition sequence number, so the
+//! broker drops duplicates of retried batches and refuses gaps. With a
+//! `transactional_id` the producer also runs transactions (Kafka's
+//! `init_transactions`/`begin`/`commit`/`abort` model); the coordinator side
+//! is in [`crate::transaction`].
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::str::FromStr;
@@ -22,10 +29,14 @@ use sluice_protocol::kafka_protocol::records::Compression;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::accumulator::{Accumulator, NewRecord, ProducerBatch, TopicPartition};
+use crate::accumulator::{Accumulator, NewRecord, ProducerBatch, Sequenced, TopicPartition};
 use crate::cluster::{ClientConfig, Cluster, TopicMetadata};
-use crate::error::{needs_metadata_refresh, Error, KafkaError, Result};
+use crate::error::{is_fencing_code, needs_metadata_refresh, Error, KafkaError, Result};
+use crate::group::GroupOffset;
 use crate::partitioner::{partition_for_key, StickyPartitioner};
+use crate::transaction::{
+    ConsumerGroupMetadata, Coordinators, ProducerIdentity, SharedState, TxnPhase,
+};
 
 /// Acknowledgement level (`acks`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,22 +157,37 @@ pub struct ProducerConfig {
     ///
     /// Ordering: records sent to one partition are appended to its log in
     /// send order as long as no batch has to be retried; this holds also
-    /// while the topic's metadata is still being fetched. With a value
-    /// greater than 1 and retries enabled, a failed batch may be overtaken
-    /// by a later batch of the same partition that was already in flight
-    /// and succeeds, so the log can then differ from send order (this
-    /// producer is not idempotent; same caveat as the Java client with
-    /// `enable.idempotence=false`). Set it to 1 to keep send order across
-    /// retries too: then at most one batch per partition is in flight, and
-    /// a retried batch is always sent before any later one of its
-    /// partition, even when the partition's leader moves meanwhile.
+    /// while the topic's metadata is still being fetched. With idempotence
+    /// (the default, at most 5 in flight) order holds across retries too:
+    /// the broker refuses a batch whose predecessor is missing, and the
+    /// producer retries it after the predecessor. Without idempotence and
+    /// with a value greater than 1, a failed batch may be overtaken by a
+    /// later batch of the same partition that was already in flight and
+    /// succeeds (the Java client's caveat for `enable.idempotence=false`);
+    /// set it to 1 to keep send order across retries then: at most one
+    /// batch per partition is in flight, and a retried batch is always sent
+    /// before any later one of its partition, even when the partition's
+    /// leader moves meanwhile.
     pub max_in_flight: usize,
     /// Broker-side timeout for acknowledgements (sent as the produce
     /// request's `timeout_ms`; default 30 s).
     pub ack_timeout: Duration,
     /// How long to wait for metadata of an unknown topic before failing its
-    /// records (`max.block.ms`, default 60 s).
+    /// records, and how long transactional calls retry the coordinator
+    /// (`max.block.ms`, default 60 s).
     pub max_block: Duration,
+    /// Exactly-once delivery per partition: the broker drops duplicates of
+    /// retried batches and keeps send order (`enable.idempotence`, default
+    /// true as in Kafka 3+). Needs `acks=all`, `retries > 0` and at most 5
+    /// requests in flight; turn it off to use `acks` 0 or 1.
+    pub enable_idempotence: bool,
+    /// Makes this a transactional producer (`transactional.id`): call
+    /// [`Producer::init_transactions`] once, then send inside
+    /// `begin_transaction`/`commit_transaction`. Needs idempotence.
+    pub transactional_id: Option<String>,
+    /// How long the coordinator lets a transaction stay open before
+    /// aborting it (`transaction.timeout.ms`, default 60 s).
+    pub transaction_timeout: Duration,
 }
 
 impl Default for ProducerConfig {
@@ -177,6 +203,9 @@ impl Default for ProducerConfig {
             max_in_flight: 5,
             ack_timeout: Duration::from_secs(30),
             max_block: Duration::from_secs(60),
+            enable_idempotence: true,
+            transactional_id: None,
+            transaction_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -282,10 +311,20 @@ impl Future for DeliveryFuture {
 enum Command {
     Send(ProducerRecord, Completion),
     Flush(oneshot::Sender<()>),
+    /// Drop every unsent record of the aborting transaction, then answer
+    /// once nothing is in flight any more.
+    AbortUnsent(oneshot::Sender<()>),
 }
 
 enum Event {
     Metadata(Vec<String>),
+    /// A non-transactional producer's InitProducerId finished.
+    ProducerId(Result<ProducerIdentity>),
+    /// AddPartitionsToTxn finished.
+    PartitionsAdded {
+        partitions: Vec<TopicPartition>,
+        result: Result<()>,
+    },
     Produced {
         broker: i32,
         batches: Vec<ProducerBatch>,
@@ -309,6 +348,9 @@ pub struct Producer {
     tx: mpsc::UnboundedSender<Command>,
     task: Mutex<Option<JoinHandle<()>>>,
     cluster: Arc<Cluster>,
+    transactional: bool,
+    shared: Arc<Mutex<SharedState>>,
+    coordinators: Arc<Coordinators>,
 }
 
 impl std::fmt::Debug for Producer {
@@ -334,14 +376,54 @@ impl Producer {
                 "max.in.flight.requests.per.connection must be positive".into(),
             ));
         }
+        if config.transactional_id.as_deref() == Some("") {
+            return Err(Error::Config("transactional.id must not be empty".into()));
+        }
+        if config.transactional_id.is_some() && !config.enable_idempotence {
+            return Err(Error::Config(
+                "transactional.id needs enable.idempotence=true".into(),
+            ));
+        }
+        if config.enable_idempotence {
+            if config.acks != Acks::All {
+                return Err(Error::Config(
+                    "enable.idempotence needs acks=all (disable idempotence to use acks 0 or 1)"
+                        .into(),
+                ));
+            }
+            if config.max_in_flight > 5 || config.retries == 0 {
+                return Err(Error::Config(
+                    "enable.idempotence needs max.in.flight.requests.per.connection <= 5 and retries > 0"
+                        .into(),
+                ));
+            }
+        }
+        let shared = Arc::new(Mutex::new(SharedState::new()));
+        let coordinators = Arc::new(Coordinators::new(
+            cluster.clone(),
+            config.transactional_id.clone(),
+            config.transaction_timeout,
+            config.max_block,
+            config.retry_backoff,
+        ));
+        let transactional = config.transactional_id.is_some();
         let (tx, rx) = mpsc::unbounded_channel();
         let (etx, erx) = mpsc::unbounded_channel();
-        let sender = Sender::new(cluster.clone(), config, etx);
+        let sender = Sender::new(
+            cluster.clone(),
+            config,
+            etx,
+            shared.clone(),
+            coordinators.clone(),
+        );
         let task = tokio::spawn(sender.run(rx, erx));
         Ok(Producer {
             tx,
             task: Mutex::new(Some(task)),
             cluster,
+            transactional,
+            shared,
+            coordinators,
         })
     }
 
@@ -355,6 +437,10 @@ impl Producer {
     /// future is optional.
     pub fn send(&self, record: ProducerRecord) -> DeliveryFuture {
         let (tx, rx) = oneshot::channel();
+        if let Err(e) = self.admit_send() {
+            let _ = tx.send(Err(e));
+            return DeliveryFuture { rx };
+        }
         // If the sender task is gone the command (and `tx`) is dropped and
         // the future resolves to `Error::Closed`.
         let _ = self.tx.send(Command::Send(record, Completion::Oneshot(tx)));
@@ -367,6 +453,10 @@ impl Producer {
     where
         F: FnOnce(Result<RecordMetadata>) + Send + 'static,
     {
+        if let Err(e) = self.admit_send() {
+            callback(Err(e));
+            return;
+        }
         if let Err(mpsc::error::SendError(Command::Send(_, c))) = self.tx.send(Command::Send(
             record,
             Completion::Callback(Box::new(callback)),
@@ -393,6 +483,239 @@ impl Producer {
             task.abort();
             let _ = task.await;
         }
+    }
+}
+
+impl Producer {
+    fn state(&self) -> std::sync::MutexGuard<'_, SharedState> {
+        self.shared.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn require_transactional(&self) -> Result<()> {
+        if self.transactional {
+            Ok(())
+        } else {
+            Err(Error::TransactionState(
+                "the producer has no transactional_id".into(),
+            ))
+        }
+    }
+
+    /// A transactional producer sends only inside a transaction.
+    fn admit_send(&self) -> Result<()> {
+        if !self.transactional {
+            return Ok(());
+        }
+        let state = self.state();
+        match &state.phase {
+            TxnPhase::InTransaction => Ok(()),
+            _ => Err(state.phase_error().unwrap_or_else(|| {
+                Error::TransactionState(
+                    "a transactional producer sends only inside a transaction (call begin_transaction first)"
+                        .into(),
+                )
+            })),
+        }
+    }
+
+    /// Registers the producer's transactional id with its coordinator
+    /// (InitProducerId): gets the producer id and a new epoch, which fences
+    /// any older producer with the same transactional id and aborts a
+    /// transaction it left open. Call once, before the first transaction.
+    pub async fn init_transactions(&self) -> Result<()> {
+        self.require_transactional()?;
+        match &self.state().phase {
+            TxnPhase::Uninitialized => {}
+            TxnPhase::Fatal(e) => return Err(e.clone()),
+            _ => {
+                return Err(Error::TransactionState(
+                    "init_transactions was already called".into(),
+                ))
+            }
+        }
+        match self.coordinators.init_producer_id(None).await {
+            Ok(identity) => {
+                let mut state = self.state();
+                state.identity = Some(identity);
+                state.phase = TxnPhase::Ready;
+                Ok(())
+            }
+            Err(e) => {
+                if matches!(e, Error::Fenced(_)) {
+                    self.state().fail_transaction(e.clone());
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Opens a transaction: records sent from now on are committed or
+    /// aborted together.
+    pub fn begin_transaction(&self) -> Result<()> {
+        self.require_transactional()?;
+        let mut state = self.state();
+        match &state.phase {
+            TxnPhase::Ready => {
+                state.phase = TxnPhase::InTransaction;
+                Ok(())
+            }
+            TxnPhase::Uninitialized => Err(Error::TransactionState(
+                "call init_transactions before begin_transaction".into(),
+            )),
+            TxnPhase::Fatal(e) => Err(e.clone()),
+            _ => Err(Error::TransactionState(
+                "a transaction is already open".into(),
+            )),
+        }
+    }
+
+    /// The identity of the open transaction, or why there is none.
+    fn open_transaction(&self) -> Result<ProducerIdentity> {
+        self.require_transactional()?;
+        let state = self.state();
+        if let Some(e) = state.phase_error() {
+            return Err(e);
+        }
+        match (&state.phase, state.identity) {
+            (TxnPhase::InTransaction, Some(identity)) => Ok(identity),
+            _ => Err(Error::TransactionState("no transaction is open".into())),
+        }
+    }
+
+    /// Makes `offsets` the committed offsets of `group` if, and only if, the
+    /// open transaction commits (consume-transform-produce): AddOffsetsToTxn
+    /// at the transaction coordinator, then TxnOffsetCommit at the group's
+    /// coordinator. An error makes the transaction abort-only.
+    pub async fn send_offsets_to_transaction(
+        &self,
+        offsets: &[GroupOffset],
+        group: &ConsumerGroupMetadata,
+    ) -> Result<()> {
+        let identity = self.open_transaction()?;
+        let result = async {
+            self.coordinators
+                .add_offsets(identity, &group.group_id)
+                .await?;
+            self.state().coordinator_involved = true;
+            self.coordinators
+                .txn_offset_commit(identity, group, offsets)
+                .await
+        }
+        .await;
+        if let Err(e) = &result {
+            self.state().fail_transaction(e.clone());
+        }
+        result
+    }
+
+    /// Sends every record of the transaction, then commits it (EndTxn). If
+    /// a record or request of the transaction failed, this returns
+    /// [`Error::AbortableTransaction`] and the transaction must be aborted;
+    /// after a timeout it may be called again.
+    pub async fn commit_transaction(&self) -> Result<()> {
+        self.require_transactional()?;
+        let identity = {
+            let mut state = self.state();
+            if let Some(e) = state.phase_error() {
+                return Err(e);
+            }
+            match (&state.phase, state.identity) {
+                (TxnPhase::InTransaction | TxnPhase::Committing, Some(identity)) => {
+                    state.phase = TxnPhase::Committing;
+                    identity
+                }
+                _ => return Err(Error::TransactionState("no transaction is open".into())),
+            }
+        };
+        self.flush().await;
+        let involved = {
+            let state = self.state();
+            if let Some(e) = state.phase_error() {
+                return Err(e);
+            }
+            state.coordinator_involved
+        };
+        if involved {
+            if let Err(e) = self.coordinators.end_txn(identity, true).await {
+                // A timeout leaves the outcome open: committing again is
+                // allowed. Anything else decides the transaction's fate.
+                if !e.is_retriable() {
+                    self.state().fail_transaction(e.clone());
+                    return Err(self.state().phase_error().unwrap_or(e));
+                }
+                return Err(e);
+            }
+        }
+        self.state().end_transaction();
+        Ok(())
+    }
+
+    /// Aborts the open transaction: unsent records fail with
+    /// [`Error::TransactionAborted`], and once nothing is in flight the
+    /// coordinator aborts what was written (EndTxn). If records failed in
+    /// the transaction, the producer's epoch is bumped so that sequence
+    /// numbers start afresh.
+    pub async fn abort_transaction(&self) -> Result<()> {
+        self.require_transactional()?;
+        let identity = {
+            let mut state = self.state();
+            match (&state.phase, state.identity) {
+                (TxnPhase::Fatal(e), _) => return Err(e.clone()),
+                (
+                    TxnPhase::InTransaction
+                    | TxnPhase::Committing
+                    | TxnPhase::Aborting
+                    | TxnPhase::Abortable(_),
+                    Some(identity),
+                ) => {
+                    state.phase = TxnPhase::Aborting;
+                    identity
+                }
+                _ => return Err(Error::TransactionState("no transaction is open".into())),
+            }
+        };
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Command::AbortUnsent(tx)).is_ok() {
+            let _ = rx.await;
+        }
+        let (involved, unresolved) = {
+            let state = self.state();
+            (state.coordinator_involved, state.sequences_unresolved)
+        };
+        let fenced = |e: Error| {
+            if matches!(e, Error::Fenced(_)) {
+                self.state().fail_transaction(e.clone());
+            }
+            e
+        };
+        if involved {
+            self.coordinators
+                .end_txn(identity, false)
+                .await
+                .map_err(fenced)?;
+        }
+        if unresolved {
+            let bumped = self
+                .coordinators
+                .init_producer_id(Some(identity))
+                .await
+                .map_err(fenced)?;
+            let mut state = self.state();
+            state.identity = Some(bumped);
+            state.sequences_unresolved = false;
+        }
+        self.state().end_transaction();
+        Ok(())
+    }
+}
+
+/// `sequence + increment`, wrapping from `i32::MAX` to 0 as Kafka's
+/// sequences do.
+fn increment_sequence(sequence: i32, increment: i32) -> i32 {
+    if sequence > i32::MAX - increment {
+        increment - (i32::MAX - sequence) - 1
+    } else {
+        sequence + increment
     }
 }
 
@@ -427,6 +750,26 @@ struct Sender {
     muted: HashSet<TopicPartition>,
     flush_waiters: Vec<oneshot::Sender<()>>,
     events: mpsc::UnboundedSender<Event>,
+    shared: Arc<Mutex<SharedState>>,
+    coordinators: Arc<Coordinators>,
+    transactional: bool,
+    /// Next sequence number per partition under `sequences_for`.
+    sequences: HashMap<TopicPartition, i32>,
+    sequences_for: Option<ProducerIdentity>,
+    /// Base sequences of batches sent under `sequences_for` and not yet
+    /// acknowledged or failed: OUT_OF_ORDER_SEQUENCE_NUMBER for a batch
+    /// behind one of these only means its predecessor is being retried.
+    unacked: HashMap<TopicPartition, BTreeSet<i32>>,
+    /// A non-transactional InitProducerId is running.
+    initializing: bool,
+    /// A sequenced batch failed for good (a gap the broker would refuse):
+    /// bump the epoch once nothing is in flight.
+    identity_stale: bool,
+    /// Partitions to add to the transaction with the next
+    /// AddPartitionsToTxn.
+    to_add: BTreeSet<TopicPartition>,
+    /// An AddPartitionsToTxn is running.
+    adding: bool,
 }
 
 impl Sender {
@@ -434,8 +777,20 @@ impl Sender {
         cluster: Arc<Cluster>,
         config: ProducerConfig,
         events: mpsc::UnboundedSender<Event>,
+        shared: Arc<Mutex<SharedState>>,
+        coordinators: Arc<Coordinators>,
     ) -> Self {
         Sender {
+            transactional: config.transactional_id.is_some(),
+            shared,
+            coordinators,
+            sequences: HashMap::new(),
+            sequences_for: None,
+            unacked: HashMap::new(),
+            initializing: false,
+            identity_stale: false,
+            to_add: BTreeSet::new(),
+            adding: false,
             cluster,
             acc: Accumulator::new(config.batch_size, config.linger),
             config,
@@ -477,10 +832,12 @@ impl Sender {
                             match cmd {
                                 Command::Send(rec, c) => self.enqueue(rec, c, Instant::now()),
                                 Command::Flush(w) => self.flush_waiters.push(w),
+                                Command::AbortUnsent(w) => self.abort_unsent(w),
                             }
                         }
                     }
                     Some(Command::Flush(w)) => self.flush_waiters.push(w),
+                    Some(Command::AbortUnsent(w)) => self.abort_unsent(w),
                     None => {
                         commands_open = false;
                         self.flush_waiters.clear();
@@ -493,7 +850,140 @@ impl Sender {
     }
 
     fn idle(&self) -> bool {
-        self.acc.is_empty() && self.waiting.is_empty() && self.in_flight.values().all(|n| *n == 0)
+        self.acc.is_empty()
+            && self.waiting.is_empty()
+            && self.in_flight.values().all(|n| *n == 0)
+            && !self.adding
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, SharedState> {
+        self.shared.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Fails every record not sent yet, then answers `done` once nothing is
+    /// in flight.
+    fn abort_unsent(&mut self, done: oneshot::Sender<()>) {
+        self.fail_unsent(Error::TransactionAborted);
+        self.to_add.clear();
+        self.flush_waiters.push(done);
+    }
+
+    /// Fails the records in the accumulator and those waiting for metadata.
+    fn fail_unsent(&mut self, err: Error) {
+        for b in self.acc.drain_all() {
+            self.fail_batch(b, err.clone());
+        }
+        for (_, waiting) in self.waiting.drain() {
+            for w in waiting {
+                w.completion.complete(Err(err.clone()));
+            }
+        }
+    }
+
+    /// A record failed for good. Inside a transaction this makes the
+    /// transaction abort-only (or the producer unusable when fenced).
+    fn note_failure(&self, err: &Error) {
+        if self.transactional {
+            self.state().fail_transaction(err.clone());
+        }
+    }
+
+    /// Fails a batch for good, remembering that its sequence numbers are
+    /// now a gap the broker will not accept.
+    fn fail_batch(&mut self, batch: ProducerBatch, err: Error) {
+        let err = match err {
+            Error::Kafka(k) if self.transactional && is_fencing_code(k.code) => Error::Fenced(k),
+            other => other,
+        };
+        if let Some(sq) = batch.sequenced {
+            self.acknowledged(&batch.tp, sq);
+            if self.transactional {
+                self.state().sequences_unresolved = true;
+            } else if self.sequences_for == Some(sq.identity) {
+                self.identity_stale = true;
+            }
+        }
+        self.note_failure(&err);
+        batch.fail(err);
+    }
+
+    /// Forgets a batch's sequence once it is written or failed.
+    fn acknowledged(&mut self, tp: &TopicPartition, sq: Sequenced) {
+        if self.sequences_for == Some(sq.identity) {
+            if let Some(set) = self.unacked.get_mut(tp) {
+                set.remove(&sq.base_sequence);
+            }
+        }
+    }
+
+    /// Whether an OUT_OF_ORDER_SEQUENCE_NUMBER for `batch` only reflects an
+    /// earlier batch of its partition that failed and is being retried.
+    fn behind_unacknowledged(&self, batch: &ProducerBatch) -> bool {
+        batch.sequenced.is_some_and(|sq| {
+            self.sequences_for == Some(sq.identity)
+                && self
+                    .unacked
+                    .get(&batch.tp)
+                    .is_some_and(|set| set.range(..sq.base_sequence).next().is_some())
+        })
+    }
+
+    /// The identity to write batches with, or `None` when batches must wait:
+    /// a non-transactional producer fetches one (or bumps its epoch after a
+    /// sequence gap, once nothing is in flight).
+    fn current_identity(&mut self) -> Option<ProducerIdentity> {
+        let identity = self.state().identity;
+        if self.transactional || (identity.is_some() && !self.identity_stale) {
+            return identity;
+        }
+        if !self.initializing && self.in_flight.values().all(|n| *n == 0) {
+            self.initializing = true;
+            let current = identity.filter(|_| self.identity_stale);
+            let coordinators = self.coordinators.clone();
+            let events = self.events.clone();
+            tokio::spawn(async move {
+                let result = coordinators.init_producer_id(current).await;
+                let _ = events.send(Event::ProducerId(result));
+            });
+        }
+        None
+    }
+
+    /// Gives a batch its sequence numbers, unless it already has them under
+    /// `identity` (a retry must be byte-identical to be deduplicated).
+    fn assign_sequence(&mut self, batch: &mut ProducerBatch, identity: ProducerIdentity) {
+        if batch.sequenced.is_some_and(|sq| sq.identity == identity) {
+            return;
+        }
+        if self.sequences_for != Some(identity) {
+            self.sequences.clear();
+            self.unacked.clear();
+            self.sequences_for = Some(identity);
+        }
+        let next = self.sequences.entry(batch.tp.clone()).or_insert(0);
+        let base_sequence = *next;
+        *next = increment_sequence(base_sequence, batch.len() as i32);
+        self.unacked
+            .entry(batch.tp.clone())
+            .or_default()
+            .insert(base_sequence);
+        batch.set_sequence(Sequenced {
+            identity,
+            base_sequence,
+            transactional: self.transactional,
+        });
+    }
+
+    fn spawn_add_partitions(&mut self, identity: ProducerIdentity) {
+        let partitions: Vec<TopicPartition> =
+            std::mem::take(&mut self.to_add).into_iter().collect();
+        self.adding = true;
+        let coordinators = self.coordinators.clone();
+        let events = self.events.clone();
+        tokio::spawn(async move {
+            let result = coordinators.add_partitions(identity, &partitions).await;
+            let _ = events.send(Event::PartitionsAdded { partitions, result });
+        });
     }
 
     /// The metadata of `topic` when it is usable (known, with partitions).
@@ -556,7 +1046,7 @@ impl Sender {
         let partition = match (rec.partition, &rec.key) {
             (Some(p), _) => {
                 if p < 0 || p >= n {
-                    completion.complete(Err(Error::Kafka(
+                    let err = Error::Kafka(
                         KafkaError::new(
                             sluice_protocol::error::UNKNOWN_TOPIC_OR_PARTITION,
                             Some(format!(
@@ -564,7 +1054,9 @@ impl Sender {
                             )),
                         )
                         .on(format!("topic '{}'", rec.topic)),
-                    )));
+                    );
+                    self.note_failure(&err);
+                    completion.complete(Err(err));
                     return;
                 }
                 p
@@ -591,6 +1083,9 @@ impl Sender {
         if sticky && outcome.closed_previous {
             self.sticky
                 .batch_closed(&tp.topic, tp.partition, &available, n);
+        }
+        if self.transactional && !self.state().added.contains(&tp) {
+            self.to_add.insert(tp);
         }
     }
 
@@ -633,7 +1128,7 @@ impl Sender {
                     let mut still = Vec::new();
                     for w in waiting {
                         if now.duration_since(w.since) >= self.config.max_block {
-                            w.completion.complete(Err(Error::Kafka(
+                            let err = Error::Kafka(
                                 KafkaError::new(
                                     sluice_protocol::error::UNKNOWN_TOPIC_OR_PARTITION,
                                     Some(format!(
@@ -642,7 +1137,9 @@ impl Sender {
                                     )),
                                 )
                                 .on(format!("topic '{topic}'")),
-                            )));
+                            );
+                            self.note_failure(&err);
+                            w.completion.complete(Err(err));
                         } else {
                             still.push(w);
                         }
@@ -650,6 +1147,33 @@ impl Sender {
                     if !still.is_empty() {
                         self.waiting.insert(topic.clone(), still);
                         self.request_metadata(topic, self.config.retry_backoff);
+                    }
+                }
+            }
+            Event::ProducerId(result) => {
+                self.initializing = false;
+                match result {
+                    Ok(identity) => {
+                        self.state().identity = Some(identity);
+                        self.identity_stale = false;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "InitProducerId failed");
+                        self.fail_unsent(e);
+                    }
+                }
+            }
+            Event::PartitionsAdded { partitions, result } => {
+                self.adding = false;
+                match result {
+                    Ok(()) => {
+                        let mut state = self.state();
+                        state.added.extend(partitions);
+                        state.coordinator_involved = true;
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "AddPartitionsToTxn failed");
+                        self.note_failure(&e);
                     }
                 }
             }
@@ -678,6 +1202,9 @@ impl Sender {
             Ok(Some(resp)) => resp,
             Ok(None) => {
                 for b in batches {
+                    if let Some(sq) = b.sequenced {
+                        self.acknowledged(&b.tp, sq);
+                    }
                     b.complete(-1, -1);
                 }
                 return;
@@ -710,7 +1237,19 @@ impl Sender {
                         Error::Protocol(format!("produce response has no result for {}", b.tp));
                     b.fail(err);
                 }
-                Some((0, _, base, log_append)) => b.complete(base, log_append),
+                Some((0, _, base, log_append)) => {
+                    if let Some(sq) = b.sequenced {
+                        self.acknowledged(&b.tp, sq);
+                    }
+                    b.complete(base, log_append)
+                }
+                // Written before; the broker no longer knows the offset.
+                Some((sluice_protocol::error::DUPLICATE_SEQUENCE_NUMBER, ..)) => {
+                    if let Some(sq) = b.sequenced {
+                        self.acknowledged(&b.tp, sq);
+                    }
+                    b.complete(-1, -1)
+                }
                 Some((code, msg, _, _)) => {
                     let err = Error::Kafka(KafkaError::new(code, msg).on(b.tp.to_string()));
                     self.retry_or_fail(b, err);
@@ -729,9 +1268,12 @@ impl Sender {
             self.request_metadata(batch.tp.topic.clone(), Duration::ZERO);
         }
         let expired = now.duration_since(batch.created) >= self.config.delivery_timeout;
-        if !err.is_retriable() || batch.attempts > self.config.retries || expired {
+        let retriable = err.is_retriable()
+            || (err.code() == Some(sluice_protocol::error::OUT_OF_ORDER_SEQUENCE_NUMBER)
+                && self.behind_unacknowledged(&batch));
+        if !retriable || batch.attempts > self.config.retries || expired {
             tracing::debug!(tp = %batch.tp, error = %err, "failing batch");
-            batch.fail(err);
+            self.fail_batch(batch, err);
             return;
         }
         tracing::debug!(tp = %batch.tp, error = %err, attempt = batch.attempts, "retrying batch");
@@ -741,12 +1283,37 @@ impl Sender {
 
     fn expire(&mut self, now: Instant) {
         for b in self.acc.expire(now, self.config.delivery_timeout) {
-            b.fail(Error::DeliveryTimeout(self.config.delivery_timeout));
+            self.fail_batch(b, Error::DeliveryTimeout(self.config.delivery_timeout));
         }
     }
 
     /// Sends every batch that is ready; returns when to look again.
     fn send_ready(&mut self, now: Instant) -> Option<Instant> {
+        if self.transactional {
+            let failed = self.state().phase_error();
+            if let Some(err) = failed {
+                // Nothing more of this transaction can commit.
+                self.fail_unsent(err);
+                return None;
+            }
+        }
+        if self.acc.is_empty() {
+            return None;
+        }
+        let identity = if self.config.enable_idempotence {
+            // Batches wait for InitProducerId (its event wakes the loop).
+            Some(self.current_identity()?)
+        } else {
+            None
+        };
+        if let (Some(identity), false) = (identity, self.to_add.is_empty() || self.adding) {
+            self.spawn_add_partitions(identity);
+        }
+        let added = if self.transactional {
+            self.state().added.clone()
+        } else {
+            HashSet::new()
+        };
         let flushing = !self.flush_waiters.is_empty();
         let (ready, mut next) = self.acc.ready(now, flushing);
         let mut by_broker: BTreeMap<i32, Vec<ProducerBatch>> = BTreeMap::new();
@@ -755,6 +1322,10 @@ impl Sender {
             if guarantee_order && self.muted.contains(&tp) {
                 // Its previous batch is in flight (perhaps to a former
                 // leader); a retry of that one must go first.
+                continue;
+            }
+            if self.transactional && !added.contains(&tp) {
+                // Waits for AddPartitionsToTxn.
                 continue;
             }
             let Some(leader) = self.cluster.leader(&tp.topic, tp.partition) else {
@@ -781,8 +1352,11 @@ impl Sender {
                     );
                 }
             }
+            if let Some(identity) = identity {
+                self.assign_sequence(&mut batch, identity);
+            }
             if let Err(e) = batch.encode(self.config.compression.codec()) {
-                batch.fail(e);
+                self.fail_batch(batch, e);
                 continue;
             }
             if guarantee_order {
@@ -892,7 +1466,16 @@ mod tests {
             );
         }
         let (etx, erx) = mpsc::unbounded_channel();
-        let mut s = Sender::new(Cluster::offline(metadata), config, etx);
+        let cluster = Cluster::offline(metadata);
+        let coordinators = Arc::new(Coordinators::new(
+            cluster.clone(),
+            config.transactional_id.clone(),
+            config.transaction_timeout,
+            config.max_block,
+            config.retry_backoff,
+        ));
+        let shared = Arc::new(Mutex::new(SharedState::new()));
+        let mut s = Sender::new(cluster, config, etx, shared, coordinators);
         s.refreshing.insert("late".to_string());
         (s, erx)
     }
@@ -956,6 +1539,7 @@ mod tests {
     #[tokio::test]
     async fn with_one_in_flight_a_retried_batch_is_not_overtaken() {
         let (mut s, mut events) = sender(ProducerConfig {
+            enable_idempotence: false,
             max_in_flight: 1,
             batch_size: 100,
             linger: Duration::ZERO,
@@ -987,6 +1571,79 @@ mod tests {
         let left = s.acc.drain(&late0()).unwrap();
         assert_eq!(left.attempts, 0);
         assert!(values(&left)[0].starts_with("record 1 "));
+    }
+
+    #[tokio::test]
+    async fn idempotent_batches_keep_their_sequence_across_retries() {
+        let (mut s, mut events) = sender(ProducerConfig {
+            batch_size: 100,
+            linger: Duration::ZERO,
+            retry_backoff: Duration::from_millis(1),
+            ..ProducerConfig::default()
+        });
+        s.state().identity = Some(ProducerIdentity { id: 7, epoch: 2 });
+        s.cluster.cache_topic(topic("late", 1));
+        for i in 0..2 {
+            let (tx, _rx) = oneshot::channel();
+            let rec = ProducerRecord::new("late", format!("record {i} {}", "x".repeat(40)))
+                .with_partition(0);
+            s.enqueue(rec, Completion::Oneshot(tx), Instant::now());
+        }
+        // Both batches go out (one per round) and fail: broker 1 refuses
+        // connections.
+        s.send_ready(Instant::now());
+        s.send_ready(Instant::now());
+        for _ in 0..2 {
+            let ev = events.recv().await.unwrap();
+            s.handle_event(ev);
+        }
+        let first = s.acc.drain(&late0()).unwrap();
+        let second = s.acc.drain(&late0()).unwrap();
+        // The retry will say OUT_OF_ORDER for the second batch only
+        // because the first one is being retried.
+        assert!(!s.behind_unacknowledged(&first));
+        assert!(s.behind_unacknowledged(&second));
+        for (batch, base) in [(first, 0), (second, 1)] {
+            let sq = batch.sequenced.unwrap();
+            assert_eq!((sq.identity.id, sq.identity.epoch), (7, 2));
+            assert_eq!(sq.base_sequence, base);
+            let bytes = batch.encoded.clone().unwrap();
+            let header = sluice_protocol::batch::BatchHeader::parse(&bytes).unwrap();
+            assert_eq!(header.producer_id(), 7);
+            assert_eq!(header.producer_epoch(), 2);
+            assert_eq!(header.base_sequence(), base);
+            assert!(!header.is_transactional());
+        }
+    }
+
+    #[test]
+    fn sequences_wrap_to_zero_like_kafka() {
+        assert_eq!(increment_sequence(5, 3), 8);
+        assert_eq!(increment_sequence(i32::MAX - 2, 3), 0);
+        assert_eq!(increment_sequence(i32::MAX, 1), 0);
+        assert_eq!(increment_sequence(i32::MAX - 1, 5), 3);
+    }
+
+    #[test]
+    fn idempotence_needs_acks_all() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let _guard = rt.enter();
+        let cluster = Cluster::offline(crate::cluster::ClusterMetadata::default());
+        let leader_only = ProducerConfig {
+            acks: Acks::Leader,
+            ..ProducerConfig::default()
+        };
+        assert!(matches!(
+            Producer::new(cluster.clone(), leader_only.clone()),
+            Err(Error::Config(_))
+        ));
+        let plain = ProducerConfig {
+            enable_idempotence: false,
+            ..leader_only
+        };
+        assert!(Producer::new(cluster, plain).is_ok());
     }
 
     #[tokio::test]

@@ -12,6 +12,33 @@ use sluice_protocol::error;
 
 use crate::common::{start_broker, PATIENCE};
 
+/// Runs the `sluice` binary against `bootstrap` with `stdin` as input;
+/// returns whether it succeeded, its stdout and its stderr.
+async fn sluice_cli(bootstrap: &str, args: &[&str], stdin: &str) -> (bool, String, String) {
+    use tokio::io::AsyncWriteExt;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(args)
+        .env("SLUICE_BOOTSTRAP_SERVER", bootstrap)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("run sluice");
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin.as_bytes()).await.unwrap();
+    drop(input);
+    let out = tokio::time::timeout(PATIENCE, child.wait_with_output())
+        .await
+        .expect("sluice finishes")
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 async fn poll_n(consumer: &mut Consumer, n: usize) -> Vec<ConsumerRecord> {
     let deadline = Instant::now() + PATIENCE;
     let mut out = Vec::new();
@@ -343,4 +370,81 @@ async fn producer_keeps_send_order_while_metadata_is_pending() {
     assert_eq!(offsets, (0..10).collect::<Vec<i64>>());
     drop(consumer);
     broker.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_transactional_produce_read_committed_consume_and_transactions() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start_broker(dir.path(), &[]).await;
+    let bootstrap = broker.local_addr().to_string();
+    Admin::connect(ClientConfig::new(&bootstrap))
+        .await
+        .unwrap()
+        .create_topics(&[NewTopic::new("cli-txn", 2, 1)], false)
+        .await
+        .unwrap();
+
+    let (ok, out, err) = sluice_cli(
+        &bootstrap,
+        &["produce", "cli-txn", "--transactional-id", "cli-tx"],
+        "one\ntwo\nthree\n",
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert!(out.contains("committed as transaction 'cli-tx'"), "{out}");
+
+    let (ok, out, err) = sluice_cli(
+        &bootstrap,
+        &[
+            "consume",
+            "cli-txn",
+            "--from-beginning",
+            "--isolation-level",
+            "read_committed",
+            "--limit",
+            "3",
+            "--timeout-ms",
+            "10000",
+        ],
+        "",
+    )
+    .await;
+    assert!(ok, "{err}");
+    let mut lines: Vec<&str> = out.lines().collect();
+    lines.sort();
+    assert_eq!(lines, ["one", "three", "two"]);
+
+    let (ok, out, err) = sluice_cli(&bootstrap, &["transactions", "list"], "").await;
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("cli-tx") && out.contains("CompleteCommit"),
+        "{out}"
+    );
+    let (ok, out, err) = sluice_cli(
+        &bootstrap,
+        &["--output", "json", "transactions", "describe", "cli-tx"],
+        "",
+    )
+    .await;
+    assert!(ok, "{err}");
+    let described: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(described[0]["transactional_id"], "cli-tx");
+    assert_eq!(described[0]["state"], "CompleteCommit");
+
+    // An input error aborts the transaction and fails the command.
+    let (ok, _, err) = sluice_cli(
+        &bootstrap,
+        &[
+            "produce",
+            "cli-txn",
+            "--transactional-id",
+            "cli-tx",
+            "--key-separator",
+            ":",
+        ],
+        "k:four\nno separator\n",
+    )
+    .await;
+    assert!(!ok);
+    assert!(err.contains("transaction aborted"), "{err}");
 }
