@@ -217,25 +217,34 @@ fn admin_describe_and_alter_configs() {
         resource.entries.iter().map(|e| &e.name).collect::<Vec<_>>()
     );
 
-    // rdkafka 0.39 exposes only the legacy AlterConfigs (key 33), which
-    // Sluice does not implement: it must fail cleanly, not hang or apply.
+    // rdkafka 0.39 exposes only the legacy AlterConfigs (key 33): the given
+    // settings replace the topic's overrides as a whole.
     let alter =
         AlterConfig::new(ResourceSpecifier::Topic("configured")).set("retention.ms", "1000");
-    let res = block_on(admin.alter_configs([&alter], &admin_opts()));
-    match &res {
-        Err(_) => {}
-        Ok(results) => assert!(
-            results.iter().all(|r| r.is_err()),
-            "AlterConfigs unexpectedly succeeded: {results:?}"
-        ),
-    }
+    let res = block_on(admin.alter_configs([&alter], &admin_opts())).expect("AlterConfigs");
+    assert!(res.iter().all(|r| r.is_ok()), "AlterConfigs: {res:?}");
     let res =
         block_on(admin.describe_configs([&ResourceSpecifier::Topic("configured")], &admin_opts()))
             .unwrap();
     let resource = res.into_iter().next().unwrap().unwrap();
     assert_eq!(
         resource.get("retention.ms").unwrap().value.as_deref(),
-        Some("3600000")
+        Some("1000")
+    );
+    // Invalid values are refused with INVALID_CONFIG and change nothing.
+    let bad = AlterConfig::new(ResourceSpecifier::Topic("configured")).set("retention.ms", "soon");
+    let res = block_on(admin.alter_configs([&bad], &admin_opts())).expect("AlterConfigs");
+    assert!(
+        res.iter().all(|r| r.is_err()),
+        "an invalid value is refused: {res:?}"
+    );
+    let res =
+        block_on(admin.describe_configs([&ResourceSpecifier::Topic("configured")], &admin_opts()))
+            .unwrap();
+    let resource = res.into_iter().next().unwrap().unwrap();
+    assert_eq!(
+        resource.get("retention.ms").unwrap().value.as_deref(),
+        Some("1000")
     );
 }
 
