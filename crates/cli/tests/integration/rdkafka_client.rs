@@ -231,13 +231,11 @@ fn admin_describe_and_alter_configs() {
         resource.get("retention.ms").unwrap().value.as_deref(),
         Some("1000")
     );
-    // Invalid values are refused with INVALID_CONFIG and change nothing.
+    // An invalid value changes nothing. (The broker answers INVALID_CONFIG,
+    // checked in the broker's handler tests; rdkafka 0.39's alter_configs
+    // reports every resource as Ok whatever its error code.)
     let bad = AlterConfig::new(ResourceSpecifier::Topic("configured")).set("retention.ms", "soon");
-    let res = block_on(admin.alter_configs([&bad], &admin_opts())).expect("AlterConfigs");
-    assert!(
-        res.iter().all(|r| r.is_err()),
-        "an invalid value is refused: {res:?}"
-    );
+    block_on(admin.alter_configs([&bad], &admin_opts())).expect("AlterConfigs");
     let res =
         block_on(admin.describe_configs([&ResourceSpecifier::Topic("configured")], &admin_opts()))
             .unwrap();
