@@ -10,6 +10,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 pub(crate) mod api_versions;
+pub(crate) mod consumer_group_describe;
+pub(crate) mod consumer_group_heartbeat;
 pub(crate) mod create_partitions;
 pub(crate) mod create_topics;
 pub(crate) mod delete_groups;
@@ -86,6 +88,8 @@ pub(crate) const APIS: &[ApiSupport] = &[
     delete_groups::API,
     offset_delete::API,
     init_producer_id::API,
+    consumer_group_heartbeat::API,
+    consumer_group_describe::API,
 ];
 
 pub(crate) fn supported(key: ApiKey) -> Option<ApiSupport> {
@@ -163,7 +167,7 @@ pub(crate) async fn dispatch(
         RequestKind::LeaveGroup(req) => {
             Reply::Now(Box::new(leave_group::handle(state, req, version)))
         }
-        RequestKind::OffsetCommit(req) => offset_commit::handle(state, req),
+        RequestKind::OffsetCommit(req) => offset_commit::handle(state, req, version),
         RequestKind::OffsetFetch(req) => {
             Reply::Now(Box::new(offset_fetch::handle(state, req, version)))
         }
@@ -173,6 +177,12 @@ pub(crate) async fn dispatch(
         RequestKind::ListGroups(req) => Reply::Now(Box::new(list_groups::handle(state, req))),
         RequestKind::DeleteGroups(req) => delete_groups::handle(state, req),
         RequestKind::OffsetDelete(req) => offset_delete::handle(state, req),
+        RequestKind::ConsumerGroupHeartbeat(req) => Reply::Now(Box::new(
+            consumer_group_heartbeat::handle(state, req, version, &client_id, client_host),
+        )),
+        RequestKind::ConsumerGroupDescribe(req) => {
+            Reply::Now(Box::new(consumer_group_describe::handle(state, req)))
+        }
         // `supported()` filtered every other API out before decoding.
         _ => unreachable!("dispatch of an API with no handler: {api_key:?}"),
     }
