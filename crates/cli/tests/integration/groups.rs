@@ -91,8 +91,8 @@ pub(crate) fn values(prefix: &str, n: usize) -> Vec<String> {
 /// Counts assignments handed to the consumer by rebalances.
 #[derive(Clone, Default)]
 pub(crate) struct CountingContext {
-    assigns: Arc<AtomicUsize>,
-    revokes: Arc<AtomicUsize>,
+    pub(crate) assigns: Arc<AtomicUsize>,
+    pub(crate) revokes: Arc<AtomicUsize>,
 }
 
 impl ClientContext for CountingContext {}
@@ -414,29 +414,33 @@ fn committed_offsets_survive_sigkill() {
 
 // --- DescribeGroups on a raw socket -----------------------------------------
 
-fn describe_group(addr: &str, group: &str) -> DescribedGroup {
+/// Sends one request on a fresh connection and returns the response.
+pub(crate) fn raw_call(addr: &str, api: ApiKey, version: i16, body: RequestKind) -> ResponseKind {
     let mut s = TcpStream::connect(addr).expect("connect");
     s.set_read_timeout(Some(PATIENCE)).unwrap();
-    let version = 5;
     let header = RequestHeader::default()
-        .with_request_api_key(ApiKey::DescribeGroups as i16)
+        .with_request_api_key(api as i16)
         .with_request_api_version(version)
         .with_correlation_id(7)
         .with_client_id(Some(StrBytes::from_static_str("groups-test")));
-    let body = RequestKind::DescribeGroups(
-        DescribeGroupsRequest::default()
-            .with_groups(vec![GroupId(StrBytes::from_string(group.to_string()))]),
-    );
     s.write_all(&encode_request(&header, &body).unwrap())
         .unwrap();
     let mut len = [0u8; 4];
     s.read_exact(&mut len).expect("response length");
     let mut frame = vec![0u8; i32::from_be_bytes(len) as usize];
     s.read_exact(&mut frame).expect("response body");
-    let (corr, resp) =
-        decode_response(ApiKey::DescribeGroups, version, Bytes::from(frame)).expect("decodes");
+    let (corr, resp) = decode_response(api, version, Bytes::from(frame)).expect("decodes");
     assert_eq!(corr, 7);
-    let ResponseKind::DescribeGroups(mut r) = resp else {
+    resp
+}
+
+fn describe_group(addr: &str, group: &str) -> DescribedGroup {
+    let body = RequestKind::DescribeGroups(
+        DescribeGroupsRequest::default()
+            .with_groups(vec![GroupId(StrBytes::from_string(group.to_string()))]),
+    );
+    let ResponseKind::DescribeGroups(mut r) = raw_call(addr, ApiKey::DescribeGroups, 5, body)
+    else {
         panic!("not a DescribeGroups response")
     };
     assert_eq!(r.groups.len(), 1);
