@@ -768,6 +768,34 @@ mod tests {
     }
 
     #[test]
+    fn a_member_that_does_not_revoke_in_time_is_fenced() {
+        let now = Instant::now();
+        let (cfg, t) = (config(), topics(2));
+        let mut g = ConsumerGroup::new("g");
+        let a = g.heartbeat(join("a"), &cfg, &t, now).unwrap();
+        let owned = a.assignment.unwrap();
+        g.heartbeat(join("b"), &cfg, &t, now).unwrap();
+        g.heartbeat(beat("a", 1, &owned), &cfg, &t, now).unwrap();
+        assert_eq!(g.members["a"].state, MemberState::UnrevokedPartitions);
+        // a keeps heartbeating but never lets go within its 60 s.
+        let later = now + Duration::from_secs(40);
+        g.heartbeat(beat("a", 1, &owned), &cfg, &t, later).unwrap();
+        g.heartbeat(beat("b", 2, &parts(&[])), &cfg, &t, later)
+            .unwrap();
+        g.tick(now + Duration::from_secs(61));
+        assert!(!g.members.contains_key("a"));
+        let b = g
+            .heartbeat(
+                beat("b", 2, &parts(&[])),
+                &cfg,
+                &t,
+                now + Duration::from_secs(62),
+            )
+            .unwrap();
+        assert_eq!(b.assignment, Some(parts(&[0, 1])), "b gets everything");
+    }
+
+    #[test]
     fn group_size_is_limited() {
         let now = Instant::now();
         let (cfg, t) = (config(), topics(2));

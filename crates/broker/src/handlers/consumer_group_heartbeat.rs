@@ -322,6 +322,26 @@ mod tests {
         assert_eq!(l.groups.len(), 1);
         assert_eq!(l.groups[0].group_type.as_str(), "consumer");
 
+        // DescribeGroups shows it as Kafka shows consumer groups to classic
+        // tools: the subscription in the classic consumer protocol layout.
+        let body = RequestKind::DescribeGroups(
+            DescribeGroupsRequest::default().with_groups(vec![GroupId(s("cg"))]),
+        );
+        let Some(ResponseKind::DescribeGroups(d)) =
+            call(&state, ApiKey::DescribeGroups, 5, body).await
+        else {
+            panic!()
+        };
+        let g = &d.groups[0];
+        assert_eq!(
+            (g.protocol_type.as_str(), g.group_state.as_str()),
+            ("consumer", "Stable")
+        );
+        assert_eq!(
+            crate::group::subscribed_topics(&g.members[0].member_metadata),
+            Some(vec!["t".to_string()])
+        );
+
         // Non-empty: DeleteGroups refuses; after both leave it works.
         let delete = || {
             let state = state.clone();
