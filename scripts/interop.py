@@ -10,6 +10,12 @@ Transactions: each client's transactional producer commits, aborts and
 commits again; read_committed consumers of both clients must see exactly the
 committed records, a read_uncommitted one every data record.
 
+must match exactly. Those consumers use assign() with explicit offsets and
+never commit. A last case runs a KIP-848 consumer group
+(`group.protocol=consumer`) of two confluent-kafka consumers: they split
+four partitions, read every record once and commit, and when one leaves the
+other takes over its partitions.
+
 Usage: scripts/interop.py HOST:PORT
 Prints PASS/FAIL lines; exits non-zero when anything fails.
 """
@@ -51,13 +57,13 @@ def expected_records(tag):
 _admin = None
 
 
-def create_topic(bootstrap, name):
+def create_topic(bootstrap, name, partitions=1):
     from confluent_kafka.admin import AdminClient, NewTopic
 
     global _admin
     if _admin is None:
         _admin = AdminClient({"bootstrap.servers": bootstrap})
-    futures = _admin.create_topics([NewTopic(name, num_partitions=1, replication_factor=1)])
+    futures = _admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])
     futures[name].result(timeout=TIMEOUT_S)
 
 
@@ -270,6 +276,72 @@ def transactions(bootstrap, run):
                 except Exception as e:
                     problem = f"{type(e).__name__}: {e}"
             report(problem is None, what, problem or "")
+def kip848_group(bootstrap, topic):
+    """Two consumer-protocol members share four partitions, then one leaves.
+    Returns a problem description, or None."""
+    from confluent_kafka import Consumer, Producer
+
+    partitions = 4
+    create_topic(bootstrap, topic, partitions)
+    def member():
+        c = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": topic,
+                "group.protocol": "consumer",
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+            }
+        )
+        c.subscribe([topic])
+        return c
+
+    members = [member(), member()]
+    # Records arrive once the split is done: moving a partition before a
+    # commit would (rightly) let its new owner read it again.
+    deadline = time.time() + TIMEOUT_S
+    while any(len(c.assignment()) != 2 for c in members):
+        if time.time() > deadline:
+            return f"assignment sizes {[len(c.assignment()) for c in members]}, not [2, 2]"
+        for c in members:
+            if c.poll(0.05) is not None:
+                return "a record before anything was produced"
+    p = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5})
+    values = [f"kip848-{i}".encode() for i in range(N)]
+    for i, value in enumerate(values):
+        p.produce(topic, value=value, partition=i % partitions)
+    if p.flush(TIMEOUT_S):
+        return "not every record was delivered"
+    read = [[], []]
+    while sum(map(len, read)) < N or any(len(c.assignment()) != 2 for c in members):
+        if time.time() > deadline:
+            sizes = [len(c.assignment()) for c in members]
+            return f"read {sum(map(len, read))} of {N}; assignment sizes {sizes}"
+        for c, out in zip(members, read):
+            m = c.poll(0.05)
+            if m is not None and not m.error():
+                out.append(m.value())
+    every = read[0] + read[1]
+    if sorted(every) != sorted(values):
+        return f"records read {len(every)} times, {len(set(every))} distinct of {N}"
+    if not read[0] or not read[1]:
+        return "one member read nothing"
+    for c in members:
+        c.commit(asynchronous=False)
+    members.pop().close()
+    survivor = members[0]
+    deadline = time.time() + TIMEOUT_S
+    while len(survivor.assignment()) != partitions:
+        if time.time() > deadline:
+            return f"the survivor has {len(survivor.assignment())} partitions, not {partitions}"
+        m = survivor.poll(0.05)
+        if m is not None and not m.error():
+            return f"re-read a committed record: {m.value()!r}"
+    m = survivor.poll(1.0)
+    if m is not None and not m.error():
+        return f"re-read a committed record: {m.value()!r}"
+    survivor.close()
+    return None
 
 
 def check(got, records):
@@ -318,6 +390,12 @@ def main():
                 problem = f"{type(e).__name__}: {e}"
             report(problem is None, what, problem or "")
     transactions(bootstrap, run)
+    what = "python confluent-kafka consumer group, group.protocol=consumer (KIP-848)"
+    try:
+        problem = kip848_group(bootstrap, f"interop-kip848-{run}")
+    except Exception as e:  # report like the other cases
+        problem = f"{type(e).__name__}: {e}"
+    report(problem is None, what, problem or "")
     return 1 if failures else 0
 
 

@@ -61,6 +61,8 @@ const CLEANUP_POLICIES: &[&str] = &["delete", "compact"];
 /// `compression.type` values Sluice implements. Broker-side recompression to
 /// a different codec arrives with the log lifecycle work (issue #4).
 const COMPRESSION_TYPES: &[&str] = &["producer"];
+/// The server-side assignors of KIP-848 consumer groups.
+const CONSUMER_GROUP_ASSIGNORS: &[&str] = &["uniform", "range"];
 
 macro_rules! def {
     ($name:expr, $ty:ident, $default:expr, $check:expr, $dynamic:expr, $doc:expr) => {
@@ -91,6 +93,10 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
     def!("group.min.session.timeout.ms", Int, Some("6000"), Check::AtLeast(0), false, "The minimum allowed session timeout for registered consumers. Shorter timeouts result in quicker failure detection at the cost of more frequent consumer heartbeating, which can overwhelm broker resources."),
     def!("group.max.session.timeout.ms", Int, Some("1800000"), Check::AtLeast(0), false, "The maximum allowed session timeout for registered consumers. Longer timeouts give consumers more time to process messages in between heartbeats at the cost of a longer time to detect failures."),
     def!("group.max.size", Int, Some("2147483647"), Check::AtLeast(1), false, "The maximum number of consumers that a single consumer group can accommodate."),
+    def!("group.consumer.heartbeat.interval.ms", Int, Some("5000"), Check::AtLeast(1), false, "The heartbeat interval given to the members of a consumer group."),
+    def!("group.consumer.session.timeout.ms", Int, Some("45000"), Check::AtLeast(1), false, "The timeout to detect client failures when using the consumer group protocol."),
+    def!("group.consumer.max.size", Int, Some("2147483647"), Check::AtLeast(1), false, "The maximum number of consumers that a single consumer group can accommodate. This value will only impact groups under the CONSUMER group protocol. To configure the max group size when using the CLASSIC group protocol use group.max.size instead."),
+    def!("group.consumer.assignors", List, Some("uniform,range"), Check::ListOf(CONSUMER_GROUP_ASSIGNORS), false, "The server side assignors as a list of either names for builtin assignors or full class names for customer assignors. The first one in the list is considered as the default assignor to be used in the case where the consumer does not specify an assignor. The supported builtin assignors are: uniform, range. Sluice has no custom assignors."),
     def!("offsets.topic.num.partitions", Int, Some("50"), Check::AtLeast(1), false, "The number of partitions for the offset commit topic (should not change after deployment)."),
     def!("offsets.topic.replication.factor", Short, Some("1"), Check::AtLeast(1), false, "The replication factor for the offsets topic. Kafka defaults to 3; a single Sluice node defaults to 1."),
     def!("offsets.topic.segment.bytes", Int, Some("104857600"), Check::AtLeast(1), false, "The offsets topic segment bytes should be kept relatively small in order to facilitate faster log compaction and cache loads."),

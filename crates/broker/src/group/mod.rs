@@ -1,29 +1,38 @@
-//! The group coordinator: classic consumer-group membership (see
-//! [`classic`]) and committed offsets, which live as records in the
+//! The group coordinator: classic group membership (see [`classic`]), KIP-848
+//! consumer groups with server-side assignment (see [`consumer`] and
+//! [`assignor`]) and committed offsets, which live as records in the
 //! compacted internal topic `__consumer_offsets` (see [`offsets`]) and are
 //! replayed from it when the broker starts. On a single node this broker
 //! leads every partition of that topic, so it coordinates every group.
 
+pub(crate) mod assignor;
 pub(crate) mod classic;
+pub(crate) mod consumer;
 pub(crate) mod offsets;
 
 use crate::controller::{ensure_internal_topic, ApiError};
 use crate::partition::Partition;
 use crate::state::{now_ms, BrokerState};
-use bytes::{Bytes, BytesMut};
+use assignor::Assignor;
+use bytes::{BufMut, Bytes, BytesMut};
 use classic::{Group, GroupLimits};
+use consumer::{ConsumerGroup, ConsumerGroupConfig, TopicLookup};
 use kafka_protocol::records::{Compression, Record};
 use offsets::{CommittedOffset, OffsetStore, OFFSETS_TOPIC};
+use sluice_metadata::MetadataImage;
 use sluice_protocol::compression::{encode_batch, plain_record};
 use sluice_protocol::control::Marker;
 use sluice_protocol::error;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 #[derive(Default)]
 pub(crate) struct Groups {
+    /// Classic groups. A group id is either classic or consumer, never both.
     pub(crate) groups: HashMap<String, Group>,
+    /// KIP-848 consumer groups.
+    pub(crate) consumer_groups: HashMap<String, ConsumerGroup>,
     pub(crate) offsets: OffsetStore,
     /// Offsets committed in open transactions, by (`__consumer_offsets`
     /// partition, producer id): applied at the commit marker, dropped at
@@ -77,6 +86,7 @@ impl Groups {
         let mut ids: Vec<String> = self
             .groups
             .keys()
+            .chain(self.consumer_groups.keys())
             .chain(self.offsets.groups())
             .cloned()
             .collect();
@@ -114,10 +124,30 @@ impl GroupCoordinator {
         }
     }
 
+    pub(crate) fn consumer_config(state: &BrokerState) -> ConsumerGroupConfig {
+        let ms = |name: &str| Duration::from_millis(state.broker_i64(name).max(0) as u64);
+        let assignors = state
+            .broker_setting("group.consumer.assignors")
+            .value
+            .unwrap_or_default()
+            .split(',')
+            .filter_map(|name| Assignor::from_name(name.trim()))
+            .collect();
+        ConsumerGroupConfig {
+            heartbeat_interval: ms("group.consumer.heartbeat.interval.ms"),
+            session_timeout: ms("group.consumer.session.timeout.ms"),
+            max_size: state.broker_i64("group.consumer.max.size").max(1) as usize,
+            assignors,
+        }
+    }
+
     /// Expires silent members and ends overdue join phases.
     pub(crate) fn tick(&self, now: Instant) {
         let mut inner = self.lock();
         for group in inner.groups.values_mut() {
+            group.tick(now);
+        }
+        for group in inner.consumer_groups.values_mut() {
             group.tick(now);
         }
     }
@@ -287,7 +317,12 @@ impl GroupCoordinator {
         let mut groups = state.groups.lock();
         let mut expired = 0;
         for id in groups.all_ids() {
-            if groups.groups.get(&id).is_some_and(|g| !g.is_empty()) {
+            if groups.groups.get(&id).is_some_and(|g| !g.is_empty())
+                || groups
+                    .consumer_groups
+                    .get(&id)
+                    .is_some_and(|g| !g.is_empty())
+            {
                 continue;
             }
             let stale: Vec<OffsetCommit> = groups
@@ -327,8 +362,22 @@ impl GroupCoordinator {
             {
                 groups.groups.remove(&id);
             }
+            if groups.offsets.get(&id).is_none()
+                && groups
+                    .consumer_groups
+                    .get(&id)
+                    .is_some_and(ConsumerGroup::is_empty)
+            {
+                groups.consumer_groups.remove(&id);
+            }
         }
         expired
+    }
+}
+
+impl TopicLookup for MetadataImage {
+    fn topic(&self, name: &str) -> Option<(uuid::Uuid, i32)> {
+        MetadataImage::topic(self, name).map(|t| (t.id, t.partitions.len() as i32))
     }
 }
 
@@ -355,10 +404,62 @@ pub(crate) fn subscribed_topics(metadata: &Bytes) -> Option<Vec<String>> {
     Some(topics)
 }
 
+/// A `ConsumerProtocolSubscription` v0 (version, topics, null user data):
+/// how DescribeGroups shows a consumer-group member's subscription.
+pub(crate) fn consumer_protocol_subscription<'a>(
+    topics: impl IntoIterator<Item = &'a String>,
+) -> Bytes {
+    let topics: Vec<&String> = topics.into_iter().collect();
+    let mut buf = BytesMut::new();
+    buf.put_i16(0);
+    buf.put_i32(topics.len() as i32);
+    for topic in topics {
+        put_short_string(&mut buf, topic);
+    }
+    buf.put_i32(-1);
+    buf.freeze()
+}
+
+/// A `ConsumerProtocolAssignment` v0 (version, partitions by topic, null
+/// user data) from (topic, partition) pairs.
+pub(crate) fn consumer_protocol_assignment<'a>(
+    partitions: impl IntoIterator<Item = (&'a str, i32)>,
+) -> Bytes {
+    let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+    for (topic, partition) in partitions {
+        by_topic.entry(topic).or_default().push(partition);
+    }
+    let mut buf = BytesMut::new();
+    buf.put_i16(0);
+    buf.put_i32(by_topic.len() as i32);
+    for (topic, partitions) in by_topic {
+        put_short_string(&mut buf, topic);
+        buf.put_i32(partitions.len() as i32);
+        for p in partitions {
+            buf.put_i32(p);
+        }
+    }
+    buf.put_i32(-1);
+    buf.freeze()
+}
+
+fn put_short_string(buf: &mut BytesMut, s: &str) {
+    let len = s.len().min(i16::MAX as usize);
+    buf.put_i16(len as i16);
+    buf.put_slice(&s.as_bytes()[..len]);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::test_support::test_state;
+
+    #[test]
+    fn consumer_protocol_subscription_reads_back() {
+        let topics = ["a".to_string(), "bb".to_string()];
+        let encoded = consumer_protocol_subscription(&topics);
+        assert_eq!(subscribed_topics(&encoded), Some(topics.to_vec()));
+    }
 
     #[tokio::test]
     async fn offsets_of_empty_groups_expire_after_retention() {

@@ -1,4 +1,5 @@
-//! DeleteGroups (key 42): remove empty groups and their committed offsets
+//! DeleteGroups (key 42): remove empty groups (classic or consumer) and
+//! their committed offsets
 //! (tombstones in `__consumer_offsets`).
 
 use super::{ApiSupport, Reply};
@@ -17,7 +18,18 @@ pub(crate) fn handle(state: &BrokerState, request: DeleteGroupsRequest) -> Reply
     for id in request.groups_names {
         let code = match groups.groups.get(id.as_str()) {
             Some(g) if !g.is_empty() => error::NON_EMPTY_GROUP,
-            None if groups.offsets.get(id.as_str()).is_none() => error::GROUP_ID_NOT_FOUND,
+            _ if groups
+                .consumer_groups
+                .get(id.as_str())
+                .is_some_and(|g| !g.is_empty()) =>
+            {
+                error::NON_EMPTY_GROUP
+            }
+            None if groups.offsets.get(id.as_str()).is_none()
+                && !groups.consumer_groups.contains_key(id.as_str()) =>
+            {
+                error::GROUP_ID_NOT_FOUND
+            }
             _ => {
                 let tombstones: Vec<OffsetCommit> = groups
                     .offsets
@@ -42,6 +54,7 @@ pub(crate) fn handle(state: &BrokerState, request: DeleteGroupsRequest) -> Reply
                 match written {
                     Ok(wait) => {
                         groups.groups.remove(id.as_str());
+                        groups.consumer_groups.remove(id.as_str());
                         waits.extend(wait);
                         error::NONE
                     }

@@ -84,6 +84,21 @@ pub(crate) fn handle(
     };
     let joined = {
         let mut groups = state.groups.lock();
+        match groups.consumer_groups.get(&group_id) {
+            Some(group) if !group.is_empty() => {
+                // A classic member cannot join a group of the consumer
+                // protocol (Kafka answers the same without online migration).
+                return Reply::Now(Box::new(response(JoinResult::error(
+                    error::INCONSISTENT_GROUP_PROTOCOL,
+                    &request.member_id,
+                ))));
+            }
+            Some(_) => {
+                // An empty consumer group becomes a classic group.
+                groups.consumer_groups.remove(&group_id);
+            }
+            None => {}
+        }
         groups
             .groups
             .entry(group_id.clone())

@@ -13,6 +13,8 @@ pub(crate) mod add_offsets_to_txn;
 pub(crate) mod add_partitions_to_txn;
 pub(crate) mod alter_configs;
 pub(crate) mod api_versions;
+pub(crate) mod consumer_group_describe;
+pub(crate) mod consumer_group_heartbeat;
 pub(crate) mod create_partitions;
 pub(crate) mod create_topics;
 pub(crate) mod delete_groups;
@@ -102,6 +104,8 @@ pub(crate) const APIS: &[ApiSupport] = &[
     txn_offset_commit::API,
     describe_transactions::API,
     list_transactions::API,
+    consumer_group_heartbeat::API,
+    consumer_group_describe::API,
 ];
 
 pub(crate) fn supported(key: ApiKey) -> Option<ApiSupport> {
@@ -189,7 +193,7 @@ pub(crate) async fn dispatch(
         RequestKind::LeaveGroup(req) => {
             Reply::Now(Box::new(leave_group::handle(state, req, version)))
         }
-        RequestKind::OffsetCommit(req) => offset_commit::handle(state, req),
+        RequestKind::OffsetCommit(req) => offset_commit::handle(state, req, version),
         RequestKind::OffsetFetch(req) => {
             Reply::Now(Box::new(offset_fetch::handle(state, req, version)))
         }
@@ -199,6 +203,12 @@ pub(crate) async fn dispatch(
         RequestKind::ListGroups(req) => Reply::Now(Box::new(list_groups::handle(state, req))),
         RequestKind::DeleteGroups(req) => delete_groups::handle(state, req),
         RequestKind::OffsetDelete(req) => offset_delete::handle(state, req),
+        RequestKind::ConsumerGroupHeartbeat(req) => Reply::Now(Box::new(
+            consumer_group_heartbeat::handle(state, req, version, &client_id, client_host),
+        )),
+        RequestKind::ConsumerGroupDescribe(req) => {
+            Reply::Now(Box::new(consumer_group_describe::handle(state, req)))
+        }
         // `supported()` filtered every other API out before decoding.
         _ => unreachable!("dispatch of an API with no handler: {api_key:?}"),
     }

@@ -1,7 +1,8 @@
 //! OffsetCommit (key 8): store committed offsets in `__consumer_offsets`,
 //! answering once the records are durable. Members are checked against the
-//! group's generation; a commit with generation -1 and no member id is a
-//! "simple" commit, allowed while the group has no members.
+//! group's generation (classic groups) or member epoch (consumer groups,
+//! OffsetCommit v9+); a commit with generation -1 is a "simple" or admin
+//! commit, allowed while the group has no members.
 
 use super::{ApiSupport, Reply};
 use crate::group::classic::GroupState;
@@ -16,12 +17,26 @@ use sluice_protocol::error::{self, ErrorCode};
 
 pub(crate) const API: ApiSupport = ApiSupport::new(ApiKey::OffsetCommit, 2, 9);
 
-fn check(state: &BrokerState, request: &OffsetCommitRequest) -> ErrorCode {
+/// Members of consumer groups commit with their member epoch, from v9.
+const MEMBER_EPOCH_SINCE: i16 = 9;
+
+fn check(state: &BrokerState, request: &OffsetCommitRequest, version: i16) -> ErrorCode {
     if request.group_id.is_empty() {
         return error::INVALID_GROUP_ID;
     }
     let groups = state.groups.lock();
     let generation = request.generation_id_or_member_epoch;
+    if let Some(group) = groups.consumer_groups.get(request.group_id.as_str()) {
+        return if generation < 0 && group.is_empty() {
+            error::NONE
+        } else if !group.members.contains_key(request.member_id.as_str()) {
+            error::UNKNOWN_MEMBER_ID
+        } else if version < MEMBER_EPOCH_SINCE {
+            error::UNSUPPORTED_VERSION
+        } else {
+            group.check_offset_member(&request.member_id, generation)
+        };
+    }
     match groups.groups.get(request.group_id.as_str()) {
         None if generation < 0 => error::NONE,
         None => error::ILLEGAL_GENERATION,
@@ -40,8 +55,8 @@ fn check(state: &BrokerState, request: &OffsetCommitRequest) -> ErrorCode {
     }
 }
 
-pub(crate) fn handle(state: &BrokerState, request: OffsetCommitRequest) -> Reply {
-    let group_code = check(state, &request);
+pub(crate) fn handle(state: &BrokerState, request: OffsetCommitRequest, version: i16) -> Reply {
+    let group_code = check(state, &request, version);
     let max_metadata = state.broker_i64("offset.metadata.max.bytes").max(0) as usize;
     let now = now_ms();
     let mut response = OffsetCommitResponse::default();

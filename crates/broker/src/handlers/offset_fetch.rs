@@ -1,5 +1,6 @@
 //! OffsetFetch (key 9): committed offsets of one group (v0-v7) or of many
-//! (v8+); -1 for partitions without a commit.
+//! (v8+); -1 for partitions without a commit. From v9 a member of a
+//! consumer-protocol group fetches with its member epoch, which is checked.
 
 use super::{str_bytes, ApiSupport};
 use crate::group::Groups;
@@ -107,6 +108,20 @@ pub(crate) fn handle(
                     .map(|t| (t.name.to_string(), t.partition_indexes))
                     .collect()
             });
+            let member_code = match (
+                &g.member_id,
+                groups.consumer_groups.get(g.group_id.as_str()),
+            ) {
+                (Some(member), Some(group)) if !member.is_empty() => {
+                    group.check_offset_member(member, g.member_epoch)
+                }
+                _ => error::NONE,
+            };
+            if member_code != error::NONE {
+                return OffsetFetchResponseGroup::default()
+                    .with_group_id(g.group_id)
+                    .with_error_code(member_code);
+            }
             OffsetFetchResponseGroup::default()
                 .with_group_id(g.group_id.clone())
                 .with_topics(

@@ -394,6 +394,23 @@ fn request_for(
                         .with_name(s("retention.ms"))
                         .with_value(Some(s("1000")))])]),
         ),
+        ApiKey::ConsumerGroupHeartbeat => RequestKind::ConsumerGroupHeartbeat(
+            // A group per version; v0 lets the broker pick the member id.
+            ConsumerGroupHeartbeatRequest::default()
+                .with_group_id(GroupId(s(&format!("cg-{version}"))))
+                .with_member_id(if version >= 1 { s("m-1") } else { s("") })
+                .with_member_epoch(0)
+                .with_rebalance_timeout_ms(30_000)
+                .with_subscribed_topic_names(Some(vec![name("t1")]))
+                .with_topic_partitions(Some(vec![])),
+        ),
+        ApiKey::ConsumerGroupDescribe => RequestKind::ConsumerGroupDescribe(
+            ConsumerGroupDescribeRequest::default().with_group_ids(vec![
+                GroupId(s("cg-1")),
+                GroupId(s("g-1")),
+                GroupId(s("none")),
+            ]),
+        ),
         other => panic!("no sample request for {other:?}"),
     }
 }

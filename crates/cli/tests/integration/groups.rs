@@ -43,7 +43,7 @@ fn admin(bootstrap: &str) -> AdminClient<DefaultClientContext> {
         .expect("admin client")
 }
 
-fn create_topic(bootstrap: &str, name: &str, partitions: i32) {
+pub(crate) fn create_topic(bootstrap: &str, name: &str, partitions: i32) {
     let nt = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
     let opts = AdminOptions::new()
         .request_timeout(Some(PATIENCE))
@@ -65,7 +65,7 @@ fn producer(bootstrap: &str, extra: &[(&str, &str)]) -> FutureProducer {
 
 /// Produces `values` to explicit partitions (round robin over
 /// `partitions`) and waits for every acknowledgement.
-fn produce(bootstrap: &str, topic: &str, partitions: i32, values: &[String]) {
+pub(crate) fn produce(bootstrap: &str, topic: &str, partitions: i32, values: &[String]) {
     let p = producer(bootstrap, &[]);
     block_on(async {
         let futs: Vec<_> = values
@@ -84,15 +84,15 @@ fn produce(bootstrap: &str, topic: &str, partitions: i32, values: &[String]) {
     });
 }
 
-fn values(prefix: &str, n: usize) -> Vec<String> {
+pub(crate) fn values(prefix: &str, n: usize) -> Vec<String> {
     (0..n).map(|i| format!("{prefix}-{i}")).collect()
 }
 
 /// Counts assignments handed to the consumer by rebalances.
 #[derive(Clone, Default)]
-struct CountingContext {
-    assigns: Arc<AtomicUsize>,
-    revokes: Arc<AtomicUsize>,
+pub(crate) struct CountingContext {
+    pub(crate) assigns: Arc<AtomicUsize>,
+    pub(crate) revokes: Arc<AtomicUsize>,
 }
 
 impl ClientContext for CountingContext {}
@@ -107,7 +107,7 @@ impl ConsumerContext for CountingContext {
     }
 }
 
-type GroupConsumer = BaseConsumer<CountingContext>;
+pub(crate) type GroupConsumer = BaseConsumer<CountingContext>;
 
 /// A subscribing group member: manual commits, range assignor, earliest
 /// reset, broker-minimum session timeout.
@@ -129,7 +129,7 @@ fn group_consumer(bootstrap: &str, group: &str, extra: &[(&str, &str)]) -> Group
 }
 
 /// The partitions of `topic` currently assigned to `c`.
-fn assigned(c: &GroupConsumer, topic: &str) -> BTreeSet<i32> {
+pub(crate) fn assigned(c: &GroupConsumer, topic: &str) -> BTreeSet<i32> {
     c.assignment()
         .expect("assignment")
         .elements()
@@ -140,7 +140,7 @@ fn assigned(c: &GroupConsumer, topic: &str) -> BTreeSet<i32> {
 }
 
 /// One received record: partition, offset, payload.
-type Rec = (i32, i64, String);
+pub(crate) type Rec = (i32, i64, String);
 
 /// Polls every consumer once (briefly); records go to `out[i]`.
 fn poll_all(consumers: &[&GroupConsumer], out: &mut [Vec<Rec>]) {
@@ -157,7 +157,7 @@ fn poll_all(consumers: &[&GroupConsumer], out: &mut [Vec<Rec>]) {
 }
 
 /// Polls all consumers until `done` holds, panicking after [`PATIENCE`].
-fn poll_until(
+pub(crate) fn poll_until(
     what: &str,
     consumers: &[&GroupConsumer],
     out: &mut [Vec<Rec>],
@@ -186,11 +186,11 @@ fn assert_quiet(c: &GroupConsumer) {
     assert!(out[0].is_empty(), "unexpected extra records: {:?}", out[0]);
 }
 
-fn payloads(recs: &[Rec]) -> BTreeSet<String> {
+pub(crate) fn payloads(recs: &[Rec]) -> BTreeSet<String> {
     recs.iter().map(|r| r.2.clone()).collect()
 }
 
-fn assert_no_duplicates(recs: &[Rec]) {
+pub(crate) fn assert_no_duplicates(recs: &[Rec]) {
     let set = payloads(recs);
     assert_eq!(set.len(), recs.len(), "duplicate records: {recs:?}");
 }
@@ -414,29 +414,33 @@ fn committed_offsets_survive_sigkill() {
 
 // --- DescribeGroups on a raw socket -----------------------------------------
 
-fn describe_group(addr: &str, group: &str) -> DescribedGroup {
+/// Sends one request on a fresh connection and returns the response.
+pub(crate) fn raw_call(addr: &str, api: ApiKey, version: i16, body: RequestKind) -> ResponseKind {
     let mut s = TcpStream::connect(addr).expect("connect");
     s.set_read_timeout(Some(PATIENCE)).unwrap();
-    let version = 5;
     let header = RequestHeader::default()
-        .with_request_api_key(ApiKey::DescribeGroups as i16)
+        .with_request_api_key(api as i16)
         .with_request_api_version(version)
         .with_correlation_id(7)
         .with_client_id(Some(StrBytes::from_static_str("groups-test")));
-    let body = RequestKind::DescribeGroups(
-        DescribeGroupsRequest::default()
-            .with_groups(vec![GroupId(StrBytes::from_string(group.to_string()))]),
-    );
     s.write_all(&encode_request(&header, &body).unwrap())
         .unwrap();
     let mut len = [0u8; 4];
     s.read_exact(&mut len).expect("response length");
     let mut frame = vec![0u8; i32::from_be_bytes(len) as usize];
     s.read_exact(&mut frame).expect("response body");
-    let (corr, resp) =
-        decode_response(ApiKey::DescribeGroups, version, Bytes::from(frame)).expect("decodes");
+    let (corr, resp) = decode_response(api, version, Bytes::from(frame)).expect("decodes");
     assert_eq!(corr, 7);
-    let ResponseKind::DescribeGroups(mut r) = resp else {
+    resp
+}
+
+fn describe_group(addr: &str, group: &str) -> DescribedGroup {
+    let body = RequestKind::DescribeGroups(
+        DescribeGroupsRequest::default()
+            .with_groups(vec![GroupId(StrBytes::from_string(group.to_string()))]),
+    );
+    let ResponseKind::DescribeGroups(mut r) = raw_call(addr, ApiKey::DescribeGroups, 5, body)
+    else {
         panic!("not a DescribeGroups response")
     };
     assert_eq!(r.groups.len(), 1);

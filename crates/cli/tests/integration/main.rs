@@ -7,6 +7,8 @@
 //!   produce, damaged and torn segment files.
 //! * `groups` — consumer groups and the idempotent producer through
 //!   librdkafka: assignment, commits, restarts, static membership.
+//! * `kip848` — KIP-848 consumer groups (`group.protocol=consumer`)
+//!   through librdkafka: server-side assignment, takeover.
 //! * `protocol` — malformed frames and invalid batches on raw sockets.
 //! * `sluice_client` — our own client against the broker.
 //! * `transactions` — librdkafka transactions: commit/abort visibility,
@@ -15,6 +17,7 @@
 mod common;
 mod crash;
 mod groups;
+mod kip848;
 mod protocol;
 mod rdkafka_client;
 mod sluice_client;
