@@ -10,5 +10,6 @@ pub mod compression;
 pub mod envelope;
 pub mod error;
 pub mod frame;
+pub mod record;
 
 pub use kafka_protocol;
