@@ -149,6 +149,15 @@ impl CleanerCheckpoint {
         }
     }
 
+    /// The checkpoint, or a fresh one (all dirty) if it lies past `log_end_offset`.
+    pub(crate) fn reset_if_beyond(self, log_end_offset: i64) -> CleanerCheckpoint {
+        if self.first_dirty_offset > log_end_offset {
+            CleanerCheckpoint::default()
+        } else {
+            self
+        }
+    }
+
     fn write(&self, dir: &Path) -> Result<(), StorageError> {
         let expiry = self.tombstone_expiry.unwrap_or(-1);
         let text = format!("{} {expiry}\n", self.first_dirty_offset);
@@ -200,6 +209,7 @@ pub struct CleanStats {
     pub bytes_written: u64,
     pub records_read: u64,
     pub records_removed: u64,
+    /// Segments in the cleaned range before the pass, and after (merged).
     pub segments_before: usize,
     pub segments_after: usize,
     /// The new first dirty offset.
@@ -331,10 +341,7 @@ impl CleanJob {
                 first_dirty_offset: range.first_dirty_offset,
                 tombstone_expiry: None,
             },
-            stats: CleanStats {
-                segments_before: range.dirty_to,
-                ..CleanStats::default()
-            },
+            stats: CleanStats::default(),
         }
     }
 
@@ -389,6 +396,7 @@ impl CleanJob {
             }
         }
         self.sources.truncate(mapped_to);
+        self.stats.segments_before = mapped_to;
         self.groups = self.plan_groups();
         self.stats.cleaned_up_to = self
             .sources
@@ -708,7 +716,7 @@ pub(crate) fn finish_interrupted_cleaning(dir: &Path, bases: &[i64]) -> Result<b
         let entry = entry.context(|| format!("listing {}", dir.display()))?;
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
-        if name.ends_with(CLEANED_SUFFIX) || name.ends_with(".index.cleaned") {
+        if name.ends_with(CLEANED_SUFFIX) {
             remove_if_present(&entry.path())?;
             changed = true;
         } else if let Some(stem) = name

@@ -239,10 +239,14 @@ impl PartitionLog {
         log_end_offset: i64,
     ) -> PartitionLog {
         let active = segments.last().expect("at least one segment").log_file();
-        let cleaner_checkpoint = CleanerCheckpoint::read(&dir).unwrap_or_else(|e| {
-            tracing::warn!(dir = %dir.display(), error = %e, "unreadable cleaner checkpoint; the whole log counts as dirty");
-            CleanerCheckpoint::default()
-        });
+        let cleaner_checkpoint = CleanerCheckpoint::read(&dir)
+            .unwrap_or_else(|e| {
+                tracing::warn!(dir = %dir.display(), error = %e, "unreadable cleaner checkpoint; the whole log counts as dirty");
+                CleanerCheckpoint::default()
+            })
+            // A crash took back data the cleaner had seen (lazy flushing):
+            // what took its place was never cleaned.
+            .reset_if_beyond(log_end_offset);
         PartitionLog {
             dir,
             config,

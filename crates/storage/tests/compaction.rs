@@ -469,3 +469,69 @@ fn control_batches_and_keyless_records_follow_kafka() {
     assert_eq!(batches, vec![(0, true, 1), (2, false, 1)]);
     assert!(BatchHeader::parse(&data).unwrap().verify().is_ok());
 }
+
+/// Cleaner throughput in MB/s of dirty log cleaned, printed; not an
+/// assertion. Run it in release (see docs/PERFORMANCE.md):
+/// `cargo test --release -p sluice-storage --test compaction -- --ignored --nocapture`
+#[test]
+#[ignore = "a measurement; run explicitly in release"]
+fn cleaner_throughput() {
+    const KEYS: usize = 100_000;
+    const VALUE_LEN: usize = 200;
+    const RECORDS: usize = 1_000_000;
+    for codec in [Compression::None, Compression::Lz4] {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut log = LogDir::open(tmp.path())
+            .unwrap()
+            .open_log(
+                TOPIC,
+                0,
+                LogConfig {
+                    segment_bytes: 64 << 20,
+                    ..LogConfig::default()
+                },
+                0,
+            )
+            .unwrap();
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            // xorshift: a fixed, cheap key sequence.
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for chunk in 0..RECORDS / 100 {
+            let records: Vec<_> = (0..100)
+                .map(|i| {
+                    let key = format!("key-{:06}", next() as usize % KEYS).into_bytes();
+                    // Hex digits: compressible about as well as typical payloads.
+                    let value: String = (0..VALUE_LEN / 16)
+                        .map(|_| format!("{:016x}", next()))
+                        .collect();
+                    let value = format!("{chunk}-{i}-{value}").into_bytes();
+                    (key, Some(value))
+                })
+                .collect();
+            let mut bytes = keyed_batch(1_000, &records, codec);
+            log.append(&mut bytes, 0, None, 1_000).unwrap();
+        }
+        log.roll_active().unwrap();
+        let started = std::time::Instant::now();
+        let stats = log
+            .clean(&cleaner_config(), 2_000, i64::MAX, &Throttle::unlimited())
+            .unwrap()
+            .unwrap();
+        let seconds = started.elapsed().as_secs_f64();
+        println!(
+            "cleaner {codec:?}: {:.1} MB dirty in {seconds:.2} s = {:.1} MB/s, {:.2}M records/s \
+             ({} records read, {} removed, {:.1} MB written)",
+            stats.dirty_bytes as f64 / 1e6,
+            stats.dirty_bytes as f64 / 1e6 / seconds,
+            stats.records_read as f64 / 1e6 / seconds,
+            stats.records_read,
+            stats.records_removed,
+            stats.bytes_written as f64 / 1e6,
+        );
+    }
+}
