@@ -535,3 +535,40 @@ fn cleaner_throughput() {
         );
     }
 }
+
+#[test]
+fn a_cleaned_group_whose_segments_went_meanwhile_is_discarded() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut log = open(tmp.path());
+    let history = rounds_of_updates(&mut log, 40, 3, 0).history;
+    let throttle = Throttle::unlimited();
+    let mut job = log
+        .start_cleaning(&cleaner_config(), 2_000, i64::MAX)
+        .unwrap()
+        .unwrap();
+    let first = job.clean_next(&throttle).unwrap().unwrap();
+    // Retention (or DeleteRecords) takes the oldest segment while the job
+    // works without the log.
+    let bases = log.segment_base_offsets();
+    log.advance_log_start(bases[1]).unwrap();
+    assert!(!log.install_cleaned(first).unwrap());
+    while let Some(cleaned) = job.clean_next(&throttle).unwrap() {
+        assert!(log.install_cleaned(cleaned).unwrap());
+    }
+    log.finish_cleaning(job).unwrap();
+    let dir = tmp.path().join(format!("{TOPIC}-0"));
+    assert!(std::fs::read_dir(&dir).unwrap().all(|e| !e
+        .unwrap()
+        .file_name()
+        .to_string_lossy()
+        .ends_with(".cleaned")));
+    let end = *log.segment_base_offsets().last().unwrap();
+    let surviving: Vec<_> = history
+        .into_iter()
+        .filter(|w| w.offset >= bases[1])
+        .collect();
+    assert_eq!(
+        read_records(&log),
+        expected(&surviving, end, &Stamps::new(), 0)
+    );
+}
