@@ -221,6 +221,7 @@ struct Source {
     base: i64,
     end: i64,
     size: u64,
+    index_bytes: u64,
     file: Arc<File>,
 }
 
@@ -324,6 +325,7 @@ impl CleanJob {
                 base: segment.base_offset(),
                 end: next.base_offset(),
                 size: segment.size(),
+                index_bytes: segment.index_bytes(),
                 file: segment.log_file(),
             })
             .collect();
@@ -406,21 +408,25 @@ impl CleanJob {
         Ok(())
     }
 
-    /// Kafka's grouping: adjacent segments whose total size fits in one
-    /// segment (and whose offsets fit relative to the first) become one.
+    /// Kafka's grouping: adjacent segments whose total size and index sizes
+    /// fit in one segment (and whose offsets fit relative to the first)
+    /// become one.
     fn plan_groups(&self) -> Vec<std::ops::Range<usize>> {
         let mut groups = Vec::new();
         let mut start = 0;
         while start < self.sources.len() {
             let mut end = start + 1;
             let mut size = self.sources[start].size;
+            let mut index_bytes = self.sources[start].index_bytes;
             while let Some(next) = self.sources.get(end) {
                 let fits = size + next.size <= self.log_config.segment_bytes
+                    && index_bytes + next.index_bytes <= self.log_config.segment_index_bytes
                     && next.end - 1 - self.sources[start].base <= i64::from(i32::MAX);
                 if !fits {
                     break;
                 }
                 size += next.size;
+                index_bytes += next.index_bytes;
                 end += 1;
             }
             groups.push(start..end);

@@ -551,6 +551,11 @@ impl Segment {
         self.size
     }
 
+    /// Size of the larger of the two index files.
+    pub(crate) fn index_bytes(&self) -> u64 {
+        self.offset_index.bytes().max(self.time_index.bytes())
+    }
+
     pub(crate) fn max_timestamp(&self) -> Option<(i64, i64)> {
         self.max_timestamp
     }
