@@ -688,7 +688,7 @@ fn compacted_topic_keeps_the_latest_record_per_key_at_its_offset() {
         &[
             ("cleanup.policy", "compact"),
             ("segment.ms", "300"),
-            ("segment.bytes", "20000"),
+            ("segment.bytes", "2000"),
             ("min.cleanable.dirty.ratio", "0.01"),
         ],
     );
