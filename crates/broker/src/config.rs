@@ -129,6 +129,8 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
     def!("log.cleanup.policy", List, Some("delete"), Check::ListOf(CLEANUP_POLICIES), true, "The default cleanup policy for segments beyond the retention window. A comma separated list of valid policies."),
     def!("log.cleaner.enable", Boolean, Some("true"), Check::None, false, "Enable the log cleaner process to run on the server."),
     def!("log.cleaner.backoff.ms", Long, Some("15000"), Check::AtLeast(0), true, "The amount of time to sleep when there are no logs to clean."),
+    def!("log.cleaner.io.max.bytes.per.second", Double, Some("1.7976931348623157E308"), Check::None, true, "The log cleaner will be throttled so that the sum of its read and write i/o will be less than this value on average."),
+    def!("log.cleaner.dedupe.buffer.size", Long, Some("134217728"), Check::AtLeast(0), true, "The total memory used for log deduplication across all cleaner threads. Sluice bounds the key map of one pass by it; a pass that fills it cleans up to the segment that filled it."),
     def!("log.cleaner.min.cleanable.ratio", Double, Some("0.5"), Check::Ratio, true, "The minimum ratio of dirty log to total log for a log to eligible for cleaning."),
     def!("log.cleaner.delete.retention.ms", Long, Some("86400000"), Check::AtLeast(0), true, "The amount of time to retain tombstone message markers for log compacted topics."),
     def!("log.cleaner.min.compaction.lag.ms", Long, Some("0"), Check::AtLeast(0), true, "The minimum time a message will remain uncompacted in the log. Only applicable for logs that are being compacted."),

@@ -8,6 +8,7 @@
 //! records and the image in `sluice-metadata`, wire formats in
 //! `sluice-protocol`.
 
+mod cleaner;
 pub mod config;
 mod controller;
 mod flusher;

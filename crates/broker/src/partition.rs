@@ -16,7 +16,10 @@ use sluice_metadata::{MetadataImage, Uuid};
 use sluice_protocol::batch::{BatchHeader, BatchIter};
 use sluice_protocol::compression::decode_batches;
 use sluice_protocol::error::{self, ErrorCode};
-use sluice_storage::{AppendInfo, Durability, LogConfig, LogDir, PartitionLog, StorageError};
+use sluice_storage::{
+    AppendInfo, CleanStats, CleanableRange, CleanerConfig, Durability, LogConfig, LogDir,
+    PartitionLog, StorageError, Throttle,
+};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -35,6 +38,11 @@ pub(crate) struct LogSettings {
     pub(crate) flush_ms: i64,
     /// `cleanup.policy` includes `delete`: retention and DeleteRecords apply.
     pub(crate) delete_policy: bool,
+    /// `cleanup.policy` includes `compact`: the cleaner applies and records
+    /// need keys.
+    pub(crate) compact_policy: bool,
+    /// The topic's compaction settings (the dedupe buffer is the cleaner's).
+    pub(crate) cleaner: CleanerConfig,
     pub(crate) retention_ms: i64,
     pub(crate) retention_bytes: i64,
     pub(crate) log: LogConfig,
@@ -48,6 +56,13 @@ impl LogSettings {
                 .and_then(|(v, _)| v.trim().parse().ok())
                 .unwrap_or_else(|| panic!("topic setting {name} resolved to a number"))
         };
+        let policy = |name: &str| {
+            settings
+                .get("cleanup.policy")
+                .is_some_and(|(v, _)| v.split(',').any(|p| p.trim() == name))
+        };
+        let compact_policy = policy("compact");
+        let max_compaction_lag_ms = num("max.compaction.lag.ms");
         LogSettings {
             max_message_bytes: num("max.message.bytes").max(0) as usize,
             log_append_time: settings
@@ -57,14 +72,29 @@ impl LogSettings {
             timestamp_after_max_ms: num("message.timestamp.after.max.ms"),
             flush_messages: num("flush.messages"),
             flush_ms: num("flush.ms"),
-            delete_policy: settings
-                .get("cleanup.policy")
-                .is_some_and(|(v, _)| v.split(',').any(|p| p.trim() == "delete")),
+            delete_policy: policy("delete"),
+            compact_policy,
+            cleaner: CleanerConfig {
+                delete_retention_ms: num("delete.retention.ms"),
+                min_compaction_lag_ms: num("min.compaction.lag.ms"),
+                max_compaction_lag_ms,
+                min_cleanable_dirty_ratio: settings
+                    .get("min.cleanable.dirty.ratio")
+                    .and_then(|(v, _)| v.trim().parse().ok())
+                    .unwrap_or(0.5),
+                ..CleanerConfig::default()
+            },
             retention_ms: num("retention.ms"),
             retention_bytes: num("retention.bytes"),
             log: LogConfig {
                 segment_bytes: num("segment.bytes") as u64,
-                segment_ms: num("segment.ms"),
+                // Kafka rolls a compacted log's active segment by
+                // max.compaction.lag.ms too, so that the lag bounds it.
+                segment_ms: if compact_policy {
+                    num("segment.ms").min(max_compaction_lag_ms)
+                } else {
+                    num("segment.ms")
+                },
                 index_interval_bytes: num("index.interval.bytes") as u64,
                 segment_index_bytes: num("segment.index.bytes") as u64,
             },
@@ -504,6 +534,58 @@ impl Partition {
                 .forget_before(start);
         }
         Ok(deleted)
+    }
+
+    /// What the cleaner could clean now (compacted topics only): closed
+    /// segments below the high watermark.
+    pub(crate) fn cleanable_range(
+        &self,
+        now_ms: i64,
+    ) -> Result<Option<(CleanableRange, CleanerConfig)>, StorageError> {
+        let settings = self.settings();
+        if !settings.compact_policy {
+            return Ok(None);
+        }
+        let high_watermark = self.high_watermark();
+        let range = self.log.lock().expect("log lock").cleanable_range(
+            &settings.cleaner,
+            now_ms,
+            high_watermark,
+        )?;
+        Ok(range
+            .needs_cleaning(&settings.cleaner)
+            .then_some((range, settings.cleaner)))
+    }
+
+    /// One cleaning pass. The log is locked only to snapshot its segments
+    /// and for each swap; reading and rewriting happen without it, so
+    /// produce and fetch go on meanwhile.
+    pub(crate) fn clean(
+        &self,
+        config: &CleanerConfig,
+        now_ms: i64,
+        throttle: &Throttle,
+    ) -> Result<Option<CleanStats>, StorageError> {
+        let high_watermark = self.high_watermark();
+        let job =
+            self.log
+                .lock()
+                .expect("log lock")
+                .start_cleaning(config, now_ms, high_watermark)?;
+        let Some(mut job) = job else {
+            return Ok(None);
+        };
+        while let Some(cleaned) = job.clean_next(throttle)? {
+            self.log
+                .lock()
+                .expect("log lock")
+                .install_cleaned(cleaned)?;
+        }
+        self.log
+            .lock()
+            .expect("log lock")
+            .finish_cleaning(job)
+            .map(Some)
     }
 
     /// DeleteRecords: moves the log start offset up to `offset` (-1: the high

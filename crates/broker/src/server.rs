@@ -97,6 +97,10 @@ impl Broker {
             state.clone(),
             stopped.clone(),
         )));
+        tasks.push(tokio::spawn(crate::cleaner::cleaner_task(
+            state.clone(),
+            stopped.clone(),
+        )));
         tasks.push(tokio::spawn(lazy_flusher(state.clone(), stopped.clone())));
         tasks.push(tokio::spawn(group_timer(state.clone(), stopped)));
         tracing::info!(%local_addr, data_dir = %data_dir.display(), "broker started");

@@ -54,15 +54,34 @@ pub(crate) async fn call(
 
 /// Creates a topic with `partitions` partitions.
 pub(crate) async fn create_topic(state: &Arc<BrokerState>, name: &str, partitions: i32) {
+    create_topic_with_configs(state, name, partitions, &[]).await;
+}
+
+/// Creates a topic with `partitions` partitions and topic setting overrides.
+pub(crate) async fn create_topic_with_configs(
+    state: &Arc<BrokerState>,
+    name: &str,
+    partitions: i32,
+    configs: &[(&str, &str)],
+) {
     use kafka_protocol::messages::{
-        create_topics_request::CreatableTopic, CreateTopicsRequest, TopicName,
+        create_topics_request::{CreatableTopic, CreatableTopicConfig},
+        CreateTopicsRequest, TopicName,
     };
+    use kafka_protocol::protocol::StrBytes;
+    let configs = configs
+        .iter()
+        .map(|(k, v)| {
+            CreatableTopicConfig::default()
+                .with_name(StrBytes::from_string(k.to_string()))
+                .with_value(Some(StrBytes::from_string(v.to_string())))
+        })
+        .collect();
     let topic = CreatableTopic::default()
-        .with_name(TopicName(kafka_protocol::protocol::StrBytes::from_string(
-            name.to_string(),
-        )))
+        .with_name(TopicName(StrBytes::from_string(name.to_string())))
         .with_num_partitions(partitions)
-        .with_replication_factor(1);
+        .with_replication_factor(1)
+        .with_configs(configs);
     let body = RequestKind::CreateTopics(CreateTopicsRequest::default().with_topics(vec![topic]));
     let Some(ResponseKind::CreateTopics(r)) = call(state, ApiKey::CreateTopics, 7, body).await
     else {

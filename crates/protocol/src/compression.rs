@@ -5,6 +5,7 @@
 //! uses the LZ4 frame format). Use `encode_batch`/`decode_batches` instead of
 //! calling the encoder directly so every codec works.
 
+use crate::batch::Codec;
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::compression::{Compressor, Decompressor, Gzip, Snappy, Zstd};
 use kafka_protocol::records::{
@@ -63,6 +64,30 @@ pub fn encode_batch(
         &options,
         Some(|raw: &mut BytesMut, dest: &mut BytesMut, c: Compression| compress(raw, dest, c)),
     )
+}
+
+fn compression_of(codec: Codec) -> Compression {
+    match codec {
+        Codec::None => Compression::None,
+        Codec::Gzip => Compression::Gzip,
+        Codec::Snappy => Compression::Snappy,
+        Codec::Lz4 => Compression::Lz4,
+        Codec::Zstd => Compression::Zstd,
+    }
+}
+
+/// Compresses a raw records section with `codec` (Kafka's framing of each codec).
+pub fn compress_records(codec: Codec, section: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let mut raw = BytesMut::from(section);
+    let mut out = BytesMut::new();
+    compress(&mut raw, &mut out, compression_of(codec))?;
+    Ok(out.to_vec())
+}
+
+/// Decompresses the records section of a batch compressed with `codec`.
+pub fn decompress_records(codec: Codec, compressed: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let mut raw = Bytes::copy_from_slice(compressed);
+    Ok(decompress(&mut raw, compression_of(codec))?.to_vec())
 }
 
 fn compress(raw: &mut BytesMut, dest: &mut BytesMut, codec: Compression) -> anyhow::Result<()> {

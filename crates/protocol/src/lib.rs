@@ -11,5 +11,6 @@ pub mod control;
 pub mod envelope;
 pub mod error;
 pub mod frame;
+pub mod record;
 
 pub use kafka_protocol;

@@ -100,6 +100,11 @@ impl<E: IndexEntry> Index<E> {
         self.entries.last().copied()
     }
 
+    /// Size of the index file.
+    pub(crate) fn bytes(&self) -> u64 {
+        (self.entries.len() * E::LEN) as u64
+    }
+
     /// Whether one more entry would make the file larger than `max_bytes`.
     pub(crate) fn is_full(&self, max_bytes: u64) -> bool {
         ((self.entries.len() + 1) * E::LEN) as u64 > max_bytes

@@ -4,12 +4,14 @@
 //! segment layout (`<topic>-<partition>/<base offset>.log`, `.index`,
 //! `.timeindex`), offset assignment, reads by offset and by timestamp,
 //! segment rolling, time/size retention and the persisted log start offset
-//! (DeleteRecords), crash recovery (CRC-checked scans that cut torn tails)
-//! and group-committed durability. It stores batches exactly as they arrive
-//! on the wire and never decodes individual records. It must not know about
+//! (DeleteRecords), log compaction (the cleaner), crash recovery
+//! (CRC-checked scans that cut torn tails) and group-committed durability.
+//! It stores batches exactly as they arrive on the wire; only the cleaner
+//! decodes individual records. It must not know about
 //! the network, sockets or async runtimes: callers hand it bytes and call the
 //! blocking `Durability::sync_to` from wherever blocking is allowed.
 
+mod cleaner;
 mod config;
 mod dir;
 mod durability;
@@ -19,6 +21,9 @@ mod index;
 mod log;
 mod segment;
 
+#[cfg(feature = "failpoints")]
+pub use cleaner::{crash_at, CrashPoint};
+pub use cleaner::{CleanJob, CleanStats, CleanableRange, CleanedSegment, CleanerConfig, Throttle};
 pub use config::LogConfig;
 pub use dir::LogDir;
 pub use durability::Durability;

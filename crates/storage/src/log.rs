@@ -8,6 +8,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 use sluice_protocol::batch::{BatchIter, BatchMut};
 
+use crate::cleaner::{
+    self, crash_point, CleanJob, CleanStats, CleanableRange, CleanedSegment, CleanerCheckpoint,
+    CleanerConfig, CrashPoint, Throttle,
+};
 use crate::config::LogConfig;
 use crate::durability::Durability;
 use crate::error::{IoContext, StorageError};
@@ -68,6 +72,7 @@ pub struct PartitionLog {
     log_start_offset: i64,
     log_end_offset: i64,
     durability: Arc<Durability>,
+    cleaner_checkpoint: CleanerCheckpoint,
 }
 
 fn segment_bases(dir: &Path) -> Result<Vec<i64>, StorageError> {
@@ -124,6 +129,7 @@ impl PartitionLog {
     ) -> Result<PartitionLog, StorageError> {
         fs::create_dir_all(&dir).context(|| format!("creating {}", dir.display()))?;
         let checkpointed_start = read_checkpoint(&dir, LOG_START_OFFSET_FILE)?;
+        cleaner::finish_interrupted_cleaning(&dir, &segment_bases(&dir)?)?;
         let mut bases = segment_bases(&dir)?;
         if let Some(start) = checkpointed_start {
             // Segments wholly below the log start are what a crash left of a deletion.
@@ -233,6 +239,14 @@ impl PartitionLog {
         log_end_offset: i64,
     ) -> PartitionLog {
         let active = segments.last().expect("at least one segment").log_file();
+        let cleaner_checkpoint = CleanerCheckpoint::read(&dir)
+            .unwrap_or_else(|e| {
+                tracing::warn!(dir = %dir.display(), error = %e, "unreadable cleaner checkpoint; the whole log counts as dirty");
+                CleanerCheckpoint::default()
+            })
+            // A crash took back data the cleaner had seen (lazy flushing):
+            // what took its place was never cleaned.
+            .reset_if_beyond(log_end_offset);
         PartitionLog {
             dir,
             config,
@@ -240,6 +254,7 @@ impl PartitionLog {
             log_start_offset,
             log_end_offset,
             durability: Arc::new(Durability::new(active, log_end_offset)),
+            cleaner_checkpoint,
         }
     }
 
@@ -314,6 +329,15 @@ impl PartitionLog {
             log_append_time: log_append_time.unwrap_or(-1),
             record_count,
         })
+    }
+
+    /// Closes the active segment now, unless it is empty (Kafka's `roll`):
+    /// what `segment.ms` does, on demand.
+    pub fn roll_active(&mut self) -> Result<(), StorageError> {
+        if self.active().size() == 0 {
+            return Ok(());
+        }
+        self.roll()
     }
 
     /// Starts a new active segment at the log end offset. The old one is
@@ -456,6 +480,121 @@ impl PartitionLog {
             tracing::debug!(dir = %self.dir.display(), count, new_start, "deleted segments below the log start offset");
         }
         Ok(count)
+    }
+
+    /// What a cleaning pass could clean now: the closed segments below
+    /// `first_uncleanable_offset` (the caller's bound: high watermark, last
+    /// stable offset) and outside `min.compaction.lag.ms`, with the dirty
+    /// ratio and whether `max.compaction.lag.ms` or an expired tombstone
+    /// makes a pass due anyway.
+    pub fn cleanable_range(
+        &self,
+        config: &CleanerConfig,
+        now_ms: i64,
+        first_uncleanable_offset: i64,
+    ) -> Result<CleanableRange, StorageError> {
+        cleaner::cleanable_range(
+            &self.segments,
+            &self.cleaner_checkpoint,
+            self.log_start_offset,
+            config,
+            now_ms,
+            first_uncleanable_offset,
+        )
+    }
+
+    /// Starts a cleaning pass if the log needs one. The returned job does
+    /// its heavy work without the log: call [`CleanJob::clean_next`]
+    /// unlocked, [`PartitionLog::install_cleaned`] with each result (a short
+    /// swap), then [`PartitionLog::finish_cleaning`].
+    pub fn start_cleaning(
+        &self,
+        config: &CleanerConfig,
+        now_ms: i64,
+        first_uncleanable_offset: i64,
+    ) -> Result<Option<CleanJob>, StorageError> {
+        let range = self.cleanable_range(config, now_ms, first_uncleanable_offset)?;
+        if !range.needs_cleaning(config) {
+            return Ok(None);
+        }
+        Ok(Some(CleanJob::new(
+            self.dir.clone(),
+            *config,
+            self.config,
+            now_ms,
+            &self.segments,
+            &range,
+        )))
+    }
+
+    /// Swaps a cleaned group in for the segments it replaces. Returns false
+    /// (and discards it) when those segments changed meanwhile, e.g. when
+    /// retention deleted one.
+    pub fn install_cleaned(&mut self, cleaned: CleanedSegment) -> Result<bool, StorageError> {
+        let count = cleaned.replaces.len();
+        let first = self
+            .segments
+            .iter()
+            .position(|s| s.base_offset() == cleaned.base)
+            .filter(|&first| {
+                let bases = self.segments[first..].iter().map(Segment::base_offset);
+                self.segments.len() > first + count
+                    && bases
+                        .clone()
+                        .take(count)
+                        .eq(cleaned.replaces.iter().copied())
+                    && self.segments[first + count].base_offset() == cleaned.end
+            });
+        let Some(first) = first else {
+            cleaner::discard_cleaned(&self.dir, cleaned.base)?;
+            return Ok(false);
+        };
+        cleaner::commit_cleaned(&self.dir, cleaned.base)?;
+        crash_point(CrashPoint::AfterSwapRename)?;
+        for &base in &cleaned.replaces[1..] {
+            Segment::delete_files(&self.dir, base)?;
+            crash_point(CrashPoint::AfterDeletingAnOriginal)?;
+        }
+        Segment::delete_index_files(&self.dir, cleaned.base)?;
+        cleaner::complete_swap(&self.dir, cleaned.base)?;
+        let segment =
+            Segment::open_cleaned(&self.dir, cleaned.base, &cleaned.batches, &self.config)?;
+        self.segments.splice(first..first + count, [segment]);
+        Ok(true)
+    }
+
+    /// Ends a pass: persists the new first dirty offset.
+    pub fn finish_cleaning(&mut self, job: CleanJob) -> Result<CleanStats, StorageError> {
+        let mut checkpoint = job.checkpoint;
+        checkpoint.first_dirty_offset = job.stats.cleaned_up_to;
+        cleaner::write_checkpoint(&self.dir, &checkpoint)?;
+        self.cleaner_checkpoint = checkpoint;
+        Ok(CleanStats {
+            segments_after: self
+                .segments
+                .iter()
+                .take_while(|s| s.base_offset() < checkpoint.first_dirty_offset)
+                .count(),
+            ..job.stats
+        })
+    }
+
+    /// A whole cleaning pass holding the log throughout (for callers that
+    /// own it, like tests and tools); `None` when none was due.
+    pub fn clean(
+        &mut self,
+        config: &CleanerConfig,
+        now_ms: i64,
+        first_uncleanable_offset: i64,
+        throttle: &Throttle,
+    ) -> Result<Option<CleanStats>, StorageError> {
+        let Some(mut job) = self.start_cleaning(config, now_ms, first_uncleanable_offset)? else {
+            return Ok(None);
+        };
+        while let Some(cleaned) = job.clean_next(throttle)? {
+            self.install_cleaned(cleaned)?;
+        }
+        self.finish_cleaning(job).map(Some)
     }
 
     /// The offset the next appended record will get.

@@ -89,6 +89,15 @@ fn read_index_file(path: &Path) -> Result<Option<Vec<u8>>, StorageError> {
     }
 }
 
+pub(crate) fn remove_if_present(path: &Path) -> Result<(), StorageError> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => {
+            Err(e).context(|| format!("deleting {}", path.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), StorageError> {
     let file = File::create(path).context(|| format!("creating {}", path.display()))?;
     file.write_all_at(bytes, 0)
@@ -416,16 +425,45 @@ impl Segment {
 
     /// Removes a segment's files (missing ones are fine).
     pub(crate) fn delete_files(dir: &Path, base_offset: i64) -> Result<(), StorageError> {
-        for suffix in [LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
-            let path = segment_path(dir, base_offset, suffix);
-            match fs::remove_file(&path) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                    return Err(e).context(|| format!("deleting {}", path.display()));
-                }
-                _ => {}
-            }
+        Segment::delete_index_files(dir, base_offset)?;
+        remove_if_present(&segment_path(dir, base_offset, LOG_SUFFIX))
+    }
+
+    /// Removes a segment's index files, so that the next open rebuilds them
+    /// from the `.log` file instead of trusting stale ones.
+    pub(crate) fn delete_index_files(dir: &Path, base_offset: i64) -> Result<(), StorageError> {
+        for suffix in [INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
+            remove_if_present(&segment_path(dir, base_offset, suffix))?;
         }
         Ok(())
+    }
+
+    /// Opens a segment the cleaner just wrote (and synced) at `base_offset`,
+    /// holding the batches at `batches` (position, header), and writes its
+    /// indexes.
+    pub(crate) fn open_cleaned(
+        dir: &Path,
+        base_offset: i64,
+        batches: &[(u64, BatchMeta)],
+        config: &LogConfig,
+    ) -> Result<Segment, StorageError> {
+        let log = open_log_file(&segment_path(dir, base_offset, LOG_SUFFIX), false)?;
+        let mut segment = Segment::empty(dir, base_offset, log);
+        for (position, meta) in batches {
+            segment.index_batch(*position, meta, config);
+            segment.size = position + meta.len;
+        }
+        segment.finish_indexes(dir)?;
+        Ok(segment)
+    }
+
+    /// Max timestamp of the segment's first batch (Kafka's estimate of its
+    /// oldest record, for `max.compaction.lag.ms`); `None` when empty.
+    pub(crate) fn first_batch_timestamp(&self) -> Result<Option<i64>, StorageError> {
+        if self.size == 0 {
+            return Ok(None);
+        }
+        Ok(Some(self.header_at(0)?.max_timestamp))
     }
 
     fn header_at(&self, position: u64) -> Result<BatchMeta, StorageError> {
@@ -511,6 +549,11 @@ impl Segment {
 
     pub(crate) fn size(&self) -> u64 {
         self.size
+    }
+
+    /// Size of the larger of the two index files.
+    pub(crate) fn index_bytes(&self) -> u64 {
+        self.offset_index.bytes().max(self.time_index.bytes())
     }
 
     pub(crate) fn max_timestamp(&self) -> Option<(i64, i64)> {

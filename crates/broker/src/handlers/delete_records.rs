@@ -61,7 +61,7 @@ fn delete(state: &BrokerState, request: DeleteRecordsRequest) -> DeleteRecordsRe
 #[cfg(test)]
 mod tests {
     use crate::state::BrokerState;
-    use crate::test_support::{call, test_state};
+    use crate::test_support::{call, create_topic_with_configs, test_state};
     use kafka_protocol::messages::*;
     use kafka_protocol::protocol::StrBytes;
     use sluice_protocol::batch::build_uncompressed_batch;
@@ -70,25 +70,6 @@ mod tests {
 
     fn name(s: &str) -> TopicName {
         TopicName(StrBytes::from_string(s.to_string()))
-    }
-
-    async fn create(state: &Arc<BrokerState>, topic: &str, configs: &[(&str, &str)]) {
-        let configs = configs
-            .iter()
-            .map(|(k, v)| {
-                create_topics_request::CreatableTopicConfig::default()
-                    .with_name(StrBytes::from_string(k.to_string()))
-                    .with_value(Some(StrBytes::from_string(v.to_string())))
-            })
-            .collect();
-        let body = RequestKind::CreateTopics(CreateTopicsRequest::default().with_topics(vec![
-            create_topics_request::CreatableTopic::default()
-                .with_name(name(topic))
-                .with_num_partitions(1)
-                .with_replication_factor(1)
-                .with_configs(configs),
-        ]));
-        call(state, ApiKey::CreateTopics, 7, body).await;
     }
 
     /// Produces one single-record batch per call, acks=all.
@@ -174,7 +155,7 @@ mod tests {
     async fn delete_records_advances_the_log_start_up_to_the_high_watermark() {
         let (dir, state) = test_state();
         // Small segments: one or two batches each.
-        create(&state, "t", &[("segment.bytes", "300")]).await;
+        create_topic_with_configs(&state, "t", 1, &[("segment.bytes", "300")]).await;
         for _ in 0..6 {
             produce_one(&state, "t").await;
         }
@@ -228,7 +209,7 @@ mod tests {
     #[tokio::test]
     async fn delete_records_refuses_compact_only_topics() {
         let (_dir, state) = test_state();
-        create(&state, "c", &[("cleanup.policy", "compact")]).await;
+        create_topic_with_configs(&state, "c", 1, &[("cleanup.policy", "compact")]).await;
         assert_eq!(
             delete_records(&state, "c", 0, 0).await,
             (error::POLICY_VIOLATION, -1)

@@ -10,8 +10,9 @@ use crate::txn::TransactionCoordinator;
 use bytes::BytesMut;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, ResponseKind};
-use sluice_protocol::batch::{BatchError, BatchIter};
+use sluice_protocol::batch::{BatchError, BatchHeader, BatchIter};
 use sluice_protocol::error::{self, ErrorCode};
+use sluice_protocol::record::{checked_records, records_section};
 use std::sync::Arc;
 
 /// Produce v0-v2 (message formats v0/v1) are advertised but refused, as in
@@ -35,7 +36,25 @@ fn reject(code: ErrorCode, message: impl Into<String>) -> Rejection {
     }
 }
 
-/// Checks every batch of a record set from its header; nothing is decoded.
+/// Kafka refuses records without a key on compacted topics: the cleaner
+/// could never tell which one is the latest. Decodes the batch's records
+/// (decompressing them), which only compacted topics pay for.
+fn check_keys(header: &BatchHeader<'_>, batch: &[u8]) -> Result<(), Rejection> {
+    let corrupt =
+        |e: sluice_protocol::record::RecordError| reject(error::CORRUPT_MESSAGE, e.to_string());
+    let section = records_section(batch).map_err(corrupt)?;
+    let records = checked_records(header, &section).map_err(corrupt)?;
+    if records.iter().any(|r| r.key.is_none()) {
+        return Err(reject(
+            error::INVALID_RECORD,
+            "Compacted topic cannot accept message without key",
+        ));
+    }
+    Ok(())
+}
+
+/// Checks every batch of a record set from its header; records are decoded
+/// only for compacted topics, to check their keys.
 fn validate(records: &[u8], settings: &LogSettings, now: i64) -> Result<(), Rejection> {
     if records.is_empty() {
         return Err(reject(error::INVALID_RECORD, "empty record set"));
@@ -69,6 +88,9 @@ fn validate(records: &[u8], settings: &LogSettings, now: i64) -> Result<(), Reje
                 error::INVALID_RECORD,
                 "clients may not write control batches",
             ));
+        }
+        if settings.compact_policy {
+            check_keys(&header, bytes)?;
         }
         if !settings.log_append_time {
             let (first, max) = (header.base_timestamp(), header.max_timestamp());
@@ -250,7 +272,7 @@ pub(crate) fn handle(state: &Arc<BrokerState>, request: ProduceRequest, _version
 
 #[cfg(test)]
 mod tests {
-    use crate::test_support::{call, create_topic, test_state};
+    use crate::test_support::{call, create_topic, create_topic_with_configs, test_state};
     use bytes::{Bytes, BytesMut};
     use kafka_protocol::messages::*;
     use kafka_protocol::protocol::StrBytes;
@@ -259,6 +281,25 @@ mod tests {
 
     fn topic() -> TopicName {
         TopicName(StrBytes::from_static_str("t"))
+    }
+
+    #[tokio::test]
+    async fn compacted_topics_refuse_records_without_a_key() {
+        let (_dir, state) = test_state();
+        create_topic_with_configs(&state, "t", 1, &[("cleanup.policy", "compact,delete")]).await;
+        // Compressed: the check looks inside.
+        assert_eq!(
+            produce(&state, idempotent_batch(-1, -1, 3)).await,
+            (error::INVALID_RECORD, -1)
+        );
+        let now = crate::state::now_ms();
+        let keyed = sluice_protocol::batch::build_uncompressed_batch(now, &[(Some(b"k"), None)]);
+        assert_eq!(produce(&state, keyed).await, (0, 0));
+        let mixed = sluice_protocol::batch::build_uncompressed_batch(
+            now,
+            &[(Some(b"k"), Some(b"v")), (None, Some(b"v"))],
+        );
+        assert_eq!(produce(&state, mixed).await.0, error::INVALID_RECORD);
     }
 
     fn idempotent_batch(pid: i64, first_seq: i32, count: i32) -> Bytes {

@@ -627,3 +627,129 @@ fn consumer_tails_new_records() {
     let want: Vec<String> = (0..10).map(|i| format!("after {i}")).collect();
     assert_eq!(got, want);
 }
+
+/// Produces `(key, value)` records (`None` values are tombstones) to
+/// partition 0; returns their offsets.
+fn produce_keyed(
+    producer: &FutureProducer,
+    topic: &str,
+    records: &[(String, Option<String>)],
+) -> Vec<i64> {
+    let deliveries: Vec<_> = records
+        .iter()
+        .map(|(key, value)| {
+            let mut record = FutureRecord::to(topic).partition(0).key(key);
+            if let Some(value) = value {
+                record = record.payload(value);
+            }
+            producer.send_result(record).expect("enqueue")
+        })
+        .collect();
+    deliveries
+        .into_iter()
+        .map(|d| block_on(d).unwrap().expect("delivered").offset)
+        .collect()
+}
+
+/// Every record of partition 0 below the high watermark, as
+/// (offset, key, value).
+fn read_partition(bootstrap: &str, topic: &str) -> Vec<(i64, String, Option<String>)> {
+    let consumer = consumer(bootstrap);
+    let (_, high) = consumer
+        .fetch_watermarks(topic, 0, Duration::from_secs(30))
+        .expect("watermarks");
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, Offset::Beginning)
+        .unwrap();
+    consumer.assign(&tpl).expect("assign");
+    let deadline = Instant::now() + PATIENCE;
+    let mut out = Vec::new();
+    while out.last().is_none_or(|(offset, _, _)| offset + 1 < high) {
+        assert!(
+            Instant::now() < deadline,
+            "read only up to {:?} of {topic}",
+            out.last()
+        );
+        match consumer.poll(Duration::from_millis(100)) {
+            None => {}
+            Some(Ok(m)) => out.push((
+                m.offset(),
+                String::from_utf8(m.key().unwrap().to_vec()).unwrap(),
+                m.payload().map(|v| String::from_utf8(v.to_vec()).unwrap()),
+            )),
+            Some(Err(e)) => panic!("consumer error on {topic}: {e}"),
+        }
+    }
+    out
+}
+
+#[test]
+fn compacted_topic_keeps_the_latest_record_per_key_at_its_offset() {
+    let broker = InProcBroker::start(&[("log.cleaner.backoff.ms", "200")]);
+    let bs = broker.bootstrap();
+    let topic = topic_name("compacted");
+    create_topic(
+        &bs,
+        &topic,
+        1,
+        &[
+            ("cleanup.policy", "compact"),
+            ("segment.ms", "300"),
+            ("segment.bytes", "2000"),
+            ("min.cleanable.dirty.ratio", "0.01"),
+        ],
+    );
+    // lz4 batches: the cleaner must decompress and recompress them.
+    let producer = producer(&bs, &[("acks", "all"), ("compression.type", "lz4")]);
+    let mut latest: BTreeMap<String, (i64, Option<String>)> = BTreeMap::new();
+    for round in 0..6 {
+        let records: Vec<_> = (0..200)
+            .map(|k| {
+                // The last round deletes every tenth key.
+                let value = (round < 5 || k % 10 != 0).then(|| format!("value-{k}-{round}"));
+                (format!("key-{k:03}"), value)
+            })
+            .collect();
+        for ((key, value), offset) in records
+            .iter()
+            .zip(produce_keyed(&producer, &topic, &records))
+        {
+            latest.insert(key.clone(), (offset, value.clone()));
+        }
+    }
+    let deadline = Instant::now() + PATIENCE;
+    for roll in 0.. {
+        // After segment.ms the next record rolls the segment, so the rounds
+        // sit in closed segments the cleaner may take.
+        std::thread::sleep(Duration::from_millis(400));
+        produce_keyed(
+            &producer,
+            &topic,
+            &[(format!("roll-{roll}"), Some("r".into()))],
+        );
+        let records = read_partition(&bs, &topic);
+        let data: Vec<_> = records
+            .iter()
+            .filter(|(_, key, _)| key.starts_with("key-"))
+            .collect();
+        if data.len() == latest.len() {
+            let got: BTreeMap<String, (i64, Option<String>)> = data
+                .iter()
+                .map(|(offset, key, value)| (key.clone(), (*offset, value.clone())))
+                .collect();
+            assert_eq!(
+                got, latest,
+                "exactly the latest record per key, at its offset"
+            );
+            let tombstones = data.iter().filter(|(_, _, v)| v.is_none()).count();
+            assert_eq!(tombstones, 20, "tombstones stay for delete.retention.ms");
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not compacted: {} data records for {} keys",
+            data.len(),
+            latest.len()
+        );
+    }
+}
