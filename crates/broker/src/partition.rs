@@ -17,8 +17,8 @@ use sluice_protocol::batch::{BatchHeader, BatchIter};
 use sluice_protocol::compression::decode_batches;
 use sluice_protocol::error::{self, ErrorCode};
 use sluice_storage::{
-    AppendInfo, CleanStats, CleanableRange, CleanerConfig, Durability, LogConfig, LogDir,
-    PartitionLog, StorageError, Throttle,
+    AbortedRange, AppendInfo, CleanStats, CleanableRange, CleanerConfig, Durability, LogConfig,
+    LogDir, PartitionLog, StorageError, Throttle,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -537,7 +537,8 @@ impl Partition {
     }
 
     /// What the cleaner could clean now (compacted topics only): closed
-    /// segments below the high watermark.
+    /// segments below the last stable offset (open transactions are not
+    /// cleaned until they end).
     pub(crate) fn cleanable_range(
         &self,
         now_ms: i64,
@@ -546,11 +547,11 @@ impl Partition {
         if !settings.compact_policy {
             return Ok(None);
         }
-        let high_watermark = self.high_watermark();
+        let last_stable_offset = self.last_stable_offset();
         let range = self.log.lock().expect("log lock").cleanable_range(
             &settings.cleaner,
             now_ms,
-            high_watermark,
+            last_stable_offset,
         )?;
         Ok(range
             .needs_cleaning(&settings.cleaner)
@@ -566,15 +567,27 @@ impl Partition {
         now_ms: i64,
         throttle: &Throttle,
     ) -> Result<Option<CleanStats>, StorageError> {
-        let high_watermark = self.high_watermark();
-        let job =
-            self.log
-                .lock()
-                .expect("log lock")
-                .start_cleaning(config, now_ms, high_watermark)?;
-        let Some(mut job) = job else {
+        let last_stable_offset = self.last_stable_offset();
+        let job = self.log.lock().expect("log lock").start_cleaning(
+            config,
+            now_ms,
+            last_stable_offset,
+        )?;
+        let Some(job) = job else {
             return Ok(None);
         };
+        // Aborted transactions' records are removed, never kept as a key's
+        // latest value.
+        let aborted = self
+            .aborted_transactions(i64::MIN, i64::MAX)
+            .into_iter()
+            .map(|a| AbortedRange {
+                producer_id: a.producer_id,
+                first_offset: a.first_offset,
+                last_offset: a.last_offset,
+            })
+            .collect();
+        let mut job = job.with_aborted(aborted);
         while let Some(cleaned) = job.clean_next(throttle)? {
             self.log
                 .lock()

@@ -307,9 +307,38 @@ pub struct CleanJob {
     next_group: usize,
     pub(crate) checkpoint: CleanerCheckpoint,
     pub(crate) stats: CleanStats,
+    /// Aborted transactions: their records are removed and never shadow
+    /// an earlier committed value of their key.
+    aborted: Vec<AbortedRange>,
+}
+
+/// An aborted transaction's span in the log: producer `producer_id`'s
+/// transactional records in `first_offset..=last_offset` (its abort marker).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AbortedRange {
+    pub producer_id: i64,
+    pub first_offset: i64,
+    pub last_offset: i64,
 }
 
 impl CleanJob {
+    /// Tells the pass which transactions were aborted (the partition's
+    /// transaction state knows; the log alone does not).
+    pub fn with_aborted(mut self, aborted: Vec<AbortedRange>) -> CleanJob {
+        self.aborted = aborted;
+        self
+    }
+
+    /// Whether a data batch belongs to an aborted transaction.
+    fn is_aborted(&self, header: &BatchHeader<'_>) -> bool {
+        header.is_transactional()
+            && !header.is_control()
+            && self.aborted.iter().any(|a| {
+                a.producer_id == header.producer_id()
+                    && (a.first_offset..=a.last_offset).contains(&header.base_offset())
+            })
+    }
+
     pub(crate) fn new(
         dir: PathBuf,
         config: CleanerConfig,
@@ -344,6 +373,7 @@ impl CleanJob {
                 tombstone_expiry: None,
             },
             stats: CleanStats::default(),
+            aborted: Vec::new(),
         }
     }
 
@@ -377,7 +407,7 @@ impl CleanJob {
                 throttle.acquire(batch.len() as u64);
                 self.stats.bytes_read += batch.len() as u64;
                 let header = parse_stored(batch, source)?;
-                if header.is_control() {
+                if header.is_control() || self.is_aborted(&header) {
                     continue;
                 }
                 let section = records_section(batch).map_err(|e| corrupt(source, &e))?;
@@ -514,6 +544,11 @@ impl CleanJob {
         }
         let section = records_section(batch).map_err(|e| corrupt(source, &e))?;
         let records = checked_records(header, &section).map_err(|e| corrupt(source, &e))?;
+        if self.is_aborted(header) {
+            self.stats.records_read += records.len() as u64;
+            self.stats.records_removed += records.len() as u64;
+            return Ok(Filtered::Dropped);
+        }
         let horizon = delete_horizon(header);
         let mut kept: Vec<RecordView<'_>> = Vec::with_capacity(records.len());
         let mut keeps_tombstone = false;

@@ -23,7 +23,9 @@ mod segment;
 
 #[cfg(feature = "failpoints")]
 pub use cleaner::{crash_at, CrashPoint};
-pub use cleaner::{CleanJob, CleanStats, CleanableRange, CleanedSegment, CleanerConfig, Throttle};
+pub use cleaner::{
+    AbortedRange, CleanJob, CleanStats, CleanableRange, CleanedSegment, CleanerConfig, Throttle,
+};
 pub use config::LogConfig;
 pub use dir::LogDir;
 pub use durability::Durability;

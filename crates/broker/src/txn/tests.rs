@@ -69,11 +69,17 @@ async fn end(state: &Arc<BrokerState>, id: &str, producer: (i64, i16), commit: b
 }
 
 fn txn_batch(producer: (i64, i16), first_seq: i32, values: &[&str]) -> Bytes {
+    keyed_batch(producer, first_seq, None, values)
+}
+
+/// A batch of `values`, all with `key`; transactional when `producer` is
+/// a real producer id.
+fn keyed_batch(producer: (i64, i16), first_seq: i32, key: Option<&str>, values: &[&str]) -> Bytes {
     let records: Vec<Record> = values
         .iter()
         .enumerate()
         .map(|(i, v)| Record {
-            transactional: true,
+            transactional: producer.0 >= 0,
             control: false,
             delete_horizon: false,
             partition_leader_epoch: -1,
@@ -83,7 +89,7 @@ fn txn_batch(producer: (i64, i16), first_seq: i32, values: &[&str]) -> Bytes {
             offset: i as i64,
             sequence: first_seq + i as i32,
             timestamp: now_ms(),
-            key: None,
+            key: key.map(|k| Bytes::from(k.to_string())),
             value: Some(Bytes::from(v.to_string())),
             headers: Default::default(),
         })
@@ -395,4 +401,78 @@ async fn transactional_offsets_apply_only_on_commit() {
         .get("g")
         .and_then(|t| t.get("t").and_then(|p| p.get(&0)).map(|c| c.offset));
     assert_eq!(offset, Some(7));
+}
+
+#[tokio::test]
+async fn compaction_removes_aborted_records_without_losing_committed_values() {
+    let (_dir, state) = test_state();
+    crate::test_support::create_topic_with_configs(
+        &state,
+        "t",
+        1,
+        &[
+            ("cleanup.policy", "compact"),
+            ("segment.ms", "1"),
+            ("min.cleanable.dirty.ratio", "0.01"),
+            ("min.compaction.lag.ms", "0"),
+        ],
+    )
+    .await;
+    let tick = || std::thread::sleep(std::time::Duration::from_millis(5));
+    assert_eq!(
+        produce(
+            &state,
+            0,
+            keyed_batch((-1, -1), -1, Some("k"), &["committed"])
+        )
+        .await,
+        0
+    );
+    let (_, pid, epoch) = init(&state, "tx", 60_000).await;
+    assert_eq!(add_partitions(&state, "tx", (pid, epoch), &[0]).await, [0]);
+    tick();
+    assert_eq!(
+        produce(
+            &state,
+            0,
+            keyed_batch((pid, epoch), 0, Some("k"), &["aborted"])
+        )
+        .await,
+        0
+    );
+    tick();
+    assert_eq!(end(&state, "tx", (pid, epoch), false).await, 0);
+    tick();
+    // Closes the segments above.
+    assert_eq!(
+        produce(
+            &state,
+            0,
+            keyed_batch((-1, -1), -1, Some("other"), &["roll"])
+        )
+        .await,
+        0
+    );
+
+    let partition = state.partitions.get("t", 0).unwrap();
+    let config = partition.settings().cleaner;
+    let stats = partition
+        .clean(&config, now_ms(), &sluice_storage::Throttle::unlimited())
+        .unwrap()
+        .expect("a pass ran");
+    assert!(stats.records_removed >= 1);
+    // Reads stop at segment ends: read every segment.
+    let mut values = Vec::new();
+    partition
+        .replay_records(|r| {
+            if !r.control {
+                values.push(String::from_utf8(r.value.clone().unwrap().to_vec()).unwrap());
+            }
+        })
+        .unwrap();
+    assert_eq!(
+        values,
+        ["committed", "roll"],
+        "the aborted write neither survives nor shadows"
+    );
 }
