@@ -22,7 +22,7 @@ use offsets::{CommittedOffset, OffsetStore, OFFSETS_TOPIC};
 use sluice_metadata::MetadataImage;
 use sluice_protocol::compression::{encode_batch, plain_record};
 use sluice_protocol::control::Marker;
-use sluice_protocol::error;
+use sluice_protocol::error::{self, ErrorCode};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -99,6 +99,45 @@ impl Groups {
 #[derive(Default)]
 pub(crate) struct GroupCoordinator {
     inner: Mutex<Groups>,
+}
+
+/// What one partition of an OffsetCommit or TxnOffsetCommit asks to store.
+pub(crate) struct RequestedCommit<'a> {
+    pub(crate) topic: &'a str,
+    pub(crate) partition: i32,
+    pub(crate) offset: i64,
+    pub(crate) leader_epoch: i32,
+    pub(crate) metadata: &'a str,
+}
+
+impl RequestedCommit<'_> {
+    /// Queues the commit in `commits` unless the group refused it
+    /// (`refusal`) or its metadata is too long; returns the partition's error.
+    pub(crate) fn accept(
+        self,
+        refusal: ErrorCode,
+        max_metadata: usize,
+        now: i64,
+        commits: &mut Vec<OffsetCommit>,
+    ) -> ErrorCode {
+        if refusal != error::NONE {
+            return refusal;
+        }
+        if self.metadata.len() > max_metadata {
+            return error::OFFSET_METADATA_TOO_LARGE;
+        }
+        commits.push(OffsetCommit {
+            topic: self.topic.to_string(),
+            partition: self.partition,
+            value: Some(CommittedOffset {
+                offset: self.offset,
+                leader_epoch: self.leader_epoch,
+                metadata: self.metadata.to_string(),
+                commit_timestamp: now,
+            }),
+        });
+        error::NONE
+    }
 }
 
 /// One offset to commit.

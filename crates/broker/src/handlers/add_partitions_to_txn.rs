@@ -21,10 +21,10 @@ pub(crate) const API: ApiSupport = ApiSupport::new(ApiKey::AddPartitionsToTxn, 0
 /// v4 batched several transactions in one request.
 const BATCHED_SINCE: i16 = 4;
 
-/// One error for every requested partition.
-fn uniform(
+/// A result per requested partition, with the error `code_for` gives it.
+fn results(
     topics: &[AddPartitionsToTxnTopic],
-    code: ErrorCode,
+    code_for: impl Fn(&TopicName, i32) -> ErrorCode,
 ) -> Vec<AddPartitionsToTxnTopicResult> {
     topics
         .iter()
@@ -37,7 +37,7 @@ fn uniform(
                         .map(|p| {
                             AddPartitionsToTxnPartitionResult::default()
                                 .with_partition_index(*p)
-                                .with_partition_error_code(code)
+                                .with_partition_error_code(code_for(&t.name, *p))
                         })
                         .collect(),
                 )
@@ -55,33 +55,15 @@ fn unknown_partitions(
     let all_exist = topics
         .iter()
         .all(|t| t.partitions.iter().all(|p| exists(&t.name, *p)));
-    if all_exist {
-        return None;
-    }
-    Some(
-        topics
-            .iter()
-            .map(|t| {
-                AddPartitionsToTxnTopicResult::default()
-                    .with_name(t.name.clone())
-                    .with_results_by_partition(
-                        t.partitions
-                            .iter()
-                            .map(|p| {
-                                let code = if exists(&t.name, *p) {
-                                    error::OPERATION_NOT_ATTEMPTED
-                                } else {
-                                    error::UNKNOWN_TOPIC_OR_PARTITION
-                                };
-                                AddPartitionsToTxnPartitionResult::default()
-                                    .with_partition_index(*p)
-                                    .with_partition_error_code(code)
-                            })
-                            .collect(),
-                    )
-            })
-            .collect(),
-    )
+    (!all_exist).then(|| {
+        results(topics, |t, p| {
+            if exists(t, p) {
+                error::OPERATION_NOT_ATTEMPTED
+            } else {
+                error::UNKNOWN_TOPIC_OR_PARTITION
+            }
+        })
+    })
 }
 
 /// v4+ `verify_only`: are all these partitions in the ongoing transaction?
@@ -92,34 +74,20 @@ fn verify(
     topics: &[AddPartitionsToTxnTopic],
 ) -> Vec<AddPartitionsToTxnTopicResult> {
     let Some(txn) = txns.get(transactional_id) else {
-        return uniform(topics, error::INVALID_PRODUCER_ID_MAPPING);
+        return results(topics, |_, _| error::INVALID_PRODUCER_ID_MAPPING);
     };
     if let Err(e) = txn.check_producer(producer.0, producer.1) {
-        return uniform(topics, e.code);
+        return results(topics, |_, _| e.code);
     }
-    topics
-        .iter()
-        .map(|t| {
-            AddPartitionsToTxnTopicResult::default()
-                .with_name(t.name.clone())
-                .with_results_by_partition(
-                    t.partitions
-                        .iter()
-                        .map(|p| {
-                            let added = txn.status == TxnStatus::Ongoing
-                                && txn.partitions.contains(&(t.name.0.to_string(), *p));
-                            AddPartitionsToTxnPartitionResult::default()
-                                .with_partition_index(*p)
-                                .with_partition_error_code(if added {
-                                    error::NONE
-                                } else {
-                                    error::INVALID_TXN_STATE
-                                })
-                        })
-                        .collect(),
-                )
-        })
-        .collect()
+    results(topics, |t, p| {
+        let added =
+            txn.status == TxnStatus::Ongoing && txn.partitions.contains(&(t.0.to_string(), p));
+        if added {
+            error::NONE
+        } else {
+            error::INVALID_TXN_STATE
+        }
+    })
 }
 
 /// Adds or verifies one transaction's partitions; the results and any
@@ -146,10 +114,10 @@ fn one(
         .flat_map(|t| t.partitions.iter().map(|p| (t.name.0.to_string(), *p)))
         .collect();
     match add_partitions(state, txns, transactional_id, producer, wanted) {
-        Ok(durable) => (uniform(topics, error::NONE), durable),
+        Ok(durable) => (results(topics, |_, _| error::NONE), durable),
         Err(e) => {
             tracing::debug!(transactional_id, code = e.code, message = %e.message, "AddPartitionsToTxn refused");
-            (uniform(topics, e.code), None)
+            (results(topics, |_, _| e.code), None)
         }
     }
 }

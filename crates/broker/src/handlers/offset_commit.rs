@@ -6,8 +6,7 @@
 
 use super::{ApiSupport, Reply};
 use crate::group::classic::GroupState;
-use crate::group::offsets::CommittedOffset;
-use crate::group::{GroupCoordinator, OffsetCommit};
+use crate::group::{GroupCoordinator, RequestedCommit};
 use crate::state::{now_ms, BrokerState};
 use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
@@ -64,24 +63,14 @@ pub(crate) fn handle(state: &BrokerState, request: OffsetCommitRequest, version:
     for topic in &request.topics {
         let mut topic_response = OffsetCommitResponseTopic::default().with_name(topic.name.clone());
         for p in &topic.partitions {
-            let metadata = p.committed_metadata.as_deref().unwrap_or_default();
-            let code = if group_code != error::NONE {
-                group_code
-            } else if metadata.len() > max_metadata {
-                error::OFFSET_METADATA_TOO_LARGE
-            } else {
-                commits.push(OffsetCommit {
-                    topic: topic.name.to_string(),
-                    partition: p.partition_index,
-                    value: Some(CommittedOffset {
-                        offset: p.committed_offset,
-                        leader_epoch: p.committed_leader_epoch,
-                        metadata: metadata.to_string(),
-                        commit_timestamp: now,
-                    }),
-                });
-                error::NONE
-            };
+            let code = RequestedCommit {
+                topic: topic.name.as_str(),
+                partition: p.partition_index,
+                offset: p.committed_offset,
+                leader_epoch: p.committed_leader_epoch,
+                metadata: p.committed_metadata.as_deref().unwrap_or_default(),
+            }
+            .accept(group_code, max_metadata, now, &mut commits);
             topic_response.partitions.push(
                 OffsetCommitResponsePartition::default()
                     .with_partition_index(p.partition_index)

@@ -4,8 +4,8 @@
 //! commits; an abort discards them.
 
 use super::{ApiSupport, Reply};
-use crate::group::offsets::{partition_for, CommittedOffset, OFFSETS_TOPIC};
-use crate::group::{GroupCoordinator, OffsetCommit};
+use crate::group::offsets::{partition_for, OFFSETS_TOPIC};
+use crate::group::{GroupCoordinator, RequestedCommit};
 use crate::state::{now_ms, BrokerState};
 use crate::txn::TxnStatus;
 use kafka_protocol::messages::txn_offset_commit_response::{
@@ -79,24 +79,14 @@ pub(crate) fn handle(state: &BrokerState, request: TxnOffsetCommitRequest) -> Re
         let mut topic_response =
             TxnOffsetCommitResponseTopic::default().with_name(topic.name.clone());
         for p in &topic.partitions {
-            let metadata = p.committed_metadata.as_deref().unwrap_or_default();
-            let partition_code = if code != error::NONE {
-                code
-            } else if metadata.len() > max_metadata {
-                error::OFFSET_METADATA_TOO_LARGE
-            } else {
-                commits.push(OffsetCommit {
-                    topic: topic.name.to_string(),
-                    partition: p.partition_index,
-                    value: Some(CommittedOffset {
-                        offset: p.committed_offset,
-                        leader_epoch: p.committed_leader_epoch,
-                        metadata: metadata.to_string(),
-                        commit_timestamp: now,
-                    }),
-                });
-                error::NONE
-            };
+            let partition_code = RequestedCommit {
+                topic: topic.name.as_str(),
+                partition: p.partition_index,
+                offset: p.committed_offset,
+                leader_epoch: p.committed_leader_epoch,
+                metadata: p.committed_metadata.as_deref().unwrap_or_default(),
+            }
+            .accept(code, max_metadata, now, &mut commits);
             topic_response.partitions.push(
                 TxnOffsetCommitResponsePartition::default()
                     .with_partition_index(p.partition_index)
