@@ -9,7 +9,7 @@
 
 use crate::config::ConfigSource;
 use crate::flusher::Flusher;
-use crate::producer_state::{AbortedTxn, ProducerStates, SequenceCheck};
+use crate::producer_state::{AbortedTxn, ActiveProducer, ProducerStates, SequenceCheck};
 use bytes::Bytes;
 use kafka_protocol::records::Record;
 use sluice_metadata::{MetadataImage, Uuid};
@@ -321,6 +321,11 @@ impl Partition {
         producers
             .first_unstable_offset()
             .map_or(high_watermark, |first| first.min(high_watermark))
+    }
+
+    /// The producers this partition knows (DescribeProducers).
+    pub(crate) fn active_producers(&self) -> Vec<ActiveProducer> {
+        self.producers.lock().expect("producer state lock").active()
     }
 
     /// Forgets idle producers (`producer.id.expiration.ms`).

@@ -60,6 +60,18 @@ pub(crate) struct AbortedTxn {
     pub(crate) last_offset: i64,
 }
 
+/// One producer as DescribeProducers reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ActiveProducer {
+    pub(crate) producer_id: i64,
+    pub(crate) epoch: i16,
+    /// -1 when it has written no sequenced batch here.
+    pub(crate) last_sequence: i32,
+    pub(crate) last_timestamp: i64,
+    /// First offset of its open transaction here.
+    pub(crate) txn_start_offset: Option<i64>,
+}
+
 #[derive(Debug, Default, PartialEq)]
 pub(crate) struct ProducerStates {
     producers: HashMap<i64, ProducerEntry>,
@@ -209,6 +221,32 @@ impl ProducerStates {
     /// it is stable yet.
     pub(crate) fn first_unstable_offset(&self) -> Option<i64> {
         self.ongoing.values().copied().min()
+    }
+
+    /// Every producer known here (DescribeProducers), by producer id.
+    pub(crate) fn active(&self) -> Vec<ActiveProducer> {
+        let mut ids: Vec<i64> = self
+            .producers
+            .keys()
+            .chain(self.ongoing.keys())
+            .copied()
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids.into_iter()
+            .map(|pid| {
+                let entry = self.producers.get(&pid);
+                ActiveProducer {
+                    producer_id: pid,
+                    epoch: entry.map_or(-1, |e| e.epoch),
+                    last_sequence: entry
+                        .and_then(|e| e.batches.back())
+                        .map_or(-1, |b| b.last_seq),
+                    last_timestamp: entry.map_or(-1, |e| e.last_timestamp),
+                    txn_start_offset: self.ongoing.get(&pid).copied(),
+                }
+            })
+            .collect()
     }
 
     /// Aborted transactions overlapping `from..to`.

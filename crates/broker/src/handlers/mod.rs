@@ -24,6 +24,7 @@ pub(crate) mod describe_cluster;
 pub(crate) mod describe_configs;
 pub(crate) mod describe_groups;
 pub(crate) mod describe_log_dirs;
+pub(crate) mod describe_producers;
 pub(crate) mod describe_transactions;
 pub(crate) mod end_txn;
 pub(crate) mod fetch;
@@ -103,6 +104,7 @@ pub(crate) const APIS: &[ApiSupport] = &[
     write_txn_markers::API,
     txn_offset_commit::API,
     describe_transactions::API,
+    describe_producers::API,
     list_transactions::API,
     consumer_group_heartbeat::API,
     consumer_group_describe::API,
@@ -176,6 +178,9 @@ pub(crate) async fn dispatch(
         RequestKind::EndTxn(req) => end_txn::handle(state, req),
         RequestKind::WriteTxnMarkers(req) => write_txn_markers::handle(state, req),
         RequestKind::TxnOffsetCommit(req) => txn_offset_commit::handle(state, req),
+        RequestKind::DescribeProducers(req) => {
+            Reply::Now(Box::new(describe_producers::handle(state, req)))
+        }
         RequestKind::DescribeTransactions(req) => {
             Reply::Now(Box::new(describe_transactions::handle(state, req)))
         }

@@ -411,6 +411,13 @@ fn request_for(
                 GroupId(s("none")),
             ]),
         ),
+        ApiKey::DescribeProducers => {
+            RequestKind::DescribeProducers(DescribeProducersRequest::default().with_topics(vec![
+                describe_producers_request::TopicRequest::default()
+                    .with_name(name("t1"))
+                    .with_partition_indexes(vec![0, 99]),
+            ]))
+        }
         other => panic!("no sample request for {other:?}"),
     }
 }

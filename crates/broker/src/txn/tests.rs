@@ -179,6 +179,12 @@ async fn read_committed_sees_only_committed_data() {
         open.is_empty(),
         "read_committed sees nothing of an open transaction"
     );
+    let producers = state.partitions.get("t", 0).unwrap().active_producers();
+    assert_eq!(
+        (producers[0].producer_id, producers[0].txn_start_offset),
+        (pid, Some(0)),
+        "DescribeProducers shows where the open transaction starts"
+    );
     assert_eq!(end(&state, "tx", producer, false).await, error::NONE);
 
     // A committed one.
