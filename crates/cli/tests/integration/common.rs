@@ -225,22 +225,30 @@ pub(crate) fn topic_name(prefix: &str) -> String {
 pub(crate) struct InProcBroker {
     rt: tokio::runtime::Runtime,
     broker: Option<Broker>,
-    _dir: TempDir,
+    /// The data directory, when the broker owns it.
+    _dir: Option<TempDir>,
 }
 
 impl InProcBroker {
     pub(crate) fn start(extra: &[(&str, &str)]) -> InProcBroker {
         let dir = tempfile::tempdir().unwrap();
+        let mut broker = InProcBroker::start_in(dir.path(), extra);
+        broker._dir = Some(dir);
+        broker
+    }
+
+    /// A broker on a data directory the test looks into.
+    pub(crate) fn start_in(dir: &Path, extra: &[(&str, &str)]) -> InProcBroker {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .unwrap();
-        let broker = rt.block_on(start_broker(dir.path(), extra));
+        let broker = rt.block_on(start_broker(dir, extra));
         InProcBroker {
             rt,
             broker: Some(broker),
-            _dir: dir,
+            _dir: None,
         }
     }
 

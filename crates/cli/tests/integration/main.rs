@@ -9,6 +9,8 @@
 //!   librdkafka: assignment, commits, restarts, static membership.
 //! * `kip848` — KIP-848 consumer groups (`group.protocol=consumer`)
 //!   through librdkafka: server-side assignment, takeover.
+//! * `lifecycle` — live topic config changes (segment size, retention) and
+//!   consumers resetting past deleted data, through librdkafka.
 //! * `protocol` — malformed frames and invalid batches on raw sockets.
 //! * `sluice_client` — our own client against the broker.
 //! * `transactions` — librdkafka transactions: commit/abort visibility,
@@ -18,6 +20,7 @@ mod common;
 mod crash;
 mod groups;
 mod kip848;
+mod lifecycle;
 mod protocol;
 mod rdkafka_client;
 mod sluice_client;
