@@ -91,7 +91,7 @@ fn config_changes_apply_live_and_consumers_reset_past_deleted_data() {
         .set("segment.bytes", "1000")
         .set("retention.ms", "1");
     block_on(admin(&bootstrap).alter_configs([&alter], &opts())).unwrap();
-    let low = wait_for("retention to delete the closed segments", || {
+    wait_for("retention to delete the closed segments", || {
         let (low, _) = consumer
             .fetch_watermarks(&topic, 0, Duration::from_secs(5))
             .ok()?;
