@@ -599,11 +599,15 @@ impl Partition {
                 .expect("log lock")
                 .install_cleaned(cleaned)?;
         }
-        self.log
+        let stats = self.log.lock().expect("log lock").finish_cleaning(job)?;
+        // The pass removed the records of every aborted transaction below
+        // where it cleaned: nothing is left there for read_committed
+        // consumers to drop, so compacted logs do not grow the list forever.
+        self.producers
             .lock()
-            .expect("log lock")
-            .finish_cleaning(job)
-            .map(Some)
+            .expect("producer state lock")
+            .forget_before(stats.cleaned_up_to);
+        Ok(Some(stats))
     }
 
     /// DeleteRecords: moves the log start offset up to `offset` (-1: the high

@@ -271,9 +271,10 @@ impl ProducerStates {
         before - self.producers.len()
     }
 
-    /// Forgets aborted transactions wholly below the log start.
-    pub(crate) fn forget_before(&mut self, log_start_offset: i64) {
-        self.aborted.retain(|a| a.last_offset >= log_start_offset);
+    /// Forgets aborted transactions wholly below `offset` (the log start,
+    /// or where the cleaner removed their records).
+    pub(crate) fn forget_before(&mut self, offset: i64) {
+        self.aborted.retain(|a| a.last_offset >= offset);
     }
 
     /// Serializes the state as of `end_offset` (the log end it covers),
