@@ -7,8 +7,8 @@ use anyhow::Context;
 use clap::Args;
 use serde_json::json;
 use sluice_client::{
-    Cluster, Consumer, ConsumerConfig, ConsumerRecord, GroupConsumer, GroupConsumerConfig,
-    IsolationLevel, OffsetReset, StartOffset,
+    AssignmentStrategy, Cluster, Consumer, ConsumerConfig, ConsumerRecord, GroupConsumer,
+    GroupConsumerConfig, GroupProtocol, IsolationLevel, OffsetReset, StartOffset,
 };
 
 use crate::output::OutputFormat;
@@ -25,6 +25,17 @@ pub(crate) struct ConsumeArgs {
     /// none, otherwise latest), and offsets are committed on exit.
     #[arg(long, conflicts_with_all = ["partition", "offset", "timestamp"])]
     pub(crate) group: Option<String>,
+    /// Group protocol with --group: classic (JoinGroup/SyncGroup, the
+    /// members assign) or consumer (KIP-848: the broker assigns and
+    /// rebalances incrementally).
+    #[arg(long, value_name = "PROTOCOL", default_value = "classic", requires = "group", value_parser = parse_group_protocol)]
+    pub(crate) group_protocol: GroupProtocol,
+    /// Partition assignor with --group. Classic: range (default),
+    /// roundrobin or cooperative-sticky (only partitions that move are
+    /// revoked). Consumer protocol: a broker-side assignor, uniform or
+    /// range (default: the broker's first of group.consumer.assignors).
+    #[arg(long, value_name = "NAME", requires = "group")]
+    pub(crate) assignor: Option<String>,
     /// Read only this partition (default: all partitions).
     #[arg(long)]
     pub(crate) partition: Option<i32>,
@@ -59,6 +70,10 @@ pub(crate) struct ConsumeArgs {
     /// %t timestamp, %h headers, %T topic; \t and \n are expanded.
     #[arg(long, default_value = "%v")]
     pub(crate) format: String,
+}
+
+fn parse_group_protocol(s: &str) -> Result<GroupProtocol, String> {
+    s.parse().map_err(|e: sluice_client::Error| e.to_string())
 }
 
 fn parse_isolation_level(s: &str) -> Result<IsolationLevel, String> {
@@ -98,6 +113,14 @@ pub(crate) async fn run(global: &Global, args: ConsumeArgs) -> anyhow::Result<()
         Some(group) => {
             let mut gc = GroupConsumerConfig::new(group.clone());
             gc.consumer = config;
+            gc.group_protocol = args.group_protocol;
+            match (args.group_protocol, &args.assignor) {
+                (_, None) => {}
+                (GroupProtocol::Classic, Some(name)) => {
+                    gc.assignment_strategy = name.parse::<AssignmentStrategy>()?;
+                }
+                (GroupProtocol::Consumer, Some(name)) => gc.server_assignor = Some(name.clone()),
+            }
             let mut c = GroupConsumer::new(cluster, gc)?;
             c.subscribe(std::slice::from_ref(&args.topic));
             Source::Group(Box::new(c))

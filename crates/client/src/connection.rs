@@ -51,6 +51,8 @@ pub fn client_max_version(api: ApiKey) -> Option<i16> {
         ApiKey::SyncGroup => 5,
         ApiKey::Heartbeat => 4,
         ApiKey::LeaveGroup => 5,
+        // v1 has the member choose its id (KIP-1082).
+        ApiKey::ConsumerGroupHeartbeat => 1,
         ApiKey::InitProducerId => 5,
         // v4+ is the broker-to-broker batched form (KIP-890).
         ApiKey::AddPartitionsToTxn => 3,

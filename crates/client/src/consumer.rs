@@ -1,11 +1,13 @@
-//! A consumer of manually assigned partitions (no consumer group yet).
+//! A consumer of manually assigned partitions; the group consumer builds on
+//! it.
 //!
 //! `poll` sends one Fetch per partition leader, decodes the returned batches,
 //! skips control batches (transaction markers are never records), records
 //! below the position and, with `isolation.level=read_committed`, records of
-//! aborted transactions, and advances the position. Out-of-range positions are reset per `auto.offset.reset`.
+//! aborted transactions, and advances the position. Out-of-range positions
+//! are reset per `auto.offset.reset`. Paused partitions are not fetched.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -200,7 +202,10 @@ pub struct ConsumerRecord {
 pub struct Consumer {
     cluster: Arc<Cluster>,
     config: ConsumerConfig,
+    /// The next offset to fetch per assigned partition (past any records
+    /// still in `buffer`).
     positions: BTreeMap<TopicPartition, i64>,
+    paused: BTreeSet<TopicPartition>,
     buffer: VecDeque<ConsumerRecord>,
 }
 
@@ -226,6 +231,7 @@ impl Consumer {
             cluster,
             config,
             positions: BTreeMap::new(),
+            paused: BTreeSet::new(),
             buffer: VecDeque::new(),
         }
     }
@@ -233,9 +239,87 @@ impl Consumer {
     /// Replaces the assignment, resolving each start offset (ListOffsets for
     /// `Earliest`, `Latest` and `Timestamp`).
     pub async fn assign(&mut self, partitions: Vec<(String, i32, StartOffset)>) -> Result<()> {
+        let resolved = self.check_and_resolve(&partitions).await?;
+        self.positions = resolved.into_iter().collect();
+        self.paused.clear();
+        self.buffer.clear();
+        Ok(())
+    }
+
+    /// Adds partitions to the assignment, leaving the others (and their
+    /// positions and buffered records) alone: what a cooperative or
+    /// KIP-848 rebalance needs.
+    pub async fn assign_more(&mut self, partitions: Vec<(String, i32, StartOffset)>) -> Result<()> {
+        let resolved = self.check_and_resolve(&partitions).await?;
+        self.positions.extend(resolved);
+        Ok(())
+    }
+
+    /// Removes partitions from the assignment, with their buffered records.
+    pub fn unassign(&mut self, partitions: &[(String, i32)]) {
+        let gone: BTreeSet<TopicPartition> = partitions
+            .iter()
+            .map(|(t, p)| TopicPartition {
+                topic: t.clone(),
+                partition: *p,
+            })
+            .collect();
+        self.positions.retain(|tp, _| !gone.contains(tp));
+        self.paused.retain(|tp| !gone.contains(tp));
+        self.buffer
+            .retain(|r| !gone.contains(&TopicPartition::of(&r.topic, r.partition)));
+    }
+
+    /// Stops fetching `partitions` until [`resume`](Self::resume); their
+    /// records already fetched are dropped and will be fetched again.
+    /// Unassigned partitions are ignored.
+    pub fn pause(&mut self, partitions: &[(String, i32)]) {
+        for (t, p) in partitions {
+            let tp = TopicPartition::of(t, *p);
+            if !self.positions.contains_key(&tp) {
+                continue;
+            }
+            if let Some(first) = self.first_buffered(&tp) {
+                self.positions.insert(tp.clone(), first);
+                self.buffer
+                    .retain(|r| !(r.topic == tp.topic && r.partition == tp.partition));
+            }
+            self.paused.insert(tp);
+        }
+    }
+
+    /// Fetches paused partitions again.
+    pub fn resume(&mut self, partitions: &[(String, i32)]) {
+        for (t, p) in partitions {
+            self.paused.remove(&TopicPartition::of(t, *p));
+        }
+    }
+
+    /// The paused partitions.
+    pub fn paused(&self) -> Vec<(String, i32)> {
+        self.paused
+            .iter()
+            .map(|tp| (tp.topic.clone(), tp.partition))
+            .collect()
+    }
+
+    fn first_buffered(&self, tp: &TopicPartition) -> Option<i64> {
+        self.buffer
+            .iter()
+            .find(|r| r.topic == tp.topic && r.partition == tp.partition)
+            .map(|r| r.offset)
+    }
+
+    async fn check_and_resolve(
+        &self,
+        partitions: &[(String, i32, StartOffset)],
+    ) -> Result<Vec<(TopicPartition, i64)>> {
+        if partitions.is_empty() {
+            return Ok(Vec::new());
+        }
         let topics: Vec<String> = partitions.iter().map(|(t, _, _)| t.clone()).collect();
         self.cluster.refresh_metadata(Some(&topics)).await?;
-        for (t, p, _) in &partitions {
+        for (t, p, _) in partitions {
             let tm = self.cluster.topic(t).ok_or_else(|| {
                 Error::Kafka(
                     KafkaError::new(codes::UNKNOWN_TOPIC_OR_PARTITION, None)
@@ -248,10 +332,7 @@ impl Consumer {
                 ));
             }
         }
-        let resolved = self.resolve(&partitions).await?;
-        self.positions = resolved.into_iter().collect();
-        self.buffer.clear();
-        Ok(())
+        self.resolve(partitions).await
     }
 
     /// Moves the position of an assigned partition.
@@ -272,14 +353,13 @@ impl Consumer {
         Ok(())
     }
 
-    /// The next offset to be returned for a partition.
+    /// The next offset to be returned for a partition: the first record
+    /// fetched but not yet returned by `poll`, else the next to fetch. This
+    /// is what a group commits.
     pub fn position(&self, topic: &str, partition: i32) -> Option<i64> {
-        self.positions
-            .get(&TopicPartition {
-                topic: topic.to_string(),
-                partition,
-            })
-            .copied()
+        let tp = TopicPartition::of(topic, partition);
+        let fetch_position = self.positions.get(&tp).copied()?;
+        Some(self.first_buffered(&tp).unwrap_or(fetch_position))
     }
 
     /// The assigned partitions.
@@ -363,7 +443,7 @@ impl Consumer {
                 let n = self.buffer.len().min(self.config.max_poll_records.max(1));
                 return Ok(self.buffer.drain(..n).collect());
             }
-            if self.positions.is_empty() {
+            if self.positions.len() == self.paused.len() {
                 tokio::time::sleep_until(deadline.into()).await;
                 return Ok(Vec::new());
             }
@@ -382,6 +462,9 @@ impl Consumer {
         let mut by_leader: BTreeMap<i32, Vec<(TopicPartition, i64)>> = BTreeMap::new();
         let mut missing = Vec::new();
         for (tp, &pos) in &self.positions {
+            if self.paused.contains(tp) {
+                continue;
+            }
             match self.cluster.leader(&tp.topic, tp.partition) {
                 Some(l) => by_leader.entry(l).or_default().push((tp.clone(), pos)),
                 None => missing.push(tp.topic.clone()),

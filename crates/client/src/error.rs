@@ -195,6 +195,17 @@ pub enum Error {
     /// `begin_transaction`).
     #[error("invalid transaction state: {0}")]
     TransactionState(String),
+    /// A group member owns a partition the group has no committed offset
+    /// for, and `auto.offset.reset` is none: seek it to a position.
+    #[error("no committed offset for {topic}-{partition} in group '{group}' and auto.offset.reset is none; seek it to a position")]
+    NoOffsetForPartition {
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: i32,
+        /// Group id.
+        group: String,
+    },
 }
 
 impl Error {

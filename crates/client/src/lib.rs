@@ -14,9 +14,12 @@
 //!   earliest/latest/offset/timestamp start, with seek,
 //!   `auto.offset.reset` and `isolation.level` (read_committed skips
 //!   aborted transactions).
-//! * [`GroupConsumer`] — consumer-group member (classic protocol): subscribe,
-//!   range/roundrobin assignment, heartbeats, rebalance listener, committed
-//!   offsets (auto or `commit_sync`/`commit_async`).
+//! * [`GroupConsumer`] — consumer-group member over the classic protocol
+//!   (`range`, `roundrobin`, or `cooperative-sticky` with incremental
+//!   rebalances) or the KIP-848 consumer protocol (server-side assignment,
+//!   incremental reconciliation); static membership (`group.instance.id`),
+//!   rebalance listener (assigned/revoked/lost), committed offsets (auto or
+//!   `commit_sync`/`commit_async`), pause/resume, seek.
 //! * [`Admin`] — topics, partitions, configs, cluster, offsets, log dirs,
 //!   and consumer groups: list, describe (with decoded member assignments),
 //!   committed offsets (list, alter, delete) and group deletion;
@@ -90,7 +93,7 @@ pub use consumer::{
 pub use error::{Error, KafkaError, Result};
 pub use group::{GroupDescription, GroupListing, GroupMember, GroupOffset, MemberAssignment};
 pub use group_consumer::{
-    AssignmentStrategy, GroupConsumer, GroupConsumerConfig, RebalanceListener,
+    AssignmentStrategy, GroupConsumer, GroupConsumerConfig, GroupProtocol, RebalanceListener,
 };
 pub use partitioner::{murmur2, partition_for_key};
 pub use producer::{

@@ -349,7 +349,6 @@ impl Group {
         } else {
             req.member_id.clone()
         };
-        let unchanged = member.protocols == req.protocols;
         member.id = new_id.clone();
         member.last_heard = now;
         member.session_timeout = req.session_timeout;
@@ -362,7 +361,13 @@ impl Group {
         if self.leader.as_deref() == Some(old_id) {
             self.leader = Some(new_id.clone());
         }
-        if self.state == GroupState::Stable && unchanged {
+        // As in Kafka, only a change of the protocol the group would select
+        // rebalances: a restarted member's metadata differs in details (a
+        // consumer's subscription carries its owned partitions and
+        // generation), and the point of a static member is that its
+        // restart costs no rebalance.
+        let same_protocol = self.select_protocol() == self.protocol;
+        if self.state == GroupState::Stable && same_protocol {
             let result = self.join_result_for(&new_id);
             if let Some(w) = self
                 .members
@@ -844,8 +849,11 @@ mod tests {
             now,
         );
         assert_eq!(g.state, GroupState::Stable);
-        // Restart: a fresh join with the same instance id and no member id.
-        let again = now_result(g.join(join_req("", Some("i1")), &limits(), now));
+        // Restart: a fresh join with the same instance id and no member id,
+        // with other metadata for the same protocol.
+        let mut restart = join_req("", Some("i1"));
+        restart.protocols = vec![("range".into(), Bytes::from_static(b"other"))];
+        let again = now_result(g.join(restart, &limits(), now));
         assert_eq!((again.error, again.generation), (error::NONE, 1));
         assert_eq!(g.state, GroupState::Stable, "no rebalance");
         assert_eq!(
