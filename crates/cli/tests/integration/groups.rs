@@ -424,7 +424,7 @@ fn committed_offsets_survive_sigkill() {
 /// Polls every consumer once, keeping records and ignoring errors: while
 /// the broker is down librdkafka reports transport errors, which are
 /// expected.
-fn poll_through_errors(consumers: &[&GroupConsumer], out: &mut [Vec<Rec>]) {
+pub(crate) fn poll_through_errors(consumers: &[&GroupConsumer], out: &mut [Vec<Rec>]) {
     for (c, sink) in consumers.iter().zip(out.iter_mut()) {
         if let Some(Ok(m)) = c.poll(Duration::from_millis(50)) {
             let v = String::from_utf8(m.payload().unwrap_or_default().to_vec()).unwrap();
