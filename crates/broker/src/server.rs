@@ -376,7 +376,7 @@ async fn group_timer(state: Arc<BrokerState>, mut stopped: watch::Receiver<bool>
     loop {
         tokio::select! {
             _ = stopped.changed() => return,
-            _ = tick.tick() => state.groups.tick(std::time::Instant::now()),
+            _ = tick.tick() => GroupCoordinator::tick(&state, std::time::Instant::now()),
         }
         if tokio::time::Instant::now() >= next_expiry {
             next_expiry += expiry_interval;

@@ -8,6 +8,8 @@
 //! leader's) gets a oneshot receiver that is completed later by another
 //! request or by [`Group::tick`] when a timeout passes.
 
+use super::records::{ClassicGroupValue, ClassicMemberValue};
+use crate::state::now_ms;
 use bytes::Bytes;
 use sluice_protocol::error::{self, ErrorCode};
 use std::collections::BTreeMap;
@@ -144,6 +146,9 @@ pub(crate) struct GroupLimits {
 pub(crate) struct Group {
     pub(crate) id: String,
     pub(crate) state: GroupState,
+    /// Wall-clock time of the last state change (Kafka's
+    /// currentStateTimestamp, persisted with the group).
+    state_since_ms: i64,
     pub(crate) protocol_type: Option<String>,
     pub(crate) protocol: Option<String>,
     pub(crate) generation: i32,
@@ -173,6 +178,7 @@ impl Group {
         Group {
             id: id.to_string(),
             state: GroupState::Empty,
+            state_since_ms: now_ms(),
             protocol_type: None,
             protocol: None,
             generation: 0,
@@ -186,6 +192,92 @@ impl Group {
 
     pub(crate) fn is_empty(&self) -> bool {
         self.members.is_empty()
+    }
+
+    fn transition(&mut self, state: GroupState) {
+        if self.state != state {
+            self.state = state;
+            self.state_since_ms = now_ms();
+        }
+    }
+
+    /// The group's GroupMetadata record: its members and assignments once a
+    /// rebalance has completed, or its generation once empty. `None` while
+    /// a rebalance is under way (the last completed generation stays the
+    /// persisted one, as in Kafka) and for a group that never completed one.
+    pub(crate) fn metadata_value(&self) -> Option<ClassicGroupValue> {
+        let stable = match self.state {
+            GroupState::Stable => true,
+            GroupState::Empty if self.generation > 0 => false,
+            _ => return None,
+        };
+        let protocol = self.protocol.clone().filter(|_| stable);
+        let ms = |d: Duration| d.as_millis().min(i32::MAX as u128) as i32;
+        let members = protocol.as_deref().map_or_else(Vec::new, |protocol| {
+            self.members
+                .values()
+                .map(|m| ClassicMemberValue {
+                    member_id: m.id.clone(),
+                    instance_id: m.instance_id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    rebalance_timeout_ms: ms(m.rebalance_timeout),
+                    session_timeout_ms: ms(m.session_timeout),
+                    subscription: m.metadata(protocol),
+                    assignment: m.assignment.clone(),
+                })
+                .collect()
+        });
+        Some(ClassicGroupValue {
+            protocol_type: self.protocol_type.clone().unwrap_or_default(),
+            generation: self.generation,
+            leader: self.leader.clone().filter(|_| stable),
+            protocol,
+            current_state_timestamp: self.state_since_ms,
+            members,
+        })
+    }
+
+    /// Rebuilds a group from its GroupMetadata record at load: Stable with
+    /// its generation, members and assignments (or Empty). Every member's
+    /// session starts at `now`, as in Kafka, so a member that is gone
+    /// expires as usual while the others carry on without a rebalance.
+    pub(crate) fn from_metadata(id: &str, value: ClassicGroupValue, now: Instant) -> Group {
+        let mut group = Group::new(id);
+        group.generation = value.generation;
+        if value.current_state_timestamp >= 0 {
+            group.state_since_ms = value.current_state_timestamp;
+        }
+        if !value.protocol_type.is_empty() {
+            group.protocol_type = Some(value.protocol_type);
+        }
+        let Some(protocol) = value.protocol.filter(|_| !value.members.is_empty()) else {
+            return group;
+        };
+        let ms = |v: i32| Duration::from_millis(v.max(0) as u64);
+        for m in value.members {
+            let member = Member {
+                id: m.member_id.clone(),
+                instance_id: m.instance_id,
+                client_id: m.client_id,
+                client_host: m.client_host,
+                session_timeout: ms(m.session_timeout_ms),
+                rebalance_timeout: ms(m.rebalance_timeout_ms),
+                protocols: vec![(protocol.clone(), m.subscription)],
+                assignment: m.assignment,
+                last_heard: now,
+                join_waiter: None,
+                sync_waiter: None,
+            };
+            group.members.insert(m.member_id, member);
+        }
+        group.leader = value
+            .leader
+            .filter(|l| group.members.contains_key(l))
+            .or_else(|| group.members.keys().next().cloned());
+        group.protocol = Some(protocol);
+        group.state = GroupState::Stable;
+        group
     }
 
     pub(crate) fn join(&mut self, req: JoinRequest, limits: &GroupLimits, now: Instant) -> Joined {
@@ -420,7 +512,7 @@ impl Group {
             .max()
             .unwrap_or_default();
         self.rebalance_deadline = Some(now + timeout);
-        self.state = GroupState::PreparingRebalance;
+        self.transition(GroupState::PreparingRebalance);
         self.maybe_complete_join(now);
     }
 
@@ -443,7 +535,7 @@ impl Group {
         self.members.retain(|_, m| m.join_waiter.is_some());
         self.generation += 1;
         if self.members.is_empty() {
-            self.state = GroupState::Empty;
+            self.transition(GroupState::Empty);
             self.protocol = None;
             self.leader = None;
             return;
@@ -456,7 +548,7 @@ impl Group {
         {
             self.leader = self.members.keys().next().cloned();
         }
-        self.state = GroupState::CompletingRebalance;
+        self.transition(GroupState::CompletingRebalance);
         let ids: Vec<String> = self.members.keys().cloned().collect();
         for id in ids {
             let result = self.join_result_for(&id);
@@ -566,7 +658,7 @@ impl Group {
                     for member in self.members.values_mut() {
                         member.assignment = assignments.remove(&member.id).unwrap_or_default();
                     }
-                    self.state = GroupState::Stable;
+                    self.transition(GroupState::Stable);
                     let ids: Vec<String> = self.members.keys().cloned().collect();
                     for id in ids {
                         let result = self.sync_result(&id);
@@ -660,12 +752,14 @@ impl Group {
             GroupState::Empty | GroupState::Dead => {}
         }
         if self.members.is_empty() && self.state != GroupState::PreparingRebalance {
-            self.state = GroupState::Empty;
+            self.transition(GroupState::Empty);
         }
     }
 
-    /// Expires silent members and finishes join phases whose time is up.
-    pub(crate) fn tick(&mut self, now: Instant) {
+    /// Expires silent members and finishes join phases whose time is up;
+    /// returns whether the group's state or generation changed.
+    pub(crate) fn tick(&mut self, now: Instant) -> bool {
+        let before = (self.state, self.generation);
         self.pending_members.retain(|_, expiry| *expiry > now);
         let expired: Vec<String> = self
             .members
@@ -682,6 +776,7 @@ impl Group {
             }
         }
         self.maybe_complete_join(now);
+        before != (self.state, self.generation)
     }
 }
 

@@ -10,15 +10,18 @@
 //! released it. No member ever stops for everyone else, unlike a classic
 //! rebalance.
 //!
-//! Membership lives in memory: after a broker restart members rejoin (their
-//! heartbeats get UNKNOWN_MEMBER_ID) while committed offsets, which are
-//! records in `__consumer_offsets`, survive.
+//! The group, its members, target and current assignments are mirrored by
+//! Kafka's consumer group records in `__consumer_offsets` (see
+//! [`ConsumerGroup::metadata_records`]) and rebuilt from them at start, so
+//! members carry on at their epochs across a broker restart.
 
 use super::assignor::{Assignor, MemberSpec, Partitions, TopicPartition};
+use super::records::{
+    ConsumerGroupValue, CurrentAssignmentValue, MemberMetadataValue, MetadataKey, MetadataValue,
+    RecordType,
+};
 use sluice_protocol::error::{self, ErrorCode};
-use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::hash::{Hash, Hasher};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
@@ -71,6 +74,26 @@ pub(crate) struct ConsumerMember {
     session_timeout: Duration,
     /// When a member that has not revoked in time is fenced.
     revocation_deadline: Option<Instant>,
+}
+
+impl MemberState {
+    /// Kafka's MemberState byte in ConsumerGroupCurrentMemberAssignment.
+    fn code(self) -> i8 {
+        match self {
+            MemberState::Stable => 0,
+            MemberState::UnrevokedPartitions => 1,
+            MemberState::UnreleasedPartitions => 2,
+        }
+    }
+
+    fn from_code(code: i8) -> Option<MemberState> {
+        match code {
+            0 => Some(MemberState::Stable),
+            1 => Some(MemberState::UnrevokedPartitions),
+            2 => Some(MemberState::UnreleasedPartitions),
+            _ => None,
+        }
+    }
 }
 
 impl ConsumerMember {
@@ -192,6 +215,138 @@ impl ConsumerGroup {
 
     pub(crate) fn is_empty(&self) -> bool {
         self.members.is_empty()
+    }
+
+    /// The records that describe the group in `__consumer_offsets`, as
+    /// Kafka's coordinator writes them: the group epoch, the target
+    /// assignment's epoch, and per member its subscription, its target and
+    /// its current assignment.
+    /// A group that never had a member has none.
+    pub(crate) fn metadata_records(&self) -> Vec<(MetadataKey, MetadataValue)> {
+        if self.group_epoch == 0 {
+            return Vec::new();
+        }
+        let id = self.id.as_str();
+        let mut records = vec![
+            (
+                MetadataKey::group(RecordType::ConsumerGroup, id),
+                MetadataValue::ConsumerGroup(ConsumerGroupValue {
+                    epoch: self.group_epoch,
+                    metadata_hash: self.metadata_hash as i64,
+                }),
+            ),
+            (
+                MetadataKey::group(RecordType::TargetAssignmentMetadata, id),
+                MetadataValue::TargetAssignmentMetadata {
+                    assignment_epoch: self.assignment_epoch,
+                },
+            ),
+        ];
+        for m in self.members.values() {
+            records.push((
+                MetadataKey::member(RecordType::MemberMetadata, id, &m.id),
+                MetadataValue::MemberMetadata(MemberMetadataValue {
+                    instance_id: m.instance_id.clone(),
+                    rack_id: m.rack_id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    subscribed_topics: m.subscribed_topics.iter().cloned().collect(),
+                    subscribed_regex: None,
+                    rebalance_timeout_ms: m.rebalance_timeout.as_millis().min(i32::MAX as u128)
+                        as i32,
+                    server_assignor: m.server_assignor.map(|a| a.name().to_string()),
+                }),
+            ));
+            records.push((
+                MetadataKey::member(RecordType::CurrentMemberAssignment, id, &m.id),
+                MetadataValue::CurrentMemberAssignment(CurrentAssignmentValue {
+                    member_epoch: m.member_epoch,
+                    previous_member_epoch: m.previous_member_epoch,
+                    state: m.state.code(),
+                    assigned: m.assigned.clone(),
+                    pending_revocation: m.pending_revocation.clone(),
+                }),
+            ));
+        }
+        for (member, partitions) in &self.target {
+            records.push((
+                MetadataKey::member(RecordType::TargetAssignmentMember, id, member),
+                MetadataValue::TargetAssignmentMember {
+                    partitions: partitions.clone(),
+                },
+            ));
+        }
+        records
+    }
+
+    /// Rebuilds a group from its records at load (see
+    /// [`ConsumerGroup::metadata_records`]). Every member's session starts
+    /// at `now`, and one that was revoking partitions gets its rebalance
+    /// timeout again, as in Kafka. A member without its subscription record
+    /// is skipped.
+    pub(crate) fn from_records(
+        id: &str,
+        records: Vec<(MetadataKey, MetadataValue)>,
+        config: &ConsumerGroupConfig,
+        now: Instant,
+    ) -> ConsumerGroup {
+        let mut group = ConsumerGroup::new(id);
+        let mut assignments = Vec::new();
+        for (key, value) in records {
+            let member = key.member.unwrap_or_default();
+            match value {
+                MetadataValue::ConsumerGroup(v) => {
+                    group.group_epoch = v.epoch;
+                    group.metadata_hash = v.metadata_hash as u64;
+                }
+                MetadataValue::TargetAssignmentMetadata { assignment_epoch } => {
+                    group.assignment_epoch = assignment_epoch;
+                }
+                MetadataValue::TargetAssignmentMember { partitions } => {
+                    group.target.insert(member, partitions);
+                }
+                MetadataValue::MemberMetadata(v) => {
+                    let mut m = ConsumerMember::new(member.clone(), v.instance_id, now);
+                    m.rack_id = v.rack_id;
+                    m.client_id = v.client_id;
+                    m.client_host = v.client_host;
+                    m.subscribed_topics = v.subscribed_topics.into_iter().collect();
+                    m.server_assignor = v.server_assignor.as_deref().and_then(Assignor::from_name);
+                    m.rebalance_timeout =
+                        Duration::from_millis(v.rebalance_timeout_ms.max(0) as u64);
+                    m.session_timeout = config.session_timeout;
+                    group.members.insert(member, m);
+                }
+                MetadataValue::CurrentMemberAssignment(v) => assignments.push((member, v)),
+                MetadataValue::ClassicGroup(_) => {}
+            }
+        }
+        for (member_id, v) in assignments {
+            let Some(member) = group.members.get_mut(&member_id) else {
+                tracing::warn!(group = %id, member = %member_id, "assignment record of an unknown member skipped");
+                continue;
+            };
+            let Some(state) = MemberState::from_code(v.state) else {
+                tracing::warn!(group = %id, member = %member_id, state = v.state, "assignment record with an unknown member state skipped");
+                continue;
+            };
+            member.member_epoch = v.member_epoch;
+            member.previous_member_epoch = v.previous_member_epoch;
+            member.state = state;
+            member.assigned = v.assigned;
+            member.pending_revocation = v.pending_revocation;
+            if state == MemberState::UnrevokedPartitions {
+                member.revocation_deadline = Some(now + member.rebalance_timeout);
+            }
+        }
+        let members = &group.members;
+        group
+            .target
+            .retain(|member, _| members.contains_key(member));
+        if !group.target.is_empty() {
+            group.assignor = Some(group.choose_assignor(config));
+        }
+        group
     }
 
     pub(crate) fn state(&self) -> ConsumerGroupState {
@@ -465,18 +620,34 @@ impl ConsumerGroup {
         Some(member)
     }
 
-    /// Fingerprint of every subscribed topic's id and partition count.
+    /// Fingerprint of every subscribed topic's name, id and partition
+    /// count. FNV-1a, fixed here rather than Rust's `DefaultHasher`, because
+    /// it is persisted: a restart must compute the same value.
     fn subscription_metadata_hash(&self, topics: &dyn TopicLookup) -> u64 {
         let names: BTreeSet<&String> = self
             .members
             .values()
             .flat_map(|m| &m.subscribed_topics)
             .collect();
-        let mut hasher = DefaultHasher::new();
+        let mut hash = 0xcbf2_9ce4_8422_2325u64;
+        let mut feed = |bytes: &[u8]| {
+            for b in bytes {
+                hash = (hash ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+            }
+        };
         for name in names {
-            (name, topics.topic(name)).hash(&mut hasher);
+            feed(&(name.len() as u32).to_be_bytes());
+            feed(name.as_bytes());
+            match topics.topic(name) {
+                Some((id, partitions)) => {
+                    feed(&[1]);
+                    feed(id.as_bytes());
+                    feed(&partitions.to_be_bytes());
+                }
+                None => feed(&[0]),
+            }
         }
-        hasher.finish()
+        hash
     }
 
     /// The assignor members ask for most, else the configured default.
@@ -607,8 +778,8 @@ impl ConsumerGroup {
     }
 
     /// Fences members whose session expired or who did not revoke
-    /// partitions within their rebalance timeout.
-    pub(crate) fn tick(&mut self, now: Instant) {
+    /// partitions within their rebalance timeout; returns whether any was.
+    pub(crate) fn tick(&mut self, now: Instant) -> bool {
         let fenced: Vec<String> = self
             .members
             .values()
@@ -618,10 +789,11 @@ impl ConsumerGroup {
             })
             .map(|m| m.id.clone())
             .collect();
-        for id in fenced {
+        for id in &fenced {
             tracing::info!(group = %self.id, member = %id, "consumer group member fenced: session or rebalance timeout");
-            self.remove_member(&id);
+            self.remove_member(id);
         }
+        !fenced.is_empty()
     }
 }
 

@@ -1,14 +1,19 @@
 //! The group coordinator: classic group membership (see [`classic`]), KIP-848
 //! consumer groups with server-side assignment (see [`consumer`] and
-//! [`assignor`]) and committed offsets, which live as records in the
-//! compacted internal topic `__consumer_offsets` (see [`offsets`]) and are
-//! replayed from it when the broker starts. On a single node this broker
-//! leads every partition of that topic, so it coordinates every group.
+//! [`assignor`]) and committed offsets. Offsets (see [`offsets`]) and group
+//! metadata (see [`records`]) live as records in the compacted internal
+//! topic `__consumer_offsets` and are replayed from it when the broker
+//! starts, so members keep their membership and assignments across a
+//! restart. On a single node this broker leads every partition of that
+//! topic, so it coordinates every group.
 
 pub(crate) mod assignor;
 pub(crate) mod classic;
 pub(crate) mod consumer;
 pub(crate) mod offsets;
+pub(crate) mod records;
+#[cfg(test)]
+mod restart_tests;
 
 use crate::controller::{ensure_internal_topic, ApiError};
 use crate::partition::Partition;
@@ -19,6 +24,7 @@ use classic::{Group, GroupLimits};
 use consumer::{ConsumerGroup, ConsumerGroupConfig, TopicLookup};
 use kafka_protocol::records::{Compression, Record};
 use offsets::{CommittedOffset, OffsetStore, OFFSETS_TOPIC};
+use records::{MetadataKey, MetadataValue, RecordType};
 use sluice_metadata::MetadataImage;
 use sluice_protocol::compression::{encode_batch, plain_record};
 use sluice_protocol::control::Marker;
@@ -38,7 +44,13 @@ pub(crate) struct Groups {
     /// partition, producer id): applied at the commit marker, dropped at
     /// the abort marker.
     pending_txn_offsets: HashMap<(i32, i64), Vec<PendingOffset>>,
+    /// Each group's metadata records as they stand in `__consumer_offsets`
+    /// (encoded key -> value): a change writes only what differs from them.
+    persisted: HashMap<String, BTreeMap<Bytes, Bytes>>,
 }
+
+/// A record for `__consumer_offsets`: key and value (`None`: a tombstone).
+type KeyValue = (Bytes, Option<Bytes>);
 
 /// An offset record written in a transaction, not yet visible.
 struct PendingOffset {
@@ -79,6 +91,75 @@ impl Groups {
             let (g, t, q) = &p.target;
             g == group && t == topic && *q == partition
         })
+    }
+
+    /// The metadata records group `id` should have in `__consumer_offsets`.
+    fn wanted_records(&self, id: &str) -> BTreeMap<Bytes, Bytes> {
+        let mut wanted = BTreeMap::new();
+        if let Some(group) = self.groups.get(id) {
+            let key = MetadataKey::group(RecordType::ClassicGroup, id).encode();
+            match group.metadata_value() {
+                Some(value) => {
+                    wanted.insert(key, MetadataValue::ClassicGroup(value).encode());
+                }
+                None => {
+                    // Mid-rebalance: the last completed generation stays.
+                    if let Some(value) = self.persisted.get(id).and_then(|p| p.get(&key)) {
+                        wanted.insert(key, value.clone());
+                    }
+                }
+            }
+        }
+        if let Some(group) = self.consumer_groups.get(id) {
+            for (key, value) in group.metadata_records() {
+                wanted.insert(key.encode(), value.encode());
+            }
+        }
+        wanted
+    }
+
+    /// Rebuilds group `id` at load from its latest metadata records
+    /// (encoded key -> value). Records that do not decode are skipped with
+    /// a warning; they are tombstoned by the group's next change.
+    fn rebuild_group(
+        &mut self,
+        id: &str,
+        stored: &BTreeMap<Bytes, Bytes>,
+        config: &ConsumerGroupConfig,
+        now: Instant,
+    ) {
+        let mut classic = None;
+        let mut consumer = Vec::new();
+        for (key, value) in stored {
+            let decoded = MetadataKey::decode(key).and_then(|key| {
+                let value = MetadataValue::decode(key.record_type, value)?;
+                Some((key, value))
+            });
+            match decoded {
+                Some((_, MetadataValue::ClassicGroup(value))) => classic = Some(value),
+                Some(record) => consumer.push(record),
+                None => {
+                    tracing::warn!(group = %id, "skipping a malformed group metadata record")
+                }
+            }
+        }
+        let has_consumer_group = consumer
+            .iter()
+            .any(|(key, _)| key.record_type == RecordType::ConsumerGroup);
+        if let Some(value) = classic {
+            if !consumer.is_empty() {
+                tracing::warn!(group = %id, "group has classic and consumer group records; loading it as classic");
+            }
+            let group = Group::from_metadata(id, value, now);
+            tracing::info!(group = %id, members = group.members.len(), generation = group.generation, "loaded classic group");
+            self.groups.insert(id.to_string(), group);
+        } else if has_consumer_group {
+            let group = ConsumerGroup::from_records(id, consumer, config, now);
+            tracing::info!(group = %id, members = group.members.len(), epoch = group.group_epoch, "loaded consumer group");
+            self.consumer_groups.insert(id.to_string(), group);
+        } else if !consumer.is_empty() {
+            tracing::warn!(group = %id, "consumer group member records without the group's record skipped");
+        }
     }
 
     /// Group ids known through membership or committed offsets.
@@ -180,14 +261,23 @@ impl GroupCoordinator {
         }
     }
 
-    /// Expires silent members and ends overdue join phases.
-    pub(crate) fn tick(&self, now: Instant) {
-        let mut inner = self.lock();
-        for group in inner.groups.values_mut() {
-            group.tick(now);
+    /// Expires silent members and ends overdue join phases, and records
+    /// the groups that changed.
+    pub(crate) fn tick(state: &BrokerState, now: Instant) {
+        let mut groups = state.groups.lock();
+        let mut changed = Vec::new();
+        for (id, group) in &mut groups.groups {
+            if group.tick(now) {
+                changed.push(id.clone());
+            }
         }
-        for group in inner.consumer_groups.values_mut() {
-            group.tick(now);
+        for (id, group) in &mut groups.consumer_groups {
+            if group.tick(now) {
+                changed.push(id.clone());
+            }
+        }
+        for id in changed {
+            Self::persist_in_background(state, &mut groups, &id);
         }
     }
 
@@ -200,6 +290,10 @@ impl GroupCoordinator {
         };
         let mut inner = self.lock();
         let mut records = 0;
+        // The latest metadata record per key, by group: a later record
+        // replaces an earlier one and a tombstone removes it, as compaction
+        // would.
+        let mut metadata: HashMap<String, BTreeMap<Bytes, Bytes>> = HashMap::new();
         for index in 0..topic.partitions.len() as i32 {
             let Some(partition) = state.partitions.get(OFFSETS_TOPIC, index) else {
                 continue;
@@ -226,13 +320,85 @@ impl GroupCoordinator {
                             key: key.clone(),
                             value: record.value.clone(),
                         });
+                } else if let Some(metadata_key) = MetadataKey::decode(key) {
+                    let group = metadata.entry(metadata_key.group).or_default();
+                    match &record.value {
+                        Some(value) => group.insert(key.clone(), value.clone()),
+                        None => group.remove(key),
+                    };
                 } else {
                     inner.offsets.replay(key, record.value.as_deref());
                 }
                 records += 1;
             })?;
         }
+        let config = Self::consumer_config(state);
+        let now = Instant::now();
+        for (id, stored) in metadata {
+            if stored.is_empty() {
+                continue;
+            }
+            inner.rebuild_group(&id, &stored, &config, now);
+            inner.persisted.insert(id, stored);
+        }
         Ok(records)
+    }
+
+    /// Writes what changed in group `id`'s metadata records since they were
+    /// last written (one batch; tombstones for records it no longer has).
+    /// Returns the partition and end offset to wait for, if anything was
+    /// written. If the append fails the change stays in memory only; the
+    /// next change of the group writes it again.
+    pub(crate) fn persist_group(
+        state: &BrokerState,
+        groups: &mut Groups,
+        id: &str,
+    ) -> Result<Option<(Arc<Partition>, i64)>, ApiError> {
+        let wanted = groups.wanted_records(id);
+        let empty = BTreeMap::new();
+        let persisted = groups.persisted.get(id).unwrap_or(&empty);
+        // Tombstones first, per-member records before the group's (Kafka's
+        // order: its replay wants a group's members gone before the group).
+        let mut changes: Vec<KeyValue> = persisted
+            .keys()
+            .rev()
+            .filter(|key| !wanted.contains_key(*key))
+            .map(|key| (key.clone(), None))
+            .collect();
+        changes.extend(
+            wanted
+                .iter()
+                .filter(|(key, value)| persisted.get(*key) != Some(*value))
+                .map(|(key, value)| (key.clone(), Some(value.clone()))),
+        );
+        if changes.is_empty() {
+            return Ok(None);
+        }
+        let written = Self::append_records(state, id, changes, None)?;
+        if wanted.is_empty() {
+            groups.persisted.remove(id);
+        } else {
+            groups.persisted.insert(id.to_string(), wanted);
+        }
+        Ok(Some(written))
+    }
+
+    /// [`Self::persist_group`] for changes whose answer does not wait: the
+    /// records are synced in the background.
+    pub(crate) fn persist_in_background(state: &BrokerState, groups: &mut Groups, id: &str) {
+        match Self::persist_group(state, groups, id) {
+            Ok(Some((partition, end))) => {
+                tokio::spawn(async move {
+                    if let Err(e) = partition.make_durable(end).await {
+                        tracing::error!(error = %e, "group metadata not durable");
+                    }
+                });
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(group = %id, error = %e.message, "cannot write group metadata")
+            }
+        }
     }
 
     /// Creates `__consumer_offsets` on first use, as Kafka does.
@@ -303,26 +469,41 @@ impl GroupCoordinator {
         Ok((partition, end))
     }
 
-    /// Encodes commits as one batch (transactional for `producer`) and
-    /// appends it to the group's `__consumer_offsets` partition.
+    /// Appends commits to the group's `__consumer_offsets` partition as one
+    /// batch (transactional for `producer`).
     fn append_offsets(
         state: &BrokerState,
         group: &str,
         commits: &[OffsetCommit],
         producer: Option<(i64, i16)>,
     ) -> Result<(Arc<Partition>, i64), ApiError> {
+        let records = commits
+            .iter()
+            .map(|c| {
+                (
+                    offsets::encode_key(group, &c.topic, c.partition),
+                    c.value.as_ref().map(offsets::encode_value),
+                )
+            })
+            .collect();
+        Self::append_records(state, group, records, producer)
+    }
+
+    /// Appends records as one batch (transactional for `producer`) to
+    /// `group`'s `__consumer_offsets` partition.
+    fn append_records(
+        state: &BrokerState,
+        group: &str,
+        records: Vec<KeyValue>,
+        producer: Option<(i64, i16)>,
+    ) -> Result<(Arc<Partition>, i64), ApiError> {
         let partition = Self::offsets_partition(state, group)?;
         let now = now_ms();
-        let records: Vec<Record> = commits
-            .iter()
+        let records: Vec<Record> = records
+            .into_iter()
             .enumerate()
-            .map(|(i, c)| {
-                let mut record = plain_record(
-                    i as i64,
-                    now,
-                    Some(offsets::encode_key(group, &c.topic, c.partition)),
-                    c.value.as_ref().map(offsets::encode_value),
-                );
+            .map(|(i, (key, value))| {
+                let mut record = plain_record(i as i64, now, Some(key), value);
                 if let Some((id, epoch)) = producer {
                     record.transactional = true;
                     record.producer_id = id;
@@ -335,7 +516,7 @@ impl GroupCoordinator {
         encode_batch(&mut batch, &records, Compression::None).map_err(|e| {
             ApiError::new(
                 error::UNKNOWN_SERVER_ERROR,
-                format!("encoding offset records: {e}"),
+                format!("encoding __consumer_offsets records: {e}"),
             )
         })?;
         let info = partition
@@ -409,6 +590,7 @@ impl GroupCoordinator {
             {
                 groups.consumer_groups.remove(&id);
             }
+            Self::persist_in_background(state, &mut groups, &id);
         }
         expired
     }

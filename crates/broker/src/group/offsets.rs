@@ -14,7 +14,8 @@ pub(crate) const OFFSETS_TOPIC: &str = "__consumer_offsets";
 
 const OFFSET_COMMIT_KEY_VERSION: i16 = 1;
 const OFFSET_COMMIT_VALUE_VERSION: i16 = 3;
-/// Kafka's GroupMetadataKey version; such records are skipped on replay.
+/// Kafka's GroupMetadataKey version: group metadata, not an offset (see
+/// [`super::records`]).
 const GROUP_METADATA_KEY_VERSION: i16 = 2;
 
 #[derive(Debug, Clone, PartialEq, Eq)]

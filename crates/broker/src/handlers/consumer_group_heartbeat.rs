@@ -2,10 +2,10 @@
 //! One request joins, heartbeats, reports owned partitions and leaves; the
 //! answer carries the member's epoch and, when it changed, its assignment.
 
-use super::{str_bytes, ApiSupport};
+use super::{str_bytes, ApiSupport, Reply};
 use crate::group::assignor::Partitions;
 use crate::group::consumer::{ConsumerGroup, Heartbeat, Refusal, STATIC_LEAVE_EPOCH};
-use crate::group::GroupCoordinator;
+use crate::group::{GroupCoordinator, Groups};
 use crate::state::BrokerState;
 use kafka_protocol::messages::consumer_group_heartbeat_response::{Assignment, TopicPartitions};
 use kafka_protocol::messages::{
@@ -85,8 +85,41 @@ fn check_request(request: &ConsumerGroupHeartbeatRequest, version: i16) -> Resul
     Ok(())
 }
 
+/// Handles the heartbeat; when it changed the group, the answer waits until
+/// the group's records are durable in `__consumer_offsets`, as in Kafka.
 pub(crate) fn handle(
     state: &BrokerState,
+    request: ConsumerGroupHeartbeatRequest,
+    version: i16,
+    client_id: &str,
+    client_host: &str,
+) -> Reply {
+    let group_id = request.group_id.to_string();
+    let mut groups = state.groups.lock();
+    let response = heartbeat(state, &mut groups, request, version, client_id, client_host);
+    let written = match GroupCoordinator::persist_group(state, &mut groups, &group_id) {
+        Ok(written) => written,
+        Err(e) => {
+            tracing::warn!(group = %group_id, error = %e.message, "cannot write group metadata");
+            None
+        }
+    };
+    drop(groups);
+    match written {
+        None => Reply::Now(Box::new(response)),
+        Some((partition, end)) => Reply::Later(Box::pin(async move {
+            if let Err(e) = partition.make_durable(end).await {
+                tracing::error!(error = %e, "group metadata not durable");
+                return refused((error::COORDINATOR_NOT_AVAILABLE, e.to_string()));
+            }
+            response
+        })),
+    }
+}
+
+fn heartbeat(
+    state: &BrokerState,
+    groups: &mut Groups,
     request: ConsumerGroupHeartbeatRequest,
     version: i16,
     client_id: &str,
@@ -128,7 +161,6 @@ pub(crate) fn handle(
         client_id: client_id.to_string(),
         client_host: client_host.to_string(),
     };
-    let mut groups = state.groups.lock();
     match groups.groups.get(&group_id) {
         Some(classic) if !classic.is_empty() => {
             return refused((

@@ -1,6 +1,6 @@
-//! DeleteGroups (key 42): remove empty groups (classic or consumer) and
-//! their committed offsets
-//! (tombstones in `__consumer_offsets`).
+//! DeleteGroups (key 42): remove empty groups (classic or consumer), their
+//! metadata and their committed offsets (tombstones in
+//! `__consumer_offsets`).
 
 use super::{ApiSupport, Reply};
 use crate::group::{GroupCoordinator, OffsetCommit};
@@ -51,11 +51,16 @@ pub(crate) fn handle(state: &BrokerState, request: DeleteGroupsRequest) -> Reply
                 } else {
                     GroupCoordinator::write_offsets(state, &mut groups, &id, tombstones).map(Some)
                 };
-                match written {
-                    Ok(wait) => {
-                        groups.groups.remove(id.as_str());
-                        groups.consumer_groups.remove(id.as_str());
-                        waits.extend(wait);
+                let removed = written.and_then(|offsets_written| {
+                    groups.groups.remove(id.as_str());
+                    groups.consumer_groups.remove(id.as_str());
+                    let metadata_written =
+                        GroupCoordinator::persist_group(state, &mut groups, &id)?;
+                    Ok([offsets_written, metadata_written])
+                });
+                match removed {
+                    Ok(written) => {
+                        waits.extend(written.into_iter().flatten());
                         error::NONE
                     }
                     Err(e) => e.code,

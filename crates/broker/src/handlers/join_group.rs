@@ -99,11 +99,15 @@ pub(crate) fn handle(
             }
             None => {}
         }
-        groups
+        let joined = groups
             .groups
             .entry(group_id.clone())
             .or_insert_with(|| Group::new(&group_id))
-            .join(join, &limits, Instant::now())
+            .join(join, &limits, Instant::now());
+        // A join can replace a static member in place, end a join phase with
+        // nobody left, or turn an empty consumer group into a classic one.
+        GroupCoordinator::persist_in_background(state, &mut groups, &group_id);
+        joined
     };
     match joined {
         Joined::Now(result) => Reply::Now(Box::new(response(result))),

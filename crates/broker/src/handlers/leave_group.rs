@@ -2,6 +2,7 @@
 //! batched by member identity from v3 (KIP-345).
 
 use super::ApiSupport;
+use crate::group::GroupCoordinator;
 use crate::state::BrokerState;
 use kafka_protocol::messages::leave_group_response::MemberResponse;
 use kafka_protocol::messages::{ApiKey, LeaveGroupRequest, LeaveGroupResponse, ResponseKind};
@@ -24,20 +25,24 @@ pub(crate) fn handle(
             LeaveGroupResponse::default().with_error_code(error::UNKNOWN_MEMBER_ID),
         );
     };
-    if version < BATCHED_SINCE {
+    let response = if version < BATCHED_SINCE {
         let code = group.leave(&request.member_id, None, now);
-        return ResponseKind::LeaveGroup(LeaveGroupResponse::default().with_error_code(code));
-    }
-    let members = request
-        .members
-        .iter()
-        .map(|m| {
-            let code = group.leave(&m.member_id, m.group_instance_id.as_deref(), now);
-            MemberResponse::default()
-                .with_member_id(m.member_id.clone())
-                .with_group_instance_id(m.group_instance_id.clone())
-                .with_error_code(code)
-        })
-        .collect();
-    ResponseKind::LeaveGroup(LeaveGroupResponse::default().with_members(members))
+        LeaveGroupResponse::default().with_error_code(code)
+    } else {
+        let members = request
+            .members
+            .iter()
+            .map(|m| {
+                let code = group.leave(&m.member_id, m.group_instance_id.as_deref(), now);
+                MemberResponse::default()
+                    .with_member_id(m.member_id.clone())
+                    .with_group_instance_id(m.group_instance_id.clone())
+                    .with_error_code(code)
+            })
+            .collect();
+        LeaveGroupResponse::default().with_members(members)
+    };
+    // The last member leaving empties the group.
+    GroupCoordinator::persist_in_background(state, &mut groups, &request.group_id);
+    ResponseKind::LeaveGroup(response)
 }

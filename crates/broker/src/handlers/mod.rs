@@ -208,9 +208,9 @@ pub(crate) async fn dispatch(
         RequestKind::ListGroups(req) => Reply::Now(Box::new(list_groups::handle(state, req))),
         RequestKind::DeleteGroups(req) => delete_groups::handle(state, req),
         RequestKind::OffsetDelete(req) => offset_delete::handle(state, req),
-        RequestKind::ConsumerGroupHeartbeat(req) => Reply::Now(Box::new(
-            consumer_group_heartbeat::handle(state, req, version, &client_id, client_host),
-        )),
+        RequestKind::ConsumerGroupHeartbeat(req) => {
+            consumer_group_heartbeat::handle(state, req, version, &client_id, client_host)
+        }
         RequestKind::ConsumerGroupDescribe(req) => {
             Reply::Now(Box::new(consumer_group_describe::handle(state, req)))
         }

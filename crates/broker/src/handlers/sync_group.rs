@@ -3,6 +3,7 @@
 
 use super::{str_bytes, ApiSupport, Reply};
 use crate::group::classic::{SyncRequest, SyncResult, Synced};
+use crate::group::GroupCoordinator;
 use crate::state::BrokerState;
 use kafka_protocol::messages::{ApiKey, ResponseKind, SyncGroupRequest, SyncGroupResponse};
 use sluice_protocol::error;
@@ -21,9 +22,9 @@ fn response(result: SyncResult) -> ResponseKind {
 }
 
 pub(crate) fn handle(state: &BrokerState, request: SyncGroupRequest) -> Reply {
-    let synced = {
+    let (synced, written) = {
         let mut groups = state.groups.lock();
-        match groups.groups.get_mut(request.group_id.as_str()) {
+        let synced = match groups.groups.get_mut(request.group_id.as_str()) {
             None => Synced::Now(SyncResult::error(error::UNKNOWN_MEMBER_ID)),
             Some(group) => group.sync(
                 SyncRequest {
@@ -40,15 +41,33 @@ pub(crate) fn handle(state: &BrokerState, request: SyncGroupRequest) -> Reply {
                 },
                 Instant::now(),
             ),
+        };
+        // The leader's assignments complete the rebalance: the group's new
+        // generation is recorded, and the leader is answered once it is
+        // durable, as Kafka does.
+        let written = GroupCoordinator::persist_group(state, &mut groups, &request.group_id);
+        (synced, written)
+    };
+    let written = match written {
+        Ok(written) => written,
+        Err(e) => {
+            tracing::warn!(group = %request.group_id.as_str(), error = %e.message, "cannot write group metadata");
+            None
         }
     };
     match synced {
         Synced::Now(result) => Reply::Now(Box::new(response(result))),
         Synced::Later(rx) => Reply::Later(Box::pin(async move {
-            response(
-                rx.await
-                    .unwrap_or_else(|_| SyncResult::error(error::UNKNOWN_MEMBER_ID)),
-            )
+            let mut result = rx
+                .await
+                .unwrap_or_else(|_| SyncResult::error(error::UNKNOWN_MEMBER_ID));
+            if let Some((partition, end)) = written {
+                if let Err(e) = partition.make_durable(end).await {
+                    tracing::error!(error = %e, "group metadata not durable");
+                    result = SyncResult::error(error::COORDINATOR_NOT_AVAILABLE);
+                }
+            }
+            response(result)
         })),
     }
 }

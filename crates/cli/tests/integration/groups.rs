@@ -1,13 +1,14 @@
 //! Classic consumer groups and the idempotent producer, driven by librdkafka
 //! (the `rdkafka` crate): partition splitting and takeover, committed
-//! offsets (also across a SIGKILL of the broker), several groups, static
-//! membership, and an idempotent producer's offsets.
+//! offsets and group membership (also across a SIGKILL of the broker),
+//! several groups, static membership, the cooperative-sticky assignor's
+//! incremental rebalances, and an idempotent producer's offsets.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -88,11 +89,13 @@ pub(crate) fn values(prefix: &str, n: usize) -> Vec<String> {
     (0..n).map(|i| format!("{prefix}-{i}")).collect()
 }
 
-/// Counts assignments handed to the consumer by rebalances.
+/// Counts assignments handed to the consumer by rebalances, and keeps the
+/// partitions each revocation took away.
 #[derive(Clone, Default)]
 pub(crate) struct CountingContext {
     pub(crate) assigns: Arc<AtomicUsize>,
     pub(crate) revokes: Arc<AtomicUsize>,
+    pub(crate) revoked: Arc<Mutex<Vec<BTreeSet<i32>>>>,
 }
 
 impl ClientContext for CountingContext {}
@@ -100,10 +103,16 @@ impl ClientContext for CountingContext {}
 impl ConsumerContext for CountingContext {
     fn post_rebalance(&self, _c: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
-            Rebalance::Assign(_) => self.assigns.fetch_add(1, Ordering::SeqCst),
-            Rebalance::Revoke(_) => self.revokes.fetch_add(1, Ordering::SeqCst),
-            Rebalance::Error(_) => 0,
-        };
+            Rebalance::Assign(_) => {
+                self.assigns.fetch_add(1, Ordering::SeqCst);
+            }
+            Rebalance::Revoke(tpl) => {
+                self.revokes.fetch_add(1, Ordering::SeqCst);
+                let partitions = tpl.elements().iter().map(|e| e.partition()).collect();
+                self.revoked.lock().unwrap().push(partitions);
+            }
+            Rebalance::Error(_) => {}
+        }
     }
 }
 
@@ -410,6 +419,160 @@ fn committed_offsets_survive_sigkill() {
     assert_eq!(positions, expected);
     drop(c);
     broker.terminate();
+}
+
+/// Polls every consumer once, keeping records and ignoring errors: while
+/// the broker is down librdkafka reports transport errors, which are
+/// expected.
+pub(crate) fn poll_through_errors(consumers: &[&GroupConsumer], out: &mut [Vec<Rec>]) {
+    for (c, sink) in consumers.iter().zip(out.iter_mut()) {
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(50)) {
+            let v = String::from_utf8(m.payload().unwrap_or_default().to_vec()).unwrap();
+            sink.push((m.partition(), m.offset(), v));
+        }
+    }
+}
+
+#[test]
+fn group_membership_survives_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let log = dir.path().join("broker.log");
+    let port = free_port();
+    let settings = ["group.initial.rebalance.delay.ms=0"];
+    let broker = BrokerProcess::spawn(port, &data, &log, &settings);
+    let bs = broker.bootstrap();
+    let topic = topic_name("durable-members");
+    create_topic(&bs, &topic, 4);
+    let group = "durable-members-group";
+    // A session long enough to outlast the restart and librdkafka's
+    // reconnect backoff.
+    let extra = [
+        ("session.timeout.ms", "20000"),
+        ("reconnect.backoff.max.ms", "500"),
+    ];
+    let c1 = group_consumer(&bs, group, &extra);
+    let c2 = group_consumer(&bs, group, &extra);
+    c1.subscribe(&[&topic]).unwrap();
+    c2.subscribe(&[&topic]).unwrap();
+    let mut out = vec![Vec::new(), Vec::new()];
+    poll_until("a 2/2 split", &[&c1, &c2], &mut out, |_| {
+        assigned(&c1, &topic).len() == 2 && assigned(&c2, &topic).len() == 2
+    });
+    let parts = [assigned(&c1, &topic), assigned(&c2, &topic)];
+    let first = values("before", 200);
+    produce(&bs, &topic, 4, &first);
+    poll_until("every record before the kill", &[&c1, &c2], &mut out, |o| {
+        o[0].len() + o[1].len() >= first.len()
+    });
+    c1.commit_consumer_state(CommitMode::Sync)
+        .expect("c1 commit");
+    c2.commit_consumer_state(CommitMode::Sync)
+        .expect("c2 commit");
+    let members_before = describe_group(&bs, group);
+    let counts = |c: &GroupConsumer| {
+        (
+            c.context().assigns.load(Ordering::SeqCst),
+            c.context().revokes.load(Ordering::SeqCst),
+        )
+    };
+    let counts_before = [counts(&c1), counts(&c2)];
+
+    broker.kill();
+    let broker = BrokerProcess::spawn(port, &data, &log, &settings);
+    let second = values("after", 200);
+    produce(&bs, &topic, 4, &second);
+    let deadline = Instant::now() + PATIENCE;
+    while out[0].len() + out[1].len() < first.len() + second.len() {
+        assert!(Instant::now() < deadline, "timed out reading after restart");
+        poll_through_errors(&[&c1, &c2], &mut out);
+    }
+    // Commits with the persisted generation are accepted.
+    c1.commit_consumer_state(CommitMode::Sync)
+        .expect("c1 commit after restart");
+    c2.commit_consumer_state(CommitMode::Sync)
+        .expect("c2 commit after restart");
+    // Several heartbeat intervals more: a rebalance would show as a revoke.
+    for _ in 0..40 {
+        poll_through_errors(&[&c1, &c2], &mut out);
+    }
+    assert_eq!(
+        [counts(&c1), counts(&c2)],
+        counts_before,
+        "a rebalance happened"
+    );
+    assert_eq!([assigned(&c1, &topic), assigned(&c2, &topic)], parts);
+    let members_after = describe_group(&bs, group);
+    assert_eq!(members_after.group_state.to_string(), "Stable");
+    assert_eq!(members(&members_after), members(&members_before));
+    // Each record exactly once: positions were kept, nothing re-read.
+    let all: Vec<Rec> = out.concat();
+    assert_no_duplicates(&all);
+    assert_eq!(
+        payloads(&all),
+        first.iter().chain(&second).cloned().collect()
+    );
+    for (recs, mine) in out.iter().zip(&parts) {
+        assert!(recs.iter().all(|r| mine.contains(&r.0)));
+    }
+    drop((c1, c2));
+    let ends: BTreeMap<i32, Offset> = (0..4).map(|p| (p, Offset::Offset(100))).collect();
+    assert_eq!(committed(&bs, group, &topic, 4), ends);
+    broker.terminate();
+}
+
+#[test]
+fn cooperative_sticky_rebalances_incrementally() {
+    let b = start();
+    let bs = b.bootstrap();
+    let topic = topic_name("cooperative");
+    create_topic(&bs, &topic, 6);
+    let group = "cooperative-group";
+    let extra = [("partition.assignment.strategy", "cooperative-sticky")];
+    let c1 = group_consumer(&bs, group, &extra);
+    let c2 = group_consumer(&bs, group, &extra);
+    c1.subscribe(&[&topic]).unwrap();
+    c2.subscribe(&[&topic]).unwrap();
+    let mut out = vec![Vec::new(), Vec::new(), Vec::new()];
+    poll_until("a 3/3 split", &[&c1, &c2], &mut out[..2], |_| {
+        assigned(&c1, &topic).len() == 3 && assigned(&c2, &topic).len() == 3
+    });
+    let before = [assigned(&c1, &topic), assigned(&c2, &topic)];
+    let revoked_before = [
+        c1.context().revoked.lock().unwrap().len(),
+        c2.context().revoked.lock().unwrap().len(),
+    ];
+
+    let c3 = group_consumer(&bs, group, &extra);
+    c3.subscribe(&[&topic]).unwrap();
+    poll_until("a 2/2/2 split", &[&c1, &c2, &c3], &mut out, |_| {
+        [&c1, &c2, &c3]
+            .iter()
+            .all(|c| assigned(c, &topic).len() == 2)
+    });
+    let after = [
+        assigned(&c1, &topic),
+        assigned(&c2, &topic),
+        assigned(&c3, &topic),
+    ];
+    let union: BTreeSet<i32> = after.iter().flatten().copied().collect();
+    assert_eq!(union, (0..6).collect());
+    for (i, c) in [&c1, &c2].iter().enumerate() {
+        assert!(
+            after[i].is_subset(&before[i]),
+            "member {i} kept {:?} of {:?}",
+            after[i],
+            before[i]
+        );
+        // Only the partition that moved was revoked, never everything.
+        let revoked: BTreeSet<i32> = c.context().revoked.lock().unwrap()[revoked_before[i]..]
+            .iter()
+            .flatten()
+            .copied()
+            .collect();
+        let moved: BTreeSet<i32> = before[i].difference(&after[i]).copied().collect();
+        assert_eq!(revoked, moved, "member {i} revoked more than it gave up");
+    }
 }
 
 // --- DescribeGroups on a raw socket -----------------------------------------

@@ -1,6 +1,7 @@
 //! KIP-848 consumer groups (`group.protocol=consumer`) driven by librdkafka:
-//! server-side assignment converges, every record is read once, and a
-//! leaving member's partitions move to the others.
+//! server-side assignment converges, every record is read once, a leaving
+//! member's partitions move to the others, and members keep their epochs
+//! and partitions across a broker SIGKILL.
 
 use std::collections::BTreeSet;
 
@@ -15,10 +16,10 @@ use sluice_protocol::kafka_protocol::messages::{
 };
 use sluice_protocol::kafka_protocol::protocol::StrBytes;
 
-use crate::common::{topic_name, InProcBroker};
+use crate::common::{free_port, topic_name, BrokerProcess, InProcBroker, PATIENCE};
 use crate::groups::{
-    assert_no_duplicates, assigned, create_topic, payloads, poll_until, produce, raw_call, values,
-    CountingContext, GroupConsumer,
+    assert_no_duplicates, assigned, create_topic, payloads, poll_through_errors, poll_until,
+    produce, raw_call, values, CountingContext, GroupConsumer,
 };
 
 /// Members heartbeat every 500 ms instead of 5 s, so reconciliation (which
@@ -31,6 +32,8 @@ const KIP848_SETTINGS: &[(&str, &str)] = &[("group.consumer.heartbeat.interval.m
 pub(crate) fn kip848_consumer(bootstrap: &str, group: &str) -> GroupConsumer {
     ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
+        // Back quickly after a broker restart.
+        .set("reconnect.backoff.max.ms", "500")
         .set("group.id", group)
         .set("group.protocol", "consumer")
         .set("enable.auto.commit", "false")
@@ -332,4 +335,84 @@ fn stabilisation_times_classic_vs_kip848() {
             died.as_millis()
         );
     }
+}
+
+#[test]
+fn members_keep_epochs_and_partitions_across_a_broker_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let log = dir.path().join("broker.log");
+    let port = free_port();
+    let settings = ["group.consumer.heartbeat.interval.ms=500"];
+    let broker = BrokerProcess::spawn(port, &data, &log, &settings);
+    let bs = broker.bootstrap();
+    let topic = topic_name("kip848-durable");
+    create_topic(&bs, &topic, 4);
+    let group = "kip848-durable-group";
+    let c1 = kip848_consumer(&bs, group);
+    let c2 = kip848_consumer(&bs, group);
+    c1.subscribe(&[&topic]).unwrap();
+    c2.subscribe(&[&topic]).unwrap();
+    let mut out = vec![Vec::new(), Vec::new()];
+    poll_until("a converged 2/2 split", &[&c1, &c2], &mut out, |_| {
+        assigned(&c1, &topic).len() == 2
+            && assigned(&c2, &topic).len() == 2
+            && consumer_group_describe(&bs, group).group_state.as_str() == "Stable"
+    });
+    let parts = [assigned(&c1, &topic), assigned(&c2, &topic)];
+    let first = values("before", 200);
+    produce(&bs, &topic, 4, &first);
+    poll_until("every record before the kill", &[&c1, &c2], &mut out, |o| {
+        o[0].len() + o[1].len() >= first.len()
+    });
+    let epochs = |g: &DescribedGroup| {
+        let members: BTreeSet<(String, i32)> = g
+            .members
+            .iter()
+            .map(|m| (m.member_id.to_string(), m.member_epoch))
+            .collect();
+        (g.group_epoch, members)
+    };
+    let before = epochs(&consumer_group_describe(&bs, group));
+    let counts = |c: &GroupConsumer| {
+        (
+            c.context().assigns.load(Ordering::SeqCst),
+            c.context().revokes.load(Ordering::SeqCst),
+        )
+    };
+    let counts_before = [counts(&c1), counts(&c2)];
+
+    broker.kill();
+    let broker = BrokerProcess::spawn(port, &data, &log, &settings);
+    let second = values("after", 200);
+    produce(&bs, &topic, 4, &second);
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while out[0].len() + out[1].len() < first.len() + second.len() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out reading after restart"
+        );
+        poll_through_errors(&[&c1, &c2], &mut out);
+    }
+    c1.commit_consumer_state(CommitMode::Sync)
+        .expect("c1 commits with its member epoch");
+    // A few heartbeats more: a fenced member would give up its partitions.
+    for _ in 0..40 {
+        poll_through_errors(&[&c1, &c2], &mut out);
+    }
+    assert_eq!(
+        [counts(&c1), counts(&c2)],
+        counts_before,
+        "partitions moved"
+    );
+    assert_eq!([assigned(&c1, &topic), assigned(&c2, &topic)], parts);
+    assert_eq!(epochs(&consumer_group_describe(&bs, group)), before);
+    let all = out.concat();
+    assert_no_duplicates(&all);
+    assert_eq!(
+        payloads(&all),
+        first.iter().chain(&second).cloned().collect()
+    );
+    drop((c1, c2));
+    broker.terminate();
 }
