@@ -225,7 +225,7 @@ pub(crate) fn topic_name(prefix: &str) -> String {
 pub(crate) struct InProcBroker {
     rt: tokio::runtime::Runtime,
     broker: Option<Broker>,
-    _dir: TempDir,
+    dir: TempDir,
 }
 
 impl InProcBroker {
@@ -240,12 +240,17 @@ impl InProcBroker {
         InProcBroker {
             rt,
             broker: Some(broker),
-            _dir: dir,
+            dir,
         }
     }
 
     pub(crate) fn bootstrap(&self) -> String {
         self.broker.as_ref().unwrap().local_addr().to_string()
+    }
+
+    /// The broker's `log.dirs`, for tests that inspect what it stored.
+    pub(crate) fn log_dir(&self) -> &Path {
+        self.dir.path()
     }
 }
 
