@@ -154,9 +154,30 @@ fn compress(raw: &[u8], dest: &mut BytesMut, target: CodecLevel) -> anyhow::Resu
             enc.write_all(raw)?;
             dest.extend_from_slice(&enc.finish()?);
         }
-        Codec::Zstd => dest.extend_from_slice(&zstd::bulk::compress(raw, target.level)?),
+        Codec::Zstd => dest.extend_from_slice(&compress_zstd(raw, target.level)?),
     }
     Ok(())
+}
+
+thread_local! {
+    /// A zstd context per thread, kept between batches: a new one per call
+    /// allocates and clears its match tables every time.
+    static ZSTD: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+fn compress_zstd(raw: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
+    ZSTD.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let compressor = match slot.as_mut() {
+            Some(c) => {
+                c.set_compression_level(level)?;
+                c
+            }
+            None => slot.insert(zstd::bulk::Compressor::new(level)?),
+        };
+        compressor.compress(raw)
+    })
 }
 
 /// Decodes every batch in a record set into records (decompressing as
