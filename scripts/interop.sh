@@ -2,7 +2,8 @@
 # Interop tests with third-party clients against a Sluice broker:
 #   - kcat (Debian's, librdkafka 2.0.2): metadata (-L), produce/consume with
 #     keys (-K) and every codec (-z), headers
-#   - scripts/interop.py: confluent-kafka <-> kafka-python, every codec
+#   - scripts/interop.py: confluent-kafka <-> kafka-python, every codec,
+#     topics that recompress, transactions, a KIP-848 group
 #
 # Usage: scripts/interop.sh [HOST:PORT]
 #   With no argument, starts target/release/sluice (or target/debug/sluice)

@@ -37,6 +37,9 @@ pub enum Check {
     None,
     AtLeast(i64),
     Between(i64, i64),
+    /// In the range, or the one value outside it that means "default"
+    /// (gzip's level -1).
+    BetweenOr(i64, i64, i64),
     Ratio,
     OneOf(&'static [&'static str]),
     ListOf(&'static [&'static str]),
@@ -58,9 +61,9 @@ pub struct ConfigDef {
 const LONG_MAX: &str = "9223372036854775807";
 const TIMESTAMP_TYPES: &[&str] = &["CreateTime", "LogAppendTime"];
 const CLEANUP_POLICIES: &[&str] = &["delete", "compact"];
-/// `compression.type` values Sluice implements. Broker-side recompression to
-/// a different codec arrives with the log lifecycle work (issue #4).
-const COMPRESSION_TYPES: &[&str] = &["producer"];
+/// Kafka's `compression.type` values: a codec the broker recompresses to,
+/// or `producer` to keep each batch as its producer compressed it.
+const COMPRESSION_TYPES: &[&str] = &["uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"];
 /// The server-side assignors of KIP-848 consumer groups.
 const CONSUMER_GROUP_ASSIGNORS: &[&str] = &["uniform", "range"];
 
@@ -140,9 +143,9 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
     def!("log.message.timestamp.type", String, Some("CreateTime"), Check::OneOf(TIMESTAMP_TYPES), true, "Define whether the timestamp in the message is message create time or log append time."),
     def!("log.message.timestamp.before.max.ms", Long, Some(LONG_MAX), Check::AtLeast(0), true, "This configuration sets the allowable timestamp difference between the broker's timestamp and the message timestamp. The message timestamp can be earlier than or equal to the broker's timestamp, with the maximum allowable difference determined by the value set in this configuration."),
     def!("log.message.timestamp.after.max.ms", Long, Some("3600000"), Check::AtLeast(0), true, "This configuration sets the allowable timestamp difference between the message timestamp and the broker's timestamp. The message timestamp can be later than or equal to the broker's timestamp, with the maximum allowable difference determined by the value set in this configuration."),
-    def!("compression.type", String, Some("producer"), Check::OneOf(COMPRESSION_TYPES), true, "Specify the final compression type for a given topic. 'producer' retains the original compression codec set by the producer. (Recompressing to another codec is not implemented yet.)"),
-    def!("compression.gzip.level", Int, Some("-1"), Check::Between(-1, 9), true, "The compression level to use if compression.type is set to gzip."),
-    def!("compression.lz4.level", Int, Some("9"), Check::Between(1, 17), true, "The compression level to use if compression.type is set to lz4."),
+    def!("compression.type", String, Some("producer"), Check::OneOf(COMPRESSION_TYPES), true, "Specify the final compression type for a given topic. This configuration accepts the standard compression codecs ('gzip', 'snappy', 'lz4', 'zstd'). It additionally accepts 'uncompressed' which is equivalent to no compression; and 'producer' which means retain the original compression codec set by the producer."),
+    def!("compression.gzip.level", Int, Some("-1"), Check::BetweenOr(1, 9, -1), true, "The compression level to use if compression.type is set to gzip."),
+    def!("compression.lz4.level", Int, Some("9"), Check::Between(1, 17), true, "The compression level to use if compression.type is set to lz4. Sluice's LZ4 compressor (lz4_flex) has a single level: the value is validated and reported but does not change the output."),
     def!("compression.zstd.level", Int, Some("3"), Check::Between(-131072, 22), true, "The compression level to use if compression.type is set to zstd."),
     def!("min.insync.replicas", Int, Some("1"), Check::AtLeast(1), true, "When a producer sets acks to \"all\" (or \"-1\"), min.insync.replicas specifies the minimum number of replicas that must acknowledge a write for the write to be considered successful."),
     def!("unclean.leader.election.enable", Boolean, Some("false"), Check::None, true, "Indicates whether to enable replicas not in the ISR set to be elected as leader as a last resort, even though doing so may result in data loss."),
@@ -187,9 +190,9 @@ macro_rules! topic_def {
 /// Topic settings, as Kafka's `TopicConfig` lists them.
 pub static TOPIC_CONFIGS: &[TopicConfigDef] = &[
     topic_def!("cleanup.policy", List, "delete", Check::ListOf(CLEANUP_POLICIES), syn!("log.cleanup.policy" => 1), "This config designates the retention policy to use on log segments. The \"delete\" policy (which is the default) will discard old segments when their retention time or size limit has been reached. The \"compact\" policy will enable log compaction, which retains the latest value for each key."),
-    topic_def!("compression.type", String, "producer", Check::OneOf(COMPRESSION_TYPES), syn!("compression.type" => 1), "Specify the final compression type for a given topic. 'producer' means retain the original compression codec set by the producer."),
-    topic_def!("compression.gzip.level", Int, "-1", Check::Between(-1, 9), syn!("compression.gzip.level" => 1), "The compression level to use if compression.type is set to gzip."),
-    topic_def!("compression.lz4.level", Int, "9", Check::Between(1, 17), syn!("compression.lz4.level" => 1), "The compression level to use if compression.type is set to lz4."),
+    topic_def!("compression.type", String, "producer", Check::OneOf(COMPRESSION_TYPES), syn!("compression.type" => 1), "Specify the final compression type for a given topic. This configuration accepts the standard compression codecs ('gzip', 'snappy', 'lz4', 'zstd'). It additionally accepts 'uncompressed' which is equivalent to no compression; and 'producer' which means retain the original compression codec set by the producer."),
+    topic_def!("compression.gzip.level", Int, "-1", Check::BetweenOr(1, 9, -1), syn!("compression.gzip.level" => 1), "The compression level to use if compression.type is set to gzip."),
+    topic_def!("compression.lz4.level", Int, "9", Check::Between(1, 17), syn!("compression.lz4.level" => 1), "The compression level to use if compression.type is set to lz4. Sluice's LZ4 compressor (lz4_flex) has a single level: the value is validated and reported but does not change the output."),
     topic_def!("compression.zstd.level", Int, "3", Check::Between(-131072, 22), syn!("compression.zstd.level" => 1), "The compression level to use if compression.type is set to zstd."),
     topic_def!("delete.retention.ms", Long, "86400000", Check::AtLeast(0), syn!("log.cleaner.delete.retention.ms" => 1), "The amount of time to retain delete tombstone markers for log compacted topics."),
     topic_def!("file.delete.delay.ms", Long, "60000", Check::AtLeast(0), syn!("log.segment.delete.delay.ms" => 1), "The time to wait before deleting a file from the filesystem."),
@@ -264,6 +267,9 @@ pub fn validate(name: &str, ty: ConfigType, check: Check, value: &str) -> Result
         (Check::AtLeast(min), Some(v)) if v < min => bad(format!("Value must be at least {min}")),
         (Check::Between(lo, hi), Some(v)) if v < lo || v > hi => {
             bad(format!("Value must be in [{lo}...{hi}]"))
+        }
+        (Check::BetweenOr(lo, hi, or), Some(v)) if (v < lo || v > hi) && v != or => {
+            bad(format!("Value must be in [{lo}...{hi}] or {or}"))
         }
         (Check::OneOf(allowed), _) if !allowed.contains(&value) => {
             bad(format!("String must be one of: {}", allowed.join(", ")))
@@ -547,6 +553,27 @@ mod tests {
             "bogus"
         )
         .is_err());
+    }
+
+    #[test]
+    fn compression_settings_follow_kafka() {
+        for codec in ["uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"] {
+            assert!(BrokerConfig::from_settings([("compression.type", codec)]).is_ok());
+        }
+        assert!(BrokerConfig::from_settings([("compression.type", "none")]).is_err());
+        for (level, ok) in [
+            ("-1", true),
+            ("0", false),
+            ("1", true),
+            ("9", true),
+            ("10", false),
+        ] {
+            let result = BrokerConfig::from_settings([("compression.gzip.level", level)]);
+            assert_eq!(result.is_ok(), ok, "gzip level {level}");
+        }
+        assert!(BrokerConfig::from_settings([("compression.zstd.level", "-131072")]).is_ok());
+        assert!(BrokerConfig::from_settings([("compression.zstd.level", "23")]).is_err());
+        assert!(BrokerConfig::from_settings([("compression.lz4.level", "0")]).is_err());
     }
 
     #[test]

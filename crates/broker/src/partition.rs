@@ -13,8 +13,8 @@ use crate::producer_state::{AbortedTxn, ActiveProducer, ProducerStates, Sequence
 use bytes::Bytes;
 use kafka_protocol::records::Record;
 use sluice_metadata::{MetadataImage, Uuid};
-use sluice_protocol::batch::{BatchHeader, BatchIter};
-use sluice_protocol::compression::decode_batches;
+use sluice_protocol::batch::{BatchHeader, BatchIter, Codec};
+use sluice_protocol::compression::{decode_batches, CodecLevel};
 use sluice_protocol::error::{self, ErrorCode};
 use sluice_storage::{
     AbortedRange, AppendInfo, CleanStats, CleanableRange, CleanerConfig, Durability, LogConfig,
@@ -46,6 +46,9 @@ pub(crate) struct LogSettings {
     pub(crate) retention_ms: i64,
     pub(crate) retention_bytes: i64,
     pub(crate) log: LogConfig,
+    /// The codec and level batches are recompressed to, from
+    /// `compression.type`; `None` for `producer`, which stores batches as sent.
+    pub(crate) recompression: Option<CodecLevel>,
 }
 
 impl LogSettings {
@@ -62,6 +65,23 @@ impl LogSettings {
                 .is_some_and(|(v, _)| v.split(',').any(|p| p.trim() == name))
         };
         let compact_policy = policy("compact");
+        // `producer` names no codec: batches are stored as sent.
+        let recompression = settings
+            .get("compression.type")
+            .and_then(|(name, _)| Codec::from_name(name))
+            .map(|codec| {
+                let level = match codec {
+                    Codec::Gzip => num("compression.gzip.level"),
+                    Codec::Lz4 => num("compression.lz4.level"),
+                    Codec::Zstd => num("compression.zstd.level"),
+                    Codec::None | Codec::Snappy => 0,
+                };
+                CodecLevel {
+                    codec,
+                    // Validated to fit an int when the setting was stored.
+                    level: i32::try_from(level).unwrap_or(CodecLevel::default_for(codec).level),
+                }
+            });
         let max_compaction_lag_ms = num("max.compaction.lag.ms");
         LogSettings {
             max_message_bytes: num("max.message.bytes").max(0) as usize,
@@ -98,6 +118,7 @@ impl LogSettings {
                 index_interval_bytes: num("index.interval.bytes") as u64,
                 segment_index_bytes: num("segment.index.bytes") as u64,
             },
+            recompression,
         }
     }
 

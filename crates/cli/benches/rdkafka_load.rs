@@ -2,11 +2,17 @@
 //! in docs/PERFORMANCE.md: nothing Sluice-specific on the client side.
 //!
 //! ```sh
-//! cargo bench -p sluice --bench rdkafka_load -- throughput 127.0.0.1:9092 perf 1000000 100 1 [BROKER_PID]
+//! cargo bench -p sluice --bench rdkafka_load -- throughput 127.0.0.1:9092 perf 1000000 100 1 [BROKER_PID] [--compression=zstd] [--payload=text] [--keys=N] [--rate=N]
 //! cargo bench -p sluice --bench rdkafka_load -- e2e 127.0.0.1:9092 e2e 100000 100 all 20000
 //! ```
 //! Throughput: records, record size, acks; prints records/s, MB/s and, with
-//! the broker's pid, its CPU time per record from /proc. ACKS is `0`, `1`,
+//! the broker's pid, its CPU time per record from /proc. Options:
+//! `--compression=CODEC` (the producer's `compression.type`, default none),
+//! `--payload=text` (values of random words, which compress about as well
+//! as log lines, instead of one repeated byte, which compresses to nothing
+//! and would flatter every codec), `--keys=N` (key `key-<i mod N>`, for
+//! compacted topics), `--rate=N` (at most N records/s, for a steady
+//! background load). ACKS is `0`, `1`,
 //! `all`, `idempotent` (acks=all with enable.idempotence) or `txn:MS`
 //! (a transactional producer committing every MS milliseconds). End-to-end: produce
 //! at a fixed rate with linger 0 and consume in the same process; prints
@@ -19,7 +25,10 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use std::time::{Duration, Instant};
 
 fn usage() -> ! {
-    eprintln!("usage: rdkafka_load throughput BOOTSTRAP TOPIC RECORDS SIZE ACKS [BROKER_PID]");
+    eprintln!(
+        "usage: rdkafka_load throughput BOOTSTRAP TOPIC RECORDS SIZE ACKS [BROKER_PID] \
+         [--compression=CODEC] [--payload=text] [--keys=N] [--rate=N]"
+    );
     eprintln!("       rdkafka_load e2e BOOTSTRAP TOPIC RECORDS SIZE ACKS RATE");
     std::process::exit(64)
 }
@@ -32,11 +41,79 @@ fn cpu_seconds(pid: Option<u32>) -> Option<f64> {
     Some(ticks / 100.0)
 }
 
+/// How the throughput run shapes its records.
+struct RecordShape {
+    compression: String,
+    text_payload: bool,
+    keys: Option<usize>,
+    records_per_second: Option<f64>,
+}
+
+impl RecordShape {
+    /// From `--compression=`, `--payload=`, `--keys=` and `--rate=` among `args`.
+    fn from_args(args: &[String]) -> RecordShape {
+        let flag = |name: &str| {
+            args.iter()
+                .find_map(|a| a.strip_prefix(&format!("--{name}=")))
+        };
+        RecordShape {
+            compression: flag("compression").unwrap_or("none").to_string(),
+            text_payload: match flag("payload") {
+                None | Some("x") => false,
+                Some("text") => true,
+                Some(_) => usage(),
+            },
+            keys: flag("keys").map(|n| n.parse().unwrap_or_else(|_| usage())),
+            records_per_second: flag("rate").map(|n| n.parse().unwrap_or_else(|_| usage())),
+        }
+    }
+
+    /// The values to cycle through: one run of `x`, or 16 MiB of different
+    /// strings of words (zstd packs them about 3:1). The text cycle is longer
+    /// than a batch and than zstd's window, so no batch repeats itself.
+    fn payloads(&self, size: usize) -> Vec<Vec<u8>> {
+        if !self.text_payload {
+            return vec![vec![b'x'; size]];
+        }
+        const WORDS: &str = "order created user id status shipped amount EUR item quantity \
+            warehouse berlin paris request latency ms ok error retry session token cart checkout \
+            price total tax address street city zip country timestamp";
+        let words: Vec<&str> = WORDS.split_whitespace().collect();
+        let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = move || {
+            // xorshift64: reproducible without a dependency.
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        (0..(16 << 20) / size.max(1))
+            .map(|_| {
+                let mut value = Vec::with_capacity(size + 16);
+                while value.len() < size {
+                    let n = next();
+                    value.extend_from_slice(words[n as usize % words.len()].as_bytes());
+                    value.push(b'=');
+                    value.extend_from_slice((n >> 52).to_string().as_bytes());
+                    value.push(b' ');
+                }
+                value.truncate(size);
+                value
+            })
+            .collect()
+    }
+}
+
 fn producer(bootstrap: &str, acks: &str, linger_ms: &str) -> BaseProducer {
+    producer_with(bootstrap, acks, linger_ms, "none")
+}
+
+fn producer_with(bootstrap: &str, acks: &str, linger_ms: &str, compression: &str) -> BaseProducer {
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", bootstrap)
         .set("linger.ms", linger_ms)
+        .set("compression.type", compression)
         .set("queue.buffering.max.messages", "2000000")
         .set("queue.buffering.max.kbytes", "2000000")
         .set("socket.nagle.disable", "true");
@@ -67,8 +144,9 @@ fn throughput(
     size: usize,
     acks: &str,
     pid: Option<u32>,
+    shape: &RecordShape,
 ) {
-    let producer = producer(bootstrap, acks, "5");
+    let producer = producer_with(bootstrap, acks, "5", &shape.compression);
     let commit_every = commit_interval(acks);
     if commit_every.is_some() {
         producer
@@ -76,12 +154,12 @@ fn throughput(
             .expect("init_transactions");
         producer.begin_transaction().expect("begin_transaction");
     }
-    let payload = vec![b'x'; size];
+    let payloads = shape.payloads(size);
     let cpu0 = cpu_seconds(pid);
     let start = Instant::now();
     let mut last_commit = start;
     let mut commits = 0;
-    for _ in 0..records {
+    for i in 0..records {
         if let Some(every) = commit_every {
             if last_commit.elapsed() >= every {
                 producer
@@ -92,7 +170,17 @@ fn throughput(
                 commits += 1;
             }
         }
-        let mut record = BaseRecord::<(), [u8]>::to(topic).payload(&payload[..]);
+        if let Some(rate) = shape.records_per_second {
+            while i as f64 > start.elapsed().as_secs_f64() * rate {
+                producer.poll(Duration::from_millis(1));
+            }
+        }
+        let key = shape.keys.map(|n| format!("key-{}", i % n.max(1)));
+        let mut record =
+            BaseRecord::<str, [u8]>::to(topic).payload(&payloads[i % payloads.len()][..]);
+        if let Some(key) = &key {
+            record = record.key(key.as_str());
+        }
         loop {
             match producer.send(record) {
                 Ok(()) => break,
@@ -114,7 +202,8 @@ fn throughput(
     let elapsed = start.elapsed().as_secs_f64();
     let rate = records as f64 / elapsed;
     println!(
-        "records={records} size={size} acks={acks} elapsed={elapsed:.2}s throughput={rate:.0} records/s {:.1} MB/s",
+        "records={records} size={size} acks={acks} compression={} elapsed={elapsed:.2}s throughput={rate:.0} records/s {:.1} MB/s",
+        shape.compression,
         rate * size as f64 / 1e6
     );
     if let (Some(a), Some(b)) = (cpu0, cpu_seconds(pid)) {
@@ -182,11 +271,10 @@ fn e2e(bootstrap: &str, topic: &str, records: usize, size: usize, acks: &str, ra
 }
 
 fn main() {
-    // `cargo bench` appends --bench; ignore flags.
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with("--"))
-        .collect();
+    // `cargo bench` appends --bench; flags are ours or ignored.
+    let all: Vec<String> = std::env::args().skip(1).collect();
+    let shape = RecordShape::from_args(&all);
+    let args: Vec<String> = all.into_iter().filter(|a| !a.starts_with("--")).collect();
     let arg = |i: usize| args.get(i).cloned().unwrap_or_else(|| usage());
     let num = |i: usize| arg(i).parse::<usize>().unwrap_or_else(|_| usage());
     if args.is_empty() {
@@ -202,6 +290,7 @@ fn main() {
             num(4),
             &arg(5),
             args.get(6).and_then(|p| p.parse().ok()),
+            &shape,
         ),
         "e2e" => e2e(&arg(1), &arg(2), num(3), num(4), &arg(5), num(6) as u64),
         _ => usage(),

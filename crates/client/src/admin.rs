@@ -1,5 +1,5 @@
 //! Cluster administration: topics, partitions, configs, cluster and log
-//! directory descriptions, offsets. Consumer-group administration is in
+//! directory descriptions, offsets, record deletion. Consumer-group administration is in
 //! [`crate::group`].
 
 use std::collections::BTreeMap;
@@ -10,14 +10,18 @@ use sluice_protocol::kafka_protocol::messages::create_partitions_request::Create
 use sluice_protocol::kafka_protocol::messages::create_topics_request::{
     CreatableTopic, CreatableTopicConfig,
 };
+use sluice_protocol::kafka_protocol::messages::delete_records_request::{
+    DeleteRecordsPartition, DeleteRecordsTopic,
+};
 use sluice_protocol::kafka_protocol::messages::delete_topics_request::DeleteTopicState;
 use sluice_protocol::kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use sluice_protocol::kafka_protocol::messages::incremental_alter_configs_request::{
     AlterConfigsResource, AlterableConfig,
 };
 use sluice_protocol::kafka_protocol::messages::{
-    CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest, DescribeClusterRequest,
-    DescribeConfigsRequest, DescribeLogDirsRequest, IncrementalAlterConfigsRequest, TopicName,
+    CreatePartitionsRequest, CreateTopicsRequest, DeleteRecordsRequest, DeleteTopicsRequest,
+    DescribeClusterRequest, DescribeConfigsRequest, DescribeLogDirsRequest,
+    IncrementalAlterConfigsRequest, TopicName,
 };
 use sluice_protocol::kafka_protocol::protocol::StrBytes;
 
@@ -475,6 +479,42 @@ impl Admin {
         partitions: &[(String, i32, OffsetSpec)],
     ) -> Result<Vec<ListedOffset>> {
         self.cluster.list_offsets(partitions).await
+    }
+
+    /// Deletes the records of a partition below `before_offset` (-1: below
+    /// the high watermark) with DeleteRecords, sent to the partition's
+    /// leader, and returns the new log start offset (the low watermark).
+    /// The broker refuses an offset beyond the high watermark with
+    /// OFFSET_OUT_OF_RANGE, and a topic whose `cleanup.policy` lacks
+    /// `delete` with POLICY_VIOLATION.
+    pub async fn delete_records(
+        &self,
+        topic: &str,
+        partition: i32,
+        before_offset: i64,
+    ) -> Result<i64> {
+        let leader = self.cluster.current_leader(topic, partition).await?;
+        let conn = self.cluster.broker_connection(leader).await?;
+        let req = DeleteRecordsRequest::default()
+            .with_timeout_ms(timeout_ms(self.timeout))
+            .with_topics(vec![DeleteRecordsTopic::default()
+                .with_name(TopicName(s(topic)))
+                .with_partitions(vec![DeleteRecordsPartition::default()
+                    .with_partition_index(partition)
+                    .with_offset(before_offset)])]);
+        let resp = conn.call(req).await?;
+        let result = resp
+            .topics
+            .iter()
+            .flat_map(|t| &t.partitions)
+            .find(|p| p.partition_index == partition)
+            .ok_or_else(|| {
+                Error::Protocol(format!(
+                    "DeleteRecords response has no result for {topic}-{partition}"
+                ))
+            })?;
+        Error::check(result.error_code, None, format!("{topic}-{partition}"))?;
+        Ok(result.low_watermark)
     }
 
     /// Log directories of every broker (or of `brokers` when given).

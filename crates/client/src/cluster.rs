@@ -420,6 +420,35 @@ impl Cluster {
         Ok(md.clone())
     }
 
+    /// The leader of a partition, from the cache or else from fresh
+    /// metadata: UNKNOWN_TOPIC_OR_PARTITION when there is no such
+    /// partition, LEADER_NOT_AVAILABLE when it has no leader.
+    pub async fn current_leader(&self, topic: &str, partition: i32) -> Result<i32> {
+        if let Some(leader) = self.leader(topic, partition) {
+            return Ok(leader);
+        }
+        self.refresh_metadata(Some(&[topic.to_string()])).await?;
+        let tm = self.topic(topic).ok_or_else(|| {
+            Error::Kafka(
+                KafkaError::new(sluice_protocol::error::UNKNOWN_TOPIC_OR_PARTITION, None)
+                    .on(format!("topic '{topic}'")),
+            )
+        })?;
+        tm.leader(partition).ok_or_else(|| {
+            Error::Kafka(
+                KafkaError::new(
+                    if tm.partitions.iter().any(|p| p.partition == partition) {
+                        5
+                    } else {
+                        sluice_protocol::error::UNKNOWN_TOPIC_OR_PARTITION
+                    },
+                    None,
+                )
+                .on(format!("{topic}-{partition}")),
+            )
+        })
+    }
+
     /// Looks up offsets with ListOffsets, sending one request per partition
     /// leader. Results come back in the order of `partitions`.
     pub async fn list_offsets(
@@ -496,35 +525,7 @@ impl Cluster {
     ) -> Result<Vec<ListedOffset>> {
         let mut by_leader: BTreeMap<i32, Vec<usize>> = BTreeMap::new();
         for (i, (topic, partition, _)) in partitions.iter().enumerate() {
-            let leader = match self.leader(topic, *partition) {
-                Some(l) => l,
-                None => {
-                    self.refresh_metadata(Some(std::slice::from_ref(topic)))
-                        .await?;
-                    let tm = self.topic(topic).ok_or_else(|| {
-                        Error::Kafka(
-                            KafkaError::new(
-                                sluice_protocol::error::UNKNOWN_TOPIC_OR_PARTITION,
-                                None,
-                            )
-                            .on(format!("topic '{topic}'")),
-                        )
-                    })?;
-                    tm.leader(*partition).ok_or_else(|| {
-                        Error::Kafka(
-                            KafkaError::new(
-                                if tm.partitions.iter().any(|p| p.partition == *partition) {
-                                    5
-                                } else {
-                                    sluice_protocol::error::UNKNOWN_TOPIC_OR_PARTITION
-                                },
-                                None,
-                            )
-                            .on(format!("{topic}-{partition}")),
-                        )
-                    })?
-                }
-            };
+            let leader = self.current_leader(topic, *partition).await?;
             by_leader.entry(leader).or_default().push(i);
         }
         let mut out = vec![

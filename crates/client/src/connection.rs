@@ -40,6 +40,7 @@ pub fn client_max_version(api: ApiKey) -> Option<i16> {
         ApiKey::IncrementalAlterConfigs => 1,
         ApiKey::DescribeCluster => 1,
         ApiKey::DescribeLogDirs => 4,
+        ApiKey::DeleteRecords => 2,
         ApiKey::FindCoordinator => 6,
         ApiKey::OffsetCommit => 9,
         ApiKey::OffsetFetch => 9,

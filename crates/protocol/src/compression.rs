@@ -1,9 +1,13 @@
 //! Compression codecs for record batches.
 //!
-//! `kafka-protocol` handles gzip, snappy and zstd itself; LZ4 is plugged in
-//! through its custom-compression hooks with the pure-Rust `lz4_flex` (Kafka
-//! uses the LZ4 frame format). Use `encode_batch`/`decode_batches` instead of
-//! calling the encoder directly so every codec works.
+//! `kafka-protocol` decompresses gzip, snappy and zstd itself and compresses
+//! snappy; gzip and zstd are compressed here with `flate2` and `zstd`
+//! directly, because its compressors have no level and a topic's
+//! `compression.gzip.level` / `compression.zstd.level` must apply. LZ4 is
+//! plugged in through the custom-compression hooks with the pure-Rust
+//! `lz4_flex` (Kafka uses the LZ4 frame format). Use
+//! `encode_batch`/`decode_batches` instead of calling the encoder directly so
+//! every codec works.
 
 use crate::batch::Codec;
 use bytes::{Bytes, BytesMut};
@@ -62,8 +66,51 @@ pub fn encode_batch(
         out,
         records,
         &options,
-        Some(|raw: &mut BytesMut, dest: &mut BytesMut, c: Compression| compress(raw, dest, c)),
+        Some(|raw: &mut BytesMut, dest: &mut BytesMut, c: Compression| {
+            compress(raw, dest, CodecLevel::default_for(codec_of(c)))
+        }),
     )
+}
+
+/// Kafka's `compression.gzip.level` default: zlib's default, level 6.
+pub const GZIP_DEFAULT_LEVEL: i32 = -1;
+/// Kafka's `compression.lz4.level` default.
+pub const LZ4_DEFAULT_LEVEL: i32 = 9;
+/// Kafka's `compression.zstd.level` default.
+pub const ZSTD_DEFAULT_LEVEL: i32 = 3;
+
+/// A codec and the level to compress with, as a topic's `compression.type`
+/// and `compression.<codec>.level` settings name them. Snappy and
+/// uncompressed have no level. LZ4's level is carried but not applied:
+/// `lz4_flex` has a single (fast) compressor and no LZ4 HC, so every LZ4
+/// batch is compressed as Kafka's level 1 would be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CodecLevel {
+    pub codec: Codec,
+    pub level: i32,
+}
+
+impl CodecLevel {
+    /// The codec at Kafka's default level.
+    pub fn default_for(codec: Codec) -> Self {
+        let level = match codec {
+            Codec::Gzip => GZIP_DEFAULT_LEVEL,
+            Codec::Lz4 => LZ4_DEFAULT_LEVEL,
+            Codec::Zstd => ZSTD_DEFAULT_LEVEL,
+            Codec::None | Codec::Snappy => 0,
+        };
+        CodecLevel { codec, level }
+    }
+}
+
+fn codec_of(compression: Compression) -> Codec {
+    match compression {
+        Compression::None => Codec::None,
+        Compression::Gzip => Codec::Gzip,
+        Compression::Snappy => Codec::Snappy,
+        Compression::Lz4 => Codec::Lz4,
+        Compression::Zstd => Codec::Zstd,
+    }
 }
 
 fn compression_of(codec: Codec) -> Compression {
@@ -76,12 +123,11 @@ fn compression_of(codec: Codec) -> Compression {
     }
 }
 
-/// Compresses a raw records section with `codec` (Kafka's framing of each codec).
-pub fn compress_records(codec: Codec, section: &[u8]) -> anyhow::Result<Vec<u8>> {
-    let mut raw = BytesMut::from(section);
+/// Compresses a raw records section (Kafka's framing of each codec).
+pub fn compress_records(target: CodecLevel, section: &[u8]) -> anyhow::Result<Vec<u8>> {
     let mut out = BytesMut::new();
-    compress(&mut raw, &mut out, compression_of(codec))?;
-    Ok(out.to_vec())
+    compress(section, &mut out, target)?;
+    Ok(out.into())
 }
 
 /// Decompresses the records section of a batch compressed with `codec`.
@@ -90,22 +136,48 @@ pub fn decompress_records(codec: Codec, compressed: &[u8]) -> anyhow::Result<Vec
     Ok(decompress(&mut raw, compression_of(codec))?.to_vec())
 }
 
-fn compress(raw: &mut BytesMut, dest: &mut BytesMut, codec: Compression) -> anyhow::Result<()> {
-    match codec {
-        Compression::Lz4 => {
+fn compress(raw: &[u8], dest: &mut BytesMut, target: CodecLevel) -> anyhow::Result<()> {
+    match target.codec {
+        Codec::None => dest.extend_from_slice(raw),
+        Codec::Gzip => {
+            // -1 is zlib's default; anything else was validated to 1..=9.
+            let level = u32::try_from(target.level).map_or(flate2::Compression::default(), |l| {
+                flate2::Compression::new(l.min(9))
+            });
+            let mut enc = flate2::write::GzEncoder::new(Vec::with_capacity(raw.len() / 2), level);
+            enc.write_all(raw)?;
+            dest.extend_from_slice(&enc.finish()?);
+        }
+        Codec::Snappy => Snappy::compress(dest, |tmp: &mut BytesMut| copy_into(tmp, raw))?,
+        Codec::Lz4 => {
             let mut enc = lz4_flex::frame::FrameEncoder::new(Vec::with_capacity(raw.len() / 2));
             enc.write_all(raw)?;
             dest.extend_from_slice(&enc.finish()?);
-            Ok(())
         }
-        Compression::None => {
-            dest.extend_from_slice(raw);
-            Ok(())
-        }
-        Compression::Gzip => Gzip::compress(dest, |tmp: &mut BytesMut| copy_into(tmp, raw)),
-        Compression::Snappy => Snappy::compress(dest, |tmp: &mut BytesMut| copy_into(tmp, raw)),
-        Compression::Zstd => Zstd::compress(dest, |tmp: &mut BytesMut| copy_into(tmp, raw)),
+        Codec::Zstd => dest.extend_from_slice(&compress_zstd(raw, target.level)?),
     }
+    Ok(())
+}
+
+thread_local! {
+    /// A zstd context per thread, kept between batches: a new one per call
+    /// allocates and clears its match tables every time.
+    static ZSTD: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+fn compress_zstd(raw: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
+    ZSTD.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let compressor = match slot.as_mut() {
+            Some(c) => {
+                c.set_compression_level(level)?;
+                c
+            }
+            None => slot.insert(zstd::bulk::Compressor::new(level)?),
+        };
+        compressor.compress(raw)
+    })
 }
 
 /// Decodes every batch in a record set into records (decompressing as
@@ -168,6 +240,21 @@ mod tests {
             assert_eq!(back.len(), 50);
             assert_eq!(back[7].key, recs[7].key);
             assert_eq!(back[7].value, recs[7].value);
+        }
+    }
+
+    #[test]
+    fn levels_apply_to_gzip_and_zstd() {
+        let section: Vec<u8> = (0..20_000u32)
+            .flat_map(|i| format!("record {} of {}; ", i % 97, i % 13).into_bytes())
+            .collect();
+        for (codec, fast, best) in [(Codec::Gzip, 1, 9), (Codec::Zstd, -5, 19)] {
+            let size = |level| {
+                let packed = compress_records(CodecLevel { codec, level }, &section).unwrap();
+                assert_eq!(decompress_records(codec, &packed).unwrap(), section);
+                packed.len()
+            };
+            assert!(size(best) < size(fast), "{codec:?}");
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Record-level access to v2 batches, for the few features that must look
-//! inside one: the log cleaner (keep the latest record per key) and the
-//! produce check that compacted topics only take keyed records.
+//! inside one: the log cleaner (keep the latest record per key), the
+//! produce check that compacted topics only take keyed records, and
+//! broker-side recompression to a topic's `compression.type`.
 //!
 //! Records are read in place from the (decompressed) records section, and a
 //! batch is rebuilt from kept records by copying their bytes, so headers and
@@ -11,8 +12,8 @@
 //! keyLength varint, key, valueLength varint, value, headerCount varint, headers
 //! ```
 
-use crate::batch::{BatchError, BatchHeader, Codec, BATCH_HEADER_LEN};
-use crate::compression::{compress_records, decompress_records};
+use crate::batch::{BatchError, BatchHeader, Codec, BATCH_HEADER_LEN, COMPRESSION_MASK};
+use crate::compression::{compress_records, decompress_records, CodecLevel};
 
 /// Attribute bit 6: the batch's base timestamp holds the time after which
 /// its tombstones may be removed (KIP-534).
@@ -201,17 +202,58 @@ pub fn rebuild_batch(
     let codec = original.codec()?;
     let body = match codec {
         _ if kept.is_empty() => {
-            attributes &= !0x07;
+            attributes &= !COMPRESSION_MASK;
             section
         }
-        Codec::None => section,
-        codec => {
-            compress_records(codec, &section).map_err(|e| RecordError::Codec(e.to_string()))?
-        }
+        codec => compress(CodecLevel::default_for(codec), section)?,
     };
     if original.is_log_append_time() || kept.is_empty() {
         max_ts = original.max_timestamp();
     }
+    let count = i32::try_from(kept.len()).map_err(|_| RecordError::Malformed("size"))?;
+    assemble_batch(original, attributes, base_ts, max_ts, count, &body)
+}
+
+/// Rewrites a batch with its records compressed by `target` (Kafka's
+/// broker-side recompression to a topic's `compression.type`). Every header
+/// field a client or the producer state relies on stays: producer id, epoch,
+/// base sequence, transactional flag, timestamps and offset deltas. The
+/// records are parsed first, so a batch whose decompressed content does not
+/// hold the records its header declares is an error, not a rewrite.
+pub fn recompress_batch(batch: &[u8], target: CodecLevel) -> Result<Vec<u8>, RecordError> {
+    let header = BatchHeader::parse(batch)?;
+    let section = records_section(batch)?;
+    checked_records(&header, &section)?;
+    let attributes = (header.attributes() & !COMPRESSION_MASK) | target.codec.id();
+    let body = compress(target, section)?;
+    assemble_batch(
+        &header,
+        attributes,
+        header.base_timestamp(),
+        header.max_timestamp(),
+        header.record_count(),
+        &body,
+    )
+}
+
+fn compress(target: CodecLevel, section: Vec<u8>) -> Result<Vec<u8>, RecordError> {
+    match target.codec {
+        Codec::None => Ok(section),
+        _ => compress_records(target, &section).map_err(|e| RecordError::Codec(e.to_string())),
+    }
+}
+
+/// A v2 batch with `original`'s base offset, leader epoch, last offset
+/// delta and producer fields, the given attributes, timestamps and record
+/// count, and `body` as its records section; the CRC is computed.
+fn assemble_batch(
+    original: &BatchHeader<'_>,
+    attributes: i16,
+    base_timestamp: i64,
+    max_timestamp: i64,
+    record_count: i32,
+    body: &[u8],
+) -> Result<Vec<u8>, RecordError> {
     let total = BATCH_HEADER_LEN + body.len();
     let batch_length = i32::try_from(total - 12).map_err(|_| RecordError::Malformed("size"))?;
     let mut out = Vec::with_capacity(total);
@@ -222,13 +264,13 @@ pub fn rebuild_batch(
     out.extend_from_slice(&[0; 4]); // CRC, filled in below
     out.extend_from_slice(&attributes.to_be_bytes());
     out.extend_from_slice(&original.last_offset_delta().to_be_bytes());
-    out.extend_from_slice(&base_ts.to_be_bytes());
-    out.extend_from_slice(&max_ts.to_be_bytes());
+    out.extend_from_slice(&base_timestamp.to_be_bytes());
+    out.extend_from_slice(&max_timestamp.to_be_bytes());
     out.extend_from_slice(&original.producer_id().to_be_bytes());
     out.extend_from_slice(&original.producer_epoch().to_be_bytes());
     out.extend_from_slice(&original.base_sequence().to_be_bytes());
-    out.extend_from_slice(&(kept.len() as i32).to_be_bytes());
-    out.extend_from_slice(&body);
+    out.extend_from_slice(&record_count.to_be_bytes());
+    out.extend_from_slice(body);
     let crc = crc32c::crc32c(&out[21..]);
     out[17..21].copy_from_slice(&crc.to_be_bytes());
     Ok(out)
@@ -239,7 +281,7 @@ mod tests {
     use super::*;
     use crate::compression::{decode_batches, encode_batch, plain_record};
     use bytes::{Bytes, BytesMut};
-    use kafka_protocol::records::Compression;
+    use kafka_protocol::records::{Compression, Record};
 
     fn batch(codec: Compression) -> Bytes {
         let records: Vec<_> = (0..5)
@@ -320,6 +362,67 @@ mod tests {
             (100, 104, 0)
         );
         assert_eq!(new.codec().unwrap(), Codec::None);
+    }
+
+    const CODECS: [Compression; 5] = [
+        Compression::None,
+        Compression::Gzip,
+        Compression::Snappy,
+        Compression::Lz4,
+        Compression::Zstd,
+    ];
+
+    fn codec(compression: Compression) -> Codec {
+        Codec::from_id(compression as i16).unwrap()
+    }
+
+    #[test]
+    fn recompression_keeps_records_and_producer_fields() {
+        for from in CODECS {
+            let records: Vec<_> = (0..4)
+                .map(|i| Record {
+                    transactional: true,
+                    producer_id: 77,
+                    producer_epoch: 3,
+                    sequence: 10 + i as i32,
+                    ..plain_record(i, 2_000 + i, Some(Bytes::from(format!("k{i}"))), None)
+                })
+                .collect();
+            let mut buf = BytesMut::new();
+            encode_batch(&mut buf, &records, from).unwrap();
+            let original = BatchHeader::parse(&buf).unwrap();
+            for to in CODECS {
+                let target = CodecLevel::default_for(codec(to));
+                let rewritten = recompress_batch(&buf, target).unwrap();
+                let new = BatchHeader::parse(&rewritten).unwrap();
+                new.verify().unwrap();
+                assert_eq!(new.codec().unwrap(), codec(to), "{from:?} -> {to:?}");
+                assert_eq!(
+                    (new.attributes() & !COMPRESSION_MASK),
+                    (original.attributes() & !COMPRESSION_MASK)
+                );
+                assert!(new.is_transactional());
+                assert_eq!(
+                    (new.producer_id(), new.producer_epoch(), new.base_sequence()),
+                    (77, 3, 10)
+                );
+                assert_eq!((new.base_timestamp(), new.max_timestamp()), (2_000, 2_003));
+                assert_eq!((new.last_offset_delta(), new.record_count()), (3, 4));
+                let decoded = decode_batches(Bytes::from(rewritten)).unwrap();
+                let keys: Vec<_> = decoded.iter().map(|r| r.key.clone()).collect();
+                let expected: Vec<_> = records.iter().map(|r| r.key.clone()).collect();
+                assert_eq!(keys, expected);
+            }
+        }
+    }
+
+    #[test]
+    fn recompressing_an_undecodable_batch_is_an_error() {
+        let original = batch(Compression::Zstd);
+        let mut broken = original.to_vec();
+        broken[BATCH_HEADER_LEN + 2] ^= 0xff;
+        let target = CodecLevel::default_for(Codec::Gzip);
+        assert!(recompress_batch(&broken, target).is_err());
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Produce (key 0): validate each batch by its header alone (magic, CRC32C,
-//! size, codec, timestamps), assign offsets by patching base offsets in
-//! place, and answer once the acks level is met: acks=0 never, acks=1/all
-//! after the data is durable under the topic's flush policy (group commit).
+//! size, codec, timestamps), recompress it if the topic's `compression.type`
+//! names another codec, assign offsets by patching base offsets in place,
+//! and answer once the acks level is met: acks=0 never, acks=1/all after the
+//! data is durable under the topic's flush policy (group commit).
 
 use super::{str_bytes, ApiSupport, Reply};
 use crate::partition::{AppendError, Appended, LogSettings, Partition};
@@ -11,8 +12,9 @@ use bytes::BytesMut;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, ResponseKind};
 use sluice_protocol::batch::{BatchError, BatchHeader, BatchIter};
+use sluice_protocol::compression::CodecLevel;
 use sluice_protocol::error::{self, ErrorCode};
-use sluice_protocol::record::{checked_records, records_section};
+use sluice_protocol::record::{checked_records, recompress_batch, records_section};
 use std::sync::Arc;
 
 /// Produce v0-v2 (message formats v0/v1) are advertised but refused, as in
@@ -110,6 +112,45 @@ fn validate(records: &[u8], settings: &LogSettings, now: i64) -> Result<(), Reje
     Ok(())
 }
 
+/// Copies validated batches for the append, rewriting each one whose codec is
+/// not `target` (Kafka's broker-side recompression). Runs before offsets are
+/// assigned; the header fields the sequence check reads are kept.
+fn recompress(
+    records: &[u8],
+    target: CodecLevel,
+    max_message_bytes: usize,
+) -> Result<BytesMut, Rejection> {
+    let corrupt = |e: String| reject(error::CORRUPT_MESSAGE, e);
+    let mut out = BytesMut::with_capacity(records.len());
+    for batch in BatchIter::new(records) {
+        let (header, bytes) = batch.map_err(|e| corrupt(e.to_string()))?;
+        if header.codec().map_err(|e| corrupt(e.to_string()))? == target.codec {
+            out.extend_from_slice(bytes);
+            continue;
+        }
+        let rewritten = recompress_batch(bytes, target).map_err(|e| {
+            corrupt(format!(
+                "cannot recompress a {} batch to {}: {e}",
+                header.codec().map_or("unknown", |c| c.name()),
+                target.codec.name()
+            ))
+        })?;
+        if rewritten.len() > max_message_bytes {
+            return Err(reject(
+                error::MESSAGE_TOO_LARGE,
+                format!(
+                    "record batch of {} bytes after recompression to {} exceeds \
+                     max.message.bytes {max_message_bytes}",
+                    rewritten.len(),
+                    target.codec.name()
+                ),
+            ));
+        }
+        out.extend_from_slice(&rewritten);
+    }
+    Ok(out)
+}
+
 /// The producer of the first transactional batch, if any.
 fn transactional_producer(records: &[u8]) -> Option<(i64, i16)> {
     BatchIter::new(records)
@@ -169,7 +210,21 @@ pub(crate) fn handle(state: &Arc<BrokerState>, request: ProduceRequest, _version
                 continue;
             }
             // One copy: the frame is shared, the batches must be patched.
-            let mut owned = BytesMut::from(&records[..]);
+            let copied = match settings.recompression {
+                None => Ok(BytesMut::from(&records[..])),
+                Some(target) => recompress(&records, target, settings.max_message_bytes),
+            };
+            let mut owned = match copied {
+                Ok(owned) => owned,
+                Err(r) => {
+                    topic_response.partition_responses.push(partition_error(
+                        index,
+                        r.code,
+                        Some(r.message),
+                    ));
+                    continue;
+                }
+            };
             let log_append_time = settings.log_append_time.then_some(now);
             let appended = match transactional_producer(&owned) {
                 None => partition.append_from_producer(&mut owned, log_append_time, now),
@@ -277,6 +332,7 @@ mod tests {
     use kafka_protocol::messages::*;
     use kafka_protocol::protocol::StrBytes;
     use kafka_protocol::records::{Compression, Record, TimestampType};
+    use sluice_protocol::batch::{BatchIter, Codec};
     use sluice_protocol::error;
 
     fn topic() -> TopicName {
@@ -330,9 +386,18 @@ mod tests {
         state: &std::sync::Arc<crate::state::BrokerState>,
         records: Bytes,
     ) -> (i16, i64) {
+        produce_to(state, topic(), records).await
+    }
+
+    /// (error code, base offset) of an acks=all produce to partition 0.
+    async fn produce_to(
+        state: &std::sync::Arc<crate::state::BrokerState>,
+        topic: TopicName,
+        records: Bytes,
+    ) -> (i16, i64) {
         let body = RequestKind::Produce(ProduceRequest::default().with_acks(-1).with_topic_data(
             vec![produce_request::TopicProduceData::default()
-                    .with_name(topic())
+                    .with_name(topic)
                     .with_partition_data(vec![
                         produce_request::PartitionProduceData::default()
                             .with_records(Some(records)),
@@ -379,5 +444,175 @@ mod tests {
         );
         assert_eq!(state.partitions.get("t", 0).unwrap().log_end_offset(), 5);
         assert_eq!(produce(&state, idempotent_batch(pid, 5, 1)).await, (0, 5));
+    }
+
+    const CODECS: [Compression; 5] = [
+        Compression::None,
+        Compression::Gzip,
+        Compression::Snappy,
+        Compression::Lz4,
+        Compression::Zstd,
+    ];
+
+    fn codec_of(compression: Compression) -> Codec {
+        Codec::from_id(compression as i16).unwrap()
+    }
+
+    /// `count` keyed records with a header, so every record field is checked
+    /// after a rewrite.
+    fn records_compressed(compression: Compression, count: i64) -> (Vec<Record>, Bytes) {
+        let now = crate::state::now_ms();
+        let records: Vec<Record> = (0..count)
+            .map(|i| {
+                let mut record = sluice_protocol::compression::plain_record(
+                    i,
+                    now + i,
+                    Some(Bytes::from(format!("key-{i}"))),
+                    Some(Bytes::from(format!("value {i} ").repeat(10))),
+                );
+                record.headers.insert(
+                    StrBytes::from_static_str("h"),
+                    Some(Bytes::from(format!("header-{i}"))),
+                );
+                record
+            })
+            .collect();
+        let mut buf = BytesMut::new();
+        sluice_protocol::compression::encode_batch(&mut buf, &records, compression).unwrap();
+        (records, buf.freeze())
+    }
+
+    /// The raw record set of a fetch of partition 0 from offset 0.
+    async fn fetch_all(
+        state: &std::sync::Arc<crate::state::BrokerState>,
+        topic: TopicName,
+    ) -> Bytes {
+        let body = RequestKind::Fetch(
+            FetchRequest::default()
+                .with_max_wait_ms(0)
+                .with_max_bytes(1 << 20)
+                .with_topics(vec![fetch_request::FetchTopic::default()
+                    .with_topic(topic)
+                    .with_partitions(vec![fetch_request::FetchPartition::default()
+                        .with_fetch_offset(0)
+                        .with_partition_max_bytes(1 << 20)])]),
+        );
+        let Some(ResponseKind::Fetch(r)) = call(state, ApiKey::Fetch, 12, body).await else {
+            panic!("no Fetch response")
+        };
+        let p = &r.responses[0].partitions[0];
+        assert_eq!(p.error_code, 0);
+        p.records.clone().unwrap_or_default()
+    }
+
+    #[tokio::test]
+    async fn batches_are_stored_with_the_topics_compression_type() {
+        let (_dir, state) = test_state();
+        let topic_types = ["producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"];
+        for topic_type in topic_types {
+            let name = TopicName(StrBytes::from_string(format!("t-{topic_type}")));
+            create_topic_with_configs(&state, &name, 1, &[("compression.type", topic_type)]).await;
+            let mut sent = Vec::new();
+            for (i, producer_codec) in CODECS.into_iter().enumerate() {
+                let (records, batch) = records_compressed(producer_codec, 4);
+                let first = i64::try_from(i).unwrap() * 4;
+                assert_eq!(
+                    produce_to(&state, name.clone(), batch).await,
+                    (0, first),
+                    "{producer_codec:?} to {topic_type}"
+                );
+                sent.extend(records.into_iter().map(|r| (first + r.offset, r)));
+            }
+            let fetched = fetch_all(&state, name.clone()).await;
+            let codecs: Vec<Codec> = BatchIter::new(&fetched)
+                .map(|batch| {
+                    let (header, _) = batch.unwrap();
+                    header.verify().unwrap();
+                    header.codec().unwrap()
+                })
+                .collect();
+            let expected: Vec<Codec> = match Codec::from_name(topic_type) {
+                Some(codec) => vec![codec; CODECS.len()],
+                None => CODECS.map(codec_of).to_vec(),
+            };
+            assert_eq!(codecs, expected, "{topic_type}");
+            let back = sluice_protocol::compression::decode_batches(fetched).unwrap();
+            assert_eq!(back.len(), sent.len(), "{topic_type}");
+            for (got, (offset, want)) in back.iter().zip(&sent) {
+                assert_eq!(got.offset, *offset, "{topic_type}");
+                assert_eq!(
+                    (&got.key, &got.value, got.timestamp, &got.headers),
+                    (&want.key, &want.value, want.timestamp, &want.headers),
+                    "{topic_type}"
+                );
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn recompressed_idempotent_retries_are_not_duplicated() {
+        let (_dir, state) = test_state();
+        create_topic_with_configs(&state, "t", 1, &[("compression.type", "zstd")]).await;
+        let pid = init_producer_id(&state).await.producer_id.0;
+        assert_eq!(produce(&state, idempotent_batch(pid, 0, 3)).await, (0, 0));
+        assert_eq!(produce(&state, idempotent_batch(pid, 0, 3)).await, (0, 0));
+        assert_eq!(produce(&state, idempotent_batch(pid, 3, 1)).await, (0, 3));
+        let fetched = fetch_all(&state, topic()).await;
+        let headers: Vec<_> = BatchIter::new(&fetched)
+            .map(|batch| {
+                let (header, _) = batch.unwrap();
+                (
+                    header.codec().unwrap(),
+                    header.producer_id(),
+                    header.base_sequence(),
+                )
+            })
+            .collect();
+        assert_eq!(headers, vec![(Codec::Zstd, pid, 0), (Codec::Zstd, pid, 3)]);
+    }
+
+    /// An LZ4 batch whose compressed bytes are garbage under a valid CRC.
+    fn undecodable_batch() -> Bytes {
+        let (_, batch) = records_compressed(Compression::Lz4, 3);
+        let mut owned = batch.to_vec();
+        owned[sluice_protocol::batch::BATCH_HEADER_LEN..].fill(0xAB);
+        let crc = crc32c::crc32c(&owned[21..]);
+        owned[17..21].copy_from_slice(&crc.to_be_bytes());
+        Bytes::from(owned)
+    }
+
+    #[tokio::test]
+    async fn a_batch_that_cannot_be_recompressed_is_corrupt() {
+        let (_dir, state) = test_state();
+        create_topic_with_configs(&state, "t", 1, &[("compression.type", "gzip")]).await;
+        assert_eq!(
+            produce(&state, undecodable_batch()).await,
+            (error::CORRUPT_MESSAGE, -1)
+        );
+        // Nothing looks inside batches of a `producer` topic.
+        let producer = TopicName(StrBytes::from_static_str("as-sent"));
+        create_topic(&state, &producer, 1).await;
+        assert_eq!(
+            produce_to(&state, producer, undecodable_batch()).await,
+            (0, 0)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_batch_too_large_once_recompressed_is_refused() {
+        let (_dir, state) = test_state();
+        create_topic_with_configs(
+            &state,
+            "t",
+            1,
+            &[
+                ("compression.type", "uncompressed"),
+                ("max.message.bytes", "2000"),
+            ],
+        )
+        .await;
+        let (_, batch) = records_compressed(Compression::Zstd, 40);
+        assert!(batch.len() < 2000);
+        assert_eq!(produce(&state, batch).await.0, error::MESSAGE_TOO_LARGE);
     }
 }

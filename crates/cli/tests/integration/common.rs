@@ -225,35 +225,32 @@ pub(crate) fn topic_name(prefix: &str) -> String {
 pub(crate) struct InProcBroker {
     rt: tokio::runtime::Runtime,
     broker: Option<Broker>,
-    /// The data directory, when the broker owns it.
-    _dir: Option<TempDir>,
+    dir: TempDir,
 }
 
 impl InProcBroker {
     pub(crate) fn start(extra: &[(&str, &str)]) -> InProcBroker {
         let dir = tempfile::tempdir().unwrap();
-        let mut broker = InProcBroker::start_in(dir.path(), extra);
-        broker._dir = Some(dir);
-        broker
-    }
-
-    /// A broker on a data directory the test looks into.
-    pub(crate) fn start_in(dir: &Path, extra: &[(&str, &str)]) -> InProcBroker {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .unwrap();
-        let broker = rt.block_on(start_broker(dir, extra));
+        let broker = rt.block_on(start_broker(dir.path(), extra));
         InProcBroker {
             rt,
             broker: Some(broker),
-            _dir: None,
+            dir,
         }
     }
 
     pub(crate) fn bootstrap(&self) -> String {
         self.broker.as_ref().unwrap().local_addr().to_string()
+    }
+
+    /// The broker's `log.dirs`, for tests that inspect what it stored.
+    pub(crate) fn log_dir(&self) -> &Path {
+        self.dir.path()
     }
 }
 

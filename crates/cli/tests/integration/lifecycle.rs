@@ -56,21 +56,20 @@ fn segment_count(dir: &std::path::Path, topic: &str) -> usize {
 
 #[test]
 fn config_changes_apply_live_and_consumers_reset_past_deleted_data() {
-    let data = tempfile::tempdir().unwrap();
-    let broker = InProcBroker::start_in(data.path(), &[("log.retention.check.interval.ms", "200")]);
+    let broker = InProcBroker::start(&[("log.retention.check.interval.ms", "200")]);
     let bootstrap = broker.bootstrap();
     let topic = topic_name("lifecycle");
     let nt = NewTopic::new(&topic, 1, TopicReplication::Fixed(1));
     block_on(admin(&bootstrap).create_topics([&nt], &opts())).unwrap();
 
     produce(&bootstrap, &topic, 20);
-    assert_eq!(segment_count(data.path(), &topic), 1);
+    assert_eq!(segment_count(broker.log_dir(), &topic), 1);
 
     // A smaller segment.bytes rolls the live log on the next appends.
     let alter = AlterConfig::new(ResourceSpecifier::Topic(&topic)).set("segment.bytes", "1000");
     block_on(admin(&bootstrap).alter_configs([&alter], &opts())).unwrap();
     produce(&bootstrap, &topic, 40);
-    let segments = segment_count(data.path(), &topic);
+    let segments = segment_count(broker.log_dir(), &topic);
     assert!(
         segments >= 4,
         "segment.bytes=1000 applied live: {segments} segments"

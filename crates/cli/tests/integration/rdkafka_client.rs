@@ -1,7 +1,8 @@
 //! A third-party client (librdkafka through the `rdkafka` crate) against an
 //! in-process broker: admin, every codec and acks level, offsets, configs.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rdkafka::admin::{
@@ -12,9 +13,10 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage, Timestamp};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
+use sluice_protocol::batch::BatchIter;
 
 use crate::common::{block_on, topic_name, InProcBroker, PATIENCE};
 
@@ -375,6 +377,67 @@ fn as_expected(m: &OwnedMessage) -> Expected {
     }
 }
 
+/// Sends `expected` in order; the futures resolve on delivery.
+fn send_expected(
+    producer: &FutureProducer,
+    topic: &str,
+    expected: &[Expected],
+) -> Vec<DeliveryFuture> {
+    expected
+        .iter()
+        .map(|e| {
+            let mut headers = OwnedHeaders::new();
+            for (k, v) in &e.headers {
+                headers = headers.insert(Header {
+                    key: k,
+                    value: v.as_deref(),
+                });
+            }
+            let mut rec: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic)
+                .partition(e.partition)
+                .timestamp(e.timestamp)
+                .headers(headers);
+            if let Some(k) = &e.key {
+                rec = rec.key(k.as_slice());
+            }
+            if let Some(v) = &e.value {
+                rec = rec.payload(v.as_slice());
+            }
+            producer.send_result(rec).expect("enqueue")
+        })
+        .collect()
+}
+
+/// Reads both partitions of `topic` from the start and checks they hold
+/// exactly `expected`, at dense offsets from 0.
+fn assert_read_back(bootstrap: &str, topic: &str, expected: &[Expected], label: &str) {
+    let msgs = consume_n(
+        bootstrap,
+        topic,
+        &[(0, Offset::Beginning), (1, Offset::Beginning)],
+        expected.len(),
+    );
+    let mut by_partition: [Vec<Expected>; 2] = Default::default();
+    let mut offsets: [Vec<i64>; 2] = Default::default();
+    for m in &msgs {
+        by_partition[m.partition() as usize].push(as_expected(m));
+        offsets[m.partition() as usize].push(m.offset());
+    }
+    for p in 0..2 {
+        let want: Vec<Expected> = expected
+            .iter()
+            .filter(|e| e.partition == p as i32)
+            .cloned()
+            .collect();
+        assert_eq!(by_partition[p], want, "{label}: partition {p} differs");
+        assert_eq!(
+            offsets[p],
+            (0..want.len() as i64).collect::<Vec<_>>(),
+            "{label}: offsets of partition {p}"
+        );
+    }
+}
+
 /// Produces 60 varied records with `codec` at every acks level and reads
 /// them back exactly.
 fn roundtrip_with_codec(codec: &str) {
@@ -392,29 +455,7 @@ fn roundtrip_with_codec(codec: &str) {
             ],
         );
         let expected = expected_records(60, now_ms() - 3_600_000);
-        let deliveries: Vec<_> = expected
-            .iter()
-            .map(|e| {
-                let mut headers = OwnedHeaders::new();
-                for (k, v) in &e.headers {
-                    headers = headers.insert(Header {
-                        key: k,
-                        value: v.as_deref(),
-                    });
-                }
-                let mut rec: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&topic)
-                    .partition(e.partition)
-                    .timestamp(e.timestamp)
-                    .headers(headers);
-                if let Some(k) = &e.key {
-                    rec = rec.key(k.as_slice());
-                }
-                if let Some(v) = &e.value {
-                    rec = rec.payload(v.as_slice());
-                }
-                producer.send_result(rec).expect("enqueue")
-            })
-            .collect();
+        let deliveries = send_expected(&producer, &topic, &expected);
         let mut next_offset = [0i64; 2];
         for (i, d) in deliveries.into_iter().enumerate() {
             let d = block_on(d)
@@ -427,32 +468,64 @@ fn roundtrip_with_codec(codec: &str) {
                 next_offset[p] += 1;
             }
         }
-        let msgs = consume_n(
-            &bs,
-            &topic,
-            &[(0, Offset::Beginning), (1, Offset::Beginning)],
-            expected.len(),
-        );
-        let mut by_partition: [Vec<Expected>; 2] = Default::default();
-        let mut offsets: [Vec<i64>; 2] = Default::default();
-        for m in &msgs {
-            by_partition[m.partition() as usize].push(as_expected(m));
-            offsets[m.partition() as usize].push(m.offset());
+        assert_read_back(&bs, &topic, &expected, &format!("{codec}/acks={acks}"));
+    }
+}
+
+/// The codecs of every batch stored for `topic` (both partitions).
+fn stored_codecs(log_dir: &Path, topic: &str) -> BTreeSet<&'static str> {
+    let mut codecs = BTreeSet::new();
+    for partition in 0..2 {
+        let dir = log_dir.join(format!("{topic}-{partition}"));
+        for entry in std::fs::read_dir(&dir).expect("partition directory") {
+            let path = entry.expect("directory entry").path();
+            if path.extension().is_some_and(|e| e == "log") {
+                let data = std::fs::read(&path).expect("segment");
+                for batch in BatchIter::new(&data) {
+                    let (header, _) = batch.expect("whole batches on disk");
+                    codecs.insert(header.codec().expect("known codec").name());
+                }
+            }
         }
-        for p in 0..2 {
-            let want: Vec<Expected> = expected
-                .iter()
-                .filter(|e| e.partition == p as i32)
-                .cloned()
-                .collect();
-            assert_eq!(
-                by_partition[p], want,
-                "{codec}/acks={acks}: partition {p} differs"
+    }
+    codecs
+}
+
+/// A topic with `compression.type` set stores what every librdkafka codec
+/// sends with the topic's codec (idempotent producer, so the sequence check
+/// runs on recompressed batches), and consumers read it back intact.
+#[test]
+fn topic_compression_type_recompresses_every_producer_codec() {
+    let b = InProcBroker::start(&[]);
+    let bs = b.bootstrap();
+    for topic_codec in ["zstd", "gzip"] {
+        for producer_codec in ["none", "gzip", "snappy", "lz4", "zstd"] {
+            let label = format!("{producer_codec} to a {topic_codec} topic");
+            let topic = topic_name(&format!("recompress-{producer_codec}-{topic_codec}"));
+            create_topic(&bs, &topic, 2, &[("compression.type", topic_codec)]);
+            let producer = producer(
+                &bs,
+                &[
+                    ("compression.type", producer_codec),
+                    ("acks", "all"),
+                    ("enable.idempotence", "true"),
+                    ("batch.num.messages", "7"),
+                ],
             );
+            let expected = expected_records(60, now_ms() - 3_600_000);
+            for (i, d) in send_expected(&producer, &topic, &expected)
+                .into_iter()
+                .enumerate()
+            {
+                block_on(d)
+                    .expect("delivery future")
+                    .unwrap_or_else(|(e, _)| panic!("{label}: record {i} failed: {e}"));
+            }
+            assert_read_back(&bs, &topic, &expected, &label);
             assert_eq!(
-                offsets[p],
-                (0..want.len() as i64).collect::<Vec<_>>(),
-                "{codec}/acks={acks}: offsets of partition {p}"
+                stored_codecs(b.log_dir(), &topic),
+                BTreeSet::from([topic_codec]),
+                "{label}"
             );
         }
     }

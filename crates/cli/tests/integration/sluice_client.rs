@@ -448,3 +448,133 @@ async fn cli_transactional_produce_read_committed_consume_and_transactions() {
     assert!(!ok);
     assert!(err.contains("transaction aborted"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_delete_records_and_topic_configs() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start_broker(dir.path(), &[]).await;
+    let bootstrap = broker.local_addr().to_string();
+    let admin = Admin::connect(ClientConfig::new(&bootstrap)).await.unwrap();
+    admin
+        .create_topics(
+            &[
+                NewTopic::new("trim", 1, 1),
+                NewTopic::new("keyed", 1, 1).with_config("cleanup.policy", "compact"),
+            ],
+            false,
+        )
+        .await
+        .unwrap();
+    let lines: String = (0..10).map(|i| format!("record-{i}\n")).collect();
+    let (ok, _, err) = sluice_cli(&bootstrap, &["produce", "trim"], &lines).await;
+    assert!(ok, "{err}");
+
+    let delete = |topic: &'static str, before: &'static str| {
+        let bootstrap = bootstrap.clone();
+        async move {
+            sluice_cli(
+                &bootstrap,
+                &[
+                    "topic",
+                    "delete-records",
+                    topic,
+                    "--partition",
+                    "0",
+                    "--before-offset",
+                    before,
+                ],
+                "",
+            )
+            .await
+        }
+    };
+    let (ok, out, err) = delete("trim", "4").await;
+    assert!(ok, "{err}");
+    assert!(out.contains("low watermark is now 4"), "{out}");
+    let earliest = admin
+        .list_offsets(&[("trim".into(), 0, OffsetSpec::Earliest)])
+        .await
+        .unwrap();
+    assert_eq!(earliest[0].offset, 4);
+
+    let (ok, _, err) = delete("trim", "11").await;
+    assert!(!ok);
+    assert!(
+        err.contains("OFFSET_OUT_OF_RANGE") && err.contains("high watermark (10)"),
+        "{err}"
+    );
+    let (ok, _, err) = delete("keyed", "0").await;
+    assert!(!ok);
+    assert!(
+        err.contains("POLICY_VIOLATION") && err.contains("cleanup.policy"),
+        "{err}"
+    );
+
+    let (ok, out, err) = sluice_cli(
+        &bootstrap,
+        &[
+            "--output",
+            "json",
+            "topic",
+            "delete-records",
+            "trim",
+            "--partition",
+            "0",
+            "--before-offset",
+            "-1",
+        ],
+        "",
+    )
+    .await;
+    assert!(ok, "{err}");
+    let deleted: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(deleted["low_watermark"], 10);
+
+    // With `delete` in its policy the compacted topic takes DeleteRecords.
+    let (ok, _, err) = sluice_cli(
+        &bootstrap,
+        &[
+            "topic",
+            "alter-config",
+            "keyed",
+            "--set",
+            "cleanup.policy=compact,delete",
+            "--set",
+            "compression.type=zstd",
+        ],
+        "",
+    )
+    .await;
+    assert!(ok, "{err}");
+    let (ok, out, err) = sluice_cli(
+        &bootstrap,
+        &[
+            "--output",
+            "json",
+            "topic",
+            "describe",
+            "keyed",
+            "--configs",
+        ],
+        "",
+    )
+    .await;
+    assert!(ok, "{err}");
+    let described: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let config = |name: &str| {
+        described["configs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .map(|c| (c["value"].clone(), c["source"].clone()))
+            .unwrap()
+    };
+    let (value, source) = config("cleanup.policy");
+    assert_eq!(value, "compact,delete");
+    assert_eq!(source, config("compression.type").1);
+    assert_eq!(config("compression.type").0, "zstd");
+    let (ok, out, err) = delete("keyed", "-1").await;
+    assert!(ok, "{err}");
+    assert!(out.contains("low watermark is now 0"), "{out}");
+}
