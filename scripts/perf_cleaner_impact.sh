@@ -58,7 +58,7 @@ run() { # label cleaner(on|off) dirtying-records-per-second (0: none)
   "$load" throughput "$bootstrap" plain 1000000 1024 1 "$broker" | grep -v '^$'
   local rate cleaned passes
   rate=$(echo "($(dirty_end) - $dirty_before) / ($(date +%s.%N) - $started)" | bc)
-  cleaned=$(sed 's/\x1b\[[0-9;]*m//g' "$work/log" | grep 'cleaned a compacted partition' \
+  cleaned=$(grep 'cleaned a compacted partition' "$work/log" \
     | tail -n +$((passes_before + 1)) \
     | sed -n 's/.*read_bytes=\([0-9]*\) written_bytes=\([0-9]*\).*/\1+\2/p' | paste -sd+ | bc \
     || true)
