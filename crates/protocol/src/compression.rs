@@ -130,10 +130,45 @@ pub fn compress_records(target: CodecLevel, section: &[u8]) -> anyhow::Result<Ve
     Ok(out.into())
 }
 
-/// Decompresses the records section of a batch compressed with `codec`.
+/// The most a batch's records may take once decompressed. A small batch of
+/// repeated bytes can expand a thousandfold (gzip, zstd): without a bound one
+/// produce request could claim any amount of broker memory.
+pub const MAX_DECOMPRESSED_BYTES: u64 = 256 << 20;
+
+/// Decompresses the records section of a batch compressed with `codec`,
+/// refusing sections that expand past [`MAX_DECOMPRESSED_BYTES`].
 pub fn decompress_records(codec: Codec, compressed: &[u8]) -> anyhow::Result<Vec<u8>> {
-    let mut raw = Bytes::copy_from_slice(compressed);
-    Ok(decompress(&mut raw, compression_of(codec))?.to_vec())
+    let limit = MAX_DECOMPRESSED_BYTES;
+    let mut out = Vec::with_capacity(compressed.len().saturating_mul(2));
+    match codec {
+        Codec::None => out.extend_from_slice(compressed),
+        Codec::Gzip => {
+            flate2::read::MultiGzDecoder::new(compressed)
+                .take(limit + 1)
+                .read_to_end(&mut out)?;
+        }
+        Codec::Lz4 => {
+            lz4_flex::frame::FrameDecoder::new(compressed)
+                .take(limit + 1)
+                .read_to_end(&mut out)?;
+        }
+        Codec::Zstd => {
+            zstd::stream::read::Decoder::new(compressed)?
+                .take(limit + 1)
+                .read_to_end(&mut out)?;
+        }
+        // Snappy expands at most about 32 times: a batch within any sane
+        // max.message.bytes stays far below the limit.
+        Codec::Snappy => {
+            let mut raw = Bytes::copy_from_slice(compressed);
+            out = decompress(&mut raw, Compression::Snappy)?.to_vec();
+        }
+    }
+    anyhow::ensure!(
+        out.len() as u64 <= limit,
+        "the records decompress to more than {limit} bytes"
+    );
+    Ok(out)
 }
 
 fn compress(raw: &[u8], dest: &mut BytesMut, target: CodecLevel) -> anyhow::Result<()> {
@@ -255,6 +290,20 @@ mod tests {
                 packed.len()
             };
             assert!(size(best) < size(fast), "{codec:?}");
+        }
+    }
+
+    #[test]
+    fn decompression_is_bounded() {
+        let zeros = vec![0u8; (MAX_DECOMPRESSED_BYTES + 1) as usize];
+        for codec in [Codec::Gzip, Codec::Lz4, Codec::Zstd] {
+            let packed = compress_records(CodecLevel::default_for(codec), &zeros).unwrap();
+            assert!(packed.len() < 2 << 20, "{codec:?} packs zeros small");
+            let err = decompress_records(codec, &packed).unwrap_err();
+            assert!(
+                err.to_string().contains("decompress to more than"),
+                "{codec:?}: {err}"
+            );
         }
     }
 }
