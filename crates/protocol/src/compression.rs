@@ -113,16 +113,6 @@ fn codec_of(compression: Compression) -> Codec {
     }
 }
 
-fn compression_of(codec: Codec) -> Compression {
-    match codec {
-        Codec::None => Compression::None,
-        Codec::Gzip => Compression::Gzip,
-        Codec::Snappy => Compression::Snappy,
-        Codec::Lz4 => Compression::Lz4,
-        Codec::Zstd => Compression::Zstd,
-    }
-}
-
 /// Compresses a raw records section (Kafka's framing of each codec).
 pub fn compress_records(target: CodecLevel, section: &[u8]) -> anyhow::Result<Vec<u8>> {
     let mut out = BytesMut::new();
