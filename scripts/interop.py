@@ -392,8 +392,8 @@ def main():
             except Exception as e:  # report and carry on with the next case
                 problem = f"{type(e).__name__}: {e}"
             report(problem is None, what, problem or "")
-    for topic_codec in ["zstd", "gzip"]:
-        for codec in ["none", "lz4"]:
+    for topic_codec in ["zstd", "gzip", "lz4"]:
+        for codec in ["none", "lz4", "zstd"]:
             topic = f"interop-py-recompress-{codec}-{topic_codec}-{run}"
             records = expected_records(topic)
             try:

@@ -67,7 +67,7 @@ pub fn encode_batch(
         records,
         &options,
         Some(|raw: &mut BytesMut, dest: &mut BytesMut, c: Compression| {
-            compress(raw, dest, CodecLevel::default_for(codec_of(c)))
+            compress(raw, dest, CodecLevel::quick(codec_of(c)))
         }),
     )
 }
@@ -81,9 +81,9 @@ pub const ZSTD_DEFAULT_LEVEL: i32 = 3;
 
 /// A codec and the level to compress with, as a topic's `compression.type`
 /// and `compression.<codec>.level` settings name them. Snappy and
-/// uncompressed have no level. LZ4's level is carried but not applied:
-/// `lz4_flex` has a single (fast) compressor and no LZ4 HC, so every LZ4
-/// batch is compressed as Kafka's level 1 would be.
+/// uncompressed have no level. LZ4 level 1 is the fast compressor
+/// (`lz4_flex`); 2 and up are LZ4 HC at that level (liblz4 caps it at 12),
+/// as Kafka's lz4-java does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CodecLevel {
     pub codec: Codec,
@@ -100,6 +100,16 @@ impl CodecLevel {
             Codec::None | Codec::Snappy => 0,
         };
         CodecLevel { codec, level }
+    }
+
+    /// Kafka's default levels, except LZ4 at its fast level 1: for batches
+    /// whose level nobody chose (our client's, the cleaner's rewrites), where
+    /// LZ4 HC would cost ten times the CPU for a few percent.
+    pub fn quick(codec: Codec) -> Self {
+        match codec {
+            Codec::Lz4 => CodecLevel { codec, level: 1 },
+            other => CodecLevel::default_for(other),
+        }
     }
 }
 
@@ -174,14 +184,29 @@ fn compress(raw: &[u8], dest: &mut BytesMut, target: CodecLevel) -> anyhow::Resu
             dest.extend_from_slice(&enc.finish()?);
         }
         Codec::Snappy => Snappy::compress(dest, |tmp: &mut BytesMut| copy_into(tmp, raw))?,
-        Codec::Lz4 => {
+        Codec::Lz4 if target.level <= 1 => {
             let mut enc = lz4_flex::frame::FrameEncoder::new(Vec::with_capacity(raw.len() / 2));
             enc.write_all(raw)?;
             dest.extend_from_slice(&enc.finish()?);
         }
+        Codec::Lz4 => dest.extend_from_slice(&compress_lz4_hc(raw, target.level)?),
         Codec::Zstd => dest.extend_from_slice(&compress_zstd(raw, target.level)?),
     }
     Ok(())
+}
+
+/// An LZ4 frame compressed with LZ4 HC at `level`: independent 64 KiB blocks
+/// and no content checksum, the frame shape every Kafka client reads.
+fn compress_lz4_hc(raw: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
+    let mut enc = lz4::EncoderBuilder::new()
+        .level(level.clamp(2, 12) as u32)
+        .block_size(lz4::BlockSize::Max64KB)
+        .block_mode(lz4::BlockMode::Independent)
+        .checksum(lz4::ContentChecksum::NoChecksum)
+        .build(Vec::with_capacity(raw.len() / 2))?;
+    enc.write_all(raw)?;
+    let (out, result) = enc.finish();
+    result.map(|()| out)
 }
 
 thread_local! {
@@ -294,6 +319,38 @@ mod tests {
                 err.to_string().contains("decompress to more than"),
                 "{codec:?}: {err}"
             );
+        }
+    }
+
+    #[test]
+    fn lz4_levels_above_one_use_lz4_hc_and_read_back_with_lz4_flex() {
+        let text: Vec<u8> = (0..20_000)
+            .flat_map(|i| format!("record {} says hello to {}; ", i % 97, i % 13).into_bytes())
+            .collect();
+        let fast = compress_records(
+            CodecLevel {
+                codec: Codec::Lz4,
+                level: 1,
+            },
+            &text,
+        )
+        .unwrap();
+        let hc = compress_records(
+            CodecLevel {
+                codec: Codec::Lz4,
+                level: 9,
+            },
+            &text,
+        )
+        .unwrap();
+        assert!(
+            hc.len() < fast.len(),
+            "HC {} < fast {}",
+            hc.len(),
+            fast.len()
+        );
+        for packed in [fast, hc] {
+            assert_eq!(decompress_records(Codec::Lz4, &packed).unwrap(), text);
         }
     }
 }

@@ -205,7 +205,7 @@ pub fn rebuild_batch(
             attributes &= !COMPRESSION_MASK;
             section
         }
-        codec => compress(CodecLevel::default_for(codec), section)?,
+        codec => compress(CodecLevel::quick(codec), section)?,
     };
     if original.is_log_append_time() || kept.is_empty() {
         max_ts = original.max_timestamp();
