@@ -72,6 +72,12 @@ impl Member {
         self.wake.notify_one();
     }
 
+    /// Heartbeats now rather than at the next interval (to learn a new
+    /// member epoch sooner).
+    pub(super) fn heartbeat_now(&self) {
+        self.wake.notify_one();
+    }
+
     pub(super) fn stop(&self) {
         self.task.abort();
     }

@@ -501,15 +501,18 @@ impl GroupConsumer {
             return Ok(());
         }
         // A KIP-848 member's epoch can move under a commit (STALE_MEMBER_EPOCH):
-        // retry with the new one.
+        // heartbeat at once to learn the new one, then retry with it.
         let mut attempts = 0;
         loop {
             let conn = self.coordinator().await?;
             let res = commit_offsets(&conn, &self.committer(), &offsets).await;
             match res {
-                Err(e) if e.code() == Some(codes::STALE_MEMBER_EPOCH) && attempts < 3 => {
+                Err(e) if e.code() == Some(codes::STALE_MEMBER_EPOCH) && attempts < 20 => {
                     attempts += 1;
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    if let Some(member) = &self.kip848 {
+                        member.heartbeat_now();
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                 }
                 Err(e) => {
                     self.on_group_error(&e);
@@ -550,16 +553,19 @@ impl GroupConsumer {
     /// coordinator keeps its partitions for a restart within the session
     /// timeout (classic: no LeaveGroup; KIP-848: member epoch -2).
     pub async fn close(mut self) -> Result<()> {
-        self.stop_heartbeat();
         if !self.joined {
+            self.stop_heartbeat();
             return Ok(());
         }
         let mut first_err = None;
+        // Still heartbeating: a commit refused for a stale member epoch can
+        // learn the current one.
         if self.config.enable_auto_commit {
             if let Err(e) = self.commit_sync().await {
                 first_err = Some(e);
             }
         }
+        self.stop_heartbeat();
         let owned: Vec<(String, i32)> = self.assignment();
         if !owned.is_empty() {
             if let Some(l) = self.listener.as_mut() {
