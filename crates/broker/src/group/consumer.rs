@@ -61,6 +61,9 @@ pub(crate) struct ConsumerMember {
     pub(crate) client_id: String,
     pub(crate) client_host: String,
     pub(crate) subscribed_topics: BTreeSet<String>,
+    /// KIP-848 regex subscription (v1 SubscribedTopicRegex), matched in
+    /// full against topic names, as Kafka's RE2/J `matches()` does.
+    pub(crate) subscribed_regex: Option<TopicRegex>,
     pub(crate) server_assignor: Option<Assignor>,
     rebalance_timeout: Duration,
     pub(crate) member_epoch: i32,
@@ -105,6 +108,7 @@ impl ConsumerMember {
             client_id: String::new(),
             client_host: String::new(),
             subscribed_topics: BTreeSet::new(),
+            subscribed_regex: None,
             server_assignor: None,
             rebalance_timeout: Duration::ZERO,
             member_epoch: 0,
@@ -116,6 +120,21 @@ impl ConsumerMember {
             session_timeout: Duration::MAX,
             revocation_deadline: None,
         }
+    }
+
+    /// The topics the member subscribes to: its names, and the existing
+    /// non-internal topics its regex matches.
+    pub(crate) fn subscriptions(&self, topics: &dyn TopicLookup) -> BTreeSet<String> {
+        let mut all = self.subscribed_topics.clone();
+        if let Some(regex) = &self.subscribed_regex {
+            all.extend(
+                topics
+                    .names()
+                    .into_iter()
+                    .filter(|name| !name.starts_with("__") && regex.matches(name)),
+            );
+        }
+        all
     }
 
     /// Everything nobody else may be given yet.
@@ -158,6 +177,8 @@ pub(crate) struct Heartbeat {
     /// -1 when unchanged.
     pub(crate) rebalance_timeout_ms: i32,
     pub(crate) subscribed_topics: Option<Vec<String>>,
+    /// `Some("")` clears the regex.
+    pub(crate) subscribed_regex: Option<String>,
     pub(crate) server_assignor: Option<String>,
     pub(crate) owned: Option<Partitions>,
     pub(crate) client_id: String,
@@ -183,6 +204,31 @@ fn refuse<T>(code: ErrorCode, message: impl Into<String>) -> Result<T, Refusal> 
 /// Resolves a topic name to its id and partition count.
 pub(crate) trait TopicLookup {
     fn topic(&self, name: &str) -> Option<(Uuid, i32)>;
+    /// Every topic's name (regex subscriptions are matched against them).
+    fn names(&self) -> Vec<String>;
+}
+
+/// A member's topic regex: the pattern as the client sent it, compiled to
+/// match whole names.
+#[derive(Debug, Clone)]
+pub(crate) struct TopicRegex {
+    pub(crate) pattern: String,
+    compiled: regex::Regex,
+}
+
+impl TopicRegex {
+    pub(crate) fn new(pattern: &str) -> Result<TopicRegex, String> {
+        regex::Regex::new(&format!("^(?:{pattern})$"))
+            .map(|compiled| TopicRegex {
+                pattern: pattern.to_string(),
+                compiled,
+            })
+            .map_err(|e| format!("SubscribedTopicRegex {pattern:?} is invalid: {e}"))
+    }
+
+    fn matches(&self, name: &str) -> bool {
+        self.compiled.is_match(name)
+    }
 }
 
 pub(crate) struct ConsumerGroup {
@@ -251,7 +297,7 @@ impl ConsumerGroup {
                     client_id: m.client_id.clone(),
                     client_host: m.client_host.clone(),
                     subscribed_topics: m.subscribed_topics.iter().cloned().collect(),
-                    subscribed_regex: None,
+                    subscribed_regex: m.subscribed_regex.as_ref().map(|r| r.pattern.clone()),
                     rebalance_timeout_ms: m.rebalance_timeout.as_millis().min(i32::MAX as u128)
                         as i32,
                     server_assignor: m.server_assignor.map(|a| a.name().to_string()),
@@ -311,6 +357,10 @@ impl ConsumerGroup {
                     m.client_id = v.client_id;
                     m.client_host = v.client_host;
                     m.subscribed_topics = v.subscribed_topics.into_iter().collect();
+                    m.subscribed_regex = v
+                        .subscribed_regex
+                        .as_deref()
+                        .and_then(|p| TopicRegex::new(p).ok());
                     m.server_assignor = v.server_assignor.as_deref().and_then(Assignor::from_name);
                     m.rebalance_timeout =
                         Duration::from_millis(v.rebalance_timeout_ms.max(0) as u64);
@@ -401,8 +451,16 @@ impl ConsumerGroup {
             return self.leave(&req);
         }
         let full_request = req.rebalance_timeout_ms != -1
-            && req.subscribed_topics.is_some()
+            && (req.subscribed_topics.is_some() || req.subscribed_regex.is_some())
             && req.owned.is_some();
+        let regex = match req.subscribed_regex.as_deref() {
+            None => None,
+            Some("") => Some(None),
+            Some(pattern) => match TopicRegex::new(pattern) {
+                Ok(regex) => Some(Some(regex)),
+                Err(message) => return refuse(error::INVALID_REGULAR_EXPRESSION, &message),
+            },
+        };
         // Anything that changes the assignment's inputs bumps the group
         // epoch, once per heartbeat.
         let (member_id, mut bump) = if req.member_epoch == 0 {
@@ -429,6 +487,13 @@ impl ConsumerGroup {
             let names: BTreeSet<String> = names.into_iter().collect();
             if names != member.subscribed_topics {
                 member.subscribed_topics = names;
+                bump = true;
+            }
+        }
+        if let Some(regex) = regex {
+            let pattern = |r: &Option<TopicRegex>| r.as_ref().map(|r| r.pattern.clone());
+            if pattern(&regex) != pattern(&member.subscribed_regex) {
+                member.subscribed_regex = regex;
                 bump = true;
             }
         }
@@ -624,10 +689,10 @@ impl ConsumerGroup {
     /// count. FNV-1a, fixed here rather than Rust's `DefaultHasher`, because
     /// it is persisted: a restart must compute the same value.
     fn subscription_metadata_hash(&self, topics: &dyn TopicLookup) -> u64 {
-        let names: BTreeSet<&String> = self
+        let names: BTreeSet<String> = self
             .members
             .values()
-            .flat_map(|m| &m.subscribed_topics)
+            .flat_map(|m| m.subscriptions(topics))
             .collect();
         let mut hash = 0xcbf2_9ce4_8422_2325u64;
         let mut feed = |bytes: &[u8]| {
@@ -638,7 +703,7 @@ impl ConsumerGroup {
         for name in names {
             feed(&(name.len() as u32).to_be_bytes());
             feed(name.as_bytes());
-            match topics.topic(name) {
+            match topics.topic(&name) {
                 Some((id, partitions)) => {
                     feed(&[1]);
                     feed(id.as_bytes());
@@ -689,7 +754,7 @@ impl ConsumerGroup {
             .values()
             .map(|m| {
                 let subscribed = m
-                    .subscribed_topics
+                    .subscriptions(topics)
                     .iter()
                     .filter_map(|name| topics.topic(name))
                     .map(|(id, count)| {
@@ -806,6 +871,9 @@ mod tests {
     impl TopicLookup for Topics {
         fn topic(&self, name: &str) -> Option<(Uuid, i32)> {
             self.0.get(name).copied()
+        }
+        fn names(&self) -> Vec<String> {
+            self.0.keys().cloned().collect()
         }
     }
 

@@ -600,6 +600,9 @@ impl TopicLookup for MetadataImage {
     fn topic(&self, name: &str) -> Option<(uuid::Uuid, i32)> {
         MetadataImage::topic(self, name).map(|t| (t.id, t.partitions.len() as i32))
     }
+    fn names(&self) -> Vec<String> {
+        self.topics().map(|t| t.name.clone()).collect()
+    }
 }
 
 /// The topics a consumer-protocol member subscribes to, read from its

@@ -62,6 +62,11 @@ pub(crate) fn handle(state: &BrokerState, request: ConsumerGroupDescribeRequest)
                                         .map(|t| TopicName(str_bytes(t.clone())))
                                         .collect(),
                                 )
+                                .with_subscribed_topic_regex(
+                                    m.subscribed_regex
+                                        .as_ref()
+                                        .map(|r| str_bytes(r.pattern.clone())),
+                                )
                                 .with_assignment(assignment(&m.assigned, &image))
                                 .with_target_assignment(assignment(
                                     group.target.get(&m.id).unwrap_or(&empty),

@@ -53,16 +53,6 @@ fn check_request(request: &ConsumerGroupHeartbeatRequest, version: i16) -> Resul
             "InstanceId can't be null when leaving temporarily.",
         ));
     }
-    if request
-        .subscribed_topic_regex
-        .as_ref()
-        .is_some_and(|r| !r.is_empty())
-    {
-        return Err((
-            error::INVALID_REGULAR_EXPRESSION,
-            "Sluice does not support regular expression subscriptions (SubscribedTopicRegex) yet; subscribe to topic names.".into(),
-        ));
-    }
     if epoch == 0 {
         if request.rebalance_timeout_ms == -1 {
             return Err(invalid(
@@ -76,9 +66,9 @@ fn check_request(request: &ConsumerGroupHeartbeatRequest, version: i16) -> Resul
         {
             return Err(invalid("TopicPartitions must be empty when (re-)joining."));
         }
-        if request.subscribed_topic_names.is_none() {
+        if request.subscribed_topic_names.is_none() && request.subscribed_topic_regex.is_none() {
             return Err(invalid(
-                "SubscribedTopicNames must be set in first request.",
+                "SubscribedTopicNames or SubscribedTopicRegex must be set in first request.",
             ));
         }
     }
@@ -148,6 +138,7 @@ fn heartbeat(
         subscribed_topics: request
             .subscribed_topic_names
             .map(|names| names.into_iter().map(|n| n.to_string()).collect()),
+        subscribed_regex: request.subscribed_topic_regex.map(|r| r.to_string()),
         server_assignor: request
             .server_assignor
             .map(|s| s.to_string())
@@ -448,6 +439,29 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_regex_subscription_takes_matching_topics_and_new_ones_as_they_come() {
+        let (_dir, state) = test_state();
+        create_topic(&state, "orders-eu", 2).await;
+        create_topic(&state, "orders-us", 1).await;
+        create_topic(&state, "payments", 1).await;
+        let joined = join("a")
+            .with_subscribed_topic_names(None)
+            .with_subscribed_topic_regex(Some(s("orders-.*")));
+        let r = heartbeat(&state, joined).await;
+        assert_eq!(r.error_code, 0);
+        let count = |r: &ConsumerGroupHeartbeatResponse| {
+            r.assignment.as_ref().map_or(0, |a| {
+                a.topic_partitions.iter().map(|t| t.partitions.len()).sum()
+            })
+        };
+        assert_eq!(count(&r), 3, "orders-eu and orders-us, not payments");
+        create_topic(&state, "orders-jp", 2).await;
+        let r = heartbeat(&state, beat("a", r.member_epoch, &owned(&r))).await;
+        assert_eq!(r.error_code, 0);
+        assert_eq!(count(&r), 5, "a new matching topic joins the assignment");
+    }
+
+    #[tokio::test]
     async fn malformed_heartbeats_get_error_codes() {
         let (_dir, state) = test_state();
         let r = heartbeat(&state, join("")).await;
@@ -458,10 +472,11 @@ mod tests {
         assert_eq!(r.error_code, error::INVALID_REQUEST);
         let r = heartbeat(
             &state,
-            join("a").with_subscribed_topic_regex(Some(s("t.*"))),
+            join("a").with_subscribed_topic_regex(Some(s("t(.*"))),
         )
         .await;
         assert_eq!(r.error_code, error::INVALID_REGULAR_EXPRESSION);
+        assert!(r.error_message.unwrap().contains("t(.*"));
         let r = heartbeat(&state, join("a").with_server_assignor(Some(s("sticky")))).await;
         assert_eq!(r.error_code, error::UNSUPPORTED_ASSIGNOR);
         let r = heartbeat(&state, beat("ghost", 3, &[])).await;

@@ -136,11 +136,50 @@ fn three_members_split_six_partitions_then_two_take_over() {
     );
 }
 
+/// librdkafka subscribes with a regex (`^...`), which the consumer protocol
+/// sends to the broker as SubscribedTopicRegex: the broker assigns the
+/// matching topics, not others, and a matching topic created later.
+#[test]
+fn a_regex_subscription_is_resolved_by_the_broker() {
+    let broker = InProcBroker::start(KIP848_SETTINGS);
+    let bs = broker.bootstrap();
+    let prefix = topic_name("rx");
+    let (a, b, other) = (
+        format!("{prefix}-a"),
+        format!("{prefix}-b"),
+        topic_name("other"),
+    );
+    create_topic(&bs, &a, 2);
+    create_topic(&bs, &other, 2);
+    let group = topic_name("rx-group");
+    let member = kip848_consumer(&bs, &group);
+    member.subscribe(&[&format!("^{prefix}-.*")]).unwrap();
+    let refs = [&member];
+    let mut out = vec![Vec::new()];
+    poll_until("the matching topic assigned", &refs, &mut out, |_| {
+        assigned(&member, &a).len() == 2
+    });
+    assert!(
+        assigned(&member, &other).is_empty(),
+        "a topic that does not match"
+    );
+    create_topic(&bs, &b, 3);
+    poll_until("the new matching topic assigned", &refs, &mut out, |_| {
+        assigned(&member, &b).len() == 3
+    });
+    let records = values("rx", 30);
+    produce(&bs, &b, 3, &records);
+    poll_until("records of the new topic", &refs, &mut out, |o| {
+        o[0].len() >= records.len()
+    });
+    assert_eq!(payloads(&out[0]), records.iter().cloned().collect());
+}
+
 // ---------------------------------------------------------------------------
 // Measurement (not a timed assertion): how long a 10-member group takes to
 // settle after a member joins and after a member dies, classic vs KIP-848.
 //
-//   CARGO_TARGET_DIR=/work/target-kip848 cargo test -p sluice --test integration \
+//   cargo test -p sluice --test integration \
 //       -- --ignored --nocapture kip848::stabilisation_times
 
 /// Heartbeat interval and session timeout used by both protocols, so the
