@@ -145,6 +145,10 @@ pub(crate) struct Partition {
     synced: watch::Sender<Result<i64, String>>,
     flusher: Flusher,
     producers: Mutex<ProducerStates>,
+    /// The producer state's first unstable offset (`i64::MAX` when no
+    /// transaction is open), published after each append so that fetches
+    /// read the last stable offset without taking the producer lock.
+    first_unstable: AtomicI64,
 }
 
 /// The result of a producer's append.
@@ -289,6 +293,12 @@ impl Partition {
         for (header, batch) in BatchIter::new(batches).filter_map(Result::ok) {
             producers.observe(&header, batch);
         }
+        // Before the high watermark moves: no reader may see new data of an
+        // open transaction as stable.
+        self.first_unstable.store(
+            producers.first_unstable_offset().unwrap_or(i64::MAX),
+            Ordering::Release,
+        );
         if let Some(dir) = rolled_dir {
             write_snapshot(&dir, producers, info.last_offset + 1);
         }
@@ -337,11 +347,8 @@ impl Partition {
     /// The last stable offset: the high watermark, held back to the first
     /// offset of the oldest transaction still open here.
     pub(crate) fn last_stable_offset(&self) -> i64 {
-        let high_watermark = self.high_watermark();
-        let producers = self.producers.lock().expect("producer state lock");
-        producers
-            .first_unstable_offset()
-            .map_or(high_watermark, |first| first.min(high_watermark))
+        self.high_watermark()
+            .min(self.first_unstable.load(Ordering::Acquire))
     }
 
     /// The producers this partition knows (DescribeProducers).
@@ -772,6 +779,9 @@ impl Partitions {
                     sync_requested: AtomicI64::new(end),
                     synced: watch::Sender::new(Ok(end)),
                     flusher: self.flusher.clone(),
+                    first_unstable: AtomicI64::new(
+                        producers.first_unstable_offset().unwrap_or(i64::MAX),
+                    ),
                     producers: Mutex::new(producers),
                 }),
             );
