@@ -871,3 +871,63 @@ async fn tv2_state_survives_a_restart() {
         (next, 0, pid)
     );
 }
+
+#[tokio::test]
+async fn api_versions_finalizes_transaction_version_2() {
+    let (_dir, state) = test_state();
+    let features = |version: i16| {
+        let state = state.clone();
+        async move {
+            let body = RequestKind::ApiVersions(
+                ApiVersionsRequest::default()
+                    .with_client_software_name(s("t"))
+                    .with_client_software_version(s("1")),
+            );
+            let Some(ResponseKind::ApiVersions(r)) =
+                call(&state, ApiKey::ApiVersions, version, body).await
+            else {
+                panic!("no ApiVersions response")
+            };
+            let supported: Vec<_> = r
+                .supported_features
+                .iter()
+                .map(|f| (f.name.to_string(), f.min_version, f.max_version))
+                .collect();
+            let finalized: Vec<_> = r
+                .finalized_features
+                .iter()
+                .map(|f| (f.name.to_string(), f.min_version_level, f.max_version_level))
+                .collect();
+            let max = |key: ApiKey| {
+                r.api_keys
+                    .iter()
+                    .find(|k| k.api_key == key as i16)
+                    .map(|k| k.max_version)
+            };
+            (
+                supported,
+                finalized,
+                r.finalized_features_epoch,
+                [
+                    max(ApiKey::Produce),
+                    max(ApiKey::EndTxn),
+                    max(ApiKey::TxnOffsetCommit),
+                    max(ApiKey::AddPartitionsToTxn),
+                    max(ApiKey::InitProducerId),
+                ],
+            )
+        }
+    };
+    let tv = || ("transaction.version".to_string(), 2, 2);
+    let (supported, finalized, epoch, maxes) = features(4).await;
+    assert_eq!(supported, [("transaction.version".to_string(), 0, 2)]);
+    assert_eq!(finalized, [tv()]);
+    assert!(epoch >= 0, "Java clients ignore features at epoch -1");
+    assert_eq!(maxes, [Some(12), Some(5), Some(5), Some(5), Some(5)]);
+    // KAFKA-17492: below v4 a feature supported from level 0 is left out.
+    let (supported, finalized, _, _) = features(3).await;
+    assert!(supported.is_empty());
+    assert_eq!(finalized, [tv()]);
+    let (supported, finalized, _, _) = features(2).await;
+    assert!(supported.is_empty() && finalized.is_empty());
+}
