@@ -28,7 +28,8 @@ use crate::error::{Error, Result};
 /// on a connection is the highest one both sides support.
 pub fn client_max_version(api: ApiKey) -> Option<i16> {
     Some(match api {
-        ApiKey::Produce => 11,
+        // v12 only for transactions v2: see `TV1_PRODUCE_MAX`.
+        ApiKey::Produce => 12,
         ApiKey::Fetch => 16,
         ApiKey::ListOffsets => 8,
         ApiKey::Metadata => 12,
@@ -58,14 +59,23 @@ pub fn client_max_version(api: ApiKey) -> Option<i16> {
         // v4+ is the broker-to-broker batched form (KIP-890).
         ApiKey::AddPartitionsToTxn => 3,
         ApiKey::AddOffsetsToTxn => 4,
-        // v5 is transactions v2 (KIP-890), which needs v4+ AddPartitionsToTxn.
-        ApiKey::EndTxn => 4,
-        ApiKey::TxnOffsetCommit => 4,
+        // v5 of both is transactions v2 (KIP-890 part 2), used only when the
+        // broker finalizes `transaction.version` 2: see `TV1_*_MAX`.
+        ApiKey::EndTxn => 5,
+        ApiKey::TxnOffsetCommit => 5,
         ApiKey::DescribeTransactions => 0,
         ApiKey::ListTransactions => 1,
         _ => return None,
     })
 }
+
+/// The highest versions a transactional producer uses without transactions
+/// v2: from these on, the broker takes the request for a transactions-v2
+/// one (Produce v12 adds its partition, EndTxn v5 bumps the epoch), so the
+/// Java client caps them the same way (`LAST_STABLE_VERSION_BEFORE_TRANSACTION_V2`).
+pub(crate) const TV1_PRODUCE_MAX: i16 = 11;
+pub(crate) const TV1_END_TXN_MAX: i16 = 4;
+pub(crate) const TV1_TXN_OFFSET_COMMIT_MAX: i16 = 4;
 
 /// The lowest version of each API this client implements.
 fn client_min_version(api: ApiKey) -> i16 {
@@ -138,6 +148,8 @@ pub struct Connection {
     shared: Arc<Shared>,
     tx: mpsc::UnboundedSender<Outgoing>,
     versions: HashMap<i16, (i16, i16)>,
+    /// Finalized feature levels (KIP-584) from ApiVersions v3+, by name.
+    features: HashMap<String, i16>,
     next_correlation_id: AtomicI32,
     client_id: StrBytes,
     request_timeout: Duration,
@@ -257,6 +269,7 @@ impl Connection {
             shared,
             tx,
             versions: HashMap::new(),
+            features: HashMap::new(),
             next_correlation_id: AtomicI32::new(1),
             client_id: StrBytes::from_string(options.client_id.clone()),
             request_timeout: options.request_timeout,
@@ -287,7 +300,17 @@ impl Connection {
             .iter()
             .map(|k| (k.api_key, (k.min_version, k.max_version)))
             .collect();
+        self.features = resp
+            .finalized_features
+            .iter()
+            .map(|f| (f.name.to_string(), f.max_version_level))
+            .collect();
         Ok(())
+    }
+
+    /// The level at which the broker finalizes `feature`, if it does.
+    pub fn finalized_feature(&self, feature: &str) -> Option<i16> {
+        self.features.get(feature).copied()
     }
 
     /// The broker address this connection talks to.
@@ -346,6 +369,15 @@ impl Connection {
         R: Request + Into<RequestKind>,
     {
         let v = self.version_for::<R>()?;
+        self.call_version(req, v, self.request_timeout).await
+    }
+
+    /// Like [`call`](Self::call), at no more than version `max`.
+    pub async fn call_capped<R>(&self, req: R, max: i16) -> Result<R::Response>
+    where
+        R: Request + Into<RequestKind>,
+    {
+        let v = self.version_for::<R>()?.min(max);
         self.call_version(req, v, self.request_timeout).await
     }
 

@@ -23,7 +23,9 @@ use bytes::Bytes;
 use sluice_protocol::kafka_protocol::messages::produce_request::{
     PartitionProduceData, TopicProduceData,
 };
-use sluice_protocol::kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
+use sluice_protocol::kafka_protocol::messages::{
+    ProduceRequest, ProduceResponse, TopicName, TransactionalId,
+};
 use sluice_protocol::kafka_protocol::protocol::StrBytes;
 use sluice_protocol::kafka_protocol::records::Compression;
 use tokio::sync::{mpsc, oneshot};
@@ -31,6 +33,7 @@ use tokio::task::JoinHandle;
 
 use crate::accumulator::{Accumulator, NewRecord, ProducerBatch, Sequenced, TopicPartition};
 use crate::cluster::{ClientConfig, Cluster, TopicMetadata};
+use crate::connection::TV1_PRODUCE_MAX;
 use crate::error::{is_fencing_code, needs_metadata_refresh, Error, KafkaError, Result};
 use crate::group::GroupOffset;
 use crate::partitioner::{partition_for_key, StickyPartitioner};
@@ -533,10 +536,17 @@ impl Producer {
                 ))
             }
         }
-        match self.coordinators.init_producer_id(None).await {
-            Ok(identity) => {
+        let initialized = async {
+            let identity = self.coordinators.init_producer_id(None).await?;
+            let tv2 = self.coordinators.transactions_v2().await?;
+            Ok::<_, Error>((identity, tv2))
+        }
+        .await;
+        match initialized {
+            Ok((identity, tv2)) => {
                 let mut state = self.state();
                 state.identity = Some(identity);
+                state.tv2 = tv2;
                 state.phase = TxnPhase::Ready;
                 Ok(())
             }
@@ -547,6 +557,19 @@ impl Producer {
                 Err(e)
             }
         }
+    }
+
+    /// The producer id and epoch batches are written with, once known.
+    /// With transactions v2 the epoch moves on with every commit and abort.
+    pub fn transactional_identity(&self) -> Option<(i64, i16)> {
+        self.state().identity.map(|i| (i.id, i.epoch))
+    }
+
+    /// Whether this transactional producer uses transactions v2 (KIP-890
+    /// part 2), which `init_transactions` decides from the coordinator's
+    /// finalized `transaction.version`.
+    pub fn uses_transactions_v2(&self) -> bool {
+        self.state().tv2
     }
 
     /// Opens a transaction: records sent from now on are committed or
@@ -592,13 +615,17 @@ impl Producer {
         group: &ConsumerGroupMetadata,
     ) -> Result<()> {
         let identity = self.open_transaction()?;
+        let tv2 = self.state().tv2;
         let result = async {
-            self.coordinators
-                .add_offsets(identity, &group.group_id)
-                .await?;
+            if !tv2 {
+                self.coordinators
+                    .add_offsets(identity, &group.group_id)
+                    .await?;
+            }
+            // With transactions v2 the commit itself may add the partition.
             self.state().coordinator_involved = true;
             self.coordinators
-                .txn_offset_commit(identity, group, offsets)
+                .txn_offset_commit(identity, group, offsets, tv2)
                 .await
         }
         .await;
@@ -628,25 +655,35 @@ impl Producer {
             }
         };
         self.flush().await;
-        let involved = {
+        let (involved, tv2) = {
             let state = self.state();
             if let Some(e) = state.phase_error() {
                 return Err(e);
             }
-            state.coordinator_involved
+            (state.coordinator_involved, state.tv2)
         };
+        let mut next = None;
         if involved {
-            if let Err(e) = self.coordinators.end_txn(identity, true).await {
-                // A timeout leaves the outcome open: committing again is
-                // allowed. Anything else decides the transaction's fate.
-                if !e.is_retriable() {
-                    self.state().fail_transaction(e.clone());
-                    return Err(self.state().phase_error().unwrap_or(e));
+            match self.coordinators.end_txn(identity, true, tv2).await {
+                Ok(identity) => next = identity,
+                Err(e) => {
+                    // A timeout leaves the outcome open: committing again is
+                    // allowed. Anything else decides the transaction's fate.
+                    if !e.is_retriable() {
+                        self.state().fail_transaction(e.clone());
+                        return Err(self.state().phase_error().unwrap_or(e));
+                    }
+                    return Err(e);
                 }
-                return Err(e);
             }
         }
-        self.state().end_transaction();
+        let mut state = self.state();
+        if let Some(next) = next {
+            // Transactions v2: the next transaction runs at the bumped epoch
+            // (or new id), whose sequence numbers start at 0.
+            state.identity = Some(next);
+        }
+        state.end_transaction();
         Ok(())
     }
 
@@ -678,9 +715,13 @@ impl Producer {
         if self.tx.send(Command::AbortUnsent(tx)).is_ok() {
             let _ = rx.await;
         }
-        let (involved, unresolved) = {
+        let (involved, unresolved, tv2) = {
             let state = self.state();
-            (state.coordinator_involved, state.sequences_unresolved)
+            (
+                state.coordinator_involved,
+                state.sequences_unresolved,
+                state.tv2,
+            )
         };
         let fenced = |e: Error| {
             if matches!(e, Error::Fenced(_)) {
@@ -688,13 +729,21 @@ impl Producer {
             }
             e
         };
+        let mut next = None;
         if involved {
-            self.coordinators
-                .end_txn(identity, false)
+            next = self
+                .coordinators
+                .end_txn(identity, false, tv2)
                 .await
                 .map_err(fenced)?;
         }
-        if unresolved {
+        if let Some(next) = next {
+            // Transactions v2: the abort bumped the epoch, so sequence
+            // numbers start afresh without an InitProducerId.
+            let mut state = self.state();
+            state.identity = Some(next);
+            state.sequences_unresolved = false;
+        } else if unresolved {
             let bumped = self
                 .coordinators
                 .init_producer_id(Some(identity))
@@ -1084,8 +1133,13 @@ impl Sender {
             self.sticky
                 .batch_closed(&tp.topic, tp.partition, &available, n);
         }
-        if self.transactional && !self.state().added.contains(&tp) {
-            self.to_add.insert(tp);
+        if self.transactional {
+            let state = self.state();
+            // Transactions v2: Produce v12 adds the partition itself.
+            if !state.tv2 && !state.added.contains(&tp) {
+                drop(state);
+                self.to_add.insert(tp);
+            }
         }
     }
 
@@ -1309,7 +1363,8 @@ impl Sender {
         if let (Some(identity), false) = (identity, self.to_add.is_empty() || self.adding) {
             self.spawn_add_partitions(identity);
         }
-        let added = if self.transactional {
+        let tv2 = self.transactional && self.state().tv2;
+        let added = if self.transactional && !tv2 {
             self.state().added.clone()
         } else {
             HashSet::new()
@@ -1324,7 +1379,7 @@ impl Sender {
                 // leader); a retry of that one must go first.
                 continue;
             }
-            if self.transactional && !added.contains(&tp) {
+            if self.transactional && !tv2 && !added.contains(&tp) {
                 // Waits for AddPartitionsToTxn.
                 continue;
             }
@@ -1364,14 +1419,22 @@ impl Sender {
             }
             by_broker.entry(leader).or_default().push(batch);
         }
+        if tv2 && !by_broker.is_empty() {
+            // The broker adds the partitions as it takes the batches: from
+            // now on the transaction must be ended with EndTxn.
+            self.state().coordinator_involved = true;
+        }
         for (broker, batches) in by_broker {
             *self.in_flight.entry(broker).or_default() += 1;
-            self.spawn_produce(broker, batches);
+            self.spawn_produce(broker, batches, tv2);
         }
         next
     }
 
-    fn spawn_produce(&self, broker: i32, batches: Vec<ProducerBatch>) {
+    /// A transactional producer names its transactional id; without
+    /// transactions v2 it stays below Produce v12, which the broker would
+    /// take as adding the partition to the transaction.
+    fn spawn_produce(&self, broker: i32, batches: Vec<ProducerBatch>, tv2: bool) {
         let mut topics: BTreeMap<&str, Vec<PartitionProduceData>> = BTreeMap::new();
         for b in &batches {
             topics.entry(b.tp.topic.as_str()).or_default().push(
@@ -1381,6 +1444,12 @@ impl Sender {
             );
         }
         let req = ProduceRequest::default()
+            .with_transactional_id(
+                self.config
+                    .transactional_id
+                    .as_ref()
+                    .map(|id| TransactionalId(StrBytes::from_string(id.clone()))),
+            )
             .with_acks(self.config.acks.as_i16())
             .with_timeout_ms(self.config.ack_timeout.as_millis().min(i32::MAX as u128) as i32)
             .with_topic_data(
@@ -1394,6 +1463,7 @@ impl Sender {
                     .collect(),
             );
         let acks = self.config.acks;
+        let transactional = self.transactional;
         let cluster = self.cluster.clone();
         let events = self.events.clone();
         tokio::spawn(async move {
@@ -1401,6 +1471,8 @@ impl Sender {
                 let conn = cluster.broker_connection(broker).await?;
                 if acks == Acks::None {
                     conn.send_no_response(req).await.map(|()| None)
+                } else if transactional && !tv2 {
+                    conn.call_capped(req, TV1_PRODUCE_MAX).await.map(Some)
                 } else {
                     conn.call(req).await.map(Some)
                 }

@@ -24,7 +24,7 @@ use sluice_protocol::kafka_protocol::messages::{
 use crate::accumulator::TopicPartition;
 use crate::admin::{s, Admin};
 use crate::cluster::Cluster;
-use crate::connection::Connection;
+use crate::connection::{Connection, TV1_END_TXN_MAX, TV1_TXN_OFFSET_COMMIT_MAX};
 use crate::error::{is_fencing_code, Error, KafkaError, Result};
 use crate::group::{CoordinatorType, GroupOffset};
 
@@ -100,6 +100,12 @@ pub(crate) struct SharedState {
     /// A batch with a sequence number failed or was dropped: the partition
     /// may now have a sequence gap, so the epoch is bumped after the abort.
     pub(crate) sequences_unresolved: bool,
+    /// Transactions v2 (KIP-890 part 2), decided at `init_transactions`
+    /// from the coordinator's finalized `transaction.version`: no
+    /// AddPartitionsToTxn or AddOffsetsToTxn (Produce v12 and
+    /// TxnOffsetCommit v5 add their partitions), and EndTxn v5 hands out
+    /// the next epoch.
+    pub(crate) tv2: bool,
 }
 
 impl SharedState {
@@ -110,6 +116,7 @@ impl SharedState {
             added: HashSet::new(),
             coordinator_involved: false,
             sequences_unresolved: false,
+            tv2: false,
         }
     }
 
@@ -286,6 +293,28 @@ impl Coordinators {
         }
     }
 
+    /// Whether the transaction coordinator finalizes `transaction.version`
+    /// at 2 or more and serves the versions transactions v2 needs, as the
+    /// Java client decides (`isTransactionV2Enabled`).
+    pub(crate) async fn transactions_v2(&self) -> Result<bool> {
+        let txn_id = self.transactional_id()?;
+        self.on_coordinator(txn_id, CoordinatorType::Transaction, |conn| async move {
+            let level = conn
+                .finalized_feature(TRANSACTION_VERSION_FEATURE)
+                .unwrap_or(0);
+            let versions = [
+                (ApiKey::EndTxn, 5),
+                (ApiKey::Produce, 12),
+                (ApiKey::TxnOffsetCommit, 5),
+            ];
+            Ok(level >= 2
+                && versions
+                    .iter()
+                    .all(|(api, v)| conn.negotiated_version(*api).is_some_and(|n| n >= *v)))
+        })
+        .await
+    }
+
     /// AddPartitionsToTxn: the coordinator must know every partition of a
     /// transaction before the first batch is written to it.
     pub(crate) async fn add_partitions(
@@ -363,11 +392,14 @@ impl Coordinators {
 
     /// TxnOffsetCommit at the group's coordinator: the offsets become the
     /// group's committed offsets only if the transaction commits.
+    /// With transactions v2 (v5) this also adds the group's offsets
+    /// partition to the transaction; otherwise it stays at v4 at most.
     pub(crate) async fn txn_offset_commit(
         &self,
         identity: ProducerIdentity,
         group: &ConsumerGroupMetadata,
         offsets: &[GroupOffset],
+        tv2: bool,
     ) -> Result<()> {
         let txn_id = self.transactional_id()?;
         let mut topics: BTreeMap<&str, Vec<TxnOffsetCommitRequestPartition>> = BTreeMap::new();
@@ -405,8 +437,13 @@ impl Coordinators {
                     .with_member_id(s(group.member_id.clone()))
                     .with_group_instance_id(group.group_instance_id.clone().map(s));
             }
+            let cap = if tv2 {
+                i16::MAX
+            } else {
+                TV1_TXN_OFFSET_COMMIT_MAX
+            };
             async move {
-                let resp = conn.call(req).await?;
+                let resp = conn.call_capped(req, cap).await?;
                 for t in &resp.topics {
                     for p in &t.partitions {
                         Error::check(
@@ -427,8 +464,15 @@ impl Coordinators {
         .await
     }
 
-    /// EndTxn: commits or aborts the open transaction.
-    pub(crate) async fn end_txn(&self, identity: ProducerIdentity, commit: bool) -> Result<()> {
+    /// EndTxn: commits or aborts the open transaction. With transactions v2
+    /// (v5) the broker has bumped the epoch (or moved to a new producer id)
+    /// and returns the identity for the next transaction.
+    pub(crate) async fn end_txn(
+        &self,
+        identity: ProducerIdentity,
+        commit: bool,
+        tv2: bool,
+    ) -> Result<Option<ProducerIdentity>> {
         let txn_id = self.transactional_id()?;
         let req = EndTxnRequest::default()
             .with_transactional_id(TransactionalId(s(txn_id)))
@@ -438,13 +482,29 @@ impl Coordinators {
         self.on_coordinator(txn_id, CoordinatorType::Transaction, |conn| {
             let req = req.clone();
             async move {
+                if !tv2 {
+                    let resp = conn.call_capped(req, TV1_END_TXN_MAX).await?;
+                    return Error::check(resp.error_code, None, "EndTxn").map(|()| None);
+                }
                 let resp = conn.call(req).await?;
-                Error::check(resp.error_code, None, "EndTxn")
+                Error::check(resp.error_code, None, "EndTxn")?;
+                if resp.producer_id.0 < 0 || resp.producer_epoch < 0 {
+                    return Err(Error::Protocol(
+                        "EndTxn v5 response carries no producer id and epoch".into(),
+                    ));
+                }
+                Ok(Some(ProducerIdentity {
+                    id: resp.producer_id.0,
+                    epoch: resp.producer_epoch,
+                }))
             }
         })
         .await
     }
 }
+
+/// The feature whose finalized level 2 means transactions v2 (KIP-1022).
+pub(crate) const TRANSACTION_VERSION_FEATURE: &str = "transaction.version";
 
 fn ms(d: Duration) -> i32 {
     d.as_millis().min(i32::MAX as u128) as i32

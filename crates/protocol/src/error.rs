@@ -17,6 +17,7 @@ pub const REQUEST_TIMED_OUT: ErrorCode = 7;
 pub const MESSAGE_TOO_LARGE: ErrorCode = 10;
 pub const INVALID_TOPIC_EXCEPTION: ErrorCode = 17;
 pub const RECORD_LIST_TOO_LARGE: ErrorCode = 18;
+pub const NOT_ENOUGH_REPLICAS: ErrorCode = 19;
 pub const INVALID_REQUIRED_ACKS: ErrorCode = 21;
 pub const UNSUPPORTED_VERSION: ErrorCode = 35;
 pub const TOPIC_ALREADY_EXISTS: ErrorCode = 36;
@@ -73,6 +74,7 @@ pub const FENCED_MEMBER_EPOCH: ErrorCode = 110;
 pub const UNRELEASED_INSTANCE_ID: ErrorCode = 111;
 pub const UNSUPPORTED_ASSIGNOR: ErrorCode = 112;
 pub const STALE_MEMBER_EPOCH: ErrorCode = 113;
+pub const TRANSACTION_ABORTABLE: ErrorCode = 121;
 pub const INVALID_REGULAR_EXPRESSION: ErrorCode = 128;
 
 /// Kafka's name for an error code, for messages and logs.
@@ -96,7 +98,9 @@ pub fn name(code: ErrorCode) -> &'static str {
         MESSAGE_TOO_LARGE => "MESSAGE_TOO_LARGE",
         INVALID_TOPIC_EXCEPTION => "INVALID_TOPIC_EXCEPTION",
         RECORD_LIST_TOO_LARGE => "RECORD_LIST_TOO_LARGE",
+        NOT_ENOUGH_REPLICAS => "NOT_ENOUGH_REPLICAS",
         INVALID_REQUIRED_ACKS => "INVALID_REQUIRED_ACKS",
+        TRANSACTION_ABORTABLE => "TRANSACTION_ABORTABLE",
         INVALID_TIMESTAMP => "INVALID_TIMESTAMP",
         UNSUPPORTED_VERSION => "UNSUPPORTED_VERSION",
         TOPIC_ALREADY_EXISTS => "TOPIC_ALREADY_EXISTS",

@@ -35,6 +35,8 @@ pub(crate) fn handle(state: &Arc<BrokerState>, request: AddOffsetsToTxnRequest) 
         request.transactional_id.0.as_str(),
         (request.producer_id.0, request.producer_epoch),
         vec![(OFFSETS_TOPIC.to_string(), partition)],
+        // Kafka's handleAddOffsetsToTxnRequest always passes TV_0.
+        false,
     );
     match added {
         Ok(None) => Reply::Now(Box::new(response(error::NONE))),

@@ -1,7 +1,10 @@
 //! AddPartitionsToTxn (key 24): adds partitions to a producer's open
 //! transaction (v0-3, from clients), or, from v4, checks several
 //! transactions at once with `verify_only` (KIP-890, used by partition
-//! leaders to refuse writes to partitions outside a transaction).
+//! leaders to refuse writes to partitions outside a transaction). A v4+
+//! add that is not verify-only comes from a partition leader adding a
+//! partition for a transactions-v2 producer, so it marks the transaction
+//! as TV2 (Kafka's `transactionVersionForAddPartitionsToTxn`).
 
 use super::{ApiSupport, Reply};
 use crate::state::BrokerState;
@@ -79,13 +82,18 @@ fn verify(
     if let Err(e) = txn.check_producer(producer.0, producer.1) {
         return results(topics, |_, _| e.code);
     }
+    if txn.status.is_prepared() {
+        return results(topics, |_, _| error::CONCURRENT_TRANSACTIONS);
+    }
+    // Kafka's coordinator answers TRANSACTION_ABORTABLE for a partition
+    // outside the transaction; the partition leader maps it for old clients.
     results(topics, |t, p| {
         let added =
             txn.status == TxnStatus::Ongoing && txn.partitions.contains(&(t.0.to_string(), p));
         if added {
             error::NONE
         } else {
-            error::INVALID_TXN_STATE
+            error::TRANSACTION_ABORTABLE
         }
     })
 }
@@ -97,7 +105,7 @@ fn one(
     txns: &mut Txns,
     transactional_id: &str,
     producer: (i64, i16),
-    verify_only: bool,
+    (verify_only, tv2): (bool, bool),
     topics: &[AddPartitionsToTxnTopic],
 ) -> (
     Vec<AddPartitionsToTxnTopicResult>,
@@ -113,7 +121,7 @@ fn one(
         .iter()
         .flat_map(|t| t.partitions.iter().map(|p| (t.name.0.to_string(), *p)))
         .collect();
-    match add_partitions(state, txns, transactional_id, producer, wanted) {
+    match add_partitions(state, txns, transactional_id, producer, wanted, tv2) {
         Ok(durable) => (results(topics, |_, _| error::NONE), durable),
         Err(e) => {
             tracing::debug!(transactional_id, code = e.code, message = %e.message, "AddPartitionsToTxn refused");
@@ -141,7 +149,7 @@ pub(crate) fn handle(
                     &mut txns,
                     txn.transactional_id.0.as_str(),
                     (txn.producer_id.0, txn.producer_epoch),
-                    txn.verify_only,
+                    (txn.verify_only, true),
                     &txn.topics,
                 );
                 writes.extend(durable);
@@ -160,7 +168,7 @@ pub(crate) fn handle(
                     request.v3_and_below_producer_id.0,
                     request.v3_and_below_producer_epoch,
                 ),
-                false,
+                (false, false),
                 &request.v3_and_below_topics,
             );
             writes.extend(durable);

@@ -1,7 +1,17 @@
-//! ApiVersions (key 18): the table of APIs and versions this broker serves.
+//! ApiVersions (key 18): the table of APIs and versions this broker serves,
+//! and (v3+, KIP-584/KIP-1022) its features. The only feature is
+//! `transaction.version`: supported 0-2 and finalized at 2, which tells
+//! Kafka 4 Java clients to use transactions v2 (KIP-890 part 2). As in
+//! Kafka, the API ranges do not depend on it: clients that do not know the
+//! feature (librdkafka, kafka-python) keep the v1 path, and the broker
+//! tells the versions apart by request version.
 
-use super::{ApiSupport, APIS};
-use kafka_protocol::messages::api_versions_response::ApiVersion;
+use super::{str_bytes, ApiSupport, APIS};
+use crate::state::BrokerState;
+use crate::txn::{TRANSACTION_VERSION_FEATURE, TV2};
+use kafka_protocol::messages::api_versions_response::{
+    ApiVersion, FinalizedFeatureKey, SupportedFeatureKey,
+};
 use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse, ResponseKind};
 use sluice_protocol::error;
 
@@ -18,8 +28,34 @@ fn api_table() -> Vec<ApiVersion> {
         .collect()
 }
 
-pub(crate) fn handle(request: &ApiVersionsRequest, version: i16) -> ResponseKind {
+/// Features are in the response from v3. Below v4 a supported feature
+/// whose minimum level is 0 is left out, as Kafka does (KAFKA-17492: older
+/// clients fail to parse a 0 minimum); finalized levels of 0 are never
+/// listed. The epoch is the metadata offset, as in KRaft.
+fn add_features(response: &mut ApiVersionsResponse, state: &BrokerState, version: i16) {
+    // transaction.version is supported from level 0.
+    if version >= 4 {
+        response.supported_features = vec![SupportedFeatureKey::default()
+            .with_name(str_bytes(TRANSACTION_VERSION_FEATURE))
+            .with_min_version(0)
+            .with_max_version(TV2)];
+    }
+    response.finalized_features = vec![FinalizedFeatureKey::default()
+        .with_name(str_bytes(TRANSACTION_VERSION_FEATURE))
+        .with_min_version_level(TV2)
+        .with_max_version_level(TV2)];
+    response.finalized_features_epoch = i64::try_from(state.image().offset).unwrap_or(i64::MAX);
+}
+
+pub(crate) fn handle(
+    state: &BrokerState,
+    request: &ApiVersionsRequest,
+    version: i16,
+) -> ResponseKind {
     let mut response = ApiVersionsResponse::default().with_api_keys(api_table());
+    if version >= 3 {
+        add_features(&mut response, state, version);
+    }
     if version >= 3 {
         // KIP-511: name and version must be non-empty and of legal characters.
         let legal = |s: &str| {

@@ -9,6 +9,7 @@ use crate::controller::{ApiError, Controller};
 use crate::state::{now_ms, BrokerState};
 use crate::txn::{
     complete_end, prepare_end, Durable, TransactionCoordinator, TxnMetadata, TxnStatus, Txns,
+    EPOCH_EXHAUSTED,
 };
 use kafka_protocol::messages::{
     ApiKey, InitProducerIdRequest, InitProducerIdResponse, ProducerId, ResponseKind,
@@ -34,7 +35,7 @@ fn response(code: i16, id: i64, epoch: i16) -> ResponseKind {
 
 /// Takes the next producer id, reserving a new block durably when the
 /// current one is used up.
-fn allocate(state: &BrokerState) -> Result<i64, crate::controller::ApiError> {
+pub(crate) fn allocate(state: &BrokerState) -> Result<i64, crate::controller::ApiError> {
     let mut ids = state.producer_ids.lock().expect("producer id lock");
     let (next, end) = *ids;
     if next < end {
@@ -152,18 +153,21 @@ fn bump(
     transactional_id: &str,
     timeout_ms: i32,
 ) -> Result<(Durable, i64, i16), ApiError> {
+    let previous = txns.get(transactional_id).map_or(-1, |t| t.producer_id);
     let (producer_id, producer_epoch) = match txns.get(transactional_id) {
-        Some(t) if t.producer_epoch < i16::MAX - 1 => (t.producer_id, t.producer_epoch + 1),
+        Some(t) if t.producer_epoch < EPOCH_EXHAUSTED => (t.producer_id, t.producer_epoch + 1),
         _ => (allocate(state)?, 0),
     };
+    // A new producer session: its transaction version shows in its requests.
     let txn = TxnMetadata {
         producer_id,
         producer_epoch,
         timeout_ms,
         status: TxnStatus::Empty,
-        partitions: Default::default(),
         last_update_ms: now_ms(),
         start_ms: -1,
+        previous_producer_id: previous,
+        ..TxnMetadata::default()
     };
     let durable = TransactionCoordinator::persist(state, transactional_id, &txn)?;
     txns.insert(transactional_id.to_string(), txn);

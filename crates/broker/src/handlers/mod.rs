@@ -142,7 +142,9 @@ pub(crate) async fn dispatch(
         .unwrap_or_default()
         .to_string();
     match request.body {
-        RequestKind::ApiVersions(req) => Reply::Now(Box::new(api_versions::handle(&req, version))),
+        RequestKind::ApiVersions(req) => {
+            Reply::Now(Box::new(api_versions::handle(state, &req, version)))
+        }
         RequestKind::Metadata(req) => Reply::Now(Box::new(metadata::handle(state, req, version))),
         RequestKind::Produce(req) => produce::handle(state, req, version),
         RequestKind::Fetch(req) => fetch::handle(state, req, version),
@@ -175,9 +177,9 @@ pub(crate) async fn dispatch(
         RequestKind::InitProducerId(req) => init_producer_id::handle(state, req),
         RequestKind::AddPartitionsToTxn(req) => add_partitions_to_txn::handle(state, req, version),
         RequestKind::AddOffsetsToTxn(req) => add_offsets_to_txn::handle(state, req),
-        RequestKind::EndTxn(req) => end_txn::handle(state, req),
+        RequestKind::EndTxn(req) => end_txn::handle(state, req, version),
         RequestKind::WriteTxnMarkers(req) => write_txn_markers::handle(state, req),
-        RequestKind::TxnOffsetCommit(req) => txn_offset_commit::handle(state, req),
+        RequestKind::TxnOffsetCommit(req) => txn_offset_commit::handle(state, req, version),
         RequestKind::DescribeProducers(req) => {
             Reply::Now(Box::new(describe_producers::handle(state, req)))
         }

@@ -7,7 +7,7 @@
 use super::{str_bytes, ApiSupport, Reply};
 use crate::partition::{AppendError, Appended, LogSettings, Partition};
 use crate::state::{now_ms, BrokerState};
-use crate::txn::TransactionCoordinator;
+use crate::txn::{Durable, TransactionCoordinator};
 use bytes::BytesMut;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, ResponseKind};
@@ -18,13 +18,20 @@ use sluice_protocol::record::{checked_records, recompress_batch, records_section
 use std::sync::Arc;
 
 /// Produce v0-v2 (message formats v0/v1) are advertised but refused, as in
-/// Kafka 4: see [`ApiSupport::min_implemented`].
+/// Kafka 4: see [`ApiSupport::min_implemented`]. v11 may answer
+/// TRANSACTION_ABORTABLE; v12 is transactions v2 (KIP-890 part 2): a
+/// transactional batch adds its partition to the transaction itself.
 pub(crate) const API: ApiSupport = ApiSupport {
     key: ApiKey::Produce,
     min: 0,
     min_implemented: 3,
-    max: 11,
+    max: 12,
 };
+
+/// From this version a transactional Produce adds its partition to the
+/// transaction (Kafka's `addPartition` operation); before it, the
+/// partition must have been added (`verify_only`, KIP-890 part 1).
+const IMPLICIT_ADD_SINCE: i16 = 12;
 
 struct Rejection {
     code: ErrorCode,
@@ -173,11 +180,14 @@ fn partition_error(
         .with_error_message(message.map(str_bytes))
 }
 
-pub(crate) fn handle(state: &Arc<BrokerState>, request: ProduceRequest, _version: i16) -> Reply {
+pub(crate) fn handle(state: &Arc<BrokerState>, request: ProduceRequest, version: i16) -> Reply {
     let acks = request.acks;
+    let transactional_id = request.transactional_id.as_ref().map(|t| t.0.to_string());
     let mut response = ProduceResponse::default();
     // Partitions whose answer waits for a sync, with the end offset to cover.
     let mut pending: Vec<(usize, usize, Arc<Partition>, i64)> = Vec::new();
+    // Transaction state records (implicit adds) the answers wait for too.
+    let mut txn_writes: Vec<(usize, usize, Durable)> = Vec::new();
     for topic in request.topic_data {
         let mut topic_response = TopicProduceResponse::default().with_name(topic.name.clone());
         for data in topic.partition_data {
@@ -230,16 +240,38 @@ pub(crate) fn handle(state: &Arc<BrokerState>, request: ProduceRequest, _version
                 None => partition.append_from_producer(&mut owned, log_append_time, now),
                 // Held across the append: the transaction cannot end between
                 // the check and the write (KIP-890 part 1).
-                Some((producer_id, epoch)) => {
-                    let txns = state.txns.lock();
-                    match TransactionCoordinator::verify_produce(
-                        &txns,
-                        producer_id,
-                        epoch,
-                        topic.name.as_str(),
-                        index,
-                    ) {
-                        Ok(()) => partition.append_from_producer(&mut owned, log_append_time, now),
+                Some(producer) => {
+                    let mut txns = state.txns.lock();
+                    let checked = match transactional_id.as_deref() {
+                        Some(id) if version >= IMPLICIT_ADD_SINCE => {
+                            TransactionCoordinator::add_implicitly(
+                                state,
+                                &mut txns,
+                                id,
+                                producer,
+                                (topic.name.to_string(), index),
+                            )
+                        }
+                        id => TransactionCoordinator::verify_produce(
+                            &txns,
+                            id,
+                            producer,
+                            (topic.name.as_str(), index),
+                            version,
+                        )
+                        .map(|()| None),
+                    };
+                    match checked {
+                        Ok(written) => {
+                            if let Some(durable) = written {
+                                txn_writes.push((
+                                    response.responses.len(),
+                                    topic_response.partition_responses.len(),
+                                    durable,
+                                ));
+                            }
+                            partition.append_from_producer(&mut owned, log_append_time, now)
+                        }
                         Err(e) => Err(AppendError::Rejected(e.code, e.message)),
                     }
                 }
@@ -300,6 +332,13 @@ pub(crate) fn handle(state: &Arc<BrokerState>, request: ProduceRequest, _version
     }
     if acks == 0 {
         // No answer, but the data still has to become durable and visible.
+        for (_, _, durable) in txn_writes {
+            tokio::spawn(async move {
+                if let Err(e) = durable.wait().await {
+                    tracing::error!(error = %e, "transaction state not durable");
+                }
+            });
+        }
         for (_, _, partition, end) in pending {
             tokio::spawn(async move {
                 if let Err(e) = partition.make_durable(end).await {
@@ -309,10 +348,18 @@ pub(crate) fn handle(state: &Arc<BrokerState>, request: ProduceRequest, _version
         }
         return Reply::Nothing;
     }
-    if pending.is_empty() {
+    if pending.is_empty() && txn_writes.is_empty() {
         return Reply::Now(Box::new(ResponseKind::Produce(response)));
     }
     Reply::Later(Box::pin(async move {
+        for (t, p, durable) in txn_writes {
+            if let Err(e) = durable.wait().await {
+                tracing::error!(error = %e, "transaction state not durable");
+                let slot = &mut response.responses[t].partition_responses[p];
+                *slot =
+                    partition_error(slot.index, error::KAFKA_STORAGE_ERROR, Some(e.to_string()));
+            }
+        }
         for (t, p, partition, end) in pending {
             if let Err(e) = partition.make_durable(end).await {
                 tracing::error!(topic = %partition.topic, partition = partition.index, error = %e, "sync failed");

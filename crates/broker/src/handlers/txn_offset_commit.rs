@@ -1,13 +1,15 @@
 //! TxnOffsetCommit (key 28): commits a group's offsets inside a producer's
 //! transaction (consume-transform-produce). The records are written to
 //! `__consumer_offsets` at once but take effect only when the transaction
-//! commits; an abort discards them.
+//! commits; an abort discards them. From v5 (transactions v2, KIP-890
+//! part 2) the request adds the group's `__consumer_offsets` partition to
+//! the transaction itself, so no AddOffsetsToTxn precedes it.
 
 use super::{ApiSupport, Reply};
 use crate::group::offsets::{partition_for, OFFSETS_TOPIC};
 use crate::group::{GroupCoordinator, RequestedCommit};
 use crate::state::{now_ms, BrokerState};
-use crate::txn::TxnStatus;
+use crate::txn::{Durable, TransactionCoordinator, TxnStatus};
 use kafka_protocol::messages::txn_offset_commit_response::{
     TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
 };
@@ -16,31 +18,54 @@ use kafka_protocol::messages::{
 };
 use sluice_protocol::error::{self, ErrorCode};
 
-/// v5 is transactions v2 (KIP-890 part 2), which Sluice does not enable.
-pub(crate) const API: ApiSupport = ApiSupport::new(ApiKey::TxnOffsetCommit, 0, 4);
+pub(crate) const API: ApiSupport = ApiSupport::new(ApiKey::TxnOffsetCommit, 0, 5);
+
+/// From v5 the offsets partition is added implicitly (Kafka's
+/// `addPartition` operation for TxnOffsetCommit).
+const IMPLICIT_ADD_SINCE: i16 = 5;
 
 /// The transaction must be open with the group's offsets partition added
-/// (AddOffsetsToTxn) by the current producer epoch.
-fn check_transaction(state: &BrokerState, request: &TxnOffsetCommitRequest) -> ErrorCode {
-    let txns = state.txns.lock();
-    let Some(txn) = txns.get(request.transactional_id.0.as_str()) else {
-        return error::INVALID_PRODUCER_ID_MAPPING;
-    };
-    if let Err(e) = txn.check_producer(request.producer_id.0, request.producer_epoch) {
-        return e.code;
-    }
+/// (AddOffsetsToTxn, or implicitly from v5) by the current producer epoch.
+/// Returns the error, and the transaction state write of an implicit add.
+fn check_transaction(
+    state: &BrokerState,
+    request: &TxnOffsetCommitRequest,
+    version: i16,
+) -> (ErrorCode, Option<Durable>) {
     let count = state
         .image()
         .topic(OFFSETS_TOPIC)
         .map_or(0, |t| t.partitions.len() as i32);
     let partition = partition_for(request.group_id.0.as_str(), count);
+    let mut txns = state.txns.lock();
+    if version >= IMPLICIT_ADD_SINCE {
+        return match TransactionCoordinator::add_implicitly(
+            state,
+            &mut txns,
+            request.transactional_id.0.as_str(),
+            (request.producer_id.0, request.producer_epoch),
+            (OFFSETS_TOPIC.to_string(), partition),
+        ) {
+            Ok(written) => (error::NONE, written),
+            Err(e) => {
+                tracing::debug!(code = e.code, message = %e.message, "implicit AddOffsetsToTxn refused");
+                (e.code, None)
+            }
+        };
+    }
+    let Some(txn) = txns.get(request.transactional_id.0.as_str()) else {
+        return (error::INVALID_PRODUCER_ID_MAPPING, None);
+    };
+    if let Err(e) = txn.check_producer(request.producer_id.0, request.producer_epoch) {
+        return (e.code, None);
+    }
     let added = txn
         .partitions
         .contains(&(OFFSETS_TOPIC.to_string(), partition));
     if txn.status != TxnStatus::Ongoing || !added {
-        return error::INVALID_TXN_STATE;
+        return (error::INVALID_TXN_STATE, None);
     }
-    error::NONE
+    (error::NONE, None)
 }
 
 /// A member of a live group must be current; generation -1 without a
@@ -66,8 +91,13 @@ fn check_member(state: &BrokerState, request: &TxnOffsetCommitRequest) -> ErrorC
     }
 }
 
-pub(crate) fn handle(state: &BrokerState, request: TxnOffsetCommitRequest) -> Reply {
-    let mut code = check_transaction(state, &request);
+pub(crate) fn handle(state: &BrokerState, request: TxnOffsetCommitRequest, version: i16) -> Reply {
+    if version >= IMPLICIT_ADD_SINCE {
+        if let Err(e) = GroupCoordinator::ensure_offsets_topic(state) {
+            tracing::warn!(error = %e.message, "no offsets topic");
+        }
+    }
+    let (mut code, txn_write) = check_transaction(state, &request, version);
     if code == error::NONE {
         code = check_member(state, &request);
     }
@@ -96,7 +126,15 @@ pub(crate) fn handle(state: &BrokerState, request: TxnOffsetCommitRequest) -> Re
         response.topics.push(topic_response);
     }
     if commits.is_empty() {
-        return Reply::Now(Box::new(ResponseKind::TxnOffsetCommit(response)));
+        return match txn_write {
+            None => Reply::Now(Box::new(ResponseKind::TxnOffsetCommit(response))),
+            Some(durable) => Reply::Later(Box::pin(async move {
+                if let Err(e) = durable.wait().await {
+                    tracing::error!(error = %e, "transaction state not durable");
+                }
+                ResponseKind::TxnOffsetCommit(response)
+            })),
+        };
     }
     let written = {
         let mut groups = state.groups.lock();
@@ -126,6 +164,13 @@ pub(crate) fn handle(state: &BrokerState, request: TxnOffsetCommitRequest) -> Re
             Reply::Now(Box::new(ResponseKind::TxnOffsetCommit(response)))
         }
         Ok((partition, end)) => Reply::Later(Box::pin(async move {
+            if let Some(Err(e)) = match txn_write {
+                Some(durable) => Some(durable.wait().await),
+                None => None,
+            } {
+                tracing::error!(error = %e, "transaction state not durable");
+                fail_all(&mut response, error::COORDINATOR_NOT_AVAILABLE);
+            }
             if let Err(e) = partition.make_durable(end).await {
                 tracing::error!(error = %e, "transactional offset commit not durable");
                 fail_all(&mut response, error::COORDINATOR_NOT_AVAILABLE);

@@ -76,8 +76,21 @@ impl TxnStatus {
     }
 }
 
+/// The `transaction.version` feature (KIP-1022) at which every EndTxn
+/// bumps the producer epoch (KIP-890 part 2, "transactions v2").
+pub(crate) const TRANSACTION_VERSION_FEATURE: &str = "transaction.version";
+pub(crate) const TV2: i16 = 2;
+
+/// An epoch at or above this cannot be bumped for a client any more:
+/// Short.MAX is kept for fencing (Kafka's `isEpochExhausted`).
+pub(crate) const EPOCH_EXHAUSTED: i16 = i16::MAX - 1;
+
+/// Produce v11 added TRANSACTION_ABORTABLE; older producers get
+/// INVALID_TXN_STATE instead (Kafka's `AddPartitionsToTxnManager`).
+pub(crate) const TRANSACTION_ABORTABLE_SINCE: i16 = 11;
+
 /// What the coordinator knows of one transactional id.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct TxnMetadata {
     pub(crate) producer_id: i64,
     pub(crate) producer_epoch: i16,
@@ -88,6 +101,33 @@ pub(crate) struct TxnMetadata {
     pub(crate) last_update_ms: i64,
     /// When the open transaction began (its first added partition); -1 if none.
     pub(crate) start_ms: i64,
+    /// The producer id before the last completed transaction (TV2), so a
+    /// retried EndTxn after the id rotated is recognised; -1 if none.
+    pub(crate) previous_producer_id: i64,
+    /// The producer id the ending transaction rotates to because its epoch
+    /// is exhausted (TV2); -1 if none.
+    pub(crate) next_producer_id: i64,
+    /// The transaction version the client speaks, from its request
+    /// versions: 2 once it used EndTxn v5+, Produce v12+ or TxnOffsetCommit
+    /// v5+; 0 otherwise.
+    pub(crate) client_txn_version: i16,
+}
+
+impl Default for TxnMetadata {
+    fn default() -> Self {
+        TxnMetadata {
+            producer_id: -1,
+            producer_epoch: -1,
+            timeout_ms: 0,
+            status: TxnStatus::Empty,
+            partitions: BTreeSet::new(),
+            last_update_ms: -1,
+            start_ms: -1,
+            previous_producer_id: -1,
+            next_producer_id: -1,
+            client_txn_version: 0,
+        }
+    }
 }
 
 impl TxnMetadata {
@@ -265,36 +305,88 @@ impl TransactionCoordinator {
     /// KIP-890 part 1: a transactional batch is only appended to a partition
     /// the producer's ongoing transaction has added; otherwise a late write
     /// after the transaction ended would open a transaction nobody ends.
+    /// Errors are those Kafka's partition leader answers Produce `version`
+    /// with after verifying with the coordinator: a stale epoch is
+    /// INVALID_PRODUCER_EPOCH, a partition outside the transaction
+    /// TRANSACTION_ABORTABLE from v11 (INVALID_TXN_STATE before).
     pub(crate) fn verify_produce(
         txns: &Txns,
-        producer_id: i64,
-        epoch: i16,
-        topic: &str,
-        partition: i32,
+        transactional_id: Option<&str>,
+        producer: (i64, i16),
+        (topic, partition): (&str, i32),
+        version: i16,
     ) -> Result<(), ApiError> {
-        let Some(txn) = txns.values().find(|t| t.producer_id == producer_id) else {
+        let (producer_id, epoch) = producer;
+        let txn = match transactional_id {
+            Some(id) => txns.get(id),
+            None => txns.values().find(|t| t.producer_id == producer_id),
+        };
+        let Some(txn) = txn.filter(|t| t.producer_id == producer_id) else {
             return Err(ApiError::new(
                 error::INVALID_PRODUCER_ID_MAPPING,
-                format!("producer id {producer_id} belongs to no transactional id"),
+                format!("producer id {producer_id} is not that of the transactional id"),
             ));
         };
-        if epoch < txn.producer_epoch {
+        if epoch != txn.producer_epoch {
             return Err(ApiError::new(
                 error::INVALID_PRODUCER_EPOCH,
                 format!(
-                    "producer epoch {epoch} is older than the current epoch {}",
+                    "producer epoch {epoch} is not the current epoch {}",
                     txn.producer_epoch
                 ),
             ));
         }
-        let added = txn.partitions.contains(&(topic.to_string(), partition));
-        if txn.status != TxnStatus::Ongoing || !added || epoch != txn.producer_epoch {
+        if txn.status.is_prepared() {
             return Err(ApiError::new(
-                error::INVALID_TXN_STATE,
+                error::NOT_ENOUGH_REPLICAS,
+                "cannot verify the transaction while it is ending (CONCURRENT_TRANSACTIONS)",
+            ));
+        }
+        let added = txn.partitions.contains(&(topic.to_string(), partition));
+        if txn.status != TxnStatus::Ongoing || !added {
+            let code = if version >= TRANSACTION_ABORTABLE_SINCE {
+                error::TRANSACTION_ABORTABLE
+            } else {
+                error::INVALID_TXN_STATE
+            };
+            return Err(ApiError::new(
+                code,
                 format!("{topic}-{partition} is not part of an ongoing transaction of producer {producer_id}"),
             ));
         }
         Ok(())
+    }
+
+    /// KIP-890 part 2: Produce v12+ and TxnOffsetCommit v5+ add their
+    /// partition to the transaction themselves, as Kafka's partition leader
+    /// does with a non-verify-only AddPartitionsToTxn. The coordinator's
+    /// errors are mapped as Kafka's `AddPartitionsToTxnManager` and
+    /// `ReplicaManager` map them for producers.
+    pub(crate) fn add_implicitly(
+        state: &BrokerState,
+        txns: &mut Txns,
+        transactional_id: &str,
+        producer: (i64, i16),
+        partition: (String, i32),
+    ) -> Result<Option<Durable>, ApiError> {
+        add_partitions(
+            state,
+            txns,
+            transactional_id,
+            producer,
+            vec![partition],
+            true,
+        )
+        .map_err(|e| {
+            let code = match e.code {
+                error::PRODUCER_FENCED => error::INVALID_PRODUCER_EPOCH,
+                error::CONCURRENT_TRANSACTIONS
+                | error::COORDINATOR_NOT_AVAILABLE
+                | error::NOT_COORDINATOR => error::NOT_ENOUGH_REPLICAS,
+                code => code,
+            };
+            ApiError::new(code, e.message)
+        })
     }
 
     /// Aborts transactions open longer than their timeout, bumping the
@@ -335,6 +427,7 @@ pub(crate) fn add_partitions(
     transactional_id: &str,
     producer: (i64, i16),
     wanted: Vec<(String, i32)>,
+    tv2: bool,
 ) -> Result<Option<Durable>, ApiError> {
     let txn = txns.get_mut(transactional_id).ok_or_else(|| {
         ApiError::new(
@@ -365,8 +458,27 @@ pub(crate) fn add_partitions(
         txn.status = TxnStatus::Ongoing;
     }
     txn.partitions.extend(wanted);
+    if tv2 {
+        txn.client_txn_version = TV2;
+    }
     txn.last_update_ms = now;
     TransactionCoordinator::persist(state, transactional_id, txn).map(Some)
+}
+
+/// Transactions v2: ending a transaction bumps the producer epoch, so the
+/// markers carry the new epoch and no write of the ended transaction can
+/// land after them. When the epoch would reach Short.MAX - 1 a new producer
+/// id is allocated; it takes over (at epoch 0) once the transaction is
+/// complete (Kafka's `prepareAbortOrCommit` with `NextProducerId`).
+pub(crate) fn bump_for_end(state: &BrokerState, txn: &mut TxnMetadata) -> Result<(), ApiError> {
+    txn.client_txn_version = TV2;
+    txn.next_producer_id = if txn.producer_epoch >= EPOCH_EXHAUSTED {
+        crate::handlers::init_producer_id::allocate(state)?
+    } else {
+        -1
+    };
+    txn.producer_epoch = txn.producer_epoch.saturating_add(1);
+    Ok(())
 }
 
 /// Phase one of ending a transaction: records `PrepareCommit` or
@@ -411,27 +523,42 @@ pub(crate) fn prepare_end(
 }
 
 /// Phase two: once the markers are durable, records the transaction as
-/// complete.
+/// complete. Returns the producer id and epoch the transactional id has
+/// then (a TV2 transaction whose epoch was exhausted moves to its next
+/// producer id at epoch 0, as Kafka's `prepareComplete` does).
 pub(crate) async fn complete_end(
     state: Arc<BrokerState>,
     transactional_id: String,
     markers: Durable,
-) -> Result<(), ApiError> {
+) -> Result<(i64, i16), ApiError> {
     markers.wait().await.map_err(storage_error)?;
     let mut txns = state.txns.lock();
     let Some(txn) = txns.get_mut(&transactional_id) else {
-        return Ok(());
+        return Err(ApiError::new(
+            error::INVALID_PRODUCER_ID_MAPPING,
+            "unknown transactional id",
+        ));
     };
+    let current = (txn.producer_id, txn.producer_epoch);
     txn.status = match txn.status {
         TxnStatus::PrepareCommit => TxnStatus::CompleteCommit,
         TxnStatus::PrepareAbort => TxnStatus::CompleteAbort,
-        _ => return Ok(()),
+        _ => return Ok(current),
     };
+    if txn.client_txn_version >= TV2 {
+        txn.previous_producer_id = txn.producer_id;
+        if txn.next_producer_id >= 0 {
+            txn.producer_id = txn.next_producer_id;
+            txn.producer_epoch = 0;
+            txn.next_producer_id = -1;
+        }
+    }
     txn.partitions.clear();
     txn.start_ms = -1;
     txn.last_update_ms = now_ms();
     // No wait: a lost Complete record only means redoing the markers.
-    TransactionCoordinator::persist(&state, &transactional_id, txn).map(|_| ())
+    TransactionCoordinator::persist(&state, &transactional_id, txn)?;
+    Ok((txn.producer_id, txn.producer_epoch))
 }
 
 fn spawn_complete(state: Arc<BrokerState>, transactional_id: String, durable: Durable) {

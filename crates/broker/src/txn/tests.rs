@@ -486,3 +486,448 @@ async fn compaction_removes_aborted_records_without_losing_committed_values() {
         "the aborted write neither survives nor shadows"
     );
 }
+
+// Transactions v2 (KIP-890 part 2): the client speaks EndTxn v5, Produce
+// v12 and TxnOffsetCommit v5; the broker adds partitions itself and bumps
+// the epoch on every commit and abort.
+
+/// EndTxn v5: (error, producer id, epoch) of the response.
+async fn end_v5(
+    state: &Arc<BrokerState>,
+    id: &str,
+    producer: (i64, i16),
+    commit: bool,
+) -> (i16, i64, i16) {
+    let body = RequestKind::EndTxn(
+        EndTxnRequest::default()
+            .with_transactional_id(TransactionalId(s(id)))
+            .with_producer_id(ProducerId(producer.0))
+            .with_producer_epoch(producer.1)
+            .with_committed(commit),
+    );
+    let Some(ResponseKind::EndTxn(r)) = call(state, ApiKey::EndTxn, 5, body).await else {
+        panic!("no EndTxn response")
+    };
+    (r.error_code, r.producer_id.0, r.producer_epoch)
+}
+
+/// Produce `version` with the transactional id set, to partition `partition` of "t".
+async fn produce_txn(
+    state: &Arc<BrokerState>,
+    version: i16,
+    id: &str,
+    partition: i32,
+    batch: Bytes,
+) -> i16 {
+    let body = RequestKind::Produce(
+        ProduceRequest::default()
+            .with_transactional_id(Some(TransactionalId(s(id))))
+            .with_acks(-1)
+            .with_topic_data(vec![produce_request::TopicProduceData::default()
+                .with_name(TopicName(s("t")))
+                .with_partition_data(vec![
+                    produce_request::PartitionProduceData::default()
+                        .with_index(partition)
+                        .with_records(Some(batch)),
+                ])]),
+    );
+    let Some(ResponseKind::Produce(r)) = call(state, ApiKey::Produce, version, body).await else {
+        panic!("no Produce response")
+    };
+    r.responses[0].partition_responses[0].error_code
+}
+
+fn markers_of(state: &Arc<BrokerState>, partition: i32) -> Vec<(i64, i16)> {
+    let records = state.partitions.get("t", partition).unwrap();
+    let data = records.read(0, 1 << 20).unwrap();
+    sluice_protocol::batch::BatchIter::new(&data)
+        .filter_map(Result::ok)
+        .filter(|(h, _)| h.is_control())
+        .map(|(h, _)| (h.producer_id(), h.producer_epoch()))
+        .collect()
+}
+
+#[tokio::test]
+async fn tv2_every_end_bumps_the_epoch_and_markers_carry_it() {
+    let (_dir, state) = test_state();
+    create_topic(&state, "t", 2).await;
+    let (_, pid, epoch) = init(&state, "tx", 60_000).await;
+
+    // Implicit add through Produce v12: no AddPartitionsToTxn.
+    let p0 = (pid, epoch);
+    assert_eq!(
+        produce_txn(&state, 12, "tx", 0, txn_batch(p0, 0, &["a"])).await,
+        0
+    );
+    assert_eq!(state.txns.lock()["tx"].status, TxnStatus::Ongoing);
+    let (code, pid1, epoch1) = end_v5(&state, "tx", p0, true).await;
+    assert_eq!((code, pid1, epoch1), (0, pid, epoch + 1));
+    assert_eq!(markers_of(&state, 0), [(pid, epoch + 1)]);
+
+    // The next transaction runs at the bumped epoch, sequences from 0.
+    let p1 = (pid1, epoch1);
+    assert_eq!(
+        produce_txn(&state, 12, "tx", 0, txn_batch(p1, 0, &["b"])).await,
+        0
+    );
+    assert_eq!(
+        produce_txn(&state, 12, "tx", 1, txn_batch(p1, 0, &["c"])).await,
+        0
+    );
+    let (code, pid2, epoch2) = end_v5(&state, "tx", p1, false).await;
+    assert_eq!((code, pid2, epoch2), (0, pid, epoch + 2), "aborts bump too");
+    assert_eq!(markers_of(&state, 0), [(pid, epoch + 1), (pid, epoch + 2)]);
+    assert_eq!(markers_of(&state, 1), [(pid, epoch + 2)]);
+
+    let (_, lso, aborted, values) = fetch(&state, 0, true).await;
+    assert_eq!(lso, 4);
+    assert_eq!(aborted, [(pid, 2)]);
+    assert_eq!(values, ["a", "b"], "the client drops the aborted b");
+    let txn = state.txns.lock()["tx"].clone();
+    assert_eq!(txn.client_txn_version, TV2);
+    assert_eq!(txn.previous_producer_id, pid);
+}
+
+#[tokio::test]
+async fn tv2_a_late_write_of_the_previous_transaction_is_refused() {
+    let (_dir, state) = test_state();
+    create_topic(&state, "t", 2).await;
+    let (_, pid, epoch) = init(&state, "tx", 60_000).await;
+    let old = (pid, epoch);
+    assert_eq!(
+        produce_txn(&state, 12, "tx", 0, txn_batch(old, 0, &["a"])).await,
+        0
+    );
+    let (_, _, bumped) = end_v5(&state, "tx", old, true).await;
+    let new = (pid, bumped);
+    // The next transaction is open on partition 1 only.
+    assert_eq!(
+        produce_txn(&state, 12, "tx", 1, txn_batch(new, 0, &["x"])).await,
+        0
+    );
+
+    // A hanging write of the old transaction, to a partition that saw the
+    // marker and to one that did not: neither lands in the new transaction.
+    assert_eq!(
+        produce_txn(&state, 12, "tx", 0, txn_batch(old, 1, &["late"])).await,
+        error::INVALID_PRODUCER_EPOCH
+    );
+    assert_eq!(
+        produce_txn(&state, 12, "tx", 1, txn_batch(old, 1, &["late"])).await,
+        error::INVALID_PRODUCER_EPOCH
+    );
+    assert_eq!(
+        produce_txn(&state, 11, "tx", 0, txn_batch(old, 1, &["late"])).await,
+        error::INVALID_PRODUCER_EPOCH
+    );
+    // The partition refuses it even without the coordinator's check.
+    let partition = state.partitions.get("t", 0).unwrap();
+    let mut batch = BytesMut::from(&txn_batch(old, 1, &["late"])[..]);
+    assert!(matches!(
+        partition.append_from_producer(&mut batch, None, now_ms()),
+        Err(crate::partition::AppendError::Rejected(
+            error::INVALID_PRODUCER_EPOCH,
+            _
+        ))
+    ));
+    assert!(!state.txns.lock()["tx"]
+        .partitions
+        .contains(&("t".to_string(), 0)));
+
+    // Produce v11 without the partition in the transaction:
+    // TRANSACTION_ABORTABLE; v10: INVALID_TXN_STATE (KIP-890 part 1).
+    assert_eq!(
+        produce_txn(&state, 11, "tx", 0, txn_batch(new, 0, &["y"])).await,
+        error::TRANSACTION_ABORTABLE
+    );
+    assert_eq!(
+        produce_txn(&state, 10, "tx", 0, txn_batch(new, 0, &["y"])).await,
+        error::INVALID_TXN_STATE
+    );
+    assert_eq!(end_v5(&state, "tx", new, true).await.0, 0);
+    let (_, _, _, values) = fetch(&state, 0, true).await;
+    assert_eq!(values, ["a"]);
+}
+
+#[tokio::test]
+async fn tv2_retried_end_txn_is_answered_with_the_bumped_epoch() {
+    let (_dir, state) = test_state();
+    create_topic(&state, "t", 1).await;
+    let (_, pid, epoch) = init(&state, "tx", 60_000).await;
+    let p = (pid, epoch);
+    assert_eq!(
+        produce_txn(&state, 12, "tx", 0, txn_batch(p, 0, &["a"])).await,
+        0
+    );
+    assert_eq!(end_v5(&state, "tx", p, true).await, (0, pid, epoch + 1));
+    // A lost response: the retry (old epoch) succeeds without a new bump
+    // or new markers; the opposite outcome is refused.
+    assert_eq!(end_v5(&state, "tx", p, true).await, (0, pid, epoch + 1));
+    assert_eq!(markers_of(&state, 0).len(), 1);
+    assert_eq!(
+        end_v5(&state, "tx", p, false).await,
+        (error::INVALID_TXN_STATE, -1, -1)
+    );
+    // An epoch older than the retry's is fenced.
+    assert_eq!(
+        end_v5(&state, "tx", (pid, epoch - 1), true).await.0,
+        error::PRODUCER_FENCED
+    );
+    // A commit at the new epoch with nothing in it is refused, as in Kafka;
+    // an abort with nothing in it bumps the epoch.
+    let next = (pid, epoch + 1);
+    assert_eq!(
+        end_v5(&state, "tx", next, true).await.0,
+        error::INVALID_TXN_STATE
+    );
+    assert_eq!(end_v5(&state, "tx", next, false).await, (0, pid, epoch + 2));
+    assert_eq!(markers_of(&state, 0).len(), 1, "no partition, no marker");
+}
+
+#[tokio::test]
+async fn tv2_epoch_overflow_moves_to_a_new_producer_id() {
+    let (_dir, state) = test_state();
+    create_topic(&state, "t", 1).await;
+    let (_, pid, _) = init(&state, "tx", 60_000).await;
+    // Pretend the id has been used for 32766 transactions.
+    let last = EPOCH_EXHAUSTED;
+    state.txns.lock().get_mut("tx").unwrap().producer_epoch = last;
+    let p = (pid, last);
+    assert_eq!(
+        produce_txn(&state, 12, "tx", 0, txn_batch(p, 0, &["a"])).await,
+        0
+    );
+    let (code, new_pid, new_epoch) = end_v5(&state, "tx", p, true).await;
+    assert_eq!(code, 0);
+    assert_ne!(new_pid, pid);
+    assert_eq!(new_epoch, 0);
+    assert_eq!(
+        markers_of(&state, 0),
+        [(pid, i16::MAX)],
+        "the marker fences the old id at Short.MAX"
+    );
+    let txn = state.txns.lock()["tx"].clone();
+    assert_eq!(
+        (
+            txn.producer_id,
+            txn.previous_producer_id,
+            txn.next_producer_id
+        ),
+        (new_pid, pid, -1)
+    );
+    // A retry with the old id and epoch gets the new identity.
+    assert_eq!(end_v5(&state, "tx", p, true).await, (0, new_pid, 0));
+    // The new id works.
+    let q = (new_pid, 0);
+    assert_eq!(
+        produce_txn(&state, 12, "tx", 0, txn_batch(q, 0, &["b"])).await,
+        0
+    );
+    assert_eq!(end_v5(&state, "tx", q, true).await, (0, new_pid, 1));
+    let (_, _, _, values) = fetch(&state, 0, true).await;
+    assert_eq!(values, ["a", "b"]);
+}
+
+#[tokio::test]
+async fn tv2_txn_offset_commit_adds_the_offsets_partition_itself() {
+    let (_dir, state) = test_state();
+    create_topic(&state, "t", 1).await;
+    let (_, pid, epoch) = init(&state, "tx", 60_000).await;
+    let commit_offset = |producer: (i64, i16), offset: i64| {
+        RequestKind::TxnOffsetCommit(
+            TxnOffsetCommitRequest::default()
+                .with_transactional_id(TransactionalId(s("tx")))
+                .with_group_id(GroupId(s("g")))
+                .with_producer_id(ProducerId(producer.0))
+                .with_producer_epoch(producer.1)
+                .with_generation_id(-1)
+                .with_topics(vec![
+                    txn_offset_commit_request::TxnOffsetCommitRequestTopic::default()
+                        .with_name(TopicName(s("t")))
+                        .with_partitions(vec![
+                            txn_offset_commit_request::TxnOffsetCommitRequestPartition::default()
+                                .with_partition_index(0)
+                                .with_committed_offset(offset),
+                        ]),
+                ]),
+        )
+    };
+    let code = |response: Option<ResponseKind>| match response {
+        Some(ResponseKind::TxnOffsetCommit(r)) => r.topics[0].partitions[0].error_code,
+        _ => panic!("no TxnOffsetCommit response"),
+    };
+    let committed = |state: &Arc<BrokerState>| {
+        state
+            .groups
+            .lock()
+            .offsets
+            .get("g")
+            .and_then(|t| t.get("t").and_then(|p| p.get(&0)).map(|c| c.offset))
+    };
+    // v4 still needs AddOffsetsToTxn.
+    assert_eq!(
+        code(
+            call(
+                &state,
+                ApiKey::TxnOffsetCommit,
+                4,
+                commit_offset((pid, epoch), 3)
+            )
+            .await
+        ),
+        error::INVALID_TXN_STATE
+    );
+    let p = (pid, epoch);
+    assert_eq!(
+        produce_txn(&state, 12, "tx", 0, txn_batch(p, 0, &["a"])).await,
+        0
+    );
+    assert_eq!(
+        code(call(&state, ApiKey::TxnOffsetCommit, 5, commit_offset(p, 5)).await),
+        0
+    );
+    assert_eq!(committed(&state), None, "pending until the commit");
+    let (_, _, bumped) = end_v5(&state, "tx", p, true).await;
+    assert_eq!(committed(&state), Some(5));
+
+    // Offsets alone, then an abort: discarded.
+    let q = (pid, bumped);
+    assert_eq!(
+        code(call(&state, ApiKey::TxnOffsetCommit, 5, commit_offset(q, 9)).await),
+        0
+    );
+    assert_eq!(end_v5(&state, "tx", q, false).await.0, 0);
+    assert_eq!(committed(&state), Some(5));
+    // The old epoch is refused as Kafka's leader refuses it.
+    assert_eq!(
+        code(call(&state, ApiKey::TxnOffsetCommit, 5, commit_offset(q, 11)).await),
+        error::INVALID_PRODUCER_EPOCH
+    );
+}
+
+#[tokio::test]
+async fn tv2_state_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (pid, bumped) = {
+        let state = open_test_state(dir.path());
+        create_topic(&state, "t", 1).await;
+        let (_, pid, epoch) = init(&state, "tx", 60_000).await;
+        state.txns.lock().get_mut("tx").unwrap().producer_epoch = EPOCH_EXHAUSTED - 1;
+        let p = (pid, EPOCH_EXHAUSTED - 1);
+        let _ = epoch;
+        assert_eq!(
+            produce_txn(&state, 12, "tx", 0, txn_batch(p, 0, &["a"])).await,
+            0
+        );
+        let (code, _, bumped) = end_v5(&state, "tx", p, true).await;
+        assert_eq!((code, bumped), (0, EPOCH_EXHAUSTED));
+        let q = (pid, bumped);
+        assert_eq!(
+            produce_txn(&state, 12, "tx", 0, txn_batch(q, 0, &["b"])).await,
+            0
+        );
+        // Prepare the commit (epoch exhausted: a next id is chosen) and
+        // "crash" before the transaction completes.
+        let mut txns = state.txns.lock();
+        bump_for_end(&state, txns.get_mut("tx").unwrap()).unwrap();
+        let _markers = prepare_end(&state, &mut txns, "tx", Marker::Commit).unwrap();
+        (pid, bumped)
+    };
+    let state = open_test_state(dir.path());
+    let txn = state.txns.lock()["tx"].clone();
+    assert_eq!(txn.status, TxnStatus::PrepareCommit);
+    assert_eq!(txn.client_txn_version, TV2);
+    assert_eq!(txn.producer_epoch, i16::MAX);
+    assert_eq!(txn.previous_producer_id, pid);
+    let next = txn.next_producer_id;
+    assert!(next >= 0 && next != pid, "NextProducerId survives");
+    // Finishing at start moves the id on, as the completed EndTxn would.
+    TransactionCoordinator::resume_prepared(&state);
+    for _ in 0..100 {
+        if state.txns.lock()["tx"].status == TxnStatus::CompleteCommit {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let txn = state.txns.lock()["tx"].clone();
+    assert_eq!(txn.status, TxnStatus::CompleteCommit);
+    assert_eq!((txn.producer_id, txn.producer_epoch), (next, 0));
+    // The client's retry of that EndTxn is recognised after the restart.
+    assert_eq!(
+        end_v5(&state, "tx", (pid, bumped), true).await,
+        (0, next, 0)
+    );
+    let (_, _, _, values) = fetch(&state, 0, true).await;
+    assert_eq!(values, ["a", "b"]);
+    drop(state);
+    let state = open_test_state(dir.path());
+    let txn = state.txns.lock()["tx"].clone();
+    assert_eq!(
+        (
+            txn.producer_id,
+            txn.producer_epoch,
+            txn.previous_producer_id
+        ),
+        (next, 0, pid)
+    );
+}
+
+#[tokio::test]
+async fn api_versions_finalizes_transaction_version_2() {
+    let (_dir, state) = test_state();
+    let features = |version: i16| {
+        let state = state.clone();
+        async move {
+            let body = RequestKind::ApiVersions(
+                ApiVersionsRequest::default()
+                    .with_client_software_name(s("t"))
+                    .with_client_software_version(s("1")),
+            );
+            let Some(ResponseKind::ApiVersions(r)) =
+                call(&state, ApiKey::ApiVersions, version, body).await
+            else {
+                panic!("no ApiVersions response")
+            };
+            let supported: Vec<_> = r
+                .supported_features
+                .iter()
+                .map(|f| (f.name.to_string(), f.min_version, f.max_version))
+                .collect();
+            let finalized: Vec<_> = r
+                .finalized_features
+                .iter()
+                .map(|f| (f.name.to_string(), f.min_version_level, f.max_version_level))
+                .collect();
+            let max = |key: ApiKey| {
+                r.api_keys
+                    .iter()
+                    .find(|k| k.api_key == key as i16)
+                    .map(|k| k.max_version)
+            };
+            (
+                supported,
+                finalized,
+                r.finalized_features_epoch,
+                [
+                    max(ApiKey::Produce),
+                    max(ApiKey::EndTxn),
+                    max(ApiKey::TxnOffsetCommit),
+                    max(ApiKey::AddPartitionsToTxn),
+                    max(ApiKey::InitProducerId),
+                ],
+            )
+        }
+    };
+    let tv = || ("transaction.version".to_string(), 2, 2);
+    let (supported, finalized, epoch, maxes) = features(4).await;
+    assert_eq!(supported, [("transaction.version".to_string(), 0, 2)]);
+    assert_eq!(finalized, [tv()]);
+    assert!(epoch >= 0, "Java clients ignore features at epoch -1");
+    assert_eq!(maxes, [Some(12), Some(5), Some(5), Some(5), Some(5)]);
+    // KAFKA-17492: below v4 a feature supported from level 0 is left out.
+    let (supported, finalized, _, _) = features(3).await;
+    assert!(supported.is_empty());
+    assert_eq!(finalized, [tv()]);
+    let (supported, finalized, _, _) = features(2).await;
+    assert!(supported.is_empty() && finalized.is_empty());
+}

@@ -481,3 +481,135 @@ fn a_retry_after_a_lost_produce_response_is_not_duplicated() {
         "each record once, in order, despite the retry"
     );
 }
+
+/// Our own client on transactions v2 (KIP-890 part 2): the broker finalizes
+/// `transaction.version` 2, so the producer sends no AddPartitionsToTxn or
+/// AddOffsetsToTxn, and each EndTxn v5 hands it the next epoch. Commit,
+/// abort and consume-transform-produce, read back by librdkafka with
+/// read_committed.
+#[test]
+fn sluice_client_transactions_v2_commit_abort_and_offsets() {
+    use sluice_client::{
+        Admin, ClientConfig as SluiceConfig, ConsumerGroupMetadata, GroupOffset,
+        Producer as SluiceProducer, ProducerConfig, ProducerRecord,
+    };
+    let broker = InProcBroker::start(&[]);
+    let bootstrap = broker.bootstrap();
+    let input = topic_name("tv2-in");
+    let output = topic_name("tv2-out");
+    create_topic(&bootstrap, &input, 1);
+    create_topic(&bootstrap, &output, 2);
+    let group = topic_name("tv2-group");
+    let (epochs, committed) = block_on(async {
+        let producer = SluiceProducer::connect(
+            SluiceConfig::new(&bootstrap),
+            ProducerConfig {
+                transactional_id: Some(topic_name("tv2")),
+                ..ProducerConfig::default()
+            },
+        )
+        .await
+        .expect("producer");
+        producer.init_transactions().await.expect("init");
+        let identity = |p: &SluiceProducer| p.transactional_identity().expect("identity");
+        assert!(producer.uses_transactions_v2(), "the broker finalizes TV2");
+        let mut epochs = vec![identity(&producer)];
+        for (label, commit) in [("c1", true), ("ab", false), ("c3", true)] {
+            producer.begin_transaction().unwrap();
+            let sends: Vec<_> = (0..20)
+                .map(|i| {
+                    producer.send(
+                        ProducerRecord::new(output.clone(), format!("{label}-{i}"))
+                            .with_key(label)
+                            .with_partition(i % 2),
+                    )
+                })
+                .collect();
+            for s in sends {
+                s.await.expect("delivered");
+            }
+            if commit {
+                producer.commit_transaction().await.expect("commit");
+            } else {
+                producer.abort_transaction().await.expect("abort");
+            }
+            epochs.push(identity(&producer));
+        }
+        // Consume-transform-produce: the output and the input offset commit
+        // or abort together; offsets go in with TxnOffsetCommit v5 alone.
+        for (offset, commit) in [(5, false), (7, true)] {
+            producer.begin_transaction().unwrap();
+            producer
+                .send(
+                    ProducerRecord::new(output.clone(), format!("ctp-{offset}"))
+                        .with_key("ctp")
+                        .with_partition(0),
+                )
+                .await
+                .expect("delivered");
+            producer
+                .send_offsets_to_transaction(
+                    &[GroupOffset::new(input.clone(), 0, offset)],
+                    &ConsumerGroupMetadata::new(group.clone()),
+                )
+                .await
+                .expect("offsets");
+            if commit {
+                producer.commit_transaction().await.expect("commit");
+            } else {
+                producer.abort_transaction().await.expect("abort");
+            }
+            epochs.push(identity(&producer));
+        }
+        // Offsets alone, then commit.
+        producer.begin_transaction().unwrap();
+        producer
+            .send_offsets_to_transaction(
+                &[GroupOffset::new(input.clone(), 0, 9)],
+                &ConsumerGroupMetadata::new(group.clone()),
+            )
+            .await
+            .expect("offsets");
+        producer.commit_transaction().await.expect("commit");
+        epochs.push(identity(&producer));
+        producer.close().await;
+        let admin = Admin::connect(SluiceConfig::new(&bootstrap))
+            .await
+            .expect("admin");
+        let committed = admin.list_group_offsets(&group).await.expect("offsets");
+        (epochs, committed)
+    });
+    // Same producer id; every EndTxn moved the epoch on by one.
+    let (pid, first) = epochs[0];
+    for (i, (id, epoch)) in epochs.iter().enumerate() {
+        assert_eq!(*id, pid);
+        assert_eq!(i32::from(*epoch), i32::from(first) + i as i32, "{epochs:?}");
+    }
+    assert_eq!(
+        committed
+            .iter()
+            .map(|o| (o.partition, o.offset))
+            .collect::<Vec<_>>(),
+        [(0, 9)]
+    );
+
+    let mut seen: Vec<String> = read_all(&bootstrap, &output, 2, "read_committed")
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect();
+    seen.sort();
+    let mut want: Vec<String> = (0..20)
+        .flat_map(|i| [format!("c1-{i}"), format!("c3-{i}")])
+        .chain(["ctp-7".to_string()])
+        .collect();
+    want.sort();
+    assert_eq!(
+        seen, want,
+        "read_committed sees exactly the committed records"
+    );
+    assert_eq!(
+        read_all(&bootstrap, &output, 2, "read_uncommitted").len(),
+        62,
+        "every data record is there for read_uncommitted"
+    );
+}
