@@ -181,6 +181,85 @@ fn partition_error(
 }
 
 pub(crate) fn handle(state: &Arc<BrokerState>, request: ProduceRequest, version: i16) -> Reply {
+    let added = add_partitions_implicitly(state, &request, version);
+    if added.is_empty() {
+        return append_all(state, request, version);
+    }
+    // The transaction's new partitions must be durable in
+    // `__transaction_state` before any data lands in them: data on disk in a
+    // partition the coordinator does not know about would never get a
+    // marker, and its open transaction would hold the partition's last
+    // stable offset forever after a crash.
+    let state = Arc::clone(state);
+    Reply::Later(Box::pin(async move {
+        for durable in added {
+            if let Err(e) = durable.wait().await {
+                tracing::error!(error = %e, "transaction state not durable");
+                return ResponseKind::Produce(all_failed(request, &e.to_string()));
+            }
+        }
+        match append_all(&state, request, version) {
+            Reply::Now(response) => *response,
+            Reply::Later(response) => response.await,
+            // Transactional writes are acks=-1; acks=0 skips implicit adds.
+            Reply::Nothing => unreachable!("implicit adds only for acks != 0"),
+        }
+    }))
+}
+
+/// Transactions v2 (Produce v12+): adds each partition the request writes
+/// transactionally to its producer's transaction, as AddPartitionsToTxn
+/// would, returning the state records to wait for. Refusals are left to
+/// the append loop, which checks again and reports them per partition.
+fn add_partitions_implicitly(
+    state: &Arc<BrokerState>,
+    request: &ProduceRequest,
+    version: i16,
+) -> Vec<Durable> {
+    let Some(id) = request.transactional_id.as_deref() else {
+        return Vec::new();
+    };
+    if version < IMPLICIT_ADD_SINCE || request.acks == 0 {
+        return Vec::new();
+    }
+    let mut added = Vec::new();
+    let mut txns = state.txns.lock();
+    for topic in &request.topic_data {
+        for data in &topic.partition_data {
+            let producer = data.records.as_deref().and_then(transactional_producer);
+            let Some(producer) = producer else { continue };
+            if state.partitions.get(&topic.name, data.index).is_none() {
+                continue;
+            }
+            let partition = (topic.name.to_string(), data.index);
+            if let Ok(Some(durable)) =
+                TransactionCoordinator::add_implicitly(state, &mut txns, id, producer, partition)
+            {
+                added.push(durable);
+            }
+        }
+    }
+    added
+}
+
+/// The answer to a request none of whose partitions was written.
+fn all_failed(request: ProduceRequest, message: &str) -> ProduceResponse {
+    let mut response = ProduceResponse::default();
+    for topic in request.topic_data {
+        let mut topic_response = TopicProduceResponse::default().with_name(topic.name);
+        for data in topic.partition_data {
+            topic_response.partition_responses.push(partition_error(
+                data.index,
+                error::KAFKA_STORAGE_ERROR,
+                Some(message.to_string()),
+            ));
+        }
+        response.responses.push(topic_response);
+    }
+    response
+}
+
+fn append_all(state: &Arc<BrokerState>, request: ProduceRequest, version: i16) -> Reply {
     let acks = request.acks;
     let transactional_id = request.transactional_id.as_ref().map(|t| t.0.to_string());
     let mut response = ProduceResponse::default();
