@@ -157,15 +157,18 @@ pub(crate) fn handle(state: &Arc<BrokerState>, request: EndTxnRequest, version: 
         match decision {
             Decision::Done => Ok(Err((txn.producer_id, txn.producer_epoch))),
             Decision::End { bump } => {
-                if bump {
+                let change = |txn: &mut TxnMetadata| {
+                    if !bump {
+                        return Ok(());
+                    }
                     if txn.status != TxnStatus::Ongoing {
                         // Nothing was added: an empty transaction to abort.
                         txn.partitions.clear();
                         txn.start_ms = crate::state::now_ms();
                     }
-                    bump_for_end(state, txn)?;
-                }
-                prepare_end(state, &mut txns, &transactional_id, marker).map(Ok)
+                    bump_for_end(state, txn)
+                };
+                prepare_end(state, &mut txns, &transactional_id, marker, change).map(Ok)
             }
         }
     })();

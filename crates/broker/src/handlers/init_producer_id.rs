@@ -122,10 +122,11 @@ fn init_transactional(
     }
     // Fence the producer that left a transaction open: abort it under a
     // newer epoch, then hand out the next one.
-    if let Some(txn) = txns.get_mut(&transactional_id) {
+    let fence = |txn: &mut TxnMetadata| {
         txn.producer_epoch = txn.producer_epoch.saturating_add(1).min(i16::MAX - 1);
-    }
-    let markers = prepare_end(state, &mut txns, &transactional_id, Marker::Abort)?;
+        Ok(())
+    };
+    let markers = prepare_end(state, &mut txns, &transactional_id, Marker::Abort, fence)?;
     drop(txns);
     let state = state.clone();
     Ok(Reply::Later(Box::pin(async move {

@@ -293,7 +293,7 @@ impl TransactionCoordinator {
             } else {
                 Marker::Abort
             };
-            match prepare_end(state, &mut txns, &id, marker) {
+            match prepare_end(state, &mut txns, &id, marker, |_| Ok(())) {
                 Ok(durable) => spawn_complete(state.clone(), id, durable),
                 Err(e) => {
                     tracing::error!(transactional_id = %id, error = %e.message, "cannot finish prepared transaction")
@@ -402,13 +402,14 @@ impl TransactionCoordinator {
             .map(|(id, _)| id.clone())
             .collect();
         for id in &expired {
-            if let Some(txn) = txns.get_mut(id) {
+            tracing::info!(transactional_id = %id, "aborting transaction that exceeded its timeout");
+            let fence = |txn: &mut TxnMetadata| {
                 if txn.producer_epoch < i16::MAX - 1 {
                     txn.producer_epoch += 1;
                 }
-            }
-            tracing::info!(transactional_id = %id, "aborting transaction that exceeded its timeout");
-            match prepare_end(state, &mut txns, id, Marker::Abort) {
+                Ok(())
+            };
+            match prepare_end(state, &mut txns, id, Marker::Abort, fence) {
                 Ok(durable) => spawn_complete(state.clone(), id.clone(), durable),
                 Err(e) => {
                     tracing::error!(transactional_id = %id, error = %e.message, "cannot abort expired transaction")
@@ -481,14 +482,18 @@ pub(crate) fn bump_for_end(state: &BrokerState, txn: &mut TxnMetadata) -> Result
     Ok(())
 }
 
-/// Phase one of ending a transaction: records `PrepareCommit` or
-/// `PrepareAbort` and appends a marker to each of its partitions. Returns
-/// the appends to wait for before [`complete_end`].
+/// Phase one of ending a transaction: applies `change` (an epoch bump, say),
+/// records `PrepareCommit` or `PrepareAbort` and appends a marker to each
+/// of its partitions. Returns the appends to wait for before
+/// [`complete_end`]. The change and the new status reach the in-memory
+/// state only once their record is written, so a failed write leaves the
+/// coordinator as it was rather than ahead of its log.
 pub(crate) fn prepare_end(
     state: &BrokerState,
     txns: &mut Txns,
     transactional_id: &str,
     marker: Marker,
+    change: impl FnOnce(&mut TxnMetadata) -> Result<(), ApiError>,
 ) -> Result<Durable, ApiError> {
     let txn = txns.get_mut(transactional_id).ok_or_else(|| {
         ApiError::new(
@@ -496,12 +501,15 @@ pub(crate) fn prepare_end(
             "unknown transactional id",
         )
     })?;
-    txn.status = match marker {
+    let mut next = txn.clone();
+    change(&mut next)?;
+    next.status = match marker {
         Marker::Commit => TxnStatus::PrepareCommit,
         Marker::Abort => TxnStatus::PrepareAbort,
     };
-    txn.last_update_ms = now_ms();
-    let mut durable = TransactionCoordinator::persist(state, transactional_id, txn)?;
+    next.last_update_ms = now_ms();
+    let mut durable = TransactionCoordinator::persist(state, transactional_id, &next)?;
+    *txn = next;
     let (written, failed) = write_markers(
         state,
         txn.producer_id,

@@ -829,8 +829,10 @@ async fn tv2_state_survives_a_restart() {
         // Prepare the commit (epoch exhausted: a next id is chosen) and
         // "crash" before the transaction completes.
         let mut txns = state.txns.lock();
-        bump_for_end(&state, txns.get_mut("tx").unwrap()).unwrap();
-        let _markers = prepare_end(&state, &mut txns, "tx", Marker::Commit).unwrap();
+        let _markers = prepare_end(&state, &mut txns, "tx", Marker::Commit, |txn| {
+            bump_for_end(&state, txn)
+        })
+        .unwrap();
         (pid, bumped)
     };
     let state = open_test_state(dir.path());
