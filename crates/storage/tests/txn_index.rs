@@ -448,3 +448,115 @@ fn a_crash_during_the_swap_keeps_the_entries_of_the_group() {
         assert!(log.collect_aborted_txns(0, i64::MAX).contains(&first));
     }
 }
+
+/// What the property test does to a log.
+#[derive(Debug, Clone)]
+enum Op {
+    /// Appends a plain batch.
+    Data,
+    /// Appends a marker batch and an entry whose transaction began `span`
+    /// offsets earlier (not below the previous entry's marker).
+    Abort {
+        pid: i64,
+        span: i64,
+    },
+    Roll,
+    /// DeleteRecords up to a point picked in the log.
+    DeleteRecords {
+        pick: u64,
+    },
+    /// Drops the entries from a point picked in the log on.
+    Truncate {
+        pick: u64,
+    },
+    Reopen {
+        clean: bool,
+    },
+    /// Checks `collect_aborted_txns` for a range picked in the log.
+    Collect {
+        from_pick: u64,
+        len: i64,
+    },
+}
+
+fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+    use proptest::prelude::*;
+    prop_oneof![
+        4 => Just(Op::Data),
+        3 => (0i64..4, 0i64..6).prop_map(|(pid, span)| Op::Abort { pid, span }),
+        1 => Just(Op::Roll),
+        1 => any::<u64>().prop_map(|pick| Op::DeleteRecords { pick }),
+        1 => any::<u64>().prop_map(|pick| Op::Truncate { pick }),
+        1 => any::<bool>().prop_map(|clean| Op::Reopen { clean }),
+        3 => (any::<u64>(), 0i64..8).prop_map(|(from_pick, len)| Op::Collect { from_pick, len }),
+    ]
+}
+
+fn pick_in(pick: u64, low: i64, high: i64) -> i64 {
+    low + (pick % (high - low + 1) as u64) as i64
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+    /// Against a model (the entries appended, minus those truncated or
+    /// below the first segment): every answer of `collect_aborted_txns`
+    /// for consistent entries (transactions that do not overlap, each
+    /// stable right after its marker) is the plain overlap filter.
+    #[test]
+    fn the_index_behaves_like_a_list_of_entries(ops in proptest::collection::vec(op(), 1..60)) {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut log = open(tmp.path());
+        let mut model: Vec<AbortedTxnEntry> = Vec::new();
+        for op in ops {
+            match op {
+                Op::Data => {
+                    append(&mut log, data(-1, "k", "v"));
+                }
+                Op::Abort { pid, span } => {
+                    let marker = append(&mut log, abort(pid));
+                    let floor = model.last().map_or(log.log_start_offset(), |e| e.last_offset + 1);
+                    let e = entry(pid, (marker - span).max(floor), marker, marker + 1);
+                    log.append_aborted_txn(e).unwrap();
+                    model.push(e);
+                }
+                Op::Roll => log.roll_active().unwrap(),
+                Op::DeleteRecords { pick } => {
+                    let to = pick_in(pick, log.log_start_offset(), log.log_end_offset());
+                    log.advance_log_start(to).unwrap();
+                }
+                Op::Truncate { pick } => {
+                    let from = pick_in(pick, 0, log.log_end_offset());
+                    log.truncate_aborted_txns(from).unwrap();
+                    model.retain(|e| e.last_offset < from);
+                }
+                Op::Reopen { clean } => {
+                    if clean {
+                        close(tmp.path(), log);
+                    } else {
+                        drop(log);
+                    }
+                    log = open(tmp.path());
+                    proptest::prop_assert_eq!(log.txn_index_damaged_from(), None);
+                }
+                Op::Collect { from_pick, len } => {
+                    let from = pick_in(from_pick, log.log_start_offset(), log.log_end_offset());
+                    let expected: Vec<_> = model
+                        .iter()
+                        .filter(|e| e.last_offset >= from && e.first_offset < from + len)
+                        .copied()
+                        .collect();
+                    proptest::prop_assert_eq!(log.collect_aborted_txns(from, from + len), expected);
+                }
+            }
+            // Entries go with the segments that held their markers.
+            let first_base = log.segment_base_offsets()[0];
+            model.retain(|e| e.last_offset >= first_base);
+            proptest::prop_assert_eq!(log.collect_aborted_txns(i64::MIN, i64::MAX), model.clone());
+            let on_disk: Vec<AbortedTxnEntry> = common::segment_files(&partition_dir(tmp.path()), "txnindex")
+                .iter()
+                .flat_map(|p| decode_txn_index(&fs::read(p).unwrap()).entries)
+                .collect();
+            proptest::prop_assert_eq!(on_disk, model.clone());
+        }
+    }
+}
