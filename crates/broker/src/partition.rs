@@ -9,7 +9,7 @@
 
 use crate::config::ConfigSource;
 use crate::flusher::Flusher;
-use crate::producer_state::{AbortedTxn, ActiveProducer, ProducerStates, SequenceCheck};
+use crate::producer_state::{is_older_snapshot, ActiveProducer, ProducerStates, SequenceCheck};
 use bytes::Bytes;
 use kafka_protocol::records::Record;
 use sluice_metadata::{MetadataImage, Uuid};
@@ -17,7 +17,7 @@ use sluice_protocol::batch::{BatchHeader, BatchIter, Codec};
 use sluice_protocol::compression::{decode_batches, CodecLevel};
 use sluice_protocol::error::{self, ErrorCode};
 use sluice_storage::{
-    AbortedRange, AppendInfo, CleanStats, CleanableRange, CleanerConfig, Durability, LogConfig,
+    AbortedTxnEntry, AppendInfo, CleanStats, CleanableRange, CleanerConfig, Durability, LogConfig,
     LogDir, PartitionLog, StorageError, Throttle,
 };
 use std::collections::{BTreeMap, HashMap};
@@ -187,7 +187,9 @@ fn snapshot_files(dir: &Path) -> Vec<(i64, PathBuf)> {
 
 /// Writes a snapshot of `states` covering everything below `end_offset`,
 /// keeping only the previous one besides it. A failure costs a longer
-/// rebuild at the next start, nothing else.
+/// rebuild at the next start, nothing else. The caller has synced the
+/// log's txnindex files first (`sync_aborted_txns`): a restart rebuilds
+/// only the aborted-transaction entries of markers after the snapshot.
 fn write_snapshot(dir: &Path, states: &ProducerStates, end_offset: i64) {
     let path = dir.join(format!("{end_offset:020}{SNAPSHOT_SUFFIX}"));
     let tmp = path.with_extension("snapshot.tmp");
@@ -205,7 +207,16 @@ fn write_snapshot(dir: &Path, states: &ProducerStates, end_offset: i64) {
 /// Rebuilds producer and transaction state: the newest snapshot not past
 /// the log end, then every batch after it. Snapshots past the log end
 /// describe data a crash took back, and are deleted.
-fn load_producer_state(log: &PartitionLog) -> Result<ProducerStates, StorageError> {
+///
+/// The log's aborted-transaction index is made exact on the way: its
+/// entries for markers from the replay start on are dropped and appended
+/// again as the replay meets the markers, so an entry that a crash lost
+/// (the marker synced, its txnindex write not) or tore comes back, and
+/// none is doubled. Entries below the snapshot were synced before it was
+/// written. A txnindex found damaged below the snapshot, or a snapshot of
+/// an older format (whose aborted list predates the txnindex files),
+/// means a replay of the whole log.
+fn load_producer_state(log: &mut PartitionLog) -> Result<ProducerStates, StorageError> {
     let end = log.log_end_offset();
     let mut loaded = None;
     for (offset, path) in snapshot_files(log.dir()) {
@@ -213,23 +224,37 @@ fn load_producer_state(log: &PartitionLog) -> Result<ProducerStates, StorageErro
             let _ignored = std::fs::remove_file(&path);
             continue;
         }
-        let decoded = std::fs::read(&path)
-            .ok()
-            .and_then(|data| ProducerStates::decode_snapshot(&data))
+        let data = std::fs::read(&path).ok();
+        let decoded = data
+            .as_deref()
+            .and_then(ProducerStates::decode_snapshot)
             .filter(|(_, covered)| *covered == offset);
         if decoded.is_some() {
             loaded = decoded;
+            break;
+        }
+        if data.as_deref().is_some_and(is_older_snapshot) {
+            // Any snapshot before it is older still.
+            tracing::info!(path = %path.display(), "producer state snapshot of an older format; rebuilding it and the aborted-transaction index from the log");
             break;
         }
         tracing::warn!(path = %path.display(), "ignoring unreadable producer state snapshot");
     }
     let (mut states, covered) = loaded.unwrap_or_default();
     let mut offset = covered.max(log.log_start_offset());
+    if let Some(damaged) = log.txn_index_damaged_from().filter(|&d| d < offset) {
+        tracing::warn!(dir = %log.dir().display(), damaged, snapshot = covered, "a damaged txnindex lost entries the snapshot covers; replaying the whole log");
+        states = ProducerStates::default();
+        offset = log.log_start_offset();
+    }
+    log.truncate_aborted_txns(offset)?;
     while offset < end {
         let data = log.read(offset, 1 << 20, end)?.data;
         let mut next = None;
         for (header, batch) in BatchIter::new(&data).filter_map(Result::ok) {
-            states.observe(&header, batch);
+            if let Some(aborted) = states.observe(&header, batch) {
+                log.append_aborted_txn(aborted)?;
+            }
             next = Some(header.last_offset() + 1);
         }
         match next {
@@ -237,7 +262,7 @@ fn load_producer_state(log: &PartitionLog) -> Result<ProducerStates, StorageErro
             None => break,
         }
     }
-    states.forget_before(log.log_start_offset());
+    log.sync_aborted_txns()?;
     Ok(states)
 }
 
@@ -275,7 +300,13 @@ impl Partition {
     }
 
     /// Appends and records the batches in the producer state, which is
-    /// snapshotted whenever the append rolled a new segment.
+    /// snapshotted whenever the append rolled a new segment. An abort
+    /// marker that ends a transaction also gets its entry in the log's
+    /// aborted-transaction index (Kafka's `.txnindex`), before the last
+    /// stable offset can move past the transaction. That write is synced
+    /// with the segment's data by the flusher, at the next roll or
+    /// snapshot, or at shutdown; a crash before then is repaired by the
+    /// replay at start (see `load_producer_state`).
     fn append_observed(
         &self,
         producers: &mut ProducerStates,
@@ -283,23 +314,37 @@ impl Partition {
         log_append_time: Option<i64>,
         now_ms: i64,
     ) -> Result<AppendInfo, StorageError> {
-        let (info, rolled_dir) = {
+        let (info, rolled) = {
             let mut log = self.log.lock().expect("log lock");
             let segments = log.segment_count();
             let info = log.append(batches, self.leader_epoch, log_append_time, now_ms)?;
-            let rolled = log.segment_count() != segments;
-            (info, rolled.then(|| log.dir().to_path_buf()))
+            (info, log.segment_count() != segments)
         };
+        let mut aborted = Vec::new();
         for (header, batch) in BatchIter::new(batches).filter_map(Result::ok) {
-            producers.observe(&header, batch);
+            aborted.extend(producers.observe(&header, batch));
         }
+        let snapshot_dir = if rolled || !aborted.is_empty() {
+            let mut log = self.log.lock().expect("log lock");
+            for entry in aborted {
+                log.append_aborted_txn(entry).inspect_err(|e| {
+                    tracing::error!(topic = %self.topic, partition = self.index, error = %e, "cannot index an aborted transaction");
+                })?;
+            }
+            if rolled {
+                log.sync_aborted_txns()?;
+            }
+            rolled.then(|| log.dir().to_path_buf())
+        } else {
+            None
+        };
         // Before the high watermark moves: no reader may see new data of an
         // open transaction as stable.
         self.first_unstable.store(
             producers.first_unstable_offset().unwrap_or(i64::MAX),
             Ordering::Release,
         );
-        if let Some(dir) = rolled_dir {
+        if let Some(dir) = snapshot_dir {
             write_snapshot(&dir, producers, info.last_offset + 1);
         }
         if !self.settings().sync_before_ack() {
@@ -364,12 +409,13 @@ impl Partition {
             .expire(now_ms, expiration_ms)
     }
 
-    /// Aborted transactions overlapping `from..to` (Fetch read_committed).
-    pub(crate) fn aborted_transactions(&self, from: i64, to: i64) -> Vec<AbortedTxn> {
-        self.producers
+    /// Aborted transactions overlapping `from..to` (Fetch read_committed),
+    /// from the log's aborted-transaction index.
+    pub(crate) fn aborted_transactions(&self, from: i64, to: i64) -> Vec<AbortedTxnEntry> {
+        self.log
             .lock()
-            .expect("producer state lock")
-            .aborted_between(from, to)
+            .expect("log lock")
+            .collect_aborted_txns(from, to)
     }
 
     /// Calls `f` with every record from the log start to the high watermark
@@ -553,20 +599,13 @@ impl Partition {
             return Ok(0);
         }
         let high_watermark = self.high_watermark();
-        let deleted = self.log.lock().expect("log lock").apply_retention(
+        // The aborted-transaction entries of deleted segments go with them.
+        self.log.lock().expect("log lock").apply_retention(
             now_ms,
             settings.retention_ms,
             settings.retention_bytes,
             high_watermark,
-        )?;
-        if deleted > 0 {
-            let start = self.log_start_offset();
-            self.producers
-                .lock()
-                .expect("producer state lock")
-                .forget_before(start);
-        }
-        Ok(deleted)
+        )
     }
 
     /// What the cleaner could clean now (compacted topics only): closed
@@ -606,21 +645,12 @@ impl Partition {
             now_ms,
             last_stable_offset,
         )?;
-        let Some(job) = job else {
+        // The job removes aborted transactions' records (it knows them from
+        // the log's txnindex files) and drops the index entries of those
+        // whose every record it removed.
+        let Some(mut job) = job else {
             return Ok(None);
         };
-        // Aborted transactions' records are removed, never kept as a key's
-        // latest value.
-        let aborted = self
-            .aborted_transactions(i64::MIN, i64::MAX)
-            .into_iter()
-            .map(|a| AbortedRange {
-                producer_id: a.producer_id,
-                first_offset: a.first_offset,
-                last_offset: a.last_offset,
-            })
-            .collect();
-        let mut job = job.with_aborted(aborted);
         while let Some(cleaned) = job.clean_next(throttle)? {
             self.log
                 .lock()
@@ -628,13 +658,6 @@ impl Partition {
                 .install_cleaned(cleaned)?;
         }
         let stats = self.log.lock().expect("log lock").finish_cleaning(job)?;
-        // The pass removed the records of every aborted transaction below
-        // where it cleaned: nothing is left there for read_committed
-        // consumers to drop, so compacted logs do not grow the list forever.
-        self.producers
-            .lock()
-            .expect("producer state lock")
-            .forget_before(stats.cleaned_up_to);
         Ok(Some(stats))
     }
 
@@ -759,8 +782,8 @@ impl Partitions {
                 existing.apply_settings(settings);
                 continue;
             }
-            let log = self.log_dir.open_log(&key.0, key.1, settings.log, now)?;
-            let producers = load_producer_state(&log)?;
+            let mut log = self.log_dir.open_log(&key.0, key.1, settings.log, now)?;
+            let producers = load_producer_state(&mut log)?;
             let durability = log.durability();
             let end = log.log_end_offset();
             map.insert(
@@ -824,8 +847,9 @@ impl Partitions {
         for partition in drained {
             match Arc::try_unwrap(partition) {
                 Ok(p) => {
-                    let log = p.log.into_inner().expect("log lock");
+                    let mut log = p.log.into_inner().expect("log lock");
                     let producers = p.producers.into_inner().expect("producer state lock");
+                    log.sync_aborted_txns()?;
                     write_snapshot(log.dir(), &producers, log.log_end_offset());
                     log.close()?;
                 }

@@ -6,8 +6,10 @@
 //!
 //! It also tracks transactions: which producers have a transaction open in
 //! the partition (from the offset of its first batch, which bounds the last
-//! stable offset) and which transactions were aborted (what read_committed
-//! consumers must drop).
+//! stable offset). When an abort marker ends one, [`ProducerStates::observe`]
+//! returns the entry for the log's aborted-transaction index (Kafka's
+//! `.txnindex`), which is what read_committed consumers learn to drop from;
+//! the aborted transactions themselves live in the log, not here.
 //!
 //! The state is snapshotted (see [`ProducerStates::encode_snapshot`]) at
 //! segment rolls and clean shutdown, and rebuilt at start from the newest
@@ -17,6 +19,7 @@ use bytes::{Buf, BufMut, BytesMut};
 use sluice_protocol::batch::BatchHeader;
 use sluice_protocol::control::{marker_of, Marker};
 use sluice_protocol::error::{self, ErrorCode};
+use sluice_storage::AbortedTxnEntry;
 use std::collections::{HashMap, VecDeque};
 
 /// Kafka keeps this many batches per producer for deduplication (it is
@@ -50,16 +53,6 @@ pub(crate) enum SequenceCheck {
     Reject(ErrorCode, String),
 }
 
-/// A transaction that ended with an abort marker: read_committed
-/// consumers drop this producer's records in `first_offset..=last_offset`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct AbortedTxn {
-    pub(crate) producer_id: i64,
-    pub(crate) first_offset: i64,
-    /// The offset of the abort marker.
-    pub(crate) last_offset: i64,
-}
-
 /// One producer as DescribeProducers reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ActiveProducer {
@@ -77,8 +70,6 @@ pub(crate) struct ProducerStates {
     producers: HashMap<i64, ProducerEntry>,
     /// Open transactions: producer id -> offset of its first batch here.
     ongoing: HashMap<i64, i64>,
-    /// Aborted transactions, in marker order.
-    aborted: Vec<AbortedTxn>,
 }
 
 fn next_sequence(seq: i32) -> i32 {
@@ -156,16 +147,22 @@ impl ProducerStates {
     }
 
     /// Records a batch as written (its header carries its final offsets);
-    /// `batch` is the whole batch, read only for transaction markers.
-    pub(crate) fn observe(&mut self, header: &BatchHeader<'_>, batch: &[u8]) {
+    /// `batch` is the whole batch, read only for transaction markers. For
+    /// an abort marker that ends an open transaction, returns the entry the
+    /// log's aborted-transaction index must get.
+    #[must_use = "an aborted transaction must go to the log's txnindex"]
+    pub(crate) fn observe(
+        &mut self,
+        header: &BatchHeader<'_>,
+        batch: &[u8],
+    ) -> Option<AbortedTxnEntry> {
         let pid = header.producer_id();
         if pid < 0 {
-            return;
+            return None;
         }
         let epoch = header.producer_epoch();
         if header.is_control() {
-            self.observe_marker(pid, epoch, header.base_offset(), marker_of(batch));
-            return;
+            return self.observe_marker(pid, epoch, header.base_offset(), marker_of(batch));
         }
         if header.is_transactional() {
             self.ongoing.entry(pid).or_insert(header.base_offset());
@@ -173,7 +170,7 @@ impl ProducerStates {
         // Internal transactional writes (offsets in a transaction) carry no
         // sequence: nothing to deduplicate.
         if header.base_sequence() < 0 {
-            return;
+            return None;
         }
         let entry = self.producers.entry(pid).or_insert(ProducerEntry {
             epoch,
@@ -193,28 +190,37 @@ impl ProducerStates {
             last_seq: last_sequence(header),
             first_offset: header.base_offset(),
         });
+        None
     }
 
     /// A marker ends the producer's open transaction here; a marker with a
     /// newer epoch (the coordinator fenced the producer) also fences its
-    /// older epoch.
-    fn observe_marker(&mut self, pid: i64, epoch: i16, offset: i64, marker: Option<Marker>) {
+    /// older epoch. An abort yields Kafka's index entry: the transaction's
+    /// first offset, the marker's offset, and the last stable offset right
+    /// after the marker (the first offset of the oldest transaction still
+    /// open, else the offset after the marker). A marker without an open
+    /// transaction here (a retried marker, or one whose transaction's
+    /// records are no longer in the log) yields none.
+    fn observe_marker(
+        &mut self,
+        pid: i64,
+        epoch: i16,
+        offset: i64,
+        marker: Option<Marker>,
+    ) -> Option<AbortedTxnEntry> {
         if let Some(entry) = self.producers.get_mut(&pid) {
             if epoch > entry.epoch {
                 entry.epoch = epoch;
                 entry.batches.clear();
             }
         }
-        let Some(first_offset) = self.ongoing.remove(&pid) else {
-            return;
-        };
-        if marker == Some(Marker::Abort) {
-            self.aborted.push(AbortedTxn {
-                producer_id: pid,
-                first_offset,
-                last_offset: offset,
-            });
-        }
+        let first_offset = self.ongoing.remove(&pid)?;
+        (marker == Some(Marker::Abort)).then(|| AbortedTxnEntry {
+            producer_id: pid,
+            first_offset,
+            last_offset: offset,
+            last_stable_offset: self.first_unstable_offset().unwrap_or(offset + 1),
+        })
     }
 
     /// The first offset of the oldest open transaction: nothing at or after
@@ -249,15 +255,6 @@ impl ProducerStates {
             .collect()
     }
 
-    /// Aborted transactions overlapping `from..to`.
-    pub(crate) fn aborted_between(&self, from: i64, to: i64) -> Vec<AbortedTxn> {
-        self.aborted
-            .iter()
-            .filter(|a| a.last_offset >= from && a.first_offset < to)
-            .copied()
-            .collect()
-    }
-
     /// Forgets producers idle for longer than `expiration_ms` (by their last
     /// batch's timestamp) with no open transaction, as Kafka does after
     /// `producer.id.expiration.ms`: a later batch from one is accepted as
@@ -269,12 +266,6 @@ impl ProducerStates {
             ongoing.contains_key(pid) || entry.last_timestamp.saturating_add(expiration_ms) > now_ms
         });
         before - self.producers.len()
-    }
-
-    /// Forgets aborted transactions wholly below `offset` (the log start,
-    /// or where the cleaner removed their records).
-    pub(crate) fn forget_before(&mut self, offset: i64) {
-        self.aborted.retain(|a| a.last_offset >= offset);
     }
 
     /// Serializes the state as of `end_offset` (the log end it covers),
@@ -300,19 +291,15 @@ impl ProducerStates {
             out.put_i64(*pid);
             out.put_i64(*first);
         }
-        out.put_u32(self.aborted.len() as u32);
-        for a in &self.aborted {
-            out.put_i64(a.producer_id);
-            out.put_i64(a.first_offset);
-            out.put_i64(a.last_offset);
-        }
         let crc = crc32c::crc32c(&out);
         out.put_u32(crc);
         out.to_vec()
     }
 
     /// Parses a snapshot into the state and the log end offset it covers;
-    /// `None` if it is truncated, corrupt or of another format.
+    /// `None` if it is truncated, corrupt or of another format (including
+    /// the older version 2, whose list of aborted transactions now lives in
+    /// the log's txnindex files: see [`is_older_snapshot`]).
     pub(crate) fn decode_snapshot(data: &[u8]) -> Option<(ProducerStates, i64)> {
         let (body, crc) = data.split_at(data.len().checked_sub(4)?);
         if crc32c::crc32c(body) != u32::from_be_bytes(crc.try_into().ok()?) {
@@ -350,21 +337,22 @@ impl ProducerStates {
             need(&buf, 16)?;
             states.ongoing.insert(buf.get_i64(), buf.get_i64());
         }
-        need(&buf, 4)?;
-        for _ in 0..buf.get_u32() {
-            need(&buf, 24)?;
-            states.aborted.push(AbortedTxn {
-                producer_id: buf.get_i64(),
-                first_offset: buf.get_i64(),
-                last_offset: buf.get_i64(),
-            });
-        }
         buf.is_empty().then_some((states, end_offset))
     }
 }
 
 /// Identifies a producer-state snapshot file and its format version.
-const SNAPSHOT_MAGIC: &[u8] = b"SLPS\x00\x02";
+/// Version 3 dropped the aborted transactions (now in `.txnindex` files).
+const SNAPSHOT_MAGIC: &[u8] = b"SLPS\x00\x03";
+const SNAPSHOT_MAGIC_PREFIX: &[u8] = b"SLPS\x00";
+
+/// Whether `data` is a snapshot of an older format version (which a
+/// restart replaces by a replay of the log, rebuilding the txnindex).
+pub(crate) fn is_older_snapshot(data: &[u8]) -> bool {
+    data.strip_prefix(SNAPSHOT_MAGIC_PREFIX)
+        .and_then(|rest| rest.first())
+        .is_some_and(|&version| version < SNAPSHOT_MAGIC[SNAPSHOT_MAGIC.len() - 1])
+}
 
 #[cfg(test)]
 mod tests {
@@ -397,6 +385,19 @@ mod tests {
         buf.freeze()
     }
 
+    /// Makes a batch transactional: attributes bit 4, then fix the CRC.
+    fn transactional(b: Bytes) -> BytesMut {
+        let mut data = BytesMut::from(&b[..]);
+        data[22] |= 0x10;
+        let crc = crc32c::crc32c(&data[21..]);
+        data[17..21].copy_from_slice(&crc.to_be_bytes());
+        data
+    }
+
+    fn observe(states: &mut ProducerStates, b: &[u8]) -> Option<AbortedTxnEntry> {
+        states.observe(&BatchHeader::parse(b).unwrap(), b)
+    }
+
     fn check(states: &ProducerStates, b: &Bytes) -> SequenceCheck {
         states.check(&BatchHeader::parse(b).unwrap())
     }
@@ -406,7 +407,7 @@ mod tests {
         let mut states = ProducerStates::default();
         let first = batch(7, 0, 0, 3, 100);
         assert_eq!(check(&states, &first), SequenceCheck::Append);
-        states.observe(&BatchHeader::parse(&first).unwrap(), &first);
+        assert_eq!(observe(&mut states, &first), None);
         assert_eq!(
             check(&states, &batch(7, 0, 0, 3, -1)),
             SequenceCheck::Duplicate { first_offset: 100 }
@@ -421,7 +422,7 @@ mod tests {
     fn gaps_and_stale_epochs_are_refused() {
         let mut states = ProducerStates::default();
         let b = batch(7, 1, 0, 3, 0);
-        states.observe(&BatchHeader::parse(&b).unwrap(), &b);
+        assert_eq!(observe(&mut states, &b), None);
         assert!(matches!(
             check(&states, &batch(7, 1, 5, 1, -1)),
             SequenceCheck::Reject(error::OUT_OF_ORDER_SEQUENCE_NUMBER, _)
@@ -450,7 +451,7 @@ mod tests {
         let mut states = ProducerStates::default();
         for i in 0..6 {
             let b = batch(1, 0, i, 1, i64::from(i));
-            states.observe(&BatchHeader::parse(&b).unwrap(), &b);
+            assert_eq!(observe(&mut states, &b), None);
         }
         assert!(matches!(
             check(&states, &batch(1, 0, 0, 1, -1)),
@@ -466,13 +467,8 @@ mod tests {
     fn snapshots_round_trip_and_reject_corruption() {
         let mut states = ProducerStates::default();
         let b = batch(7, 2, 0, 3, 10);
-        states.observe(&BatchHeader::parse(&b).unwrap(), &b);
+        assert_eq!(observe(&mut states, &b), None);
         states.ongoing.insert(9, 12);
-        states.aborted.push(AbortedTxn {
-            producer_id: 8,
-            first_offset: 1,
-            last_offset: 4,
-        });
         let snapshot = states.encode_snapshot(13);
         let (decoded, end) = ProducerStates::decode_snapshot(&snapshot).unwrap();
         assert_eq!((decoded, end), (states, 13));
@@ -481,41 +477,81 @@ mod tests {
         assert!(ProducerStates::decode_snapshot(&corrupt).is_none());
         assert!(ProducerStates::decode_snapshot(&snapshot[..snapshot.len() - 1]).is_none());
         assert!(ProducerStates::decode_snapshot(&[]).is_none());
+        assert!(!is_older_snapshot(&snapshot));
     }
 
     #[test]
-    fn markers_end_transactions_and_aborts_are_remembered() {
+    fn version_2_snapshots_are_recognized_and_not_decoded() {
+        // A version 2 snapshot: no producers, one open transaction, one
+        // aborted transaction.
+        let mut v2 = BytesMut::new();
+        v2.put_slice(b"SLPS\x00\x02");
+        v2.put_i64(20);
+        v2.put_u32(0);
+        v2.put_u32(1);
+        v2.put_i64(9);
+        v2.put_i64(12);
+        v2.put_u32(1);
+        v2.put_i64(8);
+        v2.put_i64(1);
+        v2.put_i64(4);
+        let crc = crc32c::crc32c(&v2);
+        v2.put_u32(crc);
+        assert!(ProducerStates::decode_snapshot(&v2).is_none());
+        assert!(is_older_snapshot(&v2));
+        assert!(!is_older_snapshot(b"garbage"));
+    }
+
+    #[test]
+    fn markers_end_transactions_and_aborts_yield_index_entries() {
         use sluice_protocol::control::marker_batch;
         let mut states = ProducerStates::default();
-        let mut data = BytesMut::from(&batch(7, 0, 0, 2, 5)[..]);
-        // Make it transactional: attributes bit 4, then fix the CRC.
-        data[22] |= 0x10;
-        let crc = crc32c::crc32c(&data[21..]);
-        data[17..21].copy_from_slice(&crc.to_be_bytes());
-        states.observe(&BatchHeader::parse(&data).unwrap(), &data);
+        let data = transactional(batch(7, 0, 0, 2, 5));
+        assert_eq!(observe(&mut states, &data), None);
         assert_eq!(states.first_unstable_offset(), Some(5));
+        // Another producer's transaction opens at 8, after this one.
+        let other = transactional(batch(8, 0, 0, 1, 8));
+        assert_eq!(observe(&mut states, &other), None);
         let mut abort = marker_batch(Marker::Abort, 7, 0, 0, 1).unwrap();
-        BatchMut::new(&mut abort).set_base_offset(7);
-        states.observe(&BatchHeader::parse(&abort).unwrap(), &abort);
-        assert_eq!(states.first_unstable_offset(), None);
-        let aborted = AbortedTxn {
-            producer_id: 7,
-            first_offset: 5,
-            last_offset: 7,
-        };
-        assert_eq!(states.aborted_between(0, 5), vec![]);
-        assert_eq!(states.aborted_between(6, 7), vec![aborted]);
-        states.forget_before(8);
-        assert_eq!(states.aborted_between(0, 100), vec![]);
+        BatchMut::new(&mut abort).set_base_offset(9);
+        assert_eq!(
+            observe(&mut states, &abort),
+            Some(AbortedTxnEntry {
+                producer_id: 7,
+                first_offset: 5,
+                last_offset: 9,
+                last_stable_offset: 8,
+            }),
+            "the LSO after the marker is held back by producer 8"
+        );
+        assert_eq!(states.first_unstable_offset(), Some(8));
+        // A retried marker finds no open transaction: no second entry.
+        BatchMut::new(&mut abort).set_base_offset(10);
+        assert_eq!(observe(&mut states, &abort), None);
+        let mut commit = marker_batch(Marker::Commit, 8, 0, 0, 1).unwrap();
+        BatchMut::new(&mut commit).set_base_offset(11);
+        assert_eq!(
+            observe(&mut states, &commit),
+            None,
+            "commits are not indexed"
+        );
+        let again = transactional(batch(7, 0, 3, 1, 12));
+        assert_eq!(observe(&mut states, &again), None);
+        BatchMut::new(&mut abort).set_base_offset(13);
+        assert_eq!(
+            observe(&mut states, &abort).map(|e| (e.first_offset, e.last_stable_offset)),
+            Some((12, 14)),
+            "with nothing else open, the LSO is the offset after the marker"
+        );
     }
 
     #[test]
     fn idle_producers_expire_unless_in_a_transaction() {
         let mut states = ProducerStates::default();
         let b = batch(7, 0, 0, 1, 0);
-        states.observe(&BatchHeader::parse(&b).unwrap(), &b);
+        assert_eq!(observe(&mut states, &b), None);
         let b = batch(8, 0, 0, 1, 1);
-        states.observe(&BatchHeader::parse(&b).unwrap(), &b);
+        assert_eq!(observe(&mut states, &b), None);
         states.ongoing.insert(8, 1);
         // The test batches carry timestamp 1.
         assert_eq!(states.expire(100, 100), 0);

@@ -7,7 +7,11 @@
 //! rewrites the segments from the log start through the mapped part,
 //! dropping records that a later one with the same key supersedes. Offsets
 //! never change: a rewritten batch keeps its base and last offset, so
-//! compaction leaves gaps. Control batches are kept as they are. Tombstones
+//! compaction leaves gaps. Control batches are kept as they are. The
+//! records of aborted transactions (from the segments' txnindex files) are
+//! removed and never shadow an earlier committed value of their key; a
+//! cleaned segment keeps the txnindex entries of the segments it replaces,
+//! but for transactions whose every record it removed. Tombstones
 //! (null values) are kept until the delete horizon stamped into their batch
 //! the first time a pass keeps them (`now + delete.retention.ms`, KIP-534)
 //! has passed; a later pass then drops them.
@@ -17,7 +21,9 @@
 //! appends go on). The swap then takes the log briefly: rename to
 //! `<base>.log.swap` (the commit point), delete the other originals of the
 //! group and the index files of the first, rename the swap over
-//! `<base>.log`, and write fresh indexes. At open, `.cleaned` files are
+//! `<base>.log`, and write fresh indexes (the txnindex entries of the group
+//! are merged into `<base>.txnindex` right after the commit point, before
+//! any original goes). At open, `.cleaned` files are
 //! deleted and a `.swap` is completed the same way, so a crash at any point
 //! leaves either the old segments or the cleaned one. The last batch of a
 //! group is always kept (emptied if all its records went), so a cleaned
@@ -41,6 +47,7 @@ use crate::config::LogConfig;
 use crate::error::{IoContext, StorageError};
 use crate::fsutil::{sync_dir, write_file_atomically};
 use crate::segment::{remove_if_present, segment_path, BatchMeta, Segment, LOG_SUFFIX};
+use crate::txn_index::{self, AbortedTxnEntry};
 
 /// Kafka's `cleaner-offset-checkpoint`, per partition directory: the first
 /// dirty offset and when the earliest kept tombstone may go.
@@ -234,6 +241,9 @@ pub struct CleanedSegment {
     /// Where the group ended: the base of the segment after it.
     pub(crate) end: i64,
     pub(crate) batches: Vec<(u64, BatchMeta)>,
+    /// Marker offsets of the aborted transactions whose every record lay
+    /// in the group and was removed: their txnindex entries go too.
+    pub(crate) aborted_removed: Vec<i64>,
 }
 
 /// Declares the crash points once; public only with the `failpoints`
@@ -307,28 +317,13 @@ pub struct CleanJob {
     next_group: usize,
     pub(crate) checkpoint: CleanerCheckpoint,
     pub(crate) stats: CleanStats,
-    /// Aborted transactions: their records are removed and never shadow
-    /// an earlier committed value of their key.
-    aborted: Vec<AbortedRange>,
-}
-
-/// An aborted transaction's span in the log: producer `producer_id`'s
-/// transactional records in `first_offset..=last_offset` (its abort marker).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AbortedRange {
-    pub producer_id: i64,
-    pub first_offset: i64,
-    pub last_offset: i64,
+    /// Aborted transactions of the whole log, from its txnindex files:
+    /// their records are removed and never shadow an earlier committed
+    /// value of their key.
+    aborted: Vec<AbortedTxnEntry>,
 }
 
 impl CleanJob {
-    /// Tells the pass which transactions were aborted (the partition's
-    /// transaction state knows; the log alone does not).
-    pub fn with_aborted(mut self, aborted: Vec<AbortedRange>) -> CleanJob {
-        self.aborted = aborted;
-        self
-    }
-
     /// Whether a data batch belongs to an aborted transaction.
     fn is_aborted(&self, header: &BatchHeader<'_>) -> bool {
         header.is_transactional()
@@ -373,7 +368,12 @@ impl CleanJob {
                 tombstone_expiry: None,
             },
             stats: CleanStats::default(),
-            aborted: Vec::new(),
+            // Markers in the active segment too: the transaction's records
+            // may lie in the cleanable part.
+            aborted: segments
+                .iter()
+                .flat_map(|s| s.aborted_txns().iter().copied())
+                .collect(),
         }
     }
 
@@ -521,11 +521,18 @@ impl CleanJob {
         throttle.acquire(position);
         self.stats.bytes_written += position;
         crash_point(CrashPoint::AfterCleaned)?;
+        let end = self.sources[group.end - 1].end;
         Ok(CleanedSegment {
             base,
             replaces: self.sources[group.clone()].iter().map(|s| s.base).collect(),
-            end: self.sources[group.end - 1].end,
+            end,
             batches,
+            aborted_removed: self
+                .aborted
+                .iter()
+                .filter(|a| a.first_offset >= base && a.last_offset < end)
+                .map(|a| a.last_offset)
+                .collect(),
         })
     }
 
@@ -772,7 +779,13 @@ pub(crate) fn finish_interrupted_cleaning(dir: &Path, bases: &[i64]) -> Result<b
     for base in swaps {
         let end = end_of_swap(&swap_path(dir, base))?.unwrap_or(base);
         tracing::warn!(dir = %dir.display(), base, end, "completing a cleaned segment swap a crash interrupted");
-        for &original in bases.iter().filter(|&&b| b > base && b < end) {
+        let originals: Vec<i64> = bases
+            .iter()
+            .copied()
+            .filter(|&b| b > base && b < end)
+            .collect();
+        txn_index::merge_into(dir, base, &originals)?;
+        for &original in &originals {
             Segment::delete_files(dir, original)?;
         }
         Segment::delete_index_files(dir, base)?;

@@ -12,6 +12,9 @@ use crate::error::{IoContext, StorageError};
 struct Tail {
     active: Arc<File>,
     log_end_offset: i64,
+    /// The active segment's txnindex when an entry was appended to it since
+    /// the last sync: the next sync covers it along with the data.
+    unsynced_txn_index: Option<Arc<File>>,
 }
 
 /// Durability state of one partition log, shared between the log (which
@@ -37,6 +40,7 @@ impl Durability {
             tail: Mutex::new(Tail {
                 active,
                 log_end_offset,
+                unsynced_txn_index: None,
             }),
             sync_lock: Mutex::new(Instant::now()),
             synced_offset: AtomicI64::new(log_end_offset),
@@ -62,12 +66,21 @@ impl Durability {
         if synced >= offset {
             return Ok(synced);
         }
-        let (file, log_end_offset) = {
-            let tail = lock(&self.tail);
-            (Arc::clone(&tail.active), tail.log_end_offset)
+        let (file, log_end_offset, txn_index) = {
+            let mut tail = lock(&self.tail);
+            (
+                Arc::clone(&tail.active),
+                tail.log_end_offset,
+                tail.unsynced_txn_index.take(),
+            )
         };
         file.sync_data()
             .context(|| "syncing the active segment".to_string())?;
+        if let Some(txn_index) = txn_index {
+            txn_index
+                .sync_data()
+                .context(|| "syncing the active segment's txnindex".to_string())?;
+        }
         self.sync_count.fetch_add(1, Ordering::Relaxed);
         *last_sync = Instant::now();
         let previous = self
@@ -89,6 +102,23 @@ impl Durability {
     /// Called by the log after each append.
     pub(crate) fn appended(&self, log_end_offset: i64) {
         lock(&self.tail).log_end_offset = log_end_offset;
+    }
+
+    /// Called by the log after appending to the active segment's txnindex.
+    pub(crate) fn txn_index_appended(&self, file: Arc<File>) {
+        lock(&self.tail).unsynced_txn_index = Some(file);
+    }
+
+    /// Syncs the active segment's txnindex if it has unsynced entries
+    /// (a sync of the data that found nothing new to sync skips it).
+    pub(crate) fn sync_txn_index(&self) -> Result<(), StorageError> {
+        let _serialized = lock(&self.sync_lock);
+        let pending = lock(&self.tail).unsynced_txn_index.take();
+        if let Some(file) = pending {
+            file.sync_data()
+                .context(|| "syncing the active segment's txnindex".to_string())?;
+        }
+        Ok(())
     }
 
     /// Called by the log after a roll: the previous segment was synced through

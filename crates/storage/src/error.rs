@@ -20,6 +20,10 @@ pub enum StorageError {
     /// The bytes handed to `append` are not a sequence of whole v2 batches.
     #[error("invalid record batches for append: {0}")]
     InvalidBatch(String),
+    /// An aborted-transaction entry that does not fit the log: its marker
+    /// is outside the log or not after the last entry of its segment.
+    #[error("invalid aborted transaction entry: {0}")]
+    InvalidAbortedTxn(String),
     /// A topic name that cannot safely be used as a directory name.
     #[error("invalid partition directory name for topic {topic:?}")]
     InvalidTopicName { topic: String },

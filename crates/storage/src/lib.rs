@@ -2,7 +2,8 @@
 //!
 //! This crate owns everything between record batches and the disk: Kafka's
 //! segment layout (`<topic>-<partition>/<base offset>.log`, `.index`,
-//! `.timeindex`), offset assignment, reads by offset and by timestamp,
+//! `.timeindex`, and `.txnindex` for segments holding abort markers),
+//! offset assignment, reads by offset and by timestamp,
 //! segment rolling, time/size retention and the persisted log start offset
 //! (DeleteRecords), log compaction (the cleaner), crash recovery
 //! (CRC-checked scans that cut torn tails) and group-committed durability.
@@ -20,17 +21,19 @@ mod fsutil;
 mod index;
 mod log;
 mod segment;
+mod txn_index;
 
 #[cfg(feature = "failpoints")]
 pub use cleaner::{crash_at, CrashPoint};
-pub use cleaner::{
-    AbortedRange, CleanJob, CleanStats, CleanableRange, CleanedSegment, CleanerConfig, Throttle,
-};
+pub use cleaner::{CleanJob, CleanStats, CleanableRange, CleanedSegment, CleanerConfig, Throttle};
 pub use config::LogConfig;
 pub use dir::LogDir;
 pub use durability::Durability;
 pub use error::StorageError;
 pub use log::{AppendInfo, PartitionLog, ReadResult};
+pub use txn_index::{
+    decode_txn_index, AbortedTxnEntry, TxnIndexContents, TxnIndexDamage, TXN_INDEX_ENTRY_LEN,
+};
 
 #[cfg(test)]
 mod tests {

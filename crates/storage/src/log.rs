@@ -17,6 +17,7 @@ use crate::durability::Durability;
 use crate::error::{IoContext, StorageError};
 use crate::fsutil::{sync_dir, write_file_atomically};
 use crate::segment::{BatchMeta, Segment, LOG_SUFFIX};
+use crate::txn_index::{self, AbortedTxnEntry};
 
 /// File holding the offset below which every segment is known to be synced:
 /// recovery after a crash only scans from there.
@@ -73,6 +74,9 @@ pub struct PartitionLog {
     log_end_offset: i64,
     durability: Arc<Durability>,
     cleaner_checkpoint: CleanerCheckpoint,
+    /// Set at open when a damaged txnindex lost entries: aborted
+    /// transactions with markers from this offset on may be missing.
+    txn_index_damaged_from: Option<i64>,
 }
 
 fn segment_bases(dir: &Path) -> Result<Vec<i64>, StorageError> {
@@ -198,6 +202,15 @@ impl PartitionLog {
                 break;
             }
         }
+        let mut txn_index_damaged_from: Option<i64> = None;
+        for segment in &mut segments {
+            if let Some(missing_from) = segment.load_txn_index(&dir)? {
+                txn_index_damaged_from =
+                    Some(txn_index_damaged_from.map_or(missing_from, |d| d.min(missing_from)));
+            }
+            // Entries for markers a recovery cut off (or a crash took back).
+            segment.txn_index_mut().truncate_from(log_end_offset)?;
+        }
         if recovered_any {
             for segment in &segments {
                 segment.sync()?;
@@ -219,16 +232,14 @@ impl PartitionLog {
             sync_dir(&dir)?;
             log_end_offset = log_start_offset;
             write_recovery_point(&dir, log_end_offset)?;
+            txn_index_damaged_from = None;
         }
         let active = segments.last_mut().expect("at least one segment");
         active.start_roll_clock(now_ms)?;
-        Ok(PartitionLog::with_segments(
-            dir,
-            config,
-            segments,
-            log_start_offset,
-            log_end_offset,
-        ))
+        let mut log =
+            PartitionLog::with_segments(dir, config, segments, log_start_offset, log_end_offset);
+        log.txn_index_damaged_from = txn_index_damaged_from;
+        Ok(log)
     }
 
     fn with_segments(
@@ -255,6 +266,7 @@ impl PartitionLog {
             log_end_offset,
             durability: Arc::new(Durability::new(active, log_end_offset)),
             cleaner_checkpoint,
+            txn_index_damaged_from: None,
         }
     }
 
@@ -345,6 +357,7 @@ impl PartitionLog {
     fn roll(&mut self) -> Result<(), StorageError> {
         let base = self.log_end_offset;
         self.durability.sync_to(base)?;
+        self.sync_aborted_txns()?;
         let dir = self.dir.clone();
         self.active().finish_indexes(&dir)?;
         let segment = Segment::create(&dir, base)?;
@@ -391,6 +404,106 @@ impl PartitionLog {
             });
         }
         Ok(ReadResult::empty())
+    }
+
+    /// Records an aborted transaction in the txnindex of the segment holding
+    /// its marker (`entry.last_offset`, which must be in the log and after
+    /// every entry of that segment). The caller computes the entry; appends
+    /// come in marker order, normally to the active segment right after the
+    /// marker. The write is not synced: the active segment's txnindex is
+    /// synced with its data by [`Durability::sync_to`], at a roll and at
+    /// [`PartitionLog::close`]; [`PartitionLog::sync_aborted_txns`] syncs
+    /// every txnindex appended to.
+    pub fn append_aborted_txn(&mut self, entry: AbortedTxnEntry) -> Result<(), StorageError> {
+        let first_base = self.segments[0].base_offset();
+        if entry.last_offset < first_base.max(self.log_start_offset)
+            || entry.last_offset >= self.log_end_offset
+            || entry.first_offset > entry.last_offset
+        {
+            return Err(StorageError::InvalidAbortedTxn(format!(
+                "{entry:?} is not within the log [{}, {})",
+                self.log_start_offset, self.log_end_offset
+            )));
+        }
+        let at = self
+            .segments
+            .partition_point(|s| s.base_offset() <= entry.last_offset)
+            - 1;
+        let is_active = at + 1 == self.segments.len();
+        let segment = &mut self.segments[at];
+        if let Some(last) = segment.aborted_txns().last() {
+            if last.last_offset >= entry.last_offset {
+                return Err(StorageError::InvalidAbortedTxn(format!(
+                    "{entry:?} does not follow the segment's last entry {last:?}"
+                )));
+            }
+        }
+        let index = segment.txn_index_mut();
+        if index.append(entry)? {
+            sync_dir(&self.dir)?;
+        }
+        if is_active {
+            if let Some(file) = index.file() {
+                self.durability.txn_index_appended(file);
+            }
+        }
+        Ok(())
+    }
+
+    /// Syncs every txnindex appended to since its last sync.
+    pub fn sync_aborted_txns(&mut self) -> Result<(), StorageError> {
+        self.durability.sync_txn_index()?;
+        for segment in &mut self.segments {
+            segment.txn_index_mut().sync()?;
+        }
+        Ok(())
+    }
+
+    /// Kafka's `collectAbortedTransactions`: the aborted transactions that
+    /// overlap `from..upper_bound` (their marker at or after `from`, their
+    /// first offset below `upper_bound`), in marker order. Scans the
+    /// in-memory entries of the segment holding `from` and of every later
+    /// one, stopping at the first entry whose last stable offset reaches
+    /// `upper_bound`: no transaction aborted after it started below that.
+    pub fn collect_aborted_txns(&self, from: i64, upper_bound: i64) -> Vec<AbortedTxnEntry> {
+        let first = self
+            .segments
+            .partition_point(|s| s.base_offset() <= from)
+            .saturating_sub(1);
+        let mut found = Vec::new();
+        for segment in &self.segments[first..] {
+            if txn_index::collect(segment.aborted_txns(), from, upper_bound, &mut found) {
+                break;
+            }
+        }
+        found
+    }
+
+    /// Drops every aborted-transaction entry whose marker is at or after
+    /// `offset`, from memory and from the files (synced): a caller that
+    /// rebuilds them from the log after a crash starts here.
+    pub fn truncate_aborted_txns(&mut self, offset: i64) -> Result<(), StorageError> {
+        let mut changed = false;
+        for segment in self.segments.iter_mut().rev() {
+            changed |= segment.txn_index_mut().truncate_from(offset)?;
+            if segment.base_offset() < offset {
+                break;
+            }
+        }
+        if changed {
+            sync_dir(&self.dir)?;
+        }
+        if self.txn_index_damaged_from.is_some_and(|d| d >= offset) {
+            self.txn_index_damaged_from = None;
+        }
+        Ok(())
+    }
+
+    /// Where a damaged txnindex found at open may have lost entries: the
+    /// aborted transactions with markers from this offset on must be
+    /// rebuilt from the log (`None` when every txnindex was intact).
+    pub fn txn_index_damaged_from(&self) -> Option<i64> {
+        self.txn_index_damaged_from
     }
 
     /// The first offset still in the log.
@@ -551,14 +664,30 @@ impl PartitionLog {
         };
         cleaner::commit_cleaned(&self.dir, cleaned.base)?;
         crash_point(CrashPoint::AfterSwapRename)?;
+        // The cleaned segment keeps the aborted transactions of the ones it
+        // replaces (their markers stay), but those whose every record the
+        // pass removed: written before any original goes.
+        let aborted: Vec<AbortedTxnEntry> = self.segments[first..first + count]
+            .iter()
+            .flat_map(|s| s.aborted_txns().iter().copied())
+            .filter(|e| !cleaned.aborted_removed.contains(&e.last_offset))
+            .collect();
+        self.segments[first]
+            .txn_index_mut()
+            .replace(aborted.clone())?;
         for &base in &cleaned.replaces[1..] {
             Segment::delete_files(&self.dir, base)?;
             crash_point(CrashPoint::AfterDeletingAnOriginal)?;
         }
         Segment::delete_index_files(&self.dir, cleaned.base)?;
         cleaner::complete_swap(&self.dir, cleaned.base)?;
-        let segment =
-            Segment::open_cleaned(&self.dir, cleaned.base, &cleaned.batches, &self.config)?;
+        let segment = Segment::open_cleaned(
+            &self.dir,
+            cleaned.base,
+            &cleaned.batches,
+            aborted,
+            &self.config,
+        )?;
         self.segments.splice(first..first + count, [segment]);
         Ok(true)
     }
@@ -684,6 +813,7 @@ impl PartitionLog {
     pub fn close(mut self) -> Result<(), StorageError> {
         let end = self.log_end_offset;
         self.durability.sync_to(end)?;
+        self.sync_aborted_txns()?;
         let dir = self.dir.clone();
         self.active().finish_indexes(&dir)?;
         write_recovery_point(&dir, end)

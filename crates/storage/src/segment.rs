@@ -1,4 +1,5 @@
-//! One segment: a `.log` file of whole v2 batches plus its two indexes.
+//! One segment: a `.log` file of whole v2 batches plus its two indexes
+//! and, once it holds an abort marker, its aborted-transaction index.
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
@@ -12,6 +13,7 @@ use sluice_protocol::batch::{BatchHeader, BatchIter, BATCH_HEADER_LEN};
 use crate::config::LogConfig;
 use crate::error::{IoContext, StorageError};
 use crate::index::{OffsetEntry, OffsetIndex, TimeIndex};
+use crate::txn_index::{AbortedTxnEntry, TxnIndex, TXN_INDEX_SUFFIX};
 
 pub(crate) const LOG_SUFFIX: &str = "log";
 const INDEX_SUFFIX: &str = "index";
@@ -63,6 +65,7 @@ pub(crate) struct Segment {
     size: u64,
     offset_index: OffsetIndex,
     time_index: TimeIndex,
+    txn_index: TxnIndex,
     /// Largest batch max timestamp and the base offset of the first batch with it.
     max_timestamp: Option<(i64, i64)>,
     bytes_since_index_entry: u64,
@@ -111,6 +114,7 @@ impl Segment {
     pub(crate) fn create(dir: &Path, base_offset: i64) -> Result<Segment, StorageError> {
         let log_path = segment_path(dir, base_offset, LOG_SUFFIX);
         let log = open_log_file(&log_path, true)?;
+        remove_if_present(&segment_path(dir, base_offset, TXN_INDEX_SUFFIX))?;
         let segment = Segment::empty(dir, base_offset, log);
         segment.write_index_files(dir)?;
         Ok(segment)
@@ -124,6 +128,7 @@ impl Segment {
             size: 0,
             offset_index: OffsetIndex::new(),
             time_index: TimeIndex::new(),
+            txn_index: TxnIndex::empty(dir, base_offset),
             max_timestamp: None,
             bytes_since_index_entry: 0,
             roll_clock_ms: None,
@@ -167,6 +172,23 @@ impl Segment {
         segment.offset_index = offset_index;
         segment.time_index = time_index;
         Ok(Some(segment))
+    }
+
+    /// Loads the segment's aborted-transaction index (see
+    /// [`TxnIndex::load`]): `Some(offset)` when a damaged file lost the
+    /// entries from `offset` on.
+    pub(crate) fn load_txn_index(&mut self, dir: &Path) -> Result<Option<i64>, StorageError> {
+        let (txn_index, missing_from) = TxnIndex::load(dir, self.base_offset)?;
+        self.txn_index = txn_index;
+        Ok(missing_from)
+    }
+
+    pub(crate) fn aborted_txns(&self) -> &[AbortedTxnEntry] {
+        self.txn_index.entries()
+    }
+
+    pub(crate) fn txn_index_mut(&mut self) -> &mut TxnIndex {
+        &mut self.txn_index
     }
 
     /// Opens a segment by scanning every batch: truncates it at the first
@@ -426,11 +448,13 @@ impl Segment {
     /// Removes a segment's files (missing ones are fine).
     pub(crate) fn delete_files(dir: &Path, base_offset: i64) -> Result<(), StorageError> {
         Segment::delete_index_files(dir, base_offset)?;
+        remove_if_present(&segment_path(dir, base_offset, TXN_INDEX_SUFFIX))?;
         remove_if_present(&segment_path(dir, base_offset, LOG_SUFFIX))
     }
 
-    /// Removes a segment's index files, so that the next open rebuilds them
-    /// from the `.log` file instead of trusting stale ones.
+    /// Removes a segment's offset and time index files, so that the next
+    /// open rebuilds them from the `.log` file instead of trusting stale
+    /// ones. The txnindex stays: it cannot be rebuilt from the segment alone.
     pub(crate) fn delete_index_files(dir: &Path, base_offset: i64) -> Result<(), StorageError> {
         for suffix in [INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
             remove_if_present(&segment_path(dir, base_offset, suffix))?;
@@ -439,16 +463,19 @@ impl Segment {
     }
 
     /// Opens a segment the cleaner just wrote (and synced) at `base_offset`,
-    /// holding the batches at `batches` (position, header), and writes its
-    /// indexes.
+    /// holding the batches at `batches` (position, header) and the aborted
+    /// transactions `aborted` (already in its txnindex file), and writes its
+    /// offset and time indexes.
     pub(crate) fn open_cleaned(
         dir: &Path,
         base_offset: i64,
         batches: &[(u64, BatchMeta)],
+        aborted: Vec<AbortedTxnEntry>,
         config: &LogConfig,
     ) -> Result<Segment, StorageError> {
         let log = open_log_file(&segment_path(dir, base_offset, LOG_SUFFIX), false)?;
         let mut segment = Segment::empty(dir, base_offset, log);
+        segment.txn_index = TxnIndex::with_entries(dir, base_offset, aborted);
         for (position, meta) in batches {
             segment.index_batch(*position, meta, config);
             segment.size = position + meta.len;

@@ -7,6 +7,7 @@ use bytes::Bytes;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{Record, TimestampType};
+use sluice_protocol::batch::BatchIter;
 
 fn s(v: &str) -> StrBytes {
     StrBytes::from_string(v.to_string())
@@ -122,6 +123,17 @@ async fn fetch(
     partition: i32,
     read_committed: bool,
 ) -> (i64, i64, Vec<(i64, i64)>, Vec<String>) {
+    let (hw, lso, aborted, values, _) = fetch_at(state, partition, 0, read_committed).await;
+    (hw, lso, aborted, values)
+}
+
+/// `fetch` from `offset`, also returning the error code.
+async fn fetch_at(
+    state: &Arc<BrokerState>,
+    partition: i32,
+    offset: i64,
+    read_committed: bool,
+) -> (i64, i64, Vec<(i64, i64)>, Vec<String>, i16) {
     let body = RequestKind::Fetch(
         FetchRequest::default()
             .with_max_wait_ms(0)
@@ -131,7 +143,7 @@ async fn fetch(
                 .with_topic(TopicName(s("t")))
                 .with_partitions(vec![fetch_request::FetchPartition::default()
                     .with_partition(partition)
-                    .with_fetch_offset(0)
+                    .with_fetch_offset(offset)
                     .with_partition_max_bytes(1 << 20)])]),
     );
     let Some(ResponseKind::Fetch(r)) = call(state, ApiKey::Fetch, 11, body).await else {
@@ -152,7 +164,13 @@ async fn fetch(
         .iter()
         .map(|a| (a.producer_id.0, a.first_offset))
         .collect();
-    (p.high_watermark, p.last_stable_offset, aborted, values)
+    (
+        p.high_watermark,
+        p.last_stable_offset,
+        aborted,
+        values,
+        p.error_code,
+    )
 }
 
 #[tokio::test]
@@ -932,4 +950,323 @@ async fn api_versions_finalizes_transaction_version_2() {
     assert_eq!(finalized, [tv()]);
     let (supported, finalized, _, _) = features(2).await;
     assert!(supported.is_empty() && finalized.is_empty());
+}
+
+/// A txnindex entry as (producer id, first offset, marker offset, last
+/// stable offset).
+type RawEntry = (i64, i64, i64, i64);
+
+/// The `.txnindex` files of partition `t-0` under `dir`: (base offset,
+/// entries), read byte by byte in Kafka's format.
+fn txnindex_files(dir: &std::path::Path) -> Vec<(i64, Vec<RawEntry>)> {
+    let mut files: Vec<_> = std::fs::read_dir(dir.join("t-0"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "txnindex"))
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .map(|path| {
+            let bytes = std::fs::read(path).unwrap();
+            assert_eq!(
+                bytes.len() % 34,
+                0,
+                "{} holds whole entries",
+                path.display()
+            );
+            let at = |e: &[u8], i: usize| i64::from_be_bytes(e[i..i + 8].try_into().unwrap());
+            let entries = bytes
+                .chunks(34)
+                .map(|e| {
+                    assert_eq!(&e[..2], &[0, 0], "version 0");
+                    (at(e, 2), at(e, 10), at(e, 18), at(e, 26))
+                })
+                .collect();
+            let base = path.file_stem().unwrap().to_str().unwrap().parse().unwrap();
+            (base, entries)
+        })
+        .collect()
+}
+
+/// What read_committed consumers get reading partition 0 front to back,
+/// one fetch at a time (reads stop at segment ends): the values and every
+/// aborted transaction reported, and the aborted list of each fetch by its
+/// offset.
+async fn read_committed_all(
+    state: &Arc<BrokerState>,
+    from: i64,
+) -> (Vec<String>, Vec<(i64, i64)>, Vec<(i64, Vec<(i64, i64)>)>) {
+    let mut offset = from;
+    let (mut values, mut aborted, mut per_fetch) = (Vec::new(), Vec::new(), Vec::new());
+    let partition = state.partitions.get("t", 0).unwrap();
+    loop {
+        let (_, lso, reported, read, code) = fetch_at(state, 0, offset, true).await;
+        assert_eq!(code, error::NONE, "fetch at {offset}");
+        if offset >= lso {
+            return (values, aborted, per_fetch);
+        }
+        values.extend(read);
+        for a in &reported {
+            if !aborted.contains(a) {
+                aborted.push(*a);
+            }
+        }
+        per_fetch.push((offset, reported));
+        // The next offset: after the last batch the fetch returned.
+        let data = partition.read_committed(offset, 1 << 20).unwrap();
+        offset = BatchIter::new(&data)
+            .filter_map(Result::ok)
+            .last()
+            .map(|(h, _)| h.last_offset() + 1)
+            .unwrap();
+    }
+}
+
+/// One aborted and one committed transaction interleaved, then a second
+/// abort (one batch per segment with `segment.bytes=100`):
+/// 0 a1 (tx1) | 1 a2 (tx1) | 2 b1 (tx2) | 3 ABORT tx1 | 4 b2 (tx2) |
+/// 5 COMMIT tx2 | 6 a3 (tx1) | 7 ABORT tx1.
+/// Returns tx1's producer id.
+async fn interleaved_transactions(state: &Arc<BrokerState>) -> i64 {
+    crate::test_support::create_topic_with_configs(state, "t", 1, &[("segment.bytes", "100")])
+        .await;
+    let (_, pid1, epoch1) = init(state, "tx1", 60_000).await;
+    let (_, pid2, epoch2) = init(state, "tx2", 60_000).await;
+    let (tx1, tx2) = ((pid1, epoch1), (pid2, epoch2));
+    assert_eq!(add_partitions(state, "tx1", tx1, &[0]).await, [0]);
+    assert_eq!(produce(state, 0, txn_batch(tx1, 0, &["a1"])).await, 0);
+    assert_eq!(produce(state, 0, txn_batch(tx1, 1, &["a2"])).await, 0);
+    assert_eq!(add_partitions(state, "tx2", tx2, &[0]).await, [0]);
+    assert_eq!(produce(state, 0, txn_batch(tx2, 0, &["b1"])).await, 0);
+    assert_eq!(end(state, "tx1", tx1, false).await, error::NONE);
+    assert_eq!(produce(state, 0, txn_batch(tx2, 1, &["b2"])).await, 0);
+    assert_eq!(end(state, "tx2", tx2, true).await, error::NONE);
+    assert_eq!(add_partitions(state, "tx1", tx1, &[0]).await, [0]);
+    assert_eq!(produce(state, 0, txn_batch(tx1, 2, &["a3"])).await, 0);
+    assert_eq!(end(state, "tx1", tx1, false).await, error::NONE);
+    pid1
+}
+
+#[tokio::test]
+async fn aborted_transactions_are_indexed_per_segment_and_survive_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = open_test_state(dir.path());
+    let pid = interleaved_transactions(&state).await;
+    assert_eq!(state.partitions.get("t", 0).unwrap().log_end_offset(), 8);
+    let segments = std::fs::read_dir(dir.path().join("t-0"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "log")
+        })
+        .count();
+    assert!(segments >= 8, "one batch per segment: {segments}");
+    let on_disk = vec![
+        // tx1's first transaction began three segments before its abort;
+        // tx2, open since 2, held the LSO after the marker back.
+        (3, vec![(pid, 0, 3, 2)]),
+        (7, vec![(pid, 6, 7, 8)]),
+    ];
+    assert_eq!(txnindex_files(dir.path()), on_disk);
+
+    let check = |state: Arc<BrokerState>| async move {
+        let (values, aborted, per_fetch) = read_committed_all(&state, 0).await;
+        assert_eq!(values, ["a1", "a2", "b1", "b2", "a3"]);
+        assert_eq!(aborted, [(pid, 0), (pid, 6)]);
+        let reported = |offset: i64| {
+            per_fetch
+                .iter()
+                .find(|(o, _)| *o == offset)
+                .map(|(_, a)| a.clone())
+                .unwrap()
+        };
+        // A fetch of the first segment learns of the abort three later.
+        assert_eq!(reported(0), [(pid, 0)]);
+        assert_eq!(reported(2), [(pid, 0)]);
+        assert_eq!(reported(4), []);
+        assert_eq!(reported(6), [(pid, 6)]);
+        state
+    };
+    let state = check(state).await;
+    // A crash (no clean shutdown): the next open replays from a snapshot.
+    drop(state);
+    let state = check(open_test_state(dir.path())).await;
+    assert_eq!(txnindex_files(dir.path()), on_disk);
+    state.partitions.close_all().unwrap();
+    drop(state);
+    let state = check(open_test_state(dir.path())).await;
+    assert_eq!(txnindex_files(dir.path()), on_disk);
+    drop(state);
+}
+
+/// An aborted transaction in the active segment, with no snapshot after
+/// its marker: producer 1's a0 at 0, plain at 1, abort at 2. Returns its
+/// producer id.
+async fn one_abort(state: &Arc<BrokerState>) -> i64 {
+    create_topic(state, "t", 1).await;
+    let (_, pid, epoch) = init(state, "tx", 60_000).await;
+    assert_eq!(add_partitions(state, "tx", (pid, epoch), &[0]).await, [0]);
+    assert_eq!(
+        produce(state, 0, txn_batch((pid, epoch), 0, &["a0"])).await,
+        0
+    );
+    assert_eq!(
+        produce(state, 0, keyed_batch((-1, -1), -1, None, &["plain"])).await,
+        0
+    );
+    assert_eq!(end(state, "tx", (pid, epoch), false).await, error::NONE);
+    pid
+}
+
+#[tokio::test]
+async fn a_lost_or_torn_txnindex_write_is_rebuilt_after_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = open_test_state(dir.path());
+    let pid = one_abort(&state).await;
+    let index = dir.path().join("t-0/00000000000000000000.txnindex");
+    let on_disk = vec![(0, vec![(pid, 0, 2, 3)])];
+    assert_eq!(txnindex_files(dir.path()), on_disk);
+    drop(state);
+
+    // The marker reached the disk, its txnindex entry did not.
+    std::fs::remove_file(&index).unwrap();
+    let state = open_test_state(dir.path());
+    assert_eq!(fetch(&state, 0, true).await.2, [(pid, 0)]);
+    assert_eq!(txnindex_files(dir.path()), on_disk, "rebuilt by the replay");
+    drop(state);
+
+    // A torn entry.
+    let bytes = std::fs::read(&index).unwrap();
+    std::fs::write(&index, &bytes[..20]).unwrap();
+    let state = open_test_state(dir.path());
+    assert_eq!(fetch(&state, 0, true).await.2, [(pid, 0)]);
+    assert_eq!(txnindex_files(dir.path()), on_disk);
+
+    // A snapshot now covers the marker; a second abort comes after it.
+    state.partitions.close_all().unwrap();
+    drop(state);
+    let state = open_test_state(dir.path());
+    let (_, pid, epoch) = init(&state, "tx", 60_000).await;
+    assert_eq!(add_partitions(&state, "tx", (pid, epoch), &[0]).await, [0]);
+    assert_eq!(
+        produce(&state, 0, txn_batch((pid, epoch), 0, &["b0"])).await,
+        0
+    );
+    assert_eq!(end(&state, "tx", (pid, epoch), false).await, error::NONE);
+    let on_disk = vec![(0, vec![(pid, 0, 2, 3), (pid, 3, 4, 5)])];
+    assert_eq!(txnindex_files(dir.path()), on_disk);
+    drop(state);
+    // The second entry is lost: rebuilt from the snapshot on.
+    std::fs::write(&index, &bytes[..34]).unwrap();
+    let state = open_test_state(dir.path());
+    assert_eq!(fetch(&state, 0, true).await.2, [(pid, 0), (pid, 3)]);
+    assert_eq!(txnindex_files(dir.path()), on_disk);
+    drop(state);
+    // The first entry (below the snapshot) is damaged: the whole log is
+    // replayed.
+    let mut damaged = std::fs::read(&index).unwrap();
+    damaged[1] = 9;
+    std::fs::write(&index, &damaged).unwrap();
+    let state = open_test_state(dir.path());
+    assert_eq!(fetch(&state, 0, true).await.2, [(pid, 0), (pid, 3)]);
+    assert_eq!(txnindex_files(dir.path()), on_disk);
+    let (_, lso, _, values) = fetch(&state, 0, true).await;
+    assert_eq!((lso, values.len()), (5, 3));
+}
+
+#[tokio::test]
+async fn an_older_snapshot_format_makes_the_start_rebuild_the_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = open_test_state(dir.path());
+    let pid = one_abort(&state).await;
+    state.partitions.close_all().unwrap();
+    drop(state);
+    // What an earlier version left: a version 2 snapshot at the log end
+    // holding the aborted list, and no txnindex files.
+    let partition_dir = dir.path().join("t-0");
+    for entry in std::fs::read_dir(&partition_dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_string();
+        if name.ends_with(".snapshot") || name.ends_with(".txnindex") {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+    let mut v2 = BytesMut::new();
+    v2.extend_from_slice(b"SLPS\x00\x02");
+    v2.extend_from_slice(&3i64.to_be_bytes()); // covers the log end
+    v2.extend_from_slice(&0u32.to_be_bytes()); // producers
+    v2.extend_from_slice(&0u32.to_be_bytes()); // open transactions
+    v2.extend_from_slice(&1u32.to_be_bytes()); // aborted
+    for field in [pid, 0, 2] {
+        v2.extend_from_slice(&field.to_be_bytes());
+    }
+    let crc = crc32c::crc32c(&v2);
+    v2.extend_from_slice(&crc.to_be_bytes());
+    std::fs::write(partition_dir.join("00000000000000000003.snapshot"), &v2).unwrap();
+    // A clean start: without the fallback nothing would replay.
+    let state = open_test_state(dir.path());
+    assert_eq!(fetch(&state, 0, true).await.2, [(pid, 0)]);
+    assert_eq!(txnindex_files(dir.path()), vec![(0, vec![(pid, 0, 2, 3)])]);
+}
+
+#[tokio::test]
+async fn retention_takes_aborted_transactions_with_their_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = open_test_state(dir.path());
+    crate::test_support::create_topic_with_configs(
+        &state,
+        "t",
+        1,
+        &[("segment.bytes", "100"), ("retention.ms", "1000")],
+    )
+    .await;
+    let (_, pid1, epoch1) = init(&state, "tx1", 60_000).await;
+    let (_, pid2, epoch2) = init(&state, "tx2", 60_000).await;
+    let (tx1, tx2) = ((pid1, epoch1), (pid2, epoch2));
+    // Old: tx1's a1 at 0 and its abort at 1, tx2's b1 at 2.
+    assert_eq!(add_partitions(&state, "tx1", tx1, &[0]).await, [0]);
+    assert_eq!(produce(&state, 0, txn_batch(tx1, 0, &["a1"])).await, 0);
+    assert_eq!(end(&state, "tx1", tx1, false).await, error::NONE);
+    assert_eq!(add_partitions(&state, "tx2", tx2, &[0]).await, [0]);
+    assert_eq!(produce(&state, 0, txn_batch(tx2, 0, &["b1"])).await, 0);
+    let old = now_ms();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    // New: tx2's abort at 3, plain at 4.
+    assert_eq!(end(&state, "tx2", tx2, false).await, error::NONE);
+    assert_eq!(
+        produce(&state, 0, keyed_batch((-1, -1), -1, None, &["new"])).await,
+        0
+    );
+    assert_eq!(
+        txnindex_files(dir.path()),
+        vec![(1, vec![(pid1, 0, 1, 2)]), (3, vec![(pid2, 2, 3, 4)])]
+    );
+    let partition = state.partitions.get("t", 0).unwrap();
+    assert_eq!(partition.apply_retention(old + 1_001).unwrap(), 3);
+    assert_eq!(partition.log_start_offset(), 3);
+    drop(partition);
+    // tx1's entry went with its segment; tx2's stays with its marker
+    // (its records went, as in Kafka).
+    let on_disk = vec![(3, vec![(pid2, 2, 3, 4)])];
+    assert_eq!(txnindex_files(dir.path()), on_disk);
+    let check = |state: Arc<BrokerState>| async move {
+        let (values, aborted, _) = read_committed_all(&state, 3).await;
+        assert_eq!(values, ["new"]);
+        assert_eq!(aborted, [(pid2, 2)]);
+        let (.., code) = fetch_at(&state, 0, 0, true).await;
+        assert_eq!(code, error::OFFSET_OUT_OF_RANGE);
+        state
+    };
+    let state = check(state).await;
+    drop(state);
+    let state = check(open_test_state(dir.path())).await;
+    assert_eq!(txnindex_files(dir.path()), on_disk);
+    state.partitions.close_all().unwrap();
+    drop(state);
+    check(open_test_state(dir.path())).await;
+    assert_eq!(txnindex_files(dir.path()), on_disk);
 }

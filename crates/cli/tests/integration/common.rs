@@ -262,6 +262,18 @@ impl Drop for InProcBroker {
     }
 }
 
+/// Runs `sluice log dump` on a file: (exit success, stdout and stderr).
+pub(crate) fn log_dump(path: &Path) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["log", "dump"])
+        .arg(path)
+        .output()
+        .expect("run sluice log dump");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
 /// Runs a future on a small runtime of the test's own.
 pub(crate) fn block_on<F: Future>(f: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread()

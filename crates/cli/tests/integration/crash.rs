@@ -13,7 +13,7 @@ use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 
-use crate::common::{free_port, read_log, BrokerProcess, PATIENCE};
+use crate::common::{free_port, log_dump, read_log, BrokerProcess, PATIENCE};
 use crate::rdkafka_client::{consumer, producer};
 
 const TOPIC: &str = "crash";
@@ -295,18 +295,6 @@ fn produce_numbered(bootstrap: &str, topic: &str, from: u64, to: u64) -> Vec<(u6
             (id, d.offset)
         })
         .collect()
-}
-
-/// Runs `sluice log dump` on a file: (exit success, stdout and stderr).
-fn log_dump(path: &Path) -> (bool, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["log", "dump"])
-        .arg(path)
-        .output()
-        .expect("run sluice log dump");
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.success(), text)
 }
 
 fn last_segment(partition_dir: &Path) -> PathBuf {

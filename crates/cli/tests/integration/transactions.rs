@@ -17,7 +17,9 @@ use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 
-use crate::common::{block_on, free_port, topic_name, BrokerProcess, InProcBroker, PATIENCE};
+use crate::common::{
+    block_on, free_port, log_dump, topic_name, BrokerProcess, InProcBroker, PATIENCE,
+};
 
 fn create_topic(bootstrap: &str, name: &str, partitions: i32) {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
@@ -162,6 +164,105 @@ fn committed_transactions_are_visible_and_aborted_ones_are_not() {
         uncommitted.len(),
         90,
         "read_uncommitted sees every data record, no markers"
+    );
+}
+
+/// Aborted transactions over many small segments, as librdkafka's
+/// read_committed consumer sees them after a SIGKILL and after a graceful
+/// restart (the broker rebuilds and reads its `.txnindex` files); `sluice
+/// log dump` prints those files and names a damaged one.
+#[test]
+fn aborted_transactions_survive_restarts_over_small_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("broker.log");
+    let data = dir.path().join("data");
+    let port = free_port();
+    let settings = ["log.segment.bytes=300"];
+    let broker = BrokerProcess::spawn(port, &data, &log, &settings);
+    let bootstrap = broker.bootstrap();
+    let topic = topic_name("txnidx");
+    create_topic(&bootstrap, &topic, 1);
+    let mut want = Vec::new();
+    {
+        let producer = transactional_producer(&bootstrap, &topic_name("tx"));
+        producer
+            .init_transactions(PATIENCE)
+            .expect("init_transactions");
+        for round in 0..6 {
+            let commit = round % 2 == 0;
+            producer.begin_transaction().unwrap();
+            for i in 0..20 {
+                let value = format!("r{round}-{i:02}");
+                send(&producer, &topic, Some(0), "k", &value);
+                if commit {
+                    want.push(value);
+                }
+            }
+            producer.flush(PATIENCE).unwrap();
+            if commit {
+                producer.commit_transaction(PATIENCE).expect("commit");
+            } else {
+                producer.abort_transaction(PATIENCE).expect("abort");
+            }
+        }
+    }
+    let committed = |bootstrap: &str| -> Vec<String> {
+        read_all(bootstrap, &topic, 1, "read_committed")
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect()
+    };
+    assert_eq!(committed(&bootstrap), want);
+    broker.kill();
+    let broker = BrokerProcess::spawn(port, &data, &log, &settings);
+    assert_eq!(committed(&bootstrap), want, "after a SIGKILL");
+    broker.terminate();
+    let broker = BrokerProcess::spawn(port, &data, &log, &settings);
+    assert_eq!(committed(&bootstrap), want, "after a graceful restart");
+    broker.terminate();
+
+    let partition_dir = data.join(format!("{topic}-0"));
+    let mut indexes: Vec<_> = std::fs::read_dir(&partition_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "txnindex"))
+        .collect();
+    indexes.sort();
+    let segments = std::fs::read_dir(&partition_dir)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|e| e == "log")
+        })
+        .count();
+    assert!(
+        !indexes.is_empty() && segments > indexes.len(),
+        "only segments holding an abort marker have a txnindex: {indexes:?} of {segments} segments"
+    );
+    let mut entries = 0;
+    for path in &indexes {
+        let (ok, report) = log_dump(path);
+        assert!(ok, "{}: {report}", path.display());
+        entries += report.matches("producerId:").count();
+    }
+    assert_eq!(entries, 3, "one entry per aborted transaction");
+
+    // A torn copy is reported with the position of the partial entry.
+    let copy = dir.path().join(indexes[0].file_name().unwrap());
+    let mut bytes = std::fs::read(&indexes[0]).unwrap();
+    let intact = bytes.len();
+    bytes.extend_from_slice(&[0; 7]);
+    std::fs::write(&copy, &bytes).unwrap();
+    let (ok, report) = log_dump(&copy);
+    assert!(!ok, "a damaged txnindex fails the dump: {report}");
+    assert!(
+        report.contains(&format!(
+            "PROBLEM: at position {intact}: a partial entry of 7 bytes"
+        )),
+        "{report}"
     );
 }
 

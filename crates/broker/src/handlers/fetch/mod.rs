@@ -6,7 +6,6 @@
 pub(crate) mod session;
 
 use super::{str_bytes, ApiSupport, Reply};
-use crate::producer_state::AbortedTxn;
 use crate::state::BrokerState;
 use bytes::Bytes;
 use kafka_protocol::messages::fetch_response::{
@@ -18,7 +17,7 @@ use kafka_protocol::messages::{
 use session::{FetchTarget, SentState, SessionError, FINAL_EPOCH, INITIAL_EPOCH};
 use sluice_metadata::Uuid;
 use sluice_protocol::error::{self, ErrorCode};
-use sluice_storage::StorageError;
+use sluice_storage::{AbortedTxnEntry, StorageError};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -189,7 +188,7 @@ struct PartitionRead {
     high_watermark: i64,
     last_stable_offset: i64,
     log_start_offset: i64,
-    aborted: Vec<AbortedTxn>,
+    aborted: Vec<AbortedTxnEntry>,
 }
 
 /// Reads every entry once, in order, sharing the `max_bytes` budget.
