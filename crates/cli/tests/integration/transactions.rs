@@ -18,7 +18,7 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::common::{
-    block_on, free_port, log_dump, topic_name, BrokerProcess, InProcBroker, PATIENCE,
+    block_on, free_port, log_dump, topic_name, wait_for, BrokerProcess, InProcBroker, PATIENCE,
 };
 
 fn create_topic(bootstrap: &str, name: &str, partitions: i32) {
@@ -297,6 +297,63 @@ fn a_zombie_producer_is_fenced() {
         .map(|(_, v)| v)
         .collect();
     assert_eq!(values, ["from-the-successor"]);
+}
+
+#[test]
+fn an_expired_transaction_is_aborted_by_the_coordinator() {
+    let broker = InProcBroker::start(&[(
+        "transaction.abort.timed.out.transaction.cleanup.interval.ms",
+        "200",
+    )]);
+    let bootstrap = broker.bootstrap();
+    let topic = topic_name("expiry");
+    create_topic(&bootstrap, &topic, 2);
+    let id = topic_name("tx");
+    let stalled: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("transactional.id", &id)
+        .set("transaction.timeout.ms", "1000")
+        .create()
+        .expect("transactional producer");
+    stalled.init_transactions(PATIENCE).unwrap();
+    stalled.begin_transaction().unwrap();
+    send(&stalled, &topic, Some(0), "k", "left-open-0");
+    send(&stalled, &topic, Some(1), "k", "left-open-1");
+    stalled.flush(PATIENCE).unwrap();
+
+    // While the transaction is open, read_committed sees nothing of it and
+    // cannot read past it; once the coordinator aborts it, both partitions
+    // are readable to their end and the records are not there.
+    let lso = |c: &BaseConsumer, p: i32| {
+        c.fetch_watermarks(&topic, p, PATIENCE)
+            .map(|(_, high)| high)
+            .unwrap()
+    };
+    let reader = consumer(&bootstrap, "read_committed", &[]);
+    assert_eq!(
+        (lso(&reader, 0), lso(&reader, 1)),
+        (0, 0),
+        "open transaction"
+    );
+    // Each partition: the record at 0, the abort marker at 1.
+    wait_for("the coordinator to abort the transaction", || {
+        (lso(&reader, 0) == 2 && lso(&reader, 1) == 2).then_some(())
+    });
+    assert_eq!(read_all(&bootstrap, &topic, 2, "read_uncommitted").len(), 2);
+    assert_eq!(
+        read_all(&bootstrap, &topic, 2, "read_committed"),
+        [],
+        "aborted records stay invisible to read_committed"
+    );
+
+    // The producer's epoch was bumped with the abort: it cannot commit.
+    let err = stalled
+        .commit_transaction(PATIENCE)
+        .expect_err("the timed-out transaction cannot commit");
+    assert!(
+        matches!(&err, KafkaError::Transaction(_)),
+        "a transaction error: {err:?}"
+    );
 }
 
 const INPUT_RECORDS: usize = 600;
