@@ -6,6 +6,7 @@
 //! correlation id. Any number of requests may be outstanding at once.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -401,6 +402,34 @@ impl Connection {
     where
         R: Request + Into<RequestKind>,
     {
+        self.submit_version(req, version, timeout)?.await
+    }
+
+    /// Queues a request for the socket now, at no more than version `max`,
+    /// and returns the wait for its response. Requests leave in the order
+    /// they are submitted, which an idempotent producer needs: batches of a
+    /// partition must reach the broker in sequence order.
+    pub fn submit_capped<R>(
+        &self,
+        req: R,
+        max: i16,
+    ) -> Result<impl Future<Output = Result<R::Response>> + Send + 'static>
+    where
+        R: Request + Into<RequestKind>,
+    {
+        let version = self.version_for::<R>()?.min(max);
+        self.submit_version(req, version, self.request_timeout)
+    }
+
+    fn submit_version<R>(
+        &self,
+        req: R,
+        version: i16,
+        timeout: Duration,
+    ) -> Result<impl Future<Output = Result<R::Response>> + Send + 'static>
+    where
+        R: Request + Into<RequestKind>,
+    {
         if self.is_closed() {
             return Err(Error::Disconnected(self.addr().to_string()));
         }
@@ -419,21 +448,24 @@ impl Connection {
             })
             .is_err()
         {
-            self.forget(cid);
+            forget(&self.shared, cid);
             return Err(Error::Disconnected(self.addr().to_string()));
         }
-        let frame = match tokio::time::timeout(timeout, rx).await {
-            Ok(Ok(res)) => res?,
-            Ok(Err(_)) => return Err(Error::Disconnected(self.addr().to_string())),
-            Err(_) => {
-                self.forget(cid);
-                return Err(Error::Timeout {
-                    addr: self.addr().to_string(),
-                    after: timeout,
-                });
-            }
-        };
-        decode_response::<R>(frame, version)
+        let shared = Arc::clone(&self.shared);
+        Ok(async move {
+            let frame = match tokio::time::timeout(timeout, rx).await {
+                Ok(Ok(res)) => res?,
+                Ok(Err(_)) => return Err(Error::Disconnected(shared.addr.clone())),
+                Err(_) => {
+                    forget(&shared, cid);
+                    return Err(Error::Timeout {
+                        addr: shared.addr.clone(),
+                        after: timeout,
+                    });
+                }
+            };
+            decode_response::<R>(frame, version)
+        })
     }
 
     /// Sends a request that gets no response (a produce with `acks=0`) and
@@ -463,14 +495,15 @@ impl Connection {
             }),
         }
     }
+}
 
-    fn forget(&self, cid: i32) {
-        self.shared
-            .pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&cid);
-    }
+/// Drops the response slot of a request that is no longer awaited.
+fn forget(shared: &Shared, cid: i32) {
+    shared
+        .pending
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&cid);
 }
 
 fn decode_response<R: Request>(mut frame: Bytes, version: i16) -> Result<R::Response> {

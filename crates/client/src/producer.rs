@@ -798,6 +798,8 @@ struct Sender {
     /// `guaranteeMessageOrder`). Empty otherwise.
     muted: HashSet<TopicPartition>,
     flush_waiters: Vec<oneshot::Sender<()>>,
+    /// Per broker, the queue of the task that sends its produce requests.
+    dispatchers: HashMap<i32, mpsc::UnboundedSender<ProduceJob>>,
     events: mpsc::UnboundedSender<Event>,
     shared: Arc<Mutex<SharedState>>,
     coordinators: Arc<Coordinators>,
@@ -849,6 +851,7 @@ impl Sender {
             in_flight: HashMap::new(),
             muted: HashSet::new(),
             flush_waiters: Vec::new(),
+            dispatchers: HashMap::new(),
             events,
         }
     }
@@ -1434,7 +1437,7 @@ impl Sender {
     /// A transactional producer names its transactional id; without
     /// transactions v2 it stays below Produce v12, which the broker would
     /// take as adding the partition to the transaction.
-    fn spawn_produce(&self, broker: i32, batches: Vec<ProducerBatch>, tv2: bool) {
+    fn spawn_produce(&mut self, broker: i32, batches: Vec<ProducerBatch>, tv2: bool) {
         let mut topics: BTreeMap<&str, Vec<PartitionProduceData>> = BTreeMap::new();
         for b in &batches {
             topics.entry(b.tp.topic.as_str()).or_default().push(
@@ -1462,28 +1465,84 @@ impl Sender {
                     })
                     .collect(),
             );
-        let acks = self.config.acks;
-        let transactional = self.transactional;
-        let cluster = self.cluster.clone();
-        let events = self.events.clone();
-        tokio::spawn(async move {
-            let result = async {
-                let conn = cluster.broker_connection(broker).await?;
-                if acks == Acks::None {
-                    conn.send_no_response(req).await.map(|()| None)
-                } else if transactional && !tv2 {
-                    conn.call_capped(req, TV1_PRODUCE_MAX).await.map(Some)
-                } else {
-                    conn.call(req).await.map(Some)
-                }
-            }
-            .await;
+        let max_version = if self.transactional && !tv2 {
+            TV1_PRODUCE_MAX
+        } else {
+            i16::MAX
+        };
+        let job = ProduceJob {
+            req,
+            max_version,
+            batches,
+        };
+        let (cluster, acks, events) = (self.cluster.clone(), self.config.acks, self.events.clone());
+        let queue = self.dispatchers.entry(broker).or_insert_with(|| {
+            let (queue, jobs) = mpsc::unbounded_channel();
+            tokio::spawn(dispatch(cluster, broker, acks, events, jobs));
+            queue
+        });
+        // The dispatcher lives as long as the sender holds its queue.
+        let _ = queue.send(job);
+    }
+}
+
+/// A produce request for one broker, with the batches it carries.
+struct ProduceJob {
+    req: ProduceRequest,
+    max_version: i16,
+    batches: Vec<ProducerBatch>,
+}
+
+/// Puts one broker's produce requests on the wire in the order the sender
+/// built them, so each partition's batches arrive in sequence order (a
+/// task per request could overtake its predecessor, and the broker would
+/// refuse the overtaking batch as out of order), and reports each answer
+/// as it comes.
+async fn dispatch(
+    cluster: Arc<Cluster>,
+    broker: i32,
+    acks: Acks,
+    events: mpsc::UnboundedSender<Event>,
+    mut jobs: mpsc::UnboundedReceiver<ProduceJob>,
+) {
+    while let Some(ProduceJob {
+        req,
+        max_version,
+        batches,
+    }) = jobs.recv().await
+    {
+        let report = |batches, result| {
             let _ = events.send(Event::Produced {
                 broker,
                 batches,
                 result,
             });
-        });
+        };
+        let conn = match cluster.broker_connection(broker).await {
+            Ok(conn) => conn,
+            Err(e) => {
+                report(batches, Err(e));
+                continue;
+            }
+        };
+        if acks == Acks::None {
+            report(batches, conn.send_no_response(req).await.map(|()| None));
+            continue;
+        }
+        match conn.submit_capped(req, max_version) {
+            Err(e) => report(batches, Err(e)),
+            Ok(response) => {
+                let events = events.clone();
+                tokio::spawn(async move {
+                    let result = response.await.map(Some);
+                    let _ = events.send(Event::Produced {
+                        broker,
+                        batches,
+                        result,
+                    });
+                });
+            }
+        }
     }
 }
 
