@@ -47,7 +47,7 @@ pub(crate) struct PerfProduceArgs {
     #[arg(long, default_value_t = 5)]
     linger_ms: u64,
     /// Maximum batch size in bytes.
-    #[arg(long, default_value_t = 16384)]
+    #[arg(long, default_value_t = 1_000_000)]
     batch_size: usize,
     /// Compression: none, gzip, snappy, lz4 or zstd.
     #[arg(long, default_value = "none", value_parser = parse_compression)]

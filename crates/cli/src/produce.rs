@@ -54,7 +54,7 @@ pub(crate) struct ProduceArgs {
     #[arg(long, default_value_t = 5)]
     pub(crate) linger_ms: u64,
     /// Maximum batch size in bytes.
-    #[arg(long, default_value_t = 16384)]
+    #[arg(long, default_value_t = 1_000_000)]
     pub(crate) batch_size: usize,
 }
 

@@ -134,10 +134,15 @@ impl FromStr for CompressionType {
     }
 }
 
-/// Producer settings. Defaults follow the Java client.
+/// Producer settings. Defaults follow the Java client, except `batch_size`.
 #[derive(Debug, Clone)]
 pub struct ProducerConfig {
-    /// Upper bound of a batch in bytes (`batch.size`, default 16384).
+    /// Upper bound of a batch in bytes (`batch.size`). The default,
+    /// 1,000,000, is librdkafka's rather than the Java client's 16384: a
+    /// Sluice broker syncs every batch before acknowledging it, and 16 KiB
+    /// batches of 1 KiB records make it sync four times as often for a
+    /// quarter of the throughput (docs/PERFORMANCE.md). `linger` still
+    /// bounds how long a batch waits to fill.
     pub batch_size: usize,
     /// How long to wait for more records before sending a batch that is not
     /// full (`linger.ms`, default 5 ms).
@@ -196,7 +201,7 @@ pub struct ProducerConfig {
 impl Default for ProducerConfig {
     fn default() -> Self {
         ProducerConfig {
-            batch_size: 16384,
+            batch_size: 1_000_000,
             linger: Duration::from_millis(5),
             acks: Acks::All,
             compression: CompressionType::None,
