@@ -3,16 +3,19 @@
 // scripts/kafkajs/package-lock.json) through a Sluice broker.
 //
 // Cases (each prints PASS/FAIL and asserts exact data and offsets):
-//   - admin: create/list/delete topics, describeConfigs/alterConfigs,
-//     describeCluster, fetchTopicMetadata, fetchTopicOffsets
+//   - admin: create (also validateOnly, and the errors of invalid topics) /
+//     list / delete topics, describeConfigs/alterConfigs, describeCluster,
+//     fetchTopicMetadata, fetchTopicOffsets, createPartitions,
+//     deleteTopicRecords
 //   - produce with no compression and gzip, acks -1 and 1, keys (some null),
 //     headers (repeated keys, binary values) and explicit timestamps
 //   - a classic consumer group (kafkajs' own RoundRobin assignor) reading from
 //     the beginning and committing, then a second consumer of the group
 //     resuming from the committed offsets; admin fetchOffsets / resetOffsets /
-//     describeGroups / listGroups
-//   - two consumers splitting a 4-partition topic, and the survivor taking
-//     every partition when the other leaves, without re-reading
+//     setOffsets / describeGroups / listGroups / deleteGroups
+//   - two consumers splitting a 4-partition topic (describeGroups shows both,
+//     deleteGroups is refused), and the survivor taking every partition when
+//     the other leaves, without re-reading
 //   - idempotent producer; transactional producer (commit visible, abort
 //     invisible with readUncommitted=false, visible with true);
 //     consume-transform-produce with sendOffsets (offsets committed only on
@@ -233,7 +236,20 @@ async function adminTopics() {
   assertEq(created, true, 'createTopics')
   const again = await admin.createTopics({ topics: [{ topic: names[0], numPartitions: 1 }] })
   assertEq(again, false, 'createTopics of an existing topic')
+  // validateOnly creates nothing. (waitForLeaders must be off: kafkajs would
+  // wait for the leaders of a topic that does not exist, also with Kafka.)
+  const checkOnly = `interop-js-admin-validate-${RUN}`
+  const validated = await admin.createTopics({ validateOnly: true, waitForLeaders: false, topics: [{ topic: checkOnly, numPartitions: 3 }] })
+  assertEq(validated, true, 'createTopics validateOnly')
+  let errors = null
+  await admin
+    .createTopics({ waitForLeaders: false, topics: [{ topic: 'bad/name' }, { topic: `${checkOnly}-0`, numPartitions: 0 }] })
+    .catch(e => {
+      errors = (e.errors || [e]).map(x => x.type || x.message)
+    })
+  assertEq(errors, ['INVALID_TOPIC_EXCEPTION', 'INVALID_PARTITIONS'], 'createTopics errors')
   let listed = await admin.listTopics()
+  assert(!listed.some(t => t.startsWith(checkOnly)), `validateOnly or invalid topics were created: ${listed.filter(t => t.startsWith(checkOnly))}`)
   for (const n of names) assert(listed.includes(n), `listTopics lacks ${n}: ${listed}`)
   const meta = await admin.fetchTopicMetadata({ topics: names })
   assertEq(
@@ -502,6 +518,11 @@ async function splitGroup() {
     .map(m => AssignerProtocol.MemberAssignment.decode(m.memberAssignment).assignment[topic].slice().sort())
     .sort()
   assertEq(described, [owned(a), owned(b)].sort(), 'member assignments in describeGroups')
+  let deleteError = null
+  await admin.deleteGroups([groupId]).catch(e => {
+    deleteError = (e.groups || []).map(x => [x.groupId, x.error && x.error.type])
+  })
+  assertEq(deleteError, [[groupId, 'NON_EMPTY_GROUP']], 'deleteGroups of a running group')
 
   const producer = await newProducer()
   const values = Array.from({ length: 200 }, (_, i) => `split-${i}`)
