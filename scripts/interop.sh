@@ -4,6 +4,12 @@
 #     keys (-K) and every codec (-z), headers
 #   - scripts/interop.py: confluent-kafka <-> kafka-python, every codec,
 #     topics that recompress, transactions, a KIP-848 group
+#   - scripts/interop_kafkajs.mjs: kafkajs 2.2.4 (pure JavaScript, pinned in
+#     scripts/kafkajs/): admin topics/configs/metadata/groups/offsets, produce
+#     (none/gzip, acks -1/1, keys, headers), classic consumer groups with
+#     commits, resume and rebalance, idempotent and transactional producers
+#     (sendOffsets), offsets by timestamp, kafkajs <-> kcat. Needs node and
+#     `npm ci --prefix scripts/kafkajs`; skipped (not failed) without node.
 #
 # Usage: scripts/interop.sh [HOST:PORT]
 #   With no argument, starts target/release/sluice (or target/debug/sluice)
@@ -14,6 +20,7 @@ cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3}
 KCAT=${KCAT:-kcat}
+NODE=${NODE:-node}
 failures=0
 broker_pid=""
 workdir=$(mktemp -d)
@@ -134,6 +141,17 @@ if "$PYTHON" -c 'import confluent_kafka, kafka' 2>/dev/null; then
   [ $rc -eq 0 ] || failures=$((failures + 1))
 else
   fail "python clients: confluent-kafka/kafka-python not installed (pip install -r scripts/requirements.txt)"
+fi
+
+# ---- kafkajs ----------------------------------------------------------------
+if ! command -v "$NODE" >/dev/null; then
+  echo "SKIP kafkajs: node is not installed"
+elif [ ! -f scripts/kafkajs/node_modules/kafkajs/package.json ]; then
+  fail "kafkajs: not installed (npm ci --prefix scripts/kafkajs)"
+else
+  KCAT=$KCAT timeout 300 "$NODE" scripts/interop_kafkajs.mjs "$BOOTSTRAP"
+  rc=$?
+  [ $rc -eq 0 ] || failures=$((failures + 1))
 fi
 
 if [ -n "$broker_pid" ]; then

@@ -2,9 +2,11 @@
 # Runs Sluice's whole test suite on a fresh machine, installing what it needs:
 #   - Debian packages: kcat (interop), build tools for librdkafka (rdkafka crate)
 #   - Python clients: confluent-kafka, kafka-python and their codecs
+#   - kafkajs (npm ci from scripts/kafkajs/package-lock.json), when node and
+#     npm are installed; without them the kafkajs interop is skipped
 #   - Rust: formatting, clippy, unit/property/integration tests (cargo nextest
-#     when available), then the kcat/Python interop script against a release
-#     broker.
+#     when available), then the kcat/Python/kafkajs interop script against a
+#     release broker.
 # Usage: scripts/test-all.sh        (CI=true makes cargo output plain)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -47,6 +49,13 @@ then
     "$PYTHON" -m pip install --disable-pip-version-check -q --break-system-packages -r scripts/requirements.txt
 fi
 
+step "kafkajs"
+if command -v node >/dev/null && command -v npm >/dev/null; then
+  npm ci --prefix scripts/kafkajs --no-audit --no-fund --loglevel=error
+else
+  echo "node/npm not installed: the kafkajs interop tests will be skipped"
+fi
+
 export CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-2}
 [ "${CI:-}" = true ] && export CARGO_TERM_COLOR=never
 
@@ -62,7 +71,7 @@ else
   cargo test --workspace --no-fail-fast
 fi
 
-step "interop with kcat, confluent-kafka and kafka-python"
+step "interop with kcat, confluent-kafka, kafka-python and kafkajs"
 cargo build --release -p sluice
 scripts/interop.sh
 
