@@ -1297,7 +1297,7 @@ impl Sender {
                 None => {
                     let err =
                         Error::Protocol(format!("produce response has no result for {}", b.tp));
-                    b.fail(err);
+                    self.fail_batch(b, err);
                 }
                 Some((0, _, base, log_append)) => {
                     if let Some(sq) = b.sequenced {

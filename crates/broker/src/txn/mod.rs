@@ -452,18 +452,24 @@ pub(crate) fn add_partitions(
     if txn.status == TxnStatus::Ongoing && wanted.iter().all(|w| txn.partitions.contains(w)) {
         return Ok(None);
     }
+    // Changed on a copy that replaces the live state only once its record
+    // is written: a failed write must not leave a partition "added" that
+    // the log does not know (a Produce v12 would then append to it).
     let now = now_ms();
-    if txn.status != TxnStatus::Ongoing {
-        txn.partitions.clear();
-        txn.start_ms = now;
-        txn.status = TxnStatus::Ongoing;
+    let mut next = txn.clone();
+    if next.status != TxnStatus::Ongoing {
+        next.partitions.clear();
+        next.start_ms = now;
+        next.status = TxnStatus::Ongoing;
     }
-    txn.partitions.extend(wanted);
+    next.partitions.extend(wanted);
     if tv2 {
-        txn.client_txn_version = TV2;
+        next.client_txn_version = TV2;
     }
-    txn.last_update_ms = now;
-    TransactionCoordinator::persist(state, transactional_id, txn).map(Some)
+    next.last_update_ms = now;
+    let durable = TransactionCoordinator::persist(state, transactional_id, &next)?;
+    *txn = next;
+    Ok(Some(durable))
 }
 
 /// Transactions v2: ending a transaction bumps the producer epoch, so the
