@@ -18,7 +18,7 @@ use kafka_protocol::messages::ApiKey;
 use sluice_metadata::{MetadataLog, MetadataRecord};
 use sluice_protocol::envelope::{self, RequestHead};
 use sluice_protocol::frame;
-use sluice_storage::LogDir;
+use sluice_storage::{DirLock, LogDir};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -38,6 +38,9 @@ pub struct Broker {
     state: Arc<BrokerState>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    /// Shared with the accept loop, so that a broker dropped without
+    /// [`Broker::shutdown`] keeps its directory locked while it still serves.
+    data_dir_lock: Arc<DirLock>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +62,9 @@ impl Broker {
     /// binds the listener and starts serving.
     pub async fn start(config: BrokerConfig) -> Result<Broker, StartError> {
         let data_dir = PathBuf::from(config.log_dir());
+        // Before anything is read or written, and before binding, so a
+        // second broker on this directory is refused for the right reason.
+        let data_dir_lock = Arc::new(DirLock::acquire(&data_dir)?);
         let listen = config.listen_address();
         let listener = TcpListener::bind(&listen)
             .await
@@ -91,6 +97,7 @@ impl Broker {
         let mut tasks = vec![tokio::spawn(accept_loop(
             listener,
             state.clone(),
+            data_dir_lock.clone(),
             stopped.clone(),
         ))];
         tasks.push(tokio::spawn(crate::retention::retention_task(
@@ -110,6 +117,7 @@ impl Broker {
             state,
             stop,
             tasks,
+            data_dir_lock,
         })
     }
 
@@ -134,7 +142,8 @@ impl Broker {
     }
 
     /// Stops accepting, syncs and closes every log, and marks the shutdown
-    /// clean so the next start skips full recovery.
+    /// clean so the next start skips full recovery. The data directory is
+    /// unlocked only after its logs are closed.
     pub async fn shutdown(self) -> Result<(), sluice_storage::StorageError> {
         let _ = self.stop.send(true);
         for task in self.tasks {
@@ -142,9 +151,11 @@ impl Broker {
             let _ = task.await;
         }
         let state = self.state;
-        tokio::task::spawn_blocking(move || state.partitions.close_all())
+        let closed = tokio::task::spawn_blocking(move || state.partitions.close_all())
             .await
-            .expect("close task panicked")
+            .expect("close task panicked");
+        drop(self.data_dir_lock);
+        closed
     }
 }
 
@@ -199,6 +210,7 @@ fn new_cluster_id() -> String {
 async fn accept_loop(
     listener: TcpListener,
     state: Arc<BrokerState>,
+    _data_dir_lock: Arc<DirLock>,
     mut stopped: watch::Receiver<bool>,
 ) {
     loop {

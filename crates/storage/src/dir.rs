@@ -1,7 +1,7 @@
 //! A log directory holding one sub-directory per partition.
 
-use std::fs;
-use std::io;
+use std::fs::{self, File, TryLockError};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use crate::config::LogConfig;
@@ -12,6 +12,61 @@ use crate::log::PartitionLog;
 /// Written after every log was closed; its absence at startup means the
 /// previous run crashed and logs must be recovered.
 const CLEAN_SHUTDOWN_MARKER: &str = ".sluice-clean-shutdown";
+
+/// Held with `flock` by the process that owns the directory; holds its pid.
+const LOCK_FILE: &str = ".lock";
+
+/// An exclusive lock on a data directory, so that two brokers never write
+/// the same logs. The kernel drops a `flock` when its holder dies, so a
+/// `.lock` left behind by a killed process does not block the next start.
+#[derive(Debug)]
+pub struct DirLock {
+    _file: File,
+}
+
+impl DirLock {
+    /// Locks `dir` (creating it if needed) and records this process's pid
+    /// in its `.lock` file; fails at once, naming the holder's pid, if
+    /// another process holds it. Released when the value is dropped.
+    pub fn acquire(dir: &Path) -> Result<DirLock, StorageError> {
+        fs::create_dir_all(dir).context(|| format!("creating {}", dir.display()))?;
+        let path = dir.join(LOCK_FILE);
+        let opening = || format!("opening {}", path.display());
+        // Not truncated on open: until we hold the lock, the pid in it is
+        // the holder's.
+        let mut file = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .context(opening)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                return Err(StorageError::DirectoryLocked {
+                    dir: dir.to_path_buf(),
+                    holder_pid: read_pid(&mut file),
+                })
+            }
+            Err(TryLockError::Error(e)) => {
+                return Err(e).context(|| format!("locking {}", path.display()))
+            }
+        }
+        let writing = || format!("writing {}", path.display());
+        file.set_len(0).context(writing)?;
+        file.write_all(format!("{}\n", std::process::id()).as_bytes())
+            .context(writing)?;
+        Ok(DirLock { _file: file })
+    }
+}
+
+/// The pid a lock holder wrote, if it has written one yet.
+fn read_pid(file: &mut File) -> Option<u32> {
+    let mut text = String::new();
+    file.read_to_string(&mut text).ok()?;
+    text.trim().parse().ok()
+}
 
 pub struct LogDir {
     path: PathBuf,

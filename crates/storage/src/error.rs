@@ -27,6 +27,17 @@ pub enum StorageError {
     /// A topic name that cannot safely be used as a directory name.
     #[error("invalid partition directory name for topic {topic:?}")]
     InvalidTopicName { topic: String },
+    /// Another process holds the data directory's lock: two brokers on one
+    /// directory would overwrite each other's records.
+    #[error(
+        "data directory {} is locked by another process ({}); two brokers cannot share a data directory",
+        dir.display(),
+        holder_pid.map_or("pid unknown".to_string(), |pid| format!("pid {pid}"))
+    )]
+    DirectoryLocked {
+        dir: std::path::PathBuf,
+        holder_pid: Option<u32>,
+    },
 }
 
 /// Attaches a human-readable context to an I/O error.

@@ -27,7 +27,7 @@ mod txn_index;
 pub use cleaner::{crash_at, CrashPoint};
 pub use cleaner::{CleanJob, CleanStats, CleanableRange, CleanedSegment, CleanerConfig, Throttle};
 pub use config::LogConfig;
-pub use dir::LogDir;
+pub use dir::{DirLock, LogDir};
 pub use durability::Durability;
 pub use error::StorageError;
 pub use log::{AppendInfo, PartitionLog, ReadResult};

@@ -38,7 +38,7 @@ pub(crate) async fn start_broker(dir: &Path, extra: &[(&str, &str)]) -> Broker {
 /// A private copy of the `sluice` binary made once per test run, so that a
 /// concurrent `cargo build` replacing target/debug/sluice cannot change the
 /// broker between a test's restarts.
-fn sluice_binary() -> &'static Path {
+pub(crate) fn sluice_binary() -> &'static Path {
     static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     BIN.get_or_init(|| {
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
@@ -134,6 +134,10 @@ impl BrokerProcess {
 
     pub(crate) fn bootstrap(&self) -> String {
         self.addr.to_string()
+    }
+
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// SIGKILL and reap.

@@ -13,6 +13,7 @@
 //!   consumers resetting past deleted data, through librdkafka.
 //! * `protocol` — malformed frames and invalid batches on raw sockets.
 //! * `sluice_client` — our own client against the broker.
+//! * `startup` — `sluice serve` start-up safeguards: the data directory lock.
 //! * `transactions` — librdkafka transactions: commit/abort visibility,
 //!   zombie fencing, consume-transform-produce across broker SIGKILLs.
 
@@ -24,4 +25,5 @@ mod lifecycle;
 mod protocol;
 mod rdkafka_client;
 mod sluice_client;
+mod startup;
 mod transactions;

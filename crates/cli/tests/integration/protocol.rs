@@ -23,7 +23,7 @@ use sluice_protocol::kafka_protocol::protocol::StrBytes;
 
 use crate::common::{InProcBroker, PATIENCE};
 
-fn connect(addr: &str) -> TcpStream {
+pub(crate) fn connect(addr: &str) -> TcpStream {
     let s = TcpStream::connect(addr).expect("connect");
     s.set_read_timeout(Some(PATIENCE)).unwrap();
     s.set_nodelay(true).unwrap();
@@ -31,7 +31,7 @@ fn connect(addr: &str) -> TcpStream {
 }
 
 /// Reads one response frame (without its length prefix); `None` on EOF.
-fn read_frame(s: &mut TcpStream) -> Option<Bytes> {
+pub(crate) fn read_frame(s: &mut TcpStream) -> Option<Bytes> {
     let mut len = [0u8; 4];
     match s.read_exact(&mut len) {
         Ok(()) => {}
@@ -47,7 +47,7 @@ fn read_frame(s: &mut TcpStream) -> Option<Bytes> {
 }
 
 /// The broker must close the connection without answering.
-fn expect_closed(s: &mut TcpStream, what: &str) {
+pub(crate) fn expect_closed(s: &mut TcpStream, what: &str) {
     let mut buf = [0u8; 64];
     match s.read(&mut buf) {
         Ok(0) => {}
@@ -65,7 +65,7 @@ fn header(api: ApiKey, version: i16, correlation_id: i32) -> RequestHeader {
         .with_client_id(Some(StrBytes::from_static_str("raw-test")))
 }
 
-fn api_versions_request(correlation_id: i32) -> Bytes {
+pub(crate) fn api_versions_request(correlation_id: i32) -> Bytes {
     encode_request(
         &header(ApiKey::ApiVersions, 3, correlation_id),
         &RequestKind::ApiVersions(
@@ -89,7 +89,7 @@ fn call(s: &mut TcpStream, api: ApiKey, version: i16, body: RequestKind) -> Resp
 }
 
 /// A fresh connection completes an ApiVersions v3 round trip.
-fn assert_serving(addr: &str) {
+pub(crate) fn assert_serving(addr: &str) {
     let mut s = connect(addr);
     match call(
         &mut s,

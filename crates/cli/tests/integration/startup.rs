@@ -1,0 +1,82 @@
+//! Start-up safeguards of `sluice serve`: the data directory lock.
+
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use crate::common::{free_port, read_log, sluice_binary, BrokerProcess, PATIENCE};
+use crate::protocol::assert_serving;
+
+/// A second broker on a data directory that a running broker holds exits
+/// at once, naming the directory and the holder's pid; the first goes on
+/// serving. Two brokers on one directory overwrite each other's records.
+#[test]
+fn a_second_broker_on_the_same_data_dir_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data_dir = tmp.path().join("data");
+    let first = BrokerProcess::spawn(free_port(), &data_dir, &tmp.path().join("first.log"), &[]);
+
+    let mut second = Command::new(sluice_binary())
+        .arg("serve")
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{}", free_port()))
+        .arg("--data-dir")
+        .arg(&data_dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the second sluice serve");
+    let deadline = Instant::now() + PATIENCE;
+    let status = loop {
+        if let Some(status) = second.try_wait().expect("wait for the second broker") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = second.kill();
+            let _ = second.wait();
+            panic!("a second broker on {} kept running", data_dir.display());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let output = second.wait_with_output().expect("collect its stderr");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!status.success(), "the second broker exited with {status}");
+    assert!(
+        stderr.contains(&format!("pid {}", first.pid())),
+        "the refusal names the holder's pid {}: {stderr}",
+        first.pid()
+    );
+    assert!(
+        stderr.contains(&data_dir.display().to_string()),
+        "the refusal names the directory: {stderr}"
+    );
+    assert_serving(&first.bootstrap());
+    first.terminate();
+}
+
+/// A broker killed with SIGKILL leaves its `.lock` file behind, but the
+/// kernel released its lock: the next start takes the directory over and
+/// records its own pid.
+#[test]
+fn a_lock_file_left_by_a_killed_broker_does_not_block_the_next_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data_dir = tmp.path().join("data");
+    let log = tmp.path().join("broker.log");
+    let killed = BrokerProcess::spawn(free_port(), &data_dir, &log, &[]);
+    killed.kill();
+    assert!(
+        data_dir.join(".lock").exists(),
+        "the lock file stays behind"
+    );
+
+    let next = BrokerProcess::spawn(free_port(), &data_dir, &log, &[]);
+    let recorded = std::fs::read_to_string(data_dir.join(".lock")).expect("read .lock");
+    assert_eq!(
+        recorded.trim(),
+        next.pid().to_string(),
+        "the lock file names its holder; broker log:\n{}",
+        read_log(&log)
+    );
+    assert_serving(&next.bootstrap());
+    next.terminate();
+}
