@@ -11,6 +11,7 @@
 mod cleaner;
 pub mod config;
 mod controller;
+pub mod descriptors;
 mod flusher;
 mod group;
 mod handlers;

@@ -8,6 +8,7 @@
 
 use crate::config::BrokerConfig;
 use crate::controller::reconcile_partitions;
+use crate::descriptors::DescriptorBudget;
 use crate::group::GroupCoordinator;
 use crate::handlers::{self, Reply};
 use crate::partition::{Partitions, METADATA_TOPIC};
@@ -87,9 +88,13 @@ impl Broker {
         let state = {
             let config = config.clone();
             let dir = data_dir.clone();
-            tokio::task::spawn_blocking(move || open_state(config, dir))
-                .await
-                .expect("open task panicked")?
+            tokio::task::spawn_blocking(move || {
+                let state = open_state(config, dir.clone())?;
+                DescriptorBudget::measure(&dir).report(None);
+                Ok::<_, StartError>(state)
+            })
+            .await
+            .expect("open task panicked")?
         };
         let state = Arc::new(state);
         TransactionCoordinator::resume_prepared(&state);

@@ -3,6 +3,7 @@
 
 use anyhow::{bail, Context};
 use sluice_broker::config::{self as broker_config, BrokerConfig};
+use sluice_broker::descriptors;
 use sluice_broker::Broker;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -115,6 +116,8 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let settings = collect_settings(&args)?;
     let config = BrokerConfig::from_settings(settings)
         .map_err(|e| anyhow::anyhow!("invalid setting: {e}"))?;
+    // Before any log is opened; the broker then logs what its logs need.
+    descriptors::raise_open_file_limit();
     let broker = Broker::start(config).await?;
     let data_dir = std::fs::canonicalize(broker.data_dir())
         .unwrap_or_else(|_| broker.data_dir().to_path_buf());

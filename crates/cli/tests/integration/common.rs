@@ -64,6 +64,22 @@ pub(crate) fn sluice_binary() -> &'static Path {
     })
 }
 
+/// The arguments of `sluice serve` on a port and data directory.
+fn serve_args(port: u16, data_dir: &Path, settings: &[&str]) -> Vec<std::ffi::OsString> {
+    let mut args: Vec<std::ffi::OsString> = vec![
+        "serve".into(),
+        "--listen".into(),
+        format!("127.0.0.1:{port}").into(),
+        "--data-dir".into(),
+        data_dir.into(),
+    ];
+    for s in settings {
+        args.push("--set".into());
+        args.push(s.into());
+    }
+    args
+}
+
 /// A `sluice serve` child process. Killed (SIGKILL) on drop if still running.
 pub(crate) struct BrokerProcess {
     child: Child,
@@ -80,20 +96,34 @@ impl BrokerProcess {
         log_path: &Path,
         settings: &[&str],
     ) -> BrokerProcess {
+        let mut cmd = Command::new(sluice_binary());
+        cmd.args(serve_args(port, data_dir, settings));
+        BrokerProcess::start(cmd, log_path)
+    }
+
+    /// As [`BrokerProcess::spawn`], under `ulimit <ulimit>` (e.g. `-n 40`
+    /// for soft and hard descriptor limits of 40).
+    pub(crate) fn spawn_with_ulimit(
+        ulimit: &str,
+        port: u16,
+        data_dir: &Path,
+        log_path: &Path,
+        settings: &[&str],
+    ) -> BrokerProcess {
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg(format!("ulimit {ulimit} && exec \"$0\" \"$@\""))
+            .arg(sluice_binary())
+            .args(serve_args(port, data_dir, settings));
+        BrokerProcess::start(cmd, log_path)
+    }
+
+    fn start(mut cmd: Command, log_path: &Path) -> BrokerProcess {
         let log = File::options()
             .create(true)
             .append(true)
             .open(log_path)
             .expect("open broker log");
-        let mut cmd = Command::new(sluice_binary());
-        cmd.arg("serve")
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--data-dir")
-            .arg(data_dir);
-        for s in settings {
-            cmd.arg("--set").arg(s);
-        }
         let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -1,4 +1,5 @@
-//! Start-up safeguards of `sluice serve`: the data directory lock.
+//! Start-up safeguards of `sluice serve`: the data directory lock and the
+//! open-file limit.
 
 use std::process::{Command, Stdio};
 use std::time::Instant;
@@ -79,4 +80,45 @@ fn a_lock_file_left_by_a_killed_broker_does_not_block_the_next_start() {
     );
     assert_serving(&next.bootstrap());
     next.terminate();
+}
+
+/// The soft open-file limit (often 1024) is far below what a broker with
+/// many partitions needs: start-up raises it to the hard limit and says so.
+#[test]
+fn start_up_raises_the_soft_open_file_limit_to_the_hard_limit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join("broker.log");
+    let broker = BrokerProcess::spawn_with_ulimit(
+        "-S -n 256",
+        free_port(),
+        &tmp.path().join("data"),
+        &log,
+        &[],
+    );
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", broker.pid()))
+        .expect("read the broker's limits");
+    let open_files = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("a Max open files line");
+    let fields: Vec<&str> = open_files.split_whitespace().collect();
+    let (soft, hard) = (fields[3], fields[4]);
+    assert_eq!(
+        soft, hard,
+        "soft limit raised to the hard one: {open_files}"
+    );
+    let text = read_log(&log);
+    if hard != "256" {
+        assert!(
+            text.contains(&format!(
+                "raised the open file limit (RLIMIT_NOFILE) from 256 to the hard limit {hard}"
+            )),
+            "start-up says it raised the limit:\n{text}"
+        );
+    }
+    assert!(
+        text.contains("the logs need about"),
+        "start-up says how many descriptors the logs need:\n{text}"
+    );
+    broker.terminate();
 }

@@ -1,0 +1,166 @@
+//! The open-file limit: raised to what the system allows at start-up, and
+//! compared with what the broker's logs need, so that running out of
+//! descriptors is foreseen in the log rather than met in a failed request.
+
+use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+use std::path::Path;
+
+/// Descriptors the broker holds whatever its partitions: stdio, the async
+/// runtime, the listener, the metadata log, the data directory lock, and
+/// short-lived files (checkpoints, snapshots, index rewrites).
+const BASE_DESCRIPTORS: u64 = 64;
+
+/// Fewer descriptors than this left for connections is worth a warning even
+/// when `max.connections` is not set.
+const MIN_CONNECTION_DESCRIPTORS: u64 = 1000;
+
+/// Raises the soft limit on open files to the hard limit, as the JVM does
+/// for Kafka: the usual soft default of 1024 is far below what a broker
+/// with many partitions and connections needs. Logs the outcome.
+pub fn raise_open_file_limit() {
+    let show = |limit: Option<u64>| limit.map_or("unlimited".to_string(), |l| l.to_string());
+    let found = getrlimit(Resource::Nofile);
+    let below_hard = match (found.current, found.maximum) {
+        (Some(soft), Some(hard)) => soft < hard,
+        (Some(_), None) => true,
+        (None, _) => false,
+    };
+    if !below_hard {
+        tracing::info!(
+            "open file limit (RLIMIT_NOFILE) is {}, the hard limit",
+            show(found.current)
+        );
+        return;
+    }
+    let raised = Rlimit {
+        current: found.maximum,
+        maximum: found.maximum,
+    };
+    match setrlimit(Resource::Nofile, raised) {
+        Ok(()) => tracing::info!(
+            "raised the open file limit (RLIMIT_NOFILE) from {} to the hard limit {}",
+            show(found.current),
+            show(found.maximum)
+        ),
+        Err(e) => tracing::warn!(
+            error = %std::io::Error::from(e),
+            "cannot raise the open file limit (RLIMIT_NOFILE) from {} to the hard limit {}",
+            show(found.current),
+            show(found.maximum)
+        ),
+    }
+}
+
+/// What the broker's logs need against the open-file limit in force.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct DescriptorBudget {
+    /// `.log` files: the storage engine keeps each segment open.
+    pub(crate) segment_files: u64,
+    /// Segment files plus [`BASE_DESCRIPTORS`].
+    pub(crate) needed: u64,
+    /// The soft `RLIMIT_NOFILE`; `None` is unlimited.
+    pub(crate) limit: Option<u64>,
+}
+
+impl DescriptorBudget {
+    /// Counts the segment files under `data_dir` (one directory per
+    /// partition) and reads the current limit.
+    pub(crate) fn measure(data_dir: &Path) -> DescriptorBudget {
+        let segment_files = count_segment_files(data_dir);
+        DescriptorBudget {
+            segment_files,
+            needed: segment_files + BASE_DESCRIPTORS,
+            limit: getrlimit(Resource::Nofile).current,
+        }
+    }
+
+    /// Descriptors left for connections (and new segments); negative when
+    /// the logs alone need more than the limit.
+    pub(crate) fn left_for_connections(&self) -> Option<i64> {
+        self.limit
+            .map(|limit| i64::try_from(limit).unwrap_or(i64::MAX) - self.needed as i64)
+    }
+
+    /// Logs the budget: INFO normally, WARN when the logs leave fewer than
+    /// [`MIN_CONNECTION_DESCRIPTORS`] descriptors, or fewer than an explicit
+    /// `max.connections`, for connections.
+    pub(crate) fn report(&self, max_connections: Option<u64>) {
+        let Some(limit) = self.limit else {
+            tracing::info!(
+                needed = self.needed,
+                segment_files = self.segment_files,
+                "open file limit: unlimited"
+            );
+            return;
+        };
+        let left = self.left_for_connections().unwrap_or(i64::MAX);
+        let wanted = max_connections.unwrap_or(MIN_CONNECTION_DESCRIPTORS);
+        if left < i64::try_from(wanted).unwrap_or(i64::MAX) {
+            tracing::warn!(
+                limit,
+                needed = self.needed,
+                segment_files = self.segment_files,
+                "open file limit {limit} is too low: the logs need about {} descriptors (one per \
+                 segment plus {BASE_DESCRIPTORS}), leaving {} for connections where {wanted} are \
+                 wanted; raise the hard limit (ulimit -Hn, LimitNOFILE= under systemd)",
+                self.needed,
+                left.max(0),
+            );
+        } else {
+            tracing::info!(
+                limit,
+                needed = self.needed,
+                segment_files = self.segment_files,
+                "open file limit {limit}: the logs need about {} descriptors, leaving {left} for connections",
+                self.needed
+            );
+        }
+    }
+}
+
+/// `<data_dir>/<partition>/*.log`; directories that cannot be read count 0.
+fn count_segment_files(data_dir: &Path) -> u64 {
+    let Ok(partitions) = std::fs::read_dir(data_dir) else {
+        return 0;
+    };
+    partitions
+        .flatten()
+        .filter(|entry| entry.file_type().is_ok_and(|t| t.is_dir()))
+        .filter_map(|entry| std::fs::read_dir(entry.path()).ok())
+        .flat_map(|files| files.flatten())
+        .filter(|file| file.path().extension().is_some_and(|ext| ext == "log"))
+        .count() as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_soft_limit_is_raised_to_the_hard_one() {
+        raise_open_file_limit();
+        let limit = getrlimit(Resource::Nofile);
+        assert_eq!(limit.current, limit.maximum);
+    }
+
+    #[test]
+    fn the_budget_counts_one_descriptor_per_segment() {
+        let tmp = tempfile::tempdir().unwrap();
+        for (partition, segments) in [("a-0", 2), ("a-1", 1), ("b-0", 3)] {
+            let dir = tmp.path().join(partition);
+            std::fs::create_dir(&dir).unwrap();
+            for base in 0..segments {
+                std::fs::write(dir.join(format!("{base:020}.log")), b"").unwrap();
+                std::fs::write(dir.join(format!("{base:020}.index")), b"").unwrap();
+            }
+        }
+        let budget = DescriptorBudget::measure(tmp.path());
+        assert_eq!(budget.segment_files, 6);
+        assert_eq!(budget.needed, 6 + BASE_DESCRIPTORS);
+        let tight = DescriptorBudget {
+            limit: Some(50),
+            ..budget
+        };
+        assert_eq!(tight.left_for_connections(), Some(50 - 70));
+    }
+}
