@@ -44,6 +44,8 @@ pub enum Check {
     OneOf(&'static [&'static str]),
     ListOf(&'static [&'static str]),
     Listener,
+    /// Kafka's `host:count,host:count` (`max.connections.per.ip.overrides`).
+    HostCounts,
 }
 
 #[derive(Debug)]
@@ -91,6 +93,11 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
     def!("auto.create.topics.enable", Boolean, Some("true"), Check::None, false, "Enable auto creation of topic on the server."),
     def!("delete.topic.enable", Boolean, Some("true"), Check::None, false, "Enables delete topic. Delete topic through the admin tool will have no effect if this config is turned off."),
     def!("socket.request.max.bytes", Int, Some("104857600"), Check::AtLeast(1), false, "The maximum number of bytes in a socket request."),
+    def!("socket.request.read.timeout.ms", Long, Some("30000"), Check::AtLeast(1), false, "Sluice-specific (Kafka has no such setting): the time a request may take to arrive once its first byte has. A connection that sends part of a request and then stalls is closed after this, whatever connections.max.idle.ms says."),
+    def!("connections.max.idle.ms", Long, Some("600000"), Check::AtLeast(-1), false, "Idle connections timeout: the server socket processor threads close the connections that idle more than this. A connection is idle while it has no request in flight and sends nothing. -1 disables the timeout."),
+    def!("max.connections", Int, Some("2147483647"), Check::AtLeast(0), false, "The maximum number of connections we allow in the broker at any time. This limit is applied in addition to any per-ip limits configured using max.connections.per.ip. New connections are blocked (not accepted, left waiting in the listen backlog) while the limit is reached."),
+    def!("max.connections.per.ip", Int, Some("2147483647"), Check::AtLeast(0), false, "The maximum number of connections we allow from each ip address. This can be set to 0 if there are overrides configured using max.connections.per.ip.overrides property. New connections from the ip address are dropped if the limit is reached."),
+    def!("max.connections.per.ip.overrides", String, Some(""), Check::HostCounts, false, "A comma-separated list of per-ip or hostname overrides to the default maximum number of connections. An example value is \"hostName:100,127.0.0.1:200\""),
     def!("message.max.bytes", Int, Some("1048588"), Check::AtLeast(0), true, "The largest record batch size allowed by Kafka (after compression if compression is enabled)."),
     def!("group.initial.rebalance.delay.ms", Int, Some("3000"), Check::AtLeast(0), false, "The amount of time the group coordinator will wait for more consumers to join a new group before performing the first rebalance. A longer delay means potentially fewer rebalances, but increases the time until processing begins."),
     def!("group.min.session.timeout.ms", Int, Some("6000"), Check::AtLeast(0), false, "The minimum allowed session timeout for registered consumers. Shorter timeouts result in quicker failure detection at the cost of more frequent consumer heartbeating, which can overwhelm broker resources."),
@@ -282,11 +289,42 @@ pub fn validate(name: &str, ty: ConfigType, check: Check, value: &str) -> Result
                 Ok(())
             }
         }
+        (Check::HostCounts, _) => parse_connection_overrides(value)
+            .map(|_| ())
+            .map_err(|e| format!("Invalid value {value} for configuration {name}: {e}")),
         (Check::Listener, _) => parse_listener(value)
             .map(|_| ())
             .map_err(|e| format!("Invalid value {value} for configuration {name}: {e}")),
         _ => Ok(()),
     }
+}
+
+/// Parses `max.connections.per.ip.overrides`: `host:count` pairs separated
+/// by commas, where the host is a name or an IP address (split at the last
+/// colon, so IPv6 addresses work) and the count is at least 0.
+pub fn parse_connection_overrides(value: &str) -> Result<Vec<(String, u32)>, String> {
+    let mut overrides = Vec::new();
+    for entry in value.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let (host, count) = entry
+            .rsplit_once(':')
+            .ok_or_else(|| format!("expected host:count, got '{entry}'"))?;
+        let host = host.trim().trim_start_matches('[').trim_end_matches(']');
+        let valid_host = !host.is_empty()
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b".-_:".contains(&b));
+        if !valid_host {
+            return Err(format!("invalid host '{host}' in '{entry}'"));
+        }
+        let count = count
+            .trim()
+            .parse::<i32>()
+            .ok()
+            .and_then(|c| u32::try_from(c).ok())
+            .ok_or_else(|| format!("invalid connection count in '{entry}'"))?;
+        overrides.push((host.to_string(), count));
+    }
+    Ok(overrides)
 }
 
 /// Accepts `PLAINTEXT://host:port` or `host:port`; returns `host:port`.
@@ -574,6 +612,25 @@ mod tests {
         assert!(BrokerConfig::from_settings([("compression.zstd.level", "-131072")]).is_ok());
         assert!(BrokerConfig::from_settings([("compression.zstd.level", "23")]).is_err());
         assert!(BrokerConfig::from_settings([("compression.lz4.level", "0")]).is_err());
+    }
+
+    #[test]
+    fn connection_overrides_use_kafkas_syntax() {
+        assert_eq!(
+            parse_connection_overrides("hostName:100, 127.0.0.1:200,[::1]:3").unwrap(),
+            [
+                ("hostName".to_string(), 100),
+                ("127.0.0.1".to_string(), 200),
+                ("::1".to_string(), 3)
+            ]
+        );
+        assert_eq!(parse_connection_overrides("").unwrap(), []);
+        for bad in ["host", "host:-1", "host:many", ":5", "a b:1"] {
+            assert!(
+                BrokerConfig::from_settings([("max.connections.per.ip.overrides", bad)]).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -10,6 +10,7 @@
 
 mod cleaner;
 pub mod config;
+mod connection_limits;
 mod controller;
 pub mod descriptors;
 mod flusher;

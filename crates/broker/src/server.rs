@@ -7,6 +7,9 @@
 //! the next request meanwhile, so pipelined produces share one fdatasync.
 
 use crate::config::BrokerConfig;
+use crate::connection_limits::{
+    AcceptBackoff, ConnectionLimits, ConnectionSlot, LogThrottle, LOG_INTERVAL,
+};
 use crate::controller::reconcile_partitions;
 use crate::descriptors::DescriptorBudget;
 use crate::group::GroupCoordinator;
@@ -22,8 +25,9 @@ use sluice_protocol::frame;
 use sluice_storage::{DirLock, LogDir};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
@@ -56,6 +60,8 @@ pub enum StartError {
     Storage(#[from] sluice_storage::StorageError),
     #[error("metadata: {0}")]
     Metadata(#[from] sluice_metadata::MetadataError),
+    #[error("invalid setting: {0}")]
+    Config(String),
 }
 
 impl Broker {
@@ -66,6 +72,10 @@ impl Broker {
         // Before anything is read or written, and before binding, so a
         // second broker on this directory is refused for the right reason.
         let data_dir_lock = Arc::new(DirLock::acquire(&data_dir)?);
+        let limits = ConnectionLimits::from_config(&config).map_err(StartError::Config)?;
+        let explicit_max_connections = config
+            .explicit("max.connections")
+            .map(|_| config.get_i64("max.connections").max(0) as u64);
         let listen = config.listen_address();
         let listener = TcpListener::bind(&listen)
             .await
@@ -90,7 +100,7 @@ impl Broker {
             let dir = data_dir.clone();
             tokio::task::spawn_blocking(move || {
                 let state = open_state(config, dir.clone())?;
-                DescriptorBudget::measure(&dir).report(None);
+                DescriptorBudget::measure(&dir).report(explicit_max_connections);
                 Ok::<_, StartError>(state)
             })
             .await
@@ -102,6 +112,7 @@ impl Broker {
         let mut tasks = vec![tokio::spawn(accept_loop(
             listener,
             state.clone(),
+            limits,
             data_dir_lock.clone(),
             stopped.clone(),
         ))];
@@ -215,23 +226,143 @@ fn new_cluster_id() -> String {
 async fn accept_loop(
     listener: TcpListener,
     state: Arc<BrokerState>,
+    limits: ConnectionLimits,
     _data_dir_lock: Arc<DirLock>,
     mut stopped: watch::Receiver<bool>,
 ) {
+    let timeouts = ConnectionTimeouts::from_config(&state.config);
+    let mut backoff = AcceptBackoff::new();
+    let failures_log = LogThrottle::new(LOG_INTERVAL);
     loop {
-        tokio::select! {
+        let permit = tokio::select! {
             _ = stopped.changed() => return,
-            accepted = listener.accept() => match accepted {
-                Ok((socket, peer)) => {
-                    let _ = socket.set_nodelay(true);
-                    tokio::spawn(serve_connection(socket, peer, state.clone()));
+            permit = limits.wait_for_slot() => permit,
+        };
+        let accepted = tokio::select! {
+            _ = stopped.changed() => return,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((socket, peer)) => {
+                backoff.succeeded();
+                // Refused connections are dropped, which closes them at once.
+                let Ok(slot) = limits.admit(peer.ip(), permit) else {
+                    continue;
+                };
+                let _ = socket.set_nodelay(true);
+                tokio::spawn(serve_connection(
+                    socket,
+                    peer,
+                    state.clone(),
+                    timeouts,
+                    slot,
+                ));
+            }
+            Err(e) => {
+                // Out of descriptors (EMFILE, ENFILE) the pending connection
+                // stays in the backlog and accept fails again at once.
+                let pause = backoff.failed();
+                if let Some(failures) = failures_log.record(std::time::Instant::now()) {
+                    tracing::warn!(
+                        error = %e,
+                        failures,
+                        max_pause_ms = pause.as_millis() as u64,
+                        "accepting connections fails; backing off (logged at most every {}s)",
+                        LOG_INTERVAL.as_secs()
+                    );
                 }
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
+                tokio::time::sleep(pause).await;
             }
         }
+    }
+}
+
+/// How long a connection may be silent, or take over one request.
+#[derive(Debug, Clone, Copy)]
+struct ConnectionTimeouts {
+    /// `connections.max.idle.ms`; `None` when -1 turns it off.
+    idle: Option<Duration>,
+    /// `socket.request.read.timeout.ms`: first byte to last of one request.
+    request_read: Duration,
+}
+
+impl ConnectionTimeouts {
+    fn from_config(config: &BrokerConfig) -> ConnectionTimeouts {
+        let idle_ms = config.get_i64("connections.max.idle.ms");
+        ConnectionTimeouts {
+            idle: u64::try_from(idle_ms).ok().map(Duration::from_millis),
+            request_read: Duration::from_millis(
+                config.get_i64("socket.request.read.timeout.ms").max(1) as u64,
+            ),
+        }
+    }
+
+    /// When the reader should next look at the clock; `None` to wait for
+    /// bytes however long they take. `request_started` is when the partial
+    /// request in the buffer began to arrive.
+    fn deadline(&self, activity: &Activity, request_started: Option<Instant>) -> Option<Instant> {
+        let idle = self.idle.map(|idle| {
+            let deadline = activity.last() + idle;
+            if activity.busy() {
+                // A response is still due: no sooner than one idle period on.
+                deadline.max(Instant::now() + idle)
+            } else {
+                deadline
+            }
+        });
+        let read = request_started.map(|started| started + self.request_read);
+        match (idle, read) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Why the connection must close now, if it must.
+    fn expired(
+        &self,
+        activity: &Activity,
+        request_started: Option<Instant>,
+    ) -> Option<&'static str> {
+        if request_started.is_some_and(|started| started.elapsed() >= self.request_read) {
+            return Some("a request did not arrive whole within socket.request.read.timeout.ms");
+        }
+        let idle_for = activity.last().elapsed();
+        if !activity.busy() && self.idle.is_some_and(|idle| idle_for >= idle) {
+            return Some("idle for longer than connections.max.idle.ms");
+        }
+        None
+    }
+}
+
+/// What the reader and writer of one connection share to tell whether the
+/// connection is idle: requests whose response is not yet written, and when
+/// the last byte went either way.
+struct Activity {
+    started: Instant,
+    last_ms: AtomicU64,
+    in_flight: AtomicUsize,
+}
+
+impl Activity {
+    fn new() -> Activity {
+        Activity {
+            started: Instant::now(),
+            last_ms: AtomicU64::new(0),
+            in_flight: AtomicUsize::new(0),
+        }
+    }
+
+    fn touch(&self) {
+        let ms = self.started.elapsed().as_millis() as u64;
+        self.last_ms.fetch_max(ms, Ordering::Relaxed);
+    }
+
+    fn last(&self) -> Instant {
+        self.started + Duration::from_millis(self.last_ms.load(Ordering::Relaxed))
+    }
+
+    fn busy(&self) -> bool {
+        self.in_flight.load(Ordering::Relaxed) > 0
     }
 }
 
@@ -241,22 +372,33 @@ enum Outgoing {
     Pending(JoinHandle<Option<Bytes>>),
 }
 
-async fn serve_connection(socket: TcpStream, peer: SocketAddr, state: Arc<BrokerState>) {
+async fn serve_connection(
+    socket: TcpStream,
+    peer: SocketAddr,
+    state: Arc<BrokerState>,
+    timeouts: ConnectionTimeouts,
+    _slot: ConnectionSlot,
+) {
     let (mut reader, mut writer) = socket.into_split();
+    let activity = Arc::new(Activity::new());
     let (tx, mut rx) = mpsc::channel::<Outgoing>(MAX_IN_FLIGHT);
+    let writer_activity = activity.clone();
     let writer_task = tokio::spawn(async move {
         while let Some(out) = rx.recv().await {
             let bytes = match out {
-                Outgoing::Ready(b) => b,
+                Outgoing::Ready(b) => Some(b),
                 Outgoing::Pending(task) => match task.await {
-                    Ok(Some(b)) => b,
-                    Ok(None) => continue,
+                    Ok(b) => b,
                     Err(_) => return,
                 },
             };
-            if writer.write_all(&bytes).await.is_err() {
-                return;
+            if let Some(bytes) = bytes {
+                if writer.write_all(&bytes).await.is_err() {
+                    return;
+                }
             }
+            writer_activity.touch();
+            writer_activity.in_flight.fetch_sub(1, Ordering::Relaxed);
         }
     });
     let max_frame = state.config.get_i64("socket.request.max.bytes") as usize;
@@ -264,6 +406,8 @@ async fn serve_connection(socket: TcpStream, peer: SocketAddr, state: Arc<Broker
     let client_host = format!("/{}", peer.ip());
     let mut buf = BytesMut::with_capacity(64 * 1024);
     'conn: loop {
+        // When the request being read began to arrive.
+        let mut request_started = (!buf.is_empty()).then(Instant::now);
         let frame = loop {
             match frame::take_frame(&mut buf, max_frame) {
                 Ok(Some(frame)) => break frame,
@@ -273,18 +417,38 @@ async fn serve_connection(socket: TcpStream, peer: SocketAddr, state: Arc<Broker
                     break 'conn;
                 }
             }
-            match reader.read_buf(&mut buf).await {
+            let read = reader.read_buf(&mut buf);
+            let read = match timeouts.deadline(&activity, request_started) {
+                None => read.await,
+                Some(deadline) => match tokio::time::timeout_at(deadline.into(), read).await {
+                    Ok(read) => read,
+                    Err(_) => match timeouts.expired(&activity, request_started) {
+                        Some(reason) => {
+                            tracing::debug!(%peer, reason, "closing connection");
+                            break 'conn;
+                        }
+                        None => continue,
+                    },
+                },
+            };
+            match read {
                 Ok(0) | Err(_) => break 'conn,
-                Ok(_) => {}
+                Ok(_) => {
+                    activity.touch();
+                    request_started.get_or_insert_with(Instant::now);
+                }
             }
         };
+        activity.in_flight.fetch_add(1, Ordering::Relaxed);
         match handle_frame(&state, frame, &client_host).await {
             Ok(Some(out)) => {
                 if tx.send(out).await.is_err() {
                     break;
                 }
             }
-            Ok(None) => {}
+            Ok(None) => {
+                activity.in_flight.fetch_sub(1, Ordering::Relaxed);
+            }
             Err(reason) => {
                 tracing::warn!(%peer, %reason, "closing connection");
                 break;
@@ -419,5 +583,62 @@ async fn group_timer(state: Arc<BrokerState>, mut stopped: watch::Receiver<bool>
                 tracing::info!(expired, "forgot idle producers");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TIMEOUTS: ConnectionTimeouts = ConnectionTimeouts {
+        idle: Some(Duration::from_secs(10)),
+        request_read: Duration::from_secs(30),
+    };
+
+    /// A connection whose last byte went `ago`.
+    fn quiet_for(ago: Duration) -> Activity {
+        Activity {
+            started: Instant::now() - ago,
+            last_ms: AtomicU64::new(0),
+            in_flight: AtomicUsize::new(0),
+        }
+    }
+
+    #[test]
+    fn a_connection_is_idle_only_without_bytes_or_a_response_due() {
+        let activity = quiet_for(Duration::from_secs(20));
+        assert!(TIMEOUTS.expired(&activity, None).is_some());
+        activity.in_flight.fetch_add(1, Ordering::Relaxed);
+        assert_eq!(TIMEOUTS.expired(&activity, None), None);
+        // While a response is due the reader looks again an idle period on.
+        let deadline = TIMEOUTS.deadline(&activity, None).unwrap();
+        assert!(deadline > Instant::now() + Duration::from_secs(9));
+        activity.in_flight.fetch_sub(1, Ordering::Relaxed);
+        activity.touch();
+        assert_eq!(TIMEOUTS.expired(&activity, None), None);
+    }
+
+    #[test]
+    fn a_request_must_arrive_whole_within_the_read_timeout() {
+        let activity = quiet_for(Duration::from_secs(40));
+        // Bytes keep trickling in, so the connection is not idle...
+        activity.touch();
+        let started = Some(Instant::now() - Duration::from_secs(31));
+        // ...but the request began too long ago.
+        let reason = TIMEOUTS.expired(&activity, started).unwrap();
+        assert!(
+            reason.contains("socket.request.read.timeout.ms"),
+            "{reason}"
+        );
+        assert_eq!(TIMEOUTS.expired(&activity, Some(Instant::now())), None);
+    }
+
+    #[test]
+    fn minus_one_turns_the_idle_timeout_off() {
+        let config = BrokerConfig::from_settings([("connections.max.idle.ms", "-1")]).unwrap();
+        let timeouts = ConnectionTimeouts::from_config(&config);
+        let activity = quiet_for(Duration::from_secs(40));
+        assert_eq!(timeouts.expired(&activity, None), None);
+        assert_eq!(timeouts.deadline(&activity, None), None);
     }
 }

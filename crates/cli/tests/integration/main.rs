@@ -3,6 +3,7 @@
 //!
 //! * `rdkafka_client` — librdkafka (a client nobody here wrote) against an
 //!   in-process broker: admin, every codec and acks level, offsets, configs.
+//! * `connections` — connection limits and timeouts, accept back-off.
 //! * `crash` — `sluice serve` child processes: SIGKILL during acks=all
 //!   produce, damaged and torn segment files.
 //! * `groups` — consumer groups and the idempotent producer through
@@ -18,6 +19,7 @@
 //!   zombie fencing, consume-transform-produce across broker SIGKILLs.
 
 mod common;
+mod connections;
 mod crash;
 mod groups;
 mod kip848;
