@@ -7,6 +7,7 @@ use sluice_broker::descriptors;
 use sluice_broker::Broker;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use tokio::signal::unix::{signal, Signal, SignalKind};
 
 /// Options of `sluice serve`. Later sources win: defaults, `--config` file,
 /// SLUICE_<SETTING> environment variables, `--set`, then the dedicated flags.
@@ -116,6 +117,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let settings = collect_settings(&args)?;
     let config = BrokerConfig::from_settings(settings)
         .map_err(|e| anyhow::anyhow!("invalid setting: {e}"))?;
+    let mut stop_signals = StopSignals::install()?;
     // Before any log is opened; the broker then logs what its logs need.
     descriptors::raise_open_file_limit();
     let broker = Broker::start(config).await?;
@@ -126,21 +128,35 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     println!("  data in       {}", data_dir.display());
     println!("  cluster id    {}", broker.cluster_id());
     println!("Stop with Ctrl-C (SIGINT) or SIGTERM.");
-    wait_for_signal().await?;
+    stop_signals.wait().await;
     println!("shutting down: syncing and closing logs");
     broker.shutdown().await?;
     println!("stopped cleanly");
     Ok(())
 }
 
-async fn wait_for_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).context("cannot install SIGTERM handler")?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r.context("cannot install SIGINT handler")?,
-        _ = term.recv() => {}
+/// SIGINT and SIGTERM, installed before the broker says it is listening:
+/// a signal sent as soon as it does must stop it cleanly, not meet the
+/// default action (death by signal, exit status 143).
+struct StopSignals {
+    interrupt: Signal,
+    terminate: Signal,
+}
+
+impl StopSignals {
+    fn install() -> anyhow::Result<StopSignals> {
+        Ok(StopSignals {
+            interrupt: signal(SignalKind::interrupt()).context("cannot install SIGINT handler")?,
+            terminate: signal(SignalKind::terminate()).context("cannot install SIGTERM handler")?,
+        })
     }
-    Ok(())
+
+    async fn wait(&mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
+    }
 }
 
 /// Logs to stderr; `RUST_LOG` overrides the default `info` level. Colours

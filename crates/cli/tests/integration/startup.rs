@@ -122,3 +122,15 @@ fn start_up_raises_the_soft_open_file_limit_to_the_hard_limit() {
     );
     broker.terminate();
 }
+
+/// SIGTERM sent the moment the broker says it is listening stops it
+/// cleanly: its signal handlers are in place before it says so.
+#[test]
+fn a_broker_terminated_as_soon_as_it_listens_stops_cleanly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data_dir = tmp.path().join("data");
+    let log = tmp.path().join("broker.log");
+    for _ in 0..100 {
+        BrokerProcess::spawn(free_port(), &data_dir, &log, &[]).terminate();
+    }
+}
