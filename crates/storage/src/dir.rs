@@ -177,3 +177,28 @@ fn is_valid_topic(topic: &str) -> bool {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// flock locks belong to an open file, so a second acquire fails even
+    /// from the same process, naming the holder; dropping the lock frees it.
+    #[test]
+    fn a_held_directory_cannot_be_locked_again_until_released() {
+        let tmp = tempfile::tempdir().unwrap();
+        let held = DirLock::acquire(tmp.path()).unwrap();
+        match DirLock::acquire(tmp.path()) {
+            Err(StorageError::DirectoryLocked { dir, holder_pid }) => {
+                assert_eq!(dir, tmp.path());
+                assert_eq!(holder_pid, Some(std::process::id()));
+            }
+            other => panic!("expected DirectoryLocked, got {other:?}"),
+        }
+        drop(held);
+        let again = DirLock::acquire(tmp.path()).unwrap();
+        drop(again);
+        let pid = fs::read_to_string(tmp.path().join(LOCK_FILE)).unwrap();
+        assert_eq!(pid.trim(), std::process::id().to_string());
+    }
+}
