@@ -197,9 +197,7 @@ pub(crate) async fn dispatch(
         }
         RequestKind::SyncGroup(req) => sync_group::handle(state, req),
         RequestKind::Heartbeat(req) => Reply::Now(Box::new(heartbeat::handle(state, req))),
-        RequestKind::LeaveGroup(req) => {
-            Reply::Now(Box::new(leave_group::handle(state, req, version)))
-        }
+        RequestKind::LeaveGroup(req) => leave_group::handle(state, req, version),
         RequestKind::OffsetCommit(req) => offset_commit::handle(state, req, version),
         RequestKind::OffsetFetch(req) => {
             Reply::Now(Box::new(offset_fetch::handle(state, req, version)))
