@@ -196,6 +196,8 @@ fn write_snapshot(dir: &Path, states: &ProducerStates, end_offset: i64) {
     let written = std::fs::write(&tmp, states.encode_snapshot(end_offset))
         .and_then(|()| std::fs::rename(&tmp, &path));
     if let Err(e) = written {
+        // A partial temporary on a full disk would only hold space.
+        let _ignored = std::fs::remove_file(&tmp);
         tracing::warn!(path = %path.display(), error = %e, "cannot write producer state snapshot");
         return;
     }
@@ -863,7 +865,7 @@ impl Partitions {
             }
         }
         if all_closed {
-            self.log_dir.mark_clean_shutdown()?;
+            self.log_dir.mark_clean_shutdown();
         }
         Ok(())
     }

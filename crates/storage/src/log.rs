@@ -117,8 +117,28 @@ fn write_checkpoint(dir: &Path, name: &str, offset: i64) -> Result<(), StorageEr
     write_file_atomically(&dir.join(name), format!("{offset}\n").as_bytes())
 }
 
-fn write_recovery_point(dir: &Path, offset: i64) -> Result<(), StorageError> {
-    write_checkpoint(dir, RECOVERY_POINT_FILE, offset)
+/// Moves the recovery point to `offset`, or, when that write fails (a full
+/// disk), removes the old one and logs a warning. The checkpoint only
+/// shortens the scan after a crash: without it the next unclean start scans
+/// every segment, which is always safe, while a stale point could be above
+/// data that a recovery has just cut off and so skip scanning what replaced
+/// it. Shutdown and start-up must not fail over an optimisation.
+fn write_recovery_point(dir: &Path, offset: i64) {
+    let Err(error) = write_checkpoint(dir, RECOVERY_POINT_FILE, offset) else {
+        return;
+    };
+    let stale = dir.join(RECOVERY_POINT_FILE);
+    match fs::remove_file(&stale) {
+        Ok(()) => {
+            tracing::warn!(dir = %dir.display(), offset, %error, "cannot write the recovery point; removed the old one, so a crash before the next checkpoint means a full scan of this log")
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            tracing::warn!(dir = %dir.display(), offset, %error, "cannot write the recovery point; a crash before the next checkpoint means a full scan of this log")
+        }
+        Err(remove_error) => {
+            tracing::warn!(dir = %dir.display(), offset, %error, %remove_error, "cannot write the recovery point nor remove the old one")
+        }
+    }
 }
 
 impl PartitionLog {
@@ -216,7 +236,7 @@ impl PartitionLog {
                 segment.sync()?;
             }
             sync_dir(&dir)?;
-            write_recovery_point(&dir, log_end_offset)?;
+            write_recovery_point(&dir, log_end_offset);
         }
         let log_start_offset = checkpointed_start.map_or(segments[0].base_offset(), |start| {
             start.max(segments[0].base_offset())
@@ -231,7 +251,7 @@ impl PartitionLog {
             segments.push(Segment::create(&dir, log_start_offset)?);
             sync_dir(&dir)?;
             log_end_offset = log_start_offset;
-            write_recovery_point(&dir, log_end_offset)?;
+            write_recovery_point(&dir, log_end_offset);
             txn_index_damaged_from = None;
         }
         let active = segments.last_mut().expect("at least one segment");
@@ -359,10 +379,10 @@ impl PartitionLog {
         self.durability.sync_to(base)?;
         self.sync_aborted_txns()?;
         let dir = self.dir.clone();
-        self.active().finish_indexes(&dir)?;
+        self.active().finish_indexes(&dir);
         let segment = Segment::create(&dir, base)?;
         sync_dir(&dir)?;
-        write_recovery_point(&dir, base)?;
+        write_recovery_point(&dir, base);
         self.durability.rolled(segment.log_file());
         self.segments.push(segment);
         tracing::debug!(dir = %dir.display(), base, "rolled a new segment");
@@ -809,14 +829,17 @@ impl PartitionLog {
     }
 
     /// Syncs all data, writes the active segment's indexes and moves the
-    /// recovery point to the log end offset.
+    /// recovery point to the log end offset. Only a failed sync fails it:
+    /// the index and checkpoint writes are best effort (see
+    /// `write_recovery_point`), so a full disk does not fail a shutdown.
     pub fn close(mut self) -> Result<(), StorageError> {
         let end = self.log_end_offset;
         self.durability.sync_to(end)?;
         self.sync_aborted_txns()?;
         let dir = self.dir.clone();
-        self.active().finish_indexes(&dir)?;
-        write_recovery_point(&dir, end)
+        self.active().finish_indexes(&dir);
+        write_recovery_point(&dir, end);
+        Ok(())
     }
 }
 

@@ -116,7 +116,7 @@ impl Segment {
         let log = open_log_file(&log_path, true)?;
         remove_if_present(&segment_path(dir, base_offset, TXN_INDEX_SUFFIX))?;
         let segment = Segment::empty(dir, base_offset, log);
-        segment.write_index_files(dir)?;
+        segment.write_index_files(dir);
         Ok(segment)
     }
 
@@ -227,7 +227,7 @@ impl Segment {
             segment.index_batch(position, &meta, config);
             segment.size = position + meta.len;
         }
-        segment.write_index_files(dir)?;
+        segment.write_index_files(dir);
         Ok((segment, end))
     }
 
@@ -426,7 +426,7 @@ impl Segment {
 
     /// Finishes the time index with the segment's maximum (so a reopened
     /// segment knows it) and writes both indexes, synced.
-    pub(crate) fn finish_indexes(&mut self, dir: &Path) -> Result<(), StorageError> {
+    pub(crate) fn finish_indexes(&mut self, dir: &Path) {
         if let Some((max_timestamp, offset)) = self.max_timestamp {
             self.time_index
                 .maybe_push(max_timestamp, self.relative(offset));
@@ -434,15 +434,32 @@ impl Segment {
         self.write_index_files(dir)
     }
 
-    fn write_index_files(&self, dir: &Path) -> Result<(), StorageError> {
-        write_synced(
+    /// Writes both indexes, synced. A failure (a full disk) is logged and
+    /// leaves no index files, never a failed roll, close or recovery: the
+    /// indexes are in memory, and a segment without them is rebuilt from its
+    /// `.log` file at the next open.
+    fn write_index_files(&self, dir: &Path) {
+        let written = write_synced(
             &segment_path(dir, self.base_offset, INDEX_SUFFIX),
             &self.offset_index.encode(),
-        )?;
-        write_synced(
-            &segment_path(dir, self.base_offset, TIME_INDEX_SUFFIX),
-            &self.time_index.encode(),
         )
+        .and_then(|()| {
+            write_synced(
+                &segment_path(dir, self.base_offset, TIME_INDEX_SUFFIX),
+                &self.time_index.encode(),
+            )
+        });
+        let Err(error) = written else {
+            return;
+        };
+        match Segment::delete_index_files(dir, self.base_offset) {
+            Ok(()) => {
+                tracing::warn!(segment = %self.log_path.display(), %error, "cannot write the segment's indexes; the next start rebuilds them")
+            }
+            Err(delete_error) => {
+                tracing::warn!(segment = %self.log_path.display(), %error, %delete_error, "cannot write the segment's indexes nor remove the old ones")
+            }
+        }
     }
 
     /// Removes a segment's files (missing ones are fine).
@@ -480,7 +497,7 @@ impl Segment {
             segment.index_batch(*position, meta, config);
             segment.size = position + meta.len;
         }
-        segment.finish_indexes(dir)?;
+        segment.finish_indexes(dir);
         Ok(segment)
     }
 

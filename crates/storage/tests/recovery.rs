@@ -62,7 +62,7 @@ impl Fixture {
 
 fn close_cleanly(root: &Path, log: PartitionLog) {
     log.close().unwrap();
-    LogDir::open(root).unwrap().mark_clean_shutdown().unwrap();
+    LogDir::open(root).unwrap().mark_clean_shutdown();
 }
 
 fn append_garbage(path: &Path, garbage: &[u8]) {
@@ -240,7 +240,7 @@ fn clean_shutdown_marker_round_trip() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = LogDir::open(tmp.path()).unwrap();
     assert!(!dir.was_clean_shutdown());
-    dir.mark_clean_shutdown().unwrap();
+    dir.mark_clean_shutdown();
     let dir = LogDir::open(tmp.path()).unwrap();
     assert!(dir.was_clean_shutdown());
     let dir = LogDir::open(tmp.path()).unwrap();

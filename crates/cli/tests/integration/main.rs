@@ -5,6 +5,8 @@
 //!   in-process broker: admin, every codec and acks level, offsets, configs.
 //! * `crash` — `sluice serve` child processes: SIGKILL during acks=all
 //!   produce, damaged and torn segment files.
+//! * `disk_faults` — `sluice serve` on a full disk (a small tmpfs, when
+//!   mounting is permitted).
 //! * `groups` — consumer groups and the idempotent producer through
 //!   librdkafka: assignment, commits, restarts, static membership.
 //! * `kip848` — KIP-848 consumer groups (`group.protocol=consumer`)
@@ -18,6 +20,7 @@
 
 mod common;
 mod crash;
+mod disk_faults;
 mod groups;
 mod kip848;
 mod lifecycle;
