@@ -6,7 +6,7 @@
 //! * `crash` — `sluice serve` child processes: SIGKILL during acks=all
 //!   produce, damaged and torn segment files.
 //! * `disk_faults` — `sluice serve` on a full disk (a small tmpfs, when
-//!   mounting is permitted).
+//!   mounting is permitted); a corrupt batch, `sluice log verify`.
 //! * `groups` — consumer groups and the idempotent producer through
 //!   librdkafka: assignment, commits, restarts, static membership.
 //! * `kip848` — KIP-848 consumer groups (`group.protocol=consumer`)
