@@ -595,6 +595,11 @@ impl Partition {
 
     /// Applies the topic's time and size retention (when its cleanup policy
     /// deletes) to data below the high watermark; returns the segments deleted.
+    /// The `.log` files of the closed segments, for the scrubber.
+    pub(crate) fn closed_segment_files(&self) -> Vec<std::path::PathBuf> {
+        self.log.lock().expect("log lock").closed_segment_files()
+    }
+
     pub(crate) fn apply_retention(&self, now_ms: i64) -> Result<usize, StorageError> {
         let settings = self.settings();
         if !settings.delete_policy {

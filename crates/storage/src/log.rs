@@ -16,7 +16,7 @@ use crate::config::LogConfig;
 use crate::durability::Durability;
 use crate::error::{IoContext, StorageError};
 use crate::fsutil::{sync_dir, write_file_atomically};
-use crate::segment::{BatchMeta, Segment, LOG_SUFFIX};
+use crate::segment::{segment_path, BatchMeta, Segment, LOG_SUFFIX};
 use crate::txn_index::{self, AbortedTxnEntry};
 
 /// File holding the offset below which every segment is known to be synced:
@@ -802,6 +802,17 @@ impl PartitionLog {
     /// Base offsets of the segments, oldest first (the last is active).
     pub fn segment_base_offsets(&self) -> Vec<i64> {
         self.segments.iter().map(Segment::base_offset).collect()
+    }
+
+    /// The `.log` files of the closed segments, oldest first: they no longer
+    /// change (but retention or the cleaner may delete or replace them), so
+    /// a scrubber can verify them without holding the log.
+    pub fn closed_segment_files(&self) -> Vec<PathBuf> {
+        let closed = &self.segments[..self.segments.len() - 1];
+        closed
+            .iter()
+            .map(|s| segment_path(&self.dir, s.base_offset(), LOG_SUFFIX))
+            .collect()
     }
 
     /// Durability handle shared with the broker's group-commit waiters.

@@ -1,7 +1,8 @@
 //! `sluice serve` with a damaged disk (issue 11): on a full disk SIGTERM
 //! exits 0 and the broker starts again, after a clean stop and after a
 //! SIGKILL, with every acknowledged record readable (defect 9); a corrupt
-//! batch is found by `sluice log verify` and costs only itself (defect 10).
+//! batch is found by `sluice log verify` and the scrubber and, after a
+//! crash, costs only itself (defect 10).
 
 use std::fs::{self, File};
 use std::io::Write;
@@ -13,7 +14,7 @@ use rdkafka::consumer::Consumer;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
-use crate::common::{free_port, read_log, BrokerProcess, PATIENCE};
+use crate::common::{free_port, read_log, wait_for, BrokerProcess, InProcBroker, PATIENCE};
 use crate::crash::{batch_positions, last_segment, parse_id, produce_numbered, read_partitions};
 use crate::rdkafka_client::consumer;
 
@@ -226,4 +227,34 @@ fn corrupt_batch_after_sigkill_costs_only_that_batch() {
     broker.terminate();
     let (ok, report) = log_verify(data.path());
     assert!(ok, "the repaired log verifies: {report}");
+}
+
+/// With `log.scrub.interval.ms` set, damage in a closed segment is found
+/// while the broker runs, before any consumer reads it.
+#[test]
+fn scrubber_finds_damage_in_a_closed_segment() {
+    let broker = InProcBroker::start(&[
+        ("log.scrub.interval.ms", "50"),
+        ("log.segment.bytes", "4096"),
+    ]);
+    let topic = "scrubbed";
+    produce_numbered(&broker.bootstrap(), topic, 0, 200);
+    let probe = broker.broker().scrub_probe();
+    let passes = probe.passes();
+    wait_for("a scrub pass after the produce", || {
+        (probe.passes() > passes + 1).then_some(())
+    });
+    assert_eq!(probe.damaged_ranges(), 0, "an intact log");
+    assert!(probe.bytes_verified() > 0);
+
+    let partition = broker.log_dir().join(format!("{topic}-0"));
+    let first = partition.join("00000000000000000000.log");
+    assert_ne!(last_segment(&partition), first, "several segments");
+    let mut bytes = fs::read(&first).unwrap();
+    let (position, _, len) = batch_positions(&bytes)[1];
+    bytes[position + 61 + (len - 61) / 2] ^= 0x5a;
+    fs::write(&first, &bytes).unwrap();
+    wait_for("the scrubber to find the damaged range", || {
+        (probe.damaged_ranges() == 1).then_some(())
+    });
 }
