@@ -205,7 +205,6 @@ impl PartitionLog {
                 None => recover(&dir, base, &config)?,
             };
             recovered_any |= recovery.is_some();
-            let cut_short = recovery == Some(Recovery::CutShort);
             if let Some(next) = next_base.filter(|&next| end_offset > next) {
                 return Err(StorageError::Corrupt(format!(
                     "segment {base} of {} runs to offset {end_offset}, past the next segment {next}",
@@ -214,7 +213,18 @@ impl PartitionLog {
             }
             segments.push(segment);
             log_end_offset = end_offset;
-            if cut_short {
+            if let Some(Recovery::CutShort { cut_bytes }) = recovery {
+                // A closed segment was synced before the next one got any
+                // data (see `roll`), so its damaged tail is not a torn write
+                // and the next segment starts right after the batches it
+                // lost: keep the later segments when the gap fits the bytes.
+                let lost = next_base.map(|next| end_offset..next);
+                if lost.clone().is_some_and(|lost| {
+                    u64::try_from(lost.end - lost.start).is_ok_and(|n| n <= cut_bytes)
+                }) {
+                    tracing::warn!(dir = %dir.display(), base, lost_offsets = ?lost, "a closed segment lost its tail to damage; the later segments continue the log after the gap");
+                    continue;
+                }
                 for &later in &bases[i + 1..] {
                     tracing::warn!(dir = %dir.display(), base = later, "deleting a segment after a truncated one");
                     Segment::delete_files(&dir, later)?;
@@ -858,8 +868,10 @@ impl PartitionLog {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Recovery {
     Intact,
-    /// Its tail was torn or corrupt and has been cut off.
-    CutShort,
+    /// Its tail (`cut_bytes` long) was torn or corrupt and has been cut off.
+    CutShort {
+        cut_bytes: u64,
+    },
 }
 
 /// `Segment::recover`, as (segment, end offset, outcome).
@@ -872,7 +884,9 @@ fn recover(
     let outcome = if end.reached_end {
         Recovery::Intact
     } else {
-        Recovery::CutShort
+        Recovery::CutShort {
+            cut_bytes: end.cut_bytes,
+        }
     };
     Ok((segment, end.next_offset, Some(outcome)))
 }

@@ -62,6 +62,8 @@ pub(crate) struct ScanEnd {
     /// True when the valid batches run to the end of the file (after any
     /// damage was cut out of it).
     pub(crate) reached_end: bool,
+    /// Bytes truncated off the end of the file.
+    pub(crate) cut_bytes: u64,
 }
 
 pub(crate) struct Segment {
@@ -250,6 +252,7 @@ impl Segment {
             throttle: &Throttle::unlimited(),
         }
         .run(|position, meta| batches.push((position, meta)))?;
+        let file_bytes = segment.size;
         let reached_end = if check.is_intact() {
             true
         } else if check.can_skip_damage() {
@@ -291,6 +294,11 @@ impl Segment {
                 .last()
                 .map_or(base_offset, |(_, meta)| meta.last_offset + 1),
             reached_end,
+            cut_bytes: if reached_end {
+                0
+            } else {
+                file_bytes - segment.size
+            },
         };
         Ok((segment, end))
     }
@@ -389,6 +397,7 @@ impl Segment {
         Ok(ScanEnd {
             next_offset,
             reached_end,
+            cut_bytes: 0,
         })
     }
 
