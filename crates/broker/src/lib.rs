@@ -17,6 +17,7 @@ mod handlers;
 mod partition;
 mod producer_state;
 mod retention;
+mod scrubber;
 mod server;
 mod state;
 #[cfg(test)]
@@ -24,4 +25,5 @@ mod test_support;
 mod txn;
 
 pub use config::BrokerConfig;
+pub use scrubber::ScrubProbe;
 pub use server::Broker;

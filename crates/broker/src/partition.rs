@@ -196,6 +196,8 @@ fn write_snapshot(dir: &Path, states: &ProducerStates, end_offset: i64) {
     let written = std::fs::write(&tmp, states.encode_snapshot(end_offset))
         .and_then(|()| std::fs::rename(&tmp, &path));
     if let Err(e) = written {
+        // A partial temporary on a full disk would only hold space.
+        let _ignored = std::fs::remove_file(&tmp);
         tracing::warn!(path = %path.display(), error = %e, "cannot write producer state snapshot");
         return;
     }
@@ -593,6 +595,11 @@ impl Partition {
 
     /// Applies the topic's time and size retention (when its cleanup policy
     /// deletes) to data below the high watermark; returns the segments deleted.
+    /// The `.log` files of the closed segments, for the scrubber.
+    pub(crate) fn closed_segment_files(&self) -> Vec<std::path::PathBuf> {
+        self.log.lock().expect("log lock").closed_segment_files()
+    }
+
     pub(crate) fn apply_retention(&self, now_ms: i64) -> Result<usize, StorageError> {
         let settings = self.settings();
         if !settings.delete_policy {
@@ -863,7 +870,7 @@ impl Partitions {
             }
         }
         if all_closed {
-            self.log_dir.mark_clean_shutdown()?;
+            self.log_dir.mark_clean_shutdown();
         }
         Ok(())
     }

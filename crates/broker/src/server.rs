@@ -38,6 +38,7 @@ pub struct Broker {
     state: Arc<BrokerState>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    scrub_probe: Arc<crate::scrubber::ScrubProbe>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -101,6 +102,12 @@ impl Broker {
             state.clone(),
             stopped.clone(),
         )));
+        let scrub_probe = Arc::default();
+        tasks.push(tokio::spawn(crate::scrubber::scrubber_task(
+            state.clone(),
+            Arc::clone(&scrub_probe),
+            stopped.clone(),
+        )));
         tasks.push(tokio::spawn(lazy_flusher(state.clone(), stopped.clone())));
         tasks.push(tokio::spawn(group_timer(state.clone(), stopped)));
         tracing::info!(%local_addr, data_dir = %data_dir.display(), "broker started");
@@ -110,7 +117,13 @@ impl Broker {
             state,
             stop,
             tasks,
+            scrub_probe,
         })
+    }
+
+    /// What the background scrubber (`log.scrub.interval.ms`) has found.
+    pub fn scrub_probe(&self) -> &crate::scrubber::ScrubProbe {
+        &self.scrub_probe
     }
 
     pub fn local_addr(&self) -> SocketAddr {

@@ -22,6 +22,9 @@ use std::path::{Path, PathBuf};
 pub(crate) enum LogCommand {
     /// Print and verify segment files (.log, .index, .timeindex, .txnindex).
     Dump(DumpArgs),
+    /// Check every batch of a data dir, partition dir or segment files and
+    /// list the damaged ranges (nonzero exit when there is one).
+    Verify(crate::log_verify::VerifyArgs),
 }
 
 #[derive(Debug, Args)]
@@ -35,7 +38,10 @@ pub(crate) struct DumpArgs {
 }
 
 pub(crate) fn run(global: &Global, cmd: LogCommand) -> anyhow::Result<()> {
-    let LogCommand::Dump(args) = cmd;
+    let args = match cmd {
+        LogCommand::Dump(args) => args,
+        LogCommand::Verify(args) => return crate::log_verify::run(global, args),
+    };
     let json = global.output == OutputFormat::Json;
     let mut damaged = Vec::new();
     for path in &args.paths {

@@ -5,6 +5,7 @@ mod cluster_cmd;
 mod consume;
 mod group;
 mod log_dump;
+mod log_verify;
 mod output;
 mod perf;
 mod produce;
@@ -69,7 +70,7 @@ enum Command {
         #[command(subcommand)]
         command: cluster_cmd::ClusterCommand,
     },
-    /// Inspect partition files on disk (no broker needed).
+    /// Inspect and verify partition files on disk (no broker needed).
     Log {
         #[command(subcommand)]
         command: log_dump::LogCommand,

@@ -105,9 +105,15 @@ impl LogDir {
         sync_dir(&self.path)
     }
 
-    /// Writes the clean-shutdown marker (synced). Call after every log was closed.
-    pub fn mark_clean_shutdown(&self) -> Result<(), StorageError> {
-        write_file_atomically(&self.path.join(CLEAN_SHUTDOWN_MARKER), b"")
+    /// Writes the clean-shutdown marker (synced). Call after every log was
+    /// closed. When the write fails (a full disk) the shutdown still
+    /// succeeds: without the marker the next start recovers every log as
+    /// after a crash, which is slower but loses nothing.
+    pub fn mark_clean_shutdown(&self) {
+        let marker = self.path.join(CLEAN_SHUTDOWN_MARKER);
+        if let Err(error) = write_file_atomically(&marker, b"") {
+            tracing::warn!(marker = %marker.display(), %error, "cannot write the clean-shutdown marker; the next start recovers every log");
+        }
     }
 }
 

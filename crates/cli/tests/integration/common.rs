@@ -248,6 +248,10 @@ impl InProcBroker {
         self.broker.as_ref().unwrap().local_addr().to_string()
     }
 
+    pub(crate) fn broker(&self) -> &Broker {
+        self.broker.as_ref().unwrap()
+    }
+
     /// The broker's `log.dirs`, for tests that inspect what it stored.
     pub(crate) fn log_dir(&self) -> &Path {
         self.dir.path()

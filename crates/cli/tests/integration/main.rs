@@ -5,6 +5,8 @@
 //!   in-process broker: admin, every codec and acks level, offsets, configs.
 //! * `crash` — `sluice serve` child processes: SIGKILL during acks=all
 //!   produce, damaged and torn segment files.
+//! * `disk_faults` — `sluice serve` on a full disk (a small tmpfs, when
+//!   mounting is permitted); a corrupt batch, `sluice log verify`.
 //! * `groups` — consumer groups and the idempotent producer through
 //!   librdkafka: assignment, commits, restarts, static membership.
 //! * `hostile_sweep` — a `sluice serve` process under hostile requests for
@@ -20,6 +22,7 @@
 
 mod common;
 mod crash;
+mod disk_faults;
 mod groups;
 mod hostile_sweep;
 mod kip848;
