@@ -460,16 +460,13 @@ impl GroupCoordinator {
     /// [`Self::persist_group`] for changes whose answer does not wait: the
     /// records are synced in the background.
     pub(crate) fn persist_in_background(state: &BrokerState, groups: &mut Groups, id: &str) {
-        match Self::persist_group(state, groups, id) {
-            Ok(Some((partition, end))) => {
-                tokio::spawn(async move {
-                    if let Err(e) = partition.make_durable(end).await {
-                        tracing::error!(error = %e, "group metadata not durable");
-                    }
-                });
-            }
-            // persist_group has logged and undone the change.
-            Ok(None) | Err(_) => {}
+        // On failure persist_group has logged and undone the change.
+        if let Ok(Some((partition, end))) = Self::persist_group(state, groups, id) {
+            tokio::spawn(async move {
+                if let Err(e) = partition.make_durable(end).await {
+                    tracing::error!(error = %e, "group metadata not durable");
+                }
+            });
         }
     }
 
