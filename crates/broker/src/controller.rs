@@ -230,6 +230,7 @@ impl<'a> Controller<'a> {
             .partitions
             .create_logs(topic.name, id, 0..plan.partitions, &settings)
             .map_err(|e| {
+                tracing::warn!(topic = topic.name, partitions = plan.partitions, error = %e, "cannot create the topic's partitions; nothing was created");
                 ApiError::new(
                     error::KAFKA_STORAGE_ERROR,
                     format!(

@@ -537,6 +537,44 @@ mod tests {
         ));
     }
 
+    #[test]
+    fn repair_restores_a_missing_log_from_the_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        three_records(dir.path());
+        MetadataLog::open(dir.path())
+            .unwrap()
+            .write_snapshot()
+            .unwrap();
+        std::fs::remove_file(dir.path().join(FILE_NAME)).unwrap();
+        assert!(matches!(
+            crate::repair(dir.path()).unwrap(),
+            crate::Repair::RestoredFromSnapshot {
+                snapshot_records: 3
+            }
+        ));
+        let log = MetadataLog::open(dir.path()).unwrap();
+        assert_eq!(log.image().topics().count(), 3);
+        drop(log);
+        // So is an emptied one (a refused start leaves an empty file).
+        MetadataLog::open(dir.path())
+            .unwrap()
+            .write_snapshot()
+            .unwrap();
+        std::fs::write(dir.path().join(FILE_NAME), b"").unwrap();
+        assert!(matches!(
+            crate::repair(dir.path()).unwrap(),
+            crate::Repair::RestoredFromSnapshot { .. }
+        ));
+        assert_eq!(
+            MetadataLog::open(dir.path())
+                .unwrap()
+                .image()
+                .topics()
+                .count(),
+            3
+        );
+    }
+
     /// The record creating `name`, as it is stored in `bytes`.
     fn topic_named(bytes: &[u8], name: &str) -> MetadataRecord {
         let mut at = 0;

@@ -21,6 +21,9 @@ use std::path::{Path, PathBuf};
 pub enum Repair {
     /// No damage (a torn final entry is truncated by the next open).
     NothingToRepair,
+    /// The log was missing or held fewer records than the snapshot
+    /// covers; written anew from the snapshot.
+    RestoredFromSnapshot { snapshot_records: u64 },
     /// Rewritten from the snapshot; `kept_after` records after it kept.
     RebuiltFromSnapshot {
         damaged_at: u64,
@@ -45,13 +48,31 @@ pub fn repair(dir: &Path) -> Result<Repair, MetadataError> {
         path: path.clone(),
         source,
     };
-    let bytes = std::fs::read(&path).map_err(io)?;
-    let found = scan(&bytes, 0);
-    let Some(damage) = found.damage.filter(|d| d.followed_by_data) else {
-        return Ok(Repair::NothingToRepair);
+    let bytes = match std::fs::read(&path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return restore_from_snapshot(dir, &path).map(|records| Repair::RestoredFromSnapshot {
+                snapshot_records: records,
+            });
+        }
+        read => read.map_err(io)?,
     };
+    let found = scan(&bytes, 0);
     let snapshot = read_snapshot(dir).ok().flatten();
     let original = dir.join(format!("{FILE_NAME}.damaged-{}", now_ms()));
+    let Some(damage) = found.damage.clone().filter(|d| d.followed_by_data) else {
+        // Intact but shorter than the snapshot: the log lost records (it
+        // was emptied, or cut); the snapshot has them.
+        if snapshot
+            .as_ref()
+            .is_some_and(|s| s.log_position > found.valid_len() as u64)
+        {
+            std::fs::copy(&path, &original).map_err(io)?;
+            return restore_from_snapshot(dir, &path).map(|records| Repair::RestoredFromSnapshot {
+                snapshot_records: records,
+            });
+        }
+        return Ok(Repair::NothingToRepair);
+    };
     match snapshot.filter(|s| s.log_position > damage.at as u64) {
         Some(snapshot) => {
             let from = usize::try_from(snapshot.log_position).unwrap_or(usize::MAX);
@@ -89,6 +110,36 @@ pub fn repair(dir: &Path) -> Result<Repair, MetadataError> {
     }
 }
 
+/// Writes the log anew from the snapshot; returns the records it covers.
+fn restore_from_snapshot(dir: &Path, path: &Path) -> Result<u64, MetadataError> {
+    let io = |source| MetadataError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let snapshot = match read_snapshot(dir) {
+        Ok(Some(snapshot)) => snapshot,
+        Ok(None) => {
+            return Err(io(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "the metadata log is missing and there is no snapshot to restore it from",
+            )))
+        }
+        Err(reason) => {
+            return Err(io(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("the metadata log is missing and its snapshot is unreadable: {reason}"),
+            )))
+        }
+    };
+    let mut rebuilt = Vec::new();
+    for record in snapshot.image.to_records() {
+        encode_entry(&serde_json::to_vec(&record)?, &mut rebuilt);
+    }
+    write_new(path, &rebuilt).map_err(io)?;
+    remove_snapshot(dir).map_err(io)?;
+    Ok(snapshot.records)
+}
+
 /// The intact records after damage at `at`, skipping every bad stretch.
 fn records_after_damage(bytes: &[u8], mut at: usize) -> Vec<MetadataRecord> {
     let mut records = Vec::new();
@@ -103,10 +154,14 @@ fn records_after_damage(bytes: &[u8], mut at: usize) -> Vec<MetadataRecord> {
     records
 }
 
-/// Keeps the damaged file as `original` and puts `contents` in its place
-/// durably (temp file, fsync, rename, directory fsync).
+/// Keeps the damaged file as `original` and puts `contents` in its place.
 fn replace_log(path: &Path, original: &Path, contents: &[u8]) -> std::io::Result<()> {
     std::fs::copy(path, original)?;
+    write_new(path, contents)
+}
+
+/// Puts `contents` at `path` durably (temp file, fsync, rename, directory fsync).
+fn write_new(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension("log.repair");
     let mut file = File::create(&tmp)?;
     file.write_all(contents)?;
