@@ -8,6 +8,7 @@ use crate::flusher::Flusher;
 use crate::partition::{LogSettings, Partition, PartitionSpec};
 use crate::state::now_ms;
 use sluice_metadata::{MetadataImage, Uuid};
+use sluice_protocol::error::{self, ErrorCode};
 use sluice_storage::{LogDir, StorageError};
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
@@ -73,6 +74,19 @@ impl Partitions {
             .expect("offline partitions lock")
             .get(&(topic.to_string(), index))
             .cloned()
+    }
+
+    /// The answer for a partition without an open log: KAFKA_STORAGE_ERROR
+    /// with the reason when it is offline (as Kafka answers a partition in
+    /// a failed log dir), else UNKNOWN_TOPIC_OR_PARTITION.
+    pub(crate) fn missing(&self, topic: &str, index: i32) -> (ErrorCode, Option<String>) {
+        match self.offline_reason(topic, index) {
+            Some(reason) => (
+                error::KAFKA_STORAGE_ERROR,
+                Some(format!("partition {topic}-{index} is offline: {reason}")),
+            ),
+            None => (error::UNKNOWN_TOPIC_OR_PARTITION, None),
+        }
     }
 
     fn open(
@@ -354,6 +368,62 @@ mod tests {
         // Moved aside once: the next start leaves them alone.
         drop(open_test_state(dir.path()));
         assert_eq!(names_in(dir.path()), names);
+    }
+
+    #[tokio::test]
+    async fn a_partition_whose_log_cannot_be_opened_is_reported_offline() {
+        use crate::test_support::call;
+        use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+        use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+        use kafka_protocol::messages::*;
+        use kafka_protocol::protocol::StrBytes;
+        use sluice_protocol::error;
+        let dir = tempfile::tempdir().unwrap();
+        create_topic(&open_test_state(dir.path()), "t", 2).await;
+        // A file where the directory should be: the log cannot be opened.
+        std::fs::remove_dir_all(dir.path().join("t-1")).unwrap();
+        std::fs::write(dir.path().join("t-1"), b"").unwrap();
+        let state = open_test_state(dir.path());
+        assert!(state.partitions.get("t", 0).is_some(), "the others serve");
+        assert!(state.partitions.offline_reason("t", 1).is_some());
+
+        let name = TopicName(StrBytes::from_static_str("t"));
+        let body = RequestKind::Metadata(MetadataRequest::default().with_topics(Some(vec![
+            MetadataRequestTopic::default().with_name(Some(name.clone())),
+        ])));
+        let Some(ResponseKind::Metadata(metadata)) = call(&state, ApiKey::Metadata, 12, body).await
+        else {
+            panic!("no Metadata response")
+        };
+        let partitions = &metadata.topics[0].partitions;
+        assert_eq!(partitions[0].error_code, error::NONE);
+        assert_eq!(partitions[1].error_code, error::LEADER_NOT_AVAILABLE);
+        assert_eq!(partitions[1].leader_id.0, -1);
+        assert_eq!(
+            partitions[1].offline_replicas,
+            vec![BrokerId(state.node_id)]
+        );
+
+        let body = RequestKind::Produce(
+            ProduceRequest::default()
+                .with_acks(1)
+                .with_timeout_ms(1000)
+                .with_topic_data(vec![TopicProduceData::default()
+                    .with_name(name)
+                    .with_partition_data(
+                        vec![PartitionProduceData::default().with_index(1)],
+                    )]),
+        );
+        let Some(ResponseKind::Produce(produce)) = call(&state, ApiKey::Produce, 9, body).await
+        else {
+            panic!("no Produce response")
+        };
+        let answer = &produce.responses[0].partition_responses[0];
+        assert_eq!(answer.error_code, error::KAFKA_STORAGE_ERROR);
+        assert!(answer
+            .error_message
+            .as_ref()
+            .is_some_and(|m| m.contains("t-1 is offline")));
     }
 
     #[tokio::test]
