@@ -82,10 +82,7 @@ pub(crate) fn handle(state: &BrokerState, request: OffsetCommitRequest, version:
     if commits.is_empty() {
         return Reply::Now(Box::new(ResponseKind::OffsetCommit(response)));
     }
-    let written = {
-        let mut groups = state.groups.lock();
-        GroupCoordinator::write_offsets(state, &mut groups, &request.group_id, commits)
-    };
+    let written = GroupCoordinator::write_offsets(state, &request.group_id, commits);
     let fail_all = |response: &mut OffsetCommitResponse, code: ErrorCode| {
         for t in &mut response.topics {
             for p in &mut t.partitions {
@@ -108,8 +105,8 @@ pub(crate) fn handle(state: &BrokerState, request: OffsetCommitRequest, version:
             );
             Reply::Now(Box::new(ResponseKind::OffsetCommit(response)))
         }
-        Ok((partition, end)) => Reply::Later(Box::pin(async move {
-            if let Err(e) = partition.make_durable(end).await {
+        Ok(pending) => Reply::Later(Box::pin(async move {
+            if let Err(e) = pending.durable_then_apply().await {
                 tracing::error!(error = %e, "offset commit not durable");
                 fail_all(&mut response, error::COORDINATOR_NOT_AVAILABLE);
             }

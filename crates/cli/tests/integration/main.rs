@@ -7,6 +7,8 @@
 //!   produce, damaged and torn segment files.
 //! * `groups` — consumer groups and the idempotent producer through
 //!   librdkafka: assignment, commits, restarts, static membership.
+//! * `hostile_sweep` — a `sluice serve` process under hostile requests for
+//!   every advertised API key and version (seeded); it must keep serving.
 //! * `kip848` — KIP-848 consumer groups (`group.protocol=consumer`)
 //!   through librdkafka: server-side assignment, takeover.
 //! * `lifecycle` — live topic config changes (segment size, retention) and
@@ -21,6 +23,7 @@
 mod common;
 mod crash;
 mod groups;
+mod hostile_sweep;
 mod kip848;
 mod lifecycle;
 mod metadata_damage;
