@@ -15,6 +15,7 @@ mod flusher;
 mod group;
 mod handlers;
 mod partition;
+mod partitions;
 mod producer_state;
 mod retention;
 mod scrubber;

@@ -12,7 +12,7 @@ use crate::flusher::Flusher;
 use crate::producer_state::{is_older_snapshot, ActiveProducer, ProducerStates, SequenceCheck};
 use bytes::Bytes;
 use kafka_protocol::records::Record;
-use sluice_metadata::{MetadataImage, Uuid};
+use sluice_metadata::Uuid;
 use sluice_protocol::batch::{BatchHeader, BatchIter, Codec};
 use sluice_protocol::compression::{decode_batches, CodecLevel};
 use sluice_protocol::error::{self, ErrorCode};
@@ -20,7 +20,7 @@ use sluice_storage::{
     AbortedTxnEntry, AppendInfo, CleanStats, CleanableRange, CleanerConfig, Durability, LogConfig,
     LogDir, PartitionLog, StorageError, Throttle,
 };
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -268,7 +268,63 @@ fn load_producer_state(log: &mut PartitionLog) -> Result<ProducerStates, Storage
     Ok(states)
 }
 
+/// What a partition is opened with besides its log.
+pub(crate) struct PartitionSpec {
+    pub(crate) topic: String,
+    pub(crate) topic_id: Uuid,
+    pub(crate) index: i32,
+    pub(crate) leader_epoch: i32,
+    pub(crate) settings: LogSettings,
+}
+
 impl Partition {
+    /// Opens (creating or recovering) the partition's log in `log_dir` and
+    /// rebuilds its producer state.
+    pub(crate) fn open(
+        log_dir: &LogDir,
+        spec: PartitionSpec,
+        data_available: Arc<Notify>,
+        flusher: Flusher,
+        now: i64,
+    ) -> Result<Partition, StorageError> {
+        let mut log = log_dir.open_log(&spec.topic, spec.index, spec.settings.log, now)?;
+        let producers = load_producer_state(&mut log)?;
+        let durability = log.durability();
+        let end = log.log_end_offset();
+        Ok(Partition {
+            topic: spec.topic,
+            topic_id: spec.topic_id,
+            index: spec.index,
+            leader_epoch: spec.leader_epoch,
+            log: Mutex::new(log),
+            durability,
+            high_watermark: AtomicI64::new(end),
+            last_sync_ms: AtomicI64::new(now),
+            settings: RwLock::new(Arc::new(spec.settings)),
+            data_available,
+            sync_requested: AtomicI64::new(end),
+            synced: watch::Sender::new(Ok(end)),
+            flusher,
+            first_unstable: AtomicI64::new(producers.first_unstable_offset().unwrap_or(i64::MAX)),
+            producers: Mutex::new(producers),
+        })
+    }
+
+    /// Syncs and closes the log, leaving a producer state snapshot.
+    pub(crate) fn close(self) -> Result<(), StorageError> {
+        let mut log = self.log.into_inner().expect("log lock");
+        let producers = self.producers.into_inner().expect("producer state lock");
+        log.sync_aborted_txns()?;
+        write_snapshot(log.dir(), &producers, log.log_end_offset());
+        log.close()
+    }
+
+    /// Syncs what is appended, for a partition a request still holds at
+    /// shutdown: the next start recovers it as after a crash.
+    pub(crate) fn sync_appended(&self) -> Result<(), StorageError> {
+        self.durability.sync_to(self.log_end_offset()).map(drop)
+    }
+
     pub(crate) fn settings(&self) -> Arc<LogSettings> {
         self.settings.read().expect("settings lock").clone()
     }
@@ -593,13 +649,13 @@ impl Partition {
             .collect())
     }
 
-    /// Applies the topic's time and size retention (when its cleanup policy
-    /// deletes) to data below the high watermark; returns the segments deleted.
     /// The `.log` files of the closed segments, for the scrubber.
     pub(crate) fn closed_segment_files(&self) -> Vec<std::path::PathBuf> {
         self.log.lock().expect("log lock").closed_segment_files()
     }
 
+    /// Applies the topic's time and size retention (when its cleanup policy
+    /// deletes) to data below the high watermark; returns the segments deleted.
     pub(crate) fn apply_retention(&self, now_ms: i64) -> Result<usize, StorageError> {
         let settings = self.settings();
         if !settings.delete_policy {
@@ -688,7 +744,7 @@ impl Partition {
         Ok(log.log_start_offset())
     }
 
-    fn apply_settings(&self, settings: LogSettings) {
+    pub(crate) fn apply_settings(&self, settings: LogSettings) {
         self.log.lock().expect("log lock").set_config(settings.log);
         *self.settings.write().expect("settings lock") = Arc::new(settings);
     }
@@ -706,172 +762,4 @@ pub(crate) enum DeleteRecordsError {
     CompactOnly,
     #[error(transparent)]
     Storage(#[from] StorageError),
-}
-
-type Key = (String, i32);
-
-/// The metadata log's directory sits beside the partitions, as in KRaft.
-pub(crate) const METADATA_TOPIC: &str = "__cluster_metadata";
-
-/// Registry of open partitions, kept in step with the metadata image.
-pub(crate) struct Partitions {
-    log_dir: LogDir,
-    map: RwLock<HashMap<Key, Arc<Partition>>>,
-    pub(crate) data_available: Arc<Notify>,
-    flusher: Flusher,
-}
-
-impl Partitions {
-    pub(crate) fn new(log_dir: LogDir) -> Self {
-        Partitions {
-            log_dir,
-            map: RwLock::new(HashMap::new()),
-            data_available: Arc::new(Notify::new()),
-            flusher: Flusher::start(),
-        }
-    }
-
-    pub(crate) fn log_dir_path(&self) -> &std::path::Path {
-        self.log_dir.path()
-    }
-
-    pub(crate) fn get(&self, topic: &str, index: i32) -> Option<Arc<Partition>> {
-        self.map
-            .read()
-            .expect("partitions lock")
-            .get(&(topic.to_string(), index))
-            .cloned()
-    }
-
-    pub(crate) fn all(&self) -> Vec<Arc<Partition>> {
-        self.map
-            .read()
-            .expect("partitions lock")
-            .values()
-            .cloned()
-            .collect()
-    }
-
-    /// Opens logs for partitions the image has and this node lacks, applies
-    /// changed settings, and deletes logs of topics the image no longer has.
-    /// `settings_for` resolves a topic's effective settings.
-    pub(crate) fn reconcile(
-        &self,
-        image: &MetadataImage,
-        node_id: i32,
-        settings_for: impl Fn(&BTreeMap<String, String>) -> LogSettings,
-    ) -> Result<(), StorageError> {
-        let now = crate::state::now_ms();
-        let mut map = self.map.write().expect("partitions lock");
-        let mut wanted = HashMap::new();
-        for topic in image.topics() {
-            let settings = settings_for(&topic.configs);
-            for (index, p) in topic.partitions.iter().enumerate() {
-                if p.leader == node_id {
-                    wanted.insert(
-                        (topic.name.clone(), index as i32),
-                        (topic.id, p.leader_epoch, settings.clone()),
-                    );
-                }
-            }
-        }
-        let stale: Vec<Key> = map
-            .iter()
-            .filter(|(k, p)| wanted.get(*k).is_none_or(|(id, _, _)| *id != p.topic_id))
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in stale {
-            map.remove(&key);
-            self.log_dir.delete_log(&key.0, key.1)?;
-        }
-        for (key, (topic_id, leader_epoch, settings)) in wanted {
-            if let Some(existing) = map.get(&key) {
-                existing.apply_settings(settings);
-                continue;
-            }
-            let mut log = self.log_dir.open_log(&key.0, key.1, settings.log, now)?;
-            let producers = load_producer_state(&mut log)?;
-            let durability = log.durability();
-            let end = log.log_end_offset();
-            map.insert(
-                key.clone(),
-                Arc::new(Partition {
-                    topic: key.0.clone(),
-                    topic_id,
-                    index: key.1,
-                    leader_epoch,
-                    log: Mutex::new(log),
-                    durability,
-                    high_watermark: AtomicI64::new(end),
-                    last_sync_ms: AtomicI64::new(now),
-                    settings: RwLock::new(Arc::new(settings)),
-                    data_available: self.data_available.clone(),
-                    sync_requested: AtomicI64::new(end),
-                    synced: watch::Sender::new(Ok(end)),
-                    flusher: self.flusher.clone(),
-                    first_unstable: AtomicI64::new(
-                        producers.first_unstable_offset().unwrap_or(i64::MAX),
-                    ),
-                    producers: Mutex::new(producers),
-                }),
-            );
-        }
-        Ok(())
-    }
-
-    /// Deletes partition directories on disk that no topic in the image owns
-    /// (left behind by a crash during topic deletion).
-    pub(crate) fn remove_orphans(&self, image: &MetadataImage) -> Result<(), StorageError> {
-        for (topic, index) in self.log_dir.existing_partitions()? {
-            if topic == METADATA_TOPIC {
-                continue;
-            }
-            let owned = image
-                .topic(&topic)
-                .is_some_and(|t| (index as usize) < t.partitions.len());
-            if !owned {
-                tracing::warn!(
-                    topic,
-                    index,
-                    "deleting partition directory of a topic that no longer exists"
-                );
-                self.log_dir.delete_log(&topic, index)?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Syncs and closes every log, then marks the shutdown clean.
-    pub(crate) fn close_all(&self) -> Result<(), StorageError> {
-        let drained: Vec<Arc<Partition>> = self
-            .map
-            .write()
-            .expect("partitions lock")
-            .drain()
-            .map(|(_, p)| p)
-            .collect();
-        let mut all_closed = true;
-        for partition in drained {
-            match Arc::try_unwrap(partition) {
-                Ok(p) => {
-                    let mut log = p.log.into_inner().expect("log lock");
-                    let producers = p.producers.into_inner().expect("producer state lock");
-                    log.sync_aborted_txns()?;
-                    write_snapshot(log.dir(), &producers, log.log_end_offset());
-                    log.close()?;
-                }
-                Err(shared) => {
-                    // A request still holds it: sync its data, and let the
-                    // next start recover it as after a crash.
-                    let end = shared.log_end_offset();
-                    shared.durability.sync_to(end)?;
-                    all_closed = false;
-                }
-            }
-        }
-        if all_closed {
-            self.log_dir.mark_clean_shutdown();
-        }
-        Ok(())
-    }
 }

@@ -10,7 +10,7 @@ use crate::config::BrokerConfig;
 use crate::controller::reconcile_partitions;
 use crate::group::GroupCoordinator;
 use crate::handlers::{self, Reply};
-use crate::partition::{Partitions, METADATA_TOPIC};
+use crate::partitions::{Partitions, METADATA_TOPIC};
 use crate::state::{now_ms, BrokerState};
 use crate::txn::TransactionCoordinator;
 use bytes::{Bytes, BytesMut};
@@ -53,6 +53,18 @@ pub enum StartError {
     Storage(#[from] sluice_storage::StorageError),
     #[error("metadata: {0}")]
     Metadata(#[from] sluice_metadata::MetadataError),
+    #[error(
+        "the metadata log {} is missing or holds no cluster, but {} holds partition \
+         directories; refusing to start a new cluster over existing data. Restore \
+         metadata.log (and metadata.snapshot) from a backup, or move the partition \
+         directories out of the data directory to start empty (see docs/OPERATIONS.md, \
+         \"The metadata log: damage and repair\").",
+        metadata_log.display(), data_dir.display()
+    )]
+    MetadataMissing {
+        metadata_log: PathBuf,
+        data_dir: PathBuf,
+    },
 }
 
 impl Broker {
@@ -155,9 +167,20 @@ impl Broker {
             let _ = task.await;
         }
         let state = self.state;
-        tokio::task::spawn_blocking(move || state.partitions.close_all())
-            .await
-            .expect("close task panicked")
+        tokio::task::spawn_blocking(move || {
+            // The second copy of the metadata, current as of this stop.
+            if let Err(e) = state
+                .metadata
+                .lock()
+                .expect("metadata lock")
+                .write_snapshot()
+            {
+                tracing::warn!(error = %e, "cannot write the metadata snapshot at shutdown");
+            }
+            state.partitions.close_all()
+        })
+        .await
+        .expect("close task panicked")
     }
 }
 
@@ -166,16 +189,26 @@ pub(crate) fn open_state(
     data_dir: PathBuf,
 ) -> Result<BrokerState, StartError> {
     let log_dir = LogDir::open(&data_dir)?;
-    let mut metadata = MetadataLog::open(&data_dir.join(format!("{METADATA_TOPIC}-0")))?;
+    let metadata_dir = data_dir.join(format!("{METADATA_TOPIC}-0"));
+    let mut metadata = MetadataLog::open(&metadata_dir)?;
+    let partitions = Partitions::new(log_dir);
     if metadata.image().cluster_id.is_none() {
+        // A new cluster only on an empty data directory: partitions
+        // without metadata mean the metadata was lost, not that none exists.
+        if partitions.any_on_disk()? {
+            return Err(StartError::MetadataMissing {
+                metadata_log: MetadataLog::file_in(&metadata_dir),
+                data_dir,
+            });
+        }
         metadata.append(&[MetadataRecord::ClusterCreated {
             cluster_id: new_cluster_id(),
             node_id: config.node_id(),
         }])?;
     }
-    let state = BrokerState::new(config, metadata, Partitions::new(log_dir));
+    let state = BrokerState::new(config, metadata, partitions);
     let image = state.image();
-    state.partitions.remove_orphans(&image)?;
+    state.partitions.move_orphans_aside(&image)?;
     reconcile_partitions(&state, &image)?;
     let committed = state.groups.load(&state)?;
     if committed > 0 {

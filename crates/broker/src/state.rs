@@ -3,7 +3,7 @@
 use crate::config::{self, BrokerConfig, ConfigSource};
 use crate::group::GroupCoordinator;
 use crate::handlers::fetch::session::FetchSessionCache;
-use crate::partition::Partitions;
+use crate::partitions::Partitions;
 use crate::txn::TransactionCoordinator;
 use sluice_metadata::{MetadataImage, MetadataLog};
 use std::collections::BTreeMap;

@@ -42,10 +42,15 @@ pub(crate) fn allocate(state: &BrokerState) -> Result<i64, crate::controller::Ap
         ids.0 += 1;
         return Ok(next);
     }
-    let start = state.image().next_producer_id.max(next);
-    Controller::new(state).commit(vec![MetadataRecord::ProducerIdsAllocated {
-        next: start + ID_BLOCK,
-    }])?;
+    let start = Controller::new(state).commit_with(|image| {
+        let start = image.next_producer_id.max(next);
+        Ok((
+            vec![MetadataRecord::ProducerIdsAllocated {
+                next: start + ID_BLOCK,
+            }],
+            start,
+        ))
+    })?;
     *ids = (start + 1, start + ID_BLOCK);
     Ok(start)
 }

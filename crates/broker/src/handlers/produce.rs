@@ -280,11 +280,10 @@ fn append_all(state: &Arc<BrokerState>, request: ProduceRequest, version: i16) -
                 continue;
             }
             let Some(partition) = state.partitions.get(&topic.name, index) else {
-                topic_response.partition_responses.push(partition_error(
-                    index,
-                    error::UNKNOWN_TOPIC_OR_PARTITION,
-                    None,
-                ));
+                let (code, message) = state.partitions.missing(&topic.name, index);
+                topic_response
+                    .partition_responses
+                    .push(partition_error(index, code, message));
                 continue;
             };
             let records = data.records.unwrap_or_default();

@@ -80,20 +80,31 @@ impl BrokerProcess {
         log_path: &Path,
         settings: &[&str],
     ) -> BrokerProcess {
+        Self::start(serve_command(port, data_dir, settings), log_path)
+    }
+
+    /// As [`BrokerProcess::spawn`], under `ulimit -n <fds>` (soft and hard).
+    pub(crate) fn spawn_with_fd_limit(
+        port: u16,
+        data_dir: &Path,
+        log_path: &Path,
+        fds: u32,
+    ) -> BrokerProcess {
+        let serve = serve_command(port, data_dir, &[]);
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg(format!("ulimit -n {fds} && exec \"$0\" \"$@\""))
+            .arg(serve.get_program())
+            .args(serve.get_args());
+        Self::start(cmd, log_path)
+    }
+
+    fn start(mut cmd: Command, log_path: &Path) -> BrokerProcess {
         let log = File::options()
             .create(true)
             .append(true)
             .open(log_path)
             .expect("open broker log");
-        let mut cmd = Command::new(sluice_binary());
-        cmd.arg("serve")
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--data-dir")
-            .arg(data_dir);
-        for s in settings {
-            cmd.arg("--set").arg(s);
-        }
         let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -184,6 +195,62 @@ impl Drop for BrokerProcess {
             );
         }
     }
+}
+
+/// `sluice serve` on `data_dir`, listening on `port`.
+fn serve_command(port: u16, data_dir: &Path, settings: &[&str]) -> Command {
+    let mut cmd = Command::new(sluice_binary());
+    cmd.arg("serve")
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--data-dir")
+        .arg(data_dir);
+    for s in settings {
+        cmd.arg("--set").arg(s);
+    }
+    cmd
+}
+
+/// Runs `sluice serve` on `data_dir` expecting it to refuse to start:
+/// (exit success, stdout and stderr). Panics if it is still running after
+/// [`PATIENCE`].
+pub(crate) fn serve_refusal(data_dir: &Path) -> (bool, String) {
+    let mut child = serve_command(free_port(), data_dir, &[])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn sluice serve");
+    let deadline = Instant::now() + PATIENCE;
+    while child.try_wait().expect("wait for sluice serve").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("reap sluice serve");
+            panic!(
+                "sluice serve did not exit; it said:\n{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child
+        .wait_with_output()
+        .expect("collect sluice serve output");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+/// Runs the `sluice` binary with `args`: (exit success, stdout and stderr).
+pub(crate) fn sluice(args: &[&std::ffi::OsStr]) -> (bool, String) {
+    let out = Command::new(sluice_binary())
+        .args(args)
+        .output()
+        .expect("run sluice");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
 }
 
 /// The broker's stderr log (last 8 KiB), for failure messages.

@@ -15,6 +15,8 @@
 //!   through librdkafka: server-side assignment, takeover.
 //! * `lifecycle` — live topic config changes (segment size, retention) and
 //!   consumers resetting past deleted data, through librdkafka.
+//! * `metadata_damage` — `sluice serve` processes on a damaged, missing or
+//!   torn metadata log, and topic creation out of file descriptors.
 //! * `protocol` — malformed frames and invalid batches on raw sockets.
 //! * `sluice_client` — our own client against the broker.
 //! * `transactions` — librdkafka transactions: commit/abort visibility,
@@ -27,6 +29,7 @@ mod groups;
 mod hostile_sweep;
 mod kip848;
 mod lifecycle;
+mod metadata_damage;
 mod protocol;
 mod rdkafka_client;
 mod sluice_client;

@@ -218,7 +218,7 @@ fn read_all(
             let t = &entry.target;
             let Some(partition) = state.partitions.get(&t.topic, t.partition) else {
                 any_error = true;
-                return failed(error::UNKNOWN_TOPIC_OR_PARTITION);
+                return failed(state.partitions.missing(&t.topic, t.partition).0);
             };
             let limit = (t.max_bytes.max(0) as usize).min(budget);
             // After the first data, an exhausted budget means no more reads;
