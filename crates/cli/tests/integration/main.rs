@@ -5,6 +5,9 @@
 //!   in-process broker: admin, every codec and acks level, offsets, configs.
 //! * `crash` — `sluice serve` child processes: SIGKILL during acks=all
 //!   produce, damaged and torn segment files.
+//! * `edges` — librdkafka at the edges of what the broker accepts: commits
+//!   for unknown partitions, per-record produce errors, the fetch byte
+//!   budget across partitions.
 //! * `groups` — consumer groups and the idempotent producer through
 //!   librdkafka: assignment, commits, restarts, static membership.
 //! * `kip848` — KIP-848 consumer groups (`group.protocol=consumer`)
@@ -18,6 +21,7 @@
 
 mod common;
 mod crash;
+mod edges;
 mod groups;
 mod kip848;
 mod lifecycle;
