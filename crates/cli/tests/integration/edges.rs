@@ -3,16 +3,18 @@
 //! by one inside a batch, and a fetch whose partitions together hold more
 //! than the consumer's `fetch.max.bytes`.
 
-use std::collections::BTreeMap;
-use std::time::Duration;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 
-use crate::common::{topic_name, InProcBroker};
+use crate::common::{block_on, topic_name, InProcBroker, PATIENCE};
 use crate::groups::create_topic;
 
 fn offsets(entries: &[(&str, i32, i64)]) -> TopicPartitionList {
@@ -85,4 +87,79 @@ fn commits_for_unknown_topics_and_partitions_are_refused() {
         CommitMode::Sync,
     ));
     assert_eq!(committed(&consumer, &targets), want(6));
+}
+
+/// The consumer of issue 11 (defect 5): a response-wide `fetch.max.bytes`
+/// a little above one record, a per-partition limit far above it, and a
+/// receive limit that refuses any response over `fetch.max.bytes` + 512.
+/// Three partitions of 900 KiB records: the broker must fill each response
+/// up to `fetch.max.bytes` only (one record each here, as only a
+/// response's first batch may exceed it), so the consumer reads all.
+#[test]
+fn a_consumer_reads_records_near_fetch_max_bytes_from_every_partition() {
+    const PARTITIONS: i32 = 3;
+    const PER_PARTITION: usize = 3;
+    const VALUE_BYTES: usize = 900 * 1024;
+    let broker = InProcBroker::start(&[]);
+    let bs = broker.bootstrap();
+    let topic = topic_name("fetch-budget");
+    create_topic(&bs, &topic, PARTITIONS);
+
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &bs)
+        .set("message.timeout.ms", "30000")
+        .create()
+        .expect("producer");
+    let mut sent = BTreeSet::new();
+    let deliveries: Vec<_> = (0..PARTITIONS)
+        .flat_map(|p| (0..PER_PARTITION).map(move |i| (p, i)))
+        .map(|(p, i)| {
+            let value = vec![b'a' + i as u8; VALUE_BYTES];
+            sent.insert((p, value[0]));
+            let record = FutureRecord::<(), _>::to(&topic)
+                .partition(p)
+                .payload(&value);
+            producer.send_result(record).expect("enqueue")
+        })
+        .collect();
+    for delivery in deliveries {
+        block_on(delivery).unwrap().expect("delivered");
+    }
+
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &bs)
+        .set("group.id", "edges-fetch-budget")
+        .set("enable.auto.commit", "false")
+        .set("fetch.max.bytes", "1000000")
+        .set("max.partition.fetch.bytes", "20000000")
+        .set("receive.message.max.bytes", "1000512")
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        tpl.add_partition_offset(&topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).expect("assign");
+    let deadline = Instant::now() + PATIENCE;
+    let mut received = BTreeSet::new();
+    let mut errors = Vec::new();
+    while received.len() < sent.len() {
+        assert!(
+            Instant::now() < deadline,
+            "read {} of {} records; consumer errors: {errors:?}",
+            received.len(),
+            sent.len()
+        );
+        match consumer.poll(Duration::from_millis(100)) {
+            None => {}
+            Some(Ok(m)) => {
+                let value = m.payload().expect("a value");
+                assert_eq!(value.len(), VALUE_BYTES);
+                received.insert((m.partition(), value[0]));
+            }
+            Some(Err(e)) => errors.push(e.to_string()),
+        }
+    }
+    assert_eq!(received, sent);
 }
