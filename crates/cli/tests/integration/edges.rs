@@ -4,8 +4,10 @@
 //! than the consumer's `fetch.max.bytes`.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
@@ -162,4 +164,96 @@ fn a_consumer_reads_records_near_fetch_max_bytes_from_every_partition() {
         }
     }
     assert_eq!(received, sent);
+}
+
+/// What librdkafka reported for each record it was asked to deliver, in
+/// order: `None` when delivered.
+fn deliver_in_one_batch(
+    bootstrap: &str,
+    topic: &str,
+    records: &[(Option<&str>, i64)],
+) -> Vec<Option<RDKafkaErrorCode>> {
+    // A long linger puts every record into one batch, so the broker judges
+    // them together and must say which of them it refuses.
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("linger.ms", "1000")
+        .set("message.timeout.ms", "30000")
+        .create()
+        .expect("producer");
+    let deliveries: Vec<_> = records
+        .iter()
+        .map(|(key, timestamp)| {
+            let mut record = FutureRecord::to(topic)
+                .partition(0)
+                .payload("value")
+                .timestamp(*timestamp);
+            if let Some(key) = key {
+                record = record.key(*key);
+            }
+            producer.send_result(record).expect("enqueue")
+        })
+        .collect();
+    deliveries
+        .into_iter()
+        .map(|d| match block_on(d).expect("delivery report") {
+            Ok(_) => None,
+            Err((KafkaError::MessageProduction(code), _)) => Some(code),
+            Err((other, _)) => panic!("unexpected delivery error {other:?}"),
+        })
+        .collect()
+}
+
+/// Produce v8+ names the refused records (`record_errors`): librdkafka then
+/// fails exactly those, and the others of the batch with "invalid
+/// different record", instead of failing them all alike. (librdkafka 2.12
+/// does so only when two or more records are named: with one, it gives
+/// every record of the batch the partition's error.)
+#[test]
+fn librdkafka_learns_which_records_of_a_batch_were_refused() {
+    let broker = InProcBroker::start(&[]);
+    let bs = broker.bootstrap();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let refused = Some(RDKafkaErrorCode::InvalidRecord);
+    let different = Some(RDKafkaErrorCode::InvalidDifferentRecord);
+
+    let compacted = topic_name("compacted-no-key");
+    create_topic_with(&bs, &compacted, &[("cleanup.policy", "compact")]);
+    let keys = [(Some("a"), now), (None, now), (Some("b"), now), (None, now)];
+    assert_eq!(
+        deliver_in_one_batch(&bs, &compacted, &keys),
+        vec![different, refused, different, refused]
+    );
+
+    // message.timestamp.after.max.ms is an hour by default.
+    let timed = topic_name("future-timestamp");
+    create_topic_with(&bs, &timed, &[]);
+    let hour = 3600 * 1000;
+    let times = [
+        (Some("a"), now),
+        (Some("b"), now + 2 * hour),
+        (Some("c"), now + 3 * hour),
+        (Some("d"), now),
+    ];
+    assert_eq!(
+        deliver_in_one_batch(&bs, &timed, &times),
+        vec![different, refused, refused, different]
+    );
+}
+
+fn create_topic_with(bootstrap: &str, name: &str, configs: &[(&str, &str)]) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("admin client");
+    let mut topic = NewTopic::new(name, 1, TopicReplication::Fixed(1));
+    for (key, value) in configs {
+        topic = topic.set(key, value);
+    }
+    let options = AdminOptions::new().operation_timeout(Some(PATIENCE));
+    let created = block_on(admin.create_topics([&topic], &options)).expect("CreateTopics");
+    assert_eq!(created, vec![Ok(name.to_string())]);
 }
