@@ -443,3 +443,37 @@ async fn records_with_timestamps_out_of_range_are_named_in_record_errors() {
     );
     assert_eq!(produce_answer(&state, fine, 9).await.error_code, 0);
 }
+
+#[tokio::test]
+async fn producers_may_not_claim_log_append_time() {
+    let (_dir, state) = test_state();
+    create_topic_with_configs(
+        &state,
+        "t",
+        1,
+        &[("message.timestamp.type", "LogAppendTime")],
+    )
+    .await;
+    let now = crate::state::now_ms();
+    let mut claimed =
+        BytesMut::from(&batch_of(&[(Some("a"), now), (Some("b"), now)], Compression::None)[..]);
+    sluice_protocol::batch::BatchMut::new(&mut claimed).set_log_append_time(now);
+    let answer = produce_answer(&state, claimed.clone().freeze(), 9).await;
+    assert_eq!(answer.error_code, error::INVALID_TIMESTAMP);
+    let errors = record_errors(&answer);
+    assert_eq!(errors.iter().map(|e| e.0).collect::<Vec<_>>(), vec![0, 1]);
+    assert!(
+        errors[1]
+            .1
+            .ends_with("Producer should not set timestamp type to LogAppendTime."),
+        "{}",
+        errors[1].1
+    );
+    // A CreateTime topic judges such a batch by its timestamp, as Kafka does.
+    let create_time = TopicName(StrBytes::from_static_str("create-time"));
+    create_topic(&state, &create_time, 1).await;
+    assert_eq!(
+        produce_to(&state, create_time, claimed.freeze()).await,
+        (0, 0)
+    );
+}
