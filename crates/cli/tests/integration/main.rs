@@ -7,6 +7,9 @@
 //!   produce, damaged and torn segment files.
 //! * `disk_faults` — `sluice serve` on a full disk (a small tmpfs, when
 //!   mounting is permitted); a corrupt batch, `sluice log verify`.
+//! * `edges` — librdkafka at the edges of what the broker accepts: commits
+//!   for unknown partitions, per-record produce errors, the fetch byte
+//!   budget across partitions.
 //! * `groups` — consumer groups and the idempotent producer through
 //!   librdkafka: assignment, commits, restarts, static membership.
 //! * `hostile_sweep` — a `sluice serve` process under hostile requests for
@@ -25,6 +28,7 @@
 mod common;
 mod crash;
 mod disk_faults;
+mod edges;
 mod groups;
 mod hostile_sweep;
 mod kip848;
