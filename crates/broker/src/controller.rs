@@ -12,6 +12,7 @@
 //! metadata never names partitions that do not exist.
 
 use crate::config;
+use crate::locks::MutexExt;
 use crate::partition::LogSettings;
 use crate::partitions::NewLogs;
 use crate::state::BrokerState;
@@ -191,7 +192,7 @@ impl<'a> Controller<'a> {
     }
 
     fn lock_log(&self) -> MutexGuard<'a, MetadataLog> {
-        self.state.metadata.lock().expect("metadata lock")
+        self.state.metadata.locked("metadata")
     }
 
     /// Decides records against the log's current image and appends them,

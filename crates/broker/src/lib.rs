@@ -14,6 +14,7 @@ mod controller;
 mod flusher;
 mod group;
 mod handlers;
+mod locks;
 mod partition;
 mod partitions;
 mod producer_state;

@@ -9,6 +9,7 @@
 
 use crate::config::ConfigSource;
 use crate::flusher::Flusher;
+use crate::locks::{MutexExt, RwLockExt};
 use crate::producer_state::{is_older_snapshot, ActiveProducer, ProducerStates, SequenceCheck};
 use bytes::Bytes;
 use kafka_protocol::records::Record;
@@ -312,8 +313,8 @@ impl Partition {
 
     /// Syncs and closes the log, leaving a producer state snapshot.
     pub(crate) fn close(self) -> Result<(), StorageError> {
-        let mut log = self.log.into_inner().expect("log lock");
-        let producers = self.producers.into_inner().expect("producer state lock");
+        let mut log = crate::locks::into_inner(self.log);
+        let producers = crate::locks::into_inner(self.producers);
         log.sync_aborted_txns()?;
         write_snapshot(log.dir(), &producers, log.log_end_offset());
         log.close()
@@ -326,7 +327,7 @@ impl Partition {
     }
 
     pub(crate) fn settings(&self) -> Arc<LogSettings> {
-        self.settings.read().expect("settings lock").clone()
+        self.settings.read_locked("settings").clone()
     }
 
     pub(crate) fn high_watermark(&self) -> i64 {
@@ -334,15 +335,15 @@ impl Partition {
     }
 
     pub(crate) fn log_start_offset(&self) -> i64 {
-        self.log.lock().expect("log lock").log_start_offset()
+        self.log.locked("log").log_start_offset()
     }
 
     pub(crate) fn log_end_offset(&self) -> i64 {
-        self.log.lock().expect("log lock").log_end_offset()
+        self.log.locked("log").log_end_offset()
     }
 
     pub(crate) fn size_bytes(&self) -> u64 {
-        self.log.lock().expect("log lock").size_bytes()
+        self.log.locked("log").size_bytes()
     }
 
     /// Appends validated batches. In lazy mode the high watermark moves at
@@ -353,7 +354,7 @@ impl Partition {
         log_append_time: Option<i64>,
         now_ms: i64,
     ) -> Result<AppendInfo, StorageError> {
-        let mut producers = self.producers.lock().expect("producer state lock");
+        let mut producers = self.producers.locked("producer state");
         self.append_observed(&mut producers, batches, log_append_time, now_ms)
     }
 
@@ -373,7 +374,7 @@ impl Partition {
         now_ms: i64,
     ) -> Result<AppendInfo, StorageError> {
         let (info, rolled) = {
-            let mut log = self.log.lock().expect("log lock");
+            let mut log = self.log.locked("log");
             let segments = log.segment_count();
             let info = log.append(batches, self.leader_epoch, log_append_time, now_ms)?;
             (info, log.segment_count() != segments)
@@ -383,7 +384,7 @@ impl Partition {
             aborted.extend(producers.observe(&header, batch));
         }
         let snapshot_dir = if rolled || !aborted.is_empty() {
-            let mut log = self.log.lock().expect("log lock");
+            let mut log = self.log.locked("log");
             for entry in aborted {
                 log.append_aborted_txn(entry).inspect_err(|e| {
                     tracing::error!(topic = %self.topic, partition = self.index, error = %e, "cannot index an aborted transaction");
@@ -420,7 +421,7 @@ impl Partition {
         log_append_time: Option<i64>,
         now_ms: i64,
     ) -> Result<Appended, AppendError> {
-        let mut producers = self.producers.lock().expect("producer state lock");
+        let mut producers = self.producers.locked("producer state");
         for (index, batch) in BatchIter::new(batches).enumerate() {
             let Ok((header, _)) = batch else { continue };
             if header.producer_id() < 0 {
@@ -456,24 +457,20 @@ impl Partition {
 
     /// The producers this partition knows (DescribeProducers).
     pub(crate) fn active_producers(&self) -> Vec<ActiveProducer> {
-        self.producers.lock().expect("producer state lock").active()
+        self.producers.locked("producer state").active()
     }
 
     /// Forgets idle producers (`producer.id.expiration.ms`).
     pub(crate) fn expire_producers(&self, now_ms: i64, expiration_ms: i64) -> usize {
         self.producers
-            .lock()
-            .expect("producer state lock")
+            .locked("producer state")
             .expire(now_ms, expiration_ms)
     }
 
     /// Aborted transactions overlapping `from..to` (Fetch read_committed),
     /// from the log's aborted-transaction index.
     pub(crate) fn aborted_transactions(&self, from: i64, to: i64) -> Vec<AbortedTxnEntry> {
-        self.log
-            .lock()
-            .expect("log lock")
-            .collect_aborted_txns(from, to)
+        self.log.locked("log").collect_aborted_txns(from, to)
     }
 
     /// Calls `f` with every record from the log start to the high watermark
@@ -548,7 +545,7 @@ impl Partition {
     /// unflushed offsets, or `flush.ms` since the last sync).
     pub(crate) fn lazy_flush_due(&self, now_ms: i64) -> Option<i64> {
         let settings = self.settings();
-        let log = self.log.lock().expect("log lock");
+        let log = self.log.locked("log");
         let unflushed = log.unflushed_messages();
         if unflushed == 0 {
             return None;
@@ -580,7 +577,7 @@ impl Partition {
     }
 
     fn read_below(&self, offset: i64, max_bytes: usize, bound: i64) -> Result<Bytes, StorageError> {
-        let log = self.log.lock().expect("log lock");
+        let log = self.log.locked("log");
         if offset > bound && offset <= log.log_end_offset() {
             // Past what consumers may see yet, but not out of range.
             return Ok(Bytes::new());
@@ -595,11 +592,7 @@ impl Partition {
     pub(crate) fn offset_for_timestamp(&self, ts: i64) -> Result<Option<(i64, i64)>, StorageError> {
         let mut from = self.log_start_offset();
         loop {
-            let found = self
-                .log
-                .lock()
-                .expect("log lock")
-                .offset_for_timestamp(ts, from)?;
+            let found = self.log.locked("log").offset_for_timestamp(ts, from)?;
             let Some((_, base)) = found.filter(|&(_, base)| base < self.high_watermark()) else {
                 return Ok(None);
             };
@@ -618,11 +611,7 @@ impl Partition {
 
     /// The record with the largest timestamp (ListOffsets MAX_TIMESTAMP).
     pub(crate) fn max_timestamp_and_offset(&self) -> Result<Option<(i64, i64)>, StorageError> {
-        let found = self
-            .log
-            .lock()
-            .expect("log lock")
-            .max_timestamp_and_offset();
+        let found = self.log.locked("log").max_timestamp_and_offset();
         match found {
             Some((max, base)) if base < self.high_watermark() => {
                 // DeleteRecords may have put the log start inside that batch.
@@ -651,7 +640,7 @@ impl Partition {
 
     /// The `.log` files of the closed segments, for the scrubber.
     pub(crate) fn closed_segment_files(&self) -> Vec<std::path::PathBuf> {
-        self.log.lock().expect("log lock").closed_segment_files()
+        self.log.locked("log").closed_segment_files()
     }
 
     /// Applies the topic's time and size retention (when its cleanup policy
@@ -663,7 +652,7 @@ impl Partition {
         }
         let high_watermark = self.high_watermark();
         // The aborted-transaction entries of deleted segments go with them.
-        self.log.lock().expect("log lock").apply_retention(
+        self.log.locked("log").apply_retention(
             now_ms,
             settings.retention_ms,
             settings.retention_bytes,
@@ -683,7 +672,7 @@ impl Partition {
             return Ok(None);
         }
         let last_stable_offset = self.last_stable_offset();
-        let range = self.log.lock().expect("log lock").cleanable_range(
+        let range = self.log.locked("log").cleanable_range(
             &settings.cleaner,
             now_ms,
             last_stable_offset,
@@ -703,11 +692,10 @@ impl Partition {
         throttle: &Throttle,
     ) -> Result<Option<CleanStats>, StorageError> {
         let last_stable_offset = self.last_stable_offset();
-        let job = self.log.lock().expect("log lock").start_cleaning(
-            config,
-            now_ms,
-            last_stable_offset,
-        )?;
+        let job = self
+            .log
+            .locked("log")
+            .start_cleaning(config, now_ms, last_stable_offset)?;
         // The job removes aborted transactions' records (it knows them from
         // the log's txnindex files) and drops the index entries of those
         // whose every record it removed.
@@ -715,12 +703,9 @@ impl Partition {
             return Ok(None);
         };
         while let Some(cleaned) = job.clean_next(throttle)? {
-            self.log
-                .lock()
-                .expect("log lock")
-                .install_cleaned(cleaned)?;
+            self.log.locked("log").install_cleaned(cleaned)?;
         }
-        let stats = self.log.lock().expect("log lock").finish_cleaning(job)?;
+        let stats = self.log.locked("log").finish_cleaning(job)?;
         Ok(Some(stats))
     }
 
@@ -739,14 +724,14 @@ impl Partition {
         if !(0..=high_watermark).contains(&target) {
             return Err(DeleteRecordsError::OutOfRange);
         }
-        let mut log = self.log.lock().expect("log lock");
+        let mut log = self.log.locked("log");
         log.advance_log_start(target)?;
         Ok(log.log_start_offset())
     }
 
     pub(crate) fn apply_settings(&self, settings: LogSettings) {
-        self.log.lock().expect("log lock").set_config(settings.log);
-        *self.settings.write().expect("settings lock") = Arc::new(settings);
+        self.log.locked("log").set_config(settings.log);
+        *self.settings.write_locked("settings") = Arc::new(settings);
     }
 }
 
@@ -762,4 +747,28 @@ pub(crate) enum DeleteRecordsError {
     CompactOnly,
     #[error(transparent)]
     Storage(#[from] StorageError),
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::test_support::{create_topic, test_state};
+    use sluice_protocol::batch::build_uncompressed_batch;
+
+    #[tokio::test]
+    async fn a_panic_while_the_log_is_locked_does_not_disable_the_partition() {
+        let (_dir, state) = test_state();
+        create_topic(&state, "t", 1).await;
+        let partition = state.partitions.get("t", 0).unwrap();
+        let held = partition.clone();
+        let panicked = std::thread::spawn(move || {
+            let _log = held.log.lock().unwrap();
+            panic!("a handler bug while holding the log lock");
+        })
+        .join();
+        assert!(panicked.is_err());
+        let mut batch = build_uncompressed_batch(0, &[(None, Some(&b"v"[..]))]).to_vec();
+        let info = partition.append(&mut batch, None, 0).unwrap();
+        assert_eq!(info.last_offset, 0);
+        assert_eq!(partition.log_end_offset(), 1);
+    }
 }

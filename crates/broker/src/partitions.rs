@@ -5,6 +5,7 @@
 //! offline and why, so that clients are told instead of left waiting.
 
 use crate::flusher::Flusher;
+use crate::locks::RwLockExt;
 use crate::partition::{LogSettings, Partition, PartitionSpec};
 use crate::state::now_ms;
 use sluice_metadata::{MetadataImage, Uuid};
@@ -52,16 +53,14 @@ impl Partitions {
 
     pub(crate) fn get(&self, topic: &str, index: i32) -> Option<Arc<Partition>> {
         self.map
-            .read()
-            .expect("partitions lock")
+            .read_locked("partitions")
             .get(&(topic.to_string(), index))
             .cloned()
     }
 
     pub(crate) fn all(&self) -> Vec<Arc<Partition>> {
         self.map
-            .read()
-            .expect("partitions lock")
+            .read_locked("partitions")
             .values()
             .cloned()
             .collect()
@@ -70,8 +69,7 @@ impl Partitions {
     /// Why a partition the image puts here has no open log, if it has none.
     pub(crate) fn offline_reason(&self, topic: &str, index: i32) -> Option<String> {
         self.offline
-            .read()
-            .expect("offline partitions lock")
+            .read_locked("offline partitions")
             .get(&(topic.to_string(), index))
             .cloned()
     }
@@ -169,8 +167,8 @@ impl Partitions {
 
     /// Serves logs from [`Partitions::create_logs`] once the metadata has them.
     pub(crate) fn install(&self, logs: NewLogs) {
-        let mut map = self.map.write().expect("partitions lock");
-        let mut offline = self.offline.write().expect("offline partitions lock");
+        let mut map = self.map.write_locked("partitions");
+        let mut offline = self.offline.write_locked("offline partitions");
         for partition in logs.0 {
             let key = (partition.topic.clone(), partition.index);
             offline.remove(&key);
@@ -202,7 +200,7 @@ impl Partitions {
             }
         }
         let stale: Vec<Key> = {
-            let mut map = self.map.write().expect("partitions lock");
+            let mut map = self.map.write_locked("partitions");
             let stale: Vec<Key> = map
                 .iter()
                 .filter(|(k, p)| wanted.get(*k).is_none_or(|(id, _, _)| *id != p.topic_id))
@@ -217,12 +215,11 @@ impl Partitions {
             self.log_dir.delete_log(&key.0, key.1)?;
         }
         self.offline
-            .write()
-            .expect("offline partitions lock")
+            .write_locked("offline partitions")
             .retain(|key, _| wanted.contains_key(key));
         let mut missing = Vec::new();
         {
-            let map = self.map.read().expect("partitions lock");
+            let map = self.map.read_locked("partitions");
             for (key, (topic_id, leader_epoch, settings)) in wanted {
                 match map.get(&key) {
                     Some(existing) => existing.apply_settings(settings),
@@ -234,20 +231,15 @@ impl Partitions {
         for (key, topic_id, leader_epoch, settings) in missing {
             match self.open(&key.0, topic_id, key.1, leader_epoch, settings) {
                 Ok(partition) => {
-                    self.offline
-                        .write()
-                        .expect("offline partitions lock")
-                        .remove(&key);
+                    self.offline.write_locked("offline partitions").remove(&key);
                     self.map
-                        .write()
-                        .expect("partitions lock")
+                        .write_locked("partitions")
                         .insert(key, Arc::new(partition));
                 }
                 Err(e) => {
                     tracing::error!(topic = %key.0, partition = key.1, error = %e, "partition offline: its log cannot be opened; clients are told LEADER_NOT_AVAILABLE until a later metadata change opens it");
                     self.offline
-                        .write()
-                        .expect("offline partitions lock")
+                        .write_locked("offline partitions")
                         .insert(key, e.to_string());
                 }
             }
@@ -296,8 +288,7 @@ impl Partitions {
     pub(crate) fn close_all(&self) -> Result<(), StorageError> {
         let drained: Vec<Arc<Partition>> = self
             .map
-            .write()
-            .expect("partitions lock")
+            .write_locked("partitions")
             .drain()
             .map(|(_, p)| p)
             .collect();

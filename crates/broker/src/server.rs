@@ -10,6 +10,7 @@ use crate::config::BrokerConfig;
 use crate::controller::reconcile_partitions;
 use crate::group::GroupCoordinator;
 use crate::handlers::{self, Reply};
+use crate::locks::MutexExt;
 use crate::partitions::{Partitions, METADATA_TOPIC};
 use crate::state::{now_ms, BrokerState};
 use crate::txn::TransactionCoordinator;
@@ -169,12 +170,7 @@ impl Broker {
         let state = self.state;
         tokio::task::spawn_blocking(move || {
             // The second copy of the metadata, current as of this stop.
-            if let Err(e) = state
-                .metadata
-                .lock()
-                .expect("metadata lock")
-                .write_snapshot()
-            {
+            if let Err(e) = state.metadata.locked("metadata").write_snapshot() {
                 tracing::warn!(error = %e, "cannot write the metadata snapshot at shutdown");
             }
             state.partitions.close_all()

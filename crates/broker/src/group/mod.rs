@@ -16,6 +16,7 @@ pub(crate) mod records;
 mod restart_tests;
 
 use crate::controller::{ensure_internal_topic, ApiError};
+use crate::locks::MutexExt;
 use crate::partition::Partition;
 use crate::state::{now_ms, BrokerState};
 use assignor::Assignor;
@@ -216,7 +217,7 @@ impl PendingOffsets {
     pub(crate) async fn durable_then_apply(self) -> Result<(), sluice_storage::StorageError> {
         self.partition.make_durable(self.end).await?;
         let shared = self.groups.clone();
-        let mut groups = shared.lock().expect("group coordinator lock");
+        let mut groups = shared.locked("group coordinator");
         self.apply_to(&mut groups);
         Ok(())
     }
@@ -282,7 +283,7 @@ pub(crate) struct OffsetCommit {
 
 impl GroupCoordinator {
     pub(crate) fn lock(&self) -> MutexGuard<'_, Groups> {
-        self.inner.lock().expect("group coordinator lock")
+        self.inner.locked("group coordinator")
     }
 
     pub(crate) fn limits(state: &BrokerState) -> GroupLimits {

@@ -10,6 +10,7 @@ pub(crate) mod session;
 mod tests;
 
 use super::{str_bytes, ApiSupport, Reply};
+use crate::locks::MutexExt;
 use crate::state::BrokerState;
 use bytes::Bytes;
 use kafka_protocol::messages::fetch_response::{
@@ -102,7 +103,7 @@ pub(crate) fn handle(state: &Arc<BrokerState>, request: FetchRequest, version: i
     let (plan, targets) = if version < SESSIONS_SINCE {
         (Plan::Full { session_id: 0 }, resolved)
     } else {
-        let mut sessions = state.fetch_sessions.lock().expect("sessions lock");
+        let mut sessions = state.fetch_sessions.locked("sessions");
         match request.session_epoch {
             FINAL_EPOCH | INITIAL_EPOCH => {
                 if request.session_id != 0 {
@@ -397,8 +398,7 @@ fn build_response(
     if session_id != 0 {
         state
             .fetch_sessions
-            .lock()
-            .expect("sessions lock")
+            .locked("sessions")
             .record_sent(session_id, &sent, incremental);
     }
     ResponseKind::Fetch(response)
