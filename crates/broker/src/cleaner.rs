@@ -2,6 +2,7 @@
 //! dirtiest compacted partition that is due, one pass at a time, and sleeps
 //! `log.cleaner.backoff.ms` when none is.
 
+use crate::locks::MutexExt;
 use crate::partition::Partition;
 use crate::state::{now_ms, BrokerState};
 use sluice_metadata::Uuid;
@@ -48,11 +49,9 @@ pub(crate) async fn cleaner_task(state: Arc<BrokerState>, mut stopped: watch::Re
 /// due; returns whether there was one.
 fn clean_dirtiest(state: &BrokerState, uncleanable: &Uncleanable, now_ms: i64) -> bool {
     let skip = |p: &Partition| {
-        uncleanable.lock().expect("uncleanable lock").contains(&(
-            p.topic.clone(),
-            p.index,
-            p.topic_id,
-        ))
+        uncleanable
+            .locked("uncleanable")
+            .contains(&(p.topic.clone(), p.index, p.topic_id))
     };
     let mut dirtiest = None;
     for partition in state.partitions.all() {
@@ -102,7 +101,7 @@ fn clean_dirtiest(state: &BrokerState, uncleanable: &Uncleanable, now_ms: i64) -
         Ok(None) => false,
         Err(e) => {
             tracing::error!(topic = %partition.topic, partition = partition.index, error = %e, "cleaning failed; the partition is not cleaned again until restart");
-            uncleanable.lock().expect("uncleanable lock").insert((
+            uncleanable.locked("uncleanable").insert((
                 partition.topic.clone(),
                 partition.index,
                 partition.topic_id,

@@ -145,6 +145,8 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
     def!("log.cleaner.delete.retention.ms", Long, Some("86400000"), Check::AtLeast(0), true, "The amount of time to retain tombstone message markers for log compacted topics."),
     def!("log.cleaner.min.compaction.lag.ms", Long, Some("0"), Check::AtLeast(0), true, "The minimum time a message will remain uncompacted in the log. Only applicable for logs that are being compacted."),
     def!("log.cleaner.max.compaction.lag.ms", Long, Some(LONG_MAX), Check::AtLeast(1), true, "The maximum time a message will remain ineligible for compaction in the log. Only applicable for logs that are being compacted."),
+    def!("log.scrub.interval.ms", Long, Some("0"), Check::AtLeast(0), false, "How often the scrubber verifies the CRC and offsets of every batch in every closed segment, logging each damaged range with ERROR (a Sluice setting; Kafka has none). 0 turns it off. A damaged range in a closed segment otherwise shows only when a consumer fetches it."),
+    def!("log.scrub.max.bytes.per.second", Long, Some("52428800"), Check::AtLeast(0), false, "The most bytes per second the scrubber reads, so that verifying does not compete with produce and fetch for the disk. 0 means no limit."),
     def!("log.segment.delete.delay.ms", Long, Some("60000"), Check::AtLeast(0), true, "The amount of time to wait before deleting a file from the filesystem."),
     def!("log.preallocate", Boolean, Some("false"), Check::None, true, "Should pre allocate file when create new segment?"),
     def!("log.message.timestamp.type", String, Some("CreateTime"), Check::OneOf(TIMESTAMP_TYPES), true, "Define whether the timestamp in the message is message create time or log append time."),

@@ -4,9 +4,10 @@
 //! storm or descriptor exhaustion cannot flood the log.
 
 use crate::config::{parse_connection_overrides, BrokerConfig};
+use crate::locks::MutexExt;
 use std::collections::HashMap;
 use std::net::{IpAddr, ToSocketAddrs};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -40,11 +41,7 @@ pub(crate) struct ConnectionSlot {
 
 impl Drop for ConnectionSlot {
     fn drop(&mut self) {
-        // Counting cannot panic, so a poisoned lock still holds true counts.
-        let mut open = self
-            .open_per_ip
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut open = self.open_per_ip.locked("connection counts");
         if let Some(count) = open.get_mut(&self.ip) {
             *count -= 1;
             if *count == 0 {
@@ -121,10 +118,7 @@ impl ConnectionLimits {
             .get(&ip)
             .copied()
             .unwrap_or(self.max_per_ip);
-        let mut open = self
-            .open_per_ip
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut open = self.open_per_ip.locked("connection counts");
         let count = open.entry(ip).or_insert(0);
         if *count >= max {
             if *count == 0 {
@@ -180,7 +174,7 @@ impl LogThrottle {
     /// Notes one occurrence at `now`; `Some(n)` when a line is due, `n`
     /// being the occurrences it reports (this one included).
     pub(crate) fn record(&self, now: Instant) -> Option<u64> {
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut state = self.state.locked("log throttle");
         state.unlogged += 1;
         let due = state
             .last_logged

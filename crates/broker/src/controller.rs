@@ -1,15 +1,25 @@
 //! Controller operations: validate an admin change, append it to the
 //! metadata log as records, publish the new image and bring the partitions in
 //! line. A single node is its own one-voter quorum; every change goes through
-//! [`Controller::commit`], the one place a cluster quorum will plug in.
+//! the metadata lock, the one place a cluster quorum will plug in.
+//!
+//! Validation and append are one step: each operation decides its records
+//! against the log's own image while holding the lock, so two racing
+//! requests (two CreateTopics for one name) cannot both pass validation
+//! against an image that predates the other's append. A change that needs
+//! partition logs (a new topic, more partitions) creates them before its
+//! record is appended, and removes them if the append fails, so the
+//! metadata never names partitions that do not exist.
 
 use crate::config;
+use crate::locks::MutexExt;
 use crate::partition::LogSettings;
+use crate::partitions::NewLogs;
 use crate::state::BrokerState;
-use sluice_metadata::{MetadataImage, MetadataRecord, Uuid};
+use sluice_metadata::{MetadataError, MetadataImage, MetadataLog, MetadataRecord, Uuid};
 use sluice_protocol::error::{self, ErrorCode};
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, MutexGuard};
 
 /// A refused or failed change: Kafka error code plus a message for the client.
 #[derive(Debug, Clone)]
@@ -72,6 +82,15 @@ pub(crate) fn validate_topic_configs(configs: &BTreeMap<String, String>) -> Resu
     Ok(())
 }
 
+/// A CreateTopics entry; `-1` means the broker default.
+pub(crate) struct NewTopic<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) partitions: i32,
+    pub(crate) replication_factor: i16,
+    pub(crate) assignment: &'a [(i32, Vec<i32>)],
+    pub(crate) configs: &'a BTreeMap<String, String>,
+}
+
 /// The new topic's shape after defaults are applied.
 pub(crate) struct TopicPlan {
     pub(crate) partitions: i32,
@@ -87,16 +106,15 @@ impl<'a> Controller<'a> {
         1
     }
 
-    /// Validates a CreateTopics entry; `-1` means the broker default.
-    pub(crate) fn plan_topic(
-        &self,
-        image: &MetadataImage,
-        name: &str,
-        partitions: i32,
-        replication_factor: i16,
-        assignment: &[(i32, Vec<i32>)],
-        configs: &BTreeMap<String, String>,
-    ) -> Result<TopicPlan, ApiError> {
+    /// Validates a CreateTopics entry against `image`.
+    fn plan_topic(&self, image: &MetadataImage, topic: &NewTopic) -> Result<TopicPlan, ApiError> {
+        let NewTopic {
+            name,
+            partitions,
+            replication_factor,
+            assignment,
+            configs,
+        } = *topic;
         validate_topic_name(name)?;
         if image.topic(name).is_some() {
             return Err(ApiError::new(
@@ -173,65 +191,219 @@ impl<'a> Controller<'a> {
         })
     }
 
+    fn lock_log(&self) -> MutexGuard<'a, MetadataLog> {
+        self.state.metadata.locked("metadata")
+    }
+
+    /// Decides records against the log's current image and appends them,
+    /// holding the metadata lock throughout. `decide` returns the records
+    /// (none: nothing to change) and a value for the caller.
+    pub(crate) fn commit_with<T>(
+        &self,
+        decide: impl FnOnce(&MetadataImage) -> Result<(Vec<MetadataRecord>, T), ApiError>,
+    ) -> Result<T, ApiError> {
+        let mut log = self.lock_log();
+        let (records, value) = decide(log.image())?;
+        if !records.is_empty() {
+            let image = log.append(&records).map_err(storage_error)?;
+            self.publish(image)?;
+        }
+        Ok(value)
+    }
+
+    /// Validates and (unless `validate_only`) creates a topic: its
+    /// partition logs first, then the record. Returns the plan and the new
+    /// topic id (nil when only validating).
     pub(crate) fn create_topic(
         &self,
-        name: &str,
-        plan: &TopicPlan,
-        configs: BTreeMap<String, String>,
-    ) -> Result<Uuid, ApiError> {
+        topic: &NewTopic,
+        validate_only: bool,
+    ) -> Result<(TopicPlan, Uuid), ApiError> {
+        let mut log = self.lock_log();
+        let plan = self.plan_topic(log.image(), topic)?;
+        if validate_only {
+            return Ok((plan, Uuid::nil()));
+        }
         let id = Uuid::new_v4();
-        self.commit(vec![MetadataRecord::TopicCreated {
-            name: name.to_string(),
+        let settings = self.log_settings(topic.configs, log.image());
+        let logs = self
+            .state
+            .partitions
+            .create_logs(topic.name, id, 0..plan.partitions, &settings)
+            .map_err(|e| {
+                tracing::warn!(topic = topic.name, partitions = plan.partitions, error = %e, "cannot create the topic's partitions; nothing was created");
+                ApiError::new(
+                    error::KAFKA_STORAGE_ERROR,
+                    format!(
+                        "Cannot create the {} partitions of topic '{}': {e}. Nothing was created.",
+                        plan.partitions, topic.name
+                    ),
+                )
+            })?;
+        let record = MetadataRecord::TopicCreated {
+            name: topic.name.to_string(),
             id,
             partitions: plan.partitions,
             replicas: vec![self.state.node_id],
-            configs,
-        }])?;
-        Ok(id)
+            configs: topic.configs.clone(),
+        };
+        self.append_with_logs(&mut log, record, logs)?;
+        Ok((plan, id))
     }
 
-    pub(crate) fn delete_topic(&self, topic_id: Uuid) -> Result<(), ApiError> {
-        self.commit(vec![MetadataRecord::TopicDeleted { topic_id }])
+    /// Deletes a topic named by `name` or, when `None`, by `id`; returns
+    /// its name and id.
+    pub(crate) fn delete_topic(
+        &self,
+        name: Option<&str>,
+        id: Uuid,
+    ) -> Result<(String, Uuid), ApiError> {
+        self.commit_with(|image| {
+            let topic = match name {
+                Some(n) => image.topic(n).ok_or_else(|| {
+                    ApiError::new(
+                        error::UNKNOWN_TOPIC_OR_PARTITION,
+                        format!("Topic '{n}' does not exist."),
+                    )
+                })?,
+                None => image.topic_by_id(&id).ok_or_else(|| {
+                    ApiError::new(
+                        error::UNKNOWN_TOPIC_ID,
+                        format!("Topic id {id} does not exist."),
+                    )
+                })?,
+            };
+            if !self.state.config.get_bool("delete.topic.enable") {
+                return Err(ApiError::new(
+                    error::TOPIC_DELETION_DISABLED,
+                    "Topic deletion is disabled (delete.topic.enable=false).",
+                ));
+            }
+            Ok((
+                vec![MetadataRecord::TopicDeleted { topic_id: topic.id }],
+                (topic.name.clone(), topic.id),
+            ))
+        })
     }
 
-    pub(crate) fn create_partitions(&self, topic_id: Uuid, total: i32) -> Result<(), ApiError> {
-        self.commit(vec![MetadataRecord::PartitionsCreated {
+    /// Grows topic `name` to `total` partitions (CreatePartitions); each
+    /// assignment lists the replicas of one new partition. The new logs
+    /// are created before the record.
+    pub(crate) fn create_partitions(
+        &self,
+        name: &str,
+        total: i32,
+        assignments: &[Vec<i32>],
+        validate_only: bool,
+    ) -> Result<(), ApiError> {
+        let mut log = self.lock_log();
+        let image = log.image();
+        let topic = image.topic(name).ok_or_else(|| {
+            ApiError::new(
+                error::UNKNOWN_TOPIC_OR_PARTITION,
+                format!("The topic '{name}' does not exist."),
+            )
+        })?;
+        let current = topic.partitions.len() as i32;
+        let invalid = |code, message: String| Err(ApiError::new(code, message));
+        if total < current {
+            return invalid(error::INVALID_PARTITIONS, format!("Topic currently has {current} partitions, which is higher than the requested {total}."));
+        }
+        if total == current {
+            return invalid(
+                error::INVALID_PARTITIONS,
+                format!("Topic already has {current} partitions."),
+            );
+        }
+        if !assignments.is_empty() && assignments.len() as i32 != total - current {
+            return invalid(
+                error::INVALID_REPLICA_ASSIGNMENT,
+                format!(
+                    "Increasing the number of partitions by {} but {} assignments provided.",
+                    total - current,
+                    assignments.len()
+                ),
+            );
+        }
+        if let Some(bad) = assignments
+            .iter()
+            .flatten()
+            .find(|b| **b != self.state.node_id)
+        {
+            return invalid(
+                error::INVALID_REPLICA_ASSIGNMENT,
+                format!("Unknown broker {bad} in replica assignment."),
+            );
+        }
+        if assignments.iter().any(|a| a.len() != 1) {
+            return invalid(
+                error::INVALID_REPLICA_ASSIGNMENT,
+                "Each new partition needs exactly one replica on a single broker.".into(),
+            );
+        }
+        if validate_only {
+            return Ok(());
+        }
+        let (topic_id, settings) = (topic.id, self.log_settings(&topic.configs, image));
+        let logs = self
+            .state
+            .partitions
+            .create_logs(name, topic_id, current..total, &settings)
+            .map_err(|e| {
+                ApiError::new(
+                    error::KAFKA_STORAGE_ERROR,
+                    format!("Cannot create partitions {current}..{total} of topic '{name}': {e}. Nothing was created."),
+                )
+            })?;
+        let record = MetadataRecord::PartitionsCreated {
             topic_id,
             total,
             replicas: vec![self.state.node_id],
-        }])
+        };
+        self.append_with_logs(&mut log, record, logs)
     }
 
-    pub(crate) fn alter_topic_configs(
+    /// Appends `record` for partitions whose `logs` exist already: they are
+    /// served from the moment the image naming them is published, and
+    /// removed again if the append fails.
+    fn append_with_logs(
         &self,
-        topic_id: Uuid,
-        changes: BTreeMap<String, Option<String>>,
+        log: &mut MetadataLog,
+        record: MetadataRecord,
+        logs: NewLogs,
     ) -> Result<(), ApiError> {
-        self.commit(vec![MetadataRecord::TopicConfigChanged {
-            topic_id,
-            changes,
-        }])
+        match log.append(&[record]) {
+            Ok(image) => {
+                self.state.partitions.install(logs);
+                self.publish(image)
+            }
+            Err(e) => {
+                self.state.partitions.discard(logs);
+                Err(storage_error(e))
+            }
+        }
     }
 
-    pub(crate) fn alter_broker_configs(
-        &self,
-        changes: BTreeMap<String, Option<String>>,
-    ) -> Result<(), ApiError> {
-        self.commit(vec![MetadataRecord::BrokerConfigChanged { changes }])
-    }
-
-    /// Appends records durably, publishes the image, reconciles partitions.
-    pub(crate) fn commit(&self, records: Vec<MetadataRecord>) -> Result<(), ApiError> {
-        let mut log = self.state.metadata.lock().expect("metadata lock");
-        let image = Arc::new(
-            log.append(&records)
-                .map_err(|e| ApiError::new(error::KAFKA_STORAGE_ERROR, e.to_string()))?
-                .clone(),
-        );
+    /// Publishes `image` (while the metadata lock is held, so images are
+    /// published in log order) and brings the partitions in line.
+    fn publish(&self, image: &MetadataImage) -> Result<(), ApiError> {
+        let image = Arc::new(image.clone());
         self.state.set_image(image.clone());
         reconcile_partitions(self.state, &image)
             .map_err(|e| ApiError::new(error::KAFKA_STORAGE_ERROR, e.to_string()))
     }
+
+    fn log_settings(
+        &self,
+        overrides: &BTreeMap<String, String>,
+        image: &MetadataImage,
+    ) -> LogSettings {
+        LogSettings::from_topic(&self.state.topic_settings(overrides, image))
+    }
+}
+
+fn storage_error(e: MetadataError) -> ApiError {
+    ApiError::new(error::KAFKA_STORAGE_ERROR, e.to_string())
 }
 
 /// Brings open partitions in line with `image` (new logs, new settings,
@@ -256,11 +428,9 @@ pub(crate) fn ensure_internal_topic(
     replication_setting: &str,
     segment_bytes_setting: &str,
 ) -> Result<(), ApiError> {
-    let image = state.image();
-    if image.topic(name).is_some() {
+    if state.image().topic(name).is_some() {
         return Ok(());
     }
-    let controller = Controller::new(state);
     let partitions = state.broker_i64(partitions_setting) as i32;
     let replication = state.broker_i64(replication_setting) as i16;
     let configs = BTreeMap::from([
@@ -270,15 +440,96 @@ pub(crate) fn ensure_internal_topic(
             state.broker_i64(segment_bytes_setting).to_string(),
         ),
     ]);
-    match controller
-        .plan_topic(&image, name, partitions, replication, &[], &configs)
-        .and_then(|plan| controller.create_topic(name, &plan, configs))
-    {
+    let topic = NewTopic {
+        name,
+        partitions,
+        replication_factor: replication,
+        assignment: &[],
+        configs: &configs,
+    };
+    match Controller::new(state).create_topic(&topic, false) {
         Ok(_) => {
             tracing::info!(partitions, "created {name}");
             Ok(())
         }
         Err(e) if e.code == error::TOPIC_ALREADY_EXISTS => Ok(()),
         Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::handlers::create_topics;
+    use crate::test_support::test_state;
+    use kafka_protocol::messages::create_topics_request::CreatableTopic;
+    use kafka_protocol::messages::{CreateTopicsRequest, ResponseKind, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+    use sluice_metadata::{entry_at, MetadataRecord, Uuid};
+    use sluice_protocol::error;
+    use std::sync::{Arc, Barrier};
+
+    /// Every TopicCreated in the metadata log: (name, id).
+    fn topics_created(log: &std::path::Path) -> Vec<(String, Uuid)> {
+        let bytes = std::fs::read(log).unwrap();
+        let mut created = Vec::new();
+        let mut at = 0;
+        while let Some(entry) = entry_at(&bytes, at) {
+            assert!(entry.problem.is_none());
+            if let MetadataRecord::TopicCreated { name, id, .. } =
+                MetadataRecord::decode(entry.payload).unwrap()
+            {
+                created.push((name, id));
+            }
+            at = entry.end();
+        }
+        created
+    }
+
+    #[test]
+    fn concurrent_creates_of_one_name_create_it_once() {
+        const CREATORS: usize = 16;
+        let (dir, state) = test_state();
+        let start = Arc::new(Barrier::new(CREATORS));
+        let creators: Vec<_> = (0..CREATORS)
+            .map(|_| {
+                let (state, start) = (state.clone(), start.clone());
+                std::thread::spawn(move || {
+                    let topic = CreatableTopic::default()
+                        .with_name(TopicName(StrBytes::from_static_str("race")))
+                        .with_num_partitions(2)
+                        .with_replication_factor(1);
+                    let request = CreateTopicsRequest::default().with_topics(vec![topic]);
+                    start.wait();
+                    let ResponseKind::CreateTopics(response) =
+                        create_topics::handle(&state, request, 7)
+                    else {
+                        panic!("no CreateTopics response")
+                    };
+                    let result = &response.topics[0];
+                    (result.error_code, result.topic_id)
+                })
+            })
+            .collect();
+        let results: Vec<(i16, Uuid)> = creators.into_iter().map(|c| c.join().unwrap()).collect();
+        let created: Vec<Uuid> = results
+            .iter()
+            .filter(|(code, _)| *code == error::NONE)
+            .map(|(_, id)| *id)
+            .collect();
+        assert_eq!(created.len(), 1, "{results:?}");
+        assert!(
+            results
+                .iter()
+                .all(|(code, _)| *code == error::NONE || *code == error::TOPIC_ALREADY_EXISTS),
+            "{results:?}"
+        );
+        assert_eq!(state.image().topic("race").unwrap().id, created[0]);
+        let log = dir.path().join("__cluster_metadata-0").join("metadata.log");
+        assert_eq!(topics_created(&log), vec![("race".to_string(), created[0])]);
+        assert_eq!(
+            state.partitions.get("race", 1).unwrap().topic_id,
+            created[0],
+            "the partitions belong to the topic the image names"
+        );
     }
 }

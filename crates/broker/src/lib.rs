@@ -16,9 +16,12 @@ pub mod descriptors;
 mod flusher;
 mod group;
 mod handlers;
+mod locks;
 mod partition;
+mod partitions;
 mod producer_state;
 mod retention;
+mod scrubber;
 mod server;
 mod state;
 #[cfg(test)]
@@ -26,4 +29,5 @@ mod test_support;
 mod txn;
 
 pub use config::BrokerConfig;
+pub use scrubber::ScrubProbe;
 pub use server::Broker;

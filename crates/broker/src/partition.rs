@@ -9,10 +9,11 @@
 
 use crate::config::ConfigSource;
 use crate::flusher::Flusher;
+use crate::locks::{MutexExt, RwLockExt};
 use crate::producer_state::{is_older_snapshot, ActiveProducer, ProducerStates, SequenceCheck};
 use bytes::Bytes;
 use kafka_protocol::records::Record;
-use sluice_metadata::{MetadataImage, Uuid};
+use sluice_metadata::Uuid;
 use sluice_protocol::batch::{BatchHeader, BatchIter, Codec};
 use sluice_protocol::compression::{decode_batches, CodecLevel};
 use sluice_protocol::error::{self, ErrorCode};
@@ -20,7 +21,7 @@ use sluice_storage::{
     AbortedTxnEntry, AppendInfo, CleanStats, CleanableRange, CleanerConfig, Durability, LogConfig,
     LogDir, PartitionLog, StorageError, Throttle,
 };
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -196,6 +197,8 @@ fn write_snapshot(dir: &Path, states: &ProducerStates, end_offset: i64) {
     let written = std::fs::write(&tmp, states.encode_snapshot(end_offset))
         .and_then(|()| std::fs::rename(&tmp, &path));
     if let Err(e) = written {
+        // A partial temporary on a full disk would only hold space.
+        let _ignored = std::fs::remove_file(&tmp);
         tracing::warn!(path = %path.display(), error = %e, "cannot write producer state snapshot");
         return;
     }
@@ -266,9 +269,65 @@ fn load_producer_state(log: &mut PartitionLog) -> Result<ProducerStates, Storage
     Ok(states)
 }
 
+/// What a partition is opened with besides its log.
+pub(crate) struct PartitionSpec {
+    pub(crate) topic: String,
+    pub(crate) topic_id: Uuid,
+    pub(crate) index: i32,
+    pub(crate) leader_epoch: i32,
+    pub(crate) settings: LogSettings,
+}
+
 impl Partition {
+    /// Opens (creating or recovering) the partition's log in `log_dir` and
+    /// rebuilds its producer state.
+    pub(crate) fn open(
+        log_dir: &LogDir,
+        spec: PartitionSpec,
+        data_available: Arc<Notify>,
+        flusher: Flusher,
+        now: i64,
+    ) -> Result<Partition, StorageError> {
+        let mut log = log_dir.open_log(&spec.topic, spec.index, spec.settings.log, now)?;
+        let producers = load_producer_state(&mut log)?;
+        let durability = log.durability();
+        let end = log.log_end_offset();
+        Ok(Partition {
+            topic: spec.topic,
+            topic_id: spec.topic_id,
+            index: spec.index,
+            leader_epoch: spec.leader_epoch,
+            log: Mutex::new(log),
+            durability,
+            high_watermark: AtomicI64::new(end),
+            last_sync_ms: AtomicI64::new(now),
+            settings: RwLock::new(Arc::new(spec.settings)),
+            data_available,
+            sync_requested: AtomicI64::new(end),
+            synced: watch::Sender::new(Ok(end)),
+            flusher,
+            first_unstable: AtomicI64::new(producers.first_unstable_offset().unwrap_or(i64::MAX)),
+            producers: Mutex::new(producers),
+        })
+    }
+
+    /// Syncs and closes the log, leaving a producer state snapshot.
+    pub(crate) fn close(self) -> Result<(), StorageError> {
+        let mut log = crate::locks::into_inner(self.log);
+        let producers = crate::locks::into_inner(self.producers);
+        log.sync_aborted_txns()?;
+        write_snapshot(log.dir(), &producers, log.log_end_offset());
+        log.close()
+    }
+
+    /// Syncs what is appended, for a partition a request still holds at
+    /// shutdown: the next start recovers it as after a crash.
+    pub(crate) fn sync_appended(&self) -> Result<(), StorageError> {
+        self.durability.sync_to(self.log_end_offset()).map(drop)
+    }
+
     pub(crate) fn settings(&self) -> Arc<LogSettings> {
-        self.settings.read().expect("settings lock").clone()
+        self.settings.read_locked("settings").clone()
     }
 
     pub(crate) fn high_watermark(&self) -> i64 {
@@ -276,15 +335,15 @@ impl Partition {
     }
 
     pub(crate) fn log_start_offset(&self) -> i64 {
-        self.log.lock().expect("log lock").log_start_offset()
+        self.log.locked("log").log_start_offset()
     }
 
     pub(crate) fn log_end_offset(&self) -> i64 {
-        self.log.lock().expect("log lock").log_end_offset()
+        self.log.locked("log").log_end_offset()
     }
 
     pub(crate) fn size_bytes(&self) -> u64 {
-        self.log.lock().expect("log lock").size_bytes()
+        self.log.locked("log").size_bytes()
     }
 
     /// Appends validated batches. In lazy mode the high watermark moves at
@@ -295,7 +354,7 @@ impl Partition {
         log_append_time: Option<i64>,
         now_ms: i64,
     ) -> Result<AppendInfo, StorageError> {
-        let mut producers = self.producers.lock().expect("producer state lock");
+        let mut producers = self.producers.locked("producer state");
         self.append_observed(&mut producers, batches, log_append_time, now_ms)
     }
 
@@ -315,7 +374,7 @@ impl Partition {
         now_ms: i64,
     ) -> Result<AppendInfo, StorageError> {
         let (info, rolled) = {
-            let mut log = self.log.lock().expect("log lock");
+            let mut log = self.log.locked("log");
             let segments = log.segment_count();
             let info = log.append(batches, self.leader_epoch, log_append_time, now_ms)?;
             (info, log.segment_count() != segments)
@@ -325,7 +384,7 @@ impl Partition {
             aborted.extend(producers.observe(&header, batch));
         }
         let snapshot_dir = if rolled || !aborted.is_empty() {
-            let mut log = self.log.lock().expect("log lock");
+            let mut log = self.log.locked("log");
             for entry in aborted {
                 log.append_aborted_txn(entry).inspect_err(|e| {
                     tracing::error!(topic = %self.topic, partition = self.index, error = %e, "cannot index an aborted transaction");
@@ -362,7 +421,7 @@ impl Partition {
         log_append_time: Option<i64>,
         now_ms: i64,
     ) -> Result<Appended, AppendError> {
-        let mut producers = self.producers.lock().expect("producer state lock");
+        let mut producers = self.producers.locked("producer state");
         for (index, batch) in BatchIter::new(batches).enumerate() {
             let Ok((header, _)) = batch else { continue };
             if header.producer_id() < 0 {
@@ -398,24 +457,20 @@ impl Partition {
 
     /// The producers this partition knows (DescribeProducers).
     pub(crate) fn active_producers(&self) -> Vec<ActiveProducer> {
-        self.producers.lock().expect("producer state lock").active()
+        self.producers.locked("producer state").active()
     }
 
     /// Forgets idle producers (`producer.id.expiration.ms`).
     pub(crate) fn expire_producers(&self, now_ms: i64, expiration_ms: i64) -> usize {
         self.producers
-            .lock()
-            .expect("producer state lock")
+            .locked("producer state")
             .expire(now_ms, expiration_ms)
     }
 
     /// Aborted transactions overlapping `from..to` (Fetch read_committed),
     /// from the log's aborted-transaction index.
     pub(crate) fn aborted_transactions(&self, from: i64, to: i64) -> Vec<AbortedTxnEntry> {
-        self.log
-            .lock()
-            .expect("log lock")
-            .collect_aborted_txns(from, to)
+        self.log.locked("log").collect_aborted_txns(from, to)
     }
 
     /// Calls `f` with every record from the log start to the high watermark
@@ -490,7 +545,7 @@ impl Partition {
     /// unflushed offsets, or `flush.ms` since the last sync).
     pub(crate) fn lazy_flush_due(&self, now_ms: i64) -> Option<i64> {
         let settings = self.settings();
-        let log = self.log.lock().expect("log lock");
+        let log = self.log.locked("log");
         let unflushed = log.unflushed_messages();
         if unflushed == 0 {
             return None;
@@ -522,7 +577,7 @@ impl Partition {
     }
 
     fn read_below(&self, offset: i64, max_bytes: usize, bound: i64) -> Result<Bytes, StorageError> {
-        let log = self.log.lock().expect("log lock");
+        let log = self.log.locked("log");
         if offset > bound && offset <= log.log_end_offset() {
             // Past what consumers may see yet, but not out of range.
             return Ok(Bytes::new());
@@ -537,11 +592,7 @@ impl Partition {
     pub(crate) fn offset_for_timestamp(&self, ts: i64) -> Result<Option<(i64, i64)>, StorageError> {
         let mut from = self.log_start_offset();
         loop {
-            let found = self
-                .log
-                .lock()
-                .expect("log lock")
-                .offset_for_timestamp(ts, from)?;
+            let found = self.log.locked("log").offset_for_timestamp(ts, from)?;
             let Some((_, base)) = found.filter(|&(_, base)| base < self.high_watermark()) else {
                 return Ok(None);
             };
@@ -560,11 +611,7 @@ impl Partition {
 
     /// The record with the largest timestamp (ListOffsets MAX_TIMESTAMP).
     pub(crate) fn max_timestamp_and_offset(&self) -> Result<Option<(i64, i64)>, StorageError> {
-        let found = self
-            .log
-            .lock()
-            .expect("log lock")
-            .max_timestamp_and_offset();
+        let found = self.log.locked("log").max_timestamp_and_offset();
         match found {
             Some((max, base)) if base < self.high_watermark() => {
                 // DeleteRecords may have put the log start inside that batch.
@@ -591,6 +638,11 @@ impl Partition {
             .collect())
     }
 
+    /// The `.log` files of the closed segments, for the scrubber.
+    pub(crate) fn closed_segment_files(&self) -> Vec<std::path::PathBuf> {
+        self.log.locked("log").closed_segment_files()
+    }
+
     /// Applies the topic's time and size retention (when its cleanup policy
     /// deletes) to data below the high watermark; returns the segments deleted.
     pub(crate) fn apply_retention(&self, now_ms: i64) -> Result<usize, StorageError> {
@@ -600,7 +652,7 @@ impl Partition {
         }
         let high_watermark = self.high_watermark();
         // The aborted-transaction entries of deleted segments go with them.
-        self.log.lock().expect("log lock").apply_retention(
+        self.log.locked("log").apply_retention(
             now_ms,
             settings.retention_ms,
             settings.retention_bytes,
@@ -620,7 +672,7 @@ impl Partition {
             return Ok(None);
         }
         let last_stable_offset = self.last_stable_offset();
-        let range = self.log.lock().expect("log lock").cleanable_range(
+        let range = self.log.locked("log").cleanable_range(
             &settings.cleaner,
             now_ms,
             last_stable_offset,
@@ -640,11 +692,10 @@ impl Partition {
         throttle: &Throttle,
     ) -> Result<Option<CleanStats>, StorageError> {
         let last_stable_offset = self.last_stable_offset();
-        let job = self.log.lock().expect("log lock").start_cleaning(
-            config,
-            now_ms,
-            last_stable_offset,
-        )?;
+        let job = self
+            .log
+            .locked("log")
+            .start_cleaning(config, now_ms, last_stable_offset)?;
         // The job removes aborted transactions' records (it knows them from
         // the log's txnindex files) and drops the index entries of those
         // whose every record it removed.
@@ -652,12 +703,9 @@ impl Partition {
             return Ok(None);
         };
         while let Some(cleaned) = job.clean_next(throttle)? {
-            self.log
-                .lock()
-                .expect("log lock")
-                .install_cleaned(cleaned)?;
+            self.log.locked("log").install_cleaned(cleaned)?;
         }
-        let stats = self.log.lock().expect("log lock").finish_cleaning(job)?;
+        let stats = self.log.locked("log").finish_cleaning(job)?;
         Ok(Some(stats))
     }
 
@@ -676,14 +724,14 @@ impl Partition {
         if !(0..=high_watermark).contains(&target) {
             return Err(DeleteRecordsError::OutOfRange);
         }
-        let mut log = self.log.lock().expect("log lock");
+        let mut log = self.log.locked("log");
         log.advance_log_start(target)?;
         Ok(log.log_start_offset())
     }
 
-    fn apply_settings(&self, settings: LogSettings) {
-        self.log.lock().expect("log lock").set_config(settings.log);
-        *self.settings.write().expect("settings lock") = Arc::new(settings);
+    pub(crate) fn apply_settings(&self, settings: LogSettings) {
+        self.log.locked("log").set_config(settings.log);
+        *self.settings.write_locked("settings") = Arc::new(settings);
     }
 }
 
@@ -701,170 +749,26 @@ pub(crate) enum DeleteRecordsError {
     Storage(#[from] StorageError),
 }
 
-type Key = (String, i32);
+#[cfg(test)]
+mod tests {
+    use crate::test_support::{create_topic, test_state};
+    use sluice_protocol::batch::build_uncompressed_batch;
 
-/// The metadata log's directory sits beside the partitions, as in KRaft.
-pub(crate) const METADATA_TOPIC: &str = "__cluster_metadata";
-
-/// Registry of open partitions, kept in step with the metadata image.
-pub(crate) struct Partitions {
-    log_dir: LogDir,
-    map: RwLock<HashMap<Key, Arc<Partition>>>,
-    pub(crate) data_available: Arc<Notify>,
-    flusher: Flusher,
-}
-
-impl Partitions {
-    pub(crate) fn new(log_dir: LogDir) -> Self {
-        Partitions {
-            log_dir,
-            map: RwLock::new(HashMap::new()),
-            data_available: Arc::new(Notify::new()),
-            flusher: Flusher::start(),
-        }
-    }
-
-    pub(crate) fn log_dir_path(&self) -> &std::path::Path {
-        self.log_dir.path()
-    }
-
-    pub(crate) fn get(&self, topic: &str, index: i32) -> Option<Arc<Partition>> {
-        self.map
-            .read()
-            .expect("partitions lock")
-            .get(&(topic.to_string(), index))
-            .cloned()
-    }
-
-    pub(crate) fn all(&self) -> Vec<Arc<Partition>> {
-        self.map
-            .read()
-            .expect("partitions lock")
-            .values()
-            .cloned()
-            .collect()
-    }
-
-    /// Opens logs for partitions the image has and this node lacks, applies
-    /// changed settings, and deletes logs of topics the image no longer has.
-    /// `settings_for` resolves a topic's effective settings.
-    pub(crate) fn reconcile(
-        &self,
-        image: &MetadataImage,
-        node_id: i32,
-        settings_for: impl Fn(&BTreeMap<String, String>) -> LogSettings,
-    ) -> Result<(), StorageError> {
-        let now = crate::state::now_ms();
-        let mut map = self.map.write().expect("partitions lock");
-        let mut wanted = HashMap::new();
-        for topic in image.topics() {
-            let settings = settings_for(&topic.configs);
-            for (index, p) in topic.partitions.iter().enumerate() {
-                if p.leader == node_id {
-                    wanted.insert(
-                        (topic.name.clone(), index as i32),
-                        (topic.id, p.leader_epoch, settings.clone()),
-                    );
-                }
-            }
-        }
-        let stale: Vec<Key> = map
-            .iter()
-            .filter(|(k, p)| wanted.get(*k).is_none_or(|(id, _, _)| *id != p.topic_id))
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in stale {
-            map.remove(&key);
-            self.log_dir.delete_log(&key.0, key.1)?;
-        }
-        for (key, (topic_id, leader_epoch, settings)) in wanted {
-            if let Some(existing) = map.get(&key) {
-                existing.apply_settings(settings);
-                continue;
-            }
-            let mut log = self.log_dir.open_log(&key.0, key.1, settings.log, now)?;
-            let producers = load_producer_state(&mut log)?;
-            let durability = log.durability();
-            let end = log.log_end_offset();
-            map.insert(
-                key.clone(),
-                Arc::new(Partition {
-                    topic: key.0.clone(),
-                    topic_id,
-                    index: key.1,
-                    leader_epoch,
-                    log: Mutex::new(log),
-                    durability,
-                    high_watermark: AtomicI64::new(end),
-                    last_sync_ms: AtomicI64::new(now),
-                    settings: RwLock::new(Arc::new(settings)),
-                    data_available: self.data_available.clone(),
-                    sync_requested: AtomicI64::new(end),
-                    synced: watch::Sender::new(Ok(end)),
-                    flusher: self.flusher.clone(),
-                    first_unstable: AtomicI64::new(
-                        producers.first_unstable_offset().unwrap_or(i64::MAX),
-                    ),
-                    producers: Mutex::new(producers),
-                }),
-            );
-        }
-        Ok(())
-    }
-
-    /// Deletes partition directories on disk that no topic in the image owns
-    /// (left behind by a crash during topic deletion).
-    pub(crate) fn remove_orphans(&self, image: &MetadataImage) -> Result<(), StorageError> {
-        for (topic, index) in self.log_dir.existing_partitions()? {
-            if topic == METADATA_TOPIC {
-                continue;
-            }
-            let owned = image
-                .topic(&topic)
-                .is_some_and(|t| (index as usize) < t.partitions.len());
-            if !owned {
-                tracing::warn!(
-                    topic,
-                    index,
-                    "deleting partition directory of a topic that no longer exists"
-                );
-                self.log_dir.delete_log(&topic, index)?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Syncs and closes every log, then marks the shutdown clean.
-    pub(crate) fn close_all(&self) -> Result<(), StorageError> {
-        let drained: Vec<Arc<Partition>> = self
-            .map
-            .write()
-            .expect("partitions lock")
-            .drain()
-            .map(|(_, p)| p)
-            .collect();
-        let mut all_closed = true;
-        for partition in drained {
-            match Arc::try_unwrap(partition) {
-                Ok(p) => {
-                    let mut log = p.log.into_inner().expect("log lock");
-                    let producers = p.producers.into_inner().expect("producer state lock");
-                    log.sync_aborted_txns()?;
-                    write_snapshot(log.dir(), &producers, log.log_end_offset());
-                    log.close()?;
-                }
-                Err(shared) => {
-                    // A request still holds it: sync its data, and let the
-                    // next start recover it as after a crash.
-                    let end = shared.log_end_offset();
-                    shared.durability.sync_to(end)?;
-                    all_closed = false;
-                }
-            }
-        }
-        if all_closed {
-            self.log_dir.mark_clean_shutdown()?;
-        }
-        Ok(())
+    #[tokio::test]
+    async fn a_panic_while_the_log_is_locked_does_not_disable_the_partition() {
+        let (_dir, state) = test_state();
+        create_topic(&state, "t", 1).await;
+        let partition = state.partitions.get("t", 0).unwrap();
+        let held = partition.clone();
+        let panicked = std::thread::spawn(move || {
+            let _log = held.log.lock().unwrap();
+            panic!("a handler bug while holding the log lock");
+        })
+        .join();
+        assert!(panicked.is_err());
+        let mut batch = build_uncompressed_batch(0, &[(None, Some(&b"v"[..]))]).to_vec();
+        let info = partition.append(&mut batch, None, 0).unwrap();
+        assert_eq!(info.last_offset, 0);
+        assert_eq!(partition.log_end_offset(), 1);
     }
 }

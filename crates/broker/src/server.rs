@@ -14,7 +14,8 @@ use crate::controller::reconcile_partitions;
 use crate::descriptors::DescriptorBudget;
 use crate::group::GroupCoordinator;
 use crate::handlers::{self, Reply};
-use crate::partition::{Partitions, METADATA_TOPIC};
+use crate::locks::MutexExt;
+use crate::partitions::{Partitions, METADATA_TOPIC};
 use crate::state::{now_ms, BrokerState};
 use crate::txn::TransactionCoordinator;
 use bytes::{Bytes, BytesMut};
@@ -46,6 +47,7 @@ pub struct Broker {
     /// Shared with the accept loop, so that a broker dropped without
     /// [`Broker::shutdown`] keeps its directory locked while it still serves.
     data_dir_lock: Arc<DirLock>,
+    scrub_probe: Arc<crate::scrubber::ScrubProbe>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +64,18 @@ pub enum StartError {
     Metadata(#[from] sluice_metadata::MetadataError),
     #[error("invalid setting: {0}")]
     Config(String),
+    #[error(
+        "the metadata log {} is missing or holds no cluster, but {} holds partition \
+         directories; refusing to start a new cluster over existing data. Restore \
+         metadata.log (and metadata.snapshot) from a backup, or move the partition \
+         directories out of the data directory to start empty (see docs/OPERATIONS.md, \
+         \"The metadata log: damage and repair\").",
+        metadata_log.display(), data_dir.display()
+    )]
+    MetadataMissing {
+        metadata_log: PathBuf,
+        data_dir: PathBuf,
+    },
 }
 
 impl Broker {
@@ -124,6 +138,12 @@ impl Broker {
             state.clone(),
             stopped.clone(),
         )));
+        let scrub_probe = Arc::default();
+        tasks.push(tokio::spawn(crate::scrubber::scrubber_task(
+            state.clone(),
+            Arc::clone(&scrub_probe),
+            stopped.clone(),
+        )));
         tasks.push(tokio::spawn(lazy_flusher(state.clone(), stopped.clone())));
         tasks.push(tokio::spawn(group_timer(state.clone(), stopped)));
         tracing::info!(%local_addr, data_dir = %data_dir.display(), "broker started");
@@ -134,7 +154,13 @@ impl Broker {
             stop,
             tasks,
             data_dir_lock,
+            scrub_probe,
         })
+    }
+
+    /// What the background scrubber (`log.scrub.interval.ms`) has found.
+    pub fn scrub_probe(&self) -> &crate::scrubber::ScrubProbe {
+        &self.scrub_probe
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -167,9 +193,15 @@ impl Broker {
             let _ = task.await;
         }
         let state = self.state;
-        let closed = tokio::task::spawn_blocking(move || state.partitions.close_all())
-            .await
-            .expect("close task panicked");
+        let closed = tokio::task::spawn_blocking(move || {
+            // The second copy of the metadata, current as of this stop.
+            if let Err(e) = state.metadata.locked("metadata").write_snapshot() {
+                tracing::warn!(error = %e, "cannot write the metadata snapshot at shutdown");
+            }
+            state.partitions.close_all()
+        })
+        .await
+        .expect("close task panicked");
         drop(self.data_dir_lock);
         closed
     }
@@ -180,16 +212,26 @@ pub(crate) fn open_state(
     data_dir: PathBuf,
 ) -> Result<BrokerState, StartError> {
     let log_dir = LogDir::open(&data_dir)?;
-    let mut metadata = MetadataLog::open(&data_dir.join(format!("{METADATA_TOPIC}-0")))?;
+    let metadata_dir = data_dir.join(format!("{METADATA_TOPIC}-0"));
+    let mut metadata = MetadataLog::open(&metadata_dir)?;
+    let partitions = Partitions::new(log_dir);
     if metadata.image().cluster_id.is_none() {
+        // A new cluster only on an empty data directory: partitions
+        // without metadata mean the metadata was lost, not that none exists.
+        if partitions.any_on_disk()? {
+            return Err(StartError::MetadataMissing {
+                metadata_log: MetadataLog::file_in(&metadata_dir),
+                data_dir,
+            });
+        }
         metadata.append(&[MetadataRecord::ClusterCreated {
             cluster_id: new_cluster_id(),
             node_id: config.node_id(),
         }])?;
     }
-    let state = BrokerState::new(config, metadata, Partitions::new(log_dir));
+    let state = BrokerState::new(config, metadata, partitions);
     let image = state.image();
-    state.partitions.remove_orphans(&image)?;
+    state.partitions.move_orphans_aside(&image)?;
     reconcile_partitions(&state, &image)?;
     let committed = state.groups.load(&state)?;
     if committed > 0 {

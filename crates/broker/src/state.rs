@@ -3,7 +3,8 @@
 use crate::config::{self, BrokerConfig, ConfigSource};
 use crate::group::GroupCoordinator;
 use crate::handlers::fetch::session::FetchSessionCache;
-use crate::partition::Partitions;
+use crate::locks::RwLockExt;
+use crate::partitions::Partitions;
 use crate::txn::TransactionCoordinator;
 use sluice_metadata::{MetadataImage, MetadataLog};
 use std::collections::BTreeMap;
@@ -50,11 +51,11 @@ impl BrokerState {
     }
 
     pub(crate) fn image(&self) -> Arc<MetadataImage> {
-        self.image.read().expect("image lock").clone()
+        self.image.read_locked("image").clone()
     }
 
     pub(crate) fn set_image(&self, image: Arc<MetadataImage>) {
-        *self.image.write().expect("image lock") = image;
+        *self.image.write_locked("image") = image;
     }
 
     pub(crate) fn cluster_id(&self) -> String {

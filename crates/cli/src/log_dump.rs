@@ -3,8 +3,9 @@
 //! length in a `.log` segment, the ordering of `.index` and `.timeindex`
 //! entries, and the aborted-transaction entries of a `.txnindex` (whole
 //! 34-byte entries of version 0, in marker order, markers in the segment).
-//! Reads files only; no broker is needed. Exits nonzero when anything is
-//! damaged.
+//! A `metadata.log` is recognised by its name and every record printed
+//! (see `metadata_cmd`). Reads files only; no broker is needed. Exits
+//! nonzero when anything is damaged.
 
 use crate::output::{print_json, print_line, OutputFormat};
 use crate::Global;
@@ -20,8 +21,12 @@ use std::path::{Path, PathBuf};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum LogCommand {
-    /// Print and verify segment files (.log, .index, .timeindex, .txnindex).
+    /// Print and verify segment files (.log, .index, .timeindex, .txnindex)
+    /// and the metadata log (metadata.log).
     Dump(DumpArgs),
+    /// Check every batch of a data dir, partition dir or segment files and
+    /// list the damaged ranges (nonzero exit when there is one).
+    Verify(crate::log_verify::VerifyArgs),
 }
 
 #[derive(Debug, Args)]
@@ -35,19 +40,26 @@ pub(crate) struct DumpArgs {
 }
 
 pub(crate) fn run(global: &Global, cmd: LogCommand) -> anyhow::Result<()> {
-    let LogCommand::Dump(args) = cmd;
+    let args = match cmd {
+        LogCommand::Dump(args) => args,
+        LogCommand::Verify(args) => return crate::log_verify::run(global, args),
+    };
     let json = global.output == OutputFormat::Json;
     let mut damaged = Vec::new();
     for path in &args.paths {
         let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        let base = base_offset(path)?;
+        let is_metadata_log = path.file_name().and_then(|n| n.to_str()) == Some("metadata.log");
         let report = match path.extension().and_then(|e| e.to_str()) {
-            Some("log") => dump_log(&data, args.print_data),
-            Some("index") => dump_index(&data, base, 8, "offset index"),
-            Some("timeindex") => dump_index(&data, base, 12, "time index"),
-            Some("txnindex") => dump_txn_index(&data, base),
+            _ if is_metadata_log => crate::metadata_cmd::dump_metadata_log(&data),
+            Some("log") => {
+                base_offset(path)?;
+                dump_log(&data, args.print_data)
+            }
+            Some("index") => dump_index(&data, base_offset(path)?, 8, "offset index"),
+            Some("timeindex") => dump_index(&data, base_offset(path)?, 12, "time index"),
+            Some("txnindex") => dump_txn_index(&data, base_offset(path)?),
             _ => bail!(
-                "{}: not a segment file (.log, .index, .timeindex or .txnindex)",
+                "{}: not a segment file (.log, .index, .timeindex or .txnindex) or metadata.log",
                 path.display()
             ),
         };
@@ -91,10 +103,10 @@ fn base_offset(path: &Path) -> anyhow::Result<i64> {
 }
 
 #[derive(Default)]
-struct Report {
-    lines: Vec<String>,
-    entries: Vec<serde_json::Value>,
-    problems: Vec<String>,
+pub(crate) struct Report {
+    pub(crate) lines: Vec<String>,
+    pub(crate) entries: Vec<serde_json::Value>,
+    pub(crate) problems: Vec<String>,
 }
 
 fn dump_log(data: &[u8], print_data: bool) -> Report {

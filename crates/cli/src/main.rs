@@ -5,6 +5,8 @@ mod cluster_cmd;
 mod consume;
 mod group;
 mod log_dump;
+mod log_verify;
+mod metadata_cmd;
 mod output;
 mod perf;
 mod produce;
@@ -69,10 +71,15 @@ enum Command {
         #[command(subcommand)]
         command: cluster_cmd::ClusterCommand,
     },
-    /// Inspect partition files on disk (no broker needed).
+    /// Inspect and verify partition files on disk (no broker needed).
     Log {
         #[command(subcommand)]
         command: log_dump::LogCommand,
+    },
+    /// Repair the metadata log on disk (no broker running).
+    Metadata {
+        #[command(subcommand)]
+        command: metadata_cmd::MetadataCommand,
     },
     /// Benchmark producing and consuming.
     Perf {
@@ -125,6 +132,7 @@ fn main() -> ExitCode {
             Command::Transactions { command } => transactions::run(&global, command).await,
             Command::Cluster { command } => cluster_cmd::run(&global, command).await,
             Command::Log { command } => log_dump::run(&global, command),
+            Command::Metadata { command } => metadata_cmd::run(&global, command),
             Command::Perf { command } => perf::run(&global, command).await,
         }
     });

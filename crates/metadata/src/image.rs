@@ -1,9 +1,10 @@
 use crate::record::MetadataRecord;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use uuid::Uuid;
 
 /// The state of one partition as the cluster sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartitionImage {
     pub leader: i32,
     pub leader_epoch: i32,
@@ -11,7 +12,7 @@ pub struct PartitionImage {
     pub isr: Vec<i32>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopicImage {
     pub name: String,
     pub id: Uuid,
@@ -21,11 +22,13 @@ pub struct TopicImage {
 }
 
 /// An immutable snapshot of cluster metadata, rebuilt by replaying records.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// It serializes (as the metadata snapshot) without its derived index.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MetadataImage {
     pub cluster_id: Option<String>,
     pub node_id: i32,
     topics: BTreeMap<String, TopicImage>,
+    #[serde(skip)]
     names_by_id: HashMap<Uuid, String>,
     /// Dynamic broker config overrides.
     pub broker_configs: BTreeMap<String, String>,
@@ -110,6 +113,57 @@ impl MetadataImage {
         }
     }
 
+    /// Rebuilds the index that serialization leaves out.
+    pub(crate) fn reindex(&mut self) {
+        self.names_by_id = self
+            .topics
+            .values()
+            .map(|t| (t.id, t.name.clone()))
+            .collect();
+    }
+
+    /// Records that rebuild this image from nothing (all but `offset`),
+    /// for rewriting a damaged log from a snapshot. Every partition of a
+    /// topic has the same replicas and leader epoch 0 today, which is what
+    /// one `TopicCreated` expresses.
+    pub fn to_records(&self) -> Vec<MetadataRecord> {
+        let mut records = Vec::new();
+        if let Some(cluster_id) = &self.cluster_id {
+            records.push(MetadataRecord::ClusterCreated {
+                cluster_id: cluster_id.clone(),
+                node_id: self.node_id,
+            });
+        }
+        if !self.broker_configs.is_empty() {
+            records.push(MetadataRecord::BrokerConfigChanged {
+                changes: self
+                    .broker_configs
+                    .iter()
+                    .map(|(k, v)| (k.clone(), Some(v.clone())))
+                    .collect(),
+            });
+        }
+        if self.next_producer_id > 0 {
+            records.push(MetadataRecord::ProducerIdsAllocated {
+                next: self.next_producer_id,
+            });
+        }
+        for topic in self.topics.values() {
+            records.push(MetadataRecord::TopicCreated {
+                name: topic.name.clone(),
+                id: topic.id,
+                partitions: i32::try_from(topic.partitions.len()).unwrap_or(i32::MAX),
+                replicas: topic
+                    .partitions
+                    .first()
+                    .map(|p| p.replicas.clone())
+                    .unwrap_or_default(),
+                configs: topic.configs.clone(),
+            });
+        }
+        records
+    }
+
     fn topic_mut(&mut self, id: &Uuid) -> Option<&mut TopicImage> {
         let name = self.names_by_id.get(id)?;
         self.topics.get_mut(name)
@@ -177,5 +231,41 @@ mod tests {
         assert!(image.topic("t").is_none());
         assert!(image.topic_by_id(&id).is_none());
         assert_eq!(image.offset, 4);
+    }
+
+    #[test]
+    fn to_records_rebuilds_the_image() {
+        let mut image = MetadataImage::default();
+        let id = Uuid::new_v4();
+        for record in [
+            MetadataRecord::ClusterCreated {
+                cluster_id: "c".into(),
+                node_id: 1,
+            },
+            MetadataRecord::TopicCreated {
+                name: "t".into(),
+                id,
+                partitions: 2,
+                replicas: vec![1],
+                configs: BTreeMap::from([("retention.ms".into(), "10".into())]),
+            },
+            MetadataRecord::PartitionsCreated {
+                topic_id: id,
+                total: 5,
+                replicas: vec![1],
+            },
+            MetadataRecord::ProducerIdsAllocated { next: 2000 },
+            MetadataRecord::BrokerConfigChanged {
+                changes: BTreeMap::from([("log.retention.ms".into(), Some("5".into()))]),
+            },
+        ] {
+            image.apply(&record);
+        }
+        let mut rebuilt = MetadataImage::default();
+        for record in image.to_records() {
+            rebuilt.apply(&record);
+        }
+        rebuilt.offset = image.offset;
+        assert_eq!(rebuilt, image);
     }
 }

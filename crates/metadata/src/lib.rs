@@ -3,15 +3,22 @@
 //! Every metadata change (topic created, partitions added, config changed,
 //! topic deleted) is a [`MetadataRecord`] appended to a durable metadata log
 //! and then applied to an immutable [`MetadataImage`] that the broker reads.
-//! At start the log is replayed to rebuild the image. A single node is a
+//! At start the snapshot is loaded and the log after it replayed to rebuild
+//! the image; damage inside the log refuses to open (only a torn final entry
+//! is truncated), and [`repair`] fixes it offline. A single node is a
 //! one-voter quorum over this log; the Raft quorum of a cluster will replicate
 //! the same records. This crate knows nothing about sockets or the protocol.
 
+mod entry;
 mod image;
 mod log;
 mod record;
+mod repair;
+mod snapshot;
 
+pub use entry::{entry_at, next_intact_entry, Entry, EntryProblem};
 pub use image::{MetadataImage, PartitionImage, TopicImage};
 pub use log::{MetadataError, MetadataLog};
 pub use record::MetadataRecord;
+pub use repair::{repair, Repair};
 pub use uuid::Uuid;

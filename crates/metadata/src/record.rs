@@ -38,3 +38,10 @@ pub enum MetadataRecord {
         changes: BTreeMap<String, Option<String>>,
     },
 }
+
+impl MetadataRecord {
+    /// Decodes the payload of one metadata log entry.
+    pub fn decode(payload: &[u8]) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice(payload)
+    }
+}

@@ -13,4 +13,7 @@ pub mod error;
 pub mod frame;
 pub mod record;
 
+#[cfg(test)]
+mod hostile_tests;
+
 pub use kafka_protocol;

@@ -160,9 +160,40 @@ impl LogDir {
         sync_dir(&self.path)
     }
 
-    /// Writes the clean-shutdown marker (synced). Call after every log was closed.
-    pub fn mark_clean_shutdown(&self) -> Result<(), StorageError> {
-        write_file_atomically(&self.path.join(CLEAN_SHUTDOWN_MARKER), b"")
+    /// Whether a partition's directory exists.
+    pub fn has_log(&self, topic: &str, partition: i32) -> bool {
+        self.partition_dir(topic, partition)
+            .is_ok_and(|dir| dir.exists())
+    }
+
+    /// Renames a partition's directory to `<topic>-<partition>.<now_ms>-orphaned`
+    /// and returns the new path. The suffix ends in a word, so the moved
+    /// directory is never taken for a partition again (as Kafka's `-delete`
+    /// and `-stray` directories).
+    pub fn move_aside(
+        &self,
+        topic: &str,
+        partition: i32,
+        now_ms: i64,
+    ) -> Result<PathBuf, StorageError> {
+        let dir = self.partition_dir(topic, partition)?;
+        let mut name = dir.as_os_str().to_owned();
+        name.push(format!(".{now_ms}-orphaned"));
+        let aside = PathBuf::from(name);
+        fs::rename(&dir, &aside).context(|| format!("moving {} aside", dir.display()))?;
+        sync_dir(&self.path)?;
+        Ok(aside)
+    }
+
+    /// Writes the clean-shutdown marker (synced). Call after every log was
+    /// closed. When the write fails (a full disk) the shutdown still
+    /// succeeds: without the marker the next start recovers every log as
+    /// after a crash, which is slower but loses nothing.
+    pub fn mark_clean_shutdown(&self) {
+        let marker = self.path.join(CLEAN_SHUTDOWN_MARKER);
+        if let Err(error) = write_file_atomically(&marker, b"") {
+            tracing::warn!(marker = %marker.display(), %error, "cannot write the clean-shutdown marker; the next start recovers every log");
+        }
     }
 }
 
@@ -200,5 +231,19 @@ mod tests {
         drop(again);
         let pid = fs::read_to_string(tmp.path().join(LOCK_FILE)).unwrap();
         assert_eq!(pid.trim(), std::process::id().to_string());
+    }
+
+    #[test]
+    fn a_directory_moved_aside_is_no_partition_any_more() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = LogDir::open(tmp.path()).unwrap();
+        fs::create_dir(tmp.path().join("orders-3")).unwrap();
+        fs::write(tmp.path().join("orders-3").join("data"), b"kept").unwrap();
+        assert!(dir.has_log("orders", 3));
+        let aside = dir.move_aside("orders", 3, 1234).unwrap();
+        assert_eq!(aside, tmp.path().join("orders-3.1234-orphaned"));
+        assert_eq!(fs::read(aside.join("data")).unwrap(), b"kept");
+        assert!(!dir.has_log("orders", 3));
+        assert_eq!(dir.existing_partitions().unwrap(), vec![]);
     }
 }

@@ -20,9 +20,15 @@ pub(crate) fn write_file_atomically(path: &Path, contents: &[u8]) -> Result<(), 
     tmp_name.push(".tmp");
     let tmp = Path::new(&tmp_name);
     let file = File::create(tmp).context(|| format!("creating {}", tmp.display()))?;
-    file.write_all_at(contents, 0)
+    let written = file
+        .write_all_at(contents, 0)
         .and_then(|()| file.sync_all())
-        .context(|| format!("writing {}", tmp.display()))?;
-    fs::rename(tmp, path).context(|| format!("renaming {} into place", tmp.display()))?;
+        .and_then(|()| fs::rename(tmp, path));
+    if let Err(e) = written {
+        // On a full disk the half-written temporary would hold space and
+        // an inode that the next attempt needs.
+        let _ = fs::remove_file(tmp);
+        return Err(e).context(|| format!("writing {} into place", tmp.display()));
+    }
     sync_dir(path.parent().unwrap_or(Path::new(".")))
 }

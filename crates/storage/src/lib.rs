@@ -22,6 +22,7 @@ mod index;
 mod log;
 mod segment;
 mod txn_index;
+mod verify;
 
 #[cfg(feature = "failpoints")]
 pub use cleaner::{crash_at, CrashPoint};
@@ -34,6 +35,7 @@ pub use log::{AppendInfo, PartitionLog, ReadResult};
 pub use txn_index::{
     decode_txn_index, AbortedTxnEntry, TxnIndexContents, TxnIndexDamage, TXN_INDEX_ENTRY_LEN,
 };
+pub use verify::{segment_base_offset, verify_segment, DamagedRange, SegmentCheck};
 
 #[cfg(test)]
 mod tests {

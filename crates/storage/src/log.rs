@@ -16,7 +16,7 @@ use crate::config::LogConfig;
 use crate::durability::Durability;
 use crate::error::{IoContext, StorageError};
 use crate::fsutil::{sync_dir, write_file_atomically};
-use crate::segment::{BatchMeta, Segment, LOG_SUFFIX};
+use crate::segment::{segment_path, BatchMeta, Segment, LOG_SUFFIX};
 use crate::txn_index::{self, AbortedTxnEntry};
 
 /// File holding the offset below which every segment is known to be synced:
@@ -117,8 +117,28 @@ fn write_checkpoint(dir: &Path, name: &str, offset: i64) -> Result<(), StorageEr
     write_file_atomically(&dir.join(name), format!("{offset}\n").as_bytes())
 }
 
-fn write_recovery_point(dir: &Path, offset: i64) -> Result<(), StorageError> {
-    write_checkpoint(dir, RECOVERY_POINT_FILE, offset)
+/// Moves the recovery point to `offset`, or, when that write fails (a full
+/// disk), removes the old one and logs a warning. The checkpoint only
+/// shortens the scan after a crash: without it the next unclean start scans
+/// every segment, which is always safe, while a stale point could be above
+/// data that a recovery has just cut off and so skip scanning what replaced
+/// it. Shutdown and start-up must not fail over an optimisation.
+fn write_recovery_point(dir: &Path, offset: i64) {
+    let Err(error) = write_checkpoint(dir, RECOVERY_POINT_FILE, offset) else {
+        return;
+    };
+    let stale = dir.join(RECOVERY_POINT_FILE);
+    match fs::remove_file(&stale) {
+        Ok(()) => {
+            tracing::warn!(dir = %dir.display(), offset, %error, "cannot write the recovery point; removed the old one, so a crash before the next checkpoint means a full scan of this log")
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            tracing::warn!(dir = %dir.display(), offset, %error, "cannot write the recovery point; a crash before the next checkpoint means a full scan of this log")
+        }
+        Err(remove_error) => {
+            tracing::warn!(dir = %dir.display(), offset, %error, %remove_error, "cannot write the recovery point nor remove the old one")
+        }
+    }
 }
 
 impl PartitionLog {
@@ -185,7 +205,6 @@ impl PartitionLog {
                 None => recover(&dir, base, &config)?,
             };
             recovered_any |= recovery.is_some();
-            let cut_short = recovery == Some(Recovery::CutShort);
             if let Some(next) = next_base.filter(|&next| end_offset > next) {
                 return Err(StorageError::Corrupt(format!(
                     "segment {base} of {} runs to offset {end_offset}, past the next segment {next}",
@@ -194,7 +213,18 @@ impl PartitionLog {
             }
             segments.push(segment);
             log_end_offset = end_offset;
-            if cut_short {
+            if let Some(Recovery::CutShort { cut_bytes }) = recovery {
+                // A closed segment was synced before the next one got any
+                // data (see `roll`), so its damaged tail is not a torn write
+                // and the next segment starts right after the batches it
+                // lost: keep the later segments when the gap fits the bytes.
+                let lost = next_base.map(|next| end_offset..next);
+                if lost.clone().is_some_and(|lost| {
+                    u64::try_from(lost.end - lost.start).is_ok_and(|n| n <= cut_bytes)
+                }) {
+                    tracing::warn!(dir = %dir.display(), base, lost_offsets = ?lost, "a closed segment lost its tail to damage; the later segments continue the log after the gap");
+                    continue;
+                }
                 for &later in &bases[i + 1..] {
                     tracing::warn!(dir = %dir.display(), base = later, "deleting a segment after a truncated one");
                     Segment::delete_files(&dir, later)?;
@@ -216,7 +246,7 @@ impl PartitionLog {
                 segment.sync()?;
             }
             sync_dir(&dir)?;
-            write_recovery_point(&dir, log_end_offset)?;
+            write_recovery_point(&dir, log_end_offset);
         }
         let log_start_offset = checkpointed_start.map_or(segments[0].base_offset(), |start| {
             start.max(segments[0].base_offset())
@@ -231,7 +261,7 @@ impl PartitionLog {
             segments.push(Segment::create(&dir, log_start_offset)?);
             sync_dir(&dir)?;
             log_end_offset = log_start_offset;
-            write_recovery_point(&dir, log_end_offset)?;
+            write_recovery_point(&dir, log_end_offset);
             txn_index_damaged_from = None;
         }
         let active = segments.last_mut().expect("at least one segment");
@@ -359,10 +389,10 @@ impl PartitionLog {
         self.durability.sync_to(base)?;
         self.sync_aborted_txns()?;
         let dir = self.dir.clone();
-        self.active().finish_indexes(&dir)?;
+        self.active().finish_indexes(&dir);
         let segment = Segment::create(&dir, base)?;
         sync_dir(&dir)?;
-        write_recovery_point(&dir, base)?;
+        write_recovery_point(&dir, base);
         self.durability.rolled(segment.log_file());
         self.segments.push(segment);
         tracing::debug!(dir = %dir.display(), base, "rolled a new segment");
@@ -784,6 +814,17 @@ impl PartitionLog {
         self.segments.iter().map(Segment::base_offset).collect()
     }
 
+    /// The `.log` files of the closed segments, oldest first: they no longer
+    /// change (but retention or the cleaner may delete or replace them), so
+    /// a scrubber can verify them without holding the log.
+    pub fn closed_segment_files(&self) -> Vec<PathBuf> {
+        let closed = &self.segments[..self.segments.len() - 1];
+        closed
+            .iter()
+            .map(|s| segment_path(&self.dir, s.base_offset(), LOG_SUFFIX))
+            .collect()
+    }
+
     /// Durability handle shared with the broker's group-commit waiters.
     pub fn durability(&self) -> Arc<Durability> {
         Arc::clone(&self.durability)
@@ -809,14 +850,17 @@ impl PartitionLog {
     }
 
     /// Syncs all data, writes the active segment's indexes and moves the
-    /// recovery point to the log end offset.
+    /// recovery point to the log end offset. Only a failed sync fails it:
+    /// the index and checkpoint writes are best effort (see
+    /// `write_recovery_point`), so a full disk does not fail a shutdown.
     pub fn close(mut self) -> Result<(), StorageError> {
         let end = self.log_end_offset;
         self.durability.sync_to(end)?;
         self.sync_aborted_txns()?;
         let dir = self.dir.clone();
-        self.active().finish_indexes(&dir)?;
-        write_recovery_point(&dir, end)
+        self.active().finish_indexes(&dir);
+        write_recovery_point(&dir, end);
+        Ok(())
     }
 }
 
@@ -824,8 +868,10 @@ impl PartitionLog {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Recovery {
     Intact,
-    /// Its tail was torn or corrupt and has been cut off.
-    CutShort,
+    /// Its tail (`cut_bytes` long) was torn or corrupt and has been cut off.
+    CutShort {
+        cut_bytes: u64,
+    },
 }
 
 /// `Segment::recover`, as (segment, end offset, outcome).
@@ -838,7 +884,9 @@ fn recover(
     let outcome = if end.reached_end {
         Recovery::Intact
     } else {
-        Recovery::CutShort
+        Recovery::CutShort {
+            cut_bytes: end.cut_bytes,
+        }
     };
     Ok((segment, end.next_offset, Some(outcome)))
 }

@@ -10,14 +10,19 @@ use std::sync::Arc;
 use bytes::Bytes;
 use sluice_protocol::batch::{BatchHeader, BatchIter, BATCH_HEADER_LEN};
 
+use crate::cleaner::Throttle;
 use crate::config::LogConfig;
 use crate::error::{IoContext, StorageError};
+use crate::fsutil::sync_dir;
 use crate::index::{OffsetEntry, OffsetIndex, TimeIndex};
 use crate::txn_index::{AbortedTxnEntry, TxnIndex, TXN_INDEX_SUFFIX};
+use crate::verify::SegmentScan;
 
 pub(crate) const LOG_SUFFIX: &str = "log";
 const INDEX_SUFFIX: &str = "index";
 const TIME_INDEX_SUFFIX: &str = "timeindex";
+/// A segment being rewritten without its damaged ranges (see `recover`).
+const REPAIRED_SUFFIX: &str = "log.repaired";
 
 /// Kafka names segment files after their base offset, zero-padded to 20 digits.
 pub(crate) fn segment_path(dir: &Path, base_offset: i64, suffix: &str) -> PathBuf {
@@ -34,6 +39,7 @@ pub(crate) struct BatchMeta {
     pub(crate) base_offset: i64,
     pub(crate) last_offset: i64,
     pub(crate) max_timestamp: i64,
+    pub(crate) leader_epoch: i32,
     pub(crate) len: u64,
 }
 
@@ -43,6 +49,7 @@ impl BatchMeta {
             base_offset: header.base_offset(),
             last_offset: header.last_offset(),
             max_timestamp: header.max_timestamp(),
+            leader_epoch: header.partition_leader_epoch(),
             len: header.total_len() as u64,
         }
     }
@@ -50,12 +57,13 @@ impl BatchMeta {
 
 /// Where a scan of whole, CRC-valid, monotonic batches stopped.
 pub(crate) struct ScanEnd {
-    /// Byte position just after the last good batch.
-    pub(crate) position: u64,
     /// Offset after the last good batch (the segment base when none).
     pub(crate) next_offset: i64,
-    /// True when the scan reached the end of the file without a bad batch.
+    /// True when the valid batches run to the end of the file (after any
+    /// damage was cut out of it).
     pub(crate) reached_end: bool,
+    /// Bytes truncated off the end of the file.
+    pub(crate) cut_bytes: u64,
 }
 
 pub(crate) struct Segment {
@@ -108,6 +116,32 @@ fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), StorageError> {
         .context(|| format!("writing {}", path.display()))
 }
 
+/// Copies `batches` (position, batch) from `from` into `to` back to back;
+/// returns them with their positions in `to`.
+fn copy_batches(
+    from: &File,
+    to: &File,
+    batches: &[(u64, BatchMeta)],
+) -> io::Result<Vec<(u64, BatchMeta)>> {
+    const CHUNK: u64 = 1024 * 1024;
+    let mut buf = Vec::new();
+    let mut moved = Vec::with_capacity(batches.len());
+    let mut written = 0;
+    for &(position, meta) in batches {
+        let mut done = 0;
+        while done < meta.len {
+            let len = (meta.len - done).min(CHUNK);
+            buf.resize(len as usize, 0);
+            from.read_exact_at(&mut buf, position + done)?;
+            to.write_all_at(&buf, written + done)?;
+            done += len;
+        }
+        moved.push((written, meta));
+        written += meta.len;
+    }
+    Ok(moved)
+}
+
 impl Segment {
     /// Creates an empty segment, replacing any files left at that base offset.
     /// The caller syncs the directory.
@@ -116,7 +150,7 @@ impl Segment {
         let log = open_log_file(&log_path, true)?;
         remove_if_present(&segment_path(dir, base_offset, TXN_INDEX_SUFFIX))?;
         let segment = Segment::empty(dir, base_offset, log);
-        segment.write_index_files(dir)?;
+        segment.write_index_files(dir);
         Ok(segment)
     }
 
@@ -191,9 +225,12 @@ impl Segment {
         &mut self.txn_index
     }
 
-    /// Opens a segment by scanning every batch: truncates it at the first
-    /// torn, corrupt or out-of-order batch and rebuilds (and writes) both
-    /// indexes. Returns the segment and where the scan ended.
+    /// Opens a segment by scanning every batch and rebuilds (and writes) both
+    /// indexes. Damage followed by valid batches that continue in sequence to
+    /// the end of the file is cut out of it (the lost offsets become a gap,
+    /// which consumers skip as after compaction); any other damage is a torn
+    /// or corrupt tail and the file is truncated at its start. Returns the
+    /// segment and where its valid data ends.
     pub(crate) fn recover(
         dir: &Path,
         base_offset: i64,
@@ -207,28 +244,94 @@ impl Segment {
             .context(|| format!("reading the size of {}", segment.log_path.display()))?
             .len();
         let mut batches = Vec::new();
-        let end = segment.scan(0, base_offset, |position, meta| {
-            batches.push((position, meta));
-        })?;
-        if !end.reached_end {
+        let check = SegmentScan {
+            file: &segment.log,
+            path: &segment.log_path,
+            size: segment.size,
+            base_offset,
+            throttle: &Throttle::unlimited(),
+        }
+        .run(|position, meta| batches.push((position, meta)))?;
+        let file_bytes = segment.size;
+        let reached_end = if check.is_intact() {
+            true
+        } else if check.can_skip_damage() {
+            for damage in &check.damaged {
+                tracing::warn!(
+                    segment = %segment.log_path.display(),
+                    bytes = ?damage.bytes,
+                    lost_offsets = ?damage.lost_offsets(),
+                    "cutting a damaged range out of a segment: the valid batches after it continue the log, the offsets it held are lost"
+                );
+            }
+            batches = segment.rewrite_with_only(dir, &batches)?;
+            true
+        } else {
+            let cut = check.damaged[0].bytes.start;
+            let kept = batches.partition_point(|(position, _)| *position < cut);
             tracing::warn!(
                 segment = %segment.log_path.display(),
-                valid_bytes = end.position,
+                valid_bytes = cut,
                 file_bytes = segment.size,
-                "truncating a torn or corrupt segment tail"
+                dropped_valid_batches = batches.len() - kept,
+                "truncating a torn or corrupt segment tail (valid batches after the damage are dropped when they do not continue the log in sequence to the end of the file)"
             );
+            batches.truncate(kept);
             segment
                 .log
-                .set_len(end.position)
+                .set_len(cut)
                 .context(|| format!("truncating {}", segment.log_path.display()))?;
-        }
+            false
+        };
         segment.size = 0;
-        for (position, meta) in batches {
+        for &(position, meta) in &batches {
             segment.index_batch(position, &meta, config);
             segment.size = position + meta.len;
         }
-        segment.write_index_files(dir)?;
+        segment.write_index_files(dir);
+        let end = ScanEnd {
+            next_offset: batches
+                .last()
+                .map_or(base_offset, |(_, meta)| meta.last_offset + 1),
+            reached_end,
+            cut_bytes: if reached_end {
+                0
+            } else {
+                file_bytes - segment.size
+            },
+        };
         Ok((segment, end))
+    }
+
+    /// Replaces the `.log` file with one holding only `batches` (position,
+    /// batch) of it, in order: written to a temporary, synced and renamed
+    /// over the original, so a crash leaves one file or the other. Returns
+    /// the batches with their new positions.
+    fn rewrite_with_only(
+        &mut self,
+        dir: &Path,
+        batches: &[(u64, BatchMeta)],
+    ) -> Result<Vec<(u64, BatchMeta)>, StorageError> {
+        let tmp = segment_path(dir, self.base_offset, REPAIRED_SUFFIX);
+        let copied = File::create(&tmp)
+            .and_then(|out| {
+                let moved = copy_batches(&self.log, &out, batches)?;
+                out.sync_all()?;
+                fs::rename(&tmp, &self.log_path)?;
+                Ok(moved)
+            })
+            .inspect_err(|_| {
+                let _ = fs::remove_file(&tmp);
+            })
+            .context(|| {
+                format!(
+                    "cutting damaged ranges out of {} (needs space for a copy of its valid batches)",
+                    self.log_path.display()
+                )
+            })?;
+        sync_dir(dir)?;
+        self.log = Arc::new(open_log_file(&self.log_path, false)?);
+        Ok(copied)
     }
 
     /// Checks the batches after the last offset-index entry (all of them when
@@ -270,16 +373,21 @@ impl Segment {
     ) -> Result<ScanEnd, StorageError> {
         let mut next_offset = first_offset;
         let mut buf = Vec::new();
+        let reader = SegmentScan {
+            file: &self.log,
+            path: &self.log_path,
+            size: self.size,
+            base_offset: self.base_offset,
+            throttle: &Throttle::unlimited(),
+        };
         let reached_end = loop {
             if position == self.size {
                 break true;
             }
-            let Some(meta) = self.read_verified(position, &mut buf)? else {
+            let Some(meta) = reader.batch_at(position, &mut buf)? else {
                 break false;
             };
-            let in_order = meta.base_offset >= next_offset
-                && meta.last_offset - self.base_offset <= MAX_RELATIVE_OFFSET;
-            if !in_order {
+            if meta.base_offset < next_offset {
                 break false;
             }
             visit(position, meta);
@@ -287,39 +395,10 @@ impl Segment {
             next_offset = meta.last_offset + 1;
         };
         Ok(ScanEnd {
-            position,
             next_offset,
             reached_end,
+            cut_bytes: 0,
         })
-    }
-
-    /// Reads the batch at `position` into `buf` and checks it; `None` when it
-    /// is torn or corrupt.
-    fn read_verified(
-        &self,
-        position: u64,
-        buf: &mut Vec<u8>,
-    ) -> Result<Option<BatchMeta>, StorageError> {
-        let available = self.size - position;
-        if available < BATCH_HEADER_LEN as u64 {
-            return Ok(None);
-        }
-        buf.resize(BATCH_HEADER_LEN, 0);
-        self.read_exact_at(buf, position)?;
-        let Ok(header) = BatchHeader::parse(buf) else {
-            return Ok(None);
-        };
-        let len = header.total_len();
-        if len as u64 > available {
-            return Ok(None);
-        }
-        buf.resize(len, 0);
-        self.read_exact_at(
-            &mut buf[BATCH_HEADER_LEN..],
-            position + BATCH_HEADER_LEN as u64,
-        )?;
-        let header = BatchHeader::parse(buf).expect("parsed above");
-        Ok(header.verify().is_ok().then(|| BatchMeta::of(&header)))
     }
 
     fn read_exact_at(&self, buf: &mut [u8], position: u64) -> Result<(), StorageError> {
@@ -426,7 +505,7 @@ impl Segment {
 
     /// Finishes the time index with the segment's maximum (so a reopened
     /// segment knows it) and writes both indexes, synced.
-    pub(crate) fn finish_indexes(&mut self, dir: &Path) -> Result<(), StorageError> {
+    pub(crate) fn finish_indexes(&mut self, dir: &Path) {
         if let Some((max_timestamp, offset)) = self.max_timestamp {
             self.time_index
                 .maybe_push(max_timestamp, self.relative(offset));
@@ -434,21 +513,39 @@ impl Segment {
         self.write_index_files(dir)
     }
 
-    fn write_index_files(&self, dir: &Path) -> Result<(), StorageError> {
-        write_synced(
+    /// Writes both indexes, synced. A failure (a full disk) is logged and
+    /// leaves no index files, never a failed roll, close or recovery: the
+    /// indexes are in memory, and a segment without them is rebuilt from its
+    /// `.log` file at the next open.
+    fn write_index_files(&self, dir: &Path) {
+        let written = write_synced(
             &segment_path(dir, self.base_offset, INDEX_SUFFIX),
             &self.offset_index.encode(),
-        )?;
-        write_synced(
-            &segment_path(dir, self.base_offset, TIME_INDEX_SUFFIX),
-            &self.time_index.encode(),
         )
+        .and_then(|()| {
+            write_synced(
+                &segment_path(dir, self.base_offset, TIME_INDEX_SUFFIX),
+                &self.time_index.encode(),
+            )
+        });
+        let Err(error) = written else {
+            return;
+        };
+        match Segment::delete_index_files(dir, self.base_offset) {
+            Ok(()) => {
+                tracing::warn!(segment = %self.log_path.display(), %error, "cannot write the segment's indexes; the next start rebuilds them")
+            }
+            Err(delete_error) => {
+                tracing::warn!(segment = %self.log_path.display(), %error, %delete_error, "cannot write the segment's indexes nor remove the old ones")
+            }
+        }
     }
 
     /// Removes a segment's files (missing ones are fine).
     pub(crate) fn delete_files(dir: &Path, base_offset: i64) -> Result<(), StorageError> {
         Segment::delete_index_files(dir, base_offset)?;
         remove_if_present(&segment_path(dir, base_offset, TXN_INDEX_SUFFIX))?;
+        remove_if_present(&segment_path(dir, base_offset, REPAIRED_SUFFIX))?;
         remove_if_present(&segment_path(dir, base_offset, LOG_SUFFIX))
     }
 
@@ -480,7 +577,7 @@ impl Segment {
             segment.index_batch(*position, meta, config);
             segment.size = position + meta.len;
         }
-        segment.finish_indexes(dir)?;
+        segment.finish_indexes(dir);
         Ok(segment)
     }
 

@@ -218,7 +218,7 @@ proptest! {
             }
             if reopen {
                 log.close().unwrap();
-                LogDir::open(tmp.path()).unwrap().mark_clean_shutdown().unwrap();
+                LogDir::open(tmp.path()).unwrap().mark_clean_shutdown();
                 log = open(tmp.path());
             }
         }
@@ -371,10 +371,7 @@ fn dirty_ratio_follows_the_checkpoint_across_reopens() {
     assert!(stats.bytes_written < stats.bytes_read);
     assert_eq!(stats.records_removed, 80, "two of three rounds");
     log.close().unwrap();
-    LogDir::open(tmp.path())
-        .unwrap()
-        .mark_clean_shutdown()
-        .unwrap();
+    LogDir::open(tmp.path()).unwrap().mark_clean_shutdown();
     let mut log = open(tmp.path());
     let range = log.cleanable_range(&config, 2_000, i64::MAX).unwrap();
     assert_eq!((range.first_dirty_offset, range.dirty_bytes), (end, 0));

@@ -191,7 +191,7 @@ fn run(config: LogConfig, ops: Vec<Op>) {
             }
             Op::ReopenCleanly => {
                 log.close().unwrap();
-                LogDir::open(root).unwrap().mark_clean_shutdown().unwrap();
+                LogDir::open(root).unwrap().mark_clean_shutdown();
                 log = open(root, config, true, now_ms);
                 assert_log_matches(&log, &model);
             }

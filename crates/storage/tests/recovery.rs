@@ -7,7 +7,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use common::*;
-use sluice_storage::{LogDir, PartitionLog};
+use proptest::prelude::*;
+use sluice_storage::{verify_segment, DamagedRange, LogDir, PartitionLog, Throttle};
 
 const TOPIC: &str = "events";
 
@@ -62,7 +63,7 @@ impl Fixture {
 
 fn close_cleanly(root: &Path, log: PartitionLog) {
     log.close().unwrap();
-    LogDir::open(root).unwrap().mark_clean_shutdown().unwrap();
+    LogDir::open(root).unwrap().mark_clean_shutdown();
 }
 
 fn append_garbage(path: &Path, garbage: &[u8]) {
@@ -102,17 +103,81 @@ fn torn_last_batch_is_cut_off() {
     assert_log_matches(&log, &fixture.model);
 }
 
+/// Flips one byte inside the CRC-covered part of the batch at `position`.
+fn flip_byte_in_batch(path: &Path, position: u64, at: usize) {
+    let mut bytes = fs::read(path).unwrap();
+    bytes[position as usize + at] ^= 0x40;
+    fs::write(path, &bytes).unwrap();
+}
+
 #[test]
-fn corrupt_batch_in_the_middle_drops_it_and_everything_after() {
+fn a_corrupt_batch_is_cut_out_and_the_batches_after_it_kept() {
+    let (probe, log) = Fixture::new();
+    drop(log);
+    let batches = batch_positions(&probe.active_segment()).len();
+    assert!(batches >= 4);
+    // Every batch of the active segment but its last, which is the tail.
+    for k in 0..batches - 1 {
+        let (mut fixture, log) = Fixture::new();
+        drop(log); // crash: no close, no clean marker
+        let active = fixture.active_segment();
+        let positions = batch_positions(&active);
+        let file_len = fs::metadata(&active).unwrap().len();
+        let (position, base_offset) = positions[k];
+        let damaged = fixture
+            .model
+            .batches
+            .iter()
+            .position(|b| b.base_offset == base_offset)
+            .unwrap();
+        let lost = fixture.model.batches.remove(damaged);
+        flip_byte_in_batch(&active, position, 70);
+        let check = verify_segment(&active, &Throttle::unlimited()).unwrap();
+        assert_eq!(
+            check.damaged,
+            vec![DamagedRange {
+                bytes: position..position + lost.bytes.len() as u64,
+                first_lost_offset: lost.base_offset,
+                resumes_at: Some(lost.last_offset + 1),
+            }]
+        );
+        assert!(check.can_skip_damage());
+
+        let mut log = fixture.reopen(false);
+        assert_log_matches(&log, &fixture.model);
+        assert_eq!(
+            fs::metadata(&active).unwrap().len(),
+            file_len - lost.bytes.len() as u64,
+            "batch {k}: exactly the damaged batch is cut out of the file"
+        );
+        // The gap is exactly the lost batch's offsets: a read inside it
+        // starts at the next batch.
+        let next = &fixture.model.batches[damaged];
+        for offset in lost.base_offset..=lost.last_offset {
+            let read = log.read(offset, 0, i64::MAX).unwrap();
+            assert_eq!(read.first_offset, Some(next.base_offset));
+        }
+        assert!(
+            batch_positions(&active).len() == positions.len() - 1,
+            "the repaired file holds whole batches only"
+        );
+        // Appends continue at the old end, and the repair survives both
+        // kinds of restart.
+        append(&mut log, &mut fixture.model, batch(0, 2, 5, 0xee), 0);
+        drop(log);
+        assert_log_matches(&fixture.reopen(false), &fixture.model);
+        close_cleanly(&fixture.root, fixture.reopen(false));
+        assert_log_matches(&fixture.reopen(true), &fixture.model);
+    }
+}
+
+#[test]
+fn a_corrupt_last_batch_is_a_torn_tail() {
     let (mut fixture, log) = Fixture::new();
     drop(log);
     let active = fixture.active_segment();
-    let positions = batch_positions(&active);
-    assert!(positions.len() >= 3);
-    let (position, base_offset) = positions[1];
-    let mut bytes = fs::read(&active).unwrap();
-    bytes[position as usize + 70] ^= 0x40;
-    fs::write(&active, &bytes).unwrap();
+    let (position, base_offset) = *batch_positions(&active).last().unwrap();
+    flip_byte_in_batch(&active, position, 70);
 
     let log = fixture.reopen(false);
     fixture.model.truncate_to(base_offset);
@@ -121,7 +186,51 @@ fn corrupt_batch_in_the_middle_drops_it_and_everything_after() {
 }
 
 #[test]
-fn corrupt_batch_in_an_older_unsynced_segment_deletes_later_segments() {
+fn a_corrupt_batch_before_a_torn_tail_truncates_at_the_corruption() {
+    // Batches after the damage are kept only when they run to the end of
+    // the file: before a torn tail nothing proves they are not stale bytes.
+    let (mut fixture, log) = Fixture::new();
+    drop(log);
+    let active = fixture.active_segment();
+    let positions = batch_positions(&active);
+    let (position, base_offset) = positions[1];
+    flip_byte_in_batch(&active, position, 70);
+    let len = fs::metadata(&active).unwrap().len();
+    OpenOptions::new()
+        .write(true)
+        .open(&active)
+        .unwrap()
+        .set_len(len - 5)
+        .unwrap();
+
+    let log = fixture.reopen(false);
+    fixture.model.truncate_to(base_offset);
+    assert_log_matches(&log, &fixture.model);
+    assert_eq!(fs::metadata(&active).unwrap().len(), position);
+}
+
+#[test]
+fn a_valid_looking_batch_in_a_garbage_tail_is_not_kept() {
+    let (fixture, log) = Fixture::new();
+    drop(log);
+    let active = fixture.active_segment();
+    let len = fs::metadata(&active).unwrap().len();
+    let end = fixture.model.log_end_offset();
+    // Garbage, then a CRC-valid batch ending the file: an older batch with
+    // a base offset past the log end (the base offset is outside the CRC).
+    let mut tail = vec![0xab; 300];
+    let mut stale = fixture.model.batches[0].bytes.clone();
+    stale[..8].copy_from_slice(&(end + 10_000).to_be_bytes());
+    tail.extend_from_slice(&stale);
+    append_garbage(&active, &tail);
+    // Its offsets would leave a gap larger than the garbage before it.
+    let log = fixture.reopen(false);
+    assert_log_matches(&log, &fixture.model);
+    assert_eq!(fs::metadata(&active).unwrap().len(), len);
+}
+
+#[test]
+fn corrupt_batch_in_an_older_unsynced_segment_keeps_the_rest_of_the_log() {
     let (mut fixture, log) = Fixture::new();
     drop(log);
     // Without a recovery point everything is scanned.
@@ -129,15 +238,42 @@ fn corrupt_batch_in_an_older_unsynced_segment_deletes_later_segments() {
     let logs = segment_files(&fixture.partition_dir(), "log");
     let second = &logs[1];
     let (position, base_offset) = batch_positions(second)[1];
-    let mut bytes = fs::read(second).unwrap();
-    bytes[position as usize + 65] ^= 1;
-    fs::write(second, &bytes).unwrap();
+    flip_byte_in_batch(second, position, 65);
 
     let log = fixture.reopen(false);
-    fixture.model.truncate_to(base_offset);
+    let damaged = fixture
+        .model
+        .batches
+        .iter()
+        .position(|b| b.base_offset == base_offset)
+        .unwrap();
+    fixture.model.batches.remove(damaged);
     assert_log_matches(&log, &fixture.model);
-    assert_eq!(log.segment_count(), 2);
-    assert_eq!(segment_files(&fixture.partition_dir(), "log").len(), 2);
+    assert_eq!(log.segment_count(), logs.len());
+}
+
+#[test]
+fn a_corrupt_last_batch_of_an_older_segment_leaves_a_gap_before_the_next() {
+    // A closed segment was synced before the next one was written, so its
+    // damaged tail is no torn write: the later segments stay.
+    let (mut fixture, log) = Fixture::new();
+    drop(log);
+    fs::remove_file(fixture.partition_dir().join("recovery-point")).unwrap();
+    let logs = segment_files(&fixture.partition_dir(), "log");
+    let (position, base_offset) = *batch_positions(&logs[1]).last().unwrap();
+    flip_byte_in_batch(&logs[1], position, 65);
+
+    let log = fixture.reopen(false);
+    let damaged = fixture
+        .model
+        .batches
+        .iter()
+        .position(|b| b.base_offset == base_offset)
+        .unwrap();
+    fixture.model.batches.remove(damaged);
+    assert_log_matches(&log, &fixture.model);
+    assert_eq!(log.segment_count(), logs.len());
+    assert_eq!(fs::metadata(&logs[1]).unwrap().len(), position);
 }
 
 #[test]
@@ -240,7 +376,7 @@ fn clean_shutdown_marker_round_trip() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = LogDir::open(tmp.path()).unwrap();
     assert!(!dir.was_clean_shutdown());
-    dir.mark_clean_shutdown().unwrap();
+    dir.mark_clean_shutdown();
     let dir = LogDir::open(tmp.path()).unwrap();
     assert!(dir.was_clean_shutdown());
     let dir = LogDir::open(tmp.path()).unwrap();
@@ -264,4 +400,40 @@ fn partitions_are_listed_and_deleted() {
     dir.delete_log("a-b", 11).unwrap();
     assert_eq!(dir.existing_partitions().unwrap().len(), 2);
     assert!(dir.open_log("../escape", 0, small_segments(), 0).is_err());
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// Any single flipped byte in the CRC-covered part of a batch that is
+    /// not the last costs exactly that batch.
+    #[test]
+    fn any_flip_inside_a_batch_costs_only_that_batch(
+        pick in any::<prop::sample::Index>(),
+        at in any::<prop::sample::Index>(),
+        mask in 1u8..,
+    ) {
+        let (mut fixture, log) = Fixture::new();
+        drop(log);
+        let active = fixture.active_segment();
+        let positions = batch_positions(&active);
+        let (position, base_offset) = positions[pick.index(positions.len() - 1)];
+        let damaged = fixture
+            .model
+            .batches
+            .iter()
+            .position(|b| b.base_offset == base_offset)
+            .unwrap();
+        let len = fixture.model.batches[damaged].bytes.len();
+        // From the CRC field on (the base offset, length and leader epoch
+        // before it are not covered by the CRC).
+        let flip = 17 + at.index(len - 17);
+        let mut bytes = fs::read(&active).unwrap();
+        bytes[position as usize + flip] ^= mask;
+        fs::write(&active, &bytes).unwrap();
+
+        let log = fixture.reopen(false);
+        fixture.model.batches.remove(damaged);
+        assert_log_matches(&log, &fixture.model);
+    }
 }

@@ -38,7 +38,7 @@ fn open(root: &Path) -> PartitionLog {
 fn close(root: &Path, log: PartitionLog) {
     let dir = LogDir::open(root).unwrap();
     log.close().unwrap();
-    dir.mark_clean_shutdown().unwrap();
+    dir.mark_clean_shutdown();
 }
 
 fn partition_dir(root: &Path) -> PathBuf {

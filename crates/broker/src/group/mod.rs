@@ -16,6 +16,7 @@ pub(crate) mod records;
 mod restart_tests;
 
 use crate::controller::{ensure_internal_topic, ApiError};
+use crate::locks::MutexExt;
 use crate::partition::Partition;
 use crate::state::{now_ms, BrokerState};
 use assignor::Assignor;
@@ -162,6 +163,18 @@ impl Groups {
         }
     }
 
+    /// Replaces group `id` in memory with what its records in
+    /// `__consumer_offsets` say: how a change whose records could not be
+    /// written is undone. Members waiting on the dropped state are answered
+    /// UNKNOWN_MEMBER_ID and join again, as after a coordinator move.
+    fn revert_to_persisted(&mut self, id: &str, config: &ConsumerGroupConfig) {
+        self.groups.remove(id);
+        self.consumer_groups.remove(id);
+        if let Some(stored) = self.persisted.get(id).cloned() {
+            self.rebuild_group(id, &stored, config, Instant::now());
+        }
+    }
+
     /// Group ids known through membership or committed offsets.
     pub(crate) fn all_ids(&self) -> Vec<String> {
         let mut ids: Vec<String> = self
@@ -179,7 +192,46 @@ impl Groups {
 
 #[derive(Default)]
 pub(crate) struct GroupCoordinator {
-    inner: Mutex<Groups>,
+    /// Shared with [`PendingOffsets`], which applies commits once durable.
+    inner: Arc<Mutex<Groups>>,
+}
+
+/// Offset records appended to `__consumer_offsets` but not yet applied:
+/// they become visible to OffsetFetch only once durable, so a crash can
+/// never take back an offset that someone has already read.
+#[must_use = "offsets are applied only by `durable_then_apply`"]
+pub(crate) struct PendingOffsets {
+    groups: Arc<Mutex<Groups>>,
+    partition: Arc<Partition>,
+    /// The end offset of the appended batch: where durability must reach,
+    /// and the position that orders this batch against other commits.
+    end: i64,
+    group: String,
+    commits: Vec<OffsetCommit>,
+}
+
+impl PendingOffsets {
+    /// Waits until the records are durable, then applies them. On error
+    /// nothing is applied: the caller answers an error, and whether the
+    /// records reached the disk is settled by replay at the next start.
+    pub(crate) async fn durable_then_apply(self) -> Result<(), sluice_storage::StorageError> {
+        self.partition.make_durable(self.end).await?;
+        let shared = self.groups.clone();
+        let mut groups = shared.locked("group coordinator");
+        self.apply_to(&mut groups);
+        Ok(())
+    }
+
+    /// Applies the commits without waiting (for changes no client waits on);
+    /// returns what to wait on for their durability.
+    fn apply_to(self, groups: &mut Groups) -> (Arc<Partition>, i64) {
+        for c in self.commits {
+            groups
+                .offsets
+                .put_at(&self.group, &c.topic, c.partition, c.value, self.end);
+        }
+        (self.partition, self.end)
+    }
 }
 
 /// What one partition of an OffsetCommit or TxnOffsetCommit asks to store.
@@ -231,7 +283,7 @@ pub(crate) struct OffsetCommit {
 
 impl GroupCoordinator {
     pub(crate) fn lock(&self) -> MutexGuard<'_, Groups> {
-        self.inner.lock().expect("group coordinator lock")
+        self.inner.locked("group coordinator")
     }
 
     pub(crate) fn limits(state: &BrokerState) -> GroupLimits {
@@ -347,8 +399,9 @@ impl GroupCoordinator {
     /// Writes what changed in group `id`'s metadata records since they were
     /// last written (one batch; tombstones for records it no longer has).
     /// Returns the partition and end offset to wait for, if anything was
-    /// written. If the append fails the change stays in memory only; the
-    /// next change of the group writes it again.
+    /// written. If the append fails, the group goes back to what its records
+    /// in the log say (the change is undone, never kept in memory only) and
+    /// the caller answers the error.
     pub(crate) fn persist_group(
         state: &BrokerState,
         groups: &mut Groups,
@@ -374,7 +427,14 @@ impl GroupCoordinator {
         if changes.is_empty() {
             return Ok(None);
         }
-        let written = Self::append_records(state, id, changes, None)?;
+        let written = match Self::append_records(state, id, changes, None) {
+            Ok(written) => written,
+            Err(e) => {
+                tracing::warn!(group = %id, error = %e.message, "cannot write group metadata; the group returns to its last written state");
+                groups.revert_to_persisted(id, &Self::consumer_config(state));
+                return Err(e);
+            }
+        };
         if wanted.is_empty() {
             groups.persisted.remove(id);
         } else {
@@ -383,21 +443,31 @@ impl GroupCoordinator {
         Ok(Some(written))
     }
 
+    /// Waits until records written by [`Self::persist_group`] are durable;
+    /// otherwise the error to answer (the member retries, as when the
+    /// coordinator moves).
+    pub(crate) async fn until_durable(
+        written: Option<(Arc<Partition>, i64)>,
+    ) -> Result<(), ErrorCode> {
+        if let Some((partition, end)) = written {
+            partition.make_durable(end).await.map_err(|e| {
+                tracing::error!(error = %e, "group metadata not durable");
+                error::COORDINATOR_NOT_AVAILABLE
+            })?;
+        }
+        Ok(())
+    }
+
     /// [`Self::persist_group`] for changes whose answer does not wait: the
     /// records are synced in the background.
     pub(crate) fn persist_in_background(state: &BrokerState, groups: &mut Groups, id: &str) {
-        match Self::persist_group(state, groups, id) {
-            Ok(Some((partition, end))) => {
-                tokio::spawn(async move {
-                    if let Err(e) = partition.make_durable(end).await {
-                        tracing::error!(error = %e, "group metadata not durable");
-                    }
-                });
-            }
-            Ok(None) => {}
-            Err(e) => {
-                tracing::warn!(group = %id, error = %e.message, "cannot write group metadata")
-            }
+        // On failure persist_group has logged and undone the change.
+        if let Ok(Some((partition, end))) = Self::persist_group(state, groups, id) {
+            tokio::spawn(async move {
+                if let Err(e) = partition.make_durable(end).await {
+                    tracing::error!(error = %e, "group metadata not durable");
+                }
+            });
         }
     }
 
@@ -428,20 +498,21 @@ impl GroupCoordinator {
         })
     }
 
-    /// Appends commits for `group` to its `__consumer_offsets` partition and
-    /// applies them; returns the partition and the end offset to wait for
-    /// (the caller answers once that is durable).
+    /// Appends commits for `group` to its `__consumer_offsets` partition.
+    /// They take effect when the returned [`PendingOffsets`] is durable.
     pub(crate) fn write_offsets(
         state: &BrokerState,
-        groups: &mut Groups,
         group: &str,
         commits: Vec<OffsetCommit>,
-    ) -> Result<(Arc<Partition>, i64), ApiError> {
+    ) -> Result<PendingOffsets, ApiError> {
         let (partition, end) = Self::append_offsets(state, group, &commits, None)?;
-        for c in commits {
-            groups.offsets.put(group, &c.topic, c.partition, c.value);
-        }
-        Ok((partition, end))
+        Ok(PendingOffsets {
+            groups: state.groups.inner.clone(),
+            partition,
+            end,
+            group: group.to_string(),
+            commits,
+        })
     }
 
     /// TxnOffsetCommit: appends the commits as part of producer
@@ -563,9 +634,12 @@ impl GroupCoordinator {
                 .collect();
             if !stale.is_empty() {
                 let count = stale.len();
-                match Self::write_offsets(state, &mut groups, &id, stale) {
-                    Ok((partition, end)) => {
+                match Self::write_offsets(state, &id, stale) {
+                    Ok(pending) => {
                         expired += count;
+                        // Expiry promises no client anything: apply now (the
+                        // group may be forgotten below) and let the sync follow.
+                        let (partition, end) = pending.apply_to(&mut groups);
                         tokio::spawn(async move {
                             if let Err(e) = partition.make_durable(end).await {
                                 tracing::error!(error = %e, "offset expiry not durable");
@@ -698,10 +772,11 @@ mod tests {
                 commit_timestamp: now_ms(),
             }),
         };
-        {
-            let mut groups = state.groups.lock();
-            GroupCoordinator::write_offsets(&state, &mut groups, "g", vec![commit(5)]).unwrap();
-        }
+        GroupCoordinator::write_offsets(&state, "g", vec![commit(5)])
+            .unwrap()
+            .durable_then_apply()
+            .await
+            .unwrap();
         let retention = 7 * 24 * 60 * 60_000;
         assert_eq!(
             GroupCoordinator::expire_offsets(&state, now_ms() + retention - 60_000),
@@ -713,9 +788,40 @@ mod tests {
             1
         );
         assert!(state.groups.lock().offsets.get("g").is_none());
-        // The tombstone is in __consumer_offsets: a reload finds nothing.
+        // The tombstone is in __consumer_offsets: once it is durable, a
+        // reload finds nothing.
+        for partition in state.partitions.all() {
+            let end = partition.log_end_offset();
+            partition.make_durable(end).await.unwrap();
+        }
         let reloaded = GroupCoordinator::default();
         reloaded.load(&state).unwrap();
         assert!(reloaded.lock().offsets.get("g").is_none());
+    }
+
+    #[tokio::test]
+    async fn committed_offsets_are_invisible_until_durable() {
+        let (_dir, state) = test_state();
+        let commit = |offset| OffsetCommit {
+            topic: "t".into(),
+            partition: 0,
+            value: Some(CommittedOffset {
+                offset,
+                leader_epoch: -1,
+                metadata: String::new(),
+                commit_timestamp: now_ms(),
+            }),
+        };
+        let first = GroupCoordinator::write_offsets(&state, "g", vec![commit(5)]).unwrap();
+        let second = GroupCoordinator::write_offsets(&state, "g", vec![commit(9)]).unwrap();
+        assert!(
+            state.groups.lock().offsets.get("g").is_none(),
+            "an offset in the log but not yet durable must not be visible"
+        );
+        // Durable out of order: the later commit still wins.
+        second.durable_then_apply().await.unwrap();
+        first.durable_then_apply().await.unwrap();
+        let groups = state.groups.lock();
+        assert_eq!(groups.offsets.get("g").unwrap()["t"][&0].offset, 9);
     }
 }

@@ -33,6 +33,10 @@ pub(crate) type GroupOffsets = BTreeMap<String, BTreeMap<i32, CommittedOffset>>;
 #[derive(Default)]
 pub(crate) struct OffsetStore {
     groups: HashMap<String, GroupOffsets>,
+    /// (group, topic, partition) -> end offset in `__consumer_offsets` of
+    /// the record last applied, so commits that become durable out of order
+    /// still apply in log order. Kept for tombstones too.
+    positions: HashMap<(String, String, i32), i64>,
 }
 
 impl OffsetStore {
@@ -74,6 +78,25 @@ impl OffsetStore {
                 }
             }
         }
+    }
+
+    /// [`Self::put`] for a record at `position` in `__consumer_offsets`,
+    /// unless a record later in the log was applied already.
+    pub(crate) fn put_at(
+        &mut self,
+        group: &str,
+        topic: &str,
+        partition: i32,
+        value: Option<CommittedOffset>,
+        position: i64,
+    ) {
+        let key = (group.to_string(), topic.to_string(), partition);
+        match self.positions.get(&key) {
+            Some(applied) if *applied > position => return,
+            _ => {}
+        }
+        self.positions.insert(key, position);
+        self.put(group, topic, partition, value);
     }
 
     /// Applies one record read back from `__consumer_offsets`.

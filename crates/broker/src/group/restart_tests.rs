@@ -348,3 +348,43 @@ async fn consumer_group_members_keep_epochs_and_assignments_after_a_restart() {
     let a = consumer_heartbeat(&state, full_beat("a", 2, a_owned)).await;
     assert_eq!(a.error_code, error::UNKNOWN_MEMBER_ID);
 }
+
+async fn leave(state: &Arc<BrokerState>, member: &str) -> i16 {
+    let body = RequestKind::LeaveGroup(
+        LeaveGroupRequest::default()
+            .with_group_id(GroupId(s("g")))
+            .with_members(vec![
+                leave_group_request::MemberIdentity::default().with_member_id(s(member))
+            ]),
+    );
+    match call(state, ApiKey::LeaveGroup, 5, body).await {
+        Some(ResponseKind::LeaveGroup(r)) if r.error_code != 0 => r.error_code,
+        Some(ResponseKind::LeaveGroup(r)) => r.members[0].error_code,
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_group_change_that_cannot_be_written_is_undone_and_answered_with_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = open_test_state(dir.path());
+    create_topic(&state, "t", 1).await;
+    let a = member_id(&state).await;
+    assert_eq!(join(&state, &a).await.generation_id, 1);
+    assert_eq!(sync(&state, &a, 1, &[(&a, b"a1")]).await.error_code, 0);
+    // __consumer_offsets stops taking writes (its logs are closed).
+    state.partitions.close_all().unwrap();
+    // The last member leaving would empty the group: that must be written
+    // before it is true, so it is refused and undone.
+    assert_eq!(leave(&state, &a).await, error::COORDINATOR_NOT_AVAILABLE);
+    let group = describe(&state, "g").await;
+    assert_eq!(group.group_state.as_str(), "Stable");
+    assert_eq!(group.members.len(), 1);
+    assert_eq!(group.members[0].member_id.as_str(), a);
+    // No commit becomes visible without its record.
+    assert_eq!(
+        commit(&state, &a, 1).await,
+        error::COORDINATOR_NOT_AVAILABLE
+    );
+    assert!(state.groups.lock().offsets.get("g").is_none());
+}

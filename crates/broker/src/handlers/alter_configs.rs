@@ -3,7 +3,6 @@
 //! setting is set, every override not given is removed (back to its
 //! default), all validated as IncrementalAlterConfigs does.
 
-use super::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
 use super::incremental_alter_configs::{alter, ConfigOp, DELETE, SET};
 use super::{str_bytes, ApiSupport};
 use crate::state::BrokerState;
@@ -11,20 +10,15 @@ use kafka_protocol::messages::alter_configs_request::AlterConfigsResource;
 use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse, ApiKey, ResponseKind};
 use sluice_protocol::error;
+use std::collections::BTreeMap;
 
 pub(crate) const API: ApiSupport = ApiSupport::new(ApiKey::AlterConfigs, 0, 2);
 
-/// The operations that turn the current overrides into exactly the given set.
-fn replace_all(state: &BrokerState, resource: &AlterConfigsResource) -> Vec<ConfigOp> {
-    let image = state.image();
-    let current = match resource.resource_type {
-        RESOURCE_TOPIC => image
-            .topic(&resource.resource_name)
-            .map(|t| t.configs.clone())
-            .unwrap_or_default(),
-        RESOURCE_BROKER => image.broker_configs.clone(),
-        _ => Default::default(),
-    };
+/// The operations that turn the `current` overrides into exactly the given set.
+fn replace_all(
+    resource: &AlterConfigsResource,
+    current: &BTreeMap<String, String>,
+) -> Vec<ConfigOp> {
     let given = |key: &str| resource.configs.iter().any(|c| c.name.as_str() == key);
     current
         .keys()
@@ -46,12 +40,11 @@ pub(crate) fn handle(state: &BrokerState, request: AlterConfigsRequest) -> Respo
             .with_resource_type(resource.resource_type)
             .with_resource_name(resource.resource_name.clone())
             .with_error_code(error::NONE);
-        let ops = replace_all(state, resource);
         if let Err(e) = alter(
             state,
             resource.resource_type,
             &resource.resource_name,
-            &ops,
+            &|current| replace_all(resource, current),
             request.validate_only,
         ) {
             result.error_code = e.code;

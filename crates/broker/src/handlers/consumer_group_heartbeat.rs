@@ -89,9 +89,12 @@ pub(crate) fn handle(
     let response = heartbeat(state, &mut groups, request, version, client_id, client_host);
     let written = match GroupCoordinator::persist_group(state, &mut groups, &group_id) {
         Ok(written) => written,
+        // Undone by persist_group: the member heartbeats again.
         Err(e) => {
-            tracing::warn!(group = %group_id, error = %e.message, "cannot write group metadata");
-            None
+            return Reply::Now(Box::new(refused((
+                error::COORDINATOR_NOT_AVAILABLE,
+                e.message,
+            ))))
         }
     };
     drop(groups);

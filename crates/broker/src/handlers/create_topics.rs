@@ -2,13 +2,12 @@
 //! node), replica assignments, per-topic configs and `validate_only`.
 
 use super::{str_bytes, ApiSupport};
-use crate::controller::Controller;
+use crate::controller::{Controller, NewTopic};
 use crate::state::BrokerState;
 use kafka_protocol::messages::create_topics_response::{
     CreatableTopicConfigs, CreatableTopicResult,
 };
 use kafka_protocol::messages::{ApiKey, CreateTopicsRequest, CreateTopicsResponse, ResponseKind};
-use sluice_metadata::Uuid;
 use sluice_protocol::error;
 use std::collections::{BTreeMap, HashSet};
 
@@ -58,24 +57,16 @@ pub(crate) fn handle(
                 )
             })
             .collect();
-        let image = state.image();
-        let outcome = controller
-            .plan_topic(
-                &image,
-                &name,
-                topic.num_partitions,
-                topic.replication_factor,
-                &assignment,
-                &configs,
-            )
-            .and_then(|plan| {
-                let id = if request.validate_only {
-                    Uuid::nil()
-                } else {
-                    controller.create_topic(&name, &plan, configs.clone())?
-                };
-                Ok((plan, id))
-            });
+        let outcome = controller.create_topic(
+            &NewTopic {
+                name: &name,
+                partitions: topic.num_partitions,
+                replication_factor: topic.replication_factor,
+                assignment: &assignment,
+                configs: &configs,
+            },
+            request.validate_only,
+        );
         match outcome {
             Ok((plan, id)) => {
                 result.topic_id = id;

@@ -15,6 +15,7 @@ pub(crate) fn handle(state: &BrokerState, request: DeleteGroupsRequest) -> Reply
     let mut groups = state.groups.lock();
     let mut results = Vec::new();
     let mut waits = Vec::new();
+    let mut offset_waits = Vec::new();
     for id in request.groups_names {
         let code = match groups.groups.get(id.as_str()) {
             Some(g) if !g.is_empty() => error::NON_EMPTY_GROUP,
@@ -49,18 +50,19 @@ pub(crate) fn handle(state: &BrokerState, request: DeleteGroupsRequest) -> Reply
                 let written = if tombstones.is_empty() {
                     Ok(None)
                 } else {
-                    GroupCoordinator::write_offsets(state, &mut groups, &id, tombstones).map(Some)
+                    GroupCoordinator::write_offsets(state, &id, tombstones).map(Some)
                 };
                 let removed = written.and_then(|offsets_written| {
                     groups.groups.remove(id.as_str());
                     groups.consumer_groups.remove(id.as_str());
                     let metadata_written =
                         GroupCoordinator::persist_group(state, &mut groups, &id)?;
-                    Ok([offsets_written, metadata_written])
+                    Ok((offsets_written, metadata_written))
                 });
                 match removed {
-                    Ok(written) => {
-                        waits.extend(written.into_iter().flatten());
+                    Ok((offsets_written, metadata_written)) => {
+                        offset_waits.extend(offsets_written);
+                        waits.extend(metadata_written);
                         error::NONE
                     }
                     Err(e) => e.code,
@@ -74,17 +76,22 @@ pub(crate) fn handle(state: &BrokerState, request: DeleteGroupsRequest) -> Reply
         );
     }
     let response = DeleteGroupsResponse::default().with_results(results);
-    if waits.is_empty() {
+    if waits.is_empty() && offset_waits.is_empty() {
         return Reply::Now(Box::new(ResponseKind::DeleteGroups(response)));
     }
     Reply::Later(Box::pin(async move {
         let mut response = response;
+        let mut durable = true;
+        for pending in offset_waits {
+            durable &= pending.durable_then_apply().await.is_ok();
+        }
         for (partition, end) in waits {
-            if partition.make_durable(end).await.is_err() {
-                for r in &mut response.results {
-                    if r.error_code == error::NONE {
-                        r.error_code = error::COORDINATOR_NOT_AVAILABLE;
-                    }
+            durable &= partition.make_durable(end).await.is_ok();
+        }
+        if !durable {
+            for r in &mut response.results {
+                if r.error_code == error::NONE {
+                    r.error_code = error::COORDINATOR_NOT_AVAILABLE;
                 }
             }
         }

@@ -34,38 +34,27 @@ pub(crate) fn handle(
     let controller = Controller::new(state);
     let mut response = DeleteTopicsResponse::default();
     for (name, id) in wanted {
-        let image = state.image();
-        let topic = match &name {
-            Some(n) => image.topic(n),
-            None => image.topic_by_id(&id),
-        };
         let mut result = DeletableTopicResult::default()
             .with_name(name.clone().map(|n| TopicName(str_bytes(n))))
             .with_topic_id(id);
-        match topic {
-            None => {
-                result.error_code = if name.is_some() {
-                    error::UNKNOWN_TOPIC_OR_PARTITION
-                } else {
-                    error::UNKNOWN_TOPIC_ID
-                };
+        match controller.delete_topic(name.as_deref(), id) {
+            Ok((name, id)) => {
+                tracing::info!(topic = %name, "deleted topic");
+                result.name = Some(TopicName(str_bytes(name)));
+                result.topic_id = id;
             }
-            Some(_) if !state.config.get_bool("delete.topic.enable") => {
-                result.error_code = error::TOPIC_DELETION_DISABLED;
-                result.error_message = Some(str_bytes(
-                    "Topic deletion is disabled (delete.topic.enable=false).",
-                ));
+            // Kafka answers an unknown topic with the code alone.
+            Err(e)
+                if matches!(
+                    e.code,
+                    error::UNKNOWN_TOPIC_OR_PARTITION | error::UNKNOWN_TOPIC_ID
+                ) =>
+            {
+                result.error_code = e.code;
             }
-            Some(t) => {
-                result.name = Some(TopicName(str_bytes(t.name.clone())));
-                result.topic_id = t.id;
-                let name = t.name.clone();
-                if let Err(e) = controller.delete_topic(t.id) {
-                    result.error_code = e.code;
-                    result.error_message = Some(str_bytes(e.message));
-                } else {
-                    tracing::info!(topic = %name, "deleted topic");
-                }
+            Err(e) => {
+                result.error_code = e.code;
+                result.error_message = Some(str_bytes(e.message));
             }
         }
         response.responses.push(result);

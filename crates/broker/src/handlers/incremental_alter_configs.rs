@@ -11,6 +11,7 @@ use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsRe
 use kafka_protocol::messages::{
     ApiKey, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse, ResponseKind,
 };
+use sluice_metadata::{MetadataImage, MetadataRecord};
 use sluice_protocol::error;
 use std::collections::BTreeMap;
 
@@ -45,7 +46,7 @@ pub(crate) fn handle(state: &BrokerState, request: IncrementalAlterConfigsReques
             state,
             resource.resource_type,
             &resource.resource_name,
-            &ops,
+            &|_| ops.clone(),
             request.validate_only,
         );
         if let Err(e) = outcome {
@@ -57,23 +58,32 @@ pub(crate) fn handle(state: &BrokerState, request: IncrementalAlterConfigsReques
     ResponseKind::IncrementalAlterConfigs(response)
 }
 
-/// Applies `ops` to a topic's or the broker's settings (validated, then
-/// persisted unless `validate_only`).
+/// The operations to apply, given the resource's current overrides.
+pub(crate) type OpsFor<'a> = &'a dyn Fn(&BTreeMap<String, String>) -> Vec<ConfigOp>;
+
+/// Applies the operations to a topic's or the broker's settings: decided,
+/// validated and (unless `validate_only`) persisted in one controller step,
+/// against the current metadata.
 pub(crate) fn alter(
     state: &BrokerState,
     resource_type: i8,
     resource_name: &str,
-    ops: &[ConfigOp],
+    ops: OpsFor,
     validate_only: bool,
 ) -> Result<(), ApiError> {
-    match resource_type {
-        RESOURCE_TOPIC => alter_topic(state, resource_name, ops, validate_only),
-        RESOURCE_BROKER => alter_broker(state, resource_name, ops, validate_only),
-        other => Err(ApiError::new(
-            error::INVALID_REQUEST,
-            format!("Unsupported resource type {other}"),
-        )),
-    }
+    Controller::new(state).commit_with(|image| {
+        let record = match resource_type {
+            RESOURCE_TOPIC => alter_topic(state, image, resource_name, ops)?,
+            RESOURCE_BROKER => alter_broker(state, image, resource_name, ops)?,
+            other => {
+                return Err(ApiError::new(
+                    error::INVALID_REQUEST,
+                    format!("Unsupported resource type {other}"),
+                ))
+            }
+        };
+        Ok((record.filter(|_| !validate_only).into_iter().collect(), ()))
+    })
 }
 
 /// Applies the operations to `current`, returning the full new map.
@@ -161,20 +171,20 @@ fn diff(
     changes
 }
 
+/// The record changing a topic's overrides, `None` when nothing changes.
 fn alter_topic(
     state: &BrokerState,
+    image: &MetadataImage,
     name: &str,
-    ops: &[ConfigOp],
-    validate_only: bool,
-) -> Result<(), ApiError> {
-    let image = state.image();
+    ops: OpsFor,
+) -> Result<Option<MetadataRecord>, ApiError> {
     let topic = image.topic(name).ok_or_else(|| {
         ApiError::new(
             error::UNKNOWN_TOPIC_OR_PARTITION,
             format!("Topic '{name}' does not exist."),
         )
     })?;
-    let next = apply_ops(ops, &topic.configs, |key| {
+    let next = apply_ops(&ops(&topic.configs), &topic.configs, |key| {
         let def = config::topic_def(key)?;
         let value =
             config::resolve_topic(def, &topic.configs, &state.config, &image.broker_configs).value;
@@ -182,26 +192,28 @@ fn alter_topic(
     })?;
     validate_topic_configs(&next)?;
     let changes = diff(&topic.configs, &next);
-    if validate_only || changes.is_empty() {
-        return Ok(());
-    }
-    Controller::new(state).alter_topic_configs(topic.id, changes)
+    Ok(
+        (!changes.is_empty()).then_some(MetadataRecord::TopicConfigChanged {
+            topic_id: topic.id,
+            changes,
+        }),
+    )
 }
 
+/// The record changing dynamic broker settings, `None` when nothing changes.
 fn alter_broker(
     state: &BrokerState,
+    image: &MetadataImage,
     name: &str,
-    ops: &[ConfigOp],
-    validate_only: bool,
-) -> Result<(), ApiError> {
+    ops: OpsFor,
+) -> Result<Option<MetadataRecord>, ApiError> {
     if !name.is_empty() && name != state.node_id.to_string() {
         return Err(ApiError::new(
             error::INVALID_REQUEST,
             format!("Unknown broker id {name}; this node is {}", state.node_id),
         ));
     }
-    let image = state.image();
-    let next = apply_ops(ops, &image.broker_configs, |key| {
+    let next = apply_ops(&ops(&image.broker_configs), &image.broker_configs, |key| {
         let def = config::broker_def(key)?;
         let value = config::resolve_broker(key, &state.config, &image.broker_configs).value;
         Some((def.ty, value.unwrap_or_default()))
@@ -218,8 +230,5 @@ fn alter_broker(
             .map_err(|m| ApiError::new(error::INVALID_CONFIG, m))?;
     }
     let changes = diff(&image.broker_configs, &next);
-    if validate_only || changes.is_empty() {
-        return Ok(());
-    }
-    Controller::new(state).alter_broker_configs(changes)
+    Ok((!changes.is_empty()).then_some(MetadataRecord::BrokerConfigChanged { changes }))
 }

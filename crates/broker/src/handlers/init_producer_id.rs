@@ -6,6 +6,7 @@
 
 use super::{ApiSupport, Reply};
 use crate::controller::{ApiError, Controller};
+use crate::locks::MutexExt;
 use crate::state::{now_ms, BrokerState};
 use crate::txn::{
     complete_end, prepare_end, Durable, TransactionCoordinator, TxnMetadata, TxnStatus, Txns,
@@ -36,16 +37,21 @@ fn response(code: i16, id: i64, epoch: i16) -> ResponseKind {
 /// Takes the next producer id, reserving a new block durably when the
 /// current one is used up.
 pub(crate) fn allocate(state: &BrokerState) -> Result<i64, crate::controller::ApiError> {
-    let mut ids = state.producer_ids.lock().expect("producer id lock");
+    let mut ids = state.producer_ids.locked("producer id");
     let (next, end) = *ids;
     if next < end {
         ids.0 += 1;
         return Ok(next);
     }
-    let start = state.image().next_producer_id.max(next);
-    Controller::new(state).commit(vec![MetadataRecord::ProducerIdsAllocated {
-        next: start + ID_BLOCK,
-    }])?;
+    let start = Controller::new(state).commit_with(|image| {
+        let start = image.next_producer_id.max(next);
+        Ok((
+            vec![MetadataRecord::ProducerIdsAllocated {
+                next: start + ID_BLOCK,
+            }],
+            start,
+        ))
+    })?;
     *ids = (start + 1, start + ID_BLOCK);
     Ok(start)
 }

@@ -82,7 +82,7 @@ pub(crate) fn handle(
             .collect(),
         require_known_member_id: version >= MEMBER_ID_REQUIRED_SINCE,
     };
-    let joined = {
+    let (joined, written) = {
         let mut groups = state.groups.lock();
         match groups.consumer_groups.get(&group_id) {
             Some(group) if !group.is_empty() => {
@@ -105,22 +105,32 @@ pub(crate) fn handle(
             .or_insert_with(|| Group::new(&group_id))
             .join(join, &limits, Instant::now());
         // A join can replace a static member in place, end a join phase with
-        // nobody left, or turn an empty consumer group into a classic one.
-        GroupCoordinator::persist_in_background(state, &mut groups, &group_id);
-        joined
+        // nobody left, or turn an empty consumer group into a classic one:
+        // the answer waits until that is durable.
+        let written = GroupCoordinator::persist_group(state, &mut groups, &group_id);
+        (joined, written)
     };
-    match joined {
-        Joined::Now(result) => Reply::Now(Box::new(response(result))),
-        Joined::Later(rx) => {
-            let member_id = request.member_id.to_string();
-            Reply::Later(Box::pin(async move {
-                // A dropped sender means the member was removed meanwhile.
-                response(
-                    rx.await.unwrap_or_else(|_| {
-                        JoinResult::error(error::UNKNOWN_MEMBER_ID, &member_id)
-                    }),
-                )
-            }))
+    let member_id = request.member_id.to_string();
+    let written = match written {
+        Ok(written) => written,
+        Err(_) => {
+            return Reply::Now(Box::new(response(JoinResult::error(
+                error::COORDINATOR_NOT_AVAILABLE,
+                &member_id,
+            ))))
         }
-    }
+    };
+    Reply::Later(Box::pin(async move {
+        let result = match joined {
+            Joined::Now(result) => result,
+            // A dropped sender means the member was removed meanwhile.
+            Joined::Later(rx) => rx
+                .await
+                .unwrap_or_else(|_| JoinResult::error(error::UNKNOWN_MEMBER_ID, &member_id)),
+        };
+        match GroupCoordinator::until_durable(written).await {
+            Ok(()) => response(result),
+            Err(code) => response(JoinResult::error(code, &member_id)),
+        }
+    }))
 }

@@ -1,7 +1,7 @@
 //! LeaveGroup (key 13): members leave at once instead of timing out;
 //! batched by member identity from v3 (KIP-345).
 
-use super::ApiSupport;
+use super::{ApiSupport, Reply};
 use crate::group::GroupCoordinator;
 use crate::state::BrokerState;
 use kafka_protocol::messages::leave_group_response::MemberResponse;
@@ -13,17 +13,13 @@ pub(crate) const API: ApiSupport = ApiSupport::new(ApiKey::LeaveGroup, 0, 5);
 
 const BATCHED_SINCE: i16 = 3;
 
-pub(crate) fn handle(
-    state: &BrokerState,
-    request: LeaveGroupRequest,
-    version: i16,
-) -> ResponseKind {
+pub(crate) fn handle(state: &BrokerState, request: LeaveGroupRequest, version: i16) -> Reply {
     let mut groups = state.groups.lock();
     let now = Instant::now();
     let Some(group) = groups.groups.get_mut(request.group_id.as_str()) else {
-        return ResponseKind::LeaveGroup(
+        return Reply::Now(Box::new(ResponseKind::LeaveGroup(
             LeaveGroupResponse::default().with_error_code(error::UNKNOWN_MEMBER_ID),
-        );
+        )));
     };
     let response = if version < BATCHED_SINCE {
         let code = group.leave(&request.member_id, None, now);
@@ -42,7 +38,19 @@ pub(crate) fn handle(
             .collect();
         LeaveGroupResponse::default().with_members(members)
     };
-    // The last member leaving empties the group.
-    GroupCoordinator::persist_in_background(state, &mut groups, &request.group_id);
-    ResponseKind::LeaveGroup(response)
+    // A leave is answered once it is durable (the last member leaving
+    // empties the group); if it cannot be written it is undone.
+    let written = GroupCoordinator::persist_group(state, &mut groups, &request.group_id);
+    drop(groups);
+    let failed =
+        |code| ResponseKind::LeaveGroup(LeaveGroupResponse::default().with_error_code(code));
+    match written {
+        Err(_) => Reply::Now(Box::new(failed(error::COORDINATOR_NOT_AVAILABLE))),
+        Ok(written) => Reply::Later(Box::pin(async move {
+            match GroupCoordinator::until_durable(written).await {
+                Ok(()) => ResponseKind::LeaveGroup(response),
+                Err(code) => failed(code),
+            }
+        })),
+    }
 }

@@ -3,7 +3,7 @@
 //! and the client allows it.
 
 use super::{str_bytes, ApiSupport};
-use crate::controller::{validate_topic_name, Controller};
+use crate::controller::{validate_topic_name, Controller, NewTopic};
 use crate::state::BrokerState;
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
@@ -36,7 +36,7 @@ pub(crate) fn handle(state: &BrokerState, request: MetadataRequest, version: i16
     };
     let Some(requested) = requested else {
         let image = state.image();
-        response.topics = image.topics().map(describe).collect();
+        response.topics = image.topics().map(|t| describe(state, t)).collect();
         return ResponseKind::Metadata(response);
     };
     // Before v4 a request could not forbid auto-creation.
@@ -47,7 +47,7 @@ pub(crate) fn handle(state: &BrokerState, request: MetadataRequest, version: i16
         let topic = match (&wanted.name, wanted.topic_id) {
             (Some(name), _) => {
                 if let Some(t) = image.topic(name) {
-                    describe(t)
+                    describe(state, t)
                 } else if allow_create && validate_topic_name(name).is_ok() {
                     auto_create(state, name)
                 } else {
@@ -60,7 +60,7 @@ pub(crate) fn handle(state: &BrokerState, request: MetadataRequest, version: i16
                 }
             }
             (None, id) => match image.topic_by_id(&id) {
-                Some(t) => describe(t),
+                Some(t) => describe(state, t),
                 None => unknown(None, id, error::UNKNOWN_TOPIC_ID),
             },
         };
@@ -70,16 +70,21 @@ pub(crate) fn handle(state: &BrokerState, request: MetadataRequest, version: i16
 }
 
 fn auto_create(state: &BrokerState, name: &str) -> MetadataResponseTopic {
-    let controller = Controller::new(state);
-    let image = state.image();
-    let created = controller
-        .plan_topic(&image, name, -1, -1, &[], &BTreeMap::new())
-        .and_then(|plan| controller.create_topic(name, &plan, BTreeMap::new()));
+    let created = Controller::new(state).create_topic(
+        &NewTopic {
+            name,
+            partitions: -1,
+            replication_factor: -1,
+            assignment: &[],
+            configs: &BTreeMap::new(),
+        },
+        false,
+    );
     match created {
         Ok(_) => {
             tracing::info!(topic = name, "auto-created topic");
             match state.image().topic(name) {
-                Some(t) => describe(t),
+                Some(t) => describe(state, t),
                 None => unknown(
                     Some(name.to_string()),
                     Uuid::nil(),
@@ -89,7 +94,7 @@ fn auto_create(state: &BrokerState, name: &str) -> MetadataResponseTopic {
         }
         // Lost a race with another creator: describe what exists.
         Err(e) if e.code == error::TOPIC_ALREADY_EXISTS => match state.image().topic(name) {
-            Some(t) => describe(t),
+            Some(t) => describe(state, t),
             None => unknown(
                 Some(name.to_string()),
                 Uuid::nil(),
@@ -111,7 +116,10 @@ fn unknown(name: Option<String>, id: Uuid, code: i16) -> MetadataResponseTopic {
         .with_topic_authorized_operations(OPERATIONS_NOT_REQUESTED)
 }
 
-pub(crate) fn describe(topic: &TopicImage) -> MetadataResponseTopic {
+/// A topic as Metadata answers it. A partition whose log this node cannot
+/// open is offline: no leader and LEADER_NOT_AVAILABLE, with this node among
+/// its offline replicas, as Kafka answers a partition without a live leader.
+fn describe(state: &BrokerState, topic: &TopicImage) -> MetadataResponseTopic {
     MetadataResponseTopic::default()
         .with_name(Some(TopicName(str_bytes(topic.name.clone()))))
         .with_topic_id(topic.id)
@@ -123,12 +131,27 @@ pub(crate) fn describe(topic: &TopicImage) -> MetadataResponseTopic {
                 .iter()
                 .enumerate()
                 .map(|(index, p)| {
-                    MetadataResponsePartition::default()
-                        .with_partition_index(index as i32)
-                        .with_leader_id(BrokerId(p.leader))
+                    let index = index as i32;
+                    let replicas = p.replicas.iter().map(|r| BrokerId(*r)).collect();
+                    let described = MetadataResponsePartition::default()
+                        .with_partition_index(index)
                         .with_leader_epoch(p.leader_epoch)
-                        .with_replica_nodes(p.replicas.iter().map(|r| BrokerId(*r)).collect())
-                        .with_isr_nodes(p.isr.iter().map(|r| BrokerId(*r)).collect())
+                        .with_replica_nodes(replicas);
+                    let offline = p.leader == state.node_id
+                        && state
+                            .partitions
+                            .offline_reason(&topic.name, index)
+                            .is_some();
+                    if offline {
+                        described
+                            .with_error_code(error::LEADER_NOT_AVAILABLE)
+                            .with_leader_id(BrokerId(-1))
+                            .with_offline_replicas(vec![BrokerId(state.node_id)])
+                    } else {
+                        described
+                            .with_leader_id(BrokerId(p.leader))
+                            .with_isr_nodes(p.isr.iter().map(|r| BrokerId(*r)).collect())
+                    }
                 })
                 .collect(),
         )

@@ -145,27 +145,38 @@ pub(crate) async fn dispatch(
         RequestKind::ApiVersions(req) => {
             Reply::Now(Box::new(api_versions::handle(state, &req, version)))
         }
-        RequestKind::Metadata(req) => Reply::Now(Box::new(metadata::handle(state, req, version))),
+        RequestKind::Metadata(req) => {
+            // Only a request that may auto-create topics can block.
+            let may_create =
+                req.allow_auto_topic_creation && req.topics.as_ref().is_some_and(|t| !t.is_empty());
+            if may_create {
+                off_reactor(state, move |s| metadata::handle(s, req, version))
+            } else {
+                Reply::Now(Box::new(metadata::handle(state, req, version)))
+            }
+        }
         RequestKind::Produce(req) => produce::handle(state, req, version),
         RequestKind::Fetch(req) => fetch::handle(state, req, version),
         RequestKind::ListOffsets(req) => {
             Reply::Now(Box::new(list_offsets::handle(state, req, version)))
         }
         RequestKind::CreateTopics(req) => {
-            Reply::Now(Box::new(create_topics::handle(state, req, version)))
+            off_reactor(state, move |s| create_topics::handle(s, req, version))
         }
         RequestKind::DeleteTopics(req) => {
-            Reply::Now(Box::new(delete_topics::handle(state, req, version)))
+            off_reactor(state, move |s| delete_topics::handle(s, req, version))
         }
         RequestKind::CreatePartitions(req) => {
-            Reply::Now(Box::new(create_partitions::handle(state, req)))
+            off_reactor(state, move |s| create_partitions::handle(s, req))
         }
         RequestKind::DescribeConfigs(req) => {
             Reply::Now(Box::new(describe_configs::handle(state, req, version)))
         }
-        RequestKind::AlterConfigs(req) => Reply::Now(Box::new(alter_configs::handle(state, req))),
+        RequestKind::AlterConfigs(req) => {
+            off_reactor(state, move |s| alter_configs::handle(s, req))
+        }
         RequestKind::IncrementalAlterConfigs(req) => {
-            Reply::Now(Box::new(incremental_alter_configs::handle(state, req)))
+            off_reactor(state, move |s| incremental_alter_configs::handle(s, req))
         }
         RequestKind::DescribeCluster(req) => {
             Reply::Now(Box::new(describe_cluster::handle(state, req)))
@@ -190,16 +201,15 @@ pub(crate) async fn dispatch(
             Reply::Now(Box::new(list_transactions::handle(state, req)))
         }
         RequestKind::FindCoordinator(req) => {
-            Reply::Now(Box::new(find_coordinator::handle(state, req, version)))
+            // The first lookup creates __consumer_offsets or __transaction_state.
+            off_reactor(state, move |s| find_coordinator::handle(s, req, version))
         }
         RequestKind::JoinGroup(req) => {
             join_group::handle(state, req, version, &client_id, client_host)
         }
         RequestKind::SyncGroup(req) => sync_group::handle(state, req),
         RequestKind::Heartbeat(req) => Reply::Now(Box::new(heartbeat::handle(state, req))),
-        RequestKind::LeaveGroup(req) => {
-            Reply::Now(Box::new(leave_group::handle(state, req, version)))
-        }
+        RequestKind::LeaveGroup(req) => leave_group::handle(state, req, version),
         RequestKind::OffsetCommit(req) => offset_commit::handle(state, req, version),
         RequestKind::OffsetFetch(req) => {
             Reply::Now(Box::new(offset_fetch::handle(state, req, version)))
@@ -221,10 +231,33 @@ pub(crate) async fn dispatch(
     }
 }
 
+/// Runs a handler that can block — a metadata append fsyncs, creating a
+/// topic opens its logs — on tokio's blocking pool, so the produce and fetch
+/// requests on the worker threads never wait behind it. A panic in it ends
+/// only the connection that sent the request, as in any other handler.
+fn off_reactor(
+    state: &Arc<BrokerState>,
+    handle: impl FnOnce(&BrokerState) -> ResponseKind + Send + 'static,
+) -> Reply {
+    let state = state.clone();
+    Reply::Later(Box::pin(async move {
+        match tokio::task::spawn_blocking(move || handle(&state)).await {
+            Ok(response) => response,
+            // Cancelled only when the runtime shuts down.
+            Err(e) => std::panic::resume_unwind(
+                e.try_into_panic()
+                    .unwrap_or_else(|e| Box::new(format!("blocking handler cancelled: {e}"))),
+            ),
+        }
+    }))
+}
+
 /// `Some(StrBytes)` from a message.
 pub(crate) fn str_bytes(s: impl Into<String>) -> kafka_protocol::protocol::StrBytes {
     kafka_protocol::protocol::StrBytes::from_string(s.into())
 }
 
+#[cfg(test)]
+mod blocking_tests;
 #[cfg(test)]
 mod version_matrix;

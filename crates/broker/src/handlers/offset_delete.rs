@@ -14,7 +14,7 @@ use std::collections::HashSet;
 pub(crate) const API: ApiSupport = ApiSupport::new(ApiKey::OffsetDelete, 0, 0);
 
 pub(crate) fn handle(state: &BrokerState, request: OffsetDeleteRequest) -> Reply {
-    let mut groups = state.groups.lock();
+    let groups = state.groups.lock();
     let group_id = request.group_id.to_string();
     let known = groups.groups.contains_key(&group_id) || groups.offsets.get(&group_id).is_some();
     if !known {
@@ -65,12 +65,13 @@ pub(crate) fn handle(state: &BrokerState, request: OffsetDeleteRequest) -> Reply
     if tombstones.is_empty() {
         return Reply::Now(Box::new(ResponseKind::OffsetDelete(response)));
     }
-    match GroupCoordinator::write_offsets(state, &mut groups, &group_id, tombstones) {
+    drop(groups);
+    match GroupCoordinator::write_offsets(state, &group_id, tombstones) {
         Err(e) => Reply::Now(Box::new(ResponseKind::OffsetDelete(
             OffsetDeleteResponse::default().with_error_code(e.code),
         ))),
-        Ok((partition, end)) => Reply::Later(Box::pin(async move {
-            if partition.make_durable(end).await.is_err() {
+        Ok(pending) => Reply::Later(Box::pin(async move {
+            if pending.durable_then_apply().await.is_err() {
                 response.error_code = error::COORDINATOR_NOT_AVAILABLE;
             }
             ResponseKind::OffsetDelete(response)

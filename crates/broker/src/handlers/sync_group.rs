@@ -50,24 +50,23 @@ pub(crate) fn handle(state: &BrokerState, request: SyncGroupRequest) -> Reply {
     };
     let written = match written {
         Ok(written) => written,
-        Err(e) => {
-            tracing::warn!(group = %request.group_id.as_str(), error = %e.message, "cannot write group metadata");
-            None
+        // Undone by persist_group: the leader syncs again.
+        Err(_) => {
+            return Reply::Now(Box::new(response(SyncResult::error(
+                error::COORDINATOR_NOT_AVAILABLE,
+            ))))
         }
     };
-    match synced {
-        Synced::Now(result) => Reply::Now(Box::new(response(result))),
-        Synced::Later(rx) => Reply::Later(Box::pin(async move {
-            let mut result = rx
+    Reply::Later(Box::pin(async move {
+        let mut result = match synced {
+            Synced::Now(result) => result,
+            Synced::Later(rx) => rx
                 .await
-                .unwrap_or_else(|_| SyncResult::error(error::UNKNOWN_MEMBER_ID));
-            if let Some((partition, end)) = written {
-                if let Err(e) = partition.make_durable(end).await {
-                    tracing::error!(error = %e, "group metadata not durable");
-                    result = SyncResult::error(error::COORDINATOR_NOT_AVAILABLE);
-                }
-            }
-            response(result)
-        })),
-    }
+                .unwrap_or_else(|_| SyncResult::error(error::UNKNOWN_MEMBER_ID)),
+        };
+        if let Err(code) = GroupCoordinator::until_durable(written).await {
+            result = SyncResult::error(code);
+        }
+        response(result)
+    }))
 }

@@ -3,8 +3,12 @@
 //! `__consumer_offsets` at once but take effect only when the transaction
 //! commits; an abort discards them. From v5 (transactions v2, KIP-890
 //! part 2) the request adds the group's `__consumer_offsets` partition to
-//! the transaction itself, so no AddOffsetsToTxn precedes it.
+//! the transaction itself, so no AddOffsetsToTxn precedes it. As with
+//! OffsetCommit, a partition the cluster does not have is refused with
+//! UNKNOWN_TOPIC_OR_PARTITION, and a request naming only such partitions
+//! touches neither the transaction nor the group.
 
+use super::offset_commit::partition_exists;
 use super::{ApiSupport, Reply};
 use crate::group::offsets::{partition_for, OFFSETS_TOPIC};
 use crate::group::{GroupCoordinator, RequestedCommit};
@@ -92,12 +96,23 @@ fn check_member(state: &BrokerState, request: &TxnOffsetCommitRequest) -> ErrorC
 }
 
 pub(crate) fn handle(state: &BrokerState, request: TxnOffsetCommitRequest, version: i16) -> Reply {
-    if version >= IMPLICIT_ADD_SINCE {
+    let image = state.image();
+    let exists = |topic: &str, partition: i32| partition_exists(&image, topic, partition);
+    let any_exists = request.topics.iter().any(|t| {
+        t.partitions
+            .iter()
+            .any(|p| exists(&t.name, p.partition_index))
+    });
+    if any_exists && version >= IMPLICIT_ADD_SINCE {
         if let Err(e) = GroupCoordinator::ensure_offsets_topic(state) {
             tracing::warn!(error = %e.message, "no offsets topic");
         }
     }
-    let (mut code, txn_write) = check_transaction(state, &request, version);
+    let (mut code, txn_write) = if any_exists {
+        check_transaction(state, &request, version)
+    } else {
+        (error::NONE, None)
+    };
     if code == error::NONE {
         code = check_member(state, &request);
     }
@@ -109,6 +124,14 @@ pub(crate) fn handle(state: &BrokerState, request: TxnOffsetCommitRequest, versi
         let mut topic_response =
             TxnOffsetCommitResponseTopic::default().with_name(topic.name.clone());
         for p in &topic.partitions {
+            if !exists(&topic.name, p.partition_index) {
+                topic_response.partitions.push(
+                    TxnOffsetCommitResponsePartition::default()
+                        .with_partition_index(p.partition_index)
+                        .with_error_code(error::UNKNOWN_TOPIC_OR_PARTITION),
+                );
+                continue;
+            }
             let partition_code = RequestedCommit {
                 topic: topic.name.as_str(),
                 partition: p.partition_index,

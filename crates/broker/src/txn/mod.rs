@@ -14,6 +14,7 @@ pub(crate) mod log;
 
 use crate::controller::{ensure_internal_topic, ApiError};
 use crate::group::offsets::{partition_for, OFFSETS_TOPIC};
+use crate::locks::MutexExt;
 use crate::partition::Partition;
 use crate::state::{now_ms, BrokerState};
 use bytes::BytesMut;
@@ -185,7 +186,7 @@ fn storage_error(e: StorageError) -> ApiError {
 
 impl TransactionCoordinator {
     pub(crate) fn lock(&self) -> MutexGuard<'_, Txns> {
-        self.txns.lock().expect("transaction coordinator lock")
+        self.txns.locked("transaction coordinator")
     }
 
     /// Creates `__transaction_state` on first use, as Kafka does.

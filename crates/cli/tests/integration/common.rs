@@ -64,22 +64,6 @@ pub(crate) fn sluice_binary() -> &'static Path {
     })
 }
 
-/// The arguments of `sluice serve` on a port and data directory.
-fn serve_args(port: u16, data_dir: &Path, settings: &[&str]) -> Vec<std::ffi::OsString> {
-    let mut args: Vec<std::ffi::OsString> = vec![
-        "serve".into(),
-        "--listen".into(),
-        format!("127.0.0.1:{port}").into(),
-        "--data-dir".into(),
-        data_dir.into(),
-    ];
-    for s in settings {
-        args.push("--set".into());
-        args.push(s.into());
-    }
-    args
-}
-
 /// A `sluice serve` child process. Killed (SIGKILL) on drop if still running.
 pub(crate) struct BrokerProcess {
     child: Child,
@@ -96,13 +80,27 @@ impl BrokerProcess {
         log_path: &Path,
         settings: &[&str],
     ) -> BrokerProcess {
-        let mut cmd = Command::new(sluice_binary());
-        cmd.args(serve_args(port, data_dir, settings));
-        BrokerProcess::start(cmd, log_path)
+        Self::start(serve_command(port, data_dir, settings), log_path)
     }
 
-    /// As [`BrokerProcess::spawn`], under `ulimit <ulimit>` (e.g. `-n 40`
-    /// for soft and hard descriptor limits of 40).
+    /// As [`BrokerProcess::spawn`], under `ulimit -n <fds>` (soft and hard).
+    pub(crate) fn spawn_with_fd_limit(
+        port: u16,
+        data_dir: &Path,
+        log_path: &Path,
+        fds: u32,
+    ) -> BrokerProcess {
+        let serve = serve_command(port, data_dir, &[]);
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg(format!("ulimit -n {fds} && exec \"$0\" \"$@\""))
+            .arg(serve.get_program())
+            .args(serve.get_args());
+        Self::start(cmd, log_path)
+    }
+
+    /// As [`BrokerProcess::spawn`], under `ulimit <ulimit>` (e.g. `-S -n 256`
+    /// for a soft descriptor limit of 256).
     pub(crate) fn spawn_with_ulimit(
         ulimit: &str,
         port: u16,
@@ -110,12 +108,13 @@ impl BrokerProcess {
         log_path: &Path,
         settings: &[&str],
     ) -> BrokerProcess {
+        let serve = serve_command(port, data_dir, settings);
         let mut cmd = Command::new("sh");
         cmd.arg("-c")
             .arg(format!("ulimit {ulimit} && exec \"$0\" \"$@\""))
-            .arg(sluice_binary())
-            .args(serve_args(port, data_dir, settings));
-        BrokerProcess::start(cmd, log_path)
+            .arg(serve.get_program())
+            .args(serve.get_args());
+        Self::start(cmd, log_path)
     }
 
     fn start(mut cmd: Command, log_path: &Path) -> BrokerProcess {
@@ -220,6 +219,62 @@ impl Drop for BrokerProcess {
     }
 }
 
+/// `sluice serve` on `data_dir`, listening on `port`.
+fn serve_command(port: u16, data_dir: &Path, settings: &[&str]) -> Command {
+    let mut cmd = Command::new(sluice_binary());
+    cmd.arg("serve")
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--data-dir")
+        .arg(data_dir);
+    for s in settings {
+        cmd.arg("--set").arg(s);
+    }
+    cmd
+}
+
+/// Runs `sluice serve` on `data_dir` expecting it to refuse to start:
+/// (exit success, stdout and stderr). Panics if it is still running after
+/// [`PATIENCE`].
+pub(crate) fn serve_refusal(data_dir: &Path) -> (bool, String) {
+    let mut child = serve_command(free_port(), data_dir, &[])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn sluice serve");
+    let deadline = Instant::now() + PATIENCE;
+    while child.try_wait().expect("wait for sluice serve").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("reap sluice serve");
+            panic!(
+                "sluice serve did not exit; it said:\n{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child
+        .wait_with_output()
+        .expect("collect sluice serve output");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+/// Runs the `sluice` binary with `args`: (exit success, stdout and stderr).
+pub(crate) fn sluice(args: &[&std::ffi::OsStr]) -> (bool, String) {
+    let out = Command::new(sluice_binary())
+        .args(args)
+        .output()
+        .expect("run sluice");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
 /// The broker's stderr log (last 8 KiB), for failure messages.
 pub(crate) fn read_log(path: &Path) -> String {
     let mut text = String::new();
@@ -280,6 +335,10 @@ impl InProcBroker {
 
     pub(crate) fn bootstrap(&self) -> String {
         self.broker.as_ref().unwrap().local_addr().to_string()
+    }
+
+    pub(crate) fn broker(&self) -> &Broker {
+        self.broker.as_ref().unwrap()
     }
 
     /// The broker's `log.dirs`, for tests that inspect what it stored.

@@ -21,7 +21,11 @@ const PARTITIONS: i32 = 3;
 
 /// Everything in a partition, read from the beginning up to the high
 /// watermark: (offset, payload) in log order.
-fn read_partitions(bootstrap: &str, topic: &str, partitions: i32) -> Vec<Vec<(i64, Vec<u8>)>> {
+pub(crate) fn read_partitions(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+) -> Vec<Vec<(i64, Vec<u8>)>> {
     let consumer = consumer(bootstrap);
     let mut highs = Vec::new();
     let mut tpl = TopicPartitionList::new();
@@ -63,7 +67,7 @@ fn payload(id: u64) -> String {
     format!("id={id:010} {}", "x".repeat(100))
 }
 
-fn parse_id(payload: &[u8]) -> u64 {
+pub(crate) fn parse_id(payload: &[u8]) -> u64 {
     let s = std::str::from_utf8(payload).expect("utf8 payload");
     s.strip_prefix("id=").expect("id= prefix")[..10]
         .parse()
@@ -262,7 +266,12 @@ fn sigkill_during_acks_all_produce_loses_nothing_acknowledged() {
     broker.terminate();
 }
 
-fn produce_numbered(bootstrap: &str, topic: &str, from: u64, to: u64) -> Vec<(u64, i64)> {
+pub(crate) fn produce_numbered(
+    bootstrap: &str,
+    topic: &str,
+    from: u64,
+    to: u64,
+) -> Vec<(u64, i64)> {
     let producer = producer(
         bootstrap,
         &[
@@ -297,7 +306,7 @@ fn produce_numbered(bootstrap: &str, topic: &str, from: u64, to: u64) -> Vec<(u6
         .collect()
 }
 
-fn last_segment(partition_dir: &Path) -> PathBuf {
+pub(crate) fn last_segment(partition_dir: &Path) -> PathBuf {
     let mut logs: Vec<PathBuf> = fs::read_dir(partition_dir)
         .unwrap_or_else(|e| panic!("reading {}: {e}", partition_dir.display()))
         .map(|e| e.unwrap().path())
@@ -308,7 +317,7 @@ fn last_segment(partition_dir: &Path) -> PathBuf {
 }
 
 /// (file position, base offset, total length) of every batch in a segment.
-fn batch_positions(bytes: &[u8]) -> Vec<(usize, i64, usize)> {
+pub(crate) fn batch_positions(bytes: &[u8]) -> Vec<(usize, i64, usize)> {
     let mut out = Vec::new();
     let mut pos = 0;
     while pos + 12 <= bytes.len() {

@@ -6,12 +6,21 @@
 //! * `connections` — connection limits and timeouts, accept back-off.
 //! * `crash` — `sluice serve` child processes: SIGKILL during acks=all
 //!   produce, damaged and torn segment files.
+//! * `disk_faults` — `sluice serve` on a full disk (a small tmpfs, when
+//!   mounting is permitted); a corrupt batch, `sluice log verify`.
+//! * `edges` — librdkafka at the edges of what the broker accepts: commits
+//!   for unknown partitions, per-record produce errors, the fetch byte
+//!   budget across partitions.
 //! * `groups` — consumer groups and the idempotent producer through
 //!   librdkafka: assignment, commits, restarts, static membership.
+//! * `hostile_sweep` — a `sluice serve` process under hostile requests for
+//!   every advertised API key and version (seeded); it must keep serving.
 //! * `kip848` — KIP-848 consumer groups (`group.protocol=consumer`)
 //!   through librdkafka: server-side assignment, takeover.
 //! * `lifecycle` — live topic config changes (segment size, retention) and
 //!   consumers resetting past deleted data, through librdkafka.
+//! * `metadata_damage` — `sluice serve` processes on a damaged, missing or
+//!   torn metadata log, and topic creation out of file descriptors.
 //! * `protocol` — malformed frames and invalid batches on raw sockets.
 //! * `sluice_client` — our own client against the broker.
 //! * `startup` — `sluice serve` start-up safeguards: the data directory lock.
@@ -21,9 +30,13 @@
 mod common;
 mod connections;
 mod crash;
+mod disk_faults;
+mod edges;
 mod groups;
+mod hostile_sweep;
 mod kip848;
 mod lifecycle;
+mod metadata_damage;
 mod protocol;
 mod rdkafka_client;
 mod sluice_client;

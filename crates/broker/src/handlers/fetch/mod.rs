@@ -1,11 +1,16 @@
 //! Fetch (key 1): whole batches straight from the log, bounded by
-//! `max_bytes`/`partition_max_bytes` yet always at least one batch, long
+//! `partition_max_bytes` per partition and `max_bytes` across the response,
+//! yet always at least one batch (only the response's first batch may
+//! exceed those limits, as in Kafka's KIP-74), long
 //! polling until `min_bytes` arrive or `max_wait_ms` passes (woken by
 //! high-watermark advances, not by polling), with KIP-227 fetch sessions.
 
 pub(crate) mod session;
+#[cfg(test)]
+mod tests;
 
 use super::{str_bytes, ApiSupport, Reply};
+use crate::locks::MutexExt;
 use crate::state::BrokerState;
 use bytes::Bytes;
 use kafka_protocol::messages::fetch_response::{
@@ -14,7 +19,7 @@ use kafka_protocol::messages::fetch_response::{
 use kafka_protocol::messages::{
     ApiKey, BrokerId, FetchRequest, FetchResponse, ProducerId, ResponseKind, TopicName,
 };
-use session::{FetchTarget, SentState, SessionError, FINAL_EPOCH, INITIAL_EPOCH};
+use session::{FetchTarget, SentPartition, SentState, SessionError, FINAL_EPOCH, INITIAL_EPOCH};
 use sluice_metadata::Uuid;
 use sluice_protocol::error::{self, ErrorCode};
 use sluice_storage::{AbortedTxnEntry, StorageError};
@@ -98,7 +103,7 @@ pub(crate) fn handle(state: &Arc<BrokerState>, request: FetchRequest, version: i
     let (plan, targets) = if version < SESSIONS_SINCE {
         (Plan::Full { session_id: 0 }, resolved)
     } else {
-        let mut sessions = state.fetch_sessions.lock().expect("sessions lock");
+        let mut sessions = state.fetch_sessions.locked("sessions");
         match request.session_epoch {
             FINAL_EPOCH | INITIAL_EPOCH => {
                 if request.session_id != 0 {
@@ -218,18 +223,30 @@ fn read_all(
             let t = &entry.target;
             let Some(partition) = state.partitions.get(&t.topic, t.partition) else {
                 any_error = true;
-                return failed(error::UNKNOWN_TOPIC_OR_PARTITION);
+                return failed(state.partitions.missing(&t.topic, t.partition).0);
             };
             let limit = (t.max_bytes.max(0) as usize).min(budget);
-            // After the first data, an exhausted budget means no more reads;
-            // before it, one whole batch is returned whatever its size.
-            let result = if limit == 0 && total > 0 {
+            // KIP-74: until some partition has returned data, one whole batch
+            // is returned whatever its size, so a consumer always makes
+            // progress; after that only whole batches that fit the rest of
+            // the budget, and none once it is spent.
+            let first_data = total == 0;
+            let result = if limit == 0 && !first_data {
                 Ok(Bytes::new())
             } else if limits.read_committed {
                 partition.read_committed(t.fetch_offset, limit.max(1))
             } else {
                 partition.read(t.fetch_offset, limit.max(1))
             };
+            // The log always returns at least one batch: drop it when it
+            // does not fit a budget another partition has already used.
+            let result = result.map(|records| {
+                if first_data {
+                    records
+                } else {
+                    whole_batches_within(records, limit)
+                }
+            });
             let high_watermark = partition.high_watermark();
             let last_stable_offset = partition.last_stable_offset();
             let log_start_offset = partition.log_start_offset();
@@ -325,8 +342,13 @@ fn build_response(
         let changed =
             read.error != error::NONE || !read.records.is_empty() || entry.sent != Some(now);
         if session_id != 0 {
-            let next = next_offset(&read.records).unwrap_or(t.fetch_offset);
-            sent.push((t.topic.clone(), t.partition, next, now));
+            sent.push(SentPartition {
+                topic: t.topic.clone(),
+                partition: t.partition,
+                next_offset: next_offset(&read.records).unwrap_or(t.fetch_offset),
+                state: now,
+                returned_records: !read.records.is_empty(),
+            });
         }
         if incremental && !changed {
             continue;
@@ -376,11 +398,23 @@ fn build_response(
     if session_id != 0 {
         state
             .fetch_sessions
-            .lock()
-            .expect("sessions lock")
-            .record_sent(session_id, &sent);
+            .locked("sessions")
+            .record_sent(session_id, &sent, incremental);
     }
     ResponseKind::Fetch(response)
+}
+
+/// The longest run of whole batches at the start of `records` that fits in
+/// `limit` bytes (possibly none).
+fn whole_batches_within(records: Bytes, limit: usize) -> Bytes {
+    let mut end = 0;
+    for batch in sluice_protocol::batch::BatchIter::new(&records) {
+        match batch {
+            Ok((_, bytes)) if end + bytes.len() <= limit => end += bytes.len(),
+            _ => break,
+        }
+    }
+    records.slice(..end)
 }
 
 /// The offset after the last batch in `records`.

@@ -134,21 +134,49 @@ impl FetchSessionCache {
         Ok(session.partitions.clone())
     }
 
-    /// Remembers what a response told the client.
-    pub(crate) fn record_sent(&mut self, id: i32, sent: &[(String, i32, i64, SentState)]) {
-        if let Some(session) = self.sessions.get_mut(&id) {
-            for (topic, partition, next_offset, state) in sent {
-                if let Some((t, s)) = session
-                    .partitions
-                    .iter_mut()
-                    .find(|(t, _)| t.topic == *topic && t.partition == *partition)
-                {
-                    t.fetch_offset = *next_offset;
-                    *s = Some(*state);
-                }
+    /// Remembers what a response told the client. After an incremental
+    /// response the partitions that returned records move to the end of
+    /// the session's order, as in Kafka: the next response serves the
+    /// others first, so partitions skipped once the response's byte budget
+    /// was spent are not skipped for ever.
+    pub(crate) fn record_sent(&mut self, id: i32, sent: &[SentPartition], incremental: bool) {
+        let Some(session) = self.sessions.get_mut(&id) else {
+            return;
+        };
+        let mut served = Vec::new();
+        for sent in sent {
+            let Some(at) = session
+                .partitions
+                .iter()
+                .position(|(t, _)| t.topic == sent.topic && t.partition == sent.partition)
+            else {
+                continue;
+            };
+            let (target, state) = &mut session.partitions[at];
+            target.fetch_offset = sent.next_offset;
+            *state = Some(sent.state);
+            if incremental && sent.returned_records {
+                served.push(at);
             }
         }
+        // Stable: served partitions keep their relative order at the end.
+        served.sort_unstable();
+        for (moved, at) in served.into_iter().enumerate() {
+            let entry = session.partitions.remove(at - moved);
+            session.partitions.push(entry);
+        }
     }
+}
+
+/// One partition of a response, as [`FetchSessionCache::record_sent`]
+/// remembers it.
+pub(crate) struct SentPartition {
+    pub(crate) topic: String,
+    pub(crate) partition: i32,
+    /// Where the client reads next: after the returned batches.
+    pub(crate) next_offset: i64,
+    pub(crate) state: SentState,
+    pub(crate) returned_records: bool,
 }
 
 #[cfg(test)]
@@ -195,5 +223,40 @@ mod tests {
         assert_eq!(cache.update(b, 1, vec![], &[]), Err(SessionError::NotFound));
         assert!(cache.update(c, 1, vec![], &[]).is_ok());
         assert_eq!(FetchSessionCache::new(0).create(&[]), 0);
+    }
+
+    fn sent(p: i32, next_offset: i64, returned_records: bool) -> SentPartition {
+        SentPartition {
+            topic: "t".into(),
+            partition: p,
+            next_offset,
+            state: SentState::default(),
+            returned_records,
+        }
+    }
+
+    fn order(cache: &mut FetchSessionCache, id: i32, epoch: i32) -> Vec<(i32, i64)> {
+        cache
+            .update(id, epoch, vec![], &[])
+            .unwrap()
+            .iter()
+            .map(|(t, _)| (t.partition, t.fetch_offset))
+            .collect()
+    }
+
+    #[test]
+    fn partitions_that_returned_records_move_to_the_back() {
+        let mut cache = FetchSessionCache::new(10);
+        let id = cache.create(&[target(0, 0), target(1, 0), target(2, 0)]);
+        // The full response that opened the session keeps the client's order.
+        cache.record_sent(id, &[sent(0, 4, true), sent(1, 0, false)], false);
+        assert_eq!(order(&mut cache, id, 1), vec![(0, 4), (1, 0), (2, 0)]);
+        // Incremental: 0 and 2 returned records, 1 did not (budget spent).
+        cache.record_sent(
+            id,
+            &[sent(0, 8, true), sent(1, 0, false), sent(2, 3, true)],
+            true,
+        );
+        assert_eq!(order(&mut cache, id, 2), vec![(1, 0), (0, 8), (2, 3)]);
     }
 }

@@ -1,0 +1,473 @@
+//! The registry of the partitions this node leads, kept in step with the
+//! metadata image. It opens their logs (before the metadata records a new
+//! topic, so a topic exists whole or not at all), moves aside directories
+//! nobody owns instead of deleting them, and knows which partitions are
+//! offline and why, so that clients are told instead of left waiting.
+
+use crate::flusher::Flusher;
+use crate::locks::RwLockExt;
+use crate::partition::{LogSettings, Partition, PartitionSpec};
+use crate::state::now_ms;
+use sluice_metadata::{MetadataImage, Uuid};
+use sluice_protocol::error::{self, ErrorCode};
+use sluice_storage::{LogDir, StorageError};
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
+use std::sync::{Arc, RwLock};
+use tokio::sync::Notify;
+
+type Key = (String, i32);
+
+/// The metadata log's directory sits beside the partitions, as in KRaft.
+pub(crate) const METADATA_TOPIC: &str = "__cluster_metadata";
+
+/// Registry of open partitions, kept in step with the metadata image.
+pub(crate) struct Partitions {
+    log_dir: LogDir,
+    map: RwLock<HashMap<Key, Arc<Partition>>>,
+    /// Partitions the image puts on this node whose log cannot be opened,
+    /// with the reason. Every reconcile tries them again.
+    offline: RwLock<HashMap<Key, String>>,
+    pub(crate) data_available: Arc<Notify>,
+    flusher: Flusher,
+}
+
+/// Logs opened for a change the metadata does not hold yet: given to
+/// [`Partitions::install`] once it does, or to [`Partitions::discard`].
+pub(crate) struct NewLogs(Vec<Partition>);
+
+impl Partitions {
+    pub(crate) fn new(log_dir: LogDir) -> Self {
+        Partitions {
+            log_dir,
+            map: RwLock::new(HashMap::new()),
+            offline: RwLock::new(HashMap::new()),
+            data_available: Arc::new(Notify::new()),
+            flusher: Flusher::start(),
+        }
+    }
+
+    pub(crate) fn log_dir_path(&self) -> &std::path::Path {
+        self.log_dir.path()
+    }
+
+    pub(crate) fn get(&self, topic: &str, index: i32) -> Option<Arc<Partition>> {
+        self.map
+            .read_locked("partitions")
+            .get(&(topic.to_string(), index))
+            .cloned()
+    }
+
+    pub(crate) fn all(&self) -> Vec<Arc<Partition>> {
+        self.map
+            .read_locked("partitions")
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Why a partition the image puts here has no open log, if it has none.
+    pub(crate) fn offline_reason(&self, topic: &str, index: i32) -> Option<String> {
+        self.offline
+            .read_locked("offline partitions")
+            .get(&(topic.to_string(), index))
+            .cloned()
+    }
+
+    /// The answer for a partition without an open log: KAFKA_STORAGE_ERROR
+    /// with the reason when it is offline (as Kafka answers a partition in
+    /// a failed log dir), else UNKNOWN_TOPIC_OR_PARTITION.
+    pub(crate) fn missing(&self, topic: &str, index: i32) -> (ErrorCode, Option<String>) {
+        match self.offline_reason(topic, index) {
+            Some(reason) => (
+                error::KAFKA_STORAGE_ERROR,
+                Some(format!("partition {topic}-{index} is offline: {reason}")),
+            ),
+            None => (error::UNKNOWN_TOPIC_OR_PARTITION, None),
+        }
+    }
+
+    fn open(
+        &self,
+        topic: &str,
+        topic_id: Uuid,
+        index: i32,
+        leader_epoch: i32,
+        settings: LogSettings,
+    ) -> Result<Partition, StorageError> {
+        let spec = PartitionSpec {
+            topic: topic.to_string(),
+            topic_id,
+            index,
+            leader_epoch,
+            settings,
+        };
+        Partition::open(
+            &self.log_dir,
+            spec,
+            self.data_available.clone(),
+            self.flusher.clone(),
+            now_ms(),
+        )
+    }
+
+    /// Opens the logs of the new partitions `indexes` of `topic` before the
+    /// metadata records them. A directory already there belongs to no
+    /// topic the metadata knows, so it is moved aside first. On failure
+    /// every directory made here is removed again and nothing is left.
+    pub(crate) fn create_logs(
+        &self,
+        topic: &str,
+        topic_id: Uuid,
+        indexes: Range<i32>,
+        settings: &LogSettings,
+    ) -> Result<NewLogs, StorageError> {
+        let mut created = NewLogs(Vec::new());
+        for index in indexes {
+            let opened = self
+                .set_aside_stray(topic, index)
+                .and_then(|()| self.open(topic, topic_id, index, 0, settings.clone()));
+            match opened {
+                Ok(partition) => created.0.push(partition),
+                Err(e) => {
+                    self.discard(created);
+                    if self.log_dir.has_log(topic, index) {
+                        self.delete_created(topic, index);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(created)
+    }
+
+    fn set_aside_stray(&self, topic: &str, index: i32) -> Result<(), StorageError> {
+        if self.log_dir.has_log(topic, index) {
+            let aside = self.log_dir.move_aside(topic, index, now_ms())?;
+            tracing::warn!(topic, index, moved_to = %aside.display(), "moved aside a directory left for a partition the metadata does not know, before creating it anew");
+        }
+        Ok(())
+    }
+
+    /// Removes logs made for a change that did not happen.
+    pub(crate) fn discard(&self, logs: NewLogs) {
+        for partition in logs.0 {
+            let (topic, index) = (partition.topic.clone(), partition.index);
+            // Closes its files before the directory goes.
+            drop(partition);
+            self.delete_created(&topic, index);
+        }
+    }
+
+    fn delete_created(&self, topic: &str, index: i32) {
+        if let Err(e) = self.log_dir.delete_log(topic, index) {
+            tracing::error!(topic, index, error = %e, "cannot remove the directory of a partition whose creation failed");
+        }
+    }
+
+    /// Serves logs from [`Partitions::create_logs`] once the metadata has them.
+    pub(crate) fn install(&self, logs: NewLogs) {
+        let mut map = self.map.write_locked("partitions");
+        let mut offline = self.offline.write_locked("offline partitions");
+        for partition in logs.0 {
+            let key = (partition.topic.clone(), partition.index);
+            offline.remove(&key);
+            map.insert(key, Arc::new(partition));
+        }
+    }
+
+    /// Opens logs for partitions the image has and this node lacks, applies
+    /// changed settings, and deletes logs of topics the image no longer has.
+    /// A log that cannot be opened leaves its partition offline (logged,
+    /// and reported to clients) instead of failing the others.
+    /// `settings_for` resolves a topic's effective settings.
+    pub(crate) fn reconcile(
+        &self,
+        image: &MetadataImage,
+        node_id: i32,
+        settings_for: impl Fn(&BTreeMap<String, String>) -> LogSettings,
+    ) -> Result<(), StorageError> {
+        let mut wanted = HashMap::new();
+        for topic in image.topics() {
+            let settings = settings_for(&topic.configs);
+            for (index, p) in topic.partitions.iter().enumerate() {
+                if p.leader == node_id {
+                    wanted.insert(
+                        (topic.name.clone(), index as i32),
+                        (topic.id, p.leader_epoch, settings.clone()),
+                    );
+                }
+            }
+        }
+        let stale: Vec<Key> = {
+            let mut map = self.map.write_locked("partitions");
+            let stale: Vec<Key> = map
+                .iter()
+                .filter(|(k, p)| wanted.get(*k).is_none_or(|(id, _, _)| *id != p.topic_id))
+                .map(|(k, _)| k.clone())
+                .collect();
+            for key in &stale {
+                map.remove(key);
+            }
+            stale
+        };
+        for key in stale {
+            self.log_dir.delete_log(&key.0, key.1)?;
+        }
+        self.offline
+            .write_locked("offline partitions")
+            .retain(|key, _| wanted.contains_key(key));
+        let mut missing = Vec::new();
+        {
+            let map = self.map.read_locked("partitions");
+            for (key, (topic_id, leader_epoch, settings)) in wanted {
+                match map.get(&key) {
+                    Some(existing) => existing.apply_settings(settings),
+                    None => missing.push((key, topic_id, leader_epoch, settings)),
+                }
+            }
+        }
+        // Opened without the registry locked: produce and fetch go on.
+        for (key, topic_id, leader_epoch, settings) in missing {
+            match self.open(&key.0, topic_id, key.1, leader_epoch, settings) {
+                Ok(partition) => {
+                    self.offline.write_locked("offline partitions").remove(&key);
+                    self.map
+                        .write_locked("partitions")
+                        .insert(key, Arc::new(partition));
+                }
+                Err(e) => {
+                    tracing::error!(topic = %key.0, partition = key.1, error = %e, "partition offline: its log cannot be opened; clients are told LEADER_NOT_AVAILABLE until a later metadata change opens it");
+                    self.offline
+                        .write_locked("offline partitions")
+                        .insert(key, e.to_string());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves aside (never deletes) partition directories that no topic in
+    /// the image owns: a crash during topic deletion leaves them, but so
+    /// does metadata that lost records, and then they hold the only copy
+    /// of the data. Returns how many were moved.
+    pub(crate) fn move_orphans_aside(&self, image: &MetadataImage) -> Result<usize, StorageError> {
+        let mut moved = 0;
+        for (topic, index) in self.log_dir.existing_partitions()? {
+            if topic == METADATA_TOPIC {
+                continue;
+            }
+            let owned = image
+                .topic(&topic)
+                .is_some_and(|t| (index as usize) < t.partitions.len());
+            if !owned {
+                let aside = self.log_dir.move_aside(&topic, index, now_ms())?;
+                tracing::warn!(
+                    topic,
+                    index,
+                    moved_to = %aside.display(),
+                    "moved aside the directory of a partition the metadata does not know; delete it once you know it is not needed"
+                );
+                moved += 1;
+            }
+        }
+        Ok(moved)
+    }
+
+    /// Whether the data directory holds partition directories (besides the
+    /// metadata log's own).
+    pub(crate) fn any_on_disk(&self) -> Result<bool, StorageError> {
+        Ok(self
+            .log_dir
+            .existing_partitions()?
+            .iter()
+            .any(|(topic, _)| topic != METADATA_TOPIC))
+    }
+
+    /// Syncs and closes every log, then marks the shutdown clean.
+    pub(crate) fn close_all(&self) -> Result<(), StorageError> {
+        let drained: Vec<Arc<Partition>> = self
+            .map
+            .write_locked("partitions")
+            .drain()
+            .map(|(_, p)| p)
+            .collect();
+        let mut all_closed = true;
+        for partition in drained {
+            match Arc::try_unwrap(partition) {
+                Ok(p) => p.close()?,
+                Err(shared) => {
+                    // A request still holds it: sync its data, and let the
+                    // next start recover it as after a crash.
+                    shared.sync_appended()?;
+                    all_closed = false;
+                }
+            }
+        }
+        if all_closed {
+            self.log_dir.mark_clean_shutdown();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::server::{open_state, StartError};
+    use crate::test_support::{create_topic, open_test_state};
+    use std::path::Path;
+
+    fn config() -> crate::config::BrokerConfig {
+        crate::config::BrokerConfig::from_settings([
+            ("listeners", "127.0.0.1:0"),
+            ("advertised.listeners", "127.0.0.1:9092"),
+        ])
+        .unwrap()
+    }
+
+    fn names_in(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.starts_with('.'))
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[tokio::test]
+    async fn a_partition_directory_nobody_owns_is_moved_aside_not_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        create_topic(&open_test_state(dir.path()), "kept", 1).await;
+        std::fs::create_dir(dir.path().join("ghost-0")).unwrap();
+        std::fs::write(dir.path().join("ghost-0").join("data"), b"only copy").unwrap();
+        // "kept" has one partition: a second directory is no partition of it.
+        std::fs::create_dir(dir.path().join("kept-1")).unwrap();
+        let state = open_test_state(dir.path());
+        assert!(state.partitions.get("kept", 0).is_some());
+        let names = names_in(dir.path());
+        let aside: Vec<&String> = names.iter().filter(|n| n.ends_with("-orphaned")).collect();
+        assert_eq!(aside.len(), 2, "{names:?}");
+        assert!(aside[0].starts_with("ghost-0."), "{names:?}");
+        assert!(aside[1].starts_with("kept-1."), "{names:?}");
+        assert_eq!(
+            std::fs::read(dir.path().join(aside[0]).join("data")).unwrap(),
+            b"only copy"
+        );
+        assert!(!names.contains(&"ghost-0".to_string()));
+        drop(state);
+        // Moved aside once: the next start leaves them alone.
+        drop(open_test_state(dir.path()));
+        assert_eq!(names_in(dir.path()), names);
+    }
+
+    #[tokio::test]
+    async fn a_partition_whose_log_cannot_be_opened_is_reported_offline() {
+        use crate::test_support::call;
+        use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+        use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+        use kafka_protocol::messages::*;
+        use kafka_protocol::protocol::StrBytes;
+        use sluice_protocol::error;
+        let dir = tempfile::tempdir().unwrap();
+        create_topic(&open_test_state(dir.path()), "t", 2).await;
+        // A file where the directory should be: the log cannot be opened.
+        std::fs::remove_dir_all(dir.path().join("t-1")).unwrap();
+        std::fs::write(dir.path().join("t-1"), b"").unwrap();
+        let state = open_test_state(dir.path());
+        assert!(state.partitions.get("t", 0).is_some(), "the others serve");
+        assert!(state.partitions.offline_reason("t", 1).is_some());
+
+        let name = TopicName(StrBytes::from_static_str("t"));
+        let body = RequestKind::Metadata(MetadataRequest::default().with_topics(Some(vec![
+            MetadataRequestTopic::default().with_name(Some(name.clone())),
+        ])));
+        let Some(ResponseKind::Metadata(metadata)) = call(&state, ApiKey::Metadata, 12, body).await
+        else {
+            panic!("no Metadata response")
+        };
+        let partitions = &metadata.topics[0].partitions;
+        assert_eq!(partitions[0].error_code, error::NONE);
+        assert_eq!(partitions[1].error_code, error::LEADER_NOT_AVAILABLE);
+        assert_eq!(partitions[1].leader_id.0, -1);
+        assert_eq!(
+            partitions[1].offline_replicas,
+            vec![BrokerId(state.node_id)]
+        );
+
+        let body = RequestKind::Produce(
+            ProduceRequest::default()
+                .with_acks(1)
+                .with_timeout_ms(1000)
+                .with_topic_data(vec![TopicProduceData::default()
+                    .with_name(name)
+                    .with_partition_data(
+                        vec![PartitionProduceData::default().with_index(1)],
+                    )]),
+        );
+        let Some(ResponseKind::Produce(produce)) = call(&state, ApiKey::Produce, 9, body).await
+        else {
+            panic!("no Produce response")
+        };
+        let answer = &produce.responses[0].partition_responses[0];
+        assert_eq!(answer.error_code, error::KAFKA_STORAGE_ERROR);
+        assert!(answer
+            .error_message
+            .as_ref()
+            .is_some_and(|m| m.contains("t-1 is offline")));
+    }
+
+    #[tokio::test]
+    async fn a_missing_metadata_log_with_partitions_on_disk_refuses_to_start() {
+        let dir = tempfile::tempdir().unwrap();
+        create_topic(&open_test_state(dir.path()), "orders", 2).await;
+        let metadata_dir = dir.path().join("__cluster_metadata-0");
+        std::fs::remove_file(metadata_dir.join("metadata.log")).unwrap();
+        let before = names_in(dir.path());
+        match open_state(config(), dir.path().to_path_buf()) {
+            Err(e @ StartError::MetadataMissing { .. }) => {
+                let message = e.to_string();
+                assert!(message.contains("metadata.log"), "{message}");
+            }
+            Err(e) => panic!("unexpected error: {e}"),
+            Ok(_) => panic!("started a new cluster over existing partitions"),
+        }
+        assert_eq!(names_in(dir.path()), before, "nothing moved or deleted");
+        assert!(before.contains(&"orders-0".to_string()));
+        // An empty log (every record torn away) is the same case.
+        std::fs::write(metadata_dir.join("metadata.log"), b"").unwrap();
+        assert!(matches!(
+            open_state(config(), dir.path().to_path_buf()),
+            Err(StartError::MetadataMissing { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_damaged_metadata_log_refuses_to_start_and_keeps_every_partition() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let state = open_test_state(dir.path());
+            create_topic(&state, "a", 1).await;
+            create_topic(&state, "b", 1).await;
+        }
+        let log = dir.path().join("__cluster_metadata-0").join("metadata.log");
+        let mut bytes = std::fs::read(&log).unwrap();
+        // Inside the first record (the cluster id): nothing after it may go.
+        for byte in &mut bytes[12..16] {
+            *byte ^= 0xff;
+        }
+        std::fs::write(&log, &bytes).unwrap();
+        let before = names_in(dir.path());
+        match open_state(config(), dir.path().to_path_buf()) {
+            Err(StartError::Metadata(e)) => {
+                let message = e.to_string();
+                assert!(message.contains(&log.display().to_string()), "{message}");
+                assert!(message.contains("byte offset 0"), "{message}");
+            }
+            Err(e) => panic!("unexpected error: {e}"),
+            Ok(_) => panic!("started on a damaged metadata log"),
+        }
+        assert_eq!(names_in(dir.path()), before);
+        assert_eq!(std::fs::read(&log).unwrap(), bytes, "the log is untouched");
+    }
+}
