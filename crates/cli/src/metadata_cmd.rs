@@ -30,6 +30,11 @@ pub(crate) struct RepairArgs {
 pub(crate) fn run(global: &Global, cmd: MetadataCommand) -> anyhow::Result<()> {
     let MetadataCommand::Repair(args) = cmd;
     let dir = metadata_dir(&args.path)?;
+    // The broker's own lock on the data directory: a repair under a running
+    // broker is refused, naming its pid.
+    let data_dir = dir.parent().unwrap_or(&dir);
+    let _lock = sluice_storage::DirLock::acquire(data_dir)
+        .context("stop the broker before repairing its metadata log")?;
     let repaired = sluice_metadata::repair(&dir)
         .with_context(|| format!("repairing the metadata log in {}", dir.display()))?;
     let (summary, dropped, original) = match &repaired {

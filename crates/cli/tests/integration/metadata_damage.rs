@@ -268,3 +268,24 @@ fn a_topic_that_runs_out_of_descriptors_is_not_created_at_all() {
     assert_eq!(partition_count(&broker.bootstrap(), "huge"), None);
     broker.terminate();
 }
+
+#[test]
+fn a_repair_under_a_running_broker_is_refused() {
+    let data = tempfile::tempdir().unwrap();
+    let log = data.path().join("broker.log");
+    let data_dir = data.path().join("data");
+    let broker = BrokerProcess::spawn(free_port(), &data_dir, &log, &[]);
+    create_ok(&broker.bootstrap(), &[("kept", 1)]);
+    let before = std::fs::read(metadata_log(&data_dir)).unwrap();
+    let (repaired, said) = sluice(&[
+        OsStr::new("metadata"),
+        OsStr::new("repair"),
+        data_dir.as_os_str(),
+    ]);
+    assert!(!repaired, "{said}");
+    assert!(said.contains("stop the broker"), "{said}");
+    assert!(said.contains("locked by another process"), "{said}");
+    assert_eq!(std::fs::read(metadata_log(&data_dir)).unwrap(), before);
+    assert_eq!(partition_count(&broker.bootstrap(), "kept"), Some(1));
+    broker.terminate();
+}
