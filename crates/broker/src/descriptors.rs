@@ -2,8 +2,8 @@
 //! compared with what the broker's logs need, so that running out of
 //! descriptors is foreseen in the log rather than met in a failed request.
 
+use crate::partitions::Partitions;
 use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
-use std::path::Path;
 
 /// Descriptors the broker holds whatever its partitions: stdio, the async
 /// runtime, the listener, the metadata log, the data directory lock, and
@@ -56,29 +56,34 @@ pub fn raise_open_file_limit() {
 pub(crate) struct DescriptorBudget {
     /// `.log` files: the storage engine keeps each segment open.
     pub(crate) segment_files: u64,
-    /// Segment files plus [`BASE_DESCRIPTORS`].
-    pub(crate) needed: u64,
     /// The soft `RLIMIT_NOFILE`; `None` is unlimited.
     pub(crate) limit: Option<u64>,
 }
 
 impl DescriptorBudget {
-    /// Counts the segment files under `data_dir` (one directory per
-    /// partition) and reads the current limit.
-    pub(crate) fn measure(data_dir: &Path) -> DescriptorBudget {
-        let segment_files = count_segment_files(data_dir);
+    /// Counts the segments of the open partitions (no second walk of the
+    /// data directory) and reads the current limit.
+    pub(crate) fn measure(partitions: &Partitions) -> DescriptorBudget {
         DescriptorBudget {
-            segment_files,
-            needed: segment_files + BASE_DESCRIPTORS,
+            segment_files: partitions
+                .all()
+                .iter()
+                .map(|p| p.segment_count() as u64)
+                .sum(),
             limit: getrlimit(Resource::Nofile).current,
         }
+    }
+
+    /// Segment files plus [`BASE_DESCRIPTORS`].
+    pub(crate) fn needed(&self) -> u64 {
+        self.segment_files + BASE_DESCRIPTORS
     }
 
     /// Descriptors left for connections (and new segments); negative when
     /// the logs alone need more than the limit.
     pub(crate) fn left_for_connections(&self) -> Option<i64> {
         self.limit
-            .map(|limit| i64::try_from(limit).unwrap_or(i64::MAX) - self.needed as i64)
+            .map(|limit| i64::try_from(limit).unwrap_or(i64::MAX) - self.needed() as i64)
     }
 
     /// Logs the budget: INFO normally, WARN when the logs leave fewer than
@@ -87,7 +92,7 @@ impl DescriptorBudget {
     pub(crate) fn report(&self, max_connections: Option<u64>) {
         let Some(limit) = self.limit else {
             tracing::info!(
-                needed = self.needed,
+                needed = self.needed(),
                 segment_files = self.segment_files,
                 "open file limit: unlimited"
             );
@@ -98,43 +103,30 @@ impl DescriptorBudget {
         if left < i64::try_from(wanted).unwrap_or(i64::MAX) {
             tracing::warn!(
                 limit,
-                needed = self.needed,
+                needed = self.needed(),
                 segment_files = self.segment_files,
                 "open file limit {limit} is too low: the logs need about {} descriptors (one per \
                  segment plus {BASE_DESCRIPTORS}), leaving {} for connections where {wanted} are \
                  wanted; raise the hard limit (ulimit -Hn, LimitNOFILE= under systemd)",
-                self.needed,
+                self.needed(),
                 left.max(0),
             );
         } else {
             tracing::info!(
                 limit,
-                needed = self.needed,
+                needed = self.needed(),
                 segment_files = self.segment_files,
                 "open file limit {limit}: the logs need about {} descriptors, leaving {left} for connections",
-                self.needed
+                self.needed()
             );
         }
     }
 }
 
-/// `<data_dir>/<partition>/*.log`; directories that cannot be read count 0.
-fn count_segment_files(data_dir: &Path) -> u64 {
-    let Ok(partitions) = std::fs::read_dir(data_dir) else {
-        return 0;
-    };
-    partitions
-        .flatten()
-        .filter(|entry| entry.file_type().is_ok_and(|t| t.is_dir()))
-        .filter_map(|entry| std::fs::read_dir(entry.path()).ok())
-        .flat_map(|files| files.flatten())
-        .filter(|file| file.path().extension().is_some_and(|ext| ext == "log"))
-        .count() as u64
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::{create_topic, test_state};
 
     #[test]
     fn the_soft_limit_is_raised_to_the_hard_one() {
@@ -143,24 +135,18 @@ mod tests {
         assert_eq!(limit.current, limit.maximum);
     }
 
-    #[test]
-    fn the_budget_counts_one_descriptor_per_segment() {
-        let tmp = tempfile::tempdir().unwrap();
-        for (partition, segments) in [("a-0", 2), ("a-1", 1), ("b-0", 3)] {
-            let dir = tmp.path().join(partition);
-            std::fs::create_dir(&dir).unwrap();
-            for base in 0..segments {
-                std::fs::write(dir.join(format!("{base:020}.log")), b"").unwrap();
-                std::fs::write(dir.join(format!("{base:020}.index")), b"").unwrap();
-            }
-        }
-        let budget = DescriptorBudget::measure(tmp.path());
-        assert_eq!(budget.segment_files, 6);
-        assert_eq!(budget.needed, 6 + BASE_DESCRIPTORS);
+    #[tokio::test]
+    async fn the_budget_counts_one_descriptor_per_segment() {
+        let (_dir, state) = test_state();
+        create_topic(&state, "a", 2).await;
+        create_topic(&state, "b", 1).await;
+        let budget = DescriptorBudget::measure(&state.partitions);
+        assert_eq!(budget.segment_files, 3);
+        assert_eq!(budget.needed(), 3 + BASE_DESCRIPTORS);
         let tight = DescriptorBudget {
             limit: Some(50),
             ..budget
         };
-        assert_eq!(tight.left_for_connections(), Some(50 - 70));
+        assert_eq!(tight.left_for_connections(), Some(50 - 67));
     }
 }

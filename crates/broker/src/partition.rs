@@ -346,6 +346,11 @@ impl Partition {
         self.log.locked("log").size_bytes()
     }
 
+    /// Segments in the log; each keeps its `.log` file open.
+    pub(crate) fn segment_count(&self) -> usize {
+        self.log.locked("log").segment_count()
+    }
+
     /// Appends validated batches. In lazy mode the high watermark moves at
     /// once; in durable mode it waits for [`Partition::make_durable`].
     pub(crate) fn append(

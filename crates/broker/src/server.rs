@@ -114,7 +114,7 @@ impl Broker {
             let dir = data_dir.clone();
             tokio::task::spawn_blocking(move || {
                 let state = open_state(config, dir.clone())?;
-                DescriptorBudget::measure(&dir).report(explicit_max_connections);
+                DescriptorBudget::measure(&state.partitions).report(explicit_max_connections);
                 Ok::<_, StartError>(state)
             })
             .await

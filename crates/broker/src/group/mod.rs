@@ -759,10 +759,9 @@ mod tests {
         assert_eq!(subscribed_topics(&encoded), Some(topics.to_vec()));
     }
 
-    #[tokio::test]
-    async fn offsets_of_empty_groups_expire_after_retention() {
-        let (_dir, state) = test_state();
-        let commit = |offset| OffsetCommit {
+    /// A commit of `offset` for t-0, made now.
+    fn commit(offset: i64) -> OffsetCommit {
+        OffsetCommit {
             topic: "t".into(),
             partition: 0,
             value: Some(CommittedOffset {
@@ -771,7 +770,12 @@ mod tests {
                 metadata: String::new(),
                 commit_timestamp: now_ms(),
             }),
-        };
+        }
+    }
+
+    #[tokio::test]
+    async fn offsets_of_empty_groups_expire_after_retention() {
+        let (_dir, state) = test_state();
         GroupCoordinator::write_offsets(&state, "g", vec![commit(5)])
             .unwrap()
             .durable_then_apply()
@@ -802,16 +806,6 @@ mod tests {
     #[tokio::test]
     async fn committed_offsets_are_invisible_until_durable() {
         let (_dir, state) = test_state();
-        let commit = |offset| OffsetCommit {
-            topic: "t".into(),
-            partition: 0,
-            value: Some(CommittedOffset {
-                offset,
-                leader_epoch: -1,
-                metadata: String::new(),
-                commit_timestamp: now_ms(),
-            }),
-        };
         let first = GroupCoordinator::write_offsets(&state, "g", vec![commit(5)]).unwrap();
         let second = GroupCoordinator::write_offsets(&state, "g", vec![commit(9)]).unwrap();
         assert!(
