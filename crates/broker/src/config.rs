@@ -85,9 +85,9 @@ macro_rules! def {
 /// Broker settings. Names, defaults and docs follow Kafka's `KafkaConfig`.
 pub static BROKER_CONFIGS: &[ConfigDef] = &[
     def!("node.id", Int, Some("1"), Check::AtLeast(0), false, "The node id of this broker."),
-    def!("listeners", String, Some("PLAINTEXT://127.0.0.1:9092"), Check::Listener, false, "The address the socket server listens on, as PLAINTEXT://host:port (or host:port)."),
-    def!("advertised.listeners", String, None, Check::Listener, false, "The address published to clients in Metadata, if different from listeners. Defaults to listeners."),
-    def!("log.dirs", String, Some("./sluice-data"), Check::None, false, "The directory in which the log data is kept."),
+    def!("listeners", List, Some("PLAINTEXT://127.0.0.1:9092"), Check::Listener, false, "The address the socket server listens on, as PLAINTEXT://host:port (or host:port)."),
+    def!("advertised.listeners", List, None, Check::Listener, false, "The address published to clients in Metadata, if different from listeners. Defaults to listeners."),
+    def!("log.dirs", List, Some("./sluice-data"), Check::None, false, "The directory in which the log data is kept."),
     def!("num.partitions", Int, Some("1"), Check::AtLeast(1), true, "The default number of log partitions per topic."),
     def!("default.replication.factor", Int, Some("1"), Check::AtLeast(1), true, "The replication factor for automatically created topics, and for topics created with -1 as the replication factor."),
     def!("auto.create.topics.enable", Boolean, Some("true"), Check::None, false, "Enable auto creation of topic on the server."),
@@ -489,6 +489,23 @@ pub fn topic_synonyms(
         }
     }
     chain
+}
+
+/// The synonyms DescribeConfigs lists for a topic setting: the topic's own
+/// override and its primary broker setting only, as Kafka lists them
+/// (the fallbacks, e.g. `log.retention.hours` for `retention.ms`, resolve
+/// the value but are not shown).
+pub fn described_topic_synonyms(
+    def: &TopicConfigDef,
+    overrides: &BTreeMap<String, String>,
+    static_config: &BrokerConfig,
+    dynamic: &BTreeMap<String, String>,
+) -> Vec<(String, String, ConfigSource)> {
+    let primary = def.synonyms.first().map(|s| s.name);
+    topic_synonyms(def, overrides, static_config, dynamic)
+        .into_iter()
+        .filter(|(name, _, _)| name == def.name || Some(name.as_str()) == primary)
+        .collect()
 }
 
 /// A topic setting's effective value and source, resolved through the

@@ -67,6 +67,10 @@ pub(crate) fn validate_topic_name(name: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+fn fold_for_metrics(name: &str) -> String {
+    name.replace('.', "_")
+}
+
 /// Validates topic config overrides by Kafka's types and ranges.
 pub(crate) fn validate_topic_configs(configs: &BTreeMap<String, String>) -> Result<(), ApiError> {
     for (key, value) in configs {
@@ -120,6 +124,18 @@ impl<'a> Controller<'a> {
             return Err(ApiError::new(
                 error::TOPIC_ALREADY_EXISTS,
                 format!("Topic '{name}' already exists."),
+            ));
+        }
+        // Metric names replace '.' with '_', so Kafka refuses names that
+        // collide that way.
+        let folded = fold_for_metrics(name);
+        if let Some(other) = image.topics().find(|t| fold_for_metrics(&t.name) == folded) {
+            return Err(ApiError::new(
+                error::INVALID_TOPIC_EXCEPTION,
+                format!(
+                    "Topic '{name}' collides with existing topic: {}. Topic names that differ only in '.' and '_' collide.",
+                    other.name
+                ),
             ));
         }
         if !assignment.is_empty() && (partitions != -1 || replication_factor != -1) {

@@ -28,7 +28,8 @@ pub const FENCED_LEADER_EPOCH: ErrorCode = 74;
 pub const UNKNOWN_LEADER_EPOCH: ErrorCode = 75;
 pub const INVALID_REPLICA_ASSIGNMENT: ErrorCode = 39;
 pub const LEADER_NOT_AVAILABLE: ErrorCode = 5;
-pub const UNSUPPORTED_ENDPOINT_TYPE: ErrorCode = 124;
+pub const MISMATCHED_ENDPOINT_TYPE: ErrorCode = 114;
+pub const UNSUPPORTED_ENDPOINT_TYPE: ErrorCode = 115;
 pub const INVALID_TIMESTAMP: ErrorCode = 32;
 pub const POLICY_VIOLATION: ErrorCode = 44;
 pub const INVALID_CONFIG: ErrorCode = 40;
@@ -74,7 +75,7 @@ pub const FENCED_MEMBER_EPOCH: ErrorCode = 110;
 pub const UNRELEASED_INSTANCE_ID: ErrorCode = 111;
 pub const UNSUPPORTED_ASSIGNOR: ErrorCode = 112;
 pub const STALE_MEMBER_EPOCH: ErrorCode = 113;
-pub const TRANSACTION_ABORTABLE: ErrorCode = 121;
+pub const TRANSACTION_ABORTABLE: ErrorCode = 120;
 pub const INVALID_REGULAR_EXPRESSION: ErrorCode = 128;
 
 /// Kafka's name for an error code, for messages and logs.
@@ -112,6 +113,7 @@ pub fn name(code: ErrorCode) -> &'static str {
         UNKNOWN_LEADER_EPOCH => "UNKNOWN_LEADER_EPOCH",
         INVALID_REPLICA_ASSIGNMENT => "INVALID_REPLICA_ASSIGNMENT",
         LEADER_NOT_AVAILABLE => "LEADER_NOT_AVAILABLE",
+        MISMATCHED_ENDPOINT_TYPE => "MISMATCHED_ENDPOINT_TYPE",
         UNSUPPORTED_ENDPOINT_TYPE => "UNSUPPORTED_ENDPOINT_TYPE",
         UNSUPPORTED_FOR_MESSAGE_FORMAT => "UNSUPPORTED_FOR_MESSAGE_FORMAT",
         POLICY_VIOLATION => "POLICY_VIOLATION",
@@ -151,5 +153,35 @@ pub fn name(code: ErrorCode) -> &'static str {
         INVALID_TXN_STATE => "INVALID_TXN_STATE",
         UNKNOWN_PRODUCER_ID => "UNKNOWN_PRODUCER_ID",
         _ => "UNKNOWN",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::error::ResponseError;
+
+    /// Every named code is the code Kafka's `Errors.java` gives that name
+    /// (kafka-protocol's table is generated from it): a wrong number here
+    /// reaches clients as a different error.
+    #[test]
+    fn codes_match_kafkas_table() {
+        for code in -1..=200 {
+            let ours = name(code);
+            if ours == "UNKNOWN" || code == NONE {
+                continue;
+            }
+            let theirs = ResponseError::try_from_code(code)
+                .map(|e| format!("{e:?}"))
+                .unwrap_or_default();
+            let camel: String = ours
+                .split('_')
+                .map(|w| w[..1].to_string() + &w[1..].to_lowercase())
+                .collect();
+            assert_eq!(
+                camel, theirs,
+                "error code {code} is {theirs} in Kafka, not {ours}"
+            );
+        }
     }
 }

@@ -20,7 +20,7 @@ use crate::locks::MutexExt;
 use crate::partition::Partition;
 use crate::state::{now_ms, BrokerState};
 use assignor::Assignor;
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use classic::{Group, GroupLimits};
 use consumer::{ConsumerGroup, ConsumerGroupConfig, TopicLookup};
 use kafka_protocol::records::{Compression, Record};
@@ -702,55 +702,30 @@ pub(crate) fn subscribed_topics(metadata: &Bytes) -> Option<Vec<String>> {
     Some(topics)
 }
 
-/// A `ConsumerProtocolSubscription` v0 (version, topics, null user data):
-/// how DescribeGroups shows a consumer-group member's subscription.
-pub(crate) fn consumer_protocol_subscription<'a>(
-    topics: impl IntoIterator<Item = &'a String>,
-) -> Bytes {
-    let topics: Vec<&String> = topics.into_iter().collect();
-    let mut buf = BytesMut::new();
-    buf.put_i16(0);
-    buf.put_i32(topics.len() as i32);
-    for topic in topics {
-        put_short_string(&mut buf, topic);
-    }
-    buf.put_i32(-1);
-    buf.freeze()
-}
-
-/// A `ConsumerProtocolAssignment` v0 (version, partitions by topic, null
-/// user data) from (topic, partition) pairs.
-pub(crate) fn consumer_protocol_assignment<'a>(
-    partitions: impl IntoIterator<Item = (&'a str, i32)>,
-) -> Bytes {
-    let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
-    for (topic, partition) in partitions {
-        by_topic.entry(topic).or_default().push(partition);
-    }
-    let mut buf = BytesMut::new();
-    buf.put_i16(0);
-    buf.put_i32(by_topic.len() as i32);
-    for (topic, partitions) in by_topic {
-        put_short_string(&mut buf, topic);
-        buf.put_i32(partitions.len() as i32);
-        for p in partitions {
-            buf.put_i32(p);
-        }
-    }
-    buf.put_i32(-1);
-    buf.freeze()
-}
-
-fn put_short_string(buf: &mut BytesMut, s: &str) {
-    let len = s.len().min(i16::MAX as usize);
-    buf.put_i16(len as i16);
-    buf.put_slice(&s.as_bytes()[..len]);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::test_support::test_state;
+    use bytes::BufMut;
+
+    /// A `ConsumerProtocolSubscription` v0 (version, topics, null user data).
+    fn consumer_protocol_subscription<'a>(topics: impl IntoIterator<Item = &'a String>) -> Bytes {
+        let topics: Vec<&String> = topics.into_iter().collect();
+        let mut buf = BytesMut::new();
+        buf.put_i16(0);
+        buf.put_i32(topics.len() as i32);
+        for topic in topics {
+            put_short_string(&mut buf, topic);
+        }
+        buf.put_i32(-1);
+        buf.freeze()
+    }
+
+    fn put_short_string(buf: &mut BytesMut, s: &str) {
+        let len = s.len().min(i16::MAX as usize);
+        buf.put_i16(len as i16);
+        buf.put_slice(&s.as_bytes()[..len]);
+    }
 
     #[test]
     fn consumer_protocol_subscription_reads_back() {

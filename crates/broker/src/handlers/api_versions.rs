@@ -1,10 +1,12 @@
 //! ApiVersions (key 18): the table of APIs and versions this broker serves,
-//! and (v3+, KIP-584/KIP-1022) its features. The only feature is
-//! `transaction.version`: supported 0-2 and finalized at 2, which tells
-//! Kafka 4 Java clients to use transactions v2 (KIP-890 part 2). As in
-//! Kafka, the API ranges do not depend on it: clients that do not know the
-//! feature (librdkafka, kafka-python) keep the v1 path, and the broker
-//! tells the versions apart by request version.
+//! and (v3+, KIP-584/KIP-1022) its features:
+//! - `transaction.version`: supported 0-2 and finalized at 2, which tells
+//!   Kafka 4 Java clients to use transactions v2 (KIP-890 part 2). As in
+//!   Kafka, the API ranges do not depend on it: clients that do not know
+//!   the feature (librdkafka, kafka-python) keep the v1 path, and the
+//!   broker tells the versions apart by request version.
+//! - `group.version`: supported 0-1 and finalized at 1, the KIP-848
+//!   consumer group protocol this broker serves (Kafka's tools read it).
 
 use super::{str_bytes, ApiSupport, APIS};
 use crate::state::BrokerState;
@@ -16,6 +18,9 @@ use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse, 
 use sluice_protocol::error;
 
 pub(crate) const API: ApiSupport = ApiSupport::new(ApiKey::ApiVersions, 0, 4);
+
+/// KIP-848's feature: level 1 enables the consumer group protocol.
+const GROUP_VERSION_FEATURE: &str = "group.version";
 
 fn api_table() -> Vec<ApiVersion> {
     APIS.iter()
@@ -33,17 +38,31 @@ fn api_table() -> Vec<ApiVersion> {
 /// clients fail to parse a 0 minimum); finalized levels of 0 are never
 /// listed. The epoch is the metadata offset, as in KRaft.
 fn add_features(response: &mut ApiVersionsResponse, state: &BrokerState, version: i16) {
-    // transaction.version is supported from level 0.
+    // (name, highest supported level, finalized level); all supported from 0.
+    let features = [
+        (TRANSACTION_VERSION_FEATURE, TV2, TV2),
+        (GROUP_VERSION_FEATURE, 1, 1),
+    ];
     if version >= 4 {
-        response.supported_features = vec![SupportedFeatureKey::default()
-            .with_name(str_bytes(TRANSACTION_VERSION_FEATURE))
-            .with_min_version(0)
-            .with_max_version(TV2)];
+        response.supported_features = features
+            .iter()
+            .map(|&(name, max, _)| {
+                SupportedFeatureKey::default()
+                    .with_name(str_bytes(name))
+                    .with_min_version(0)
+                    .with_max_version(max)
+            })
+            .collect();
     }
-    response.finalized_features = vec![FinalizedFeatureKey::default()
-        .with_name(str_bytes(TRANSACTION_VERSION_FEATURE))
-        .with_min_version_level(TV2)
-        .with_max_version_level(TV2)];
+    response.finalized_features = features
+        .iter()
+        .map(|&(name, _, level)| {
+            FinalizedFeatureKey::default()
+                .with_name(str_bytes(name))
+                .with_min_version_level(level)
+                .with_max_version_level(level)
+        })
+        .collect();
     response.finalized_features_epoch = i64::try_from(state.image().offset).unwrap_or(i64::MAX);
 }
 

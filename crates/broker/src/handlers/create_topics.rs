@@ -27,13 +27,21 @@ pub(crate) fn handle(
         .filter(|t| !seen.insert(t.name.to_string()))
         .map(|t| t.name.to_string())
         .collect();
+    let mut answered_duplicates = HashSet::new();
     for topic in request.topics {
         let name = topic.name.to_string();
+        // The crate defaults nullable fields to "", Kafka sends null.
         let mut result = CreatableTopicResult::default()
             .with_name(topic.name.clone())
+            .with_error_message(None)
             .with_num_partitions(-1)
             .with_replication_factor(-1);
         if duplicates.contains(&name) {
+            // One answer per duplicated name, as Kafka gives.
+            if !answered_duplicates.insert(name.clone()) {
+                continue;
+            }
+            result.configs = None;
             result.error_code = error::INVALID_REQUEST;
             result.error_message = Some(str_bytes(format!(
                 "Create topics request from client contains multiple requests for topic {name}"
@@ -91,6 +99,7 @@ pub(crate) fn handle(
                 }
             }
             Err(e) => {
+                result.configs = None;
                 result.error_code = e.code;
                 result.error_message = Some(str_bytes(e.message));
             }

@@ -181,7 +181,11 @@ mod tests {
             "segments wholly below the log start are deleted"
         );
         assert_eq!(earliest(&state, "t").await, 3);
-        assert_eq!(fetch(&state, "t", 2).await, (error::OFFSET_OUT_OF_RANGE, 3));
+        // As Kafka, an out-of-range fetch reports no log start (-1).
+        assert_eq!(
+            fetch(&state, "t", 2).await,
+            (error::OFFSET_OUT_OF_RANGE, -1)
+        );
         assert_eq!(fetch(&state, "t", 3).await, (error::NONE, 3));
 
         assert_eq!(

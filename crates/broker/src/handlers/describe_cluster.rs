@@ -20,7 +20,7 @@ pub(crate) fn handle(state: &BrokerState, request: DescribeClusterRequest) -> Re
         .with_controller_id(BrokerId(state.node_id))
         .with_cluster_authorized_operations(i32::MIN);
     if request.endpoint_type != ENDPOINT_BROKERS {
-        response.error_code = error::UNSUPPORTED_ENDPOINT_TYPE;
+        response.error_code = error::MISMATCHED_ENDPOINT_TYPE;
         response.error_message = Some(str_bytes(
             "Only brokers can be described: this node runs its controller in-process.",
         ));

@@ -119,7 +119,7 @@ fn topic_entries(state: &BrokerState, name: &str) -> Result<Vec<Entry>, (i16, St
                 value: resolved.value,
                 source: resolved.source,
                 read_only: false,
-                synonyms: config::topic_synonyms(
+                synonyms: config::described_topic_synonyms(
                     def,
                     &topic.configs,
                     &state.config,

@@ -1,18 +1,14 @@
-//! DescribeGroups (key 15): state, protocol and members of classic groups,
-//! and of consumer (KIP-848) groups as Kafka shows them to older tools:
-//! protocol type "consumer", the assignor as protocol, and each member's
-//! subscription and assignment in the classic consumer protocol's layout.
+//! DescribeGroups (key 15): state, protocol and members of classic groups.
+//! A consumer (KIP-848) group is GROUP_ID_NOT_FOUND here, as in Kafka: its
+//! clients describe it with ConsumerGroupDescribe.
 
 use super::{str_bytes, ApiSupport};
 use crate::group::classic::GroupState;
-use crate::group::consumer::ConsumerGroup;
-use crate::group::{consumer_protocol_assignment, consumer_protocol_subscription};
 use crate::state::BrokerState;
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use kafka_protocol::messages::{
     ApiKey, DescribeGroupsRequest, DescribeGroupsResponse, ResponseKind,
 };
-use sluice_metadata::MetadataImage;
 use sluice_protocol::error;
 
 pub(crate) const API: ApiSupport = ApiSupport::new(ApiKey::DescribeGroups, 0, 6);
@@ -25,7 +21,6 @@ pub(crate) fn handle(
     request: DescribeGroupsRequest,
     version: i16,
 ) -> ResponseKind {
-    let image = state.image();
     let groups = state.groups.lock();
     let described = request
         .groups
@@ -63,10 +58,15 @@ pub(crate) fn handle(
                         })
                         .collect();
                 }
+                // As Kafka: KIP-848 groups are described by
+                // ConsumerGroupDescribe; this API knows classic groups only.
                 None if groups.consumer_groups.contains_key(id.as_str()) => {
-                    if let Some(g) = groups.consumer_groups.get(id.as_str()) {
-                        describe_consumer_group(&mut d, g, &image);
-                    }
+                    d.group_state = str_bytes(GroupState::Dead.name());
+                    d.error_code = error::GROUP_ID_NOT_FOUND;
+                    d.error_message = Some(str_bytes(format!(
+                        "Group {} is not a classic group.",
+                        id.as_str()
+                    )));
                 }
                 None if groups.offsets.get(id.as_str()).is_some() => {
                     d.group_state = str_bytes(GroupState::Empty.name());
@@ -84,28 +84,4 @@ pub(crate) fn handle(
         })
         .collect();
     ResponseKind::DescribeGroups(DescribeGroupsResponse::default().with_groups(described))
-}
-
-fn describe_consumer_group(d: &mut DescribedGroup, group: &ConsumerGroup, image: &MetadataImage) {
-    d.group_state = str_bytes(group.state().name());
-    d.protocol_type = str_bytes("consumer");
-    d.protocol_data = str_bytes(group.assignor.map_or("", |a| a.name()));
-    d.members = group
-        .members
-        .values()
-        .map(|m| {
-            let assigned = m.assigned.iter().filter_map(|(topic, partition)| {
-                image
-                    .topic_by_id(topic)
-                    .map(|t| (t.name.as_str(), *partition))
-            });
-            DescribedGroupMember::default()
-                .with_member_id(str_bytes(m.id.clone()))
-                .with_group_instance_id(m.instance_id.clone().map(str_bytes))
-                .with_client_id(str_bytes(m.client_id.clone()))
-                .with_client_host(str_bytes(m.client_host.clone()))
-                .with_member_metadata(consumer_protocol_subscription(&m.subscribed_topics))
-                .with_member_assignment(consumer_protocol_assignment(assigned))
-        })
-        .collect();
 }

@@ -16,6 +16,21 @@ pub(crate) const API: ApiSupport = ApiSupport::new(ApiKey::DescribeLogDirs, 1, 4
 /// Kafka's value when volume sizes are not reported.
 const UNKNOWN_VOLUME_BYTES: i64 = -1;
 
+/// (total, usable) bytes of the volume holding `dir` (KIP-827), unknown
+/// when the filesystem does not say.
+fn volume_bytes(dir: &std::path::Path) -> (i64, i64) {
+    match rustix::fs::statvfs(dir) {
+        Ok(v) => {
+            let block = v.f_frsize as i64;
+            (
+                (v.f_blocks as i64).saturating_mul(block),
+                (v.f_bavail as i64).saturating_mul(block),
+            )
+        }
+        Err(_) => (UNKNOWN_VOLUME_BYTES, UNKNOWN_VOLUME_BYTES),
+    }
+}
+
 pub(crate) fn handle(state: &BrokerState, request: DescribeLogDirsRequest) -> ResponseKind {
     let mut by_topic: BTreeMap<String, Vec<DescribeLogDirsPartition>> = BTreeMap::new();
     for partition in state.partitions.all() {
@@ -46,11 +61,12 @@ pub(crate) fn handle(state: &BrokerState, request: DescribeLogDirsRequest) -> Re
         .collect();
     let dir = std::fs::canonicalize(state.partitions.log_dir_path())
         .unwrap_or_else(|_| state.partitions.log_dir_path().to_path_buf());
+    let (total, usable) = volume_bytes(&dir);
     ResponseKind::DescribeLogDirs(DescribeLogDirsResponse::default().with_results(vec![
         DescribeLogDirsResult::default()
             .with_log_dir(str_bytes(dir.display().to_string()))
             .with_topics(topics)
-            .with_total_bytes(UNKNOWN_VOLUME_BYTES)
-            .with_usable_bytes(UNKNOWN_VOLUME_BYTES),
+            .with_total_bytes(total)
+            .with_usable_bytes(usable),
     ]))
 }

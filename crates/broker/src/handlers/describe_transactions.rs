@@ -24,7 +24,7 @@ pub(crate) fn handle(state: &BrokerState, request: DescribeTransactionsRequest) 
                     .with_error_code(error::TRANSACTIONAL_ID_NOT_FOUND)
                     .with_producer_id(ProducerId(-1))
                     .with_producer_epoch(-1)
-                    .with_transaction_start_time_ms(-1);
+                    .with_transaction_start_time_ms(0);
             };
             let mut topics: Vec<TopicData> = Vec::new();
             for (topic, partition) in &txn.partitions {

@@ -42,13 +42,21 @@ pub(crate) fn handle(state: &BrokerState, request: IncrementalAlterConfigsReques
                 )
             })
             .collect();
-        let outcome = alter(
-            state,
-            resource.resource_type,
-            &resource.resource_name,
-            &|_| ops.clone(),
-            request.validate_only,
-        );
+        let mut names = std::collections::HashSet::new();
+        let outcome = if ops.iter().any(|(name, _, _)| !names.insert(name.as_str())) {
+            Err(ApiError::new(
+                error::INVALID_REQUEST,
+                "Error due to duplicate config keys",
+            ))
+        } else {
+            alter(
+                state,
+                resource.resource_type,
+                &resource.resource_name,
+                &|_| ops.clone(),
+                request.validate_only,
+            )
+        };
         if let Err(e) = outcome {
             result.error_code = e.code;
             result.error_message = Some(str_bytes(e.message));

@@ -114,9 +114,11 @@ fn init_transactional(
                 "a transaction is ending",
             ));
         }
-        // KIP-360: a producer that says who it is must be the current one.
+        // KIP-360: a producer that says who it is must be the current one;
+        // any other is fenced, as Kafka's coordinator answers.
         if request.producer_id.0 >= 0 {
-            txn.check_producer(request.producer_id.0, request.producer_epoch)?;
+            txn.check_producer(request.producer_id.0, request.producer_epoch)
+                .map_err(|e| ApiError::new(error::PRODUCER_FENCED, e.message))?;
         }
     }
     let ongoing = txns

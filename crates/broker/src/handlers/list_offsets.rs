@@ -45,9 +45,6 @@ pub(crate) fn handle(
             {
                 r.error_code = error::FENCED_LEADER_EPOCH;
             } else {
-                if version >= LEADER_EPOCH_SINCE {
-                    r.leader_epoch = partition.leader_epoch;
-                }
                 let found = match p.timestamp {
                     LATEST if read_committed => Ok(Some((-1, partition.last_stable_offset()))),
                     LATEST => Ok(Some((-1, partition.high_watermark()))),
@@ -64,6 +61,10 @@ pub(crate) fn handle(
                     Ok(Some((timestamp, offset))) => {
                         r.timestamp = timestamp;
                         r.offset = offset;
+                        // As Kafka: an epoch only with an offset found.
+                        if version >= LEADER_EPOCH_SINCE {
+                            r.leader_epoch = partition.leader_epoch;
+                        }
                     }
                     Ok(None) => {}
                     Err(e) => {

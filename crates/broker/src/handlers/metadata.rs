@@ -44,8 +44,11 @@ pub(crate) fn handle(state: &BrokerState, request: MetadataRequest, version: i16
         && state.config.get_bool("auto.create.topics.enable");
     for wanted in requested {
         let image = state.image();
+        // A topic id, when set, names the topic: the Java client sends an
+        // empty name beside it (v10+).
+        let by_id = !wanted.topic_id.is_nil();
         let topic = match (&wanted.name, wanted.topic_id) {
-            (Some(name), _) => {
+            (Some(name), _) if !by_id => {
                 if let Some(t) = image.topic(name) {
                     describe(state, t)
                 } else if allow_create && validate_topic_name(name).is_ok() {
@@ -59,7 +62,7 @@ pub(crate) fn handle(state: &BrokerState, request: MetadataRequest, version: i16
                     unknown(Some(name.0.to_string()), Uuid::nil(), code)
                 }
             }
-            (None, id) => match image.topic_by_id(&id) {
+            (_, id) => match image.topic_by_id(&id) {
                 Some(t) => describe(state, t),
                 None => unknown(None, id, error::UNKNOWN_TOPIC_ID),
             },

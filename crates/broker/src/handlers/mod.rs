@@ -155,7 +155,7 @@ pub(crate) async fn dispatch(
                 Reply::Now(Box::new(metadata::handle(state, req, version)))
             }
         }
-        RequestKind::Produce(req) => produce::handle(state, req, version),
+        RequestKind::Produce(req) => produce::handle(state, req, version).await,
         RequestKind::Fetch(req) => fetch::handle(state, req, version),
         RequestKind::ListOffsets(req) => {
             Reply::Now(Box::new(list_offsets::handle(state, req, version)))

@@ -41,7 +41,8 @@ fn check(state: &BrokerState, request: &OffsetCommitRequest, version: i16) -> Er
     }
     match groups.groups.get(request.group_id.as_str()) {
         None if generation < 0 => error::NONE,
-        None => error::ILLEGAL_GENERATION,
+        // Kafka's group coordinator: a generation names a group that exists.
+        None => error::GROUP_ID_NOT_FOUND,
         Some(group) if group.is_empty() && generation < 0 => error::NONE,
         Some(group) => match group.check_member(
             &request.member_id,

@@ -40,11 +40,18 @@ pub(crate) fn handle(state: &BrokerState, request: OffsetDeleteRequest) -> Reply
     }
     let mut response = OffsetDeleteResponse::default();
     let mut tombstones = Vec::new();
+    let image = state.image();
     for topic in &request.topics {
         let protected = opaque || subscribed.contains(topic.name.as_str());
+        let known_topic = image.topic(topic.name.as_str());
         let mut t = OffsetDeleteResponseTopic::default().with_name(topic.name.clone());
         for p in &topic.partitions {
-            let code = if protected {
+            let exists = known_topic.is_some_and(|k| {
+                usize::try_from(p.partition_index).is_ok_and(|i| i < k.partitions.len())
+            });
+            let code = if !exists {
+                error::UNKNOWN_TOPIC_OR_PARTITION
+            } else if protected {
                 error::GROUP_SUBSCRIBED_TO_TOPIC
             } else {
                 tombstones.push(OffsetCommit {

@@ -939,15 +939,22 @@ async fn api_versions_finalizes_transaction_version_2() {
         }
     };
     let tv = || ("transaction.version".to_string(), 2, 2);
+    let gv = || ("group.version".to_string(), 1, 1);
     let (supported, finalized, epoch, maxes) = features(4).await;
-    assert_eq!(supported, [("transaction.version".to_string(), 0, 2)]);
-    assert_eq!(finalized, [tv()]);
+    assert_eq!(
+        supported,
+        [
+            ("transaction.version".to_string(), 0, 2),
+            ("group.version".to_string(), 0, 1)
+        ]
+    );
+    assert_eq!(finalized, [tv(), gv()]);
     assert!(epoch >= 0, "Java clients ignore features at epoch -1");
     assert_eq!(maxes, [Some(12), Some(5), Some(5), Some(5), Some(5)]);
     // KAFKA-17492: below v4 a feature supported from level 0 is left out.
     let (supported, finalized, _, _) = features(3).await;
     assert!(supported.is_empty());
-    assert_eq!(finalized, [tv()]);
+    assert_eq!(finalized, [tv(), gv()]);
     let (supported, finalized, _, _) = features(2).await;
     assert!(supported.is_empty() && finalized.is_empty());
 }

@@ -30,6 +30,7 @@
 mod common;
 mod connections;
 mod crash;
+mod differential;
 mod disk_faults;
 mod edges;
 mod groups;

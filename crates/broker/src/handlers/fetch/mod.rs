@@ -72,6 +72,7 @@ pub(crate) fn handle(state: &Arc<BrokerState>, request: FetchRequest, version: i
                 partition: p.partition,
                 fetch_offset: p.fetch_offset,
                 max_bytes: p.partition_max_bytes,
+                current_leader_epoch: p.current_leader_epoch,
             };
             if by_id && name.is_empty() {
                 unresolved.push(Entry {
@@ -225,6 +226,16 @@ fn read_all(
                 any_error = true;
                 return failed(state.partitions.missing(&t.topic, t.partition).0);
             };
+            // KIP-320: a client ahead of this leader's epoch has newer
+            // metadata than the broker; one behind it is fenced.
+            if t.current_leader_epoch > partition.leader_epoch {
+                any_error = true;
+                return failed(error::UNKNOWN_LEADER_EPOCH);
+            }
+            if t.current_leader_epoch >= 0 && t.current_leader_epoch < partition.leader_epoch {
+                any_error = true;
+                return failed(error::FENCED_LEADER_EPOCH);
+            }
             let limit = (t.max_bytes.max(0) as usize).min(budget);
             // KIP-74: until some partition has returned data, one whole batch
             // is returned whatever its size, so a consumer always makes
@@ -280,14 +291,8 @@ fn read_all(
                             error::KAFKA_STORAGE_ERROR
                         }
                     };
-                    PartitionRead {
-                        error: code,
-                        records: Bytes::new(),
-                        high_watermark,
-                        last_stable_offset,
-                        log_start_offset,
-                        aborted: Vec::new(),
-                    }
+                    // Kafka reports no offsets with a partition error.
+                    failed(code)
                 }
             }
         })

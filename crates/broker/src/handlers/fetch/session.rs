@@ -18,6 +18,8 @@ pub(crate) struct FetchTarget {
     pub(crate) partition: i32,
     pub(crate) fetch_offset: i64,
     pub(crate) max_bytes: i32,
+    /// The leader epoch the client knows (-1: not checked).
+    pub(crate) current_leader_epoch: i32,
 }
 
 /// What the last response told the client about a partition; a partition
@@ -190,6 +192,7 @@ mod tests {
             partition: p,
             fetch_offset: offset,
             max_bytes: 1024,
+            current_leader_epoch: -1,
         }
     }
 

@@ -76,31 +76,30 @@ fn rejected(index: i32, rejection: Rejection) -> PartitionProduceResponse {
         .with_record_errors(record_errors)
 }
 
-pub(crate) fn handle(state: &Arc<BrokerState>, request: ProduceRequest, version: i16) -> Reply {
+/// Async for one reason: a partition a transaction adds implicitly must be
+/// durable in `__transaction_state` before any data lands in it (data the
+/// coordinator does not know about would never get a marker, and its open
+/// transaction would hold the partition's last stable offset forever after
+/// a crash). That wait is part of the request's in-order step, so a later
+/// produce on the same connection cannot append before this one — a
+/// producer with several requests in flight relies on that order, as
+/// Kafka's one-request-at-a-time connections give it.
+pub(crate) async fn handle(
+    state: &Arc<BrokerState>,
+    request: ProduceRequest,
+    version: i16,
+) -> Reply {
     let added = add_partitions_implicitly(state, &request, version);
-    if added.is_empty() {
-        return append_all(state, request, version);
+    for durable in added {
+        if let Err(e) = durable.wait().await {
+            tracing::error!(error = %e, "transaction state not durable");
+            return Reply::Now(Box::new(ResponseKind::Produce(all_failed(
+                request,
+                &e.to_string(),
+            ))));
+        }
     }
-    // The transaction's new partitions must be durable in
-    // `__transaction_state` before any data lands in them: data on disk in a
-    // partition the coordinator does not know about would never get a
-    // marker, and its open transaction would hold the partition's last
-    // stable offset forever after a crash.
-    let state = Arc::clone(state);
-    Reply::Later(Box::pin(async move {
-        for durable in added {
-            if let Err(e) = durable.wait().await {
-                tracing::error!(error = %e, "transaction state not durable");
-                return ResponseKind::Produce(all_failed(request, &e.to_string()));
-            }
-        }
-        match append_all(&state, request, version) {
-            Reply::Now(response) => *response,
-            Reply::Later(response) => response.await,
-            // Transactional writes are acks=-1; acks=0 skips implicit adds.
-            Reply::Nothing => unreachable!("implicit adds only for acks != 0"),
-        }
-    }))
+    append_all(state, request, version)
 }
 
 /// Transactions v2 (Produce v12+): adds each partition the request writes
@@ -190,7 +189,15 @@ fn append_all(state: &Arc<BrokerState>, request: ProduceRequest, version: i16) -
                 partition: index,
             };
             if let Err(r) = validate(&records, &settings, now, target) {
-                topic_response.partition_responses.push(rejected(index, r));
+                // Kafka reports the log start with per-record errors.
+                let log_start = if r.record_errors.is_empty() {
+                    -1
+                } else {
+                    partition.log_start_offset()
+                };
+                topic_response
+                    .partition_responses
+                    .push(rejected(index, r).with_log_start_offset(log_start));
                 continue;
             }
             // One copy: the frame is shared, the batches must be patched.
@@ -282,11 +289,12 @@ fn append_all(state: &Arc<BrokerState>, request: ProduceRequest, version: i16) -
                     }
                 }
                 Err(AppendError::Rejected(code, message)) => {
-                    topic_response.partition_responses.push(partition_error(
-                        index,
-                        code,
-                        Some(message),
-                    ));
+                    let mut answer = partition_error(index, code, Some(message));
+                    // As Kafka, a sequence gap reports the log start.
+                    if code == error::OUT_OF_ORDER_SEQUENCE_NUMBER {
+                        answer.log_start_offset = partition.log_start_offset();
+                    }
+                    topic_response.partition_responses.push(answer);
                 }
                 Err(AppendError::Storage(e)) => {
                     tracing::error!(topic = %partition.topic, partition = index, error = %e, "append failed");

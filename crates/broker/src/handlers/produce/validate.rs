@@ -131,7 +131,13 @@ pub(crate) fn validate(
     }
     let range = TimestampRange::new(settings, now);
     let mut first_index: i32 = 0;
-    for batch in BatchIter::new(records) {
+    for (position, batch) in BatchIter::new(records).enumerate() {
+        if position == 1 {
+            return Err(reject(
+                error::INVALID_RECORD,
+                "Produce requests with version 3+ must have exactly one record batch per partition",
+            ));
+        }
         let (header, bytes) = batch.map_err(|e| match e {
             BatchError::UnsupportedMagic(m) => reject(
                 error::UNSUPPORTED_FOR_MESSAGE_FORMAT,

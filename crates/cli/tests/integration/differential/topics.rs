@@ -1,0 +1,794 @@
+//! Topic and cluster administration: ApiVersions, Metadata, CreateTopics,
+//! DeleteTopics, CreatePartitions, DescribeConfigs, AlterConfigs and
+//! IncrementalAlterConfigs, DescribeCluster, DescribeLogDirs.
+
+use std::time::{Duration, Instant};
+
+use sluice_protocol::kafka_protocol::messages::alter_configs_request;
+use sluice_protocol::kafka_protocol::messages::AlterConfigsRequest;
+use sluice_protocol::kafka_protocol::messages::{
+    create_partitions_request::CreatePartitionsTopic,
+    create_topics_request::{CreatableReplicaAssignment, CreatableTopic, CreatableTopicConfig},
+    delete_topics_request::DeleteTopicState,
+    describe_configs_request::DescribeConfigsResource,
+    describe_log_dirs_request::DescribableLogDirTopic,
+    incremental_alter_configs_request::{AlterConfigsResource, AlterableConfig},
+    metadata_request::MetadataRequestTopic,
+    ApiKey, BrokerId, CreatePartitionsRequest, CreateTopicsRequest, CreateTopicsResponse,
+    DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest, DescribeConfigsResponse,
+    DescribeLogDirsRequest, IncrementalAlterConfigsRequest, MetadataRequest, MetadataResponse,
+    RequestKind, ResponseKind, TopicName,
+};
+use sluice_protocol::kafka_protocol::protocol::StrBytes;
+
+use super::{error_name, Obs, Side};
+
+pub(crate) fn s(text: &str) -> StrBytes {
+    StrBytes::from_string(text.to_string())
+}
+
+pub(crate) fn topic_name(name: &str) -> TopicName {
+    TopicName(s(name))
+}
+
+const TOPIC_RESOURCE: i8 = 2;
+const BROKER_RESOURCE: i8 = 4;
+
+pub(crate) fn creatable(name: &str, partitions: i32, replication: i16) -> CreatableTopic {
+    CreatableTopic::default()
+        .with_name(topic_name(name))
+        .with_num_partitions(partitions)
+        .with_replication_factor(replication)
+}
+
+pub(crate) fn with_config(topic: CreatableTopic, name: &str, value: &str) -> CreatableTopic {
+    let mut topic = topic;
+    topic.configs.push(
+        CreatableTopicConfig::default()
+            .with_name(s(name))
+            .with_value(Some(s(value))),
+    );
+    topic
+}
+
+pub(crate) fn send_create_topics(
+    side: &mut Side,
+    topics: Vec<CreatableTopic>,
+    validate_only: bool,
+) -> CreateTopicsResponse {
+    let request = CreateTopicsRequest::default()
+        .with_topics(topics)
+        .with_timeout_ms(30_000)
+        .with_validate_only(validate_only);
+    match side.wire.send(RequestKind::CreateTopics(request)) {
+        ResponseKind::CreateTopics(r) => r,
+        other => panic!("{}: not a CreateTopics response: {other:?}", side.name),
+    }
+}
+
+/// Creates `name` and waits until Metadata shows every partition with a
+/// leader (Kafka's brokers learn of new topics a moment after the answer).
+pub(crate) fn create_topic(side: &mut Side, name: &str, partitions: i32) {
+    create_topic_with(side, creatable(name, partitions, 1));
+}
+
+pub(crate) fn create_topic_with(side: &mut Side, topic: CreatableTopic) {
+    let name = topic.name.0.to_string();
+    let partitions = topic.num_partitions;
+    let r = send_create_topics(side, vec![topic], false);
+    let code = r.topics[0].error_code;
+    assert_eq!(
+        code,
+        0,
+        "{}: create {name}: {}",
+        side.name,
+        error_name(code)
+    );
+    wait_for_partitions(side, &name, partitions);
+}
+
+pub(crate) fn wait_for_partitions(side: &mut Side, name: &str, partitions: i32) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let m = fetch_metadata(side, Some(&[name]), false);
+        let t = &m.topics[0];
+        let ready = t.error_code == 0
+            && t.partitions.len() == partitions as usize
+            && t.partitions
+                .iter()
+                .all(|p| p.error_code == 0 && p.leader_id.0 >= 0);
+        if ready {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{}: {name} never became ready: {t:?}",
+            side.name
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+pub(crate) fn fetch_metadata(
+    side: &mut Side,
+    topics: Option<&[&str]>,
+    auto_create: bool,
+) -> MetadataResponse {
+    let request = MetadataRequest::default()
+        .with_topics(topics.map(|names| {
+            names
+                .iter()
+                .map(|n| MetadataRequestTopic::default().with_name(Some(topic_name(n))))
+                .collect()
+        }))
+        .with_allow_auto_topic_creation(auto_create);
+    match side.wire.send(RequestKind::Metadata(request)) {
+        ResponseKind::Metadata(r) => r,
+        other => panic!("{}: not a Metadata response: {other:?}", side.name),
+    }
+}
+
+/// The broker's node id, from Metadata.
+pub(crate) fn node_id(side: &mut Side) -> i32 {
+    fetch_metadata(side, Some(&[]), false).brokers[0].node_id.0
+}
+
+pub(crate) fn api_versions(side: &mut Side, obs: &mut Obs) {
+    let r = side.wire.api_versions();
+    obs.error("error", r.error_code);
+    for k in &r.api_keys {
+        let name = ApiKey::try_from(k.api_key)
+            .map(|key| format!("{key:?}"))
+            .unwrap_or_else(|_| k.api_key.to_string());
+        obs.put(
+            format!("api/{name}"),
+            format!("{}..{}", k.min_version, k.max_version),
+        );
+    }
+    for f in &r.supported_features {
+        obs.put(
+            format!("supported_feature/{}", f.name),
+            format!("{}..{}", f.min_version, f.max_version),
+        );
+    }
+    for f in &r.finalized_features {
+        obs.put(
+            format!("finalized_feature/{}", f.name),
+            format!("{}..{}", f.min_version_level, f.max_version_level),
+        );
+    }
+    obs.put(
+        "finalized_features_epoch_set",
+        r.finalized_features_epoch >= 0,
+    );
+    // An ApiVersions version the broker does not know: answered at v0 with
+    // UNSUPPORTED_VERSION and the broker's own ranges (KIP-511).
+    let r = side.connection().api_versions_at_unknown_version(127);
+    obs.error("unknown_version/error", r.error_code);
+    obs.put(
+        "unknown_version/lists_api_versions",
+        r.api_keys
+            .iter()
+            .any(|k| k.api_key == ApiKey::ApiVersions as i16),
+    );
+}
+
+pub(crate) fn metadata(side: &mut Side, obs: &mut Obs) {
+    let name = "diff-metadata";
+    create_topic(side, name, 3);
+    let own_id = node_id(side);
+    let m = fetch_metadata(
+        side,
+        Some(&[name, "diff-metadata-missing", "bad name!"]),
+        false,
+    );
+    obs.put("brokers", m.brokers.len());
+    obs.put(
+        "cluster_id_set",
+        m.cluster_id.as_ref().is_some_and(|c| !c.is_empty()),
+    );
+    obs.put("controller_is_the_broker", m.controller_id.0 == own_id);
+    obs.put(
+        "cluster_authorized_operations",
+        m.cluster_authorized_operations,
+    );
+    for t in &m.topics {
+        let key = t.name.as_ref().map(|n| n.0.to_string()).unwrap_or_default();
+        obs.error(format!("{key}/error"), t.error_code);
+        obs.put(format!("{key}/is_internal"), t.is_internal);
+        obs.put(format!("{key}/topic_id_set"), !t.topic_id.is_nil());
+        obs.put(format!("{key}/partitions"), t.partitions.len());
+        obs.put(
+            format!("{key}/topic_authorized_operations"),
+            t.topic_authorized_operations,
+        );
+        for p in &t.partitions {
+            let pk = format!("{key}/{}", p.partition_index);
+            obs.error(format!("{pk}/error"), p.error_code);
+            obs.put(
+                format!("{pk}/leader_is_the_broker"),
+                p.leader_id.0 == own_id,
+            );
+            obs.put(format!("{pk}/leader_epoch"), p.leader_epoch);
+            obs.put(format!("{pk}/replicas"), p.replica_nodes.len());
+            obs.put(format!("{pk}/isr"), p.isr_nodes.len());
+            obs.put(format!("{pk}/offline"), p.offline_replicas.len());
+        }
+    }
+    // All topics: the one just created is listed.
+    let all = fetch_metadata(side, None, false);
+    obs.put(
+        "all/lists_created",
+        all.topics
+            .iter()
+            .any(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == name)),
+    );
+    // A topic id that does not exist (v10+ lookups by id).
+    let mut by_id = MetadataRequest::default();
+    by_id.topics = Some(vec![
+        MetadataRequestTopic::default().with_topic_id(uuid_of(7))
+    ]);
+    if let ResponseKind::Metadata(r) = side.wire.send(RequestKind::Metadata(by_id)) {
+        obs.error(
+            "unknown_id/error",
+            r.topics.first().map_or(0, |t| t.error_code),
+        );
+    }
+}
+
+pub(crate) fn uuid_of(n: u128) -> uuid::Uuid {
+    uuid::Uuid::from_u128(0x0051_11c3 << 64 | n)
+}
+
+fn record_create(obs: &mut Obs, case: &str, r: &CreateTopicsResponse) {
+    for (i, t) in r.topics.iter().enumerate() {
+        let key = format!("{case}/{i}");
+        obs.error(format!("{key}/error"), t.error_code);
+        if t.error_code == 0 {
+            obs.put(
+                format!("{key}/message_on_success"),
+                t.error_message.is_some(),
+            );
+            obs.put(format!("{key}/num_partitions"), t.num_partitions);
+            obs.put(format!("{key}/replication_factor"), t.replication_factor);
+            obs.error(
+                format!("{key}/topic_config_error"),
+                t.topic_config_error_code,
+            );
+            for c in t.configs.iter().flatten() {
+                obs.put(
+                    format!("{key}/config/{}", c.name),
+                    format!(
+                        "value={} read_only={} source={} sensitive={}",
+                        c.value.as_deref().unwrap_or("null"),
+                        c.read_only,
+                        c.config_source,
+                        c.is_sensitive
+                    ),
+                );
+            }
+        }
+    }
+}
+
+pub(crate) fn create_topics(side: &mut Side, obs: &mut Obs) {
+    let node = node_id(side);
+    let ok = send_create_topics(side, vec![creatable("diff-create", 2, 1)], false);
+    record_create(obs, "ok", &ok);
+    wait_for_partitions(side, "diff-create", 2);
+    let again = send_create_topics(side, vec![creatable("diff-create", 2, 1)], false);
+    record_create(obs, "exists", &again);
+    let dup = send_create_topics(
+        side,
+        vec![creatable("diff-dup", 1, 1), creatable("diff-dup", 1, 1)],
+        false,
+    );
+    record_create(obs, "duplicate_in_request", &dup);
+    let long = "a".repeat(250);
+    for (case, name) in [
+        ("name_empty", ""),
+        ("name_dot", "."),
+        ("name_dotdot", ".."),
+        ("name_slash", "a/b"),
+        ("name_space", "bad name"),
+        ("name_too_long", long.as_str()),
+    ] {
+        let r = send_create_topics(side, vec![creatable(name, 1, 1)], false);
+        record_create(obs, case, &r);
+    }
+    create_topic(side, "diff.collide", 1);
+    let r = send_create_topics(side, vec![creatable("diff_collide", 1, 1)], false);
+    record_create(obs, "name_collision", &r);
+    for (case, partitions, replication) in [
+        ("partitions_zero", 0, 1),
+        ("partitions_minus_two", -2, 1),
+        ("replication_zero", 1, 0),
+        ("replication_three", 1, 3),
+        ("defaults", -1, -1),
+    ] {
+        let name = format!("diff-{case}");
+        let r = send_create_topics(side, vec![creatable(&name, partitions, replication)], false);
+        record_create(obs, case, &r);
+    }
+    for (case, config, value) in [
+        ("config_unknown", "no.such.config", "1"),
+        ("config_bad_policy", "cleanup.policy", "bogus"),
+        ("config_not_a_number", "retention.ms", "abc"),
+        ("config_min_isr_zero", "min.insync.replicas", "0"),
+        ("config_bad_compression", "compression.type", "brotli"),
+        ("config_ok", "retention.ms", "12345"),
+    ] {
+        let name = format!("diff-{}", case.replace('_', "-"));
+        let r = send_create_topics(
+            side,
+            vec![with_config(creatable(&name, 1, 1), config, value)],
+            false,
+        );
+        record_create(obs, case, &r);
+    }
+    let mut null_value = creatable("diff-config-null", 1, 1);
+    null_value
+        .configs
+        .push(CreatableTopicConfig::default().with_name(s("retention.ms")));
+    let r = send_create_topics(side, vec![null_value], false);
+    record_create(obs, "config_null_value", &r);
+    let r = send_create_topics(side, vec![creatable("diff-validate", 4, 1)], true);
+    record_create(obs, "validate_only", &r);
+    let m = fetch_metadata(side, Some(&["diff-validate"]), false);
+    obs.error("validate_only/afterwards", m.topics[0].error_code);
+    let assign = |broker: i32| {
+        let mut t = creatable("diff-assigned", -1, -1);
+        t.assignments.push(
+            CreatableReplicaAssignment::default()
+                .with_partition_index(0)
+                .with_broker_ids(vec![BrokerId(broker)]),
+        );
+        t
+    };
+    let r = send_create_topics(side, vec![assign(node + 100)], false);
+    record_create(obs, "assignment_unknown_broker", &r);
+    let r = send_create_topics(side, vec![assign(node)], false);
+    record_create(obs, "assignment_ok", &r);
+    let mut both = assign(node);
+    both.name = topic_name("diff-assigned-and-counted");
+    both.num_partitions = 1;
+    let r = send_create_topics(side, vec![both], false);
+    record_create(obs, "assignment_and_count", &r);
+}
+
+pub(crate) fn delete_topics(side: &mut Side, obs: &mut Obs) {
+    create_topic(side, "diff-delete", 1);
+    let delete = |side: &mut Side, states: Vec<DeleteTopicState>| {
+        let mut request = DeleteTopicsRequest::default().with_timeout_ms(30_000);
+        request.topic_names = states.iter().filter_map(|t| t.name.clone()).collect();
+        request.topics = states;
+        match side.wire.send(RequestKind::DeleteTopics(request)) {
+            ResponseKind::DeleteTopics(r) => r,
+            other => panic!("{other:?}"),
+        }
+    };
+    let by_name = |n: &str| DeleteTopicState::default().with_name(Some(topic_name(n)));
+    for (case, states) in [
+        ("existing", vec![by_name("diff-delete")]),
+        ("missing", vec![by_name("diff-delete-missing")]),
+        ("again", vec![by_name("diff-delete")]),
+    ] {
+        let r = delete(side, states);
+        for (i, t) in r.responses.iter().enumerate() {
+            obs.error(format!("{case}/{i}/error"), t.error_code);
+        }
+    }
+    let r = delete(
+        side,
+        vec![DeleteTopicState::default()
+            .with_name(None)
+            .with_topic_id(uuid_of(9))],
+    );
+    for (i, t) in r.responses.iter().enumerate() {
+        obs.error(format!("unknown_id/{i}/error"), t.error_code);
+    }
+    let m = fetch_metadata(side, Some(&["diff-delete"]), false);
+    obs.error("afterwards/metadata", m.topics[0].error_code);
+}
+
+pub(crate) fn create_partitions(side: &mut Side, obs: &mut Obs) {
+    create_topic(side, "diff-grow", 1);
+    let grow = |side: &mut Side, topics: Vec<(&str, i32)>, validate_only: bool| {
+        let request = CreatePartitionsRequest::default()
+            .with_topics(
+                topics
+                    .into_iter()
+                    .map(|(n, count)| {
+                        CreatePartitionsTopic::default()
+                            .with_name(topic_name(n))
+                            .with_count(count)
+                            .with_assignments(None)
+                    })
+                    .collect(),
+            )
+            .with_timeout_ms(30_000)
+            .with_validate_only(validate_only);
+        match side.wire.send(RequestKind::CreatePartitions(request)) {
+            ResponseKind::CreatePartitions(r) => r,
+            other => panic!("{other:?}"),
+        }
+    };
+    for (case, topics, validate_only) in [
+        ("validate_only", vec![("diff-grow", 5)], true),
+        ("grow", vec![("diff-grow", 3)], false),
+        ("same", vec![("diff-grow", 3)], false),
+        ("shrink", vec![("diff-grow", 2)], false),
+        ("missing", vec![("diff-grow-missing", 2)], false),
+        ("duplicate", vec![("diff-grow", 6), ("diff-grow", 6)], false),
+    ] {
+        let r = grow(side, topics, validate_only);
+        for (i, t) in r.results.iter().enumerate() {
+            obs.error(format!("{case}/{i}/error"), t.error_code);
+            if t.error_code == 0 {
+                obs.put(
+                    format!("{case}/{i}/message_on_success"),
+                    t.error_message.is_some(),
+                );
+            }
+        }
+    }
+    // Kafka's brokers learn of new partitions a moment after the answer.
+    let mut partitions = 0;
+    for _ in 0..100 {
+        partitions = fetch_metadata(side, Some(&["diff-grow"]), false).topics[0]
+            .partitions
+            .len();
+        if partitions == 3 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    obs.put("afterwards/partitions", partitions);
+}
+
+fn describe_configs(
+    side: &mut Side,
+    resource_type: i8,
+    name: &str,
+    keys: Option<&[&str]>,
+) -> DescribeConfigsResponse {
+    let request = DescribeConfigsRequest::default()
+        .with_resources(vec![DescribeConfigsResource::default()
+            .with_resource_type(resource_type)
+            .with_resource_name(s(name))
+            .with_configuration_keys(
+                keys.map(|k| k.iter().map(|n| s(n)).collect()),
+            )])
+        .with_include_synonyms(true)
+        .with_include_documentation(true);
+    match side.wire.send(RequestKind::DescribeConfigs(request)) {
+        ResponseKind::DescribeConfigs(r) => r,
+        other => panic!("{other:?}"),
+    }
+}
+
+/// How much of each config to record: a topic's configs are compared whole;
+/// a broker's values, sources and synonyms depend on how each broker was
+/// installed and started, so only their kind is compared.
+#[derive(Clone, Copy, PartialEq)]
+enum Detail {
+    Whole,
+    Kind,
+}
+
+fn record_configs(obs: &mut Obs, prefix: &str, r: &DescribeConfigsResponse, detail: Detail) {
+    for (i, result) in r.results.iter().enumerate() {
+        obs.error(format!("{prefix}/{i}/error"), result.error_code);
+        for c in &result.configs {
+            let key = format!("{prefix}/{}", c.name);
+            obs.put(format!("listed/{key}"), true);
+            if detail == Detail::Kind {
+                obs.put(
+                    format!("{key}/kind"),
+                    format!(
+                        "read_only={} sensitive={} type={}",
+                        c.read_only, c.is_sensitive, c.config_type
+                    ),
+                );
+                continue;
+            }
+            obs.put(format!("{key}/value"), c.value.as_deref().unwrap_or("null"));
+            obs.put(
+                format!("{key}/attributes"),
+                format!(
+                    "read_only={} source={} sensitive={} type={} documented={}",
+                    c.read_only,
+                    c.config_source,
+                    c.is_sensitive,
+                    c.config_type,
+                    c.documentation.as_ref().is_some_and(|d| !d.is_empty())
+                ),
+            );
+            let synonyms: Vec<String> = c
+                .synonyms
+                .iter()
+                .map(|s| format!("{}:{}", s.name, s.source))
+                .collect();
+            obs.put(format!("{key}/synonyms"), synonyms.join(","));
+        }
+    }
+}
+
+pub(crate) fn describe_topic_configs(side: &mut Side, obs: &mut Obs) {
+    create_topic_with(
+        side,
+        with_config(creatable("diff-configs", 1, 1), "retention.ms", "12345"),
+    );
+    let r = describe_configs(side, TOPIC_RESOURCE, "diff-configs", None);
+    record_configs(obs, "all", &r, Detail::Whole);
+    let r = describe_configs(
+        side,
+        TOPIC_RESOURCE,
+        "diff-configs",
+        Some(&["retention.ms", "no.such.config"]),
+    );
+    record_configs(obs, "keys", &r, Detail::Whole);
+    let r = describe_configs(side, TOPIC_RESOURCE, "diff-configs-missing", None);
+    record_configs(obs, "missing", &r, Detail::Whole);
+    let r = describe_configs(side, 99, "x", None);
+    record_configs(obs, "bad_resource_type", &r, Detail::Whole);
+}
+
+pub(crate) fn describe_broker_configs(side: &mut Side, obs: &mut Obs) {
+    let node = node_id(side).to_string();
+    let r = describe_configs(side, BROKER_RESOURCE, &node, None);
+    // Values differ by installation (paths, ports): compare attributes only.
+    record_configs(obs, "all", &r, Detail::Kind);
+    let r = describe_configs(side, BROKER_RESOURCE, "4242", None);
+    record_configs(obs, "other_broker", &r, Detail::Kind);
+    let r = describe_configs(side, BROKER_RESOURCE, "not-a-number", None);
+    record_configs(obs, "bad_name", &r, Detail::Kind);
+}
+
+/// (name, operation, value) of one IncrementalAlterConfigs change.
+type ConfigOp<'a> = (&'a str, i8, Option<&'a str>);
+
+pub(crate) fn alter_configs(side: &mut Side, obs: &mut Obs) {
+    create_topic(side, "diff-alter", 1);
+    let incremental =
+        |side: &mut Side, topic: &str, ops: &[(&str, i8, Option<&str>)], validate_only: bool| {
+            let resource = AlterConfigsResource::default()
+                .with_resource_type(TOPIC_RESOURCE)
+                .with_resource_name(s(topic))
+                .with_configs(
+                    ops.iter()
+                        .map(|(n, op, v)| {
+                            AlterableConfig::default()
+                                .with_name(s(n))
+                                .with_config_operation(*op)
+                                .with_value(v.map(s))
+                        })
+                        .collect(),
+                );
+            let request = IncrementalAlterConfigsRequest::default()
+                .with_resources(vec![resource])
+                .with_validate_only(validate_only);
+            match side
+                .wire
+                .send(RequestKind::IncrementalAlterConfigs(request))
+            {
+                ResponseKind::IncrementalAlterConfigs(r) => r.responses[0].error_code,
+                other => panic!("{other:?}"),
+            }
+        };
+    const SET: i8 = 0;
+    const DELETE: i8 = 1;
+    const APPEND: i8 = 2;
+    const SUBTRACT: i8 = 3;
+    let cases: &[(&str, &str, &[ConfigOp], bool)] = &[
+        (
+            "set",
+            "diff-alter",
+            &[("retention.ms", SET, Some("5000"))],
+            false,
+        ),
+        (
+            "validate_only",
+            "diff-alter",
+            &[("retention.bytes", SET, Some("5000"))],
+            true,
+        ),
+        (
+            "unknown_name",
+            "diff-alter",
+            &[("no.such.config", SET, Some("1"))],
+            false,
+        ),
+        (
+            "bad_value",
+            "diff-alter",
+            &[("retention.ms", SET, Some("soon"))],
+            false,
+        ),
+        (
+            "append_list",
+            "diff-alter",
+            &[("cleanup.policy", APPEND, Some("compact"))],
+            false,
+        ),
+        (
+            "append_scalar",
+            "diff-alter",
+            &[("retention.ms", APPEND, Some("1"))],
+            false,
+        ),
+        (
+            "subtract_list",
+            "diff-alter",
+            &[("cleanup.policy", SUBTRACT, Some("compact"))],
+            false,
+        ),
+        (
+            "bad_operation",
+            "diff-alter",
+            &[("retention.ms", 9, Some("1"))],
+            false,
+        ),
+        (
+            "duplicate_key",
+            "diff-alter",
+            &[
+                ("retention.ms", SET, Some("1")),
+                ("retention.ms", SET, Some("2")),
+            ],
+            false,
+        ),
+        (
+            "missing_topic",
+            "diff-alter-missing",
+            &[("retention.ms", SET, Some("1"))],
+            false,
+        ),
+    ];
+    for (case, topic, ops, validate_only) in cases {
+        let code = incremental(side, topic, ops, *validate_only);
+        obs.error(format!("incremental/{case}"), code);
+    }
+    let r = describe_configs(
+        side,
+        TOPIC_RESOURCE,
+        "diff-alter",
+        Some(&["retention.ms", "retention.bytes", "cleanup.policy"]),
+    );
+    record_configs(obs, "after_set", &r, Detail::Whole);
+    let code = incremental(side, "diff-alter", &[("retention.ms", DELETE, None)], false);
+    obs.error("incremental/delete", code);
+    let r = describe_configs(side, TOPIC_RESOURCE, "diff-alter", Some(&["retention.ms"]));
+    record_configs(obs, "after_delete", &r, Detail::Whole);
+
+    // The legacy AlterConfigs replaces the whole set.
+    let legacy = |side: &mut Side, topic: &str, configs: &[(&str, &str)]| {
+        let resource = alter_configs_request::AlterConfigsResource::default()
+            .with_resource_type(TOPIC_RESOURCE)
+            .with_resource_name(s(topic))
+            .with_configs(
+                configs
+                    .iter()
+                    .map(|(n, v)| {
+                        alter_configs_request::AlterableConfig::default()
+                            .with_name(s(n))
+                            .with_value(Some(s(v)))
+                    })
+                    .collect(),
+            );
+        match side.wire.send(RequestKind::AlterConfigs(
+            AlterConfigsRequest::default().with_resources(vec![resource]),
+        )) {
+            ResponseKind::AlterConfigs(r) => r.responses[0].error_code,
+            other => panic!("{other:?}"),
+        }
+    };
+    obs.error(
+        "legacy/set",
+        legacy(side, "diff-alter", &[("segment.ms", "600000")]),
+    );
+    obs.error(
+        "legacy/bad_value",
+        legacy(side, "diff-alter", &[("segment.ms", "x")]),
+    );
+    obs.error(
+        "legacy/missing_topic",
+        legacy(side, "diff-alter-missing", &[("segment.ms", "600000")]),
+    );
+    let r = describe_configs(
+        side,
+        TOPIC_RESOURCE,
+        "diff-alter",
+        Some(&["segment.ms", "cleanup.policy"]),
+    );
+    record_configs(obs, "after_legacy", &r, Detail::Whole);
+}
+
+pub(crate) fn describe_cluster(side: &mut Side, obs: &mut Obs) {
+    let own_id = node_id(side);
+    let r = match side.wire.send(RequestKind::DescribeCluster(
+        DescribeClusterRequest::default(),
+    )) {
+        ResponseKind::DescribeCluster(r) => r,
+        other => panic!("{other:?}"),
+    };
+    obs.error("error", r.error_code);
+    obs.put("endpoint_type", r.endpoint_type);
+    obs.put("brokers", r.brokers.len());
+    obs.put("controller_is_the_broker", r.controller_id.0 == own_id);
+    obs.put("cluster_id_set", !r.cluster_id.is_empty());
+    obs.put(
+        "cluster_authorized_operations",
+        r.cluster_authorized_operations,
+    );
+    for b in &r.brokers {
+        obs.put("broker/is_fenced", b.is_fenced);
+        obs.put("broker/has_rack", b.rack.is_some());
+    }
+    // Asking for controllers (endpoint type 2) from a broker listener.
+    if side.wire.version_of(ApiKey::DescribeCluster).unwrap_or(0) >= 1 {
+        let request = DescribeClusterRequest::default().with_endpoint_type(2);
+        if let ResponseKind::DescribeCluster(r) =
+            side.wire.send(RequestKind::DescribeCluster(request))
+        {
+            obs.error("controllers_endpoint/error", r.error_code);
+        }
+    }
+}
+
+pub(crate) fn describe_log_dirs(side: &mut Side, obs: &mut Obs) {
+    create_topic(side, "diff-logdirs", 2);
+    let describe =
+        |side: &mut Side, topics: Option<Vec<DescribableLogDirTopic>>| match side.wire.send(
+            RequestKind::DescribeLogDirs(DescribeLogDirsRequest::default().with_topics(topics)),
+        ) {
+            ResponseKind::DescribeLogDirs(r) => r,
+            other => panic!("{other:?}"),
+        };
+    let one = DescribableLogDirTopic::default()
+        .with_topic(topic_name("diff-logdirs"))
+        .with_partitions(vec![0, 1, 7]);
+    let missing = DescribableLogDirTopic::default()
+        .with_topic(topic_name("diff-logdirs-missing"))
+        .with_partitions(vec![0]);
+    // Kafka's log manager shows a new topic's logs a moment after Metadata.
+    let mut r = describe(side, Some(vec![one.clone(), missing.clone()]));
+    for _ in 0..100 {
+        if r.results
+            .iter()
+            .any(|d| d.topics.iter().any(|t| t.partitions.len() == 2))
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        r = describe(side, Some(vec![one.clone(), missing.clone()]));
+    }
+    obs.error("error", r.error_code);
+    obs.put("dirs", r.results.len());
+    for d in &r.results {
+        obs.error("dir/error", d.error_code);
+        obs.put("dir/sizes_known", d.total_bytes > 0 && d.usable_bytes > 0);
+        for t in &d.topics {
+            let mut parts: Vec<i32> = t.partitions.iter().map(|p| p.partition_index).collect();
+            parts.sort();
+            obs.put(format!("dir/{}/partitions", t.name.0), format!("{parts:?}"));
+            for p in &t.partitions {
+                obs.put(
+                    format!("dir/{}/{}/offset_lag", t.name.0, p.partition_index),
+                    p.offset_lag,
+                );
+                obs.put(
+                    format!("dir/{}/{}/is_future", t.name.0, p.partition_index),
+                    p.is_future_key,
+                );
+            }
+        }
+    }
+    let all = describe(side, None);
+    let listed = all
+        .results
+        .iter()
+        .flat_map(|d| d.topics.iter())
+        .any(|t| t.name.0.as_str() == "diff-logdirs");
+    obs.put("all/lists_topic", listed);
+}
