@@ -430,7 +430,6 @@ tool $CONSUMER "${BS[@]}" --topic "$X" --from-beginning --isolation-level read_c
 check "kafka-console-consumer --isolation-level read_committed reads the committed records" ok_has "^Processed a total of 2000 messages"
 perf_tool $PRODUCER_PERF --topic "$X" --num-records 20000 --record-size 100 --throughput -1 "${BS[@]}" \
   --transactional-id "$TX-2" --transaction-duration-ms 50
-known_gap "kafka-producer-perf-test --transactional-id: pipelined produce requests overtake the first one of a transaction (OutOfOrderSequenceException)"
 check "kafka-producer-perf-test --transactional-id (transactions of 50 ms, 5 requests in flight)" ok_has "^20000 records sent"
 
 # ---- kafka-log-dirs ------------------------------------------------------------------------

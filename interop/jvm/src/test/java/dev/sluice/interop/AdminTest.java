@@ -57,7 +57,6 @@ import org.apache.kafka.common.errors.TopicExistsException;
 import org.apache.kafka.common.errors.UnknownTopicOrPartitionException;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
-import org.junit.jupiter.api.Disabled;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.extension.RegisterExtension;
 
@@ -102,7 +101,6 @@ class AdminTest {
     }
 
     /** Metadata by topic id (v10+), as consumers use it to name the topics of a KIP-848 assignment. */
-    @Disabled("Sluice bug: Metadata by topic id (v10+ request topic with topicId set) answers INVALID_TOPIC_EXCEPTION, zero id")
     @Test
     void describeTopicsByTopicId() {
         Clients.createTopic(admin, "admin-by-id", 2);

@@ -29,7 +29,6 @@ import org.apache.kafka.common.GroupType;
 import org.apache.kafka.common.TopicPartition;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
-import org.junit.jupiter.api.Disabled;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.extension.RegisterExtension;
 
@@ -152,7 +151,6 @@ class ConsumerProtocolGroupTest {
     }
 
     /** A regex subscription (KIP-848's broker-side SubscribedTopicRegex) picks up matching topics as they appear. */
-    @Disabled("Sluice bug: Metadata by topic id (v10+ request topic with topicId set) answers INVALID_TOPIC_EXCEPTION, zero id")
     @Test
     void patternSubscriptionFollowsNewTopics() {
         Clients.createTopic(admin, "kip848-re-one", 1);
