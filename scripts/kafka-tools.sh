@@ -466,10 +466,8 @@ check "kafka-consumer-perf-test --num-records 20000" eval \
 
 # ---- kafka-metadata-quorum -------------------------------------------------------------------
 tool $QUORUM "${BS[@]}" describe --status
-known_gap "kafka-metadata-quorum: DescribeQuorum (API 55) not implemented (UnsupportedVersionException: The node does not support DESCRIBE_QUORUM)"
 check "kafka-metadata-quorum describe --status" eval 'ok_has "^LeaderId:\s+$bid$" && has "^ClusterId:\s+\S+" && has "^CurrentVoters:\s+\[\{\"id\": $bid"'
 tool $QUORUM "${BS[@]}" describe --replication
-known_gap "kafka-metadata-quorum: DescribeQuorum (API 55) not implemented"
 check "kafka-metadata-quorum describe --replication" ok_has "^$bid\s+\S+\s+[0-9]+\s+0\s+[0-9]+\s+[0-9]+\s+Leader\s*$"
 
 # ---- kafka-features ---------------------------------------------------------------------------

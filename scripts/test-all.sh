@@ -4,9 +4,16 @@
 #   - Python clients: confluent-kafka, kafka-python and their codecs
 #   - kafkajs (npm ci from scripts/kafkajs/package-lock.json), when node and
 #     npm are installed; without them the kafkajs interop is skipped
+#   - a JDK and Maven (Debian's, if missing): Apache Kafka's jars at the
+#     version pinned in interop/jvm/pom.xml (Maven Central the first time,
+#     ~/.m2 after), for the reference Kafka, the Java client, Kafka's tools,
+#     Streams and Connect
 #   - Rust: formatting, clippy, unit/property/integration tests (cargo nextest
 #     when available), then the kcat/Python/kafkajs interop script against a
-#     release broker.
+#     release broker; the Java client tests (Maven Surefire), Kafka's own
+#     command-line tools (scripts/kafka-tools.sh) and the differential tests
+#     against a reference Kafka (scripts/differential.sh); franz-go's kgo
+#     integration tests (scripts/franz-go.sh, Go module proxy).
 # Usage: scripts/test-all.sh        (CI=true makes cargo output plain)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +31,8 @@ command -v kcat >/dev/null || need+=(kcat)
 command -v make >/dev/null || need+=(make)
 command -v gcc >/dev/null || need+=(gcc)
 command -v python3 >/dev/null || need+=(python3 python3-pip)
+command -v java >/dev/null || need+=(openjdk-17-jdk-headless)
+command -v mvn >/dev/null || need+=(maven)
 if [ ${#need[@]} -gt 0 ]; then
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
@@ -74,6 +83,28 @@ fi
 step "interop with kcat, confluent-kafka, kafka-python and kafkajs"
 cargo build --release -p sluice
 scripts/interop.sh
+
+SLUICE_BIN=$(pwd)/${CARGO_TARGET_DIR:-target}/release/sluice
+export SLUICE_BIN
+step "Apache Kafka's jars (interop/jvm/pom.xml)"
+scripts/kafka-ref.sh setup
+
+step "the Java client, Streams and Connect (JUnit, interop/jvm)"
+mvn -q -B -Dstyle.color=never -f interop/jvm/pom.xml test
+
+step "Kafka's command-line tools"
+scripts/kafka-tools.sh
+
+step "differential tests against the reference Kafka"
+scripts/differential.sh
+
+step "franz-go's kgo integration tests"
+if command -v go >/dev/null; then
+  scripts/franz-go.sh
+else
+  echo "go not installed: franz-go's tests need the Go toolchain" >&2
+  exit 1
+fi
 
 echo
 echo "all tests passed"

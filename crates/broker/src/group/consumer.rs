@@ -123,7 +123,8 @@ impl ConsumerMember {
     }
 
     /// The topics the member subscribes to: its names, and the existing
-    /// non-internal topics its regex matches.
+    /// topics its regex matches, internal ones included, as Kafka's
+    /// coordinator matches every topic name (only authorization filters).
     pub(crate) fn subscriptions(&self, topics: &dyn TopicLookup) -> BTreeSet<String> {
         let mut all = self.subscribed_topics.clone();
         if let Some(regex) = &self.subscribed_regex {
@@ -131,7 +132,7 @@ impl ConsumerMember {
                 topics
                     .names()
                     .into_iter()
-                    .filter(|name| !name.starts_with("__") && regex.matches(name)),
+                    .filter(|name| regex.matches(name)),
             );
         }
         all

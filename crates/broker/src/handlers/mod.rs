@@ -25,6 +25,7 @@ pub(crate) mod describe_configs;
 pub(crate) mod describe_groups;
 pub(crate) mod describe_log_dirs;
 pub(crate) mod describe_producers;
+pub(crate) mod describe_quorum;
 pub(crate) mod describe_transactions;
 pub(crate) mod end_txn;
 pub(crate) mod fetch;
@@ -94,6 +95,7 @@ pub(crate) const APIS: &[ApiSupport] = &[
     incremental_alter_configs::API,
     alter_configs::API,
     describe_cluster::API,
+    describe_quorum::API,
     delete_records::API,
     delete_groups::API,
     offset_delete::API,
@@ -180,6 +182,9 @@ pub(crate) async fn dispatch(
         }
         RequestKind::DescribeCluster(req) => {
             Reply::Now(Box::new(describe_cluster::handle(state, req)))
+        }
+        RequestKind::DescribeQuorum(req) => {
+            Reply::Now(Box::new(describe_quorum::handle(state, req, version)))
         }
         RequestKind::DescribeLogDirs(req) => {
             Reply::Now(Box::new(describe_log_dirs::handle(state, req)))

@@ -91,6 +91,7 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("describe_broker_configs", topics::describe_broker_configs),
     ("alter_configs", topics::alter_configs),
     ("describe_cluster", topics::describe_cluster),
+    ("describe_quorum", topics::describe_quorum),
     ("describe_log_dirs", topics::describe_log_dirs),
     ("produce", records::produce),
     ("fetch", records::fetch),

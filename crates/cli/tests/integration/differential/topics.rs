@@ -792,3 +792,49 @@ pub(crate) fn describe_log_dirs(side: &mut Side, obs: &mut Obs) {
         .any(|t| t.name.0.as_str() == "diff-logdirs");
     obs.put("all/lists_topic", listed);
 }
+
+pub(crate) fn describe_quorum(side: &mut Side, obs: &mut Obs) {
+    use sluice_protocol::kafka_protocol::messages::describe_quorum_request::{
+        PartitionData, TopicData,
+    };
+    use sluice_protocol::kafka_protocol::messages::DescribeQuorumRequest;
+    let own_id = node_id(side);
+    for (case, topic) in [
+        ("metadata", "__cluster_metadata"),
+        ("other_topic", "diff-quorum"),
+    ] {
+        let request = DescribeQuorumRequest::default().with_topics(vec![TopicData::default()
+            .with_topic_name(topic_name(topic))
+            .with_partitions(vec![PartitionData::default().with_partition_index(0)])]);
+        let r = match side.wire.send(RequestKind::DescribeQuorum(request)) {
+            ResponseKind::DescribeQuorum(r) => r,
+            other => panic!("{other:?}"),
+        };
+        obs.error(format!("{case}/error"), r.error_code);
+        for p in r.topics.iter().flat_map(|t| t.partitions.iter()) {
+            obs.error(format!("{case}/partition_error"), p.error_code);
+            if p.error_code != 0 {
+                continue;
+            }
+            obs.put(
+                format!("{case}/leader_is_the_broker"),
+                p.leader_id.0 == own_id,
+            );
+            obs.put(format!("{case}/leader_epoch_set"), p.leader_epoch > 0);
+            obs.put(format!("{case}/high_watermark_set"), p.high_watermark > 0);
+            obs.put(format!("{case}/voters"), p.current_voters.len());
+            obs.put(format!("{case}/observers"), p.observers.len());
+            for v in &p.current_voters {
+                obs.put(
+                    format!("{case}/voter_is_the_broker"),
+                    v.replica_id.0 == own_id,
+                );
+                obs.put(
+                    format!("{case}/voter_caught_up"),
+                    v.log_end_offset == p.high_watermark,
+                );
+            }
+        }
+        obs.put(format!("{case}/nodes"), r.nodes.len());
+    }
+}

@@ -182,6 +182,7 @@ fn api_key_of(request: &RequestKind) -> ApiKey {
         IncrementalAlterConfigs,
         OffsetDelete,
         DescribeCluster,
+        DescribeQuorum,
         DescribeProducers,
         DescribeTransactions,
         ListTransactions,
