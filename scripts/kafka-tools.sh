@@ -268,12 +268,10 @@ check "kafka-configs --alter broker $bid --delete-config" eval '[ "$tool2_rc" -e
 tool $CONFIGS "${BS[@]}" --entity-type brokers --entity-default --alter --add-config log.segment.bytes=536870912
 tool2_rc=$rc
 tool $CONFIGS "${BS[@]}" --entity-type brokers --entity-default --describe
-known_gap "kafka-configs: the cluster-wide default (--entity-default, resource name \"\") is stored as broker $bid's own setting; --describe --entity-default lists nothing"
 check "kafka-configs --alter/--describe --entity-default: DYNAMIC_DEFAULT_BROKER_CONFIG" eval \
   '[ "$tool2_rc" -eq 0 ] && ok_has "^Default configs for brokers in the cluster are:" &&
    has "^  log.segment.bytes=536870912 sensitive=false synonyms=\{DYNAMIC_DEFAULT_BROKER_CONFIG:log.segment.bytes=536870912"'
 tool $CONFIGS "${BS[@]}" --entity-type brokers --entity-name "$bid" --describe
-known_gap "kafka-configs: a cluster-wide default shows as broker $bid's DYNAMIC_BROKER_CONFIG"
 check "kafka-configs --describe broker $bid does not list the cluster-wide default" eval \
   'ok_has "^Dynamic configs for broker $bid are:" && hasnt "log.segment.bytes"'
 tool $CONFIGS "${BS[@]}" --entity-type brokers --entity-default --alter --delete-config log.segment.bytes

@@ -27,8 +27,51 @@ pub enum ConfigType {
 pub enum ConfigSource {
     DynamicTopic = 1,
     DynamicBroker = 2,
+    DynamicDefaultBroker = 3,
     StaticBroker = 4,
     Default = 5,
+}
+
+/// The dynamic broker settings in force on one node: its own overrides
+/// (DYNAMIC_BROKER_CONFIG) before the cluster-wide defaults
+/// (DYNAMIC_DEFAULT_BROKER_CONFIG), as Kafka resolves them.
+#[derive(Clone, Copy)]
+pub struct Dynamic<'a> {
+    pub node: &'a BTreeMap<String, String>,
+    pub cluster: &'a BTreeMap<String, String>,
+}
+
+static NO_OVERRIDES: BTreeMap<String, String> = BTreeMap::new();
+
+impl<'a> Dynamic<'a> {
+    pub fn of(image: &'a sluice_metadata::MetadataImage, node_id: i32) -> Self {
+        Dynamic {
+            node: image.node_configs.get(&node_id).unwrap_or(&NO_OVERRIDES),
+            cluster: &image.broker_configs,
+        }
+    }
+
+    /// A setting's dynamic value and where it comes from, node first.
+    pub fn get(&self, name: &str) -> Option<(&'a String, ConfigSource)> {
+        self.layers()
+            .into_iter()
+            .find_map(|(map, source)| map.get(name).map(|v| (v, source)))
+    }
+
+    /// Every dynamic value of a setting, most specific first.
+    pub fn all(&self, name: &str) -> Vec<(&'a String, ConfigSource)> {
+        self.layers()
+            .into_iter()
+            .filter_map(|(map, source)| map.get(name).map(|v| (v, source)))
+            .collect()
+    }
+
+    fn layers(&self) -> [(&'a BTreeMap<String, String>, ConfigSource); 2] {
+        [
+            (self.node, ConfigSource::DynamicBroker),
+            (self.cluster, ConfigSource::DynamicDefaultBroker),
+        ]
+    }
 }
 
 /// How a value is checked beyond its type.
@@ -434,15 +477,11 @@ pub struct Resolved {
 }
 
 /// Resolves a broker setting against dynamic overrides.
-pub fn resolve_broker(
-    name: &str,
-    static_config: &BrokerConfig,
-    dynamic: &BTreeMap<String, String>,
-) -> Resolved {
-    if let Some(v) = dynamic.get(name) {
+pub fn resolve_broker(name: &str, static_config: &BrokerConfig, dynamic: Dynamic<'_>) -> Resolved {
+    if let Some((v, source)) = dynamic.get(name) {
         return Resolved {
             value: Some(v.clone()),
-            source: ConfigSource::DynamicBroker,
+            source,
         };
     }
     if let Some(v) = static_config.explicit(name) {
@@ -463,15 +502,15 @@ pub fn topic_synonyms(
     def: &TopicConfigDef,
     overrides: &BTreeMap<String, String>,
     static_config: &BrokerConfig,
-    dynamic: &BTreeMap<String, String>,
+    dynamic: Dynamic<'_>,
 ) -> Vec<(String, String, ConfigSource)> {
     let mut chain = Vec::new();
     if let Some(v) = overrides.get(def.name) {
         chain.push((def.name.to_string(), v.clone(), ConfigSource::DynamicTopic));
     }
     for syn in def.synonyms {
-        if let Some(v) = dynamic.get(syn.name) {
-            chain.push((syn.name.to_string(), v.clone(), ConfigSource::DynamicBroker));
+        for (v, source) in dynamic.all(syn.name) {
+            chain.push((syn.name.to_string(), v.clone(), source));
         }
     }
     for syn in def.synonyms {
@@ -499,7 +538,7 @@ pub fn described_topic_synonyms(
     def: &TopicConfigDef,
     overrides: &BTreeMap<String, String>,
     static_config: &BrokerConfig,
-    dynamic: &BTreeMap<String, String>,
+    dynamic: Dynamic<'_>,
 ) -> Vec<(String, String, ConfigSource)> {
     let primary = def.synonyms.first().map(|s| s.name);
     topic_synonyms(def, overrides, static_config, dynamic)
@@ -514,7 +553,7 @@ pub fn resolve_topic(
     def: &TopicConfigDef,
     overrides: &BTreeMap<String, String>,
     static_config: &BrokerConfig,
-    dynamic: &BTreeMap<String, String>,
+    dynamic: Dynamic<'_>,
 ) -> Resolved {
     match topic_synonyms(def, overrides, static_config, dynamic)
         .into_iter()
@@ -552,17 +591,36 @@ mod tests {
         let static_config = BrokerConfig::from_settings([("log.retention.hours", "2")]).unwrap();
         let def = topic_def("retention.ms").unwrap();
         let none = BTreeMap::new();
-        let r = resolve_topic(def, &none, &static_config, &none);
+        let no_dynamic = Dynamic {
+            node: &none,
+            cluster: &none,
+        };
+        let r = resolve_topic(def, &none, &static_config, no_dynamic);
         assert_eq!(r.value.as_deref(), Some("7200000"));
         assert_eq!(r.source, ConfigSource::StaticBroker);
-        let dynamic = BTreeMap::from([("log.retention.ms".to_string(), "5".to_string())]);
-        let r = resolve_topic(def, &none, &static_config, &dynamic);
+        let cluster = BTreeMap::from([("log.retention.ms".to_string(), "5".to_string())]);
+        let defaults = Dynamic {
+            node: &none,
+            cluster: &cluster,
+        };
+        let r = resolve_topic(def, &none, &static_config, defaults);
         assert_eq!(
             (r.value.as_deref(), r.source),
-            (Some("5"), ConfigSource::DynamicBroker)
+            (Some("5"), ConfigSource::DynamicDefaultBroker)
+        );
+        // A node's own override wins over the cluster-wide default.
+        let node = BTreeMap::from([("log.retention.ms".to_string(), "6".to_string())]);
+        let both = Dynamic {
+            node: &node,
+            cluster: &cluster,
+        };
+        let r = resolve_topic(def, &none, &static_config, both);
+        assert_eq!(
+            (r.value.as_deref(), r.source),
+            (Some("6"), ConfigSource::DynamicBroker)
         );
         let topic = BTreeMap::from([("retention.ms".to_string(), "-1".to_string())]);
-        let r = resolve_topic(def, &topic, &static_config, &dynamic);
+        let r = resolve_topic(def, &topic, &static_config, both);
         assert_eq!(
             (r.value.as_deref(), r.source),
             (Some("-1"), ConfigSource::DynamicTopic)
@@ -571,7 +629,7 @@ mod tests {
             topic_def("cleanup.policy").unwrap(),
             &none,
             &BrokerConfig::default(),
-            &none,
+            no_dynamic,
         );
         assert_eq!(
             (r.value.as_deref(), r.source),
@@ -581,7 +639,7 @@ mod tests {
             topic_def("flush.messages").unwrap(),
             &none,
             &BrokerConfig::default(),
-            &none,
+            no_dynamic,
         );
         assert_eq!(r.value.as_deref(), Some("1"));
     }

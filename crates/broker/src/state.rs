@@ -64,7 +64,13 @@ impl BrokerState {
 
     /// Effective broker setting (dynamic override, static, default).
     pub(crate) fn broker_setting(&self, name: &str) -> config::Resolved {
-        config::resolve_broker(name, &self.config, &self.image().broker_configs)
+        let image = self.image();
+        config::resolve_broker(name, &self.config, self.dynamic(&image))
+    }
+
+    /// This node's dynamic settings in `image`: its own, then the cluster's.
+    pub(crate) fn dynamic<'a>(&self, image: &'a MetadataImage) -> config::Dynamic<'a> {
+        config::Dynamic::of(image, self.node_id)
     }
 
     pub(crate) fn broker_i64(&self, name: &str) -> i64 {
@@ -83,7 +89,7 @@ impl BrokerState {
         config::TOPIC_CONFIGS
             .iter()
             .map(|def| {
-                let r = config::resolve_topic(def, overrides, &self.config, &image.broker_configs);
+                let r = config::resolve_topic(def, overrides, &self.config, self.dynamic(image));
                 (def.name, (r.value.unwrap_or_default(), r.source))
             })
             .collect()

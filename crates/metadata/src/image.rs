@@ -30,8 +30,11 @@ pub struct MetadataImage {
     topics: BTreeMap<String, TopicImage>,
     #[serde(skip)]
     names_by_id: HashMap<Uuid, String>,
-    /// Dynamic broker config overrides.
+    /// Dynamic broker config overrides: the cluster-wide defaults.
     pub broker_configs: BTreeMap<String, String>,
+    /// Dynamic broker config overrides of single nodes, by node id.
+    #[serde(default)]
+    pub node_configs: BTreeMap<i32, BTreeMap<String, String>>,
     /// The first producer id not yet handed out.
     pub next_producer_id: i64,
     /// Number of records applied: the metadata offset this image reflects.
@@ -107,8 +110,13 @@ impl MetadataImage {
             MetadataRecord::ProducerIdsAllocated { next } => {
                 self.next_producer_id = self.next_producer_id.max(*next);
             }
-            MetadataRecord::BrokerConfigChanged { changes } => {
-                apply_changes(&mut self.broker_configs, changes);
+            MetadataRecord::BrokerConfigChanged { changes, node } => {
+                let configs = match node {
+                    None => &mut self.broker_configs,
+                    Some(id) => self.node_configs.entry(*id).or_default(),
+                };
+                apply_changes(configs, changes);
+                self.node_configs.retain(|_, c| !c.is_empty());
             }
         }
     }
@@ -134,14 +142,18 @@ impl MetadataImage {
                 node_id: self.node_id,
             });
         }
-        if !self.broker_configs.is_empty() {
-            records.push(MetadataRecord::BrokerConfigChanged {
-                changes: self
-                    .broker_configs
-                    .iter()
-                    .map(|(k, v)| (k.clone(), Some(v.clone())))
-                    .collect(),
-            });
+        let scopes = std::iter::once((None, &self.broker_configs))
+            .chain(self.node_configs.iter().map(|(id, c)| (Some(*id), c)));
+        for (node, configs) in scopes {
+            if !configs.is_empty() {
+                records.push(MetadataRecord::BrokerConfigChanged {
+                    changes: configs
+                        .iter()
+                        .map(|(k, v)| (k.clone(), Some(v.clone())))
+                        .collect(),
+                    node,
+                });
+            }
         }
         if self.next_producer_id > 0 {
             records.push(MetadataRecord::ProducerIdsAllocated {
@@ -257,6 +269,11 @@ mod tests {
             MetadataRecord::ProducerIdsAllocated { next: 2000 },
             MetadataRecord::BrokerConfigChanged {
                 changes: BTreeMap::from([("log.retention.ms".into(), Some("5".into()))]),
+                node: None,
+            },
+            MetadataRecord::BrokerConfigChanged {
+                changes: BTreeMap::from([("log.segment.bytes".into(), Some("1048576".into()))]),
+                node: Some(1),
             },
         ] {
             image.apply(&record);

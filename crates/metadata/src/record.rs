@@ -33,9 +33,13 @@ pub enum MetadataRecord {
     /// Producer ids below `next` are handed out (idempotent producers);
     /// ids are allocated in blocks so they never repeat across restarts.
     ProducerIdsAllocated { next: i64 },
-    /// Dynamic broker config overrides were set or removed.
+    /// Dynamic broker config overrides were set or removed: one node's own
+    /// (`node`, Kafka's broker resource "<id>") or, without a node, the
+    /// cluster-wide defaults (the resource "", `--entity-default`).
     BrokerConfigChanged {
         changes: BTreeMap<String, Option<String>>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        node: Option<i32>,
     },
 }
 

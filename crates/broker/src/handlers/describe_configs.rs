@@ -113,7 +113,7 @@ fn topic_entries(state: &BrokerState, name: &str) -> Result<Vec<Entry>, (i16, St
         .iter()
         .map(|def| {
             let resolved =
-                config::resolve_topic(def, &topic.configs, &state.config, &image.broker_configs);
+                config::resolve_topic(def, &topic.configs, &state.config, state.dynamic(&image));
             Entry {
                 name: def.name,
                 value: resolved.value,
@@ -123,7 +123,7 @@ fn topic_entries(state: &BrokerState, name: &str) -> Result<Vec<Entry>, (i16, St
                     def,
                     &topic.configs,
                     &state.config,
-                    &image.broker_configs,
+                    state.dynamic(&image),
                 ),
                 ty: def.ty,
                 doc: def.doc,
@@ -140,22 +140,38 @@ fn broker_entries(state: &BrokerState, name: &str) -> Result<Vec<Entry>, (i16, S
         ));
     }
     let image = state.image();
+    let dynamic = state.dynamic(&image);
+    // The resource "" is the cluster-wide default: Kafka lists only the
+    // dynamic defaults set there.
+    let defaults_only = name.is_empty();
     Ok(config::BROKER_CONFIGS
         .iter()
+        .filter(|def| !defaults_only || image.broker_configs.contains_key(def.name))
         .map(|def| {
-            let resolved = config::resolve_broker(def.name, &state.config, &image.broker_configs);
-            let mut synonyms = Vec::new();
-            if let Some(v) = image.broker_configs.get(def.name) {
-                synonyms.push((def.name.to_string(), v.clone(), ConfigSource::DynamicBroker));
-            }
-            if let Some(v) = state.config.explicit(def.name) {
+            let resolved = if defaults_only {
+                config::Resolved {
+                    value: image.broker_configs.get(def.name).cloned(),
+                    source: ConfigSource::DynamicDefaultBroker,
+                }
+            } else {
+                config::resolve_broker(def.name, &state.config, dynamic)
+            };
+            let mut synonyms: Vec<(String, String, ConfigSource)> = dynamic
+                .all(def.name)
+                .into_iter()
+                .filter(|(_, source)| {
+                    !defaults_only || *source == ConfigSource::DynamicDefaultBroker
+                })
+                .map(|(v, source)| (def.name.to_string(), v.clone(), source))
+                .collect();
+            if let Some(v) = state.config.explicit(def.name).filter(|_| !defaults_only) {
                 synonyms.push((
                     def.name.to_string(),
                     v.to_string(),
                     ConfigSource::StaticBroker,
                 ));
             }
-            if let Some(v) = def.default {
+            if let Some(v) = def.default.filter(|_| !defaults_only) {
                 synonyms.push((def.name.to_string(), v.to_string(), ConfigSource::Default));
             }
             Entry {

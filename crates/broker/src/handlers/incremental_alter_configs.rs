@@ -195,7 +195,7 @@ fn alter_topic(
     let next = apply_ops(&ops(&topic.configs), &topic.configs, |key| {
         let def = config::topic_def(key)?;
         let value =
-            config::resolve_topic(def, &topic.configs, &state.config, &image.broker_configs).value;
+            config::resolve_topic(def, &topic.configs, &state.config, state.dynamic(image)).value;
         Some((def.ty, value.unwrap_or_default()))
     })?;
     validate_topic_configs(&next)?;
@@ -221,14 +221,21 @@ fn alter_broker(
             format!("Unknown broker id {name}; this node is {}", state.node_id),
         ));
     }
-    let next = apply_ops(&ops(&image.broker_configs), &image.broker_configs, |key| {
+    // "" is the cluster-wide default (`--entity-default`); the node's id
+    // is its own override, which wins over the default.
+    let node = (!name.is_empty()).then_some(state.node_id);
+    let current = match node {
+        None => &image.broker_configs,
+        Some(id) => image.node_configs.get(&id).unwrap_or(&NO_OVERRIDES),
+    };
+    let next = apply_ops(&ops(current), current, |key| {
         let def = config::broker_def(key)?;
-        let value = config::resolve_broker(key, &state.config, &image.broker_configs).value;
+        let value = config::resolve_broker(key, &state.config, state.dynamic(image)).value;
         Some((def.ty, value.unwrap_or_default()))
     })?;
     for (key, value) in &next {
         let def = config::broker_def(key).expect("apply_ops checked the name");
-        if !def.dynamic && image.broker_configs.get(key) != Some(value) {
+        if !def.dynamic && current.get(key) != Some(value) {
             return Err(ApiError::new(
                 error::INVALID_REQUEST,
                 format!("Cannot update these configs dynamically: {key}"),
@@ -237,6 +244,8 @@ fn alter_broker(
         config::validate(key, def.ty, def.check, value)
             .map_err(|m| ApiError::new(error::INVALID_CONFIG, m))?;
     }
-    let changes = diff(&image.broker_configs, &next);
-    Ok((!changes.is_empty()).then_some(MetadataRecord::BrokerConfigChanged { changes }))
+    let changes = diff(current, &next);
+    Ok((!changes.is_empty()).then_some(MetadataRecord::BrokerConfigChanged { changes, node }))
 }
+
+static NO_OVERRIDES: BTreeMap<String, String> = BTreeMap::new();

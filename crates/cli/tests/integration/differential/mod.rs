@@ -105,6 +105,7 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("init_producer_id", txns::init_producer_id),
     ("transactions", txns::transactions),
     ("describe_transactions", txns::describe_transactions),
+    ("broker_dynamic_configs", topics::broker_dynamic_configs),
     ("bad_input", bad_input::bad_input),
 ];
 

@@ -838,3 +838,42 @@ pub(crate) fn describe_quorum(side: &mut Side, obs: &mut Obs) {
         obs.put(format!("{case}/nodes"), r.nodes.len());
     }
 }
+
+/// Dynamic broker settings at the two levels Kafka has: the cluster-wide
+/// default (resource "", `--entity-default`) and one broker's own
+/// (resource "<id>"), which wins. Run last: it changes broker defaults.
+pub(crate) fn broker_dynamic_configs(side: &mut Side, obs: &mut Obs) {
+    let node = node_id(side).to_string();
+    let set = |side: &mut Side, resource: &str, op: i8, value: Option<&str>| {
+        let request = IncrementalAlterConfigsRequest::default().with_resources(vec![
+            AlterConfigsResource::default()
+                .with_resource_type(BROKER_RESOURCE)
+                .with_resource_name(s(resource))
+                .with_configs(vec![AlterableConfig::default()
+                    .with_name(s("log.segment.bytes"))
+                    .with_config_operation(op)
+                    .with_value(value.map(s))]),
+        ]);
+        match side.wire.send(RequestKind::IncrementalAlterConfigs(request)) {
+            ResponseKind::IncrementalAlterConfigs(r) => r.responses[0].error_code,
+            other => panic!("{other:?}"),
+        }
+    };
+    let key = Some(&["log.segment.bytes"][..]);
+    obs.error("set_default", set(side, "", 0, Some("536870912")));
+    // Kafka applies dynamic broker configs a moment after the answer.
+    std::thread::sleep(Duration::from_millis(500));
+    let r = describe_configs(side, BROKER_RESOURCE, "", key);
+    record_configs(obs, "default_resource", &r, Detail::Whole);
+    let r = describe_configs(side, BROKER_RESOURCE, &node, key);
+    record_configs(obs, "broker_after_default", &r, Detail::Whole);
+    obs.error("set_broker", set(side, &node, 0, Some("268435456")));
+    std::thread::sleep(Duration::from_millis(500));
+    let r = describe_configs(side, BROKER_RESOURCE, &node, key);
+    record_configs(obs, "broker_after_both", &r, Detail::Whole);
+    obs.error("delete_broker", set(side, &node, 1, None));
+    obs.error("delete_default", set(side, "", 1, None));
+    std::thread::sleep(Duration::from_millis(500));
+    let r = describe_configs(side, BROKER_RESOURCE, &node, key);
+    record_configs(obs, "broker_after_delete", &r, Detail::Whole);
+}
