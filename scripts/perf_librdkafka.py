@@ -5,7 +5,8 @@ Produces N records of a given size to a topic and reports records/s, MB/s and
 (with --broker-pid) the broker's own CPU time per record, read from
 /proc/<pid>/stat before and after. With --e2e it instead produces at a fixed
 rate with linger 0 and consumes in the same process, reporting end-to-end
-latency percentiles.
+latency percentiles. With --consume it reads --num-records from the start of
+the topic (all partitions) and reports records/s and the broker's CPU.
 
   scripts/perf_librdkafka.py --bootstrap 127.0.0.1:9092 --topic perf \
       --num-records 1000000 --record-size 100 --acks 1 --linger-ms 5 --broker-pid PID
@@ -77,6 +78,34 @@ def throughput(args):
     return errors[0] == 0
 
 
+def consume(args):
+    c = Consumer({"bootstrap.servers": args.bootstrap, "group.id": f"perf-consume-{os.getpid()}",
+                  "enable.auto.commit": False, "auto.offset.reset": "earliest",
+                  "fetch.max.bytes": 52_428_800, "max.partition.fetch.bytes": 10_485_760,
+                  "queued.max.messages.kbytes": 1_000_000})
+    c.subscribe([args.topic])
+    got = 0
+    cpu0 = broker_cpu_seconds(args.broker_pid)
+    t0 = None
+    deadline = time.perf_counter() + 120
+    while got < args.num_records and time.perf_counter() < deadline:
+        for m in c.consume(num_messages=10_000, timeout=0.5):
+            if m.error() is None:
+                if t0 is None:
+                    t0 = time.perf_counter()
+                got += 1
+    elapsed = time.perf_counter() - (t0 or time.perf_counter())
+    cpu1 = broker_cpu_seconds(args.broker_pid)
+    c.close()
+    rate = got / elapsed if elapsed > 0 else 0
+    print(f"consumed={got} size={args.record_size} elapsed={elapsed:.2f}s throughput={rate:,.0f} records/s "
+          f"{rate * args.record_size / 1e6:,.1f} MB/s")
+    if cpu0 is not None:
+        cpu = cpu1 - cpu0
+        print(f"broker cpu={cpu:.2f}s per record={cpu / max(got, 1) * 1e6:.3f} us")
+    return got == args.num_records
+
+
 def end_to_end(args):
     # Nagle off on the client too: otherwise delayed ACKs add 40 ms stalls.
     p = Producer({"bootstrap.servers": args.bootstrap, "acks": args.acks, "linger.ms": 0, "enable.idempotence": False,
@@ -122,10 +151,16 @@ def main():
     ap.add_argument("--compression", default="none")
     ap.add_argument("--broker-pid", type=int)
     ap.add_argument("--e2e", action="store_true", help="end-to-end latency at --rate records/s")
+    ap.add_argument("--consume", action="store_true", help="consume --num-records from the start")
     ap.add_argument("--rate", type=int, default=20_000)
     args = ap.parse_args()
     ensure_topic(args.bootstrap, args.topic, args.partitions)
-    ok = end_to_end(args) if args.e2e else throughput(args)
+    if args.e2e:
+        ok = end_to_end(args)
+    elif args.consume:
+        ok = consume(args)
+    else:
+        ok = throughput(args)
     sys.exit(0 if ok else 1)
 
 
