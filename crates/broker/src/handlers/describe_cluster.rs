@@ -1,4 +1,5 @@
-//! DescribeCluster (key 60): cluster id, controller and brokers.
+//! DescribeCluster (key 60): cluster id, controller and brokers. v2
+//! (KIP-1073) may ask for fenced brokers too; this node is never fenced.
 
 use super::{str_bytes, ApiSupport};
 use crate::state::BrokerState;
@@ -8,7 +9,7 @@ use kafka_protocol::messages::{
 };
 use sluice_protocol::error;
 
-pub(crate) const API: ApiSupport = ApiSupport::new(ApiKey::DescribeCluster, 0, 1);
+pub(crate) const API: ApiSupport = ApiSupport::new(ApiKey::DescribeCluster, 0, 2);
 
 /// DescribeCluster v1 endpoint type for brokers (2 would be controllers).
 const ENDPOINT_BROKERS: i8 = 1;

@@ -12,9 +12,29 @@ use kafka_protocol::messages::{
 use sluice_protocol::error;
 
 /// v2 adds a transactional id regex filter, which Sluice does not offer.
-pub(crate) const API: ApiSupport = ApiSupport::new(ApiKey::ListTransactions, 0, 1);
+pub(crate) const API: ApiSupport = ApiSupport::new(ApiKey::ListTransactions, 0, 2);
+
+/// v2 (KIP-1152) filters by a regular expression the whole transactional
+/// id must match; empty or null lists every one.
+fn id_pattern(request: &ListTransactionsRequest) -> Result<Option<regex::Regex>, String> {
+    match request.transactional_id_pattern.as_deref() {
+        None | Some("") => Ok(None),
+        Some(p) => regex::Regex::new(&format!("^(?:{p})$"))
+            .map(Some)
+            .map_err(|e| format!("TransactionalIdPattern {p:?} is invalid: {e}")),
+    }
+}
 
 pub(crate) fn handle(state: &BrokerState, request: ListTransactionsRequest) -> ResponseKind {
+    let pattern = match id_pattern(&request) {
+        Ok(p) => p,
+        Err(_) => {
+            return ResponseKind::ListTransactions(
+                ListTransactionsResponse::default()
+                    .with_error_code(error::INVALID_REGULAR_EXPRESSION),
+            )
+        }
+    };
     let mut unknown_state_filters = Vec::new();
     let mut wanted_states = Vec::new();
     for name in &request.state_filters {
@@ -34,6 +54,7 @@ pub(crate) fn handle(state: &BrokerState, request: ListTransactionsRequest) -> R
                     .producer_id_filters
                     .contains(&ProducerId(t.producer_id))
         })
+        .filter(|(id, _)| pattern.as_ref().is_none_or(|p| p.is_match(id)))
         .filter(|(_, t)| {
             request.duration_filter < 0
                 || (t.status == TxnStatus::Ongoing

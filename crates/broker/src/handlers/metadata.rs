@@ -1,6 +1,7 @@
 //! Metadata (key 3): brokers, cluster id, controller, topics with ids and
 //! partition leaders; creates unknown topics when `auto.create.topics.enable`
-//! and the client allows it.
+//! and the client allows it. v13 adds a top-level error code
+//! (REBOOTSTRAP_REQUIRED, KIP-1102) a single node never needs: always NONE.
 
 use super::{str_bytes, ApiSupport};
 use crate::controller::{validate_topic_name, Controller, NewTopic};
@@ -15,7 +16,7 @@ use sluice_metadata::{TopicImage, Uuid};
 use sluice_protocol::error;
 use std::collections::BTreeMap;
 
-pub(crate) const API: ApiSupport = ApiSupport::new(ApiKey::Metadata, 0, 12);
+pub(crate) const API: ApiSupport = ApiSupport::new(ApiKey::Metadata, 0, 13);
 
 /// Kafka's value for "authorized operations not requested".
 const OPERATIONS_NOT_REQUESTED: i32 = i32::MIN;

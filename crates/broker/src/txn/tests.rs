@@ -950,7 +950,7 @@ async fn api_versions_finalizes_transaction_version_2() {
     );
     assert_eq!(finalized, [tv(), gv()]);
     assert!(epoch >= 0, "Java clients ignore features at epoch -1");
-    assert_eq!(maxes, [Some(12), Some(5), Some(5), Some(5), Some(5)]);
+    assert_eq!(maxes, [Some(13), Some(5), Some(5), Some(5), Some(5)]);
     // KAFKA-17492: below v4 a feature supported from level 0 is left out.
     let (supported, finalized, _, _) = features(3).await;
     assert!(supported.is_empty());

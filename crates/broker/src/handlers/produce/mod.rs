@@ -24,13 +24,17 @@ use validate::{recompress, validate, Rejection, TopicPartition};
 /// Produce v0-v2 (message formats v0/v1) are advertised but refused, as in
 /// Kafka 4: see [`ApiSupport::min_implemented`]. v11 may answer
 /// TRANSACTION_ABORTABLE; v12 is transactions v2 (KIP-890 part 2): a
-/// transactional batch adds its partition to the transaction itself.
+/// transactional batch adds its partition to the transaction itself; v13
+/// (KIP-516) names topics by id.
 pub(crate) const API: ApiSupport = ApiSupport {
     key: ApiKey::Produce,
     min: 0,
     min_implemented: 3,
-    max: 12,
+    max: 13,
 };
+
+/// From this version topics are named by id, not by name.
+const TOPIC_IDS_SINCE: i16 = 13;
 
 /// From this version a transactional Produce adds its partition to the
 /// transaction (Kafka's `addPartition` operation); before it, the
@@ -89,6 +93,17 @@ pub(crate) async fn handle(
     request: ProduceRequest,
     version: i16,
 ) -> Reply {
+    let mut request = request;
+    if version >= TOPIC_IDS_SINCE {
+        // Names from ids, so the rest works by name; an unknown id keeps
+        // the empty name and is answered UNKNOWN_TOPIC_ID.
+        let image = state.image();
+        for topic in &mut request.topic_data {
+            if let Some(t) = image.topic_by_id(&topic.topic_id) {
+                topic.name = kafka_protocol::messages::TopicName(str_bytes(t.name.clone()));
+            }
+        }
+    }
     let added = add_partitions_implicitly(state, &request, version);
     for durable in added {
         if let Err(e) = durable.wait().await {
@@ -141,7 +156,9 @@ fn add_partitions_implicitly(
 fn all_failed(request: ProduceRequest, message: &str) -> ProduceResponse {
     let mut response = ProduceResponse::default();
     for topic in request.topic_data {
-        let mut topic_response = TopicProduceResponse::default().with_name(topic.name);
+        let mut topic_response = TopicProduceResponse::default()
+            .with_name(topic.name)
+            .with_topic_id(topic.topic_id);
         for data in topic.partition_data {
             topic_response.partition_responses.push(partition_error(
                 data.index,
@@ -163,7 +180,9 @@ fn append_all(state: &Arc<BrokerState>, request: ProduceRequest, version: i16) -
     // Transaction state records (implicit adds) the answers wait for too.
     let mut txn_writes: Vec<(usize, usize, Durable)> = Vec::new();
     for topic in request.topic_data {
-        let mut topic_response = TopicProduceResponse::default().with_name(topic.name.clone());
+        let mut topic_response = TopicProduceResponse::default()
+            .with_name(topic.name.clone())
+            .with_topic_id(topic.topic_id);
         for data in topic.partition_data {
             let index = data.index;
             if !matches!(acks, -1..=1) {
@@ -175,7 +194,11 @@ fn append_all(state: &Arc<BrokerState>, request: ProduceRequest, version: i16) -
                 continue;
             }
             let Some(partition) = state.partitions.get(&topic.name, index) else {
-                let (code, message) = state.partitions.missing(&topic.name, index);
+                let (code, message) = if version >= TOPIC_IDS_SINCE && topic.name.is_empty() {
+                    (error::UNKNOWN_TOPIC_ID, None)
+                } else {
+                    state.partitions.missing(&topic.name, index)
+                };
                 topic_response
                     .partition_responses
                     .push(partition_error(index, code, message));

@@ -476,3 +476,43 @@ async fn producers_may_not_claim_log_append_time() {
         (0, 0)
     );
 }
+
+/// Produce v13 (KIP-516) names topics by id: the answer carries the id, an
+/// unknown id is UNKNOWN_TOPIC_ID.
+#[tokio::test]
+async fn v13_names_topics_by_id() {
+    let (_dir, state) = test_state();
+    create_topic(&state, "t", 1).await;
+    let id = state.image().topic("t").unwrap().id;
+    let now = crate::state::now_ms();
+    let produce = |topic_id: uuid::Uuid| {
+        RequestKind::Produce(
+            ProduceRequest::default()
+                .with_acks(-1)
+                .with_topic_data(vec![produce_request::TopicProduceData::default()
+                    .with_topic_id(topic_id)
+                    .with_partition_data(vec![
+                        produce_request::PartitionProduceData::default()
+                            .with_records(Some(batch_of(&[(Some("k"), now)], Compression::None))),
+                    ])]),
+        )
+    };
+    let Some(ResponseKind::Produce(r)) = call(&state, ApiKey::Produce, 13, produce(id)).await
+    else {
+        panic!("no Produce response")
+    };
+    assert_eq!(r.responses[0].topic_id, id);
+    let p = &r.responses[0].partition_responses[0];
+    assert_eq!((p.error_code, p.base_offset), (error::NONE, 0));
+    assert_eq!(state.partitions.get("t", 0).unwrap().log_end_offset(), 1);
+
+    let unknown = uuid::Uuid::from_u128(7);
+    let Some(ResponseKind::Produce(r)) = call(&state, ApiKey::Produce, 13, produce(unknown)).await
+    else {
+        panic!("no Produce response")
+    };
+    assert_eq!(
+        r.responses[0].partition_responses[0].error_code,
+        error::UNKNOWN_TOPIC_ID
+    );
+}

@@ -854,7 +854,10 @@ pub(crate) fn broker_dynamic_configs(side: &mut Side, obs: &mut Obs) {
                     .with_config_operation(op)
                     .with_value(value.map(s))]),
         ]);
-        match side.wire.send(RequestKind::IncrementalAlterConfigs(request)) {
+        match side
+            .wire
+            .send(RequestKind::IncrementalAlterConfigs(request))
+        {
             ResponseKind::IncrementalAlterConfigs(r) => r.responses[0].error_code,
             other => panic!("{other:?}"),
         }

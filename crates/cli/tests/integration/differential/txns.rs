@@ -345,10 +345,11 @@ pub(crate) fn describe_transactions(side: &mut Side, obs: &mut Obs) {
             );
         }
     }
-    let list = |side: &mut Side, states: &[&str]| {
+    let list = |side: &mut Side, states: &[&str], pattern: Option<&str>| {
         let request = ListTransactionsRequest::default()
             .with_state_filters(states.iter().map(|x| s(x)).collect())
-            .with_duration_filter(-1);
+            .with_duration_filter(-1)
+            .with_transactional_id_pattern(pattern.map(s));
         match side.wire.send(RequestKind::ListTransactions(request)) {
             ResponseKind::ListTransactions(r) => {
                 let mut ids: Vec<String> = r
@@ -373,9 +374,15 @@ pub(crate) fn describe_transactions(side: &mut Side, obs: &mut Obs) {
             other => panic!("{other:?}"),
         }
     };
-    obs.put("list/all", list(side, &[]));
-    obs.put("list/complete_commit", list(side, &["CompleteCommit"]));
-    obs.put("list/bogus_state", list(side, &["Bogus"]));
+    obs.put("list/all", list(side, &[], None));
+    obs.put("list/complete_commit", list(side, &["CompleteCommit"], None));
+    obs.put("list/bogus_state", list(side, &["Bogus"], None));
+    if side.wire.version_of(ApiKey::ListTransactions) >= Some(2) {
+        obs.put("list/pattern_whole", list(side, &[], Some("diff-txn-.*")));
+        obs.put("list/pattern_part", list(side, &[], Some("txn-flow")));
+        obs.put("list/pattern_empty", list(side, &[], Some("")));
+        obs.put("list/pattern_invalid", list(side, &[], Some("diff-(")));
+    }
 
     let describe = |side: &mut Side, topic: &str, partitions: &[i32]| {
         let request = DescribeProducersRequest::default()
