@@ -486,16 +486,14 @@ async fn v13_names_topics_by_id() {
     let id = state.image().topic("t").unwrap().id;
     let now = crate::state::now_ms();
     let produce = |topic_id: uuid::Uuid| {
-        RequestKind::Produce(
-            ProduceRequest::default()
-                .with_acks(-1)
-                .with_topic_data(vec![produce_request::TopicProduceData::default()
+        RequestKind::Produce(ProduceRequest::default().with_acks(-1).with_topic_data(
+            vec![produce_request::TopicProduceData::default()
                     .with_topic_id(topic_id)
                     .with_partition_data(vec![
                         produce_request::PartitionProduceData::default()
                             .with_records(Some(batch_of(&[(Some("k"), now)], Compression::None))),
-                    ])]),
-        )
+                    ])],
+        ))
     };
     let Some(ResponseKind::Produce(r)) = call(&state, ApiKey::Produce, 13, produce(id)).await
     else {

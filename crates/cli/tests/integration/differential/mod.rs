@@ -12,6 +12,7 @@
 //! set to its address.
 
 mod bad_input;
+mod configs;
 mod groups;
 mod records;
 mod topics;
@@ -87,9 +88,9 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("create_topics", topics::create_topics),
     ("delete_topics", topics::delete_topics),
     ("create_partitions", topics::create_partitions),
-    ("describe_topic_configs", topics::describe_topic_configs),
-    ("describe_broker_configs", topics::describe_broker_configs),
-    ("alter_configs", topics::alter_configs),
+    ("describe_topic_configs", configs::describe_topic_configs),
+    ("describe_broker_configs", configs::describe_broker_configs),
+    ("alter_configs", configs::alter_configs),
     ("describe_cluster", topics::describe_cluster),
     ("describe_quorum", topics::describe_quorum),
     ("describe_log_dirs", topics::describe_log_dirs),
@@ -105,7 +106,7 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("init_producer_id", txns::init_producer_id),
     ("transactions", txns::transactions),
     ("describe_transactions", txns::describe_transactions),
-    ("broker_dynamic_configs", topics::broker_dynamic_configs),
+    ("broker_dynamic_configs", configs::broker_dynamic_configs),
     ("bad_input", bad_input::bad_input),
 ];
 

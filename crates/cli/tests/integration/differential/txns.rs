@@ -375,7 +375,10 @@ pub(crate) fn describe_transactions(side: &mut Side, obs: &mut Obs) {
         }
     };
     obs.put("list/all", list(side, &[], None));
-    obs.put("list/complete_commit", list(side, &["CompleteCommit"], None));
+    obs.put(
+        "list/complete_commit",
+        list(side, &["CompleteCommit"], None),
+    );
     obs.put("list/bogus_state", list(side, &["Bogus"], None));
     if side.wire.version_of(ApiKey::ListTransactions) >= Some(2) {
         obs.put("list/pattern_whole", list(side, &[], Some("diff-txn-.*")));
