@@ -84,7 +84,9 @@ step "interop with kcat, confluent-kafka, kafka-python and kafkajs"
 cargo build --release -p sluice
 scripts/interop.sh
 
-SLUICE_BIN=$(pwd)/${CARGO_TARGET_DIR:-target}/release/sluice
+target_dir=${CARGO_TARGET_DIR:-target}
+case $target_dir in /*) ;; *) target_dir=$(pwd)/$target_dir ;; esac
+SLUICE_BIN=$target_dir/release/sluice
 export SLUICE_BIN
 step "Apache Kafka's jars (interop/jvm/pom.xml)"
 scripts/kafka-ref.sh setup
