@@ -101,6 +101,26 @@ pub(crate) fn produce_to(
     }
 }
 
+/// A produce a scenario needs before it can observe anything: retried
+/// while the broker answers a retriable error (Kafka's new partition may
+/// refuse its first writes a moment after Metadata shows its leader).
+fn produce_setup(side: &mut Side, topic: &str, records: Bytes) {
+    let mut last = 0;
+    for _ in 0..100 {
+        let r = produce_to(side, topic, 0, records.clone(), -1, None);
+        last = r.responses[0].partition_responses[0].error_code;
+        if last == 0 {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!(
+        "{}: setup produce to {topic} failed: {}",
+        side.name,
+        super::error_name(last)
+    );
+}
+
 pub(crate) fn record_produce(obs: &mut Obs, case: &str, r: &ProduceResponse) {
     for t in &r.responses {
         for p in &t.partition_responses {
@@ -336,8 +356,8 @@ pub(crate) fn record_fetch(obs: &mut Obs, case: &str, r: &FetchResponse) {
 pub(crate) fn fetch(side: &mut Side, obs: &mut Obs) {
     create_topic(side, "diff-fetch", 1);
     let five: &[&[u8]] = &[b"1", b"2", b"3", b"4", b"5"];
-    produce_to(side, "diff-fetch", 0, batch(five, &[], None), -1, None);
-    produce_to(side, "diff-fetch", 0, batch(five, &[], None), -1, None);
+    produce_setup(side, "diff-fetch", batch(five, &[], None));
+    produce_setup(side, "diff-fetch", batch(five, &[], None));
     let id = topic_id(side, "diff-fetch");
     let cases = [
         ("from_start", FetchArgs::default()),
@@ -465,21 +485,15 @@ fn list_offsets_at(
 pub(crate) fn list_offsets(side: &mut Side, obs: &mut Obs) {
     create_topic(side, "diff-offsets", 1);
     let three: &[&[u8]] = &[b"a", b"b", b"c"];
-    produce_to(
+    produce_setup(
         side,
         "diff-offsets",
-        0,
         batch(three, &[1000, 3000, 2000], None),
-        -1,
-        None,
     );
-    produce_to(
+    produce_setup(
         side,
         "diff-offsets",
-        0,
         batch(three, &[4000, 5000, 6000], None),
-        -1,
-        None,
     );
     let max_version = side.wire.version_of(ApiKey::ListOffsets).unwrap_or(0);
     let mut cases = vec![
@@ -523,7 +537,7 @@ pub(crate) fn list_offsets(side: &mut Side, obs: &mut Obs) {
 pub(crate) fn delete_records(side: &mut Side, obs: &mut Obs) {
     create_topic(side, "diff-delrec", 1);
     let five: &[&[u8]] = &[b"1", b"2", b"3", b"4", b"5"];
-    produce_to(side, "diff-delrec", 0, batch(five, &[], None), -1, None);
+    produce_setup(side, "diff-delrec", batch(five, &[], None));
     let delete = |side: &mut Side, topic: &str, partition: i32, offset: i64| {
         let request = DeleteRecordsRequest::default()
             .with_timeout_ms(30_000)

@@ -77,6 +77,51 @@ pub(crate) fn create_topic_with(side: &mut Side, topic: CreatableTopic) {
         error_name(code)
     );
     wait_for_partitions(side, &name, partitions);
+    wait_for_leaders(side, &name, partitions);
+}
+
+/// Waits until every partition's leader answers ListOffsets: Kafka's
+/// partitions take writes a moment after Metadata lists their leader.
+fn wait_for_leaders(side: &mut Side, name: &str, partitions: i32) {
+    use sluice_protocol::kafka_protocol::messages::list_offsets_request::{
+        ListOffsetsPartition, ListOffsetsTopic,
+    };
+    use sluice_protocol::kafka_protocol::messages::ListOffsetsRequest;
+    let count = if partitions < 0 { 1 } else { partitions };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let request = ListOffsetsRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_topics(vec![ListOffsetsTopic::default()
+                .with_name(topic_name(name))
+                .with_partitions(
+                    (0..count)
+                        .map(|p| {
+                            ListOffsetsPartition::default()
+                                .with_partition_index(p)
+                                .with_current_leader_epoch(-1)
+                                .with_timestamp(-1)
+                        })
+                        .collect(),
+                )]);
+        let ready = match side.wire.send(RequestKind::ListOffsets(request)) {
+            ResponseKind::ListOffsets(r) => r
+                .topics
+                .iter()
+                .flat_map(|t| t.partitions.iter())
+                .all(|p| p.error_code == 0),
+            _ => false,
+        };
+        if ready {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{}: {name}'s leaders never answered",
+            side.name
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 pub(crate) fn wait_for_partitions(side: &mut Side, name: &str, partitions: i32) {
