@@ -38,6 +38,8 @@
 # test fails without any failing test (build error).
 set -uo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib/start-sluice.sh
+. scripts/lib/start-sluice.sh
 
 GO=${GO:-go}
 VERSION=${FRANZ_GO_VERSION:-v1.22.3}
@@ -120,25 +122,9 @@ else
     echo "no sluice binary at $bin: run 'cargo build --release -p sluice' or set SLUICE_BIN" >&2
     exit 2
   fi
-  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   # No initial rebalance delay: the ETL tests start and stop dozens of group
   # members. Everything else is the default.
-  "$bin" serve --listen "127.0.0.1:$port" --data-dir "$workdir/data" \
-    --set group.initial.rebalance.delay.ms=0 \
-    >"$workdir/broker.out" 2>"$workdir/broker.log" &
-  broker_pid=$!
-  for _ in $(seq 1 300); do
-    grep -q '^Sluice broker listening on ' "$workdir/broker.out" 2>/dev/null && break
-    kill -0 "$broker_pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  if ! grep -q '^Sluice broker listening on ' "$workdir/broker.out" 2>/dev/null; then
-    echo "broker did not start; its log:" >&2
-    cat "$workdir/broker.out" "$workdir/broker.log" >&2
-    exit 2
-  fi
-  BOOTSTRAP=$(sed -n 's/^Sluice broker listening on //p' "$workdir/broker.out" | head -1)
-  echo "started $bin on $BOOTSTRAP (pid $broker_pid)"
+  start_sluice "$bin" "$workdir" group.initial.rebalance.delay.ms=0
 fi
 
 # ---- the tests ----------------------------------------------------------------

@@ -17,6 +17,8 @@
 # Prints PASS/FAIL lines; exits non-zero when anything failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib/start-sluice.sh
+. scripts/lib/start-sluice.sh
 
 PYTHON=${PYTHON:-python3}
 KCAT=${KCAT:-kcat}
@@ -49,22 +51,7 @@ else
     echo "no sluice binary: run 'cargo build --release -p sluice' first" >&2
     exit 2
   fi
-  port=$("$PYTHON" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-  "$bin" serve --listen "127.0.0.1:$port" --data-dir "$workdir/data" \
-    >"$workdir/broker.out" 2>"$workdir/broker.log" &
-  broker_pid=$!
-  for _ in $(seq 1 300); do
-    grep -q '^Sluice broker listening on ' "$workdir/broker.out" 2>/dev/null && break
-    kill -0 "$broker_pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  if ! grep -q '^Sluice broker listening on ' "$workdir/broker.out" 2>/dev/null; then
-    echo "broker did not start; its log:" >&2
-    cat "$workdir/broker.out" "$workdir/broker.log" >&2
-    exit 2
-  fi
-  BOOTSTRAP=$(sed -n 's/^Sluice broker listening on //p' "$workdir/broker.out" | head -1)
-  echo "started $bin on $BOOTSTRAP (pid $broker_pid)"
+  start_sluice "$bin" "$workdir"
 fi
 
 run_id=$(date +%s)-$$
