@@ -54,7 +54,9 @@ pub fn raise_open_file_limit() {
 /// What the broker's logs need against the open-file limit in force.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct DescriptorBudget {
-    /// `.log` files: the storage engine keeps each segment open.
+    /// `.log` files open at most: one per segment, up to
+    /// `log.max.open.segment.files` (the storage engine closes the least
+    /// recently used beyond it).
     pub(crate) segment_files: u64,
     /// The soft `RLIMIT_NOFILE`; `None` is unlimited.
     pub(crate) limit: Option<u64>,
@@ -62,14 +64,16 @@ pub(crate) struct DescriptorBudget {
 
 impl DescriptorBudget {
     /// Counts the segments of the open partitions (no second walk of the
-    /// data directory) and reads the current limit.
+    /// data directory), bounded by what the logs keep open, and reads the
+    /// current limit.
     pub(crate) fn measure(partitions: &Partitions) -> DescriptorBudget {
+        let segments: u64 = partitions
+            .all()
+            .iter()
+            .map(|p| p.segment_count() as u64)
+            .sum();
         DescriptorBudget {
-            segment_files: partitions
-                .all()
-                .iter()
-                .map(|p| p.segment_count() as u64)
-                .sum(),
+            segment_files: segments.min(partitions.max_open_segment_files() as u64),
             limit: getrlimit(Resource::Nofile).current,
         }
     }
@@ -106,7 +110,7 @@ impl DescriptorBudget {
                 needed = self.needed(),
                 segment_files = self.segment_files,
                 "open file limit {limit} is too low: the logs need about {} descriptors (one per \
-                 segment plus {BASE_DESCRIPTORS}), leaving {} for connections where {wanted} are \
+                 open segment plus {BASE_DESCRIPTORS}), leaving {} for connections where {wanted} are \
                  wanted; raise the hard limit (ulimit -Hn, LimitNOFILE= under systemd)",
                 self.needed(),
                 left.max(0),

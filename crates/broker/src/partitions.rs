@@ -51,6 +51,11 @@ impl Partitions {
         self.log_dir.path()
     }
 
+    /// The most segment files the logs keep open (`log.max.open.segment.files`).
+    pub(crate) fn max_open_segment_files(&self) -> usize {
+        self.log_dir.open_files().max_open()
+    }
+
     pub(crate) fn get(&self, topic: &str, index: i32) -> Option<Arc<Partition>> {
         self.map
             .read_locked("partitions")

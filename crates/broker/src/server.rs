@@ -211,7 +211,11 @@ pub(crate) fn open_state(
     config: BrokerConfig,
     data_dir: PathBuf,
 ) -> Result<BrokerState, StartError> {
-    let log_dir = LogDir::open(&data_dir)?;
+    let max_open_segment_files = config.get_i64("log.max.open.segment.files");
+    let log_dir = LogDir::open_keeping(
+        &data_dir,
+        usize::try_from(max_open_segment_files).unwrap_or(usize::MAX),
+    )?;
     let metadata_dir = data_dir.join(format!("{METADATA_TOPIC}-0"));
     let mut metadata = MetadataLog::open(&metadata_dir)?;
     let partitions = Partitions::new(log_dir);

@@ -46,6 +46,7 @@ use sluice_protocol::record::{
 use crate::config::LogConfig;
 use crate::error::{IoContext, StorageError};
 use crate::fsutil::{sync_dir, write_file_atomically};
+use crate::open_files::SegmentFile;
 use crate::segment::{remove_if_present, segment_path, BatchMeta, Segment, LOG_SUFFIX};
 use crate::txn_index::{self, AbortedTxnEntry};
 
@@ -229,7 +230,7 @@ struct Source {
     end: i64,
     size: u64,
     index_bytes: u64,
-    file: Arc<File>,
+    file: Arc<SegmentFile>,
 }
 
 /// One cleaned group of adjacent segments, synced as `<base>.log.cleaned`,
@@ -669,6 +670,7 @@ impl<'a> BatchReader<'a> {
         self.buf.resize(start + want as usize, 0);
         self.source
             .file
+            .get()?
             .read_exact_at(&mut self.buf[start..], have_to)
             .context(|| format!("reading segment {} at {have_to}", self.source.base))?;
         Ok(true)

@@ -3,11 +3,13 @@
 use std::fs::{self, File, TryLockError};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::config::LogConfig;
 use crate::error::{IoContext, StorageError};
 use crate::fsutil::{sync_dir, write_file_atomically};
 use crate::log::PartitionLog;
+use crate::open_files::{OpenFiles, DEFAULT_MAX_OPEN_SEGMENT_FILES};
 
 /// Written after every log was closed; its absence at startup means the
 /// previous run crashed and logs must be recovered.
@@ -71,6 +73,8 @@ fn read_pid(file: &mut File) -> Option<u32> {
 pub struct LogDir {
     path: PathBuf,
     was_clean_shutdown: bool,
+    /// Shared by every log of the directory, so the bound is the broker's.
+    files: Arc<OpenFiles>,
 }
 
 impl LogDir {
@@ -78,6 +82,15 @@ impl LogDir {
     /// run shut down cleanly and removes the marker, so that a crash from now
     /// on is seen as unclean.
     pub fn open(path: &Path) -> Result<LogDir, StorageError> {
+        LogDir::open_keeping(path, DEFAULT_MAX_OPEN_SEGMENT_FILES)
+    }
+
+    /// [`LogDir::open`], keeping at most `max_open_segment_files` segment
+    /// files open at once (see [`OpenFiles`]).
+    pub fn open_keeping(
+        path: &Path,
+        max_open_segment_files: usize,
+    ) -> Result<LogDir, StorageError> {
         fs::create_dir_all(path).context(|| format!("creating {}", path.display()))?;
         let marker = path.join(CLEAN_SHUTDOWN_MARKER);
         let was_clean_shutdown = match fs::remove_file(&marker) {
@@ -89,6 +102,7 @@ impl LogDir {
         Ok(LogDir {
             path: path.to_path_buf(),
             was_clean_shutdown,
+            files: OpenFiles::new(max_open_segment_files),
         })
     }
 
@@ -98,6 +112,11 @@ impl LogDir {
 
     pub fn was_clean_shutdown(&self) -> bool {
         self.was_clean_shutdown
+    }
+
+    /// The cache of open segment files shared by this directory's logs.
+    pub fn open_files(&self) -> &Arc<OpenFiles> {
+        &self.files
     }
 
     /// (topic, partition) of every `<topic>-<partition>` directory present.
@@ -146,7 +165,7 @@ impl LogDir {
     ) -> Result<PartitionLog, StorageError> {
         let dir = self.partition_dir(topic, partition)?;
         let created = !dir.exists();
-        let log = PartitionLog::open(dir, config, self.was_clean_shutdown, now_ms)?;
+        let log = PartitionLog::open(dir, config, self.was_clean_shutdown, now_ms, &self.files)?;
         if created {
             sync_dir(&self.path)?;
         }

@@ -6,11 +6,12 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::error::{IoContext, StorageError};
+use crate::open_files::SegmentFile;
 
 /// What a sync needs: the file being appended to and the offset appends have
 /// reached in it. Segments that are no longer active were synced at the roll.
 struct Tail {
-    active: Arc<File>,
+    active: Arc<SegmentFile>,
     log_end_offset: i64,
     /// The active segment's txnindex when an entry was appended to it since
     /// the last sync: the next sync covers it along with the data.
@@ -35,7 +36,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Durability {
     /// State for a log whose every offset below `log_end_offset` is on disk.
-    pub(crate) fn new(active: Arc<File>, log_end_offset: i64) -> Self {
+    pub(crate) fn new(active: Arc<SegmentFile>, log_end_offset: i64) -> Self {
         Durability {
             tail: Mutex::new(Tail {
                 active,
@@ -74,8 +75,9 @@ impl Durability {
                 tail.unsynced_txn_index.take(),
             )
         };
-        file.sync_data()
-            .context(|| "syncing the active segment".to_string())?;
+        file.get()?
+            .sync_data()
+            .context(|| format!("syncing {}", file.path().display()))?;
         if let Some(txn_index) = txn_index {
             txn_index
                 .sync_data()
@@ -123,7 +125,7 @@ impl Durability {
 
     /// Called by the log after a roll: the previous segment was synced through
     /// `sync_to` and appends now go to `active`.
-    pub(crate) fn rolled(&self, active: Arc<File>) {
+    pub(crate) fn rolled(&self, active: Arc<SegmentFile>) {
         lock(&self.tail).active = active;
     }
 }
@@ -135,8 +137,10 @@ mod tests {
     #[test]
     fn sync_publishes_the_log_end_offset_and_skips_covered_requests() {
         let dir = tempfile::tempdir().unwrap();
-        let file = Arc::new(File::create(dir.path().join("f")).unwrap());
-        let durability = Durability::new(file, 5);
+        let path = dir.path().join("f");
+        let file = File::create(&path).unwrap();
+        let cache = crate::OpenFiles::new(1);
+        let durability = Durability::new(SegmentFile::new(path, file, &cache), 5);
         assert_eq!(durability.synced_offset(), 5);
         assert_eq!(durability.sync_to(5).unwrap(), 5);
         assert_eq!(durability.sync_count(), 0);

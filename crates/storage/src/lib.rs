@@ -20,6 +20,7 @@ mod error;
 mod fsutil;
 mod index;
 mod log;
+mod open_files;
 mod segment;
 mod txn_index;
 mod verify;
@@ -32,6 +33,7 @@ pub use dir::{DirLock, LogDir};
 pub use durability::Durability;
 pub use error::StorageError;
 pub use log::{AppendInfo, PartitionLog, ReadResult};
+pub use open_files::{OpenFiles, DEFAULT_MAX_OPEN_SEGMENT_FILES};
 pub use txn_index::{
     decode_txn_index, AbortedTxnEntry, TxnIndexContents, TxnIndexDamage, TXN_INDEX_ENTRY_LEN,
 };

@@ -16,6 +16,7 @@ use crate::config::LogConfig;
 use crate::durability::Durability;
 use crate::error::{IoContext, StorageError};
 use crate::fsutil::{sync_dir, write_file_atomically};
+use crate::open_files::OpenFiles;
 use crate::segment::{segment_path, BatchMeta, Segment, LOG_SUFFIX};
 use crate::txn_index::{self, AbortedTxnEntry};
 
@@ -73,6 +74,8 @@ pub struct PartitionLog {
     log_start_offset: i64,
     log_end_offset: i64,
     durability: Arc<Durability>,
+    /// The log directory's cache of open segment files.
+    files: Arc<OpenFiles>,
     cleaner_checkpoint: CleanerCheckpoint,
     /// Set at open when a damaged txnindex lost entries: aborted
     /// transactions with markers from this offset on may be missing.
@@ -150,6 +153,7 @@ impl PartitionLog {
         config: LogConfig,
         clean: bool,
         now_ms: i64,
+        files: &Arc<OpenFiles>,
     ) -> Result<PartitionLog, StorageError> {
         fs::create_dir_all(&dir).context(|| format!("creating {}", dir.display()))?;
         let checkpointed_start = read_checkpoint(&dir, LOG_START_OFFSET_FILE)?;
@@ -166,7 +170,7 @@ impl PartitionLog {
         }
         if bases.is_empty() {
             let start = checkpointed_start.unwrap_or(0);
-            let segment = Segment::create(&dir, start)?;
+            let segment = Segment::create(&dir, start, files)?;
             sync_dir(&dir)?;
             return Ok(PartitionLog::with_segments(
                 dir,
@@ -174,6 +178,7 @@ impl PartitionLog {
                 vec![segment],
                 start,
                 start,
+                files,
             ));
         }
         let recovery_point = if clean {
@@ -194,15 +199,15 @@ impl PartitionLog {
             let loaded = if may_hold_unsynced {
                 None
             } else {
-                Segment::load(&dir, base, offset_span)?
+                Segment::load(&dir, base, offset_span, files)?
             };
             let (segment, end_offset, recovery) = match loaded {
                 Some(mut segment) if next_base.is_none() => match segment.verify_tail()? {
                     Some(end) => (segment, end, None),
-                    None => recover(&dir, base, &config)?,
+                    None => recover(&dir, base, &config, files)?,
                 },
                 Some(segment) => (segment, next_base.expect("not the last"), None),
-                None => recover(&dir, base, &config)?,
+                None => recover(&dir, base, &config, files)?,
             };
             recovered_any |= recovery.is_some();
             if let Some(next) = next_base.filter(|&next| end_offset > next) {
@@ -258,7 +263,7 @@ impl PartitionLog {
             for segment in segments.drain(..) {
                 Segment::delete_files(&dir, segment.base_offset())?;
             }
-            segments.push(Segment::create(&dir, log_start_offset)?);
+            segments.push(Segment::create(&dir, log_start_offset, files)?);
             sync_dir(&dir)?;
             log_end_offset = log_start_offset;
             write_recovery_point(&dir, log_end_offset);
@@ -266,8 +271,14 @@ impl PartitionLog {
         }
         let active = segments.last_mut().expect("at least one segment");
         active.start_roll_clock(now_ms)?;
-        let mut log =
-            PartitionLog::with_segments(dir, config, segments, log_start_offset, log_end_offset);
+        let mut log = PartitionLog::with_segments(
+            dir,
+            config,
+            segments,
+            log_start_offset,
+            log_end_offset,
+            files,
+        );
         log.txn_index_damaged_from = txn_index_damaged_from;
         Ok(log)
     }
@@ -278,6 +289,7 @@ impl PartitionLog {
         segments: Vec<Segment>,
         log_start_offset: i64,
         log_end_offset: i64,
+        files: &Arc<OpenFiles>,
     ) -> PartitionLog {
         let active = segments.last().expect("at least one segment").log_file();
         let cleaner_checkpoint = CleanerCheckpoint::read(&dir)
@@ -295,6 +307,7 @@ impl PartitionLog {
             log_start_offset,
             log_end_offset,
             durability: Arc::new(Durability::new(active, log_end_offset)),
+            files: Arc::clone(files),
             cleaner_checkpoint,
             txn_index_damaged_from: None,
         }
@@ -389,8 +402,10 @@ impl PartitionLog {
         self.durability.sync_to(base)?;
         self.sync_aborted_txns()?;
         let dir = self.dir.clone();
-        self.active().finish_indexes(&dir);
-        let segment = Segment::create(&dir, base)?;
+        let closing = self.active();
+        closing.finish_indexes(&dir);
+        closing.txn_index_mut().close_file();
+        let segment = Segment::create(&dir, base, &self.files)?;
         sync_dir(&dir)?;
         write_recovery_point(&dir, base);
         self.durability.rolled(segment.log_file());
@@ -717,6 +732,7 @@ impl PartitionLog {
             &cleaned.batches,
             aborted,
             &self.config,
+            &self.files,
         )?;
         self.segments.splice(first..first + count, [segment]);
         Ok(true)
@@ -879,8 +895,9 @@ fn recover(
     dir: &Path,
     base: i64,
     config: &LogConfig,
+    files: &Arc<OpenFiles>,
 ) -> Result<(Segment, i64, Option<Recovery>), StorageError> {
-    let (segment, end) = Segment::recover(dir, base, config)?;
+    let (segment, end) = Segment::recover(dir, base, config, files)?;
     let outcome = if end.reached_end {
         Recovery::Intact
     } else {
@@ -903,7 +920,7 @@ mod tests {
     }
 
     fn open(dir: &Path, config: LogConfig) -> PartitionLog {
-        PartitionLog::open(dir.join("t-0"), config, true, 0).unwrap()
+        PartitionLog::open(dir.join("t-0"), config, true, 0, &OpenFiles::new(4)).unwrap()
     }
 
     fn small_segments() -> LogConfig {
@@ -953,6 +970,42 @@ mod tests {
         assert!(header.is_log_append_time());
         assert_eq!(header.max_timestamp(), 5_000);
         assert_eq!(log.max_timestamp_and_offset(), Some((5_000, 5)));
+    }
+
+    #[test]
+    fn logs_keep_working_with_more_segments_than_open_files() {
+        let tmp = tempfile::tempdir().unwrap();
+        let files = OpenFiles::new(2);
+        let open = |p: usize| {
+            let dir = tmp.path().join(format!("t-{p}"));
+            PartitionLog::open(dir, small_segments(), false, 0, &files).unwrap()
+        };
+        let mut logs: Vec<PartitionLog> = (0..3).map(open).collect();
+        let one = batch(0, 1, 50);
+        for round in 0..6 {
+            for log in &mut logs {
+                log.append(&mut one.clone(), round, None, 0).unwrap();
+                log.durability().sync_to(log.log_end_offset()).unwrap();
+                assert!(files.open_count() <= 2);
+            }
+        }
+        for log in &logs {
+            assert!(log.segment_count() >= 3);
+            for offset in 0..6 {
+                let read = log.read(offset, 1, i64::MAX).unwrap();
+                assert_eq!(bases(&read.data), vec![offset]);
+            }
+        }
+        assert!(files.open_count() <= 2);
+        for log in logs {
+            log.close().unwrap();
+        }
+        // Reopened after a crash: every segment is scanned through the cache.
+        let logs: Vec<PartitionLog> = (0..3).map(open).collect();
+        for log in &logs {
+            assert_eq!(log.log_end_offset(), 6);
+        }
+        assert!(files.open_count() <= 2);
     }
 
     #[test]
@@ -1128,7 +1181,8 @@ mod tests {
         // The same answers after a reopen, from the written time indexes.
         let dir = log.dir().to_path_buf();
         log.close().unwrap();
-        let log = PartitionLog::open(dir, LogConfig::default(), true, 0).unwrap();
+        let log =
+            PartitionLog::open(dir, LogConfig::default(), true, 0, &OpenFiles::new(4)).unwrap();
         assert_eq!(log.offset_for_timestamp(301, 0).unwrap(), Some((400, 3)));
         assert_eq!(log.offset_for_timestamp(201, 0).unwrap(), Some((300, 1)));
         assert_eq!(log.max_timestamp_and_offset(), Some((500, 5)));
@@ -1157,7 +1211,14 @@ mod tests {
         }
         let segments = log.segment_count();
         log.close().unwrap();
-        let mut log = PartitionLog::open(tmp.path().join("t-0"), config, true, 10_500).unwrap();
+        let mut log = PartitionLog::open(
+            tmp.path().join("t-0"),
+            config,
+            true,
+            10_500,
+            &OpenFiles::new(4),
+        )
+        .unwrap();
         assert_eq!((log.log_end_offset(), log.segment_count()), (5, segments));
         assert_eq!(log.unflushed_messages(), 0);
         assert_eq!(
@@ -1324,7 +1385,9 @@ mod tests {
         let dir = log.dir().to_path_buf();
         log.close().unwrap();
         for clean in [true, false] {
-            let log = PartitionLog::open(dir.clone(), small_segments(), clean, 0).unwrap();
+            let log =
+                PartitionLog::open(dir.clone(), small_segments(), clean, 0, &OpenFiles::new(4))
+                    .unwrap();
             assert_eq!(log.log_start_offset(), 4);
             assert_eq!(log.segment_bases(), vec![4, 5]);
             assert!(log.read(3, 100, 6).is_err());
@@ -1339,7 +1402,8 @@ mod tests {
         log.close().unwrap();
         // The checkpoint was written, the segment files not yet deleted.
         write_checkpoint(&dir, LOG_START_OFFSET_FILE, 3).unwrap();
-        let log = PartitionLog::open(dir.clone(), small_segments(), false, 0).unwrap();
+        let log = PartitionLog::open(dir.clone(), small_segments(), false, 0, &OpenFiles::new(4))
+            .unwrap();
         assert_eq!(log.segment_bases(), vec![3, 4, 5]);
         assert_eq!(log.log_start_offset(), 3);
         assert!(!dir.join("00000000000000000002.log").exists());
@@ -1355,7 +1419,8 @@ mod tests {
         let dir = log.dir().to_path_buf();
         log.close().unwrap();
         write_checkpoint(&dir, LOG_START_OFFSET_FILE, 10).unwrap();
-        let mut log = PartitionLog::open(dir, LogConfig::default(), true, 0).unwrap();
+        let mut log =
+            PartitionLog::open(dir, LogConfig::default(), true, 0, &OpenFiles::new(4)).unwrap();
         assert_eq!((log.log_start_offset(), log.log_end_offset()), (10, 10));
         assert_eq!(log.segment_bases(), vec![10]);
         let info = log.append(&mut batch(0, 1, 1), 0, None, 0).unwrap();

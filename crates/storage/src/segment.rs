@@ -15,6 +15,7 @@ use crate::config::LogConfig;
 use crate::error::{IoContext, StorageError};
 use crate::fsutil::sync_dir;
 use crate::index::{OffsetEntry, OffsetIndex, TimeIndex};
+use crate::open_files::{OpenFiles, SegmentFile};
 use crate::txn_index::{AbortedTxnEntry, TxnIndex, TXN_INDEX_SUFFIX};
 use crate::verify::SegmentScan;
 
@@ -68,8 +69,7 @@ pub(crate) struct ScanEnd {
 
 pub(crate) struct Segment {
     base_offset: i64,
-    log_path: PathBuf,
-    log: Arc<File>,
+    log: Arc<SegmentFile>,
     size: u64,
     offset_index: OffsetIndex,
     time_index: TimeIndex,
@@ -145,20 +145,23 @@ fn copy_batches(
 impl Segment {
     /// Creates an empty segment, replacing any files left at that base offset.
     /// The caller syncs the directory.
-    pub(crate) fn create(dir: &Path, base_offset: i64) -> Result<Segment, StorageError> {
+    pub(crate) fn create(
+        dir: &Path,
+        base_offset: i64,
+        files: &Arc<OpenFiles>,
+    ) -> Result<Segment, StorageError> {
         let log_path = segment_path(dir, base_offset, LOG_SUFFIX);
         let log = open_log_file(&log_path, true)?;
         remove_if_present(&segment_path(dir, base_offset, TXN_INDEX_SUFFIX))?;
-        let segment = Segment::empty(dir, base_offset, log);
+        let segment = Segment::empty(dir, base_offset, log, files);
         segment.write_index_files(dir);
         Ok(segment)
     }
 
-    fn empty(dir: &Path, base_offset: i64, log: File) -> Segment {
+    fn empty(dir: &Path, base_offset: i64, log: File, files: &Arc<OpenFiles>) -> Segment {
         Segment {
             base_offset,
-            log_path: segment_path(dir, base_offset, LOG_SUFFIX),
-            log: Arc::new(log),
+            log: SegmentFile::new(segment_path(dir, base_offset, LOG_SUFFIX), log, files),
             size: 0,
             offset_index: OffsetIndex::new(),
             time_index: TimeIndex::new(),
@@ -176,6 +179,7 @@ impl Segment {
         dir: &Path,
         base_offset: i64,
         offset_span: u64,
+        files: &Arc<OpenFiles>,
     ) -> Result<Option<Segment>, StorageError> {
         let log_path = segment_path(dir, base_offset, LOG_SUFFIX);
         let log = open_log_file(&log_path, false)?;
@@ -196,7 +200,7 @@ impl Segment {
         let (Some(offset_index), Some(time_index)) = (offset_index, time_index) else {
             return Ok(None);
         };
-        let mut segment = Segment::empty(dir, base_offset, log);
+        let mut segment = Segment::empty(dir, base_offset, log, files);
         segment.size = size;
         segment.bytes_since_index_entry =
             size - offset_index.last().map_or(0, |e| u64::from(e.position));
@@ -235,18 +239,19 @@ impl Segment {
         dir: &Path,
         base_offset: i64,
         config: &LogConfig,
+        files: &Arc<OpenFiles>,
     ) -> Result<(Segment, ScanEnd), StorageError> {
         let log = open_log_file(&segment_path(dir, base_offset, LOG_SUFFIX), false)?;
-        let mut segment = Segment::empty(dir, base_offset, log);
-        segment.size = segment
-            .log
+        let mut segment = Segment::empty(dir, base_offset, log, files);
+        let file = segment.log.get()?;
+        segment.size = file
             .metadata()
-            .context(|| format!("reading the size of {}", segment.log_path.display()))?
+            .context(|| format!("reading the size of {}", segment.log.path().display()))?
             .len();
         let mut batches = Vec::new();
         let check = SegmentScan {
-            file: &segment.log,
-            path: &segment.log_path,
+            file: &file,
+            path: segment.log.path(),
             size: segment.size,
             base_offset,
             throttle: &Throttle::unlimited(),
@@ -258,7 +263,7 @@ impl Segment {
         } else if check.can_skip_damage() {
             for damage in &check.damaged {
                 tracing::warn!(
-                    segment = %segment.log_path.display(),
+                    segment = %segment.log.path().display(),
                     bytes = ?damage.bytes,
                     lost_offsets = ?damage.lost_offsets(),
                     "cutting a damaged range out of a segment: the valid batches after it continue the log, the offsets it held are lost"
@@ -270,17 +275,15 @@ impl Segment {
             let cut = check.damaged[0].bytes.start;
             let kept = batches.partition_point(|(position, _)| *position < cut);
             tracing::warn!(
-                segment = %segment.log_path.display(),
+                segment = %segment.log.path().display(),
                 valid_bytes = cut,
                 file_bytes = segment.size,
                 dropped_valid_batches = batches.len() - kept,
                 "truncating a torn or corrupt segment tail (valid batches after the damage are dropped when they do not continue the log in sequence to the end of the file)"
             );
             batches.truncate(kept);
-            segment
-                .log
-                .set_len(cut)
-                .context(|| format!("truncating {}", segment.log_path.display()))?;
+            file.set_len(cut)
+                .context(|| format!("truncating {}", segment.log.path().display()))?;
             false
         };
         segment.size = 0;
@@ -313,11 +316,12 @@ impl Segment {
         batches: &[(u64, BatchMeta)],
     ) -> Result<Vec<(u64, BatchMeta)>, StorageError> {
         let tmp = segment_path(dir, self.base_offset, REPAIRED_SUFFIX);
+        let from = self.log.get()?;
         let copied = File::create(&tmp)
             .and_then(|out| {
-                let moved = copy_batches(&self.log, &out, batches)?;
+                let moved = copy_batches(&from, &out, batches)?;
                 out.sync_all()?;
-                fs::rename(&tmp, &self.log_path)?;
+                fs::rename(&tmp, self.log.path())?;
                 Ok(moved)
             })
             .inspect_err(|_| {
@@ -326,11 +330,12 @@ impl Segment {
             .context(|| {
                 format!(
                     "cutting damaged ranges out of {} (needs space for a copy of its valid batches)",
-                    self.log_path.display()
+                    self.log.path().display()
                 )
             })?;
         sync_dir(dir)?;
-        self.log = Arc::new(open_log_file(&self.log_path, false)?);
+        drop(from);
+        self.log.reopen_on_next_use();
         Ok(copied)
     }
 
@@ -373,9 +378,10 @@ impl Segment {
     ) -> Result<ScanEnd, StorageError> {
         let mut next_offset = first_offset;
         let mut buf = Vec::new();
+        let file = self.log.get()?;
         let reader = SegmentScan {
-            file: &self.log,
-            path: &self.log_path,
+            file: &file,
+            path: self.log.path(),
             size: self.size,
             base_offset: self.base_offset,
             throttle: &Throttle::unlimited(),
@@ -403,8 +409,9 @@ impl Segment {
 
     fn read_exact_at(&self, buf: &mut [u8], position: u64) -> Result<(), StorageError> {
         self.log
+            .get()?
             .read_exact_at(buf, position)
-            .context(|| format!("reading {} at {position}", self.log_path.display()))
+            .context(|| format!("reading {} at {position}", self.log.path().display()))
     }
 
     /// Kafka's indexing rule: a batch gets index entries when more than
@@ -448,10 +455,11 @@ impl Segment {
         config: &LogConfig,
         now_ms: i64,
     ) -> Result<(), StorageError> {
-        if let Err(e) = self.log.write_all_at(bytes, self.size) {
+        let file = self.log.get()?;
+        if let Err(e) = file.write_all_at(bytes, self.size) {
             // Drop whatever part of the write landed so the file ends at a batch boundary.
-            let _ = self.log.set_len(self.size);
-            return Err(e).context(|| format!("appending to {}", self.log_path.display()));
+            let _ = file.set_len(self.size);
+            return Err(e).context(|| format!("appending to {}", self.log.path().display()));
         }
         let mut position = self.size;
         for meta in batches {
@@ -533,10 +541,10 @@ impl Segment {
         };
         match Segment::delete_index_files(dir, self.base_offset) {
             Ok(()) => {
-                tracing::warn!(segment = %self.log_path.display(), %error, "cannot write the segment's indexes; the next start rebuilds them")
+                tracing::warn!(segment = %self.log.path().display(), %error, "cannot write the segment's indexes; the next start rebuilds them")
             }
             Err(delete_error) => {
-                tracing::warn!(segment = %self.log_path.display(), %error, %delete_error, "cannot write the segment's indexes nor remove the old ones")
+                tracing::warn!(segment = %self.log.path().display(), %error, %delete_error, "cannot write the segment's indexes nor remove the old ones")
             }
         }
     }
@@ -569,9 +577,10 @@ impl Segment {
         batches: &[(u64, BatchMeta)],
         aborted: Vec<AbortedTxnEntry>,
         config: &LogConfig,
+        files: &Arc<OpenFiles>,
     ) -> Result<Segment, StorageError> {
         let log = open_log_file(&segment_path(dir, base_offset, LOG_SUFFIX), false)?;
-        let mut segment = Segment::empty(dir, base_offset, log);
+        let mut segment = Segment::empty(dir, base_offset, log, files);
         segment.txn_index = TxnIndex::with_entries(dir, base_offset, aborted);
         for (position, meta) in batches {
             segment.index_batch(*position, meta, config);
@@ -596,7 +605,7 @@ impl Segment {
         let header = BatchHeader::parse(&buf).map_err(|e| {
             StorageError::Corrupt(format!(
                 "{} at byte {position}: {e}",
-                self.log_path.display()
+                self.log.path().display()
             ))
         })?;
         Ok(BatchMeta::of(&header))
@@ -684,13 +693,15 @@ impl Segment {
         self.max_timestamp
     }
 
-    pub(crate) fn log_file(&self) -> Arc<File> {
+    /// The segment's `.log` file, which the file cache may close and reopen.
+    pub(crate) fn log_file(&self) -> Arc<SegmentFile> {
         Arc::clone(&self.log)
     }
 
     pub(crate) fn sync(&self) -> Result<(), StorageError> {
         self.log
+            .get()?
             .sync_data()
-            .context(|| format!("syncing {}", self.log_path.display()))
+            .context(|| format!("syncing {}", self.log.path().display()))
     }
 }

@@ -242,6 +242,14 @@ impl TxnIndex {
         self.file.clone()
     }
 
+    /// Closes the file of a synced index whose segment is no longer
+    /// appended to; a later append (a marker written late) opens it again.
+    pub(crate) fn close_file(&mut self) {
+        if !self.dirty {
+            self.file = None;
+        }
+    }
+
     /// Syncs the file if it was appended to since the last sync.
     pub(crate) fn sync(&mut self) -> Result<(), StorageError> {
         if !self.dirty {

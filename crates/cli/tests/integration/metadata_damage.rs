@@ -1,5 +1,6 @@
-//! The metadata log under damage, loss and torn writes, and topic creation
-//! that runs out of file descriptors, against `sluice serve` processes.
+//! The metadata log under damage, loss and torn writes, topic creation that
+//! runs out of file descriptors, and more partitions than descriptors,
+//! against `sluice serve` processes.
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
@@ -266,6 +267,56 @@ fn a_topic_that_runs_out_of_descriptors_is_not_created_at_all() {
     let broker = BrokerProcess::spawn(free_port(), &data_dir, &log, &[]);
     assert_eq!(record_count(&broker.bootstrap(), "kept", 1), 10);
     assert_eq!(partition_count(&broker.bootstrap(), "huge"), None);
+    broker.terminate();
+}
+
+fn open_descriptors(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("list the broker's descriptors")
+        .count()
+}
+
+/// Segment files are opened on use and the least recently used are closed
+/// beyond `log.max.open.segment.files`, so a topic with more partitions
+/// than the descriptor limit allows is created, written, read and reopened,
+/// and the broker's descriptors stay bounded.
+#[test]
+fn more_partitions_than_descriptors_work_with_a_bounded_file_cache() {
+    const PARTITIONS: i32 = 400;
+    let data = tempfile::tempdir().unwrap();
+    let log = data.path().join("broker.log");
+    let data_dir = data.path().join("data");
+    let settings = ["log.max.open.segment.files=40"];
+    let spawn =
+        || BrokerProcess::spawn_with_ulimit("-n 256", free_port(), &data_dir, &log, &settings);
+    let broker = spawn();
+    let bootstrap = broker.bootstrap();
+    create_ok(&bootstrap, &[("wide", PARTITIONS)]);
+    produce(&bootstrap, "wide", PARTITIONS, 2 * PARTITIONS);
+    assert_eq!(
+        record_count(&bootstrap, "wide", PARTITIONS),
+        2 * i64::from(PARTITIONS)
+    );
+    let held = open_descriptors(broker.pid());
+    assert!(held < 200, "descriptors stay bounded: {held}");
+    broker.terminate();
+
+    let broker = spawn();
+    let bootstrap = broker.bootstrap();
+    assert_eq!(
+        partition_count(&bootstrap, "wide"),
+        Some(PARTITIONS as usize)
+    );
+    produce(&bootstrap, "wide", PARTITIONS, PARTITIONS);
+    assert_eq!(
+        record_count(&bootstrap, "wide", PARTITIONS),
+        3 * i64::from(PARTITIONS)
+    );
+    let held = open_descriptors(broker.pid());
+    assert!(
+        held < 200,
+        "descriptors stay bounded after a restart: {held}"
+    );
     broker.terminate();
 }
 
