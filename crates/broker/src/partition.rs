@@ -289,6 +289,8 @@ impl Partition {
         now: i64,
     ) -> Result<Partition, StorageError> {
         let mut log = log_dir.open_log(&spec.topic, spec.index, spec.settings.log, now)?;
+        // As Kafka's makeLeader: the epoch is known before its first batch.
+        log.start_leader_epoch(spec.leader_epoch);
         let producers = load_producer_state(&mut log)?;
         let durability = log.durability();
         let end = log.log_end_offset();
@@ -594,6 +596,11 @@ impl Partition {
     /// (ListOffsets by time). The log finds the batch through the time index;
     /// that one batch is then decoded to find the exact record, as Kafka
     /// answers per record.
+    /// Where `epoch` ends in this log (see [`PartitionLog::end_offset_for_epoch`]).
+    pub(crate) fn end_offset_for_epoch(&self, epoch: i32) -> Option<(i32, i64)> {
+        self.log.locked("log").end_offset_for_epoch(epoch)
+    }
+
     pub(crate) fn offset_for_timestamp(&self, ts: i64) -> Result<Option<(i64, i64)>, StorageError> {
         let mut from = self.log_start_offset();
         loop {

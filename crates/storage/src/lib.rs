@@ -5,7 +5,8 @@
 //! `.timeindex`, and `.txnindex` for segments holding abort markers),
 //! offset assignment, reads by offset and by timestamp,
 //! segment rolling, time/size retention and the persisted log start offset
-//! (DeleteRecords), log compaction (the cleaner), crash recovery
+//! (DeleteRecords), the leader-epoch cache (`leader-epoch-checkpoint`),
+//! log compaction (the cleaner), crash recovery
 //! (CRC-checked scans that cut torn tails) and group-committed durability.
 //! It stores batches exactly as they arrive on the wire; only the cleaner
 //! decodes individual records. It must not know about
@@ -19,6 +20,7 @@ mod durability;
 mod error;
 mod fsutil;
 mod index;
+mod leader_epoch;
 mod log;
 mod open_files;
 mod segment;
@@ -32,6 +34,7 @@ pub use config::LogConfig;
 pub use dir::{DirLock, LogDir};
 pub use durability::Durability;
 pub use error::StorageError;
+pub use leader_epoch::EpochEntry;
 pub use log::{AppendInfo, PartitionLog, ReadResult};
 pub use open_files::{OpenFiles, DEFAULT_MAX_OPEN_SEGMENT_FILES};
 pub use txn_index::{

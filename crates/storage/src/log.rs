@@ -16,6 +16,7 @@ use crate::config::LogConfig;
 use crate::durability::Durability;
 use crate::error::{IoContext, StorageError};
 use crate::fsutil::{sync_dir, write_file_atomically};
+use crate::leader_epoch::{EpochEntry, LeaderEpochCache};
 use crate::open_files::OpenFiles;
 use crate::segment::{segment_path, BatchMeta, Segment, LOG_SUFFIX};
 use crate::txn_index::{self, AbortedTxnEntry};
@@ -76,6 +77,8 @@ pub struct PartitionLog {
     durability: Arc<Durability>,
     /// The log directory's cache of open segment files.
     files: Arc<OpenFiles>,
+    /// Where each leader epoch starts (`leader-epoch-checkpoint`).
+    epochs: LeaderEpochCache,
     cleaner_checkpoint: CleanerCheckpoint,
     /// Set at open when a damaged txnindex lost entries: aborted
     /// transactions with markers from this offset on may be missing.
@@ -172,14 +175,10 @@ impl PartitionLog {
             let start = checkpointed_start.unwrap_or(0);
             let segment = Segment::create(&dir, start, files)?;
             sync_dir(&dir)?;
-            return Ok(PartitionLog::with_segments(
-                dir,
-                config,
-                vec![segment],
-                start,
-                start,
-                files,
-            ));
+            let mut log =
+                PartitionLog::with_segments(dir, config, vec![segment], start, start, files);
+            log.load_epochs()?;
+            return Ok(log);
         }
         let recovery_point = if clean {
             None
@@ -280,6 +279,7 @@ impl PartitionLog {
             files,
         );
         log.txn_index_damaged_from = txn_index_damaged_from;
+        log.load_epochs()?;
         Ok(log)
     }
 
@@ -301,6 +301,7 @@ impl PartitionLog {
             // what took its place was never cleaned.
             .reset_if_beyond(log_end_offset);
         PartitionLog {
+            epochs: LeaderEpochCache::empty(&dir),
             dir,
             config,
             segments,
@@ -311,6 +312,53 @@ impl PartitionLog {
             cleaner_checkpoint,
             txn_index_damaged_from: None,
         }
+    }
+
+    /// Loads the leader-epoch cache, rebuilding it from the batches when
+    /// its checkpoint is missing or damaged, and drops the entries that the
+    /// log no longer holds.
+    fn load_epochs(&mut self) -> Result<(), StorageError> {
+        self.epochs = match LeaderEpochCache::load(&self.dir)? {
+            Some(cache) => cache,
+            None if self.log_end_offset == self.log_start_offset => {
+                LeaderEpochCache::empty(&self.dir)
+            }
+            None => {
+                let mut entries = Vec::new();
+                for segment in &self.segments {
+                    segment.collect_epoch_starts(&mut entries);
+                }
+                tracing::info!(dir = %self.dir.display(), epochs = entries.len(), "rebuilt the leader-epoch checkpoint from the log's batches");
+                LeaderEpochCache::rebuilt(&self.dir, entries)
+            }
+        };
+        self.epochs.truncate_from_end(self.log_end_offset);
+        self.epochs.truncate_from_start(self.log_start_offset);
+        Ok(())
+    }
+
+    /// Records that `epoch` leads from the log end offset on, as Kafka does
+    /// when a replica becomes leader, so that OffsetForLeaderEpoch knows the
+    /// epoch before its first batch. Best effort (a full disk must not stop
+    /// a partition from opening): the first append of the epoch records it
+    /// if this could not, and fails if it cannot either.
+    pub fn start_leader_epoch(&mut self, epoch: i32) {
+        if let Err(error) = self.epochs.assign(epoch, self.log_end_offset) {
+            tracing::warn!(dir = %self.dir.display(), epoch, %error, "cannot record the new leader epoch yet; its first append will");
+        }
+    }
+
+    /// Kafka's `endOffsetForEpoch` (OffsetForLeaderEpoch): the largest epoch
+    /// at or below `epoch` that this log knows and the offset where it ends
+    /// (the start of the next epoch, or the log end for the latest one).
+    /// `None` for an undefined epoch or one above every known epoch.
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> Option<(i32, i64)> {
+        self.epochs.end_offset_for(epoch, self.log_end_offset)
+    }
+
+    /// Where each leader epoch the log holds starts.
+    pub fn leader_epochs(&self) -> &[EpochEntry] {
+        self.epochs.entries()
     }
 
     fn active(&mut self) -> &mut Segment {
@@ -372,6 +420,8 @@ impl PartitionLog {
             position += len;
         }
 
+        // Durable before any batch of a new epoch is.
+        self.epochs.assign(leader_epoch, first_offset)?;
         let config = self.config;
         self.active().append(batches, &metas, &config, now_ms)?;
         self.log_end_offset = next_offset;
@@ -630,6 +680,7 @@ impl PartitionLog {
     fn delete_oldest(&mut self, count: usize, new_start: i64) -> Result<usize, StorageError> {
         write_checkpoint(&self.dir, LOG_START_OFFSET_FILE, new_start)?;
         self.log_start_offset = new_start;
+        self.epochs.truncate_from_start(new_start);
         for segment in self.segments.drain(..count) {
             Segment::delete_files(&self.dir, segment.base_offset())?;
         }
@@ -911,6 +962,7 @@ fn recover(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::leader_epoch::LEADER_EPOCH_CHECKPOINT;
     use sluice_protocol::batch::{build_uncompressed_batch, BatchHeader};
 
     fn batch(timestamp: i64, records: usize, payload_len: usize) -> Vec<u8> {
@@ -1006,6 +1058,50 @@ mod tests {
             assert_eq!(log.log_end_offset(), 6);
         }
         assert!(files.open_count() <= 2);
+    }
+
+    #[test]
+    fn leader_epochs_are_checkpointed_rebuilt_and_trimmed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let entry = |epoch, start_offset| EpochEntry {
+            epoch,
+            start_offset,
+        };
+        let mut log = open(tmp.path(), small_segments());
+        log.start_leader_epoch(0);
+        assert_eq!(log.end_offset_for_epoch(0), Some((0, 0)));
+        for epoch in [0, 0, 2, 2, 5] {
+            log.append(&mut batch(0, 2, 50), epoch, None, 0).unwrap();
+        }
+        let expected = [entry(0, 0), entry(2, 4), entry(5, 8)];
+        assert_eq!(log.leader_epochs(), expected);
+        assert_eq!(log.end_offset_for_epoch(1), Some((0, 4)));
+        assert_eq!(log.end_offset_for_epoch(5), Some((5, 10)));
+        log.close().unwrap();
+
+        let checkpoint = tmp.path().join("t-0").join(LEADER_EPOCH_CHECKPOINT);
+        assert_eq!(
+            log_epochs(tmp.path()),
+            expected,
+            "reloaded from the checkpoint"
+        );
+        fs::remove_file(&checkpoint).unwrap();
+        assert_eq!(log_epochs(tmp.path()), expected, "rebuilt from the batches");
+        assert!(checkpoint.exists(), "and written again");
+        fs::write(&checkpoint, "0\n7\ngarbage").unwrap();
+        assert_eq!(log_epochs(tmp.path()), expected, "rebuilt when damaged");
+
+        // An epoch whose first batch a crash took back is dropped at open.
+        fs::write(&checkpoint, "0\n4\n0 0\n2 4\n5 8\n6 10\n").unwrap();
+        let mut log = open(tmp.path(), small_segments());
+        assert_eq!(log.leader_epochs(), expected);
+        log.advance_log_start(5).unwrap();
+        assert_eq!(log.leader_epochs(), [entry(2, 5), entry(5, 8)]);
+        assert_eq!(log.end_offset_for_epoch(0), Some((0, 5)), "older than kept");
+    }
+
+    fn log_epochs(dir: &Path) -> Vec<EpochEntry> {
+        open(dir, small_segments()).leader_epochs().to_vec()
     }
 
     #[test]

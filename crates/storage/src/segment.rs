@@ -15,6 +15,7 @@ use crate::config::LogConfig;
 use crate::error::{IoContext, StorageError};
 use crate::fsutil::sync_dir;
 use crate::index::{OffsetEntry, OffsetIndex, TimeIndex};
+use crate::leader_epoch::EpochEntry;
 use crate::open_files::{OpenFiles, SegmentFile};
 use crate::txn_index::{AbortedTxnEntry, TxnIndex, TXN_INDEX_SUFFIX};
 use crate::verify::SegmentScan;
@@ -609,6 +610,27 @@ impl Segment {
             ))
         })?;
         Ok(BatchMeta::of(&header))
+    }
+
+    /// Appends to `entries` the leader epochs of the segment's batches where
+    /// they rise (rebuilding the leader-epoch cache). Stops quietly at a
+    /// header that does not parse: damage is the scrubber's and recovery's
+    /// to report, and the cache then ends where the readable batches do.
+    pub(crate) fn collect_epoch_starts(&self, entries: &mut Vec<EpochEntry>) {
+        let mut position = 0;
+        while position < self.size {
+            let Ok(meta) = self.header_at(position) else {
+                return;
+            };
+            if meta.leader_epoch >= 0 && entries.last().is_none_or(|e| meta.leader_epoch > e.epoch)
+            {
+                entries.push(EpochEntry {
+                    epoch: meta.leader_epoch,
+                    start_offset: meta.base_offset,
+                });
+            }
+            position += meta.len;
+        }
     }
 
     /// Position and header of the first batch whose last offset is >=

@@ -42,6 +42,7 @@ pub(crate) mod metadata;
 pub(crate) mod offset_commit;
 pub(crate) mod offset_delete;
 pub(crate) mod offset_fetch;
+pub(crate) mod offset_for_leader_epoch;
 pub(crate) mod produce;
 pub(crate) mod sync_group;
 pub(crate) mod txn_offset_commit;
@@ -79,6 +80,7 @@ pub(crate) const APIS: &[ApiSupport] = &[
     metadata::API,
     offset_commit::API,
     offset_fetch::API,
+    offset_for_leader_epoch::API,
     find_coordinator::API,
     join_group::API,
     heartbeat::API,
@@ -161,6 +163,9 @@ pub(crate) async fn dispatch(
         RequestKind::Fetch(req) => fetch::handle(state, req, version),
         RequestKind::ListOffsets(req) => {
             Reply::Now(Box::new(list_offsets::handle(state, req, version)))
+        }
+        RequestKind::OffsetForLeaderEpoch(req) => {
+            Reply::Now(Box::new(offset_for_leader_epoch::handle(state, req)))
         }
         RequestKind::CreateTopics(req) => {
             off_reactor(state, move |s| create_topics::handle(s, req, version))

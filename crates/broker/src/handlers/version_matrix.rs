@@ -96,6 +96,25 @@ fn request_for(
                     ),
             ]))
         }
+        ApiKey::OffsetForLeaderEpoch => RequestKind::OffsetForLeaderEpoch(
+            OffsetForLeaderEpochRequest::default()
+                .with_replica_id(BrokerId(-1))
+                .with_topics(
+                    vec![offset_for_leader_epoch_request::OffsetForLeaderTopic::default()
+                    .with_topic(name("t1"))
+                    .with_partitions(
+                        [(0, 0, 0), (0, -1, 5), (99, 0, 0)]
+                            .into_iter()
+                            .map(|(partition, current, epoch)| {
+                                offset_for_leader_epoch_request::OffsetForLeaderPartition::default()
+                                    .with_partition(partition)
+                                    .with_current_leader_epoch(current)
+                                    .with_leader_epoch(epoch)
+                            })
+                            .collect(),
+                    )],
+                ),
+        ),
         ApiKey::CreateTopics => {
             RequestKind::CreateTopics(CreateTopicsRequest::default().with_topics(vec![
                 create_topics_request::CreatableTopic::default()

@@ -97,6 +97,7 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("produce", records::produce),
     ("fetch", records::fetch),
     ("list_offsets", records::list_offsets),
+    ("offset_for_leader_epoch", records::offset_for_leader_epoch),
     ("delete_records", records::delete_records),
     ("find_coordinator", groups::find_coordinator),
     ("classic_group", groups::classic_group),

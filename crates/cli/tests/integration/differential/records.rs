@@ -1,14 +1,16 @@
-//! Writing and reading records: Produce, Fetch, ListOffsets, DeleteRecords.
+//! Writing and reading records: Produce, Fetch, ListOffsets,
+//! OffsetForLeaderEpoch, DeleteRecords.
 
 use bytes::{Bytes, BytesMut};
 use sluice_protocol::kafka_protocol::messages::{
     delete_records_request::{DeleteRecordsPartition, DeleteRecordsTopic},
     fetch_request::{FetchPartition, FetchTopic},
     list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic},
+    offset_for_leader_epoch_request::{OffsetForLeaderPartition, OffsetForLeaderTopic},
     produce_request::{PartitionProduceData, TopicProduceData},
     ApiKey, BrokerId, DeleteRecordsRequest, FetchRequest, FetchResponse, ListOffsetsRequest,
-    ListOffsetsResponse, ProduceRequest, ProduceResponse, RequestKind, ResponseKind,
-    TransactionalId,
+    ListOffsetsResponse, OffsetForLeaderEpochRequest, ProduceRequest, ProduceResponse, RequestKind,
+    ResponseKind, TransactionalId,
 };
 use sluice_protocol::kafka_protocol::records::{
     Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
@@ -532,6 +534,46 @@ pub(crate) fn list_offsets(side: &mut Side, obs: &mut Obs) {
         "latest_read_committed/offset",
         r.topics[0].partitions[0].offset,
     );
+}
+
+/// OffsetForLeaderEpoch (KIP-320): the end of an epoch, on an empty and a
+/// written partition, for current, future, undefined and old epochs, and
+/// the caller's leader epoch checked as in Fetch.
+pub(crate) fn offset_for_leader_epoch(side: &mut Side, obs: &mut Obs) {
+    create_topic(side, "diff-epochs", 2);
+    let three: &[&[u8]] = &[b"a", b"b", b"c"];
+    produce_setup(side, "diff-epochs", batch(three, &[], None));
+    produce_setup(side, "diff-epochs", batch(three, &[], None));
+    let cases = [
+        ("current", "diff-epochs", 0, -1, 0),
+        ("current_with_epoch", "diff-epochs", 0, 0, 0),
+        ("future_epoch", "diff-epochs", 0, 0, 3),
+        ("undefined_epoch", "diff-epochs", 0, -1, -1),
+        ("epoch_ahead", "diff-epochs", 0, 5, 0),
+        ("empty_partition", "diff-epochs", 1, 0, 0),
+        ("partition_out_of_range", "diff-epochs", 7, -1, 0),
+        ("unknown_topic", "diff-epochs-missing", 0, -1, 0),
+    ];
+    for (case, topic, partition, current, epoch) in cases {
+        let request = OffsetForLeaderEpochRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_topics(vec![OffsetForLeaderTopic::default()
+                .with_topic(topic_name(topic))
+                .with_partitions(vec![OffsetForLeaderPartition::default()
+                    .with_partition(partition)
+                    .with_current_leader_epoch(current)
+                    .with_leader_epoch(epoch)])]);
+        let ResponseKind::OffsetForLeaderEpoch(r) =
+            side.wire.send(RequestKind::OffsetForLeaderEpoch(request))
+        else {
+            panic!("{case}: not an OffsetForLeaderEpoch response");
+        };
+        for p in r.topics.iter().flat_map(|t| t.partitions.iter()) {
+            obs.error(format!("{case}/error"), p.error_code);
+            obs.put(format!("{case}/leader_epoch"), p.leader_epoch);
+            obs.put(format!("{case}/end_offset"), p.end_offset);
+        }
+    }
 }
 
 pub(crate) fn delete_records(side: &mut Side, obs: &mut Obs) {

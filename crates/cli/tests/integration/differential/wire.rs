@@ -155,6 +155,7 @@ fn api_key_of(request: &RequestKind) -> ApiKey {
         Produce,
         Fetch,
         ListOffsets,
+        OffsetForLeaderEpoch,
         Metadata,
         OffsetCommit,
         OffsetFetch,

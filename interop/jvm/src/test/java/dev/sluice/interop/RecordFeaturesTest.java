@@ -4,17 +4,22 @@ import static dev.sluice.interop.Clients.get;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 
 import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.util.List;
 import java.util.Map;
+import java.util.Optional;
 
 import org.apache.kafka.clients.admin.Admin;
 import org.apache.kafka.clients.admin.ListOffsetsResult.ListOffsetsResultInfo;
 import org.apache.kafka.clients.admin.OffsetSpec;
+import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
+import org.apache.kafka.clients.consumer.LogTruncationException;
+import org.apache.kafka.clients.consumer.OffsetAndMetadata;
 import org.apache.kafka.clients.consumer.OffsetAndTimestamp;
 import org.apache.kafka.clients.producer.KafkaProducer;
 import org.apache.kafka.clients.producer.ProducerRecord;
@@ -27,7 +32,10 @@ import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.extension.RegisterExtension;
 
-/** Per-record features beyond key and value: timestamps (and looking offsets up by them) and headers. */
+/**
+ * Per-record features beyond key and value: timestamps (and looking offsets up by them), headers, and
+ * the leader epochs positions carry.
+ */
 class RecordFeaturesTest {
 
     @RegisterExtension
@@ -46,6 +54,36 @@ class RecordFeaturesTest {
     @AfterAll
     static void closeAdmin() {
         admin.close();
+    }
+
+    /**
+     * The Java client validates a position that carries a leader epoch with
+     * OffsetForLeaderEpoch (KIP-320): a position past where its epoch ends is
+     * log truncation (what a consumer sees when a leader change lost records
+     * it had read), a position inside it is kept.
+     */
+    @Test
+    void aPositionPastTheEndOfItsLeaderEpochIsReportedAsTruncation() {
+        String topic = "epoch-validation";
+        TopicPartition partition = new TopicPartition(topic, 0);
+        Clients.createTopic(admin, topic, 1);
+        Clients.produceStrings(BROKER, topic, 6);
+        try (KafkaConsumer<String, String> consumer =
+                Clients.consumer(BROKER, Map.of(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "none"))) {
+            consumer.assign(List.of(partition));
+            consumer.seek(partition, new OffsetAndMetadata(100, Optional.of(0), ""));
+            LogTruncationException truncation = assertThrows(LogTruncationException.class, () -> {
+                long deadline = System.nanoTime() + Clients.WAIT.toNanos();
+                while (System.nanoTime() < deadline) {
+                    consumer.poll(Duration.ofMillis(100));
+                }
+            });
+            assertEquals(6, truncation.divergentOffsets().get(partition).offset(), "epoch 0 ends at the log end");
+
+            consumer.seek(partition, new OffsetAndMetadata(3, Optional.of(0), ""));
+            List<ConsumerRecord<String, String>> rest = Clients.pollUntilCount(consumer, 3);
+            assertEquals("value-3", rest.get(0).value(), "a valid position is kept");
+        }
     }
 
     @Test
