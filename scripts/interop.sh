@@ -4,6 +4,9 @@
 #     keys (-K) and every codec (-z), headers
 #   - scripts/interop.py: confluent-kafka <-> kafka-python, every codec,
 #     topics that recompress, transactions, a KIP-848 group
+#   - scripts/metrics_check.py (when this script starts the broker): /metrics
+#     parsed by the official Prometheus parser and checked against a
+#     confluent-kafka workload; /healthz, /readyz
 #   - scripts/interop_kafkajs.mjs: kafkajs 2.2.4 (pure JavaScript, pinned in
 #     scripts/kafkajs/): admin topics/configs/metadata/groups/offsets, produce
 #     (none/gzip, acks -1/1, keys, headers), classic consumer groups with
@@ -128,6 +131,17 @@ if "$PYTHON" -c 'import confluent_kafka, kafka' 2>/dev/null; then
   [ $rc -eq 0 ] || failures=$((failures + 1))
 else
   fail "python clients: confluent-kafka/kafka-python not installed (pip install -r scripts/requirements.txt)"
+fi
+
+# ---- /metrics ---------------------------------------------------------------
+if [ -z "${HTTP_BASE:-}" ]; then
+  echo "SKIP /metrics: the broker was not started by this script (its HTTP address is unknown)"
+elif "$PYTHON" -c 'import confluent_kafka, prometheus_client' 2>/dev/null; then
+  "$PYTHON" scripts/metrics_check.py "$BOOTSTRAP" "$HTTP_BASE"
+  rc=$?
+  [ $rc -eq 0 ] || failures=$((failures + 1))
+else
+  fail "/metrics: prometheus-client not installed (pip install -r scripts/requirements.txt)"
 fi
 
 # ---- kafkajs ----------------------------------------------------------------

@@ -87,6 +87,8 @@ pub enum Check {
     OneOf(&'static [&'static str]),
     ListOf(&'static [&'static str]),
     Listener,
+    /// `http://host:port` entries separated by commas, or empty.
+    HttpListeners,
     /// Kafka's `host:count,host:count` (`max.connections.per.ip.overrides`).
     HostCounts,
 }
@@ -190,6 +192,8 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
     def!("log.cleaner.max.compaction.lag.ms", Long, Some(LONG_MAX), Check::AtLeast(1), true, "The maximum time a message will remain ineligible for compaction in the log. Only applicable for logs that are being compacted."),
     def!("log.scrub.interval.ms", Long, Some("0"), Check::AtLeast(0), false, "How often the scrubber verifies the CRC and offsets of every batch in every closed segment, logging each damaged range with ERROR (a Sluice setting; Kafka has none). 0 turns it off. A damaged range in a closed segment otherwise shows only when a consumer fetches it."),
     def!("log.scrub.max.bytes.per.second", Long, Some("52428800"), Check::AtLeast(0), false, "The most bytes per second the scrubber reads, so that verifying does not compete with produce and fetch for the disk. 0 means no limit."),
+    def!("http.listeners", List, Some("http://127.0.0.1:9644"), Check::HttpListeners, false, "Where the broker serves HTTP (a Sluice setting): /metrics (Prometheus), /healthz and /readyz, as http://host:port entries separated by commas. Empty turns HTTP off. Its own address, so that it can stay on loopback or an admin network."),
+    def!("metrics.partition.labels.max", Int, Some("1000"), Check::AtLeast(0), false, "The most series with a partition label (log end offset, log size, consumer group lag) /metrics reports, so that thousands of partitions do not explode a Prometheus server's cardinality (a Sluice setting). Partitions beyond it are counted in sluice_partition_series_omitted."),
     def!("log.max.open.segment.files", Int, Some("1000"), Check::AtLeast(1), false, "The most segment files the broker keeps open at once (a Sluice setting; Kafka keeps every segment open). A segment opens its file when it is read, written or synced, and the least recently used one is closed when more are open, so descriptors stay bounded however many partitions and segments there are. Raise it when more partitions than this are busy at once, to spare the reopening."),
     def!("log.segment.delete.delay.ms", Long, Some("60000"), Check::AtLeast(0), true, "The amount of time to wait before deleting a file from the filesystem."),
     def!("log.preallocate", Boolean, Some("false"), Check::None, true, "Should pre allocate file when create new segment?"),
@@ -341,6 +345,9 @@ pub fn validate(name: &str, ty: ConfigType, check: Check, value: &str) -> Result
         (Check::Listener, _) => parse_listener(value)
             .map(|_| ())
             .map_err(|e| format!("Invalid value {value} for configuration {name}: {e}")),
+        (Check::HttpListeners, _) => parse_http_listeners(value)
+            .map(|_| ())
+            .map_err(|e| format!("Invalid value {value} for configuration {name}: {e}")),
         _ => Ok(()),
     }
 }
@@ -374,6 +381,29 @@ pub fn parse_connection_overrides(value: &str) -> Result<Vec<(String, u32)>, Str
 }
 
 /// Accepts `PLAINTEXT://host:port` or `host:port`; returns `host:port`.
+/// Parses `http.listeners` into `host:port` addresses to bind.
+pub fn parse_http_listeners(value: &str) -> Result<Vec<String>, String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+        .map(|entry| match entry.split_once("://") {
+            Some(("http", addr))
+                if addr
+                    .rsplit_once(':')
+                    .is_some_and(|(_, port)| port.parse::<u16>().is_ok()) =>
+            {
+                Ok(addr.to_string())
+            }
+            Some(("http", _)) => Err(format!("{entry} needs host:port after http://")),
+            Some(("https", _)) => Err(format!(
+                "{entry}: https is not supported yet; serve http on loopback or an admin network"
+            )),
+            _ => Err(format!("{entry} is not http://host:port")),
+        })
+        .collect()
+}
+
 pub fn parse_listener(value: &str) -> Result<String, String> {
     let addr = match value.split_once("://") {
         Some(("PLAINTEXT", rest)) => rest,

@@ -4,6 +4,7 @@
 //! the request rate. Waiters are async tasks watching a partition's synced
 //! offset; no thread blocks per request.
 
+use crate::metrics::Histogram;
 use crate::partition::Partition;
 use std::collections::HashMap;
 use std::sync::mpsc;
@@ -13,16 +14,27 @@ use std::sync::Arc;
 #[derive(Clone)]
 pub(crate) struct Flusher {
     queue: mpsc::Sender<Arc<Partition>>,
+    /// How long each fdatasync took, for `/metrics`.
+    fsync_seconds: Arc<Histogram>,
 }
 
 impl Flusher {
     pub(crate) fn start() -> Self {
         let (queue, pending) = mpsc::channel::<Arc<Partition>>();
+        let fsync_seconds = Arc::new(Histogram::seconds());
+        let observed = Arc::clone(&fsync_seconds);
         std::thread::Builder::new()
             .name("sluice-flusher".into())
-            .spawn(move || run(pending))
+            .spawn(move || run(pending, &observed))
             .expect("spawning the flusher thread");
-        Flusher { queue }
+        Flusher {
+            queue,
+            fsync_seconds,
+        }
+    }
+
+    pub(crate) fn fsync_seconds(&self) -> &Histogram {
+        &self.fsync_seconds
     }
 
     pub(crate) fn request(&self, partition: Arc<Partition>) {
@@ -31,7 +43,7 @@ impl Flusher {
     }
 }
 
-fn run(pending: mpsc::Receiver<Arc<Partition>>) {
+fn run(pending: mpsc::Receiver<Arc<Partition>>, fsync_seconds: &Histogram) {
     while let Ok(first) = pending.recv() {
         // Everything queued meanwhile joins this round, once per partition.
         let mut round: HashMap<*const Partition, Arc<Partition>> = HashMap::new();
@@ -40,7 +52,9 @@ fn run(pending: mpsc::Receiver<Arc<Partition>>) {
             round.insert(Arc::as_ptr(&more), more);
         }
         for partition in round.into_values() {
-            partition.sync_now();
+            if let Some(took) = partition.sync_now() {
+                fsync_seconds.observe_duration(took);
+            }
         }
     }
 }

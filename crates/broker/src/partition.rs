@@ -10,6 +10,7 @@
 use crate::config::ConfigSource;
 use crate::flusher::Flusher;
 use crate::locks::{MutexExt, RwLockExt};
+use crate::metrics::PartitionStats;
 use crate::producer_state::{is_older_snapshot, ActiveProducer, ProducerStates, SequenceCheck};
 use bytes::Bytes;
 use kafka_protocol::records::Record;
@@ -150,6 +151,8 @@ pub(crate) struct Partition {
     /// transaction is open), published after each append so that fetches
     /// read the last stable offset without taking the producer lock.
     first_unstable: AtomicI64,
+    /// Traffic and log size for `/metrics`.
+    pub(crate) stats: PartitionStats,
 }
 
 /// The result of a producer's append.
@@ -294,6 +297,8 @@ impl Partition {
         let producers = load_producer_state(&mut log)?;
         let durability = log.durability();
         let end = log.log_end_offset();
+        let stats = PartitionStats::default();
+        stats.publish_log(end, log.size_bytes());
         Ok(Partition {
             topic: spec.topic,
             topic_id: spec.topic_id,
@@ -310,7 +315,14 @@ impl Partition {
             flusher,
             first_unstable: AtomicI64::new(producers.first_unstable_offset().unwrap_or(i64::MAX)),
             producers: Mutex::new(producers),
+            stats,
         })
+    }
+
+    /// Publishes the log's end offset and size to `/metrics`.
+    fn publish_log_stats(&self, log: &PartitionLog) {
+        self.stats
+            .publish_log(log.log_end_offset(), log.size_bytes());
     }
 
     /// Syncs and closes the log, leaving a producer state snapshot.
@@ -384,6 +396,7 @@ impl Partition {
             let mut log = self.log.locked("log");
             let segments = log.segment_count();
             let info = log.append(batches, self.leader_epoch, log_append_time, now_ms)?;
+            self.publish_log_stats(&log);
             (info, log.segment_count() != segments)
         };
         let mut aborted = Vec::new();
@@ -529,9 +542,12 @@ impl Partition {
 
     /// Runs on the flusher thread: one fdatasync covering everything appended
     /// so far, then publish the synced offset and wake waiters.
-    pub(crate) fn sync_now(&self) {
+    pub(crate) fn sync_now(&self) -> Option<std::time::Duration> {
         let wanted = self.sync_requested.load(Ordering::Acquire);
+        let syncs = self.durability.sync_count();
+        let started = std::time::Instant::now();
         let result = self.durability.sync_to(wanted);
+        let took = (self.durability.sync_count() != syncs).then(|| started.elapsed());
         self.last_sync_ms
             .store(crate::state::now_ms(), Ordering::Relaxed);
         match result {
@@ -546,6 +562,7 @@ impl Partition {
                 let _previous = self.synced.send_replace(Err(e.to_string()));
             }
         }
+        took
     }
 
     /// Whether the lazy flush policy wants a sync now (`flush.messages`
@@ -664,12 +681,15 @@ impl Partition {
         }
         let high_watermark = self.high_watermark();
         // The aborted-transaction entries of deleted segments go with them.
-        self.log.locked("log").apply_retention(
+        let mut log = self.log.locked("log");
+        let deleted = log.apply_retention(
             now_ms,
             settings.retention_ms,
             settings.retention_bytes,
             high_watermark,
-        )
+        );
+        self.publish_log_stats(&log);
+        deleted
     }
 
     /// What the cleaner could clean now (compacted topics only): closed
@@ -715,7 +735,9 @@ impl Partition {
             return Ok(None);
         };
         while let Some(cleaned) = job.clean_next(throttle)? {
-            self.log.locked("log").install_cleaned(cleaned)?;
+            let mut log = self.log.locked("log");
+            log.install_cleaned(cleaned)?;
+            self.publish_log_stats(&log);
         }
         let stats = self.log.locked("log").finish_cleaning(job)?;
         Ok(Some(stats))
@@ -738,6 +760,7 @@ impl Partition {
         }
         let mut log = self.log.locked("log");
         log.advance_log_start(target)?;
+        self.publish_log_stats(&log);
         Ok(log.log_start_offset())
     }
 

@@ -47,6 +47,16 @@ impl Partitions {
         }
     }
 
+    /// Partitions whose log could not be opened.
+    pub(crate) fn offline_count(&self) -> usize {
+        self.offline.read_locked("offline partitions").len()
+    }
+
+    /// The group-commit fdatasync latencies.
+    pub(crate) fn fsync_seconds(&self) -> &crate::metrics::Histogram {
+        self.flusher.fsync_seconds()
+    }
+
     pub(crate) fn log_dir_path(&self) -> &std::path::Path {
         self.log_dir.path()
     }

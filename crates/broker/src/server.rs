@@ -48,6 +48,7 @@ pub struct Broker {
     /// [`Broker::shutdown`] keeps its directory locked while it still serves.
     data_dir_lock: Arc<DirLock>,
     scrub_probe: Arc<crate::scrubber::ScrubProbe>,
+    http_addrs: Vec<SocketAddr>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -101,6 +102,18 @@ impl Broker {
             addr: listen.clone(),
             source,
         })?;
+        let http_listeners = bind_http(&config).await?;
+        let http_addrs = http_listeners
+            .iter()
+            .filter_map(|l| l.local_addr().ok())
+            .collect();
+        let http_started = Arc::new(crate::http::Started::default());
+        let (stop, stopped) = watch::channel(false);
+        let http_task = tokio::spawn(crate::http::serve(
+            http_listeners,
+            Arc::clone(&http_started),
+            stopped.clone(),
+        ));
         let mut config = config;
         if config.explicit("advertised.listeners").is_none() {
             // An ephemeral port (":0") is only known once bound.
@@ -109,7 +122,7 @@ impl Broker {
                 .set("advertised.listeners", &advertised)
                 .expect("a bound address is a valid listener");
         }
-        let state = {
+        let opened = {
             let config = config.clone();
             let dir = data_dir.clone();
             tokio::task::spawn_blocking(move || {
@@ -118,18 +131,21 @@ impl Broker {
                 Ok::<_, StartError>(state)
             })
             .await
-            .expect("open task panicked")?
+            .expect("open task panicked")
         };
+        let state = opened.inspect_err(|_| http_task.abort())?;
         let state = Arc::new(state);
         TransactionCoordinator::resume_prepared(&state);
-        let (stop, stopped) = watch::channel(false);
-        let mut tasks = vec![tokio::spawn(accept_loop(
-            listener,
-            state.clone(),
-            limits,
-            data_dir_lock.clone(),
-            stopped.clone(),
-        ))];
+        let mut tasks = vec![
+            http_task,
+            tokio::spawn(accept_loop(
+                listener,
+                state.clone(),
+                limits,
+                data_dir_lock.clone(),
+                stopped.clone(),
+            )),
+        ];
         tasks.push(tokio::spawn(crate::retention::retention_task(
             state.clone(),
             stopped.clone(),
@@ -146,6 +162,7 @@ impl Broker {
         )));
         tasks.push(tokio::spawn(lazy_flusher(state.clone(), stopped.clone())));
         tasks.push(tokio::spawn(group_timer(state.clone(), stopped)));
+        http_started.set(state.clone(), Arc::clone(&scrub_probe));
         tracing::info!(%local_addr, data_dir = %data_dir.display(), "broker started");
         Ok(Broker {
             local_addr,
@@ -155,12 +172,18 @@ impl Broker {
             tasks,
             data_dir_lock,
             scrub_probe,
+            http_addrs,
         })
     }
 
     /// What the background scrubber (`log.scrub.interval.ms`) has found.
     pub fn scrub_probe(&self) -> &crate::scrubber::ScrubProbe {
         &self.scrub_probe
+    }
+
+    /// Where `/metrics`, `/healthz` and `/readyz` are served.
+    pub fn http_addrs(&self) -> &[SocketAddr] {
+        &self.http_addrs
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -426,6 +449,7 @@ async fn serve_connection(
     _slot: ConnectionSlot,
 ) {
     let (mut reader, mut writer) = socket.into_split();
+    let _counted = state.metrics.connection_opened();
     let activity = Arc::new(Activity::new());
     let (tx, mut rx) = mpsc::channel::<Outgoing>(MAX_IN_FLIGHT);
     let writer_activity = activity.clone();
@@ -505,6 +529,26 @@ async fn serve_connection(
     let _ = writer_task.await;
 }
 
+/// Binds every `http.listeners` address (none when it is empty).
+async fn bind_http(config: &BrokerConfig) -> Result<Vec<TcpListener>, StartError> {
+    let value = config.get("http.listeners").unwrap_or_default();
+    let addrs = crate::config::parse_http_listeners(value).map_err(StartError::Config)?;
+    let mut listeners = Vec::with_capacity(addrs.len());
+    for addr in addrs {
+        let listener = TcpListener::bind(&addr)
+            .await
+            .map_err(|source| StartError::Listen {
+                addr: format!("http://{addr} (http.listeners; empty turns HTTP off)"),
+                source,
+            })?;
+        if let Ok(bound) = listener.local_addr() {
+            tracing::info!(http = %format!("http://{bound}"), "serving /metrics, /healthz and /readyz");
+        }
+        listeners.push(listener);
+    }
+    Ok(listeners)
+}
+
 /// Decodes and dispatches one request. `Err` closes the connection, as Kafka
 /// does for requests it cannot parse.
 async fn handle_frame(
@@ -537,11 +581,18 @@ async fn handle_frame(
             head.api_version, range.min_implemented
         ));
     }
+    let received = Instant::now();
     let request = envelope::decode_request(frame).map_err(|e| e.to_string())?;
     let version = request.version();
     let correlation_id = request.header.correlation_id;
+    let metrics_state = Arc::clone(state);
     let encode = move |body: kafka_protocol::messages::ResponseKind| {
-        envelope::encode_response(api_key, version, correlation_id, &body)
+        let error = crate::metrics::error_of(&body);
+        let encoded = envelope::encode_response(api_key, version, correlation_id, &body);
+        metrics_state
+            .metrics
+            .record_request(api_key, error, received.elapsed());
+        encoded
             .map_err(|e| {
                 tracing::error!(error = %e, "failed to encode response");
             })

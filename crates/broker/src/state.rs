@@ -4,6 +4,7 @@ use crate::config::{self, BrokerConfig, ConfigSource};
 use crate::group::GroupCoordinator;
 use crate::handlers::fetch::session::FetchSessionCache;
 use crate::locks::RwLockExt;
+use crate::metrics::BrokerMetrics;
 use crate::partitions::Partitions;
 use crate::txn::TransactionCoordinator;
 use sluice_metadata::{MetadataImage, MetadataLog};
@@ -26,6 +27,7 @@ pub(crate) struct BrokerState {
     pub(crate) txns: TransactionCoordinator,
     /// (next producer id, end of the reserved block).
     pub(crate) producer_ids: Mutex<(i64, i64)>,
+    pub(crate) metrics: BrokerMetrics,
 }
 
 impl BrokerState {
@@ -47,6 +49,7 @@ impl BrokerState {
             txns: TransactionCoordinator::default(),
             // Nothing reserved yet: the first InitProducerId reserves a block.
             producer_ids: Mutex::new((0, 0)),
+            metrics: BrokerMetrics::default(),
         }
     }
 

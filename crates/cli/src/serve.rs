@@ -127,6 +127,9 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     println!("  advertised as {}", broker.advertised_address());
     println!("  data in       {}", data_dir.display());
     println!("  cluster id    {}", broker.cluster_id());
+    for addr in broker.http_addrs() {
+        println!("  metrics at    http://{addr}/metrics");
+    }
     println!("Stop with Ctrl-C (SIGINT) or SIGTERM.");
     stop_signals.wait().await;
     println!("shutting down: syncing and closing logs");

@@ -46,6 +46,7 @@ async fn group_members_split_rebalance_and_resume() {
     let broker = sluice_broker::Broker::start(
         sluice_broker::BrokerConfig::from_settings([
             ("listeners", "127.0.0.1:0"),
+            ("http.listeners", "http://127.0.0.1:0"),
             ("log.dirs", dir.path().to_str().unwrap()),
             ("group.initial.rebalance.delay.ms", "0"),
         ])
@@ -140,6 +141,7 @@ async fn start_broker(
     let dir = tempfile::tempdir().unwrap();
     let mut settings = vec![
         ("listeners", "127.0.0.1:0"),
+        ("http.listeners", "http://127.0.0.1:0"),
         ("log.dirs", dir.path().to_str().unwrap()),
         ("group.initial.rebalance.delay.ms", "0"),
         ("group.consumer.heartbeat.interval.ms", "100"),

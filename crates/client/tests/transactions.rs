@@ -17,6 +17,7 @@ async fn start_broker(dir: &std::path::Path) -> sluice_broker::Broker {
     sluice_broker::Broker::start(
         sluice_broker::BrokerConfig::from_settings([
             ("listeners", "127.0.0.1:0"),
+            ("http.listeners", "http://127.0.0.1:0"),
             ("log.dirs", dir.to_str().unwrap()),
             ("group.initial.rebalance.delay.ms", "0"),
             ("transaction.state.log.num.partitions", "3"),

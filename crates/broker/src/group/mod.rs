@@ -175,6 +175,20 @@ impl Groups {
         }
     }
 
+    /// Every committed offset: (group, topic, partition, offset).
+    pub(crate) fn committed_offsets(&self) -> Vec<(String, String, i32, i64)> {
+        let mut all = Vec::new();
+        for group in self.offsets.groups() {
+            for (topic, partitions) in self.offsets.get(group).into_iter().flatten() {
+                for (&partition, committed) in partitions {
+                    all.push((group.clone(), topic.clone(), partition, committed.offset));
+                }
+            }
+        }
+        all.sort();
+        all
+    }
+
     /// Group ids known through membership or committed offsets.
     pub(crate) fn all_ids(&self) -> Vec<String> {
         let mut ids: Vec<String> = self

@@ -29,6 +29,8 @@ pub(crate) async fn start_broker(dir: &Path, extra: &[(&str, &str)]) -> Broker {
     let mut settings: Vec<(String, String)> = vec![
         ("listeners".into(), "127.0.0.1:0".into()),
         ("log.dirs".into(), dir.display().to_string()),
+        // Tests run brokers side by side: no two may want the default port.
+        ("http.listeners".into(), "http://127.0.0.1:0".into()),
     ];
     settings.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let config = BrokerConfig::from_settings(settings).expect("valid broker settings");
@@ -226,7 +228,10 @@ fn serve_command(port: u16, data_dir: &Path, settings: &[&str]) -> Command {
         .arg("--listen")
         .arg(format!("127.0.0.1:{port}"))
         .arg("--data-dir")
-        .arg(data_dir);
+        .arg(data_dir)
+        // Tests run brokers side by side: no two may want the default port.
+        .arg("--set")
+        .arg("http.listeners=http://127.0.0.1:0");
     for s in settings {
         cmd.arg("--set").arg(s);
     }
@@ -237,7 +242,12 @@ fn serve_command(port: u16, data_dir: &Path, settings: &[&str]) -> Command {
 /// (exit success, stdout and stderr). Panics if it is still running after
 /// [`PATIENCE`].
 pub(crate) fn serve_refusal(data_dir: &Path) -> (bool, String) {
-    let mut child = serve_command(free_port(), data_dir, &[])
+    serve_refusal_with(data_dir, &[])
+}
+
+/// [`serve_refusal`] with `--set` settings.
+pub(crate) fn serve_refusal_with(data_dir: &Path, settings: &[&str]) -> (bool, String) {
+    let mut child = serve_command(free_port(), data_dir, settings)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -15,6 +15,9 @@
 //!   librdkafka: assignment, commits, restarts, static membership.
 //! * `hostile_sweep` — a `sluice serve` process under hostile requests for
 //!   every advertised API key and version (seeded); it must keep serving.
+//! * `http_endpoints` — the HTTP listener of a `sluice serve` process:
+//!   `/metrics` after a librdkafka workload, `/healthz`, `/readyz`, wrong
+//!   methods and paths, an address in use.
 //! * `kip848` — KIP-848 consumer groups (`group.protocol=consumer`)
 //!   through librdkafka: server-side assignment, takeover.
 //! * `lifecycle` — live topic config changes (segment size, retention) and
@@ -35,6 +38,7 @@ mod disk_faults;
 mod edges;
 mod groups;
 mod hostile_sweep;
+mod http_endpoints;
 mod kip848;
 mod lifecycle;
 mod metadata_damage;

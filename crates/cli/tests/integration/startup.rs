@@ -22,6 +22,8 @@ fn a_second_broker_on_the_same_data_dir_is_refused() {
         .arg(format!("127.0.0.1:{}", free_port()))
         .arg("--data-dir")
         .arg(&data_dir)
+        .arg("--set")
+        .arg("http.listeners=")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

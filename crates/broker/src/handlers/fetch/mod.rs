@@ -263,6 +263,7 @@ fn read_all(
             let log_start_offset = partition.log_start_offset();
             match result {
                 Ok(records) => {
+                    partition.stats.record_fetch(records.len());
                     total += records.len();
                     budget = budget.saturating_sub(records.len());
                     // The aborted transactions the returned batches overlap:

@@ -205,6 +205,7 @@ fn append_all(state: &Arc<BrokerState>, request: ProduceRequest, version: i16) -
                 continue;
             };
             let records = data.records.unwrap_or_default();
+            state.metrics.record_produce_batch(records.len());
             let settings = partition.settings();
             let now = now_ms();
             let target = TopicPartition {
@@ -278,6 +279,9 @@ fn append_all(state: &Arc<BrokerState>, request: ProduceRequest, version: i16) -
             };
             match appended {
                 Ok(Appended::Written(info)) => {
+                    partition
+                        .stats
+                        .record_append(records.len(), info.record_count);
                     let ok = PartitionProduceResponse::default()
                         .with_index(index)
                         .with_base_offset(info.first_offset)

@@ -110,7 +110,9 @@ public final class SluiceBroker implements AutoCloseable, BeforeAllCallback, Aft
             List<String> command = new ArrayList<>(List.of(bin, "serve",
                     // Port 0: the OS picks a free port, the broker prints it.
                     "--listen", "127.0.0.1:0",
-                    "--data-dir", workDir.resolve("data").toString()));
+                    "--data-dir", workDir.resolve("data").toString(),
+                    // Likewise for HTTP (/metrics), so brokers never compete for its default port.
+                    "--set", "http.listeners=http://127.0.0.1:0"));
             settings.forEach((name, value) -> command.addAll(List.of("--set", name + "=" + value)));
             process = new ProcessBuilder(command)
                     .redirectError(logFile().toFile())

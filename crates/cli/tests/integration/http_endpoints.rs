@@ -1,0 +1,116 @@
+//! The broker's HTTP listener (`http.listeners`) in a `sluice serve`
+//! process: `/metrics` reflects a librdkafka workload, `/healthz` and
+//! `/readyz` answer probes, other methods and paths are refused, and an
+//! address in use stops the start with a message naming it. The metrics are
+//! also parsed by the official Prometheus parser in scripts/metrics_check.py.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use rdkafka::producer::FutureRecord;
+
+use crate::common::{block_on, free_port, serve_refusal_with, topic_name, BrokerProcess};
+use crate::rdkafka_client::producer;
+
+/// (status, headers, body) of one HTTP/1.1 request.
+fn http(port: u16, method: &str, path: &str) -> (u16, String, String) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to the HTTP listener");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .expect("read the response");
+    let (head, body) = response.split_once("\r\n\r\n").expect("a whole response");
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("a status code");
+    (status, head.to_string(), body.to_string())
+}
+
+#[test]
+fn serves_metrics_health_and_readiness_on_its_own_listener() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let listeners = format!("http.listeners=http://127.0.0.1:{port}");
+    let broker = BrokerProcess::spawn(
+        free_port(),
+        &tmp.path().join("data"),
+        &tmp.path().join("broker.log"),
+        &[&listeners],
+    );
+    let topic = topic_name("metrics");
+    let producer = producer(&broker.bootstrap(), &[("acks", "all")]);
+    block_on(async {
+        for i in 0..50 {
+            let value = format!("value {i}");
+            producer
+                .send(
+                    FutureRecord::<(), _>::to(&topic).payload(&value),
+                    Duration::from_secs(30),
+                )
+                .await
+                .expect("record acknowledged");
+        }
+    });
+
+    let (status, head, body) = http(port, "GET", "/metrics");
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: application/openmetrics-text"),
+        "{head}"
+    );
+    assert!(
+        body.contains(&format!(
+            "sluice_topic_records_in_total{{topic=\"{topic}\"}} 50\n"
+        )),
+        "{body}"
+    );
+    assert!(
+        body.contains(
+            "sluice_requests_total{api=\"Produce\",listener=\"PLAINTEXT\",error=\"NONE\"}"
+        ),
+        "{body}"
+    );
+    assert!(
+        body.ends_with("# EOF\n"),
+        "an OpenMetrics exposition ends with # EOF"
+    );
+
+    assert_eq!(http(port, "GET", "/healthz").0, 200);
+    let (status, _, ready) = http(port, "GET", "/readyz");
+    assert_eq!(status, 200);
+    assert!(ready.contains("\"ready\":true"), "{ready}");
+    assert_eq!(http(port, "POST", "/metrics").0, 405, "only GET");
+    assert_eq!(http(port, "GET", "/nope").0, 404);
+    broker.terminate();
+}
+
+#[test]
+fn an_http_address_in_use_refuses_to_start_and_says_which() {
+    let tmp = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let listeners = format!("http.listeners=http://127.0.0.1:{port}");
+    let (started, said) = serve_refusal_with(&tmp.path().join("data"), &[&listeners]);
+    assert!(!started, "{said}");
+    assert!(said.contains(&format!("http://127.0.0.1:{port}")), "{said}");
+    assert!(said.contains("http.listeners"), "{said}");
+
+    let (started, said) = serve_refusal_with(
+        &tmp.path().join("data"),
+        &["http.listeners=https://127.0.0.1:1"],
+    );
+    assert!(!started, "{said}");
+    assert!(said.contains("https is not supported"), "{said}");
+}
