@@ -13,6 +13,8 @@ mod state_machine;
 #[cfg(test)]
 mod cluster_tests;
 #[cfg(test)]
+mod simulation_tests;
+#[cfg(test)]
 mod suite_tests;
 #[cfg(test)]
 mod test_cluster;
