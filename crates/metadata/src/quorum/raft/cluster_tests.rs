@@ -126,6 +126,11 @@ async fn a_node_that_missed_purged_entries_catches_up_from_a_snapshot() {
         *cluster.nodes[&leader].image(),
         "the same image everywhere"
     );
+    // Its log now starts after the snapshot, with no hole to refuse.
+    cluster.stop_node(3).await;
+    cluster.start_node(3).await;
+    cluster.append(vec![topic("last")]).await;
+    cluster.converge(17).await;
 }
 
 #[tokio::test]
@@ -188,4 +193,56 @@ async fn a_damaged_log_refuses_to_start_and_a_torn_tail_is_cut() {
         error.contains("quorum.state is damaged at byte offset 0"),
         "{error}"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_damaged_snapshot_refuses_to_start() {
+    let mut cluster = Cluster::start(1, snapshot_every_3).await;
+    for i in 0..6 {
+        cluster.append(vec![topic(&format!("t{i}"))]).await;
+    }
+    let path = cluster.dir(1).join("quorum.snapshot");
+    eventually("a snapshot is written", || path.exists()).await;
+    cluster.stop_node(1).await;
+    let mut bytes = std::fs::read(&path).expect("the snapshot");
+    let last = bytes.len() - 2;
+    bytes[last] ^= 0x55;
+    std::fs::write(&path, &bytes).expect("write");
+    let error = RaftQuorum::start(cluster.config(1), Arc::new(InProcessNetwork::new()))
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        error.contains("quorum.snapshot is damaged at byte offset"),
+        "{error}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unreadable_request_gets_an_error_answer() {
+    let cluster = Cluster::start(1, defaults).await;
+    let answer = cluster.nodes[&1]
+        .rpc_handler()
+        .handle(b"not a request".to_vec())
+        .await;
+    let answer: Result<(), String> = serde_json::from_slice(&answer).expect("an answer");
+    assert!(answer.is_err_and(|e| e.contains("unreadable request")));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_voter_that_lost_its_disk_catches_up_from_a_snapshot() {
+    let mut cluster = Cluster::start(3, snapshot_every_3).await;
+    for i in 0..10 {
+        cluster.append(vec![topic(&format!("t{i}"))]).await;
+    }
+    cluster.converge(10).await;
+    cluster.stop_node(3).await;
+    for file in std::fs::read_dir(cluster.dir(3)).expect("the dir") {
+        std::fs::remove_file(file.expect("an entry").path()).expect("removed");
+    }
+    cluster.start_node(3).await;
+    cluster.append(vec![topic("after")]).await;
+    cluster.converge(11).await;
+    assert!(cluster.nodes[&3].image().topic("t0").is_some());
 }

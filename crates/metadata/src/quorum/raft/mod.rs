@@ -132,6 +132,10 @@ impl RaftQuorum {
     /// (empty log) the lowest voter id writes the voter set as the first
     /// entry; the others wait to hear from it. A lone voter stands for
     /// election at once instead of waiting out the election timeout.
+    ///
+    /// A voter that lost its directory starts empty and is caught up from
+    /// the leader, but it has forgotten its vote too: nothing yet tells it
+    /// from a new voter (Kafka adds directory ids for this, KIP-853).
     pub async fn start(
         config: QuorumConfig,
         transport: Arc<dyn Transport>,
