@@ -29,13 +29,18 @@ async fn one_voter_appends_and_restores_its_image_from_the_log() {
 
     cluster.stop_node(1).await;
     cluster.start_node(1).await;
-    let node = &cluster.nodes[&1];
+    // Callers hold the trait object, never the openraft-backed type.
+    let node: &dyn Quorum = &cluster.nodes[&1];
     // Replayed up to the committed entry before any election.
     assert_eq!(node.image().offset, 3);
     assert!(node.image().topic("c").is_some());
-    let (third, image) = cluster.append(vec![topic("d")]).await;
+    let mut images = node.watch();
+    images.borrow_and_update();
+    let (third, image) = node.append(vec![topic("d")]).await.expect("appended");
     assert!(third.index > second.index);
     assert_eq!(image.offset, 4);
+    assert!(images.has_changed().expect("the quorum runs"));
+    assert_eq!(images.borrow_and_update().offset, 4);
 }
 
 #[tokio::test(start_paused = true)]

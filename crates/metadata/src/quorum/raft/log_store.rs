@@ -71,6 +71,20 @@ struct Disk {
     file: File,
     len: u64,
     offsets: BTreeMap<u64, u64>,
+    /// Set at shutdown: a blocking write that outlived openraft's core
+    /// finishes, no new one starts.
+    closed: bool,
+}
+
+/// Stops log writes once the quorum is shut down.
+pub(crate) struct LogFence(Arc<Mutex<Disk>>);
+
+impl LogFence {
+    /// Waits for a write in progress, then lets no other start.
+    pub(crate) async fn close(&self) {
+        let disk = self.0.clone();
+        let _ignored = tokio::task::spawn_blocking(move || lock(&disk).closed = true).await;
+    }
 }
 
 fn storage_error(
@@ -156,6 +170,7 @@ impl LogStore {
                 file,
                 len: frames.valid_len,
                 offsets,
+                closed: false,
             })),
             state,
             committed,
@@ -168,9 +183,15 @@ impl LogStore {
         work: impl FnOnce(&mut Disk) -> std::io::Result<T> + Send + 'static,
     ) -> std::io::Result<T> {
         let disk = self.disk.clone();
-        tokio::task::spawn_blocking(move || work(&mut lock(&disk)))
-            .await
-            .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+        tokio::task::spawn_blocking(move || {
+            let mut disk = lock(&disk);
+            if disk.closed {
+                return Err(std::io::Error::other("the metadata quorum is shut down"));
+            }
+            work(&mut disk)
+        })
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)))
     }
 
     async fn save_state(&mut self, state: State) -> std::io::Result<()> {
@@ -179,6 +200,10 @@ impl LogStore {
             .await?;
         self.state = state;
         Ok(())
+    }
+
+    pub(crate) fn fence(&self) -> LogFence {
+        LogFence(self.disk.clone())
     }
 
     /// Every entry, in order (for tests that compare logs across nodes).

@@ -123,6 +123,8 @@ fn fatal(e: Fatal<u64>) -> QuorumError {
 pub struct RaftQuorum {
     node_id: i32,
     raft: Raft<TypeConfig>,
+    log_fence: log_store::LogFence,
+    snapshot_fence: state_machine::SnapshotFence,
     images: watch::Receiver<Arc<MetadataImage>>,
     append_timeout: Duration,
 }
@@ -158,6 +160,7 @@ impl RaftQuorum {
         })
         .await
         .map_err(|e| QuorumError::Storage(e.to_string()))??;
+        let (log_fence, snapshot_fence) = (log.fence(), state_machine.fence());
         let network = NetworkFactory {
             me: config.node_id,
             transport,
@@ -184,6 +187,8 @@ impl RaftQuorum {
         Ok(RaftQuorum {
             node_id: config.node_id,
             raft,
+            log_fence,
+            snapshot_fence,
             images,
             append_timeout: config.append_timeout,
         })
@@ -195,11 +200,13 @@ impl RaftQuorum {
     }
 
     /// Stops the node; later appends answer [`QuorumError::ShuttingDown`].
+    /// Once it returns nothing writes to the directory any more, so a new
+    /// node may start on it.
     pub async fn shutdown(&self) -> Result<(), QuorumError> {
-        self.raft
-            .shutdown()
-            .await
-            .map_err(|e| QuorumError::Storage(e.to_string()))
+        let stopped = self.raft.shutdown().await;
+        self.log_fence.close().await;
+        self.snapshot_fence.close().await;
+        stopped.map_err(|e| QuorumError::Storage(e.to_string()))
     }
 }
 

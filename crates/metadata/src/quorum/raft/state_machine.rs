@@ -60,10 +60,18 @@ struct Stored {
     data: Vec<u8>,
 }
 
+/// The current snapshot. Its lock is held across the file write, so two
+/// snapshots never race on disk; once closed nothing is written any more.
+struct Slot {
+    current: Option<Stored>,
+    closed: bool,
+}
+
+type SharedSlot = Arc<tokio::sync::Mutex<Slot>>;
+
 pub(crate) struct StateMachine {
     state: Arc<Mutex<State>>,
-    /// Held across the file write, so two snapshots never race on disk.
-    snapshot: Arc<tokio::sync::Mutex<Option<Stored>>>,
+    snapshot: SharedSlot,
     path: PathBuf,
     images: watch::Sender<Arc<MetadataImage>>,
 }
@@ -71,7 +79,7 @@ pub(crate) struct StateMachine {
 /// Builds a snapshot of the state machine as it is when building starts.
 pub(crate) struct SnapshotBuilder {
     state: Arc<Mutex<State>>,
-    snapshot: Arc<tokio::sync::Mutex<Option<Stored>>>,
+    snapshot: SharedSlot,
     path: PathBuf,
 }
 
@@ -119,12 +127,19 @@ impl StateMachine {
         Ok((
             StateMachine {
                 state: Arc::new(Mutex::new(state)),
-                snapshot: Arc::new(tokio::sync::Mutex::new(stored.map(|(s, _)| s))),
+                snapshot: Arc::new(tokio::sync::Mutex::new(Slot {
+                    current: stored.map(|(s, _)| s),
+                    closed: false,
+                })),
                 path,
                 images,
             },
             receiver,
         ))
+    }
+
+    pub(crate) fn fence(&self) -> SnapshotFence {
+        SnapshotFence(self.snapshot.clone())
     }
 }
 
@@ -140,19 +155,39 @@ fn read_snapshot(path: &Path, bytes: &[u8]) -> Result<(Stored, MetadataImage), Q
     Ok((Stored { meta, data }, image))
 }
 
-/// Writes `stored` as the snapshot file unless `current` is already newer.
+/// Stops snapshot writes once the quorum is shut down: openraft builds
+/// snapshots in a task of their own that can outlive its core.
+pub(crate) struct SnapshotFence(SharedSlot);
+
+impl SnapshotFence {
+    /// Waits for a write in progress, then lets no other start.
+    pub(crate) async fn close(&self) {
+        self.0.lock().await.closed = true;
+    }
+}
+
+/// Writes `stored` as the snapshot file unless the slot's is newer.
 async fn save_snapshot(
     path: &Path,
-    current: &mut Option<Stored>,
+    slot: &mut Slot,
     stored: Stored,
 ) -> Result<(), StorageError<u64>> {
-    if current
+    let signature = Some(stored.meta.signature());
+    if slot.closed {
+        let e = "the metadata quorum is shut down";
+        return Err(storage_error(
+            ErrorSubject::Snapshot(signature),
+            ErrorVerb::Write,
+            e,
+        ));
+    }
+    if slot
+        .current
         .as_ref()
         .is_some_and(|c| c.meta.last_log_id > stored.meta.last_log_id)
     {
         return Ok(());
     }
-    let signature = Some(stored.meta.signature());
     let meta = serde_json::to_vec(&stored.meta).map_err(|e| {
         storage_error(
             ErrorSubject::Snapshot(signature.clone()),
@@ -166,7 +201,7 @@ async fn save_snapshot(
         .await
         .unwrap_or_else(|e| Err(std::io::Error::other(e)))
         .map_err(|e| storage_error(ErrorSubject::Snapshot(signature), ErrorVerb::Write, e))?;
-    *current = Some(stored);
+    slot.current = Some(stored);
     Ok(())
 }
 
@@ -191,10 +226,10 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             last_membership: membership,
             snapshot_id,
         };
-        let mut current = self.snapshot.lock().await;
+        let mut slot = self.snapshot.lock().await;
         save_snapshot(
             &self.path,
-            &mut current,
+            &mut slot,
             Stored {
                 meta: meta.clone(),
                 data: data.clone(),
@@ -276,10 +311,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 e,
             )
         })?;
-        let mut current = self.snapshot.lock().await;
+        let mut slot = self.snapshot.lock().await;
         save_snapshot(
             &self.path,
-            &mut current,
+            &mut slot,
             Stored {
                 meta: meta.clone(),
                 data,
@@ -300,9 +335,15 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     async fn get_current_snapshot(
         &mut self,
     ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<u64>> {
-        Ok(self.snapshot.lock().await.clone().map(|stored| Snapshot {
-            meta: stored.meta,
-            snapshot: Box::new(Cursor::new(stored.data)),
-        }))
+        Ok(self
+            .snapshot
+            .lock()
+            .await
+            .current
+            .clone()
+            .map(|stored| Snapshot {
+                meta: stored.meta,
+                snapshot: Box::new(Cursor::new(stored.data)),
+            }))
     }
 }
