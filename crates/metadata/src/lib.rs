@@ -9,8 +9,9 @@
 //! one-voter quorum over this log today. [`quorum`] holds the controller
 //! quorum that replicates the same records: the [`quorum::Quorum`] trait and
 //! its Raft implementation on `openraft` (whose types never leave that
-//! module), with a [`quorum::Transport`] seam instead of sockets. This crate
-//! knows nothing about sockets or the protocol.
+//! module), behind a [`quorum::Transport`] seam with an in-process and a
+//! small TCP implementation. Apart from that transport this crate knows
+//! nothing about sockets, and nothing about the Kafka protocol.
 
 mod entry;
 mod image;

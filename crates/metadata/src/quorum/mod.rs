@@ -9,7 +9,10 @@
 
 mod raft;
 
-pub use raft::{InProcessNetwork, QuorumConfig, RaftQuorum, RpcHandler, Transport, TransportError};
+pub use raft::{
+    serve_tcp, InProcessNetwork, QuorumConfig, RaftQuorum, RpcHandler, TcpTransport, Transport,
+    TransportError,
+};
 
 use crate::image::MetadataImage;
 use crate::record::MetadataRecord;

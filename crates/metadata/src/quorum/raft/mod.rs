@@ -9,6 +9,7 @@ mod in_process;
 mod log_store;
 mod network;
 mod state_machine;
+mod tcp;
 
 #[cfg(test)]
 mod cluster_tests;
@@ -21,6 +22,7 @@ mod test_cluster;
 
 pub use in_process::InProcessNetwork;
 pub use network::{RpcHandler, Transport, TransportError};
+pub use tcp::{serve_tcp, TcpTransport};
 
 use crate::image::MetadataImage;
 use crate::quorum::{LogPosition, Quorum, QuorumError, QuorumFuture, QuorumStatus, VoterStatus};

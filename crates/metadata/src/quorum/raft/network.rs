@@ -1,7 +1,7 @@
 //! The network seam: openraft's three RPCs as JSON request/response bytes
 //! over a [`Transport`] of our own, so a transport moves bytes between node
-//! ids and knows nothing of Raft (the in-process one of tests and one-node
-//! setups, later TCP over the CONTROLLER listener).
+//! ids and knows nothing of Raft (`in_process.rs` for tests and one-node
+//! setups, `tcp.rs` between processes).
 
 use super::TypeConfig;
 use crate::quorum::QuorumFuture;
