@@ -3,7 +3,7 @@
 //! peer) runs on it, and so do simulations: links can be cut, and a seeded
 //! generator can drop and delay messages, so a failing run replays.
 
-use super::log_store::lock;
+use super::lock;
 use super::network::{RpcHandler, Transport, TransportError};
 use crate::quorum::QuorumFuture;
 use std::collections::{HashMap, HashSet};

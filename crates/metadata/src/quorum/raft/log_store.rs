@@ -15,12 +15,10 @@
 //! blocking pool.
 
 use super::files::{decode_frames, frame_all, io_error, read_file, replace_file, sync_dir};
-use super::TypeConfig;
+use super::{lock, storage_error, TypeConfig};
 use crate::quorum::QuorumError;
 use openraft::storage::{LogFlushed, RaftLogStorage};
-use openraft::{
-    ErrorSubject, ErrorVerb, LogId, LogState, RaftLogReader, StorageError, StorageIOError, Vote,
-};
+use openraft::{ErrorSubject, ErrorVerb, LogId, LogState, RaftLogReader, StorageError, Vote};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt::Debug;
@@ -28,19 +26,13 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::ops::RangeBounds;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 
 pub(super) type Entry = openraft::Entry<TypeConfig>;
 
 const LOG_FILE: &str = "quorum.log";
 const STATE_FILE: &str = "quorum.state";
 const COMMITTED_FILE: &str = "quorum.committed";
-
-/// A poisoned lock only means another thread panicked while holding it;
-/// every update here happens after its I/O succeeded, so the data is whole.
-pub(super) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct State {
@@ -85,14 +77,6 @@ impl LogFence {
         let disk = self.0.clone();
         let _ignored = tokio::task::spawn_blocking(move || lock(&disk).closed = true).await;
     }
-}
-
-fn storage_error(
-    subject: ErrorSubject<u64>,
-    verb: ErrorVerb,
-    e: impl ToString,
-) -> StorageError<u64> {
-    StorageIOError::new(subject, verb, openraft::AnyError::error(e.to_string())).into()
 }
 
 impl LogStore {

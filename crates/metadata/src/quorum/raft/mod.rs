@@ -30,11 +30,13 @@ use crate::record::MetadataRecord;
 use log_store::LogStore;
 use network::NetworkFactory;
 use openraft::error::{ClientWriteError, Fatal, InitializeError, RaftError};
-use openraft::{Config, Raft, SnapshotPolicy};
+use openraft::{
+    Config, ErrorSubject, ErrorVerb, Raft, SnapshotPolicy, StorageError, StorageIOError,
+};
 use state_machine::StateMachine;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -103,6 +105,20 @@ impl QuorumConfig {
         .validate()
         .map_err(|e| QuorumError::Config(e.to_string()))
     }
+}
+
+/// A poisoned lock only means another thread panicked while holding it;
+/// every update here happens after its I/O succeeded, so the data is whole.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn storage_error(
+    subject: ErrorSubject<u64>,
+    verb: ErrorVerb,
+    e: impl ToString,
+) -> StorageError<u64> {
+    StorageIOError::new(subject, verb, openraft::AnyError::error(e.to_string())).into()
 }
 
 /// Kafka node ids are non-negative `i32`s; openraft's are `u64`.

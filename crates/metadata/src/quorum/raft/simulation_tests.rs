@@ -38,7 +38,7 @@ fn observe(id: i32, node: &RaftQuorum, seen: &Arc<Mutex<Seen>>) {
         loop {
             {
                 let m = metrics.borrow_and_update();
-                let mut seen = super::log_store::lock(&seen);
+                let mut seen = super::lock(&seen);
                 // Term 0 is only the placeholder before a node has loaded its
                 // vote or ever voted.
                 let term = m.current_term;
@@ -156,7 +156,7 @@ async fn run(seed: u64) {
 
     {
         // Not held across an await: observers take it on every change.
-        let seen = super::log_store::lock(&seen);
+        let seen = super::lock(&seen);
         assert!(seen.problems.is_empty(), "seed {seed}: {:?}", seen.problems);
         for (term, leaders) in &seen.leaders_by_term {
             assert!(

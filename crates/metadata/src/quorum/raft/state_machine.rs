@@ -8,14 +8,14 @@
 //! The same image bytes are what a lagging node is sent.
 
 use super::files::{decode_frames, frame_all, io_error, read_file, replace_file};
-use super::log_store::{lock, Entry};
-use super::TypeConfig;
+use super::log_store::Entry;
+use super::{lock, storage_error, TypeConfig};
 use crate::image::MetadataImage;
 use crate::quorum::QuorumError;
 use openraft::storage::RaftStateMachine;
 use openraft::{
     EntryPayload, ErrorSubject, ErrorVerb, LogId, RaftSnapshotBuilder, Snapshot, SnapshotMeta,
-    StorageError, StorageIOError, StoredMembership,
+    StorageError, StoredMembership,
 };
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::io::Cursor;
@@ -81,14 +81,6 @@ pub(crate) struct SnapshotBuilder {
     state: Arc<Mutex<State>>,
     snapshot: SharedSlot,
     path: PathBuf,
-}
-
-fn storage_error(
-    subject: ErrorSubject<u64>,
-    verb: ErrorVerb,
-    e: impl ToString,
-) -> StorageError<u64> {
-    StorageIOError::new(subject, verb, openraft::AnyError::error(e.to_string())).into()
 }
 
 fn decode_image(data: &[u8]) -> Result<MetadataImage, String> {

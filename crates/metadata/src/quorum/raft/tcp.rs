@@ -5,7 +5,7 @@
 //! time; a call that fails or is cancelled (openraft times its RPCs out)
 //! drops the connection, so a late answer is never read as the next one's.
 
-use super::log_store::lock;
+use super::lock;
 use super::network::{RpcHandler, Transport, TransportError};
 use crate::quorum::QuorumFuture;
 use std::collections::{BTreeMap, HashMap};
