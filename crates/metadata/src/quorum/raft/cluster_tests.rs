@@ -251,3 +251,22 @@ async fn a_voter_that_lost_its_disk_catches_up_from_a_snapshot() {
     cluster.converge(11).await;
     assert!(cluster.nodes[&3].image().topic("t0").is_some());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_changed_voter_set_refuses_to_start() {
+    let mut cluster = Cluster::start(1, defaults).await;
+    cluster.append(vec![topic("a")]).await;
+    cluster.stop_node(1).await;
+    let mut config = cluster.config(1);
+    config.voters.insert(2, "node-2".to_string());
+    let error = RaftQuorum::start(config, Arc::new(InProcessNetwork::new()))
+        .await
+        .err();
+    assert!(
+        matches!(&error, Some(QuorumError::Config(e)) if e.contains("voters [1, 2] are not the voters [1]")),
+        "{error:?}"
+    );
+    // The refused start left the directory as it was.
+    cluster.start_node(1).await;
+    cluster.converge(1).await;
+}

@@ -192,6 +192,23 @@ impl RaftQuorum {
         )
         .await
         .map_err(fatal)?;
+        // The voter set lives in the log once written; a different one in
+        // the configuration would be silently ignored, and changing voters
+        // is not supported yet.
+        // (Asked of the core: the metrics are a placeholder until it reports.)
+        let logged: Vec<u64> = raft
+            .with_raft_state(|state| state.membership_state.effective().voter_ids().collect())
+            .await
+            .map_err(fatal)?;
+        if !logged.is_empty() && !logged.iter().eq(members.keys()) {
+            let _stopped = raft.shutdown().await;
+            return Err(QuorumError::Config(format!(
+                "the configured voters {:?} are not the voters {logged:?} recorded in {}; \
+                 changing the voter set is not supported yet",
+                config.voters.keys().collect::<Vec<_>>(),
+                config.dir.display()
+            )));
+        }
         let lowest = config.voters.keys().next() == Some(&config.node_id);
         if lowest && !raft.is_initialized().await.map_err(fatal)? {
             match raft.initialize(members).await {
