@@ -6,12 +6,17 @@
 //! At start the snapshot is loaded and the log after it replayed to rebuild
 //! the image; damage inside the log refuses to open (only a torn final entry
 //! is truncated), and [`repair`] fixes it offline. A single node is a
-//! one-voter quorum over this log; the Raft quorum of a cluster will replicate
-//! the same records. This crate knows nothing about sockets or the protocol.
+//! one-voter quorum over this log today. [`quorum`] holds the controller
+//! quorum that replicates the same records: the [`quorum::Quorum`] trait and
+//! its Raft implementation on `openraft` (whose types never leave that
+//! module), behind a [`quorum::Transport`] seam with an in-process and a
+//! small TCP implementation. Apart from that transport this crate knows
+//! nothing about sockets, and nothing about the Kafka protocol.
 
 mod entry;
 mod image;
 mod log;
+pub mod quorum;
 mod record;
 mod repair;
 mod snapshot;

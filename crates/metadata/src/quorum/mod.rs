@@ -1,0 +1,97 @@
+//! The controller quorum: where metadata records are agreed on before any
+//! node applies them to its image.
+//!
+//! Callers (the controller, the broker's metadata listener, DescribeQuorum)
+//! see only the [`Quorum`] trait and the plain types here. The Raft
+//! implementation ([`RaftQuorum`], on the `openraft` crate) keeps every
+//! openraft type inside `quorum/raft`, so an openraft upgrade touches that
+//! folder alone. Node ids are Kafka's `i32` broker/controller ids.
+
+mod raft;
+
+pub use raft::{
+    serve_tcp, InProcessNetwork, QuorumConfig, RaftQuorum, RpcHandler, TcpTransport, Transport,
+    TransportError,
+};
+
+use crate::image::MetadataImage;
+use crate::record::MetadataRecord;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use tokio::sync::watch;
+
+/// A boxed future, so the trait stays object safe (`Arc<dyn Quorum>`).
+pub type QuorumFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Where an entry sits in the replicated log: the term (Kafka's leader
+/// epoch) of the leader that wrote it and its index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct LogPosition {
+    pub term: u64,
+    pub index: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QuorumError {
+    /// This node is not the leader; `leader` is the one it knows of, if
+    /// any. Maps to Kafka's NOT_CONTROLLER.
+    #[error("this node is not the active controller (leader: {leader:?})")]
+    NotLeader { leader: Option<i32> },
+    /// The append was not known to be committed in time. Its outcome is
+    /// unknown: it may still commit later.
+    #[error("the metadata quorum did not commit the append in time")]
+    Timeout,
+    /// The log, vote or snapshot could not be read or written.
+    #[error("metadata quorum storage: {0}")]
+    Storage(String),
+    /// The configuration cannot run (for example a node id not among the
+    /// voters).
+    #[error("metadata quorum configuration: {0}")]
+    Config(String),
+    /// The quorum was shut down.
+    #[error("the metadata quorum is shutting down")]
+    ShuttingDown,
+}
+
+/// What DescribeQuorum reports, as this node knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuorumStatus {
+    pub node_id: i32,
+    pub leader: Option<i32>,
+    /// The current term: Kafka's leader epoch.
+    pub term: u64,
+    /// One past the last entry this node applied (so known committed), as
+    /// Kafka's exclusive high watermark; 0 before the first.
+    pub high_watermark: u64,
+    pub voters: Vec<VoterStatus>,
+}
+
+/// One voter's replication progress. Only the leader knows the others'
+/// progress; elsewhere it is `None` (except for this node's own log).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VoterStatus {
+    pub node_id: i32,
+    /// One past the last entry known to be in this voter's log.
+    pub log_end_offset: Option<u64>,
+    /// Entries the voter is behind the leader's log.
+    pub lag: Option<u64>,
+}
+
+/// The replicated metadata log as the rest of Sluice sees it.
+pub trait Quorum: Send + Sync {
+    /// Appends `records` as one entry. Resolves once a majority has it and
+    /// it is applied here, with its position and the image right after it.
+    fn append(
+        &self,
+        records: Vec<MetadataRecord>,
+    ) -> QuorumFuture<'_, Result<(LogPosition, Arc<MetadataImage>), QuorumError>>;
+
+    /// The latest applied image.
+    fn image(&self) -> Arc<MetadataImage>;
+
+    /// A new image after every applied batch of entries.
+    fn watch(&self) -> watch::Receiver<Arc<MetadataImage>>;
+
+    fn status(&self) -> QuorumStatus;
+}

@@ -1,0 +1,225 @@
+//! A [`Transport`] over TCP for voters in separate processes. A message is
+//! a 4-byte big-endian length and that many bytes (the JSON of
+//! `network.rs`); each request is answered the same way on its connection.
+//! A caller keeps one connection per peer and sends on it one request at a
+//! time; a call that fails or is cancelled (openraft times its RPCs out)
+//! drops the connection, so a late answer is never read as the next one's.
+
+use super::lock;
+use super::network::{RpcHandler, Transport, TransportError};
+use crate::quorum::QuorumFuture;
+use std::collections::{BTreeMap, HashMap};
+use std::io;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Kafka's default `socket.request.max.bytes` bounds every message, so a
+/// bad length cannot make us allocate without limit.
+const MAX_MESSAGE: usize = 100 * 1024 * 1024;
+
+type Connection = Arc<tokio::sync::Mutex<Option<TcpStream>>>;
+
+/// Calls peers at the addresses of the voter set.
+pub struct TcpTransport {
+    addresses: BTreeMap<i32, String>,
+    connections: Mutex<HashMap<i32, Connection>>,
+}
+
+impl TcpTransport {
+    /// `addresses`: each voter's `host:port` (the voter set's addresses).
+    pub fn new(addresses: BTreeMap<i32, String>) -> Self {
+        TcpTransport {
+            addresses,
+            connections: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+async fn write_message(stream: &mut TcpStream, bytes: &[u8]) -> io::Result<()> {
+    let len = u32::try_from(bytes.len())
+        .ok()
+        .filter(|len| *len as usize <= MAX_MESSAGE)
+        .ok_or_else(|| {
+            io::Error::other(format!("a message of {} bytes is too large", bytes.len()))
+        })?;
+    stream.write_all(&len.to_be_bytes()).await?;
+    stream.write_all(bytes).await?;
+    stream.flush().await
+}
+
+/// The next message, or `None` if the peer closed between messages.
+async fn read_message(stream: &mut TcpStream) -> io::Result<Option<Vec<u8>>> {
+    let mut header = [0; 4];
+    match stream.read_exact(&mut header).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let len = u32::from_be_bytes(header) as usize;
+    if len > MAX_MESSAGE {
+        return Err(io::Error::other(format!(
+            "a message of {len} bytes is over the limit of {MAX_MESSAGE}"
+        )));
+    }
+    let mut bytes = vec![0; len];
+    stream.read_exact(&mut bytes).await?;
+    Ok(Some(bytes))
+}
+
+impl Transport for TcpTransport {
+    fn call(
+        &self,
+        _from: i32,
+        to: i32,
+        request: Vec<u8>,
+    ) -> QuorumFuture<'static, Result<Vec<u8>, TransportError>> {
+        let address = self.addresses.get(&to).cloned();
+        let connection = lock(&self.connections).entry(to).or_default().clone();
+        Box::pin(async move {
+            let failed = |reason: String| TransportError { to, reason };
+            let address = address.ok_or_else(|| failed("no address for this node".to_string()))?;
+            let mut slot = connection.lock().await;
+            // Taken out for the exchange: only a whole one puts it back.
+            let mut stream = match slot.take() {
+                Some(stream) => stream,
+                None => {
+                    let stream = TcpStream::connect(&address)
+                        .await
+                        .map_err(|e| failed(format!("cannot connect to {address}: {e}")))?;
+                    stream
+                        .set_nodelay(true)
+                        .map_err(|e| failed(e.to_string()))?;
+                    stream
+                }
+            };
+            write_message(&mut stream, &request)
+                .await
+                .map_err(|e| failed(e.to_string()))?;
+            let answer = read_message(&mut stream)
+                .await
+                .map_err(|e| failed(e.to_string()))?
+                .ok_or_else(|| failed("the connection closed before the answer".to_string()))?;
+            *slot = Some(stream);
+            Ok(answer)
+        })
+    }
+}
+
+/// Answers the requests that arrive on `listener` with `handler`, one
+/// task per connection, until the returned future is dropped.
+pub async fn serve_tcp(listener: TcpListener, handler: RpcHandler) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                let handler = handler.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = serve_connection(stream, handler).await {
+                        tracing::debug!(%peer, error = %e, "metadata quorum connection closed");
+                    }
+                });
+            }
+            Err(e) => {
+                // Out of file descriptors, say: wait, do not spin.
+                tracing::warn!(error = %e, "cannot accept a metadata quorum connection");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn serve_connection(mut stream: TcpStream, handler: RpcHandler) -> io::Result<()> {
+    stream.set_nodelay(true)?;
+    while let Some(request) = read_message(&mut stream).await? {
+        let answer = handler.handle(request).await;
+        write_message(&mut stream, &answer).await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quorum::raft::test_cluster::{eventually, topic};
+    use crate::quorum::raft::{QuorumConfig, RaftQuorum};
+    use crate::quorum::{Quorum, QuorumError};
+
+    /// Three voters on loopback ports, in real time (sockets do not run on
+    /// tokio's paused clock).
+    #[tokio::test]
+    async fn three_voters_over_tcp_elect_replicate_and_redirect() {
+        let mut listeners = Vec::new();
+        let mut voters = BTreeMap::new();
+        for id in 1..=3 {
+            let listener = TcpListener::bind("127.0.0.1:0").await.expect("a port");
+            let address = listener.local_addr().expect("an address").to_string();
+            voters.insert(id, address);
+            listeners.push((id, listener));
+        }
+        let dirs: Vec<_> = (0..3)
+            .map(|_| tempfile::tempdir().expect("a dir"))
+            .collect();
+        let mut nodes = BTreeMap::new();
+        let mut servers = Vec::new();
+        for ((id, listener), dir) in listeners.into_iter().zip(&dirs) {
+            let mut config = QuorumConfig::new(id, voters.clone(), dir.path().to_path_buf());
+            config.election_timeout = Duration::from_millis(300);
+            config.heartbeat_interval = Duration::from_millis(60);
+            let transport = Arc::new(TcpTransport::new(voters.clone()));
+            let node = RaftQuorum::start(config, transport).await.expect("starts");
+            servers.push(tokio::spawn(serve_tcp(listener, node.rpc_handler())));
+            nodes.insert(id, node);
+        }
+        let mut leader = 0;
+        eventually("a leader over TCP", || {
+            leader = nodes
+                .iter()
+                .find(|(id, n)| n.status().leader == Some(**id))
+                .map_or(0, |(id, _)| *id);
+            leader != 0
+        })
+        .await;
+        let (_, image) = nodes[&leader]
+            .append(vec![topic("over-tcp")])
+            .await
+            .expect("appended");
+        assert_eq!(image.offset, 1);
+        eventually("every voter applied it", || {
+            nodes
+                .values()
+                .all(|n| n.image().topic("over-tcp").is_some())
+        })
+        .await;
+        let follower = if leader == 1 { 2 } else { 1 };
+        assert_eq!(
+            nodes[&follower].append(vec![topic("no")]).await.err(),
+            Some(QuorumError::NotLeader {
+                leader: Some(leader)
+            })
+        );
+        for node in nodes.values() {
+            node.shutdown().await.expect("stops");
+        }
+        for server in servers {
+            server.abort();
+        }
+    }
+
+    #[tokio::test]
+    async fn an_oversized_length_is_refused_before_allocating() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("a port");
+        let address = listener.local_addr().expect("an address");
+        let (mut client, accepted) = tokio::join!(
+            async { TcpStream::connect(address).await.expect("connects") },
+            async { listener.accept().await.expect("accepts").0 }
+        );
+        let mut server = accepted;
+        client
+            .write_all(&u32::MAX.to_be_bytes())
+            .await
+            .expect("written");
+        let error = read_message(&mut server).await.err().map(|e| e.to_string());
+        assert!(error.unwrap_or_default().contains("over the limit"));
+    }
+}
