@@ -586,12 +586,33 @@ async fn handle_frame(
     let version = request.version();
     let correlation_id = request.header.correlation_id;
     let metrics_state = Arc::clone(state);
+    let client_id = request
+        .header
+        .client_id
+        .as_deref()
+        .unwrap_or_default()
+        .to_string();
+    let peer = client_host.to_string();
     let encode = move |body: kafka_protocol::messages::ResponseKind| {
         let error = crate::metrics::error_of(&body);
         let encoded = envelope::encode_response(api_key, version, correlation_id, &body);
+        let elapsed = received.elapsed();
         metrics_state
             .metrics
-            .record_request(api_key, error, received.elapsed());
+            .record_request(api_key, error, elapsed);
+        // The request log: what was asked and how it went, never payloads.
+        tracing::debug!(
+            target: "sluice::request",
+            api = ?api_key,
+            version,
+            correlation_id,
+            client_id = %client_id,
+            client = %peer,
+            principal = "User:ANONYMOUS",
+            error = sluice_protocol::error::name(error),
+            latency_us = elapsed.as_micros() as u64,
+            "request"
+        );
         encoded
             .map_err(|e| {
                 tracing::error!(error = %e, "failed to encode response");

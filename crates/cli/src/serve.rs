@@ -113,10 +113,10 @@ fn flatten(
 }
 
 pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    init_logging();
     let settings = collect_settings(&args)?;
     let config = BrokerConfig::from_settings(settings)
         .map_err(|e| anyhow::anyhow!("invalid setting: {e}"))?;
+    init_logging(config.get("log.format") == Some("json"));
     let mut stop_signals = StopSignals::install()?;
     // Before any log is opened; the broker then logs what its logs need.
     descriptors::raise_open_file_limit();
@@ -164,13 +164,21 @@ impl StopSignals {
 
 /// Logs to stderr; `RUST_LOG` overrides the default `info` level. Colours
 /// only on a terminal, so log files stay plain text.
-fn init_logging() {
+/// Logs to stderr at `RUST_LOG`'s levels (default `info`; per module as in
+/// `RUST_LOG=info,sluice::request=debug`), as text or one JSON object per
+/// line (`log.format=json`).
+fn init_logging(json: bool) {
     use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init()
+    };
 }

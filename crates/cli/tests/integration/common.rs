@@ -85,6 +85,19 @@ impl BrokerProcess {
         Self::start(serve_command(port, data_dir, settings), log_path)
     }
 
+    /// As [`BrokerProcess::spawn`], with `RUST_LOG` set to `rust_log`.
+    pub(crate) fn spawn_logging(
+        port: u16,
+        data_dir: &Path,
+        log_path: &Path,
+        settings: &[&str],
+        rust_log: &str,
+    ) -> BrokerProcess {
+        let mut cmd = serve_command(port, data_dir, settings);
+        cmd.env("RUST_LOG", rust_log);
+        Self::start(cmd, log_path)
+    }
+
     /// As [`BrokerProcess::spawn`], under `ulimit -n <fds>` (soft and hard).
     pub(crate) fn spawn_with_fd_limit(
         port: u16,

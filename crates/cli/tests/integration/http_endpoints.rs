@@ -3,6 +3,7 @@
 //! `/readyz` answer probes, other methods and paths are refused, and an
 //! address in use stops the start with a message naming it. The metrics are
 //! also parsed by the official Prometheus parser in scripts/metrics_check.py.
+//! And the logs operators ship: `log.format=json` and the request log.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -10,7 +11,7 @@ use std::time::Duration;
 
 use rdkafka::producer::FutureRecord;
 
-use crate::common::{block_on, free_port, serve_refusal_with, topic_name, BrokerProcess};
+use crate::common::{block_on, free_port, read_log, serve_refusal_with, topic_name, BrokerProcess};
 use crate::rdkafka_client::producer;
 
 /// (status, headers, body) of one HTTP/1.1 request.
@@ -113,4 +114,48 @@ fn an_http_address_in_use_refuses_to_start_and_says_which() {
     );
     assert!(!started, "{said}");
     assert!(said.contains("https is not supported"), "{said}");
+}
+
+/// `log.format=json` writes one JSON object per line; the request log
+/// (`sluice::request` at debug) names each request's API, client and error.
+#[test]
+fn json_logs_and_the_request_log() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join("broker.log");
+    let broker = BrokerProcess::spawn_logging(
+        free_port(),
+        &tmp.path().join("data"),
+        &log,
+        &["log.format=json"],
+        "info,sluice::request=debug",
+    );
+    let topic = topic_name("logged");
+    let producer = producer(&broker.bootstrap(), &[("client.id", "logged-client")]);
+    block_on(async {
+        producer
+            .send(
+                FutureRecord::<(), _>::to(&topic).payload("secret value"),
+                Duration::from_secs(30),
+            )
+            .await
+            .expect("record acknowledged");
+    });
+    broker.terminate();
+    let text = read_log(&log);
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let produce = lines
+        .iter()
+        .find(|l| l["target"] == "sluice::request" && l["fields"]["api"] == "Produce")
+        .unwrap_or_else(|| panic!("no request line for Produce:\n{text}"));
+    assert_eq!(produce["level"], "DEBUG");
+    assert_eq!(produce["fields"]["client_id"], "logged-client");
+    assert_eq!(produce["fields"]["error"], "NONE");
+    assert!(produce["fields"]["latency_us"].is_u64(), "{produce}");
+    assert!(
+        !text.contains("secret value"),
+        "record contents are never logged"
+    );
 }
