@@ -1,10 +1,10 @@
-//! Controller operations: validate an admin change, append it to the
-//! metadata log as records, publish the new image and bring the partitions in
-//! line. A single node is its own one-voter quorum; every change goes through
-//! the metadata lock, the one place a cluster quorum will plug in.
+//! Controller operations: validate an admin change, append it through the
+//! metadata quorum as records, publish the new image and bring the
+//! partitions in line. A single node is its own one-voter quorum
+//! (`LocalQuorum`); the broker sees only the `Quorum` trait.
 //!
 //! Validation and append are one step: each operation decides its records
-//! against the log's own image while holding the lock, so two racing
+//! against the latest image as the single writer, so two racing
 //! requests (two CreateTopics for one name) cannot both pass validation
 //! against an image that predates the other's append. A change that needs
 //! partition logs (a new topic, more partitions) creates them before its
@@ -16,7 +16,8 @@ use crate::locks::MutexExt;
 use crate::partition::LogSettings;
 use crate::partitions::NewLogs;
 use crate::state::BrokerState;
-use sluice_metadata::{MetadataError, MetadataImage, MetadataLog, MetadataRecord, Uuid};
+use sluice_metadata::quorum::{QuorumError, QuorumFuture};
+use sluice_metadata::{MetadataImage, MetadataRecord, Uuid};
 use sluice_protocol::error::{self, ErrorCode};
 use std::collections::BTreeMap;
 use std::sync::{Arc, MutexGuard};
@@ -207,22 +208,30 @@ impl<'a> Controller<'a> {
         })
     }
 
-    fn lock_log(&self) -> MutexGuard<'a, MetadataLog> {
-        self.state.metadata.locked("metadata")
+    /// Makes this operation the single writer until the guard drops.
+    fn writer(&self) -> MutexGuard<'a, ()> {
+        self.state.controller.locked("controller")
     }
 
-    /// Decides records against the log's current image and appends them,
-    /// holding the metadata lock throughout. `decide` returns the records
-    /// (none: nothing to change) and a value for the caller.
+    /// Appends records through the quorum; the image right after them.
+    fn append(&self, records: Vec<MetadataRecord>) -> Result<Arc<MetadataImage>, ApiError> {
+        committed(self.state.quorum.append(records))
+            .map(|(_, image)| image)
+            .map_err(quorum_error)
+    }
+
+    /// Decides records against the latest image and appends them, as the
+    /// single writer throughout. `decide` returns the records (none:
+    /// nothing to change) and a value for the caller.
     pub(crate) fn commit_with<T>(
         &self,
         decide: impl FnOnce(&MetadataImage) -> Result<(Vec<MetadataRecord>, T), ApiError>,
     ) -> Result<T, ApiError> {
-        let mut log = self.lock_log();
-        let (records, value) = decide(log.image())?;
+        let _writer = self.writer();
+        let (records, value) = decide(&self.state.quorum.image())?;
         if !records.is_empty() {
-            let image = log.append(&records).map_err(storage_error)?;
-            self.publish(image)?;
+            let image = self.append(records)?;
+            self.publish(&image)?;
         }
         Ok(value)
     }
@@ -235,13 +244,14 @@ impl<'a> Controller<'a> {
         topic: &NewTopic,
         validate_only: bool,
     ) -> Result<(TopicPlan, Uuid), ApiError> {
-        let mut log = self.lock_log();
-        let plan = self.plan_topic(log.image(), topic)?;
+        let _writer = self.writer();
+        let image = self.state.quorum.image();
+        let plan = self.plan_topic(&image, topic)?;
         if validate_only {
             return Ok((plan, Uuid::nil()));
         }
         let id = Uuid::new_v4();
-        let settings = self.log_settings(topic.configs, log.image());
+        let settings = self.log_settings(topic.configs, &image);
         let logs = self
             .state
             .partitions
@@ -263,7 +273,7 @@ impl<'a> Controller<'a> {
             replicas: vec![self.state.node_id],
             configs: topic.configs.clone(),
         };
-        self.append_with_logs(&mut log, record, logs)?;
+        self.append_with_logs(record, logs)?;
         Ok((plan, id))
     }
 
@@ -312,8 +322,8 @@ impl<'a> Controller<'a> {
         assignments: &[Vec<i32>],
         validate_only: bool,
     ) -> Result<(), ApiError> {
-        let mut log = self.lock_log();
-        let image = log.image();
+        let _writer = self.writer();
+        let image = self.state.quorum.image();
         let topic = image.topic(name).ok_or_else(|| {
             ApiError::new(
                 error::UNKNOWN_TOPIC_OR_PARTITION,
@@ -360,7 +370,7 @@ impl<'a> Controller<'a> {
         if validate_only {
             return Ok(());
         }
-        let (topic_id, settings) = (topic.id, self.log_settings(&topic.configs, image));
+        let (topic_id, settings) = (topic.id, self.log_settings(&topic.configs, &image));
         let logs = self
             .state
             .partitions
@@ -376,36 +386,30 @@ impl<'a> Controller<'a> {
             total,
             replicas: vec![self.state.node_id],
         };
-        self.append_with_logs(&mut log, record, logs)
+        self.append_with_logs(record, logs)
     }
 
     /// Appends `record` for partitions whose `logs` exist already: they are
     /// served from the moment the image naming them is published, and
     /// removed again if the append fails.
-    fn append_with_logs(
-        &self,
-        log: &mut MetadataLog,
-        record: MetadataRecord,
-        logs: NewLogs,
-    ) -> Result<(), ApiError> {
-        match log.append(&[record]) {
+    fn append_with_logs(&self, record: MetadataRecord, logs: NewLogs) -> Result<(), ApiError> {
+        match self.append(vec![record]) {
             Ok(image) => {
                 self.state.partitions.install(logs);
-                self.publish(image)
+                self.publish(&image)
             }
             Err(e) => {
                 self.state.partitions.discard(logs);
-                Err(storage_error(e))
+                Err(e)
             }
         }
     }
 
-    /// Publishes `image` (while the metadata lock is held, so images are
-    /// published in log order) and brings the partitions in line.
-    fn publish(&self, image: &MetadataImage) -> Result<(), ApiError> {
-        let image = Arc::new(image.clone());
-        self.state.set_image(image.clone());
-        reconcile_partitions(self.state, &image)
+    /// Publishes `image` (as the single writer, so images are published in
+    /// log order) and brings the partitions in line.
+    fn publish(&self, image: &Arc<MetadataImage>) -> Result<(), ApiError> {
+        self.state.set_image(Arc::clone(image));
+        reconcile_partitions(self.state, image)
             .map_err(|e| ApiError::new(error::KAFKA_STORAGE_ERROR, e.to_string()))
     }
 
@@ -418,8 +422,31 @@ impl<'a> Controller<'a> {
     }
 }
 
-fn storage_error(e: MetadataError) -> ApiError {
-    ApiError::new(error::KAFKA_STORAGE_ERROR, e.to_string())
+/// What a client is told when the quorum refuses or fails an append.
+fn quorum_error(e: QuorumError) -> ApiError {
+    let code = match e {
+        QuorumError::NotLeader { .. } | QuorumError::ShuttingDown => error::NOT_CONTROLLER,
+        QuorumError::Timeout => error::REQUEST_TIMED_OUT,
+        QuorumError::Storage(_) => error::KAFKA_STORAGE_ERROR,
+        QuorumError::Config(_) => error::UNKNOWN_SERVER_ERROR,
+    };
+    ApiError::new(code, e.to_string())
+}
+
+/// The outcome of a quorum operation, from the controller's synchronous
+/// code. The one-voter quorum of a single node completes its appends
+/// before returning them, so one poll finds the result; the controller
+/// becomes asynchronous when a Raft quorum backs the broker (issue 13).
+/// Until then an operation still pending is reported as timed out, which
+/// is the quorum's own meaning of Timeout: its outcome is unknown.
+pub(crate) fn committed<T>(
+    mut pending: QuorumFuture<'_, Result<T, QuorumError>>,
+) -> Result<T, QuorumError> {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match pending.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(outcome) => outcome,
+        std::task::Poll::Pending => Err(QuorumError::Timeout),
+    }
 }
 
 /// Brings open partitions in line with `image` (new logs, new settings,

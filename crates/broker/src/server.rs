@@ -14,12 +14,12 @@ use crate::controller::reconcile_partitions;
 use crate::descriptors::DescriptorBudget;
 use crate::group::GroupCoordinator;
 use crate::handlers::{self, Reply};
-use crate::locks::MutexExt;
 use crate::partitions::{Partitions, METADATA_TOPIC};
 use crate::state::{now_ms, BrokerState};
 use crate::txn::TransactionCoordinator;
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::ApiKey;
+use sluice_metadata::quorum::LocalQuorum;
 use sluice_metadata::{MetadataLog, MetadataRecord};
 use sluice_protocol::envelope::{self, RequestHead};
 use sluice_protocol::frame;
@@ -218,7 +218,7 @@ impl Broker {
         let state = self.state;
         let closed = tokio::task::spawn_blocking(move || {
             // The second copy of the metadata, current as of this stop.
-            if let Err(e) = state.metadata.locked("metadata").write_snapshot() {
+            if let Err(e) = crate::controller::committed(state.quorum.close()) {
                 tracing::warn!(error = %e, "cannot write the metadata snapshot at shutdown");
             }
             state.partitions.close_all()
@@ -256,7 +256,8 @@ pub(crate) fn open_state(
             node_id: config.node_id(),
         }])?;
     }
-    let state = BrokerState::new(config, metadata, partitions);
+    let quorum = Arc::new(LocalQuorum::new(config.node_id(), metadata));
+    let state = BrokerState::new(config, quorum, partitions);
     let image = state.image();
     state.partitions.move_orphans_aside(&image)?;
     reconcile_partitions(&state, &image)?;

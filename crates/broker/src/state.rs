@@ -7,7 +7,8 @@ use crate::locks::RwLockExt;
 use crate::metrics::BrokerMetrics;
 use crate::partitions::Partitions;
 use crate::txn::TransactionCoordinator;
-use sluice_metadata::{MetadataImage, MetadataLog};
+use sluice_metadata::quorum::Quorum;
+use sluice_metadata::MetadataImage;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -17,8 +18,13 @@ pub(crate) struct BrokerState {
     pub(crate) node_id: i32,
     pub(crate) advertised_host: String,
     pub(crate) advertised_port: i32,
-    /// The metadata log; held only while a controller operation appends.
-    pub(crate) metadata: Mutex<MetadataLog>,
+    /// The metadata quorum (on a single node its one-voter log): the
+    /// controller appends records through it.
+    pub(crate) quorum: Arc<dyn Quorum>,
+    /// Held by a controller operation from reading the image it decides
+    /// against until the image with its records is published: the single
+    /// writer, so no decision misses an earlier append.
+    pub(crate) controller: Mutex<()>,
     /// The current image, swapped whole after every metadata change.
     image: RwLock<Arc<MetadataImage>>,
     pub(crate) partitions: Partitions,
@@ -31,17 +37,22 @@ pub(crate) struct BrokerState {
 }
 
 impl BrokerState {
-    pub(crate) fn new(config: BrokerConfig, metadata: MetadataLog, partitions: Partitions) -> Self {
+    pub(crate) fn new(
+        config: BrokerConfig,
+        quorum: Arc<dyn Quorum>,
+        partitions: Partitions,
+    ) -> Self {
         let advertised = config.advertised_address();
         let (host, port) = advertised.rsplit_once(':').expect("validated listener");
         let slots = config.get_i64("max.incremental.fetch.session.cache.slots") as usize;
-        let image = Arc::new(metadata.image().clone());
+        let image = quorum.image();
         BrokerState {
             node_id: config.node_id(),
             advertised_host: host.to_string(),
             advertised_port: port.parse().expect("validated port"),
             config,
-            metadata: Mutex::new(metadata),
+            quorum,
+            controller: Mutex::new(()),
             image: RwLock::new(image),
             partitions,
             fetch_sessions: Mutex::new(FetchSessionCache::new(slots)),

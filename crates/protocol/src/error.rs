@@ -64,6 +64,7 @@ pub const MEMBER_ID_REQUIRED: ErrorCode = 79;
 pub const GROUP_MAX_SIZE_REACHED: ErrorCode = 81;
 pub const FENCED_INSTANCE_ID: ErrorCode = 82;
 pub const GROUP_SUBSCRIBED_TO_TOPIC: ErrorCode = 86;
+pub const NOT_CONTROLLER: ErrorCode = 41;
 pub const INVALID_PRODUCER_ID_MAPPING: ErrorCode = 49;
 pub const INVALID_TRANSACTION_TIMEOUT: ErrorCode = 50;
 pub const CONCURRENT_TRANSACTIONS: ErrorCode = 51;
@@ -82,6 +83,7 @@ pub const INVALID_REGULAR_EXPRESSION: ErrorCode = 128;
 pub fn name(code: ErrorCode) -> &'static str {
     match code {
         NONE => "NONE",
+        NOT_CONTROLLER => "NOT_CONTROLLER",
         INVALID_PRODUCER_ID_MAPPING => "INVALID_PRODUCER_ID_MAPPING",
         INVALID_TRANSACTION_TIMEOUT => "INVALID_TRANSACTION_TIMEOUT",
         CONCURRENT_TRANSACTIONS => "CONCURRENT_TRANSACTIONS",

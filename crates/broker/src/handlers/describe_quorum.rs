@@ -1,8 +1,7 @@
 //! DescribeQuorum (key 55): the metadata quorum, as `kafka-metadata-quorum`
-//! shows it. A single-node Sluice runs its controller in-process as the one
-//! voter of `__cluster_metadata`: it leads, its log end is the metadata
-//! offset and it is always caught up. The cluster work (issue #13) replaces
-//! this with the Raft quorum's real state.
+//! shows it, from the quorum's own status: its leader and epoch (the
+//! term), high watermark and voters. A single-node Sluice is the one voter
+//! of `__cluster_metadata`: it leads and is always caught up.
 
 use super::{str_bytes, ApiSupport};
 use crate::state::BrokerState;
@@ -20,10 +19,6 @@ pub(crate) const API: ApiSupport = ApiSupport::new(ApiKey::DescribeQuorum, 0, 2)
 /// KRaft's metadata topic and partition, the only ones with a quorum.
 const METADATA_TOPIC: &str = "__cluster_metadata";
 
-/// The in-process controller has led since the log was formatted and never
-/// changes: its epoch is the first one.
-const LEADER_EPOCH: i32 = 1;
-
 /// v2 (KIP-853) lists the voters' endpoints (the node's one listener)
 /// when the request asked for the quorum.
 const NODES_SINCE: i16 = 2;
@@ -36,7 +31,8 @@ pub(crate) fn handle(
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);
-    let end = i64::try_from(state.image().offset).unwrap_or(i64::MAX);
+    let status = state.quorum.status();
+    let offset = |o: u64| i64::try_from(o).unwrap_or(i64::MAX);
     let topics: Vec<TopicData> = request
         .topics
         .into_iter()
@@ -57,14 +53,21 @@ pub(crate) fn handle(
                     }
                     answer = answer
                         .with_error_message(None)
-                        .with_leader_id(BrokerId(state.node_id))
-                        .with_leader_epoch(LEADER_EPOCH)
-                        .with_high_watermark(end);
-                    answer.current_voters = vec![ReplicaState::default()
-                        .with_replica_id(BrokerId(state.node_id))
-                        .with_log_end_offset(end)
-                        .with_last_fetch_timestamp(now)
-                        .with_last_caught_up_timestamp(now)];
+                        .with_leader_id(BrokerId(status.leader.unwrap_or(-1)))
+                        .with_leader_epoch(i32::try_from(status.term).unwrap_or(i32::MAX))
+                        .with_high_watermark(offset(status.high_watermark));
+                    answer.current_voters = status
+                        .voters
+                        .iter()
+                        .map(|v| {
+                            let caught_up = v.lag == Some(0);
+                            ReplicaState::default()
+                                .with_replica_id(BrokerId(v.node_id))
+                                .with_log_end_offset(v.log_end_offset.map_or(-1, offset))
+                                .with_last_fetch_timestamp(if caught_up { now } else { -1 })
+                                .with_last_caught_up_timestamp(if caught_up { now } else { -1 })
+                        })
+                        .collect();
                     answer
                 })
                 .collect();

@@ -72,6 +72,28 @@ fn single(
     metric.encode(encoder.encode_descriptor(name, help, None, metric_type)?)
 }
 
+/// Kafka's name of an error code (`UNKNOWN_TOPIC_OR_PARTITION`), also for
+/// codes Sluice never names itself.
+fn error_label(code: error::ErrorCode) -> String {
+    match error::name(code) {
+        "UNKNOWN" => kafka_protocol::error::ResponseError::try_from_code(code).map_or_else(
+            || format!("CODE_{code}"),
+            |e| {
+                let camel = format!("{e:?}");
+                let mut snake = String::new();
+                for (i, c) in camel.chars().enumerate() {
+                    if c.is_ascii_uppercase() && i > 0 {
+                        snake.push('_');
+                    }
+                    snake.push(c.to_ascii_uppercase());
+                }
+                snake
+            },
+        ),
+        known => known.to_string(),
+    }
+}
+
 fn counter(value: u64) -> ConstCounter<u64> {
     ConstCounter::new(value)
 }
@@ -94,7 +116,7 @@ impl BrokerCollector {
                     let labels = vec![
                         ("api", format!("{:?}", stats.key)),
                         ("listener", LISTENER.to_string()),
-                        ("error", error::name(slot_error(slot)).to_string()),
+                        ("error", error_label(slot_error(slot))),
                     ];
                     counts.push((labels, counter(n)));
                 }

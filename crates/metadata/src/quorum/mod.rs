@@ -2,13 +2,16 @@
 //! node applies them to its image.
 //!
 //! Callers (the controller, the broker's metadata listener, DescribeQuorum)
-//! see only the [`Quorum`] trait and the plain types here. The Raft
+//! see only the [`Quorum`] trait and the plain types here. A single node
+//! runs [`LocalQuorum`], the one-voter metadata log of today. The Raft
 //! implementation ([`RaftQuorum`], on the `openraft` crate) keeps every
 //! openraft type inside `quorum/raft`, so an openraft upgrade touches that
 //! folder alone. Node ids are Kafka's `i32` broker/controller ids.
 
+mod local;
 mod raft;
 
+pub use local::LocalQuorum;
 pub use raft::{
     serve_tcp, InProcessNetwork, QuorumConfig, RaftQuorum, RpcHandler, TcpTransport, Transport,
     TransportError,
@@ -94,4 +97,7 @@ pub trait Quorum: Send + Sync {
     fn watch(&self) -> watch::Receiver<Arc<MetadataImage>>;
 
     fn status(&self) -> QuorumStatus;
+
+    /// Stops this node's part in the quorum, leaving its files consistent.
+    fn close(&self) -> QuorumFuture<'_, Result<(), QuorumError>>;
 }

@@ -279,6 +279,10 @@ impl Quorum for RaftQuorum {
         self.images.borrow().clone()
     }
 
+    fn close(&self) -> QuorumFuture<'_, Result<(), QuorumError>> {
+        Box::pin(self.shutdown())
+    }
+
     fn watch(&self) -> watch::Receiver<Arc<MetadataImage>> {
         self.images.clone()
     }
