@@ -136,6 +136,10 @@ impl PartitionStats {
         self.bytes_out.fetch_add(bytes as u64, Ordering::Relaxed);
     }
 
+    pub(crate) fn log_size_bytes(&self) -> u64 {
+        self.log_size_bytes.load(Ordering::Relaxed)
+    }
+
     /// Publishes the log's end offset and size after a change to it.
     pub(crate) fn publish_log(&self, log_end_offset: i64, size_bytes: u64) {
         self.log_end_offset.store(log_end_offset, Ordering::Relaxed);

@@ -159,3 +159,152 @@ fn json_logs_and_the_request_log() {
         "record contents are never logged"
     );
 }
+
+fn json(port: u16, path: &str) -> (u16, serde_json::Value) {
+    let (status, _, body) = http(port, "GET", path);
+    let value =
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: not JSON ({e}): {body}"));
+    (status, value)
+}
+
+/// `/api/v1` (the console's JSON, docs/openapi.yaml): cluster, topics,
+/// records by offset with text and binary contents, a group's lag; bad
+/// parameters are 4xx with a message.
+#[test]
+fn the_json_api_serves_topics_records_and_groups() {
+    use rdkafka::consumer::Consumer;
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::TopicPartitionList;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let listeners = format!("http.listeners=http://127.0.0.1:{port}");
+    let broker = BrokerProcess::spawn(
+        free_port(),
+        &tmp.path().join("data"),
+        &tmp.path().join("broker.log"),
+        &[&listeners],
+    );
+    let topic = topic_name("api");
+    let producer = producer(&broker.bootstrap(), &[("acks", "all"), ("linger.ms", "0")]);
+    block_on(async {
+        for i in 0..5 {
+            let key = format!("k{i}");
+            let value: Vec<u8> = if i == 2 {
+                vec![0xff, 0xfe, 0x00, 0x01]
+            } else {
+                format!("<b>value {i}</b>").into_bytes()
+            };
+            let headers = OwnedHeaders::new().insert(Header {
+                key: "source",
+                value: Some("test"),
+            });
+            producer
+                .send(
+                    FutureRecord::to(&topic)
+                        .key(&key)
+                        .payload(&value)
+                        .headers(headers),
+                    Duration::from_secs(30),
+                )
+                .await
+                .expect("record acknowledged");
+        }
+    });
+    let group = format!("{topic}-group");
+    let consumer: rdkafka::consumer::BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap())
+        .set("group.id", &group)
+        .create()
+        .unwrap();
+    let mut offsets = TopicPartitionList::new();
+    offsets
+        .add_partition_offset(&topic, 0, rdkafka::Offset::Offset(3))
+        .unwrap();
+    consumer
+        .commit(&offsets, rdkafka::consumer::CommitMode::Sync)
+        .expect("commit");
+
+    let (status, cluster) = json(port, "/api/v1/cluster");
+    assert_eq!(status, 200);
+    assert_eq!(cluster["brokers"][0]["id"], 1);
+    assert_eq!(cluster["offline_partitions"], 0);
+
+    let (_, topics) = json(port, "/api/v1/topics");
+    let listed = topics
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == topic.as_str())
+        .expect("the topic is listed");
+    assert_eq!(listed["records"], 5);
+
+    let (status, described) = json(port, &format!("/api/v1/topics/{topic}"));
+    assert_eq!(status, 200);
+    assert_eq!(described["partitions"][0]["high_watermark"], 5);
+    assert!(described["configs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["name"] == "cleanup.policy" && c["value"] == "delete"));
+
+    let path = format!("/api/v1/topics/{topic}/partitions/0/records");
+    let (status, page) = json(port, &format!("{path}?offset=1&limit=2"));
+    assert_eq!(status, 200, "{page}");
+    let records = page["records"].as_array().unwrap();
+    assert_eq!(records.len(), 2);
+    assert_eq!(records[0]["offset"], 1);
+    assert_eq!(records[0]["key"]["text"], "k1");
+    assert_eq!(records[0]["value"]["text"], "<b>value 1</b>");
+    assert_eq!(records[0]["headers"][0]["key"], "source");
+    assert_eq!(
+        records[1]["value"]["base64"], "//4AAQ==",
+        "binary values are base64"
+    );
+    assert_eq!(page["next_offset"], 3);
+    let (_, rest) = json(port, &format!("{path}?offset=3"));
+    assert_eq!(rest["records"].as_array().unwrap().len(), 2);
+    assert_eq!(rest["next_offset"], 5);
+
+    for (query, expected) in [
+        ("?limit=0", 400),
+        ("?limit=501", 400),
+        ("?offset=abc", 400),
+        ("?offset=99", 416),
+        ("?offset=-1", 416),
+    ] {
+        let (status, body) = json(port, &format!("{path}{query}"));
+        assert_eq!(status, expected, "{query}: {body}");
+        assert!(body["error"].is_string(), "{query}: {body}");
+    }
+    assert_eq!(
+        json(
+            port,
+            &format!("/api/v1/topics/{topic}/partitions/x/records")
+        )
+        .0,
+        400
+    );
+    assert_eq!(
+        json(
+            port,
+            &format!("/api/v1/topics/{topic}/partitions/7/records")
+        )
+        .0,
+        404
+    );
+    assert_eq!(json(port, "/api/v1/topics/no-such-topic").0, 404);
+
+    let (status, described) = json(port, &format!("/api/v1/groups/{group}"));
+    assert_eq!(status, 200, "{described}");
+    assert_eq!(described["offsets"][0]["committed_offset"], 3);
+    assert_eq!(described["offsets"][0]["lag"], 2);
+    let (_, groups) = json(port, "/api/v1/groups");
+    assert!(groups
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|g| g["group_id"] == group.as_str()));
+    assert_eq!(json(port, "/api/v1/groups/no-such-group").0, 404);
+    broker.terminate();
+}

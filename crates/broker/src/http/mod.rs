@@ -1,5 +1,5 @@
 //! The broker's HTTP listener (`http.listeners`): `/metrics` for Prometheus,
-//! `/healthz` and `/readyz` for probes. It runs on its own tasks and reads
+//! `/healthz` and `/readyz` for probes, `/api/v1` for the console. It runs on its own tasks and reads
 //! the broker's atomics, never a lock the produce and fetch paths wait on
 //! for long; it is bound before the logs are recovered, so that `/readyz`
 //! can say the broker is still starting.
@@ -14,6 +14,8 @@ use axum::Router;
 use std::sync::{Arc, OnceLock};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+
+mod api;
 
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
@@ -35,6 +37,7 @@ fn router(started: Arc<Started>) -> Router {
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .merge(api::routes())
         .with_state(started)
 }
 
