@@ -7,6 +7,8 @@
 #   - scripts/metrics_check.py (when this script starts the broker): /metrics
 #     parsed by the official Prometheus parser and checked against a
 #     confluent-kafka workload; /healthz, /readyz
+#   - scripts/console_test.mjs (when this script starts the broker): the web
+#     console in Debian's chromium driven by Playwright, kafkajs as client
 #   - scripts/interop_kafkajs.mjs: kafkajs 2.2.4 (pure JavaScript, pinned in
 #     scripts/kafkajs/): admin topics/configs/metadata/groups/offsets, produce
 #     (none/gzip, acks -1/1, keys, headers), classic consumer groups with
@@ -142,6 +144,19 @@ elif "$PYTHON" -c 'import confluent_kafka, prometheus_client' 2>/dev/null; then
   [ $rc -eq 0 ] || failures=$((failures + 1))
 else
   fail "/metrics: prometheus-client not installed (pip install -r scripts/requirements.txt)"
+fi
+
+# ---- the console in a browser -----------------------------------------------
+if [ -z "${HTTP_BASE:-}" ]; then
+  echo "SKIP console: the broker was not started by this script (its HTTP address is unknown)"
+elif ! command -v "$NODE" >/dev/null; then
+  echo "SKIP console: node is not installed"
+elif [ ! -f scripts/console/node_modules/playwright-core/package.json ] || ! command -v chromium >/dev/null; then
+  fail "console: playwright-core or chromium not installed (npm ci --prefix scripts/console; apt-get install chromium)"
+else
+  timeout 300 "$NODE" scripts/console_test.mjs "$HTTP_BASE" "$BOOTSTRAP" "${CONSOLE_ARTIFACTS:-target/console-artifacts}"
+  rc=$?
+  [ $rc -eq 0 ] || failures=$((failures + 1))
 fi
 
 # ---- kafkajs ----------------------------------------------------------------

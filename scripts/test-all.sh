@@ -33,6 +33,7 @@ command -v gcc >/dev/null || need+=(gcc)
 command -v python3 >/dev/null || need+=(python3 python3-pip)
 command -v java >/dev/null || need+=(openjdk-17-jdk-headless)
 command -v mvn >/dev/null || need+=(maven)
+command -v chromium >/dev/null || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
@@ -58,11 +59,12 @@ then
     "$PYTHON" -m pip install --disable-pip-version-check -q --break-system-packages -r scripts/requirements.txt
 fi
 
-step "kafkajs"
+step "kafkajs, and Playwright for the console's browser test"
 if command -v node >/dev/null && command -v npm >/dev/null; then
   npm ci --prefix scripts/kafkajs --no-audit --no-fund --loglevel=error
+  npm ci --prefix scripts/console --no-audit --no-fund --loglevel=error
 else
-  echo "node/npm not installed: the kafkajs interop tests will be skipped"
+  echo "node/npm not installed: the kafkajs interop and console tests will be skipped"
 fi
 
 export CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-2}

@@ -1,5 +1,5 @@
 //! The broker's HTTP listener (`http.listeners`): `/metrics` for Prometheus,
-//! `/healthz` and `/readyz` for probes, `/api/v1` for the console. It runs on its own tasks and reads
+//! `/healthz` and `/readyz` for probes, `/api/v1` and the console at `/`. It runs on its own tasks and reads
 //! the broker's atomics, never a lock the produce and fetch paths wait on
 //! for long; it is bound before the logs are recovered, so that `/readyz`
 //! can say the broker is still starting.
@@ -16,6 +16,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 mod api;
+mod console;
 
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
@@ -38,6 +39,7 @@ fn router(started: Arc<Started>) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .merge(api::routes())
+        .merge(console::routes())
         .with_state(started)
 }
 

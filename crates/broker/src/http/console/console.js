@@ -1,0 +1,178 @@
+// The Sluice console: a few views over /api/v1, rendered with DOM calls
+// only (textContent, never innerHTML), so that record contents and names
+// cannot inject markup or script.
+"use strict";
+
+const view = document.getElementById("view");
+
+function el(tag, attrs, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs || {})) {
+    if (key === "class") node.className = value;
+    else node.setAttribute(key, value);
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+
+function link(href, text) {
+  return el("a", { href }, text);
+}
+
+function table(headers, rows, numeric = []) {
+  return el("table", {},
+    el("thead", {}, el("tr", {}, headers.map((h, i) => el("th", numeric.includes(i) ? { class: "num", scope: "col" } : { scope: "col" }, h)))),
+    el("tbody", {}, rows.map((row) => el("tr", {}, row.map((cell, i) => el("td", numeric.includes(i) ? { class: "num" } : {}, cell))))));
+}
+
+function card(label, value, bad) {
+  return el("div", { class: "card" }, el("div", { class: bad ? "value bad" : "value" }, value), el("div", { class: "label" }, label));
+}
+
+async function api(path) {
+  const response = await fetch("/api/v1" + path, { headers: { Accept: "application/json" } });
+  const body = await response.json().catch(() => ({ error: response.statusText }));
+  if (!response.ok) throw new Error(body.error || response.statusText);
+  return body;
+}
+
+function bytes(n) {
+  if (n === null || n === undefined) return "–";
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
+  return (i === 0 ? n : n.toFixed(1)) + " " + units[i];
+}
+
+// A key or value: text (JSON pretty-printed), or the base64 of binary data.
+function content(c) {
+  if (c === null) return el("em", {}, "null");
+  if ("base64" in c) return el("pre", { title: "binary, base64" }, "base64:" + c.base64);
+  try {
+    const parsed = JSON.parse(c.text);
+    if (typeof parsed === "object" && parsed !== null) return el("pre", {}, JSON.stringify(parsed, null, 2));
+  } catch (_) { /* not JSON */ }
+  return el("pre", {}, c.text);
+}
+
+async function overview() {
+  const c = await api("/cluster");
+  return [
+    el("h1", {}, "Overview"),
+    el("p", {}, "Cluster ", el("code", {}, c.cluster_id || "?"), ", controller ", String(c.controller ?? "none")),
+    el("div", { class: "cards" },
+      card("brokers", c.brokers.length),
+      card("topics", c.topics),
+      card("partitions", c.partitions),
+      card("under-replicated", c.under_replicated_partitions, c.under_replicated_partitions > 0),
+      card("offline", c.offline_partitions, c.offline_partitions > 0)),
+    el("h2", {}, "Brokers"),
+    table(["id", "host", "port"], c.brokers.map((b) => [b.id, b.host, b.port]), [0, 2]),
+  ];
+}
+
+async function topics() {
+  const list = await api("/topics");
+  const shown = list.filter((t) => !t.internal);
+  return [
+    el("h1", {}, "Topics"),
+    shown.length === 0 ? el("p", {}, "No topics yet.") :
+      table(["topic", "partitions", "records", "size"],
+        shown.map((t) => [link("#/topics/" + encodeURIComponent(t.name), t.name), t.partitions, t.records, bytes(t.size_bytes)]), [1, 2, 3]),
+    el("p", {}, list.length - shown.length, " internal topics (", list.filter((t) => t.internal).map((t) => t.name).join(", "), ") not shown."),
+  ];
+}
+
+async function topic(name) {
+  const t = await api("/topics/" + encodeURIComponent(name));
+  return [
+    el("h1", {}, t.name),
+    el("p", {}, link("#/topics/" + encodeURIComponent(name) + "/messages", "Browse messages")),
+    el("h2", {}, "Partitions"),
+    table(["partition", "leader", "epoch", "replicas", "in sync", "log start", "high watermark", "size"],
+      t.partitions.map((p) => [p.partition, p.leader, p.leader_epoch, p.replicas.join(", "), p.isr.join(", "),
+        p.log_start_offset ?? "offline", p.high_watermark ?? "offline", bytes(p.size_bytes)]), [0, 1, 2, 5, 6, 7]),
+    el("h2", {}, "Configs"),
+    table(["name", "value", "source"], t.configs.map((c) => [c.name, c.value, c.source])),
+  ];
+}
+
+async function messages(name, params) {
+  const t = await api("/topics/" + encodeURIComponent(name));
+  const partition = Number(params.get("partition") || 0);
+  const query = new URLSearchParams({ limit: params.get("limit") || "50" });
+  if (params.get("offset")) query.set("offset", params.get("offset"));
+  const page = await api(`/topics/${encodeURIComponent(name)}/partitions/${partition}/records?${query}`);
+  const form = el("form", { class: "browse", "aria-label": "Choose records" },
+    el("label", {}, "partition", el("select", { name: "partition" },
+      t.partitions.map((p) => {
+        const option = el("option", { value: p.partition }, p.partition);
+        if (p.partition === partition) option.selected = true;
+        return option;
+      }))),
+    el("label", {}, "from offset", el("input", { name: "offset", type: "number", min: page.log_start_offset, value: params.get("offset") || page.log_start_offset })),
+    el("button", { type: "submit" }, "Show"));
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const data = new FormData(form);
+    location.hash = `#/topics/${encodeURIComponent(name)}/messages?partition=${data.get("partition")}&offset=${data.get("offset")}`;
+  });
+  const next = `#/topics/${encodeURIComponent(name)}/messages?partition=${partition}&offset=${page.next_offset}`;
+  return [
+    el("h1", {}, "Messages of ", link("#/topics/" + encodeURIComponent(name), name)),
+    form,
+    el("p", {}, `Offsets ${page.log_start_offset} to ${page.high_watermark - 1} in partition ${partition}.`),
+    page.records.length === 0 ? el("p", {}, "No records from here.") :
+      table(["offset", "timestamp", "key", "value", "headers"],
+        page.records.map((r) => [r.offset, new Date(r.timestamp).toISOString(), content(r.key), content(r.value),
+          el("div", {}, r.headers.map((h) => el("div", {}, h.key, ": ", content(h.value))))]), [0]),
+    page.next_offset < page.high_watermark ? link(next, "Next records") : el("p", {}, "End of the partition."),
+  ];
+}
+
+async function groups() {
+  const list = await api("/groups");
+  return [
+    el("h1", {}, "Consumer groups"),
+    list.length === 0 ? el("p", {}, "No groups yet.") :
+      table(["group", "state", "protocol", "members"],
+        list.map((g) => [link("#/groups/" + encodeURIComponent(g.group_id), g.group_id), g.state, g.protocol, g.members]), [3]),
+  ];
+}
+
+async function group(id) {
+  const g = await api("/groups/" + encodeURIComponent(id));
+  const total = g.offsets.reduce((sum, o) => sum + (o.lag || 0), 0);
+  return [
+    el("h1", {}, g.group_id),
+    el("div", { class: "cards" }, card("total lag", total, total > 0)),
+    table(["topic", "partition", "committed", "high watermark", "lag"],
+      g.offsets.map((o) => [o.topic, o.partition, o.committed_offset, o.high_watermark ?? "–", o.lag ?? "–"]), [1, 2, 3, 4]),
+  ];
+}
+
+async function render() {
+  const [path, search] = (location.hash.slice(1) || "/").split("?");
+  const params = new URLSearchParams(search || "");
+  const parts = path.split("/").filter(Boolean).map(decodeURIComponent);
+  let content;
+  try {
+    if (parts.length === 0) content = await overview();
+    else if (parts[0] === "topics" && parts.length === 1) content = await topics();
+    else if (parts[0] === "topics" && parts.length === 2) content = await topic(parts[1]);
+    else if (parts[0] === "topics" && parts[2] === "messages") content = await messages(parts[1], params);
+    else if (parts[0] === "groups" && parts.length === 1) content = await groups();
+    else if (parts[0] === "groups" && parts.length === 2) content = await group(parts[1]);
+    else content = [el("h1", {}, "Not found"), el("p", {}, "No such page: ", path)];
+  } catch (e) {
+    content = [el("p", { class: "error", role: "alert" }, e.message)];
+  }
+  view.replaceChildren(...content);
+  document.title = (view.querySelector("h1")?.textContent || "Sluice") + " – Sluice console";
+}
+
+window.addEventListener("hashchange", render);
+render();
