@@ -1,10 +1,12 @@
 // The console in a real browser: Debian's chromium driven by Playwright
 // (playwright-core) against a broker, with kafkajs as the real client.
-// Produces records (text, JSON, binary, and one that is markup trying to
-// run script), consumes them in a committing group, then walks the
-// console: overview, topics, the topic page, the message browser (records
-// shown as text, JSON pretty-printed, binary as base64, the markup inert,
-// paging), and the group's lag (0). A screenshot is saved on failure.
+// Creates a topic in the console; kafkajs produces records to it (text,
+// JSON, binary, and one that is markup trying to run script) and consumes
+// them in a committing group; then the test walks the console: overview,
+// topics, the topic page, the message browser (records shown as text, JSON
+// pretty-printed, binary as base64, the markup inert, paging), the group's
+// lag (0), a reset of its offsets to earliest (preview, then lag 20), and
+// deletes the topic. A screenshot is saved on failure.
 //
 // Usage: node scripts/console_test.mjs HTTP_BASE BOOTSTRAP [ARTIFACT_DIR]
 import { createRequire } from "node:module";
@@ -30,11 +32,25 @@ const topic = `console-${run}`;
 const group = `console-group-${run}`;
 const XSS = '<img src=x onerror="window.__xss=1"><script>window.__xss=2</script>';
 
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+});
+const page = await browser.newPage();
+const problems = [];
+page.on("dialog", (d) => { problems.push(`dialog: ${d.message()}`); d.dismiss(); });
+page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
+const view = page.locator("#view");
+// The topic is created in the console.
+await page.goto(base + "/#/topics");
+await view.getByLabel("name").fill(topic);
+await view.getByLabel("partitions").fill("2");
+await view.getByRole("button", { name: "Create" }).click();
+await view.getByRole("heading", { name: topic }).waitFor();
+report(true, "a topic is created in the console");
+
 const kafka = new Kafka({ clientId: "console-test", brokers: [bootstrap], logLevel: logLevel.NOTHING });
-const admin = kafka.admin();
-await admin.connect();
-await admin.createTopics({ topics: [{ topic, numPartitions: 2 }], waitForLeaders: true });
-await admin.disconnect();
 const producer = kafka.producer();
 await producer.connect();
 const messages = [];
@@ -60,16 +76,7 @@ await new Promise((resolve, reject) => {
 await consumer.disconnect(); // commits what it consumed
 report(seen === 20, "kafkajs produced and consumed the records", `${seen}`);
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-});
-const page = await browser.newPage();
-const problems = [];
-page.on("dialog", (d) => { problems.push(`dialog: ${d.message()}`); d.dismiss(); });
-page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
-const view = page.locator("#view");
+
 try {
   await page.goto(base + "/");
   await view.getByRole("heading", { name: "Overview" }).waitFor();
@@ -106,6 +113,25 @@ try {
   await view.getByText("total lag").waitFor();
   const lag = await view.locator(".card .value").first().textContent();
   report(lag === "0", "the group's lag is 0 after it consumed everything", lag);
+
+  await view.locator('select[name="to"]').selectOption("earliest");
+  await view.getByRole("button", { name: "Preview" }).click();
+  await view.getByText("Preview (nothing changed):").waitFor();
+  const stillZero = await view.locator(".card .value").first().textContent();
+  report(stillZero === "0", "a reset preview changes nothing", stillZero);
+  await view.getByRole("button", { name: "Reset", exact: true }).click();
+  await view.locator(".card .value", { hasText: "20" }).waitFor();
+  report(true, "resetting the group to earliest brings its lag back to 20");
+
+  await page.goto(base + "/#/topics/" + topic);
+  await view.getByLabel("type the topic's name to confirm").fill("not it");
+  await view.getByRole("button", { name: "Delete topic" }).click();
+  await view.getByRole("alert").waitFor();
+  await view.getByLabel("type the topic's name to confirm").fill(topic);
+  await view.getByRole("button", { name: "Delete topic" }).click();
+  await view.getByRole("heading", { name: "Topics" }).waitFor();
+  const gone = await view.getByRole("link", { name: topic }).count();
+  report(gone === 0, "the topic is deleted in the console (after typing its name)", `${gone} links left`);
 
   await page.goto(base + "/#/topics/no-such-topic");
   const alert = await view.getByRole("alert").textContent();

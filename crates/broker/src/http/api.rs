@@ -1,5 +1,5 @@
 //! `/api/v1`: the JSON the console reads (docs/openapi.yaml describes it).
-//! Read-only for now: the cluster, topics with their partitions and
+//! The reads: the cluster, topics with their partitions and
 //! configs, records of a partition by offset (bounded: at most
 //! [`MAX_RECORDS`] records and [`MAX_READ_BYTES`] bytes per call, never a
 //! whole topic), consumer groups with their committed offsets and lag.
@@ -35,7 +35,7 @@ pub(super) fn routes() -> Router<Arc<Started>> {
         .route("/api/v1/groups/{group}", get(group))
 }
 
-fn json_response(status: StatusCode, body: Value) -> Response {
+pub(super) fn json_response(status: StatusCode, body: Value) -> Response {
     (
         status,
         [(header::CONTENT_TYPE, "application/json")],
@@ -44,11 +44,11 @@ fn json_response(status: StatusCode, body: Value) -> Response {
         .into_response()
 }
 
-fn error(status: StatusCode, message: impl Into<String>) -> Response {
+pub(super) fn error(status: StatusCode, message: impl Into<String>) -> Response {
     json_response(status, json!({ "error": message.into() }))
 }
 
-fn serving(started: &Started) -> Result<Arc<BrokerState>, Response> {
+pub(super) fn serving(started: &Started) -> Result<Arc<BrokerState>, Response> {
     started
         .serving
         .get()

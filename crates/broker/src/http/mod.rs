@@ -15,6 +15,7 @@ use std::sync::{Arc, OnceLock};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+mod actions;
 mod api;
 mod console;
 
@@ -39,6 +40,7 @@ fn router(started: Arc<Started>) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .merge(api::routes())
+        .merge(actions::routes())
         .merge(console::routes())
         .with_state(started)
 }

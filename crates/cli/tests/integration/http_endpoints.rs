@@ -16,13 +16,26 @@ use crate::rdkafka_client::producer;
 
 /// (status, headers, body) of one HTTP/1.1 request.
 fn http(port: u16, method: &str, path: &str) -> (u16, String, String) {
+    http_with(port, method, path, None, "")
+}
+
+/// [`http`] with a body of `content_type`.
+fn http_with(
+    port: u16,
+    method: &str,
+    path: &str,
+    content_type: Option<&str>,
+    body: &str,
+) -> (u16, String, String) {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to the HTTP listener");
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
+    let typed = content_type.map_or(String::new(), |t| format!("Content-Type: {t}\r\n"));
     write!(
         stream,
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{typed}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
     )
     .unwrap();
     let mut response = String::new();
@@ -306,5 +319,147 @@ fn the_json_api_serves_topics_records_and_groups() {
         .iter()
         .any(|g| g["group_id"] == group.as_str()));
     assert_eq!(json(port, "/api/v1/groups/no-such-group").0, 404);
+    broker.terminate();
+}
+
+/// The console's changes through `/api/v1`: create, refuse a duplicate and
+/// bad input, reset a group's offsets (dry run first), delete; a POST that
+/// is not JSON (what a cross-site form could send) is refused.
+#[test]
+fn the_json_api_creates_resets_and_deletes() {
+    use rdkafka::consumer::Consumer;
+    use rdkafka::TopicPartitionList;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let listeners = format!("http.listeners=http://127.0.0.1:{port}");
+    let broker = BrokerProcess::spawn(
+        free_port(),
+        &tmp.path().join("data"),
+        &tmp.path().join("broker.log"),
+        &[&listeners],
+    );
+    let topic = topic_name("actions");
+    let post = |path: &str, body: &str| {
+        let (status, _, text) = http_with(port, "POST", path, Some("application/json"), body);
+        (
+            status,
+            serde_json::from_str::<serde_json::Value>(&text).unwrap_or_default(),
+        )
+    };
+    let create = format!(
+        r#"{{"name": "{topic}", "partitions": 2, "configs": {{"retention.ms": "60000"}}}}"#
+    );
+    let (status, created) = post("/api/v1/topics", &create);
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["partitions"], 2);
+    let (status, again) = post("/api/v1/topics", &create);
+    assert_eq!(
+        (status, again["kafka_error"].as_str()),
+        (409, Some("TOPIC_ALREADY_EXISTS"))
+    );
+    let (status, bad) = post("/api/v1/topics", r#"{"name": "bad name!"}"#);
+    assert_eq!(
+        (status, bad["kafka_error"].as_str()),
+        (400, Some("INVALID_TOPIC_EXCEPTION"))
+    );
+    let (status, bad) = post(
+        "/api/v1/topics",
+        r#"{"name": "x", "configs": {"retention.ms": "soon"}}"#,
+    );
+    assert_eq!(
+        (status, bad["kafka_error"].as_str()),
+        (400, Some("INVALID_CONFIG"))
+    );
+    assert_eq!(post("/api/v1/topics", "{not json").0, 400);
+    assert_eq!(post("/api/v1/topics", r#"{"partitions": 1}"#).0, 400);
+    let form = http_with(
+        port,
+        "POST",
+        "/api/v1/topics",
+        Some("application/x-www-form-urlencoded"),
+        "name=evil",
+    );
+    assert_eq!(form.0, 415, "a form post is refused: {}", form.2);
+    assert_eq!(http(port, "GET", "/api/v1/topics/evil").0, 404);
+
+    let producer = producer(&broker.bootstrap(), &[("acks", "all")]);
+    block_on(async {
+        for i in 0..4 {
+            producer
+                .send(
+                    FutureRecord::<(), _>::to(&topic)
+                        .partition(0)
+                        .payload(&format!("v{i}")),
+                    Duration::from_secs(30),
+                )
+                .await
+                .expect("record acknowledged");
+        }
+    });
+    let group = format!("{topic}-group");
+    let consumer: rdkafka::consumer::BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap())
+        .set("group.id", &group)
+        .create()
+        .unwrap();
+    let mut offsets = TopicPartitionList::new();
+    offsets
+        .add_partition_offset(&topic, 0, rdkafka::Offset::Offset(4))
+        .unwrap();
+    consumer
+        .commit(&offsets, rdkafka::consumer::CommitMode::Sync)
+        .expect("commit");
+    drop(consumer);
+
+    let reset = format!("/api/v1/groups/{group}/offsets/reset");
+    let (status, preview) = post(
+        &reset,
+        &format!(r#"{{"topic": "{topic}", "to": "earliest", "dry_run": true}}"#),
+    );
+    assert_eq!(status, 200, "{preview}");
+    assert_eq!(preview["offsets"][0]["current"], 4);
+    assert_eq!(preview["offsets"][0]["target"], 0);
+    let (_, unchanged) = json(port, &format!("/api/v1/groups/{group}"));
+    assert_eq!(
+        unchanged["offsets"][0]["committed_offset"], 4,
+        "a dry run changes nothing"
+    );
+    let (status, done) = post(
+        &reset,
+        &format!(r#"{{"topic": "{topic}", "to": "offset", "offset": 1, "partition": 0}}"#),
+    );
+    assert_eq!(status, 200, "{done}");
+    let (_, moved) = json(port, &format!("/api/v1/groups/{group}"));
+    assert_eq!(moved["offsets"][0]["committed_offset"], 1);
+    assert_eq!(moved["offsets"][0]["lag"], 3);
+    assert_eq!(
+        post(
+            &reset,
+            &format!(r#"{{"topic": "{topic}", "to": "offset", "offset": 99}}"#)
+        )
+        .0,
+        416
+    );
+    assert_eq!(
+        post(
+            &reset,
+            &format!(r#"{{"topic": "{topic}", "to": "sideways"}}"#)
+        )
+        .0,
+        400
+    );
+    assert_eq!(
+        post(&reset, r#"{"topic": "no-such-topic", "to": "earliest"}"#).0,
+        404
+    );
+
+    let (status, _, _) = http(port, "DELETE", &format!("/api/v1/topics/{topic}"));
+    assert_eq!(status, 200);
+    assert_eq!(http(port, "GET", &format!("/api/v1/topics/{topic}")).0, 404);
+    assert_eq!(
+        http(port, "DELETE", &format!("/api/v1/topics/{topic}")).0,
+        404
+    );
     broker.terminate();
 }

@@ -32,11 +32,33 @@ function card(label, value, bad) {
   return el("div", { class: "card" }, el("div", { class: bad ? "value bad" : "value" }, value), el("div", { class: "label" }, label));
 }
 
-async function api(path) {
-  const response = await fetch("/api/v1" + path, { headers: { Accept: "application/json" } });
-  const body = await response.json().catch(() => ({ error: response.statusText }));
-  if (!response.ok) throw new Error(body.error || response.statusText);
-  return body;
+async function api(path, method = "GET", body = undefined) {
+  const init = { method, headers: { Accept: "application/json" } };
+  if (body !== undefined) {
+    init.headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  const response = await fetch("/api/v1" + path, init);
+  const answer = await response.json().catch(() => ({ error: response.statusText }));
+  if (!response.ok) throw new Error(answer.error || response.statusText);
+  return answer;
+}
+
+// A form whose submit runs `action(data)`; its outcome or error shows below it.
+function actionForm(label, fields, submitText, action) {
+  const outcome = el("div", { role: "status" });
+  const form = el("form", { class: "browse", "aria-label": label }, fields, el("button", { type: "submit" }, submitText));
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    outcome.replaceChildren();
+    try {
+      const shown = await action(new FormData(form), event.submitter);
+      if (shown) outcome.replaceChildren(shown);
+    } catch (e) {
+      outcome.replaceChildren(el("p", { class: "error", role: "alert" }, e.message));
+    }
+  });
+  return [form, outcome];
 }
 
 function bytes(n) {
@@ -83,6 +105,14 @@ async function topics() {
       table(["topic", "partitions", "records", "size"],
         shown.map((t) => [link("#/topics/" + encodeURIComponent(t.name), t.name), t.partitions, t.records, bytes(t.size_bytes)]), [1, 2, 3]),
     el("p", {}, list.length - shown.length, " internal topics (", list.filter((t) => t.internal).map((t) => t.name).join(", "), ") not shown."),
+    el("h2", {}, "Create a topic"),
+    actionForm("Create a topic", [
+      el("label", {}, "name", el("input", { name: "name", required: "", maxlength: "249" })),
+      el("label", {}, "partitions", el("input", { name: "partitions", type: "number", min: "1", value: "1" })),
+    ], "Create", async (data) => {
+      const created = await api("/topics", "POST", { name: data.get("name"), partitions: Number(data.get("partitions")) });
+      location.hash = "#/topics/" + encodeURIComponent(created.name);
+    }),
   ];
 }
 
@@ -97,6 +127,14 @@ async function topic(name) {
         p.log_start_offset ?? "offline", p.high_watermark ?? "offline", bytes(p.size_bytes)]), [0, 1, 2, 5, 6, 7]),
     el("h2", {}, "Configs"),
     table(["name", "value", "source"], t.configs.map((c) => [c.name, c.value, c.source])),
+    el("h2", {}, "Delete"),
+    actionForm("Delete the topic", [
+      el("label", {}, "type the topic's name to confirm", el("input", { name: "confirm", autocomplete: "off" })),
+    ], "Delete topic", async (data) => {
+      if (data.get("confirm") !== t.name) throw new Error("type the topic's name to confirm");
+      await api("/topics/" + encodeURIComponent(t.name), "DELETE");
+      location.hash = "#/topics";
+    }),
   ];
 }
 
@@ -151,6 +189,27 @@ async function group(id) {
     el("div", { class: "cards" }, card("total lag", total, total > 0)),
     table(["topic", "partition", "committed", "high watermark", "lag"],
       g.offsets.map((o) => [o.topic, o.partition, o.committed_offset, o.high_watermark ?? "–", o.lag ?? "–"]), [1, 2, 3, 4]),
+    el("h2", {}, "Reset offsets"),
+    el("p", {}, "The group's consumers must be stopped. Preview first: it changes nothing."),
+    actionForm("Reset offsets", [
+      el("label", {}, "topic", el("select", { name: "topic" },
+        [...new Set(g.offsets.map((o) => o.topic))].map((t) => el("option", { value: t }, t)))),
+      el("label", {}, "to", el("select", { name: "to" },
+        ["earliest", "latest", "offset"].map((t) => el("option", { value: t }, t)))),
+      el("label", {}, "offset (for to=offset)", el("input", { name: "offset", type: "number", min: "0" })),
+      el("button", { type: "submit", name: "preview", value: "1" }, "Preview"),
+    ], "Reset", async (data, submitter) => {
+      const dryRun = submitter && submitter.name === "preview";
+      const request = { topic: data.get("topic"), to: data.get("to"), dry_run: dryRun };
+      if (data.get("offset")) request.offset = Number(data.get("offset"));
+      const result = await api("/groups/" + encodeURIComponent(g.group_id) + "/offsets/reset", "POST", request);
+      if (!dryRun) {
+        await render();
+        return null;
+      }
+      return el("div", {}, el("p", {}, "Preview (nothing changed):"),
+        table(["partition", "current", "new"], result.offsets.map((o) => [o.partition, o.current ?? "–", o.target]), [0, 1, 2]));
+    }),
   ];
 }
 
@@ -170,7 +229,7 @@ async function render() {
   } catch (e) {
     content = [el("p", { class: "error", role: "alert" }, e.message)];
   }
-  view.replaceChildren(...content);
+  view.replaceChildren(...content.flat());
   document.title = (view.querySelector("h1")?.textContent || "Sluice") + " – Sluice console";
 }
 
