@@ -82,6 +82,11 @@ try {
   await view.getByRole("heading", { name: "Overview" }).waitFor();
   report(await view.getByText("brokers", { exact: true }).isVisible(), "the overview shows the brokers");
 
+  await view.locator("svg.chart polyline").first().waitFor({ state: "attached" });
+  await page.waitForTimeout(2500); // one more traffic sample
+  const points = await view.locator("svg.chart polyline").first().getAttribute("points");
+  report(points && points.trim().length > 0, "the overview charts throughput", `points "${points}"`);
+
   await page.getByRole("link", { name: "Topics", exact: true }).click();
   await view.getByRole("link", { name: topic }).click();
   await view.getByRole("heading", { name: "Partitions" }).waitFor();
@@ -110,7 +115,7 @@ try {
 
   await page.goto(base + "/#/groups");
   await view.getByRole("link", { name: group }).click();
-  await view.getByText("total lag").waitFor();
+  await view.getByText("total lag", { exact: true }).waitFor();
   const lag = await view.locator(".card .value").first().textContent();
   report(lag === "0", "the group's lag is 0 after it consumed everything", lag);
 
@@ -122,6 +127,17 @@ try {
   await view.getByRole("button", { name: "Reset", exact: true }).click();
   await view.locator(".card .value", { hasText: "20" }).waitFor();
   report(true, "resetting the group to earliest brings its lag back to 20");
+  report(await view.getByRole("img", { name: "Total lag" }).count() === 1, "the group's lag is charted");
+
+  await page.goto(base + "/#/topics/" + topic + "/messages");
+  await view.getByText("k-19").waitFor();
+  await view.getByRole("button", { name: "Start live tail" }).click();
+  const tailer = kafka.producer();
+  await tailer.connect();
+  await tailer.send({ topic, messages: [{ key: "tail-1", value: "arrived live", partition: 0 }] });
+  await tailer.disconnect();
+  await view.getByLabel("Live tail").getByText("arrived live").waitFor({ timeout: 15_000 });
+  report(true, "the live tail shows a record produced while it runs");
 
   await page.goto(base + "/#/topics/" + topic);
   await view.getByLabel("type the topic's name to confirm").fill("not it");

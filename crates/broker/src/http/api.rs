@@ -101,10 +101,15 @@ async fn topics(State(started): State<Arc<Started>>) -> Response {
         .topics()
         .map(|t| {
             let (mut size, mut records) = (0u64, 0i64);
+            let mut traffic = (0u64, 0u64, 0u64);
             for index in 0..t.partitions.len() as i32 {
                 if let Some(p) = state.partitions.get(&t.name, index) {
                     size += p.stats.log_size_bytes();
                     records += p.high_watermark() - p.log_start_offset();
+                    let (bytes_in, bytes_out, records_in) = p.stats.traffic();
+                    traffic.0 += bytes_in;
+                    traffic.1 += bytes_out;
+                    traffic.2 += records_in;
                 }
             }
             json!({
@@ -114,6 +119,9 @@ async fn topics(State(started): State<Arc<Started>>) -> Response {
                 "partitions": t.partitions.len(),
                 "size_bytes": size,
                 "records": records,
+                "bytes_in_total": traffic.0,
+                "bytes_out_total": traffic.1,
+                "records_in_total": traffic.2,
             })
         })
         .collect();

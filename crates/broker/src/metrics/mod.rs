@@ -136,6 +136,15 @@ impl PartitionStats {
         self.bytes_out.fetch_add(bytes as u64, Ordering::Relaxed);
     }
 
+    /// (bytes in, bytes out, records in) since the broker started.
+    pub(crate) fn traffic(&self) -> (u64, u64, u64) {
+        (
+            self.bytes_in.load(Ordering::Relaxed),
+            self.bytes_out.load(Ordering::Relaxed),
+            self.records_in.load(Ordering::Relaxed),
+        )
+    }
+
     pub(crate) fn log_size_bytes(&self) -> u64 {
         self.log_size_bytes.load(Ordering::Relaxed)
     }

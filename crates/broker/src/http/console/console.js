@@ -80,8 +80,79 @@ function content(c) {
   return el("pre", {}, c.text);
 }
 
+// Samples taken while a view is open; a view's timer stops when it is left.
+let viewTimer = null;
+function every(ms, fn) {
+  clearInterval(viewTimer);
+  viewTimer = setInterval(fn, ms);
+}
+
+// A line chart of `series` ({label, points: [[t, value]...]}) as inline SVG.
+function chart(title, series, unit) {
+  const svgNs = "http://www.w3.org/2000/svg";
+  const width = 640, height = 160, pad = 30;
+  const svg = document.createElementNS(svgNs, "svg");
+  svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
+  svg.setAttribute("role", "img");
+  svg.setAttribute("aria-label", title);
+  svg.setAttribute("class", "chart");
+  const all = series.flatMap((s) => s.points);
+  const t0 = Math.min(...all.map((p) => p[0]), Date.now() - 60_000);
+  const t1 = Math.max(...all.map((p) => p[0]), t0 + 1);
+  const max = Math.max(1, ...all.map((p) => p[1]));
+  const colors = ["#1f6feb", "#d1242f", "#1a7f37"];
+  series.forEach((s, i) => {
+    const line = document.createElementNS(svgNs, "polyline");
+    line.setAttribute("fill", "none");
+    line.setAttribute("stroke", colors[i % colors.length]);
+    line.setAttribute("stroke-width", "2");
+    line.setAttribute("points", s.points.map(([t, v]) =>
+      `${pad + ((t - t0) / (t1 - t0)) * (width - 2 * pad)},${height - pad - (v / max) * (height - 2 * pad)}`).join(" "));
+    svg.append(line);
+  });
+  const label = document.createElementNS(svgNs, "text");
+  label.setAttribute("x", pad);
+  label.setAttribute("y", 14);
+  label.textContent = `max ${unit(max)}`;
+  svg.append(label);
+  const legend = el("p", { class: "legend" }, series.map((s, i) =>
+    el("span", { class: `series-${i % colors.length}` }, "■ ", s.label, " ")));
+  return el("figure", {}, el("figcaption", {}, title), svg, legend);
+}
+
+// Bytes in and out per second across topics, over the last five minutes.
+const traffic = { samples: [] };
+async function sampleTraffic() {
+  const list = await api("/topics");
+  const sum = (key) => list.reduce((n, t) => n + (t[key] || 0), 0);
+  traffic.samples.push([Date.now(), sum("bytes_in_total"), sum("bytes_out_total")]);
+  const cutoff = Date.now() - 5 * 60_000;
+  traffic.samples = traffic.samples.filter((s) => s[0] >= cutoff);
+}
+function rates(index) {
+  const points = [];
+  for (let i = 1; i < traffic.samples.length; i++) {
+    const [t, ...now] = traffic.samples[i];
+    const [t0, ...before] = traffic.samples[i - 1];
+    points.push([t, Math.max(0, (now[index] - before[index]) / ((t - t0) / 1000))]);
+  }
+  return points;
+}
+function trafficChart() {
+  return chart("Throughput (last 5 minutes)", [
+    { label: "bytes in/s", points: rates(0) },
+    { label: "bytes out/s", points: rates(1) },
+  ], (v) => bytes(v) + "/s");
+}
+
 async function overview() {
   const c = await api("/cluster");
+  await sampleTraffic();
+  const holder = el("div", { id: "traffic" }, trafficChart());
+  every(2000, async () => {
+    await sampleTraffic().catch(() => {});
+    holder.replaceChildren(trafficChart());
+  });
   return [
     el("h1", {}, "Overview"),
     el("p", {}, "Cluster ", el("code", {}, c.cluster_id || "?"), ", controller ", String(c.controller ?? "none")),
@@ -91,6 +162,7 @@ async function overview() {
       card("partitions", c.partitions),
       card("under-replicated", c.under_replicated_partitions, c.under_replicated_partitions > 0),
       card("offline", c.offline_partitions, c.offline_partitions > 0)),
+    holder,
     el("h2", {}, "Brokers"),
     table(["id", "host", "port"], c.brokers.map((b) => [b.id, b.host, b.port]), [0, 2]),
   ];
@@ -159,9 +231,32 @@ async function messages(name, params) {
     location.hash = `#/topics/${encodeURIComponent(name)}/messages?partition=${data.get("partition")}&offset=${data.get("offset")}`;
   });
   const next = `#/topics/${encodeURIComponent(name)}/messages?partition=${partition}&offset=${page.next_offset}`;
+  // The live tail: new records as they arrive, newest first.
+  const tailRows = el("tbody", {});
+  const tailBox = el("section", { "aria-label": "Live tail", hidden: "" },
+    el("h2", {}, "Live tail"),
+    el("table", {}, el("thead", {}, el("tr", {}, ["offset", "timestamp", "key", "value"].map((h) => el("th", { scope: "col" }, h)))), tailRows));
+  const tailButton = el("button", { type: "button" }, "Start live tail");
+  tailButton.addEventListener("click", () => {
+    let from = page.high_watermark;
+    tailBox.hidden = false;
+    tailButton.disabled = true;
+    tailButton.textContent = "Tailing…";
+    every(1000, async () => {
+      const latest = await api(`/topics/${encodeURIComponent(name)}/partitions/${partition}/records?offset=${from}&limit=100`).catch(() => null);
+      if (!latest) return;
+      for (const r of latest.records) {
+        tailRows.prepend(el("tr", {}, [r.offset, new Date(r.timestamp).toISOString(), content(r.key), content(r.value)].map((c) => el("td", {}, c))));
+      }
+      while (tailRows.children.length > 200) tailRows.lastChild.remove();
+      from = latest.next_offset;
+    });
+  });
   return [
     el("h1", {}, "Messages of ", link("#/topics/" + encodeURIComponent(name), name)),
     form,
+    el("p", {}, tailButton),
+    tailBox,
     el("p", {}, `Offsets ${page.log_start_offset} to ${page.high_watermark - 1} in partition ${partition}.`),
     page.records.length === 0 ? el("p", {}, "No records from here.") :
       table(["offset", "timestamp", "key", "value", "headers"],
@@ -181,12 +276,24 @@ async function groups() {
   ];
 }
 
+const lagHistory = { group: null, points: [] };
 async function group(id) {
   const g = await api("/groups/" + encodeURIComponent(id));
   const total = g.offsets.reduce((sum, o) => sum + (o.lag || 0), 0);
+  if (lagHistory.group !== id) Object.assign(lagHistory, { group: id, points: [] });
+  lagHistory.points.push([Date.now(), total]);
+  const lagChart = el("div", {}, chart("Total lag", [{ label: "records behind", points: lagHistory.points }], String));
+  every(2000, async () => {
+    const now = await api("/groups/" + encodeURIComponent(id)).catch(() => null);
+    if (!now) return;
+    lagHistory.points.push([Date.now(), now.offsets.reduce((sum, o) => sum + (o.lag || 0), 0)]);
+    lagHistory.points = lagHistory.points.slice(-150);
+    lagChart.replaceChildren(chart("Total lag", [{ label: "records behind", points: lagHistory.points }], String));
+  });
   return [
     el("h1", {}, g.group_id),
     el("div", { class: "cards" }, card("total lag", total, total > 0)),
+    lagChart,
     table(["topic", "partition", "committed", "high watermark", "lag"],
       g.offsets.map((o) => [o.topic, o.partition, o.committed_offset, o.high_watermark ?? "–", o.lag ?? "–"]), [1, 2, 3, 4]),
     el("h2", {}, "Reset offsets"),
@@ -214,6 +321,7 @@ async function group(id) {
 }
 
 async function render() {
+  clearInterval(viewTimer);
   const [path, search] = (location.hash.slice(1) || "/").split("?");
   const params = new URLSearchParams(search || "");
   const parts = path.split("/").filter(Boolean).map(decodeURIComponent);
