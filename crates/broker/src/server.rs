@@ -109,8 +109,14 @@ impl Broker {
             .collect();
         let http_started = Arc::new(crate::http::Started::default());
         let (stop, stopped) = watch::channel(false);
+        let http_limits = crate::http::HttpLimits {
+            max_connections: config.get_i64("http.max.connections").max(1) as usize,
+            requests_per_second: u32::try_from(config.get_i64("http.max.requests.per.second"))
+                .unwrap_or(u32::MAX),
+        };
         let http_task = tokio::spawn(crate::http::serve(
             http_listeners,
+            http_limits,
             Arc::clone(&http_started),
             stopped.clone(),
         ));

@@ -18,6 +18,7 @@ use tokio::sync::watch;
 mod actions;
 mod api;
 mod console;
+mod limits;
 
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
@@ -88,15 +89,31 @@ async fn readyz(State(started): State<Arc<Started>>) -> Response {
         .into_response()
 }
 
+/// What one HTTP listener allows (`http.max.connections`,
+/// `http.max.requests.per.second`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct HttpLimits {
+    pub(crate) max_connections: usize,
+    pub(crate) requests_per_second: u32,
+}
+
 /// Serves on every bound listener until `stopped` turns true.
 pub(crate) async fn serve(
     listeners: Vec<TcpListener>,
+    limits: HttpLimits,
     started: Arc<Started>,
     stopped: watch::Receiver<bool>,
 ) {
     let servers = listeners.into_iter().map(|listener| {
         let mut stopped = stopped.clone();
-        let app = router(Arc::clone(&started));
+        let rate = limits::RateLimit::new(limits.requests_per_second);
+        let app = router(Arc::clone(&started))
+            .layer(axum::middleware::from_fn_with_state(
+                rate,
+                limits::rate_limited,
+            ))
+            .into_make_service_with_connect_info::<limits::Peer>();
+        let listener = limits::LimitedListener::new(listener, limits.max_connections);
         async move {
             let shutdown = async move {
                 let _ = stopped.wait_for(|stop| *stop).await;

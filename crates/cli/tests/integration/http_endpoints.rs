@@ -463,3 +463,75 @@ fn the_json_api_creates_resets_and_deletes() {
     );
     broker.terminate();
 }
+
+/// A flood of HTTP requests from one address is answered 429, and HTTP
+/// clients holding every allowed connection make further HTTP clients
+/// wait, while Kafka clients are served throughout.
+#[test]
+fn http_clients_are_bounded_and_cannot_starve_kafka() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let listeners = format!("http.listeners=http://127.0.0.1:{port}");
+    let broker = BrokerProcess::spawn(
+        free_port(),
+        &tmp.path().join("data"),
+        &tmp.path().join("broker.log"),
+        &[
+            &listeners,
+            "http.max.requests.per.second=5",
+            "http.max.connections=2",
+        ],
+    );
+    let statuses: Vec<u16> = (0..20).map(|_| http(port, "GET", "/healthz").0).collect();
+    let limited = statuses.iter().filter(|s| **s == 429).count();
+    assert!(statuses[..5].iter().all(|s| *s == 200), "{statuses:?}");
+    assert!(limited >= 10, "a flood is limited: {statuses:?}");
+    let (_, head, _) = http_with(port, "GET", "/healthz", None, "");
+    assert!(
+        head.to_ascii_lowercase().contains("retry-after: 1"),
+        "{head}"
+    );
+
+    // Two idle connections hold both slots: a third client waits.
+    let held: Vec<TcpStream> = (0..2)
+        .map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(1200));
+    let mut waiting = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    waiting
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    write!(
+        waiting,
+        "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    assert!(
+        waiting.read_to_string(&mut answer).is_err() && answer.is_empty(),
+        "no answer while both slots are held: {answer}"
+    );
+
+    // Kafka is served meanwhile.
+    let producer = producer(&broker.bootstrap(), &[("acks", "all")]);
+    let topic = topic_name("http-bounded");
+    block_on(async {
+        producer
+            .send(
+                FutureRecord::<(), _>::to(&topic).payload("still served"),
+                Duration::from_secs(30),
+            )
+            .await
+            .expect("Kafka clients are served while HTTP is saturated");
+    });
+
+    drop(held);
+    waiting
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    waiting
+        .read_to_string(&mut answer)
+        .expect("answered once a slot is free");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    broker.terminate();
+}
