@@ -226,7 +226,7 @@ fn alter_broker(
     let node = (!name.is_empty()).then_some(state.node_id);
     let current = match node {
         None => &image.broker_configs,
-        Some(id) => image.node_configs.get(&id).unwrap_or(&NO_OVERRIDES),
+        Some(id) => config::Dynamic::of(image, id).node,
     };
     let next = apply_ops(&ops(current), current, |key| {
         let def = config::broker_def(key)?;
@@ -247,5 +247,3 @@ fn alter_broker(
     let changes = diff(current, &next);
     Ok((!changes.is_empty()).then_some(MetadataRecord::BrokerConfigChanged { changes, node }))
 }
-
-static NO_OVERRIDES: BTreeMap<String, String> = BTreeMap::new();
