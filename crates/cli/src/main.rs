@@ -45,6 +45,11 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run a broker.
+    ///
+    /// It serves Kafka clients on --listen and, on http.listeners (default
+    /// http://127.0.0.1:9644; --set http.listeners= turns it off), the web
+    /// console, its JSON API (/api/v1), Prometheus metrics (/metrics) and
+    /// health probes (/healthz, /readyz).
     Serve(serve::ServeArgs),
     /// Create, list, describe, delete and configure topics.
     Topic {
