@@ -130,8 +130,17 @@ macro_rules! def {
 /// Broker settings. Names, defaults and docs follow Kafka's `KafkaConfig`.
 pub static BROKER_CONFIGS: &[ConfigDef] = &[
     def!("node.id", Int, Some("1"), Check::AtLeast(0), false, "The node id of this broker."),
-    def!("listeners", List, Some("PLAINTEXT://127.0.0.1:9092"), Check::Listener, false, "The address the socket server listens on, as PLAINTEXT://host:port (or host:port)."),
-    def!("advertised.listeners", List, None, Check::Listener, false, "The address published to clients in Metadata, if different from listeners. Defaults to listeners."),
+    def!("process.roles", List, Some("broker,controller"), Check::ListOf(&["broker", "controller"]), false, "The roles that this process plays: 'broker', 'controller', or 'broker,controller' if it is both. Sluice runs combined nodes (the default) today."),
+    def!("listeners", List, Some("PLAINTEXT://127.0.0.1:9092"), Check::Listener, false, "Listener List - Comma-separated list of URIs we will listen on and the listener names, as NAME://host:port (a bare host:port is PLAINTEXT). The controller quorum listens on the listener named by controller.listener.names."),
+    def!("advertised.listeners", List, None, Check::Listener, false, "Listeners to publish to clients in Metadata, if different from the listeners config property, as NAME://host:port. Defaults to listeners."),
+    def!("listener.security.protocol.map", String, Some("PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL"), Check::None, false, "Map between listener names and security protocols, as NAME:PROTOCOL pairs. When unset, each controller listener is PLAINTEXT. Sluice serves PLAINTEXT today."),
+    def!("controller.listener.names", List, None, Check::None, false, "A comma-separated list of the names of the listeners used by the controller quorum. Required when controller.quorum.voters is set."),
+    def!("controller.quorum.voters", List, Some(""), Check::None, false, "Map of id/endpoint information for the set of voters in a comma-separated list of {id}@{host}:{port} entries, e.g. 1@localhost:9093,2@localhost:9193. Empty: a single node that is its own one-voter quorum."),
+    def!("controller.quorum.election.timeout.ms", Int, Some("1000"), Check::AtLeast(1), false, "Maximum time in milliseconds to wait without being able to fetch from the leader before triggering a new election."),
+    def!("controller.quorum.request.timeout.ms", Int, Some("2000"), Check::AtLeast(1), false, "How long a metadata change waits to be committed by the controller quorum before the request times out."),
+    def!("broker.heartbeat.interval.ms", Int, Some("2000"), Check::AtLeast(1), false, "The length of time in milliseconds between broker heartbeats."),
+    def!("broker.session.timeout.ms", Int, Some("9000"), Check::AtLeast(1), false, "The length of time in milliseconds that a broker lease lasts if no heartbeats are made; the controller fences the broker after it."),
+    def!("broker.rack", String, None, Check::None, false, "Rack of the broker. This will be used in rack aware replication assignment for fault tolerance."),
     def!("log.dirs", List, Some("./sluice-data"), Check::None, false, "The directory in which the log data is kept."),
     def!("num.partitions", Int, Some("1"), Check::AtLeast(1), true, "The default number of log partitions per topic."),
     def!("default.replication.factor", Int, Some("1"), Check::AtLeast(1), true, "The replication factor for automatically created topics, and for topics created with -1 as the replication factor."),
@@ -345,7 +354,7 @@ pub fn validate(name: &str, ty: ConfigType, check: Check, value: &str) -> Result
         (Check::HostCounts, _) => parse_connection_overrides(value)
             .map(|_| ())
             .map_err(|e| format!("Invalid value {value} for configuration {name}: {e}")),
-        (Check::Listener, _) => parse_listener(value)
+        (Check::Listener, _) => crate::listeners::parse(value)
             .map(|_| ())
             .map_err(|e| format!("Invalid value {value} for configuration {name}: {e}")),
         (Check::HttpListeners, _) => parse_http_listeners(value)
@@ -383,7 +392,6 @@ pub fn parse_connection_overrides(value: &str) -> Result<Vec<(String, u32)>, Str
     Ok(overrides)
 }
 
-/// Accepts `PLAINTEXT://host:port` or `host:port`; returns `host:port`.
 /// Parses `http.listeners` into `host:port` addresses to bind.
 pub fn parse_http_listeners(value: &str) -> Result<Vec<String>, String> {
     value
@@ -405,25 +413,6 @@ pub fn parse_http_listeners(value: &str) -> Result<Vec<String>, String> {
             _ => Err(format!("{entry} is not http://host:port")),
         })
         .collect()
-}
-
-pub fn parse_listener(value: &str) -> Result<String, String> {
-    let addr = match value.split_once("://") {
-        Some(("PLAINTEXT", rest)) => rest,
-        Some((proto, _)) => {
-            return Err(format!(
-                "security protocol {proto} is not supported (only PLAINTEXT)"
-            ))
-        }
-        None => value,
-    };
-    let (host, port) = addr
-        .rsplit_once(':')
-        .ok_or_else(|| "expected host:port".to_string())?;
-    port.parse::<u16>()
-        .map_err(|_| format!("invalid port '{port}'"))?;
-    let host = if host.is_empty() { "0.0.0.0" } else { host };
-    Ok(format!("{host}:{port}"))
 }
 
 /// Static broker settings: what the config file, `--set` and the
@@ -479,16 +468,17 @@ impl BrokerConfig {
         self.get_i64("node.id") as i32
     }
 
-    pub fn listen_address(&self) -> String {
-        parse_listener(self.get("listeners").expect("listeners has a default"))
-            .expect("validated at construction")
+    /// The listeners, checked against each other (`Broker::start`
+    /// refuses settings for which this fails).
+    pub fn listeners(&self) -> Result<crate::listeners::Listeners, String> {
+        crate::listeners::Listeners::from_config(self)
     }
 
+    /// `host:port` of the client listener as advertised.
     pub fn advertised_address(&self) -> String {
-        match self.explicit("advertised.listeners") {
-            Some(v) => parse_listener(v).expect("validated at construction"),
-            None => self.listen_address(),
-        }
+        self.listeners()
+            .map(|l| format!("{}:{}", l.advertised.host, l.advertised.port))
+            .expect("listeners are checked at start")
     }
 
     pub fn log_dir(&self) -> &str {
@@ -687,7 +677,7 @@ mod tests {
         let err =
             BrokerConfig::from_settings([("log.cleaner.min.cleanable.ratio", "2")]).unwrap_err();
         assert!(err.contains("between 0 and 1"), "{err}");
-        assert!(BrokerConfig::from_settings([("listeners", "SSL://x:1")]).is_err());
+        assert!(BrokerConfig::from_settings([("listeners", "ssl://x:1")]).is_err());
         assert!(validate(
             "cleanup.policy",
             ConfigType::List,
@@ -748,7 +738,7 @@ mod tests {
     fn listeners() {
         let c =
             BrokerConfig::from_settings([("listeners", "PLAINTEXT://127.0.0.1:19092")]).unwrap();
-        assert_eq!(c.listen_address(), "127.0.0.1:19092");
+        assert_eq!(c.listeners().unwrap().client.address(), "127.0.0.1:19092");
         assert_eq!(c.advertised_address(), "127.0.0.1:19092");
     }
 }

@@ -107,8 +107,60 @@ impl<'a> Controller<'a> {
         Controller { state }
     }
 
-    fn node_count(&self) -> i32 {
-        1
+    /// Brokers that may take new replicas: the registered unfenced ones
+    /// and this node (which serves, so it is alive, registered or not yet).
+    fn usable_brokers(&self, image: &MetadataImage) -> Vec<i32> {
+        let mut brokers = sluice_metadata::cluster::usable_brokers(image);
+        if !brokers.contains(&self.state.node_id) {
+            brokers.push(self.state.node_id);
+            brokers.sort_unstable();
+        }
+        brokers
+    }
+
+    fn node_count(&self, image: &MetadataImage) -> i32 {
+        i32::try_from(self.usable_brokers(image).len()).unwrap_or(i32::MAX)
+    }
+
+    /// Replicas for `partitions` new partitions of `replication_factor`,
+    /// spread over the usable brokers from a random one.
+    fn place(
+        &self,
+        image: &MetadataImage,
+        partitions: i32,
+        replication_factor: i16,
+    ) -> Result<Vec<Vec<i32>>, ApiError> {
+        // Any start will do, as long as topics do not all begin on one node.
+        let start = (Uuid::new_v4().as_u128() % 1024) as usize;
+        let brokers = self.usable_brokers(image);
+        sluice_metadata::cluster::place_replicas(&brokers, partitions, replication_factor, start)
+            .map_err(|brokers| {
+                ApiError::new(
+                    error::INVALID_REPLICATION_FACTOR,
+                    format!("Unable to replicate the partition {replication_factor} time(s): The target replication factor of {replication_factor} cannot be reached because only {brokers} broker(s) are registered."),
+                )
+            })
+    }
+
+    /// Checks an explicit assignment: registered brokers, one replica per
+    /// partition (replication factor 1 until replication exists).
+    fn check_assignment(&self, image: &MetadataImage, replicas: &[i32]) -> Result<(), ApiError> {
+        if let Some(bad) = replicas
+            .iter()
+            .find(|r| !image.brokers.contains_key(r) && **r != self.state.node_id)
+        {
+            return Err(ApiError::new(
+                error::INVALID_REPLICA_ASSIGNMENT,
+                format!("Replica assignment refers to unknown broker {bad}."),
+            ));
+        }
+        if replicas.len() != 1 {
+            return Err(ApiError::new(
+                error::INVALID_REPLICA_ASSIGNMENT,
+                "Each partition needs exactly one replica: replication is not implemented yet (issue 13).",
+            ));
+        }
+        Ok(())
     }
 
     /// Validates a CreateTopics entry against `image`.
@@ -165,18 +217,7 @@ impl<'a> Controller<'a> {
                         "Partitions should be numbered 0, 1, 2, ... in the replica assignment.",
                     ));
                 }
-                if let Some(bad) = replicas.iter().find(|r| **r != self.state.node_id) {
-                    return Err(ApiError::new(
-                        error::INVALID_REPLICA_ASSIGNMENT,
-                        format!("Replica assignment refers to unknown broker {bad}."),
-                    ));
-                }
-                if replicas.len() != 1 {
-                    return Err(ApiError::new(
-                        error::INVALID_REPLICA_ASSIGNMENT,
-                        "Each partition needs exactly one distinct replica on a single broker.",
-                    ));
-                }
+                self.check_assignment(image, replicas)?;
             }
             (assignment.len() as i32, 1)
         };
@@ -192,13 +233,19 @@ impl<'a> Controller<'a> {
                 "Replication factor must be larger than 0.",
             ));
         }
-        if i32::from(replication_factor) > self.node_count() {
+        if i32::from(replication_factor) > self.node_count(image) {
             return Err(ApiError::new(
                 error::INVALID_REPLICATION_FACTOR,
                 format!(
                     "Unable to replicate the partition {replication_factor} time(s): The target replication factor of {replication_factor} cannot be reached because only {} broker(s) are registered.",
-                    self.node_count()
+                    self.node_count(image)
                 ),
+            ));
+        }
+        if replication_factor > 1 {
+            return Err(ApiError::new(
+                error::INVALID_REPLICATION_FACTOR,
+                format!("Replication factor {replication_factor} is not supported yet: partitions have one replica until replication is implemented (issue 13)."),
             ));
         }
         validate_topic_configs(configs)?;
@@ -213,68 +260,109 @@ impl<'a> Controller<'a> {
         self.state.controller.locked("controller")
     }
 
-    /// Appends records through the quorum; the image right after them.
-    fn append(&self, records: Vec<MetadataRecord>) -> Result<Arc<MetadataImage>, ApiError> {
-        committed(self.state.quorum.append(records))
-            .map(|(_, image)| image)
-            .map_err(quorum_error)
+    /// Appends records decided against `image`, unless the metadata
+    /// changed meanwhile (then `Stale`, and the caller decides again).
+    fn append(
+        &self,
+        image: &MetadataImage,
+        records: Vec<MetadataRecord>,
+    ) -> Result<Result<Arc<MetadataImage>, u64>, ApiError> {
+        match committed(self.state.quorum.append_after(image.offset, records)) {
+            Ok((_, image)) => Ok(Ok(image)),
+            Err(QuorumError::Stale { applied }) => {
+                self.await_image(applied);
+                Ok(Err(applied))
+            }
+            Err(e) => Err(quorum_error(e)),
+        }
+    }
+
+    /// Waits (a little) until this node has applied `offset` records, so
+    /// the next decision sees what made the last one stale.
+    fn await_image(&self, offset: u64) {
+        for _ in 0..200 {
+            if self.state.quorum.image().offset >= offset {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
     }
 
     /// Decides records against the latest image and appends them, as the
     /// single writer throughout. `decide` returns the records (none:
-    /// nothing to change) and a value for the caller.
+    /// nothing to change) and a value for the caller. Decided on a node
+    /// that is not the active controller, the append is forwarded and
+    /// refused if the controller's image moved on; it is then decided
+    /// again against the newer image.
     pub(crate) fn commit_with<T>(
         &self,
-        decide: impl FnOnce(&MetadataImage) -> Result<(Vec<MetadataRecord>, T), ApiError>,
+        mut decide: impl FnMut(&MetadataImage) -> Result<(Vec<MetadataRecord>, T), ApiError>,
     ) -> Result<T, ApiError> {
         let _writer = self.writer();
-        let (records, value) = decide(&self.state.quorum.image())?;
-        if !records.is_empty() {
-            let image = self.append(records)?;
-            self.publish(&image)?;
+        for _ in 0..STALE_RETRIES {
+            let image = self.state.quorum.image();
+            let (records, value) = decide(&image)?;
+            if records.is_empty() {
+                return Ok(value);
+            }
+            if let Ok(image) = self.append(&image, records)? {
+                self.publish(&image)?;
+                return Ok(value);
+            }
         }
-        Ok(value)
+        Err(stale_too_often())
     }
 
-    /// Validates and (unless `validate_only`) creates a topic: its
-    /// partition logs first, then the record. Returns the plan and the new
-    /// topic id (nil when only validating).
+    /// Validates and (unless `validate_only`) creates a topic: the logs
+    /// of its partitions this node leads first, then the record. Returns
+    /// the plan and the new topic id (nil when only validating).
     pub(crate) fn create_topic(
         &self,
         topic: &NewTopic,
         validate_only: bool,
     ) -> Result<(TopicPlan, Uuid), ApiError> {
         let _writer = self.writer();
-        let image = self.state.quorum.image();
-        let plan = self.plan_topic(&image, topic)?;
-        if validate_only {
-            return Ok((plan, Uuid::nil()));
+        for _ in 0..STALE_RETRIES {
+            let image = self.state.quorum.image();
+            let plan = self.plan_topic(&image, topic)?;
+            if validate_only {
+                return Ok((plan, Uuid::nil()));
+            }
+            let assignments = if topic.assignment.is_empty() {
+                self.place(&image, plan.partitions, plan.replication_factor)?
+            } else {
+                topic.assignment.iter().map(|(_, r)| r.clone()).collect()
+            };
+            let id = Uuid::new_v4();
+            let settings = self.log_settings(topic.configs, &image);
+            let led_here = led_by(&assignments, self.state.node_id, 0);
+            let logs = self
+                .state
+                .partitions
+                .create_logs(topic.name, id, led_here, &settings)
+                .map_err(|e| {
+                    tracing::warn!(topic = topic.name, partitions = plan.partitions, error = %e, "cannot create the topic's partitions; nothing was created");
+                    ApiError::new(
+                        error::KAFKA_STORAGE_ERROR,
+                        format!(
+                            "Cannot create the {} partitions of topic '{}': {e}. Nothing was created.",
+                            plan.partitions, topic.name
+                        ),
+                    )
+                })?;
+            let record = MetadataRecord::TopicCreated {
+                name: topic.name.to_string(),
+                id,
+                partitions: plan.partitions,
+                replicas: Vec::new(),
+                assignments,
+                configs: topic.configs.clone(),
+            };
+            if self.append_with_logs(&image, record, logs)? {
+                return Ok((plan, id));
+            }
         }
-        let id = Uuid::new_v4();
-        let settings = self.log_settings(topic.configs, &image);
-        let logs = self
-            .state
-            .partitions
-            .create_logs(topic.name, id, 0..plan.partitions, &settings)
-            .map_err(|e| {
-                tracing::warn!(topic = topic.name, partitions = plan.partitions, error = %e, "cannot create the topic's partitions; nothing was created");
-                ApiError::new(
-                    error::KAFKA_STORAGE_ERROR,
-                    format!(
-                        "Cannot create the {} partitions of topic '{}': {e}. Nothing was created.",
-                        plan.partitions, topic.name
-                    ),
-                )
-            })?;
-        let record = MetadataRecord::TopicCreated {
-            name: topic.name.to_string(),
-            id,
-            partitions: plan.partitions,
-            replicas: vec![self.state.node_id],
-            configs: topic.configs.clone(),
-        };
-        self.append_with_logs(record, logs)?;
-        Ok((plan, id))
+        Err(stale_too_often())
     }
 
     /// Deletes a topic named by `name` or, when `None`, by `id`; returns
@@ -323,80 +411,90 @@ impl<'a> Controller<'a> {
         validate_only: bool,
     ) -> Result<(), ApiError> {
         let _writer = self.writer();
-        let image = self.state.quorum.image();
-        let topic = image.topic(name).ok_or_else(|| {
-            ApiError::new(
-                error::UNKNOWN_TOPIC_OR_PARTITION,
-                format!("The topic '{name}' does not exist."),
-            )
-        })?;
-        let current = topic.partitions.len() as i32;
-        let invalid = |code, message: String| Err(ApiError::new(code, message));
-        if total < current {
-            return invalid(error::INVALID_PARTITIONS, format!("Topic currently has {current} partitions, which is higher than the requested {total}."));
-        }
-        if total == current {
-            return invalid(
-                error::INVALID_PARTITIONS,
-                format!("Topic already has {current} partitions."),
-            );
-        }
-        if !assignments.is_empty() && assignments.len() as i32 != total - current {
-            return invalid(
-                error::INVALID_REPLICA_ASSIGNMENT,
-                format!(
-                    "Increasing the number of partitions by {} but {} assignments provided.",
-                    total - current,
-                    assignments.len()
-                ),
-            );
-        }
-        if let Some(bad) = assignments
-            .iter()
-            .flatten()
-            .find(|b| **b != self.state.node_id)
-        {
-            return invalid(
-                error::INVALID_REPLICA_ASSIGNMENT,
-                format!("Unknown broker {bad} in replica assignment."),
-            );
-        }
-        if assignments.iter().any(|a| a.len() != 1) {
-            return invalid(
-                error::INVALID_REPLICA_ASSIGNMENT,
-                "Each new partition needs exactly one replica on a single broker.".into(),
-            );
-        }
-        if validate_only {
-            return Ok(());
-        }
-        let (topic_id, settings) = (topic.id, self.log_settings(&topic.configs, &image));
-        let logs = self
-            .state
-            .partitions
-            .create_logs(name, topic_id, current..total, &settings)
-            .map_err(|e| {
+        for _ in 0..STALE_RETRIES {
+            let image = self.state.quorum.image();
+            let topic = image.topic(name).ok_or_else(|| {
                 ApiError::new(
-                    error::KAFKA_STORAGE_ERROR,
-                    format!("Cannot create partitions {current}..{total} of topic '{name}': {e}. Nothing was created."),
+                    error::UNKNOWN_TOPIC_OR_PARTITION,
+                    format!("The topic '{name}' does not exist."),
                 )
             })?;
-        let record = MetadataRecord::PartitionsCreated {
-            topic_id,
-            total,
-            replicas: vec![self.state.node_id],
-        };
-        self.append_with_logs(record, logs)
+            let current = topic.partitions.len() as i32;
+            let invalid = |code, message: String| Err(ApiError::new(code, message));
+            if total < current {
+                return invalid(error::INVALID_PARTITIONS, format!("Topic currently has {current} partitions, which is higher than the requested {total}."));
+            }
+            if total == current {
+                return invalid(
+                    error::INVALID_PARTITIONS,
+                    format!("Topic already has {current} partitions."),
+                );
+            }
+            if !assignments.is_empty() && assignments.len() as i32 != total - current {
+                return invalid(
+                    error::INVALID_REPLICA_ASSIGNMENT,
+                    format!(
+                        "Increasing the number of partitions by {} but {} assignments provided.",
+                        total - current,
+                        assignments.len()
+                    ),
+                );
+            }
+            for replicas in assignments {
+                self.check_assignment(&image, replicas)?;
+            }
+            let placed = if assignments.is_empty() {
+                let factor = topic.partitions.first().map_or(1, |p| p.replicas.len());
+                self.place(&image, total - current, i16::try_from(factor).unwrap_or(1))?
+            } else {
+                assignments.to_vec()
+            };
+            if validate_only {
+                return Ok(());
+            }
+            let (topic_id, settings) = (topic.id, self.log_settings(&topic.configs, &image));
+            let logs = self
+                .state
+                .partitions
+                .create_logs(name, topic_id, led_by(&placed, self.state.node_id, current), &settings)
+                .map_err(|e| {
+                    ApiError::new(
+                        error::KAFKA_STORAGE_ERROR,
+                        format!("Cannot create partitions {current}..{total} of topic '{name}': {e}. Nothing was created."),
+                    )
+                })?;
+            let record = MetadataRecord::PartitionsCreated {
+                topic_id,
+                total,
+                replicas: Vec::new(),
+                assignments: placed,
+            };
+            if self.append_with_logs(&image, record, logs)? {
+                return Ok(());
+            }
+        }
+        Err(stale_too_often())
     }
 
     /// Appends `record` for partitions whose `logs` exist already: they are
     /// served from the moment the image naming them is published, and
     /// removed again if the append fails.
-    fn append_with_logs(&self, record: MetadataRecord, logs: NewLogs) -> Result<(), ApiError> {
-        match self.append(vec![record]) {
-            Ok(image) => {
+    /// False when the append was stale (the logs are discarded then too).
+    fn append_with_logs(
+        &self,
+        image: &MetadataImage,
+        record: MetadataRecord,
+        logs: NewLogs,
+    ) -> Result<bool, ApiError> {
+        match self.append(image, vec![record]) {
+            Ok(Ok(image)) => {
                 self.state.partitions.install(logs);
-                self.publish(&image)
+                self.publish(&image)?;
+                Ok(true)
+            }
+            Ok(Err(_)) => {
+                self.state.partitions.discard(logs);
+                Ok(false)
             }
             Err(e) => {
                 self.state.partitions.discard(logs);
@@ -408,8 +506,7 @@ impl<'a> Controller<'a> {
     /// Publishes `image` (as the single writer, so images are published in
     /// log order) and brings the partitions in line.
     fn publish(&self, image: &Arc<MetadataImage>) -> Result<(), ApiError> {
-        self.state.set_image(Arc::clone(image));
-        reconcile_partitions(self.state, image)
+        publish(self.state, image)
             .map_err(|e| ApiError::new(error::KAFKA_STORAGE_ERROR, e.to_string()))
     }
 
@@ -422,6 +519,38 @@ impl<'a> Controller<'a> {
     }
 }
 
+/// How often one change is decided again because the metadata moved on
+/// under it before it gives up.
+const STALE_RETRIES: usize = 8;
+
+fn stale_too_often() -> ApiError {
+    ApiError::new(
+        error::REQUEST_TIMED_OUT,
+        "The metadata kept changing while this change was decided; try again.",
+    )
+}
+
+/// The indexes (from `first`) of the partitions in `assignments` that
+/// `node` leads: the ones whose logs it creates before the record.
+fn led_by(assignments: &[Vec<i32>], node: i32, first: i32) -> Vec<i32> {
+    (first..)
+        .zip(assignments)
+        .filter(|(_, replicas)| replicas.first() == Some(&node))
+        .map(|(index, _)| index)
+        .collect()
+}
+
+/// Publishes `image` (unless a newer one is out) and brings the
+/// partitions in line with the image then current.
+pub(crate) fn publish(
+    state: &BrokerState,
+    image: &Arc<MetadataImage>,
+) -> Result<(), sluice_storage::StorageError> {
+    let _reconciling = state.reconciling.locked("reconcile");
+    state.set_image(Arc::clone(image));
+    reconcile_partitions(state, &state.image())
+}
+
 /// What a client is told when the quorum refuses or fails an append.
 fn quorum_error(e: QuorumError) -> ApiError {
     let code = match e {
@@ -429,23 +558,44 @@ fn quorum_error(e: QuorumError) -> ApiError {
         QuorumError::Timeout => error::REQUEST_TIMED_OUT,
         QuorumError::Storage(_) => error::KAFKA_STORAGE_ERROR,
         QuorumError::Config(_) => error::UNKNOWN_SERVER_ERROR,
+        QuorumError::Stale { .. } => error::REQUEST_TIMED_OUT,
+        QuorumError::StaleBrokerEpoch { .. } => error::STALE_BROKER_EPOCH,
     };
     ApiError::new(code, e.to_string())
 }
 
 /// The outcome of a quorum operation, from the controller's synchronous
-/// code. The one-voter quorum of a single node completes its appends
-/// before returning them, so one poll finds the result; the controller
-/// becomes asynchronous when a Raft quorum backs the broker (issue 13).
-/// Until then an operation still pending is reported as timed out, which
-/// is the quorum's own meaning of Timeout: its outcome is unknown.
+/// code (which runs off the async reactor). The one-voter quorum of a
+/// single node completes its appends before returning them, so the first
+/// poll finds the result; a Raft append is waited for with this thread
+/// parked, while the runtime's workers drive it.
 pub(crate) fn committed<T>(
     mut pending: QuorumFuture<'_, Result<T, QuorumError>>,
 ) -> Result<T, QuorumError> {
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    match pending.as_mut().poll(&mut cx) {
-        std::task::Poll::Ready(outcome) => outcome,
-        std::task::Poll::Pending => Err(QuorumError::Timeout),
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let mut wait = || {
+        let waker = std::task::Waker::from(Arc::new(Unpark(std::thread::current())));
+        let mut cx = std::task::Context::from_waker(&waker);
+        loop {
+            match pending.as_mut().poll(&mut cx) {
+                std::task::Poll::Ready(outcome) => return outcome,
+                std::task::Poll::Pending => std::thread::park(),
+            }
+        }
+    };
+    // On a runtime worker (a handler that did not move off the reactor),
+    // hand the worker's other tasks to another thread first, or they would
+    // wait behind this one; the Raft append runs on those tasks.
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(wait)
+        }
+        _ => wait(),
     }
 }
 

@@ -11,8 +11,7 @@ use crate::state::now_ms;
 use sluice_metadata::{MetadataImage, Uuid};
 use sluice_protocol::error::{self, ErrorCode};
 use sluice_storage::{LogDir, StorageError};
-use std::collections::{BTreeMap, HashMap};
-use std::ops::Range;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 use tokio::sync::Notify;
 
@@ -28,6 +27,9 @@ pub(crate) struct Partitions {
     /// Partitions the image puts on this node whose log cannot be opened,
     /// with the reason. Every reconcile tries them again.
     offline: RwLock<HashMap<Key, String>>,
+    /// Partitions the image has that another broker leads (or none does):
+    /// clients asking here are told NOT_LEADER_OR_FOLLOWER.
+    elsewhere: RwLock<HashSet<Key>>,
     pub(crate) data_available: Arc<Notify>,
     flusher: Flusher,
 }
@@ -42,6 +44,7 @@ impl Partitions {
             log_dir,
             map: RwLock::new(HashMap::new()),
             offline: RwLock::new(HashMap::new()),
+            elsewhere: RwLock::new(HashSet::new()),
             data_available: Arc::new(Notify::new()),
             flusher: Flusher::start(),
         }
@@ -89,10 +92,33 @@ impl Partitions {
             .cloned()
     }
 
-    /// The answer for a partition without an open log: KAFKA_STORAGE_ERROR
-    /// with the reason when it is offline (as Kafka answers a partition in
-    /// a failed log dir), else UNKNOWN_TOPIC_OR_PARTITION.
+    fn led_elsewhere(&self, topic: &str, index: i32) -> bool {
+        self.elsewhere
+            .read_locked("partitions led elsewhere")
+            .contains(&(topic.to_string(), index))
+    }
+
+    /// What a coordinator lookup that lands here is told for an internal
+    /// partition this node does not serve.
+    pub(crate) fn not_here_code(&self, topic: &str, index: i32) -> ErrorCode {
+        if self.led_elsewhere(topic, index) {
+            error::NOT_COORDINATOR
+        } else {
+            error::COORDINATOR_NOT_AVAILABLE
+        }
+    }
+
+    /// The answer for a partition without an open log: NOT_LEADER_OR_FOLLOWER
+    /// when another broker leads it, KAFKA_STORAGE_ERROR with the reason
+    /// when it is offline (as Kafka answers a partition in a failed log
+    /// dir), else UNKNOWN_TOPIC_OR_PARTITION.
     pub(crate) fn missing(&self, topic: &str, index: i32) -> (ErrorCode, Option<String>) {
+        if self.led_elsewhere(topic, index) {
+            return (
+                error::NOT_LEADER_OR_FOLLOWER,
+                Some(format!("this broker does not lead {topic}-{index}")),
+            );
+        }
         match self.offline_reason(topic, index) {
             Some(reason) => (
                 error::KAFKA_STORAGE_ERROR,
@@ -134,7 +160,7 @@ impl Partitions {
         &self,
         topic: &str,
         topic_id: Uuid,
-        indexes: Range<i32>,
+        indexes: impl IntoIterator<Item = i32>,
         settings: &LogSettings,
     ) -> Result<NewLogs, StorageError> {
         let mut created = NewLogs(Vec::new());
@@ -191,8 +217,10 @@ impl Partitions {
         }
     }
 
-    /// Opens logs for partitions the image has and this node lacks, applies
-    /// changed settings, and deletes logs of topics the image no longer has.
+    /// Opens logs for partitions the image has this node lead and it lacks,
+    /// applies changed settings, closes the logs of partitions led
+    /// elsewhere now (keeping them on disk while this node is a replica),
+    /// and deletes logs of topics the image no longer has.
     /// A log that cannot be opened leaves its partition offline (logged,
     /// and reported to clients) instead of failing the others.
     /// `settings_for` resolves a topic's effective settings.
@@ -203,31 +231,45 @@ impl Partitions {
         settings_for: impl Fn(&BTreeMap<String, String>) -> LogSettings,
     ) -> Result<(), StorageError> {
         let mut wanted = HashMap::new();
+        let mut replicas_here = HashMap::new();
+        let mut elsewhere = HashSet::new();
         for topic in image.topics() {
             let settings = settings_for(&topic.configs);
             for (index, p) in topic.partitions.iter().enumerate() {
+                let key = (topic.name.clone(), index as i32);
+                if p.replicas.contains(&node_id) {
+                    replicas_here.insert(key.clone(), topic.id);
+                }
                 if p.leader == node_id {
-                    wanted.insert(
-                        (topic.name.clone(), index as i32),
-                        (topic.id, p.leader_epoch, settings.clone()),
-                    );
+                    wanted.insert(key, (topic.id, p.leader_epoch, settings.clone()));
+                } else {
+                    elsewhere.insert(key);
                 }
             }
         }
-        let stale: Vec<Key> = {
+        *self.elsewhere.write_locked("partitions led elsewhere") = elsewhere;
+        let stale = {
             let mut map = self.map.write_locked("partitions");
-            let stale: Vec<Key> = map
+            let stale: Vec<(Key, Uuid)> = map
                 .iter()
-                .filter(|(k, p)| wanted.get(*k).is_none_or(|(id, _, _)| *id != p.topic_id))
-                .map(|(k, _)| k.clone())
+                .filter(|(k, p)| {
+                    wanted
+                        .get(*k)
+                        .is_none_or(|(id, epoch, _)| *id != p.topic_id || *epoch != p.leader_epoch)
+                })
+                .map(|(k, p)| (k.clone(), p.topic_id))
                 .collect();
-            for key in &stale {
+            for (key, _) in &stale {
                 map.remove(key);
             }
             stale
         };
-        for key in stale {
-            self.log_dir.delete_log(&key.0, key.1)?;
+        for (key, topic_id) in stale {
+            // A replica that is still here (led elsewhere now, or led again
+            // with a new epoch and reopened below) keeps its data.
+            if replicas_here.get(&key) != Some(&topic_id) {
+                self.log_dir.delete_log(&key.0, key.1)?;
+            }
         }
         self.offline
             .write_locked("offline partitions")

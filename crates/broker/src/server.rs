@@ -15,11 +15,14 @@ use crate::descriptors::DescriptorBudget;
 use crate::group::GroupCoordinator;
 use crate::handlers::{self, Reply};
 use crate::partitions::{Partitions, METADATA_TOPIC};
+use crate::quorum_setup;
 use crate::state::{now_ms, BrokerState};
 use crate::txn::TransactionCoordinator;
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::ApiKey;
+#[cfg(test)]
 use sluice_metadata::quorum::LocalQuorum;
+use sluice_metadata::quorum::Quorum;
 use sluice_metadata::{MetadataLog, MetadataRecord};
 use sluice_protocol::envelope::{self, RequestHead};
 use sluice_protocol::frame;
@@ -91,7 +94,9 @@ impl Broker {
         let explicit_max_connections = config
             .explicit("max.connections")
             .map(|_| config.get_i64("max.connections").max(0) as u64);
-        let listen = config.listen_address();
+        let listeners = config.listeners().map_err(StartError::Config)?;
+        let mode = quorum_setup::mode(&config, &listeners).map_err(StartError::Config)?;
+        let listen = listeners.client.address();
         let listener = TcpListener::bind(&listen)
             .await
             .map_err(|source| StartError::Listen {
@@ -123,16 +128,29 @@ impl Broker {
         let mut config = config;
         if config.explicit("advertised.listeners").is_none() {
             // An ephemeral port (":0") is only known once bound.
-            let advertised = format!("{}:{}", local_addr.ip(), local_addr.port());
+            let advertised = format!(
+                "{}://{}:{}",
+                listeners.client.name,
+                local_addr.ip(),
+                local_addr.port()
+            );
             config
                 .set("advertised.listeners", &advertised)
                 .expect("a bound address is a valid listener");
         }
+        let metadata_dir = data_dir.join(format!("{METADATA_TOPIC}-0"));
+        let joined = quorum_setup::join(&config, &listeners, &mode, &metadata_dir)
+            .await
+            .inspect_err(|_| http_task.abort())?;
+        if let quorum_setup::Mode::Raft { .. } = mode {
+            quorum_setup::await_cluster(&joined.quorum, config.node_id(), new_cluster_id).await?;
+        }
         let opened = {
             let config = config.clone();
             let dir = data_dir.clone();
+            let quorum = Arc::clone(&joined.quorum);
             tokio::task::spawn_blocking(move || {
-                let state = open_state(config, dir.clone())?;
+                let state = open_state_with(config, dir.clone(), quorum)?;
                 DescriptorBudget::measure(&state.partitions).report(explicit_max_connections);
                 Ok::<_, StartError>(state)
             })
@@ -141,17 +159,28 @@ impl Broker {
         };
         let state = opened.inspect_err(|_| http_task.abort())?;
         let state = Arc::new(state);
+        let incarnation_id = sluice_metadata::Uuid::new_v4();
+        register_at_start(&state, incarnation_id, &mode).await;
         TransactionCoordinator::resume_prepared(&state);
-        let mut tasks = vec![
-            http_task,
-            tokio::spawn(accept_loop(
-                listener,
-                state.clone(),
-                limits,
-                data_dir_lock.clone(),
-                stopped.clone(),
-            )),
-        ];
+        let mut tasks = joined.tasks;
+        tasks.push(http_task);
+        tasks.push(tokio::spawn(accept_loop(
+            listener,
+            state.clone(),
+            limits,
+            data_dir_lock.clone(),
+            stopped.clone(),
+        )));
+        tasks.push(tokio::spawn(quorum_setup::heartbeat_task(
+            state.clone(),
+            incarnation_id,
+            stopped.clone(),
+        )));
+        tasks.push(quorum_setup::duties_task(&state, stopped.clone()));
+        tasks.push(tokio::spawn(quorum_setup::metadata_listener(
+            state.clone(),
+            stopped.clone(),
+        )));
         tasks.push(tokio::spawn(crate::retention::retention_task(
             state.clone(),
             stopped.clone(),
@@ -236,9 +265,49 @@ impl Broker {
     }
 }
 
+/// Registers this broker with the controller; a cluster node keeps trying
+/// until the quorum takes it, a single node goes on with its earlier
+/// registration if it cannot write (a full disk).
+async fn register_at_start(
+    state: &BrokerState,
+    incarnation_id: sluice_metadata::Uuid,
+    mode: &quorum_setup::Mode,
+) {
+    loop {
+        match quorum_setup::register(state, incarnation_id).await {
+            Ok(()) => return,
+            Err(e) if *mode == quorum_setup::Mode::Single => {
+                tracing::warn!(error = %e, "cannot record this broker's registration; keeping the earlier one");
+                return;
+            }
+            Err(e) => {
+                tracing::info!(error = %e, "waiting to register with the controller");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
+
+/// Opens a single node's state on `data_dir` (its own one-voter quorum).
+#[cfg(test)]
 pub(crate) fn open_state(
     config: BrokerConfig,
     data_dir: PathBuf,
+) -> Result<BrokerState, StartError> {
+    let metadata_dir = data_dir.join(format!("{METADATA_TOPIC}-0"));
+    let quorum = Arc::new(LocalQuorum::new(
+        config.node_id(),
+        MetadataLog::open(&metadata_dir)?,
+    ));
+    open_state_with(config, data_dir, quorum)
+}
+
+/// Opens the partitions of `data_dir` and the coordinators' state, with
+/// the metadata from `quorum`. A single node with no cluster yet makes one.
+pub(crate) fn open_state_with(
+    config: BrokerConfig,
+    data_dir: PathBuf,
+    quorum: Arc<dyn Quorum>,
 ) -> Result<BrokerState, StartError> {
     let max_open_segment_files = config.get_i64("log.max.open.segment.files");
     let log_dir = LogDir::open_keeping(
@@ -246,9 +315,8 @@ pub(crate) fn open_state(
         usize::try_from(max_open_segment_files).unwrap_or(usize::MAX),
     )?;
     let metadata_dir = data_dir.join(format!("{METADATA_TOPIC}-0"));
-    let mut metadata = MetadataLog::open(&metadata_dir)?;
     let partitions = Partitions::new(log_dir);
-    if metadata.image().cluster_id.is_none() {
+    if quorum.image().cluster_id.is_none() {
         // A new cluster only on an empty data directory: partitions
         // without metadata mean the metadata was lost, not that none exists.
         if partitions.any_on_disk()? {
@@ -257,12 +325,12 @@ pub(crate) fn open_state(
                 data_dir,
             });
         }
-        metadata.append(&[MetadataRecord::ClusterCreated {
+        crate::controller::committed(quorum.append(vec![MetadataRecord::ClusterCreated {
             cluster_id: new_cluster_id(),
             node_id: config.node_id(),
-        }])?;
+        }]))
+        .map_err(|e| StartError::Config(format!("cannot create the cluster: {e}")))?;
     }
-    let quorum = Arc::new(LocalQuorum::new(config.node_id(), metadata));
     let state = BrokerState::new(config, quorum, partitions);
     let image = state.image();
     state.partitions.move_orphans_aside(&image)?;

@@ -18,6 +18,13 @@ pub(crate) struct BrokerState {
     pub(crate) node_id: i32,
     pub(crate) advertised_host: String,
     pub(crate) advertised_port: i32,
+    /// The client listener's name: other brokers are described by their
+    /// endpoint of the same name.
+    pub(crate) listener_name: String,
+    pub(crate) rack: Option<String>,
+    /// Held while the partitions are brought in line with an image, so
+    /// the controller and the metadata listener never open a log twice.
+    pub(crate) reconciling: Mutex<()>,
     /// The metadata quorum (on a single node its one-voter log): the
     /// controller appends records through it.
     pub(crate) quorum: Arc<dyn Quorum>,
@@ -42,14 +49,17 @@ impl BrokerState {
         quorum: Arc<dyn Quorum>,
         partitions: Partitions,
     ) -> Self {
-        let advertised = config.advertised_address();
-        let (host, port) = advertised.rsplit_once(':').expect("validated listener");
+        let listeners = config.listeners().expect("listeners are checked at start");
+        let (host, port) = (listeners.advertised.host, listeners.advertised.port);
         let slots = config.get_i64("max.incremental.fetch.session.cache.slots") as usize;
         let image = quorum.image();
         BrokerState {
             node_id: config.node_id(),
-            advertised_host: host.to_string(),
-            advertised_port: port.parse().expect("validated port"),
+            advertised_host: host,
+            advertised_port: i32::from(port),
+            listener_name: listeners.client.name,
+            rack: config.get("broker.rack").map(str::to_string),
+            reconciling: Mutex::new(()),
             config,
             quorum,
             controller: Mutex::new(()),
@@ -68,8 +78,56 @@ impl BrokerState {
         self.image.read_locked("image").clone()
     }
 
+    /// Publishes `image` unless a newer one is published already (the
+    /// controller and the metadata listener both publish).
     pub(crate) fn set_image(&self, image: Arc<MetadataImage>) {
-        *self.image.write_locked("image") = image;
+        let mut current = self.image.write_locked("image");
+        if image.offset >= current.offset {
+            *current = image;
+        }
+    }
+
+    /// The brokers clients may use, by node id, with the address of their
+    /// endpoint for this node's client listener: registered and unfenced
+    /// ones, and always this node itself with its own advertised address.
+    pub(crate) fn live_brokers(&self, image: &MetadataImage) -> Vec<LiveBroker> {
+        let mut brokers: Vec<LiveBroker> = image
+            .brokers
+            .iter()
+            .filter(|(id, b)| **id != self.node_id && !b.fenced)
+            .filter_map(|(id, b)| {
+                let endpoint = b
+                    .endpoint(&self.listener_name)
+                    .or_else(|| b.endpoints.first())?;
+                Some(LiveBroker {
+                    node_id: *id,
+                    host: endpoint.host.clone(),
+                    port: i32::from(endpoint.port),
+                    rack: b.rack.clone(),
+                })
+            })
+            .collect();
+        brokers.push(LiveBroker {
+            node_id: self.node_id,
+            host: self.advertised_host.clone(),
+            port: self.advertised_port,
+            rack: self.rack.clone(),
+        });
+        brokers.sort_by_key(|b| b.node_id);
+        brokers
+    }
+
+    /// A live broker by id.
+    pub(crate) fn live_broker(&self, image: &MetadataImage, node_id: i32) -> Option<LiveBroker> {
+        self.live_brokers(image)
+            .into_iter()
+            .find(|b| b.node_id == node_id)
+    }
+
+    /// The node that answers controller requests: the quorum's leader
+    /// (any broker forwards to it), or this node while there is none.
+    pub(crate) fn controller_id(&self) -> i32 {
+        self.quorum.status().leader.unwrap_or(self.node_id)
     }
 
     pub(crate) fn cluster_id(&self) -> String {
@@ -108,6 +166,15 @@ impl BrokerState {
             })
             .collect()
     }
+}
+
+/// A broker as Metadata, DescribeCluster and FindCoordinator describe it.
+#[derive(Debug, Clone)]
+pub(crate) struct LiveBroker {
+    pub(crate) node_id: i32,
+    pub(crate) host: String,
+    pub(crate) port: i32,
+    pub(crate) rack: Option<String>,
 }
 
 pub(crate) fn now_ms() -> i64 {

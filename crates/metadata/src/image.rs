@@ -21,6 +21,33 @@ pub struct TopicImage {
     pub configs: BTreeMap<String, String>,
 }
 
+/// One listener a broker serves clients on, as it advertises it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerEndpoint {
+    /// The listener name (`PLAINTEXT`, or a custom name).
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+}
+
+/// A registered broker as the controller sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerImage {
+    /// Kafka's broker epoch: the offset of its latest registration.
+    pub epoch: i64,
+    pub incarnation_id: Uuid,
+    pub endpoints: Vec<BrokerEndpoint>,
+    pub rack: Option<String>,
+    /// Fenced brokers lead nothing and are left out of Metadata.
+    pub fenced: bool,
+}
+
+impl BrokerImage {
+    pub fn endpoint(&self, listener: &str) -> Option<&BrokerEndpoint> {
+        self.endpoints.iter().find(|e| e.name == listener)
+    }
+}
+
 /// An immutable snapshot of cluster metadata, rebuilt by replaying records.
 /// It serializes (as the metadata snapshot) without its derived index.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,6 +64,9 @@ pub struct MetadataImage {
     pub node_configs: BTreeMap<i32, BTreeMap<String, String>>,
     /// The first producer id not yet handed out.
     pub next_producer_id: i64,
+    /// Registered brokers by node id.
+    #[serde(default)]
+    pub brokers: BTreeMap<i32, BrokerImage>,
     /// Number of records applied: the metadata offset this image reflects.
     pub offset: u64,
 }
@@ -54,6 +84,11 @@ impl MetadataImage {
         self.topics.values()
     }
 
+    /// Whether `node` is registered and not fenced: it may lead partitions.
+    pub fn broker_usable(&self, node: i32) -> bool {
+        self.brokers.get(&node).is_some_and(|b| !b.fenced)
+    }
+
     /// Applies one record. Records that refer to unknown topics are ignored:
     /// the controller validated them before appending, so this only happens
     /// when replaying a log written by a newer version.
@@ -64,17 +99,27 @@ impl MetadataImage {
                 cluster_id,
                 node_id,
             } => {
-                self.cluster_id = Some(cluster_id.clone());
-                self.node_id = *node_id;
+                // The first one wins: two voters that each saw no cluster
+                // yet may both append one.
+                if self.cluster_id.is_none() {
+                    self.cluster_id = Some(cluster_id.clone());
+                    self.node_id = *node_id;
+                }
             }
             MetadataRecord::TopicCreated {
                 name,
                 id,
                 partitions,
                 replicas,
+                assignments,
                 configs,
             } => {
-                let parts = (0..*partitions).map(|_| new_partition(replicas)).collect();
+                if self.topics.contains_key(name) {
+                    return;
+                }
+                let parts = (0..*partitions)
+                    .map(|p| new_partition(assignment(assignments, replicas, p as usize)))
+                    .collect();
                 self.names_by_id.insert(*id, name.clone());
                 self.topics.insert(
                     name.clone(),
@@ -90,10 +135,17 @@ impl MetadataImage {
                 topic_id,
                 total,
                 replicas,
+                assignments,
             } => {
                 if let Some(topic) = self.topic_mut(topic_id) {
+                    let first = topic.partitions.len();
                     while (topic.partitions.len() as i32) < *total {
-                        topic.partitions.push(new_partition(replicas));
+                        let new = topic.partitions.len() - first;
+                        topic.partitions.push(new_partition(assignment(
+                            assignments,
+                            replicas,
+                            new,
+                        )));
                     }
                 }
             }
@@ -118,6 +170,50 @@ impl MetadataImage {
                 apply_changes(configs, changes);
                 self.node_configs.retain(|_, c| !c.is_empty());
             }
+            MetadataRecord::BrokerRegistered {
+                node_id,
+                incarnation_id,
+                endpoints,
+                rack,
+            } => {
+                let epoch = i64::try_from(self.offset).unwrap_or(i64::MAX);
+                self.brokers.insert(
+                    *node_id,
+                    BrokerImage {
+                        epoch,
+                        incarnation_id: *incarnation_id,
+                        endpoints: endpoints.clone(),
+                        rack: rack.clone(),
+                        fenced: false,
+                    },
+                );
+            }
+            MetadataRecord::BrokerFenced { node_id } => {
+                if let Some(broker) = self.brokers.get_mut(node_id) {
+                    broker.fenced = true;
+                }
+            }
+            MetadataRecord::BrokerUnfenced { node_id } => {
+                if let Some(broker) = self.brokers.get_mut(node_id) {
+                    broker.fenced = false;
+                }
+            }
+            MetadataRecord::PartitionChanged {
+                topic_id,
+                partition,
+                leader,
+                leader_epoch,
+                isr,
+            } => {
+                let part = self
+                    .topic_mut(topic_id)
+                    .and_then(|t| t.partitions.get_mut(usize::try_from(*partition).ok()?));
+                if let Some(part) = part {
+                    part.leader = *leader;
+                    part.leader_epoch = *leader_epoch;
+                    part.isr = isr.clone();
+                }
+            }
         }
     }
 
@@ -130,10 +226,10 @@ impl MetadataImage {
             .collect();
     }
 
-    /// Records that rebuild this image from nothing (all but `offset`),
-    /// for rewriting a damaged log from a snapshot. Every partition of a
-    /// topic has the same replicas and leader epoch 0 today, which is what
-    /// one `TopicCreated` expresses.
+    /// Records that rebuild this image from nothing (all but `offset`,
+    /// and broker epochs, which are the offsets of the registrations), for
+    /// rewriting a damaged log from a snapshot: each topic with its
+    /// per-partition replicas, then the leaders and ISRs that changed.
     pub fn to_records(&self) -> Vec<MetadataRecord> {
         let mut records = Vec::new();
         if let Some(cluster_id) = &self.cluster_id {
@@ -160,18 +256,41 @@ impl MetadataImage {
                 next: self.next_producer_id,
             });
         }
+        for (node_id, broker) in &self.brokers {
+            records.push(MetadataRecord::BrokerRegistered {
+                node_id: *node_id,
+                incarnation_id: broker.incarnation_id,
+                endpoints: broker.endpoints.clone(),
+                rack: broker.rack.clone(),
+            });
+            if broker.fenced {
+                records.push(MetadataRecord::BrokerFenced { node_id: *node_id });
+            }
+        }
         for topic in self.topics.values() {
             records.push(MetadataRecord::TopicCreated {
                 name: topic.name.clone(),
                 id: topic.id,
                 partitions: i32::try_from(topic.partitions.len()).unwrap_or(i32::MAX),
-                replicas: topic
+                replicas: Vec::new(),
+                assignments: topic
                     .partitions
-                    .first()
+                    .iter()
                     .map(|p| p.replicas.clone())
-                    .unwrap_or_default(),
+                    .collect(),
                 configs: topic.configs.clone(),
             });
+            for (index, p) in topic.partitions.iter().enumerate() {
+                if *p != new_partition(&p.replicas) {
+                    records.push(MetadataRecord::PartitionChanged {
+                        topic_id: topic.id,
+                        partition: i32::try_from(index).unwrap_or(i32::MAX),
+                        leader: p.leader,
+                        leader_epoch: p.leader_epoch,
+                        isr: p.isr.clone(),
+                    });
+                }
+            }
         }
         records
     }
@@ -180,6 +299,11 @@ impl MetadataImage {
         let name = self.names_by_id.get(id)?;
         self.topics.get_mut(name)
     }
+}
+
+/// The replicas of the `index`th partition a record creates.
+fn assignment<'a>(assignments: &'a [Vec<i32>], replicas: &'a [i32], index: usize) -> &'a [i32] {
+    assignments.get(index).map_or(replicas, Vec::as_slice)
 }
 
 fn new_partition(replicas: &[i32]) -> PartitionImage {
@@ -216,12 +340,14 @@ mod tests {
             id,
             partitions: 2,
             replicas: vec![1],
+            assignments: Vec::new(),
             configs: BTreeMap::from([("retention.ms".into(), "10".into())]),
         });
         image.apply(&MetadataRecord::PartitionsCreated {
             topic_id: id,
             total: 4,
             replicas: vec![1],
+            assignments: Vec::new(),
         });
         image.apply(&MetadataRecord::TopicConfigChanged {
             topic_id: id,
@@ -259,12 +385,14 @@ mod tests {
                 id,
                 partitions: 2,
                 replicas: vec![1],
+                assignments: Vec::new(),
                 configs: BTreeMap::from([("retention.ms".into(), "10".into())]),
             },
             MetadataRecord::PartitionsCreated {
                 topic_id: id,
                 total: 5,
                 replicas: vec![1],
+                assignments: Vec::new(),
             },
             MetadataRecord::ProducerIdsAllocated { next: 2000 },
             MetadataRecord::BrokerConfigChanged {

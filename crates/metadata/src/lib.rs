@@ -13,6 +13,8 @@
 //! small TCP implementation. Apart from that transport this crate knows
 //! nothing about sockets, and nothing about the Kafka protocol.
 
+pub mod cluster;
+pub mod duties;
 mod entry;
 mod image;
 mod log;
@@ -22,7 +24,7 @@ mod repair;
 mod snapshot;
 
 pub use entry::{entry_at, next_intact_entry, Entry, EntryProblem};
-pub use image::{MetadataImage, PartitionImage, TopicImage};
+pub use image::{BrokerEndpoint, BrokerImage, MetadataImage, PartitionImage, TopicImage};
 pub use log::{MetadataError, MetadataLog};
 pub use record::MetadataRecord;
 pub use repair::{repair, Repair};

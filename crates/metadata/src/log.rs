@@ -293,6 +293,7 @@ mod tests {
             id: Uuid::new_v4(),
             partitions: 3,
             replicas: vec![1],
+            assignments: Vec::new(),
             configs: BTreeMap::new(),
         }
     }

@@ -1,3 +1,4 @@
+use crate::image::BrokerEndpoint;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use uuid::Uuid;
@@ -9,19 +10,26 @@ use uuid::Uuid;
 pub enum MetadataRecord {
     /// The cluster got its id (first record of a new metadata log).
     ClusterCreated { cluster_id: String, node_id: i32 },
-    /// A topic was created with `partitions` partitions, all led by `leader`.
+    /// A topic was created with `partitions` partitions. Each partition's
+    /// replicas are its entry in `assignments`; logs written before
+    /// per-partition placement have none, and every partition has
+    /// `replicas`. The first replica leads.
     TopicCreated {
         name: String,
         id: Uuid,
         partitions: i32,
         replicas: Vec<i32>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        assignments: Vec<Vec<i32>>,
         configs: BTreeMap<String, String>,
     },
-    /// A topic grew to `total` partitions.
+    /// A topic grew to `total` partitions, placed as in `TopicCreated`.
     PartitionsCreated {
         topic_id: Uuid,
         total: i32,
         replicas: Vec<i32>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        assignments: Vec<Vec<i32>>,
     },
     /// Topic config overrides were set (`Some`) or removed (`None`).
     TopicConfigChanged {
@@ -40,6 +48,33 @@ pub enum MetadataRecord {
         changes: BTreeMap<String, Option<String>>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         node: Option<i32>,
+    },
+    /// A broker joined or, after a restart, rejoined the cluster (Kafka's
+    /// RegisterBrokerRecord). Its broker epoch is the image offset this
+    /// record gets, so every registration has a new, larger epoch.
+    BrokerRegistered {
+        node_id: i32,
+        /// New on every start of the process, so a restart is told apart
+        /// from a second registration of the same run.
+        incarnation_id: Uuid,
+        endpoints: Vec<BrokerEndpoint>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rack: Option<String>,
+    },
+    /// The controller stopped counting on a broker (missed heartbeats or a
+    /// controlled shutdown): it leads nothing until unfenced.
+    BrokerFenced { node_id: i32 },
+    /// A fenced broker is heard from again.
+    BrokerUnfenced { node_id: i32 },
+    /// A partition's leader, leader epoch or in-sync replicas changed
+    /// (Kafka's PartitionChangeRecord). `leader` is -1 when no replica can
+    /// lead.
+    PartitionChanged {
+        topic_id: Uuid,
+        partition: i32,
+        leader: i32,
+        leader_epoch: i32,
+        isr: Vec<i32>,
     },
 }
 

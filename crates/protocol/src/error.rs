@@ -26,6 +26,8 @@ pub const INVALID_REPLICATION_FACTOR: ErrorCode = 38;
 pub const INVALID_REQUEST: ErrorCode = 42;
 pub const FENCED_LEADER_EPOCH: ErrorCode = 74;
 pub const UNKNOWN_LEADER_EPOCH: ErrorCode = 75;
+/// A broker spoke with a registration (broker epoch) that is not current.
+pub const STALE_BROKER_EPOCH: ErrorCode = 77;
 pub const INVALID_REPLICA_ASSIGNMENT: ErrorCode = 39;
 pub const LEADER_NOT_AVAILABLE: ErrorCode = 5;
 pub const MISMATCHED_ENDPOINT_TYPE: ErrorCode = 114;
@@ -84,6 +86,7 @@ pub fn name(code: ErrorCode) -> &'static str {
     match code {
         NONE => "NONE",
         NOT_CONTROLLER => "NOT_CONTROLLER",
+        STALE_BROKER_EPOCH => "STALE_BROKER_EPOCH",
         INVALID_PRODUCER_ID_MAPPING => "INVALID_PRODUCER_ID_MAPPING",
         INVALID_TRANSACTION_TIMEOUT => "INVALID_TRANSACTION_TIMEOUT",
         CONCURRENT_TRANSACTIONS => "CONCURRENT_TRANSACTIONS",

@@ -506,8 +506,8 @@ impl GroupCoordinator {
         let index = offsets::partition_for(group, count);
         state.partitions.get(OFFSETS_TOPIC, index).ok_or_else(|| {
             ApiError::new(
-                error::COORDINATOR_NOT_AVAILABLE,
-                format!("{OFFSETS_TOPIC}-{index} is not available"),
+                state.partitions.not_here_code(OFFSETS_TOPIC, index),
+                format!("{OFFSETS_TOPIC}-{index} is not available here"),
             )
         })
     }

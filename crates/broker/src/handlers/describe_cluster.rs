@@ -1,5 +1,5 @@
 //! DescribeCluster (key 60): cluster id, controller and brokers. v2
-//! (KIP-1073) may ask for fenced brokers too; this node is never fenced.
+//! (KIP-1073) may ask for fenced brokers too.
 
 use super::{str_bytes, ApiSupport};
 use crate::state::BrokerState;
@@ -18,7 +18,7 @@ pub(crate) fn handle(state: &BrokerState, request: DescribeClusterRequest) -> Re
     let mut response = DescribeClusterResponse::default()
         .with_endpoint_type(request.endpoint_type)
         .with_cluster_id(str_bytes(state.cluster_id()))
-        .with_controller_id(BrokerId(state.node_id))
+        .with_controller_id(BrokerId(state.controller_id()))
         .with_cluster_authorized_operations(i32::MIN);
     if request.endpoint_type != ENDPOINT_BROKERS {
         response.error_code = error::MISMATCHED_ENDPOINT_TYPE;
@@ -27,9 +27,37 @@ pub(crate) fn handle(state: &BrokerState, request: DescribeClusterRequest) -> Re
         ));
         return ResponseKind::DescribeCluster(response);
     }
-    response.brokers = vec![DescribeClusterBroker::default()
-        .with_broker_id(BrokerId(state.node_id))
-        .with_host(str_bytes(state.advertised_host.clone()))
-        .with_port(state.advertised_port)];
+    let image = state.image();
+    let mut brokers: Vec<DescribeClusterBroker> = state
+        .live_brokers(&image)
+        .into_iter()
+        .map(|b| {
+            DescribeClusterBroker::default()
+                .with_broker_id(BrokerId(b.node_id))
+                .with_host(str_bytes(b.host))
+                .with_port(b.port)
+                .with_rack(b.rack.map(str_bytes))
+        })
+        .collect();
+    if request.include_fenced_brokers {
+        for (id, b) in image.brokers.iter().filter(|(_, b)| b.fenced) {
+            let Some(endpoint) = b
+                .endpoint(&state.listener_name)
+                .or_else(|| b.endpoints.first())
+            else {
+                continue;
+            };
+            brokers.push(
+                DescribeClusterBroker::default()
+                    .with_broker_id(BrokerId(*id))
+                    .with_host(str_bytes(endpoint.host.clone()))
+                    .with_port(i32::from(endpoint.port))
+                    .with_rack(b.rack.clone().map(str_bytes))
+                    .with_is_fenced(true),
+            );
+        }
+        brokers.sort_by_key(|b| b.broker_id.0);
+    }
+    response.brokers = brokers;
     ResponseKind::DescribeCluster(response)
 }

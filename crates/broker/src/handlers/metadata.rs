@@ -22,13 +22,21 @@ pub(crate) const API: ApiSupport = ApiSupport::new(ApiKey::Metadata, 0, 13);
 const OPERATIONS_NOT_REQUESTED: i32 = i32::MIN;
 
 pub(crate) fn handle(state: &BrokerState, request: MetadataRequest, version: i16) -> ResponseKind {
+    let brokers = state
+        .live_brokers(&state.image())
+        .into_iter()
+        .map(|b| {
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(b.node_id))
+                .with_host(str_bytes(b.host))
+                .with_port(b.port)
+                .with_rack(b.rack.map(str_bytes))
+        })
+        .collect();
     let mut response = MetadataResponse::default()
-        .with_brokers(vec![MetadataResponseBroker::default()
-            .with_node_id(BrokerId(state.node_id))
-            .with_host(str_bytes(state.advertised_host.clone()))
-            .with_port(state.advertised_port)])
+        .with_brokers(brokers)
         .with_cluster_id(Some(str_bytes(state.cluster_id())))
-        .with_controller_id(BrokerId(state.node_id))
+        .with_controller_id(BrokerId(state.controller_id()))
         .with_cluster_authorized_operations(OPERATIONS_NOT_REQUESTED);
     // v0 has no null topic list: an empty list means "all topics".
     let requested = match request.topics {
@@ -146,11 +154,17 @@ fn describe(state: &BrokerState, topic: &TopicImage) -> MetadataResponseTopic {
                             .partitions
                             .offline_reason(&topic.name, index)
                             .is_some();
-                    if offline {
+                    if offline || p.leader < 0 {
+                        let down = if offline {
+                            vec![state.node_id]
+                        } else {
+                            p.replicas.clone()
+                        };
                         described
                             .with_error_code(error::LEADER_NOT_AVAILABLE)
                             .with_leader_id(BrokerId(-1))
-                            .with_offline_replicas(vec![BrokerId(state.node_id)])
+                            .with_isr_nodes(p.isr.iter().map(|r| BrokerId(*r)).collect())
+                            .with_offline_replicas(down.into_iter().map(BrokerId).collect())
                     } else {
                         described
                             .with_leader_id(BrokerId(p.leader))

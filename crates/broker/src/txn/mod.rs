@@ -215,8 +215,10 @@ impl TransactionCoordinator {
             .get(TRANSACTION_STATE_TOPIC, index)
             .ok_or_else(|| {
                 ApiError::new(
-                    error::COORDINATOR_NOT_AVAILABLE,
-                    format!("{TRANSACTION_STATE_TOPIC}-{index} is not available"),
+                    state
+                        .partitions
+                        .not_here_code(TRANSACTION_STATE_TOPIC, index),
+                    format!("{TRANSACTION_STATE_TOPIC}-{index} is not available here"),
                 )
             })
     }

@@ -3,6 +3,9 @@
 //!
 //! * `rdkafka_client` — librdkafka (a client nobody here wrote) against an
 //!   in-process broker: admin, every codec and acks level, offsets, configs.
+//! * `cluster` — three `sluice serve` processes as one cluster (Raft
+//!   controller quorum): brokers in Metadata, partitions spread, admin
+//!   through any broker, a SIGKILLed broker fenced and back.
 //! * `connections` — connection limits and timeouts, accept back-off.
 //! * `crash` — `sluice serve` child processes: SIGKILL during acks=all
 //!   produce, damaged and torn segment files.
@@ -30,6 +33,7 @@
 //! * `transactions` — librdkafka transactions: commit/abort visibility,
 //!   zombie fencing, consume-transform-produce across broker SIGKILLs.
 
+mod cluster;
 mod common;
 mod connections;
 mod crash;

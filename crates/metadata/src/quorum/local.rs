@@ -3,11 +3,15 @@
 //! always the leader, in term 1. It keeps the metadata log's file format,
 //! its damage checks and its offline repair (`sluice metadata repair`).
 
-use super::{LogPosition, Quorum, QuorumError, QuorumFuture, QuorumStatus, VoterStatus};
+use super::{
+    Heartbeats, LogPosition, Quorum, QuorumError, QuorumFuture, QuorumStatus, VoterStatus,
+};
 use crate::image::MetadataImage;
 use crate::log::{MetadataError, MetadataLog};
 use crate::record::MetadataRecord;
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
 use tokio::sync::watch;
 
 /// The term a one-voter quorum is in: it never holds an election.
@@ -17,6 +21,7 @@ pub struct LocalQuorum {
     node_id: i32,
     log: Mutex<MetadataLog>,
     images: watch::Sender<Arc<MetadataImage>>,
+    heartbeats: Heartbeats,
 }
 
 fn storage(e: MetadataError) -> QuorumError {
@@ -30,6 +35,7 @@ impl LocalQuorum {
             node_id,
             log: Mutex::new(log),
             images: watch::Sender::new(image),
+            heartbeats: Heartbeats::default(),
         }
     }
 
@@ -42,9 +48,14 @@ impl LocalQuorum {
     /// that hold no runtime, such as start-up.
     fn append_now(
         &self,
+        based_on: Option<u64>,
         records: &[MetadataRecord],
     ) -> Result<(LogPosition, Arc<MetadataImage>), QuorumError> {
         let mut log = self.lock();
+        let applied = log.image().offset;
+        if based_on.is_some_and(|b| b != applied) {
+            return Err(QuorumError::Stale { applied });
+        }
         let image = Arc::new(log.append(records).map_err(storage)?.clone());
         self.images.send_replace(Arc::clone(&image));
         Ok((
@@ -62,8 +73,33 @@ impl Quorum for LocalQuorum {
         &self,
         records: Vec<MetadataRecord>,
     ) -> QuorumFuture<'_, Result<(LogPosition, Arc<MetadataImage>), QuorumError>> {
-        let appended = self.append_now(&records);
+        let appended = self.append_now(None, &records);
         Box::pin(std::future::ready(appended))
+    }
+
+    fn append_after(
+        &self,
+        based_on: u64,
+        records: Vec<MetadataRecord>,
+    ) -> QuorumFuture<'_, Result<(LogPosition, Arc<MetadataImage>), QuorumError>> {
+        let appended = self.append_now(Some(based_on), &records);
+        Box::pin(std::future::ready(appended))
+    }
+
+    fn heartbeat(
+        &self,
+        node_id: i32,
+        broker_epoch: i64,
+    ) -> QuorumFuture<'_, Result<(), QuorumError>> {
+        let recorded = self
+            .heartbeats
+            .record(&self.image(), node_id, broker_epoch, Instant::now());
+        Box::pin(std::future::ready(recorded))
+    }
+
+    /// This node is always the leader.
+    fn heard_from(&self) -> Option<BTreeMap<i32, Instant>> {
+        Some(self.heartbeats.snapshot())
     }
 
     fn image(&self) -> Arc<MetadataImage> {

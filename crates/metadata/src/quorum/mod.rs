@@ -8,8 +8,11 @@
 //! openraft type inside `quorum/raft`, so an openraft upgrade touches that
 //! folder alone. Node ids are Kafka's `i32` broker/controller ids.
 
+mod heartbeats;
 mod local;
 mod raft;
+
+pub use heartbeats::Heartbeats;
 
 pub use local::LocalQuorum;
 pub use raft::{
@@ -19,9 +22,11 @@ pub use raft::{
 
 use crate::image::MetadataImage;
 use crate::record::MetadataRecord;
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Instant;
 use tokio::sync::watch;
 
 /// A boxed future, so the trait stays object safe (`Arc<dyn Quorum>`).
@@ -35,7 +40,7 @@ pub struct LogPosition {
     pub index: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum QuorumError {
     /// This node is not the leader; `leader` is the one it knows of, if
     /// any. Maps to Kafka's NOT_CONTROLLER.
@@ -55,6 +60,14 @@ pub enum QuorumError {
     /// The quorum was shut down.
     #[error("the metadata quorum is shutting down")]
     ShuttingDown,
+    /// A conditional append was decided against an image older than the
+    /// leader's (`applied` records): decide again once this node has it.
+    #[error("the metadata changed meanwhile (the leader has applied {applied} records)")]
+    Stale { applied: u64 },
+    /// A heartbeat from a broker whose registration is not the current
+    /// one (Kafka's STALE_BROKER_EPOCH): it must register again.
+    #[error("broker {node_id} is not registered with epoch {epoch}")]
+    StaleBrokerEpoch { node_id: i32, epoch: i64 },
 }
 
 /// What DescribeQuorum reports, as this node knows it.
@@ -89,6 +102,30 @@ pub trait Quorum: Send + Sync {
         &self,
         records: Vec<MetadataRecord>,
     ) -> QuorumFuture<'_, Result<(LogPosition, Arc<MetadataImage>), QuorumError>>;
+
+    /// Appends `records` only if the leader's image is still the one
+    /// they were decided against (`based_on`, its record count), so a
+    /// node that is not the leader can validate a change against its own
+    /// image. [`QuorumError::Stale`] otherwise. From any voter: a
+    /// follower forwards it to the leader and resolves once it has
+    /// applied the entry itself.
+    fn append_after(
+        &self,
+        based_on: u64,
+        records: Vec<MetadataRecord>,
+    ) -> QuorumFuture<'_, Result<(LogPosition, Arc<MetadataImage>), QuorumError>>;
+
+    /// Tells the active controller that broker `node_id`, registered at
+    /// `broker_epoch`, is alive (Kafka's BrokerHeartbeat).
+    fn heartbeat(
+        &self,
+        node_id: i32,
+        broker_epoch: i64,
+    ) -> QuorumFuture<'_, Result<(), QuorumError>>;
+
+    /// On the active controller: when each broker last sent a heartbeat
+    /// with its current epoch. `None` on other nodes.
+    fn heard_from(&self) -> Option<BTreeMap<i32, Instant>>;
 
     /// The latest applied image.
     fn image(&self) -> Arc<MetadataImage>;

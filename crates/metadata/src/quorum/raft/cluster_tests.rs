@@ -68,19 +68,20 @@ async fn one_voter_restores_its_image_from_a_snapshot_after_the_log_is_purged() 
 }
 
 #[tokio::test(start_paused = true)]
-async fn three_voters_replicate_answer_not_leader_and_fail_over() {
+async fn three_voters_replicate_forward_and_fail_over() {
     let mut cluster = Cluster::start(3, defaults).await;
     let leader = cluster.leader().await;
     let (before, _) = cluster.append(vec![topic("a")]).await;
     cluster.converge(1).await;
 
     let follower = *cluster.nodes.keys().find(|id| **id != leader).unwrap_or(&0);
-    let answer = cluster.nodes[&follower].append(vec![topic("nope")]).await;
-    assert_eq!(
-        answer.err(),
-        Some(QuorumError::NotLeader {
-            leader: Some(leader)
-        })
+    let (_, image) = cluster.nodes[&follower]
+        .append(vec![topic("via-follower")])
+        .await
+        .expect("forwarded to the leader");
+    assert!(
+        image.topic("via-follower").is_some(),
+        "the follower answers once it applied the entry"
     );
     let status = cluster.nodes[&leader].status();
     assert_eq!(status.voters.len(), 3);
@@ -101,7 +102,7 @@ async fn three_voters_replicate_answer_not_leader_and_fail_over() {
     assert!(image.topic("a").is_some() && image.topic("b").is_some());
 
     cluster.start_node(leader).await;
-    cluster.converge(2).await;
+    cluster.converge(3).await;
     assert!(cluster.nodes[&leader].image().topic("b").is_some());
 }
 

@@ -25,11 +25,13 @@ pub use network::{RpcHandler, Transport, TransportError};
 pub use tcp::{serve_tcp, TcpTransport};
 
 use crate::image::MetadataImage;
-use crate::quorum::{LogPosition, Quorum, QuorumError, QuorumFuture, QuorumStatus, VoterStatus};
+use crate::quorum::{
+    Heartbeats, LogPosition, Quorum, QuorumError, QuorumFuture, QuorumStatus, VoterStatus,
+};
 use crate::record::MetadataRecord;
 use log_store::LogStore;
 use network::NetworkFactory;
-use openraft::error::{ClientWriteError, Fatal, InitializeError, RaftError};
+use openraft::error::{CheckIsLeaderError, ClientWriteError, Fatal, InitializeError, RaftError};
 use openraft::{
     Config, ErrorSubject, ErrorVerb, Raft, SnapshotPolicy, StorageError, StorageIOError,
 };
@@ -37,8 +39,12 @@ use state_machine::StateMachine;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
+
+/// How long a forwarded append waits before trying again when there is
+/// no leader yet or the leader moved.
+const RETRY_BACKOFF: Duration = Duration::from_millis(50);
 
 openraft::declare_raft_types!(
     /// Entries carry a batch of metadata records; a node is known by the
@@ -139,12 +145,32 @@ fn fatal(e: Fatal<u64>) -> QuorumError {
 
 /// One node of the Raft controller quorum.
 pub struct RaftQuorum {
-    node_id: i32,
-    raft: Raft<TypeConfig>,
+    shared: Arc<Shared>,
     log_fence: log_store::LogFence,
     snapshot_fence: state_machine::SnapshotFence,
+}
+
+/// What the node and the requests its peers send it share.
+pub(super) struct Shared {
+    node_id: i32,
+    raft: Raft<TypeConfig>,
     images: watch::Receiver<Arc<MetadataImage>>,
     append_timeout: Duration,
+    /// Held by an append on the leader from its stale check until it is
+    /// applied, so no append is decided against an image another one is
+    /// about to change.
+    writer: tokio::sync::Mutex<()>,
+    heartbeats: Heartbeats,
+    transport: Arc<dyn Transport>,
+}
+
+/// A leader's answer to a forwarded append.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub(super) struct Forwarded {
+    term: u64,
+    index: u64,
+    /// The leader's image offset right after the entry.
+    applied: u64,
 }
 
 impl RaftQuorum {
@@ -181,7 +207,7 @@ impl RaftQuorum {
         let (log_fence, snapshot_fence) = (log.fence(), state_machine.fence());
         let network = NetworkFactory {
             me: config.node_id,
-            transport,
+            transport: Arc::clone(&transport),
         };
         let raft = Raft::new(
             raft_id(config.node_id)?,
@@ -220,28 +246,185 @@ impl RaftQuorum {
             raft.trigger().elect().await.map_err(fatal)?;
         }
         Ok(RaftQuorum {
-            node_id: config.node_id,
-            raft,
+            shared: Arc::new(Shared {
+                node_id: config.node_id,
+                raft,
+                images,
+                append_timeout: config.append_timeout,
+                writer: tokio::sync::Mutex::new(()),
+                heartbeats: Heartbeats::default(),
+                transport,
+            }),
             log_fence,
             snapshot_fence,
-            images,
-            append_timeout: config.append_timeout,
         })
     }
 
     /// What a transport hands the requests addressed to this node.
     pub fn rpc_handler(&self) -> RpcHandler {
-        RpcHandler::new(self.raft.clone())
+        RpcHandler::new(Arc::clone(&self.shared))
     }
 
     /// Stops the node; later appends answer [`QuorumError::ShuttingDown`].
     /// Once it returns nothing writes to the directory any more, so a new
     /// node may start on it.
     pub async fn shutdown(&self) -> Result<(), QuorumError> {
-        let stopped = self.raft.shutdown().await;
+        let stopped = self.shared.raft.shutdown().await;
         self.log_fence.close().await;
         self.snapshot_fence.close().await;
         stopped.map_err(|e| QuorumError::Storage(e.to_string()))
+    }
+}
+
+impl Shared {
+    fn leader(&self) -> Option<i32> {
+        self.raft
+            .metrics()
+            .borrow()
+            .current_leader
+            .and_then(kafka_id)
+    }
+
+    /// Appends on this node as the leader; with `based_on`, only if the
+    /// image is still at that offset once everything committed before is
+    /// applied.
+    pub(super) async fn append_as_leader(
+        &self,
+        based_on: Option<u64>,
+        records: Vec<MetadataRecord>,
+    ) -> Result<(LogPosition, Arc<MetadataImage>), QuorumError> {
+        let _writer = self.writer.lock().await;
+        if let Some(based_on) = based_on {
+            match self.raft.ensure_linearizable().await {
+                Ok(_) => {}
+                Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(to))) => {
+                    return Err(QuorumError::NotLeader {
+                        leader: to.leader_id.and_then(kafka_id),
+                    })
+                }
+                Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_))) => {
+                    return Err(QuorumError::Timeout)
+                }
+                Err(RaftError::Fatal(e)) => return Err(fatal(e)),
+            }
+            let applied = self.images.borrow().offset;
+            if applied != based_on {
+                return Err(QuorumError::Stale { applied });
+            }
+        }
+        match self.raft.client_write(records).await {
+            Ok(response) => Ok((
+                LogPosition {
+                    term: response.log_id.leader_id.term,
+                    index: response.log_id.index,
+                },
+                response.data.0,
+            )),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(to))) => {
+                Err(QuorumError::NotLeader {
+                    leader: to.leader_id.and_then(kafka_id),
+                })
+            }
+            // Only membership changes fail this way; we append none.
+            Err(RaftError::APIError(e)) => Err(QuorumError::Storage(e.to_string())),
+            Err(RaftError::Fatal(e)) => Err(fatal(e)),
+        }
+    }
+
+    /// Appends through whichever node leads: here, or forwarded to it and
+    /// then waited for until this node has applied it too. Tries again
+    /// while there is no leader or it moves, until the append timeout.
+    async fn append(
+        &self,
+        based_on: Option<u64>,
+        records: Vec<MetadataRecord>,
+    ) -> Result<(LogPosition, Arc<MetadataImage>), QuorumError> {
+        let attempts = async {
+            loop {
+                match self.leader() {
+                    Some(leader) if leader == self.node_id => {
+                        match self.append_as_leader(based_on, records.clone()).await {
+                            Err(QuorumError::NotLeader { .. }) => {}
+                            outcome => return outcome,
+                        }
+                    }
+                    Some(leader) => match self.forward(leader, based_on, records.clone()).await {
+                        Ok(Ok(forwarded)) => return self.caught_up(forwarded).await,
+                        Ok(Err(QuorumError::NotLeader { .. })) | Err(_) => {}
+                        Ok(Err(e)) => return Err(e),
+                    },
+                    None => {}
+                }
+                tokio::time::sleep(RETRY_BACKOFF).await;
+            }
+        };
+        tokio::time::timeout(self.append_timeout, attempts)
+            .await
+            .map_err(|_| QuorumError::Timeout)?
+    }
+
+    async fn forward(
+        &self,
+        leader: i32,
+        based_on: Option<u64>,
+        records: Vec<MetadataRecord>,
+    ) -> Result<Result<Forwarded, QuorumError>, TransportError> {
+        network::call_peer(
+            &*self.transport,
+            self.node_id,
+            leader,
+            &network::Request::Forward { based_on, records },
+        )
+        .await
+    }
+
+    /// Waits until this node applied what the leader answered for.
+    async fn caught_up(
+        &self,
+        forwarded: Forwarded,
+    ) -> Result<(LogPosition, Arc<MetadataImage>), QuorumError> {
+        let mut images = self.images.clone();
+        let image = images
+            .wait_for(|image| image.offset >= forwarded.applied)
+            .await
+            .map_err(|_| QuorumError::ShuttingDown)?
+            .clone();
+        Ok((
+            LogPosition {
+                term: forwarded.term,
+                index: forwarded.index,
+            },
+            image,
+        ))
+    }
+
+    /// Records a heartbeat here as the leader.
+    pub(super) fn heartbeat_as_leader(&self, node_id: i32, epoch: i64) -> Result<(), QuorumError> {
+        if self.leader() != Some(self.node_id) {
+            return Err(QuorumError::NotLeader {
+                leader: self.leader(),
+            });
+        }
+        let image = self.images.borrow().clone();
+        self.heartbeats
+            .record(&image, node_id, epoch, Instant::now())
+    }
+
+    async fn heartbeat(&self, node_id: i32, epoch: i64) -> Result<(), QuorumError> {
+        match self.leader() {
+            Some(leader) if leader == self.node_id => self.heartbeat_as_leader(node_id, epoch),
+            Some(leader) => {
+                let request = network::Request::Heartbeat { node_id, epoch };
+                let sent = network::call_peer(&*self.transport, self.node_id, leader, &request);
+                match tokio::time::timeout(self.append_timeout, sent).await {
+                    Ok(Ok(answer)) => answer,
+                    Ok(Err(_)) | Err(_) => Err(QuorumError::NotLeader {
+                        leader: Some(leader),
+                    }),
+                }
+            }
+            None => Err(QuorumError::NotLeader { leader: None }),
+        }
     }
 }
 
@@ -250,33 +433,36 @@ impl Quorum for RaftQuorum {
         &self,
         records: Vec<MetadataRecord>,
     ) -> QuorumFuture<'_, Result<(LogPosition, Arc<MetadataImage>), QuorumError>> {
-        Box::pin(async move {
-            let written =
-                tokio::time::timeout(self.append_timeout, self.raft.client_write(records))
-                    .await
-                    .map_err(|_| QuorumError::Timeout)?;
-            match written {
-                Ok(response) => Ok((
-                    LogPosition {
-                        term: response.log_id.leader_id.term,
-                        index: response.log_id.index,
-                    },
-                    response.data.0,
-                )),
-                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(to))) => {
-                    Err(QuorumError::NotLeader {
-                        leader: to.leader_id.and_then(kafka_id),
-                    })
-                }
-                // Only membership changes fail this way; we append none.
-                Err(RaftError::APIError(e)) => Err(QuorumError::Storage(e.to_string())),
-                Err(RaftError::Fatal(e)) => Err(fatal(e)),
-            }
-        })
+        Box::pin(self.shared.append(None, records))
+    }
+
+    fn append_after(
+        &self,
+        based_on: u64,
+        records: Vec<MetadataRecord>,
+    ) -> QuorumFuture<'_, Result<(LogPosition, Arc<MetadataImage>), QuorumError>> {
+        Box::pin(self.shared.append(Some(based_on), records))
+    }
+
+    fn heartbeat(
+        &self,
+        node_id: i32,
+        broker_epoch: i64,
+    ) -> QuorumFuture<'_, Result<(), QuorumError>> {
+        Box::pin(self.shared.heartbeat(node_id, broker_epoch))
+    }
+
+    fn heard_from(&self) -> Option<BTreeMap<i32, Instant>> {
+        if self.shared.leader() == Some(self.shared.node_id) {
+            Some(self.shared.heartbeats.snapshot())
+        } else {
+            self.shared.heartbeats.clear();
+            None
+        }
     }
 
     fn image(&self) -> Arc<MetadataImage> {
-        self.images.borrow().clone()
+        self.shared.images.borrow().clone()
     }
 
     fn close(&self) -> QuorumFuture<'_, Result<(), QuorumError>> {
@@ -284,21 +470,22 @@ impl Quorum for RaftQuorum {
     }
 
     fn watch(&self) -> watch::Receiver<Arc<MetadataImage>> {
-        self.images.clone()
+        self.shared.images.clone()
     }
 
     fn status(&self) -> QuorumStatus {
-        let metrics = self.raft.metrics().borrow().clone();
+        let node_id = self.shared.node_id;
+        let metrics = self.shared.raft.metrics().borrow().clone();
         let last_log_end = metrics.last_log_index.map_or(0, |i| i + 1);
         let voters = metrics
             .membership_config
             .membership()
             .voter_ids()
             .filter_map(|id| {
-                let node_id = kafka_id(id)?;
+                let voter = kafka_id(id)?;
                 let log_end_offset = match &metrics.replication {
                     Some(progress) => progress.get(&id).map(|m| m.map_or(0, |l| l.index + 1)),
-                    None if node_id == self.node_id => Some(last_log_end),
+                    None if voter == node_id => Some(last_log_end),
                     None => None,
                 };
                 let lag = match metrics.replication {
@@ -306,14 +493,14 @@ impl Quorum for RaftQuorum {
                     None => None,
                 };
                 Some(VoterStatus {
-                    node_id,
+                    node_id: voter,
                     log_end_offset,
                     lag,
                 })
             })
             .collect();
         QuorumStatus {
-            node_id: self.node_id,
+            node_id,
             leader: metrics.current_leader.and_then(kafka_id),
             term: metrics.current_term,
             high_watermark: metrics.last_applied.map_or(0, |l| l.index + 1),

@@ -1,10 +1,12 @@
-//! The network seam: openraft's three RPCs as JSON request/response bytes
-//! over a [`Transport`] of our own, so a transport moves bytes between node
-//! ids and knows nothing of Raft (`in_process.rs` for tests and one-node
-//! setups, `tcp.rs` between processes).
+//! The network seam: openraft's three RPCs, and our own two (an append
+//! forwarded to the leader, a broker heartbeat), as JSON request/response
+//! bytes over a [`Transport`] of our own, so a transport moves bytes
+//! between node ids and knows nothing of Raft (`in_process.rs` for tests
+//! and one-node setups, `tcp.rs` between processes).
 
-use super::TypeConfig;
-use crate::quorum::QuorumFuture;
+use super::{Shared, TypeConfig};
+use crate::quorum::{QuorumError, QuorumFuture};
+use crate::record::MetadataRecord;
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
 };
@@ -39,31 +41,45 @@ pub struct TransportError {
 }
 
 #[derive(Serialize, Deserialize)]
-enum Request {
+pub(super) enum Request {
     AppendEntries(AppendEntriesRequest<TypeConfig>),
     Vote(VoteRequest<u64>),
     InstallSnapshot(InstallSnapshotRequest<TypeConfig>),
+    /// An append a follower forwards; the receiver appends it only as the
+    /// leader and never forwards it on.
+    Forward {
+        based_on: Option<u64>,
+        records: Vec<MetadataRecord>,
+    },
+    Heartbeat {
+        node_id: i32,
+        epoch: i64,
+    },
 }
 
 /// Raft's answer, or why the request could not be read.
 type Answer<T, E = openraft::error::Infallible> = Result<Result<T, RaftError<u64, E>>, String>;
 
+/// Our own RPCs' answer, or why the request could not be read.
+type OwnAnswer<T> = Result<Result<T, QuorumError>, String>;
+
 /// Answers the requests a transport delivers to this node.
 #[derive(Clone)]
 pub struct RpcHandler {
-    raft: Raft<TypeConfig>,
+    shared: Arc<Shared>,
 }
 
 impl RpcHandler {
-    pub(super) fn new(raft: Raft<TypeConfig>) -> Self {
-        RpcHandler { raft }
+    pub(super) fn new(shared: Arc<Shared>) -> Self {
+        RpcHandler { shared }
     }
 
     /// Handles one request (bytes a peer's transport sent) and returns the
     /// answer to carry back. Unreadable requests get an error answer.
     pub fn handle(&self, request: Vec<u8>) -> QuorumFuture<'static, Vec<u8>> {
-        let raft = self.raft.clone();
+        let shared = Arc::clone(&self.shared);
         Box::pin(async move {
+            let raft: &Raft<TypeConfig> = &shared.raft;
             let request = match serde_json::from_slice::<Request>(&request) {
                 Ok(request) => request,
                 Err(e) => return encode(&Err::<(), _>(format!("unreadable request: {e}"))),
@@ -76,6 +92,19 @@ impl RpcHandler {
                 Request::InstallSnapshot(rpc) => {
                     encode(&Ok::<_, String>(raft.install_snapshot(rpc).await))
                 }
+                Request::Forward { based_on, records } => {
+                    let appended = shared.append_as_leader(based_on, records).await.map(
+                        |(position, image)| super::Forwarded {
+                            term: position.term,
+                            index: position.index,
+                            applied: image.offset,
+                        },
+                    );
+                    encode::<OwnAnswer<_>>(&Ok(appended))
+                }
+                Request::Heartbeat { node_id, epoch } => {
+                    encode::<OwnAnswer<()>>(&Ok(shared.heartbeat_as_leader(node_id, epoch)))
+                }
             }
         })
     }
@@ -84,6 +113,23 @@ impl RpcHandler {
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     // Our own plain data types always serialize.
     serde_json::to_vec(value).unwrap_or_default()
+}
+
+/// Sends one of our own requests to node `to` and reads its answer.
+pub(super) async fn call_peer<T: DeserializeOwned>(
+    transport: &dyn Transport,
+    from: i32,
+    to: i32,
+    request: &Request,
+) -> Result<Result<T, QuorumError>, TransportError> {
+    let failed = |reason: String| TransportError { to, reason };
+    let bytes = serde_json::to_vec(request).map_err(|e| failed(e.to_string()))?;
+    let answer = transport.call(from, to, bytes).await?;
+    match serde_json::from_slice::<OwnAnswer<T>>(&answer) {
+        Ok(Ok(answer)) => Ok(answer),
+        Ok(Err(reason)) => Err(failed(reason)),
+        Err(e) => Err(failed(format!("unreadable answer: {e}"))),
+    }
 }
 
 /// Makes a [`Peer`] per target node for openraft.

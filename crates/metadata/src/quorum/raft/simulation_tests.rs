@@ -32,7 +32,7 @@ struct Seen {
 
 /// Records every metrics change of `node` until it stops.
 fn observe(id: i32, node: &RaftQuorum, seen: &Arc<Mutex<Seen>>) {
-    let mut metrics = node.raft.metrics();
+    let mut metrics = node.shared.raft.metrics();
     let seen = seen.clone();
     tokio::spawn(async move {
         loop {

@@ -185,6 +185,10 @@ mod tests {
             .await
             .expect("appended");
         assert_eq!(image.offset, 1);
+        nodes[&leader]
+            .heartbeat(7, 0)
+            .await
+            .expect_err("broker 7 never registered");
         eventually("every voter applied it", || {
             nodes
                 .values()
@@ -192,12 +196,29 @@ mod tests {
         })
         .await;
         let follower = if leader == 1 { 2 } else { 1 };
-        assert_eq!(
-            nodes[&follower].append(vec![topic("no")]).await.err(),
-            Some(QuorumError::NotLeader {
-                leader: Some(leader)
-            })
+        let (_, image) = nodes[&follower]
+            .append(vec![topic("forwarded")])
+            .await
+            .expect("a follower forwards the append to the leader");
+        assert!(
+            image.topic("forwarded").is_some(),
+            "applied on the follower"
         );
+        assert_eq!(
+            nodes[&follower]
+                .append_after(image.offset - 1, vec![topic("stale")])
+                .await
+                .err(),
+            Some(QuorumError::Stale {
+                applied: image.offset
+            }),
+            "decided against an older image"
+        );
+        let (_, image) = nodes[&follower]
+            .append_after(image.offset, vec![topic("current")])
+            .await
+            .expect("decided against the latest image");
+        assert!(image.topic("current").is_some());
         for node in nodes.values() {
             node.shutdown().await.expect("stops");
         }

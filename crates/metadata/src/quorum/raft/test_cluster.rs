@@ -14,6 +14,7 @@ pub(super) fn topic(name: &str) -> MetadataRecord {
         id: uuid::Uuid::new_v4(),
         partitions: 1,
         replicas: vec![1],
+        assignments: Vec::new(),
         configs: BTreeMap::new(),
     }
 }

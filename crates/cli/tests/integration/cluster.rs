@@ -1,0 +1,360 @@
+//! A cluster of three `sluice serve` processes on loopback, each a
+//! combined broker and controller voter, used through librdkafka: the Raft
+//! quorum forms, every broker is in Metadata, partitions spread over the
+//! brokers, admin requests work through any broker (forwarded to the
+//! active controller), a SIGKILLed broker is fenced and its partitions
+//! lose their leader, and it leads them again once restarted.
+
+use crate::common::{block_on, free_port, read_log, sluice_binary, PATIENCE};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// One node's ports and files.
+struct NodeSpec {
+    id: i32,
+    client_port: u16,
+    controller_port: u16,
+    dir: PathBuf,
+    log: PathBuf,
+}
+
+struct Cluster {
+    specs: Vec<NodeSpec>,
+    voters: String,
+    running: BTreeMap<i32, Child>,
+    _root: tempfile::TempDir,
+}
+
+impl Cluster {
+    fn new(size: i32) -> Cluster {
+        let root = tempfile::tempdir().expect("a temp dir");
+        let specs: Vec<NodeSpec> = (1..=size)
+            .map(|id| NodeSpec {
+                id,
+                client_port: free_port(),
+                controller_port: free_port(),
+                dir: root.path().join(format!("node-{id}")),
+                log: root.path().join(format!("node-{id}.log")),
+            })
+            .collect();
+        let voters = specs
+            .iter()
+            .map(|s| format!("{}@127.0.0.1:{}", s.id, s.controller_port))
+            .collect::<Vec<_>>()
+            .join(",");
+        Cluster {
+            specs,
+            voters,
+            running: BTreeMap::new(),
+            _root: root,
+        }
+    }
+
+    fn spec(&self, id: i32) -> &NodeSpec {
+        &self.specs[(id - 1) as usize]
+    }
+
+    fn bootstrap(&self, id: i32) -> String {
+        format!("127.0.0.1:{}", self.spec(id).client_port)
+    }
+
+    /// Starts the nodes `ids` together (a node waits for a majority of
+    /// voters before it serves) and waits until each says it listens.
+    fn start(&mut self, ids: &[i32]) {
+        let (tx, rx) = mpsc::channel();
+        for id in ids {
+            let spec = self.spec(*id);
+            let log = std::fs::File::options()
+                .create(true)
+                .append(true)
+                .open(&spec.log)
+                .expect("open node log");
+            let mut child = Command::new(sluice_binary())
+                .arg("serve")
+                .arg("--data-dir")
+                .arg(&spec.dir)
+                .args(
+                    settings(spec, &self.voters)
+                        .iter()
+                        .flat_map(|s| ["--set", s]),
+                )
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::from(log))
+                .spawn()
+                .expect("spawn sluice serve");
+            let stdout = child.stdout.take().expect("stdout");
+            let (tx, id) = (tx.clone(), *id);
+            std::thread::spawn(move || {
+                let mut tx = Some(tx);
+                for line in BufReader::new(stdout).lines() {
+                    let Ok(line) = line else { break };
+                    if line.starts_with("Sluice broker listening on ") {
+                        if let Some(tx) = tx.take() {
+                            let _ = tx.send(id);
+                        }
+                    }
+                }
+            });
+            self.running.insert(id, child);
+        }
+        let mut waiting: BTreeSet<i32> = ids.iter().copied().collect();
+        let deadline = Instant::now() + PATIENCE * 2;
+        while !waiting.is_empty() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(id) => {
+                    waiting.remove(&id);
+                }
+                Err(_) => panic!(
+                    "nodes {waiting:?} did not start; their logs:\n{}",
+                    waiting
+                        .iter()
+                        .map(|id| read_log(&self.spec(*id).log))
+                        .collect::<Vec<_>>()
+                        .join("\n---\n")
+                ),
+            }
+        }
+    }
+
+    fn kill(&mut self, id: i32) {
+        if let Some(mut child) = self.running.remove(&id) {
+            child.kill().expect("SIGKILL");
+            child.wait().expect("reap");
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for child in self.running.values_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn settings(spec: &NodeSpec, voters: &str) -> Vec<String> {
+    vec![
+        format!("node.id={}", spec.id),
+        format!(
+            "listeners=PLAINTEXT://127.0.0.1:{},CONTROLLER://127.0.0.1:{}",
+            spec.client_port, spec.controller_port
+        ),
+        "controller.listener.names=CONTROLLER".to_string(),
+        format!("controller.quorum.voters={voters}"),
+        "http.listeners=http://127.0.0.1:0".to_string(),
+        "broker.heartbeat.interval.ms=300".to_string(),
+        "broker.session.timeout.ms=2000".to_string(),
+        format!("broker.rack=rack-{}", spec.id),
+    ]
+}
+
+fn admin(bootstrap: &str) -> AdminClient<DefaultClientContext> {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("admin client")
+}
+
+fn create(bootstrap: &str, name: &str, partitions: i32) {
+    let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    let options = AdminOptions::new().operation_timeout(Some(PATIENCE));
+    let created =
+        block_on(admin(bootstrap).create_topics([&topic], &options)).expect("CreateTopics");
+    assert_eq!(created, vec![Ok(name.to_string())]);
+}
+
+/// (broker ids, leader of each partition of `topic`) as `bootstrap` says.
+fn metadata(bootstrap: &str, topic: &str) -> (BTreeSet<i32>, Vec<i32>) {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("consumer");
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("Metadata");
+    let brokers = metadata.brokers().iter().map(|b| b.id()).collect();
+    let leaders = metadata
+        .topics()
+        .first()
+        .map(|t| t.partitions().iter().map(|p| p.leader()).collect())
+        .unwrap_or_default();
+    (brokers, leaders)
+}
+
+fn wait_until<T>(what: &str, logs: &[&Path], mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        if Instant::now() > deadline {
+            let logs: Vec<String> = logs.iter().map(|l| read_log(l)).collect();
+            panic!(
+                "timed out waiting until {what}; logs:\n{}",
+                logs.join("\n---\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn produce(bootstrap: &str, topic: &str, partitions: i32, per_partition: usize) {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .set("message.timeout.ms", "30000")
+        .create()
+        .expect("producer");
+    let deliveries: Vec<_> = (0..partitions)
+        .flat_map(|p| (0..per_partition).map(move |i| (p, i)))
+        .map(|(p, i)| {
+            let value = format!("{p}-{i}");
+            producer
+                .send_result(
+                    FutureRecord::<(), _>::to(topic)
+                        .partition(p)
+                        .payload(&value),
+                )
+                .expect("enqueue")
+        })
+        .collect();
+    for delivery in deliveries {
+        block_on(delivery)
+            .expect("not cancelled")
+            .expect("delivered");
+    }
+}
+
+fn consume_all(bootstrap: &str, topic: &str, partitions: i32, expected: usize) -> usize {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", format!("{topic}-reader"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut assignment = TopicPartitionList::new();
+    for p in 0..partitions {
+        assignment
+            .add_partition_offset(topic, p, Offset::Beginning)
+            .expect("assign");
+    }
+    consumer.assign(&assignment).expect("assign");
+    let mut seen = BTreeSet::new();
+    let deadline = Instant::now() + PATIENCE;
+    while seen.len() < expected && Instant::now() < deadline {
+        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(200)) {
+            seen.insert((message.partition(), message.offset()));
+        }
+    }
+    seen.len()
+}
+
+#[test]
+fn three_nodes_form_a_quorum_spread_partitions_and_fence_a_killed_broker() {
+    let mut cluster = Cluster::new(3);
+    cluster.start(&[1, 2, 3]);
+    let logs: Vec<PathBuf> = cluster.specs.iter().map(|s| s.log.clone()).collect();
+    let logs: Vec<&Path> = logs.iter().map(PathBuf::as_path).collect();
+
+    // Every broker is known to every broker.
+    for id in 1..=3 {
+        wait_until("every node lists three brokers", &logs, || {
+            (metadata(&cluster.bootstrap(id), "none").0 == BTreeSet::from([1, 2, 3])).then_some(())
+        });
+    }
+
+    // Created through one broker, whichever leads the quorum; placed on all.
+    const PARTITIONS: i32 = 6;
+    create(&cluster.bootstrap(2), "spread", PARTITIONS);
+    let leaders = wait_until("the topic is visible from node 3", &logs, || {
+        let (_, leaders) = metadata(&cluster.bootstrap(3), "spread");
+        (leaders.len() == PARTITIONS as usize).then_some(leaders)
+    });
+    assert_eq!(
+        leaders.iter().copied().collect::<BTreeSet<_>>(),
+        BTreeSet::from([1, 2, 3]),
+        "partitions spread over every broker: {leaders:?}"
+    );
+
+    // librdkafka follows each partition to its leader.
+    produce(&cluster.bootstrap(1), "spread", PARTITIONS, 10);
+    assert_eq!(
+        consume_all(&cluster.bootstrap(1), "spread", PARTITIONS, 60),
+        60
+    );
+
+    // A killed broker is fenced: gone from Metadata, its partitions without
+    // a leader; the others go on, and new topics avoid it.
+    cluster.kill(3);
+    let survivors = [logs[0], logs[1]];
+    let leaders = wait_until("node 3 is fenced", &survivors, || {
+        let (brokers, leaders) = metadata(&cluster.bootstrap(1), "spread");
+        (brokers == BTreeSet::from([1, 2]) && !leaders.contains(&3)).then_some(leaders)
+    });
+    for (partition, leader) in leaders.iter().enumerate() {
+        assert!(
+            *leader == -1 || *leader == 1 || *leader == 2,
+            "partition {partition} led by {leader}"
+        );
+    }
+    create(&cluster.bootstrap(1), "after-kill", 4);
+    let (_, leaders) = metadata(&cluster.bootstrap(2), "after-kill");
+    assert!(
+        leaders.iter().all(|l| *l == 1 || *l == 2),
+        "a new topic is placed on live brokers only: {leaders:?}"
+    );
+
+    // Back from the dead, node 3 leads its partitions again, data intact.
+    cluster.start(&[3]);
+    wait_until("node 3 leads again", &logs, || {
+        let (brokers, leaders) = metadata(&cluster.bootstrap(1), "spread");
+        (brokers.len() == 3 && !leaders.contains(&-1)).then_some(())
+    });
+    assert_eq!(
+        consume_all(&cluster.bootstrap(2), "spread", PARTITIONS, 60),
+        60
+    );
+}
+
+#[test]
+fn a_node_with_inconsistent_cluster_settings_refuses_to_start() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let output = Command::new(sluice_binary())
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args([
+            "--set",
+            "node.id=4",
+            "--set",
+            "listeners=PLAINTEXT://127.0.0.1:0,CONTROLLER://127.0.0.1:0",
+            "--set",
+            "controller.listener.names=CONTROLLER",
+            "--set",
+            "controller.quorum.voters=1@127.0.0.1:1,2@127.0.0.1:2,3@127.0.0.1:3",
+            "--set",
+            "http.listeners=http://127.0.0.1:0",
+        ])
+        .output()
+        .expect("run sluice serve");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("node.id 4 is not among controller.quorum.voters"),
+        "{stderr}"
+    );
+}

@@ -1,0 +1,215 @@
+//! The active controller's standing duties, run on every node and acted
+//! on only by the leader of the quorum: fence brokers whose heartbeats
+//! stopped for `broker.session.timeout.ms`, unfence those heard from again,
+//! and elect partition leaders whenever a leader is fenced or missing.
+
+use crate::cluster::elect_leaders;
+use crate::image::MetadataImage;
+use crate::quorum::{Quorum, QuorumError};
+use crate::record::MetadataRecord;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+#[derive(Debug, Clone, Copy)]
+pub struct Duties {
+    /// This node: as the controller it never fences itself (if it can run
+    /// this, it is alive).
+    pub node_id: i32,
+    pub session_timeout: Duration,
+    /// How often the duties are checked.
+    pub tick: Duration,
+}
+
+/// Runs the duties until `stop` turns true.
+pub async fn run(quorum: Arc<dyn Quorum>, duties: Duties, mut stop: watch::Receiver<bool>) {
+    let mut leading_since: Option<Instant> = None;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(duties.tick) => {}
+            _ = stop.changed() => return,
+        }
+        if *stop.borrow() {
+            return;
+        }
+        if quorum.status().leader != Some(duties.node_id) {
+            leading_since = None;
+            continue;
+        }
+        let now = Instant::now();
+        let since = *leading_since.get_or_insert(now);
+        let Some(heard) = quorum.heard_from() else {
+            continue;
+        };
+        let image = quorum.image();
+        let records = decide(&image, &heard, &duties, since, now);
+        if records.is_empty() {
+            continue;
+        }
+        match quorum.append_after(image.offset, records.clone()).await {
+            Ok(_) => {
+                for record in &records {
+                    tracing::info!(?record, "controller: cluster change");
+                }
+            }
+            Err(QuorumError::Stale { .. }) => {}
+            Err(e) => tracing::warn!(error = %e, "controller: cannot append a cluster change"),
+        }
+    }
+}
+
+/// The records the duties call for now. A broker not heard from since this
+/// node began leading gets a whole session from then: a new leader does
+/// not know when the others were last heard from.
+pub fn decide(
+    image: &MetadataImage,
+    heard: &BTreeMap<i32, Instant>,
+    duties: &Duties,
+    leading_since: Instant,
+    now: Instant,
+) -> Vec<MetadataRecord> {
+    let mut records = Vec::new();
+    for (id, broker) in &image.brokers {
+        let last = heard
+            .get(id)
+            .map_or(leading_since, |t| (*t).max(leading_since));
+        let alive = *id == duties.node_id || now.duration_since(last) < duties.session_timeout;
+        let heard_lately = *id == duties.node_id || heard.contains_key(id);
+        if broker.fenced && alive && heard_lately {
+            records.push(MetadataRecord::BrokerUnfenced { node_id: *id });
+        } else if !broker.fenced && !alive {
+            records.push(MetadataRecord::BrokerFenced { node_id: *id });
+        }
+    }
+    if records.is_empty() {
+        return elect_leaders(image);
+    }
+    let mut next = image.clone();
+    for record in &records {
+        next.apply(record);
+    }
+    records.extend(elect_leaders(&next));
+    records
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::BrokerEndpoint;
+    use uuid::Uuid;
+
+    const DUTIES: Duties = Duties {
+        node_id: 1,
+        session_timeout: Duration::from_secs(9),
+        tick: Duration::from_millis(250),
+    };
+
+    fn cluster() -> (MetadataImage, Uuid) {
+        let mut image = MetadataImage::default();
+        for node_id in 1..=2 {
+            image.apply(&MetadataRecord::BrokerRegistered {
+                node_id,
+                incarnation_id: Uuid::new_v4(),
+                endpoints: vec![BrokerEndpoint {
+                    name: "PLAINTEXT".into(),
+                    host: "h".into(),
+                    port: 1,
+                }],
+                rack: None,
+            });
+        }
+        let id = Uuid::new_v4();
+        image.apply(&MetadataRecord::TopicCreated {
+            name: "t".into(),
+            id,
+            partitions: 1,
+            replicas: vec![2],
+            assignments: Vec::new(),
+            configs: BTreeMap::new(),
+        });
+        (image, id)
+    }
+
+    #[test]
+    fn a_silent_broker_is_fenced_after_a_session_and_its_partitions_lose_their_leader() {
+        let (image, topic_id) = cluster();
+        let start = Instant::now();
+        let heard = BTreeMap::from([(2, start)]);
+        assert!(decide(
+            &image,
+            &heard,
+            &DUTIES,
+            start,
+            start + Duration::from_secs(8)
+        )
+        .is_empty());
+        let records = decide(
+            &image,
+            &heard,
+            &DUTIES,
+            start,
+            start + Duration::from_secs(9),
+        );
+        assert_eq!(
+            records,
+            vec![
+                MetadataRecord::BrokerFenced { node_id: 2 },
+                MetadataRecord::PartitionChanged {
+                    topic_id,
+                    partition: 0,
+                    leader: -1,
+                    leader_epoch: 1,
+                    isr: vec![2],
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn a_new_leader_gives_everyone_a_session_and_never_fences_itself() {
+        let (image, _) = cluster();
+        let start = Instant::now();
+        let later = start + Duration::from_secs(60);
+        let none = BTreeMap::new();
+        assert!(decide(
+            &image,
+            &none,
+            &DUTIES,
+            later,
+            later + Duration::from_secs(5)
+        )
+        .is_empty());
+        let fenced = decide(
+            &image,
+            &none,
+            &DUTIES,
+            later,
+            later + Duration::from_secs(10),
+        );
+        assert_eq!(fenced[0], MetadataRecord::BrokerFenced { node_id: 2 });
+        assert!(!fenced.contains(&MetadataRecord::BrokerFenced { node_id: 1 }));
+    }
+
+    #[test]
+    fn a_fenced_broker_heard_again_is_unfenced_and_leads_again() {
+        let (mut image, _) = cluster();
+        image.apply(&MetadataRecord::BrokerFenced { node_id: 2 });
+        for record in elect_leaders(&image) {
+            image.apply(&record);
+        }
+        let start = Instant::now();
+        let none = BTreeMap::new();
+        assert!(
+            decide(&image, &none, &DUTIES, start, start).is_empty(),
+            "not unfenced before it is heard from"
+        );
+        let heard = BTreeMap::from([(2, start)]);
+        let records = decide(&image, &heard, &DUTIES, start, start);
+        assert_eq!(records[0], MetadataRecord::BrokerUnfenced { node_id: 2 });
+        assert!(matches!(
+            records[1],
+            MetadataRecord::PartitionChanged { leader: 2, .. }
+        ));
+    }
+}
