@@ -3,6 +3,7 @@
 
 mod cluster_cmd;
 mod consume;
+mod dev;
 mod group;
 mod log_dump;
 mod log_verify;
@@ -86,6 +87,11 @@ enum Command {
         #[command(subcommand)]
         command: metadata_cmd::MetadataCommand,
     },
+    /// Local set-ups for trying Sluice out, e.g. `sluice dev cluster`.
+    Dev {
+        #[command(subcommand)]
+        command: dev::DevCommand,
+    },
     /// Benchmark producing and consuming.
     Perf {
         #[command(subcommand)]
@@ -138,6 +144,7 @@ fn main() -> ExitCode {
             Command::Cluster { command } => cluster_cmd::run(&global, command).await,
             Command::Log { command } => log_dump::run(&global, command),
             Command::Metadata { command } => metadata_cmd::run(&global, command),
+            Command::Dev { command } => dev::run(command).await,
             Command::Perf { command } => perf::run(&global, command).await,
         }
     });

@@ -358,3 +358,59 @@ fn a_node_with_inconsistent_cluster_settings_refuses_to_start() {
         "{stderr}"
     );
 }
+
+#[test]
+fn sluice_dev_cluster_starts_three_nodes_and_stops_them() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    // Node N uses BASE+100*(N-1), the next port and +2552: pick a base
+    // whose neighbourhood is free now.
+    let base = (0..50)
+        .map(|_| free_port())
+        .find(|p| (20_000..40_000).contains(p))
+        .expect("a port in range");
+    let mut child = Command::new(sluice_binary())
+        .args([
+            "dev",
+            "cluster",
+            "--nodes",
+            "3",
+            "--base-port",
+            &base.to_string(),
+        ])
+        .arg("--dir")
+        .arg(dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn sluice dev cluster");
+    let stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut printed = Vec::new();
+    for line in stdout.lines() {
+        let line = line.expect("a line");
+        let done = line.starts_with("Stop with");
+        printed.push(line);
+        if done {
+            break;
+        }
+    }
+    assert!(
+        printed
+            .iter()
+            .any(|l| l.contains("3-node Sluice cluster is running")),
+        "{printed:?}"
+    );
+    let (brokers, _) = metadata(&format!("127.0.0.1:{base}"), "dev-cluster");
+    assert_eq!(brokers, BTreeSet::from([1, 2, 3]));
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .expect("kill -TERM");
+    assert!(status.success());
+    assert!(child.wait().expect("reaped").success());
+    for id in 1..=3 {
+        let log = read_log(&dir.path().join(format!("node-{id}.log")));
+        assert!(log.contains("stopped cleanly"), "node {id}:\n{log}");
+    }
+}
