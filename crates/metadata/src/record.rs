@@ -1,3 +1,4 @@
+use crate::scram::{ScramCredential, ScramMechanism};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use uuid::Uuid;
@@ -40,6 +41,19 @@ pub enum MetadataRecord {
         changes: BTreeMap<String, Option<String>>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         node: Option<i32>,
+    },
+    /// A user's SCRAM credential for one mechanism was created or replaced
+    /// (Kafka's UserScramCredentialRecord). Never the password.
+    UserScramCredentialUpserted {
+        name: String,
+        mechanism: ScramMechanism,
+        credential: ScramCredential,
+    },
+    /// A user's SCRAM credential for one mechanism was removed (Kafka's
+    /// RemoveUserScramCredentialRecord).
+    UserScramCredentialDeleted {
+        name: String,
+        mechanism: ScramMechanism,
     },
 }
 
