@@ -113,6 +113,8 @@ const CLEANUP_POLICIES: &[&str] = &["delete", "compact"];
 const COMPRESSION_TYPES: &[&str] = &["uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"];
 /// The server-side assignors of KIP-848 consumer groups.
 const CONSUMER_GROUP_ASSIGNORS: &[&str] = &["uniform", "range"];
+/// The SASL mechanisms Sluice serves (Kafka also has GSSAPI, OAUTHBEARER).
+const SASL_MECHANISMS: &[&str] = &["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"];
 
 macro_rules! def {
     ($name:expr, $ty:ident, $default:expr, $check:expr, $dynamic:expr, $doc:expr) => {
@@ -130,7 +132,7 @@ macro_rules! def {
 /// Broker settings. Names, defaults and docs follow Kafka's `KafkaConfig`.
 pub static BROKER_CONFIGS: &[ConfigDef] = &[
     def!("node.id", Int, Some("1"), Check::AtLeast(0), false, "The node id of this broker."),
-    def!("listeners", List, Some("PLAINTEXT://127.0.0.1:9092"), Check::Listener, false, "The address the socket server listens on, as PLAINTEXT://host:port (or host:port)."),
+    def!("listeners", List, Some("PLAINTEXT://127.0.0.1:9092"), Check::Listener, false, "The address the socket server listens on, as PLAINTEXT://host:port (or host:port), or SASL_PLAINTEXT://host:port to require SASL authentication (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512) of every connection."),
     def!("advertised.listeners", List, None, Check::Listener, false, "The address published to clients in Metadata, if different from listeners. Defaults to listeners."),
     def!("log.dirs", List, Some("./sluice-data"), Check::None, false, "The directory in which the log data is kept."),
     def!("num.partitions", Int, Some("1"), Check::AtLeast(1), true, "The default number of log partitions per topic."),
@@ -208,6 +210,10 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
     def!("compression.lz4.level", Int, Some("9"), Check::Between(1, 17), true, "The compression level to use if compression.type is set to lz4. Level 1 is the fast compressor; 2 and up are LZ4 HC (liblz4 caps at 12)."),
     def!("compression.zstd.level", Int, Some("3"), Check::Between(-131072, 22), true, "The compression level to use if compression.type is set to zstd."),
     def!("min.insync.replicas", Int, Some("1"), Check::AtLeast(1), true, "When a producer sets acks to \"all\" (or \"-1\"), min.insync.replicas specifies the minimum number of replicas that must acknowledge a write for the write to be considered successful."),
+    def!("sasl.enabled.mechanisms", List, Some("PLAIN,SCRAM-SHA-256,SCRAM-SHA-512"), Check::ListOf(SASL_MECHANISMS), false, "The list of SASL mechanisms enabled in the Kafka server. The list may contain any mechanism for which a security provider is available. Sluice serves PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512, all checked against the SCRAM credentials of the metadata, and enables all three by default (Kafka's default is GSSAPI, which Sluice does not have)."),
+    def!("connections.max.reauth.ms", Long, Some("0"), Check::AtLeast(0), false, "When explicitly set to a positive number (the default is 0, not a positive number), a session lifetime that will not exceed the configured value will be communicated to v2.2.0 or later clients when they authenticate. The broker will disconnect any such connection that is not re-authenticated within the session lifetime and that is then subsequently used for any purpose other than re-authentication."),
+    def!("sasl.server.max.receive.size", Int, Some("524288"), Check::AtLeast(1), false, "The maximum receive size allowed before and during initial SASL authentication. Default receive size is 512KB. GSSAPI limits requests to 64K, but we allow upto 512KB by default for custom SASL mechanisms. In practice, PLAIN, SCRAM and OAUTH mechanisms can use much smaller limits."),
+    def!("connection.failed.authentication.delay.ms", Int, Some("100"), Check::AtLeast(0), false, "Connection close delay on failed authentication: this is the time (in milliseconds) by which connection close will be delayed on authentication failure. This must be configured to be less than connections.max.idle.ms to prevent connection timeout."),
     def!("unclean.leader.election.enable", Boolean, Some("false"), Check::None, true, "Indicates whether to enable replicas not in the ISR set to be elected as leader as a last resort, even though doing so may result in data loss."),
 ];
 
@@ -409,10 +415,10 @@ pub fn parse_http_listeners(value: &str) -> Result<Vec<String>, String> {
 
 pub fn parse_listener(value: &str) -> Result<String, String> {
     let addr = match value.split_once("://") {
-        Some(("PLAINTEXT", rest)) => rest,
+        Some(("PLAINTEXT" | "SASL_PLAINTEXT", rest)) => rest,
         Some((proto, _)) => {
             return Err(format!(
-                "security protocol {proto} is not supported (only PLAINTEXT)"
+                "security protocol {proto} is not supported (only PLAINTEXT and SASL_PLAINTEXT)"
             ))
         }
         None => value,
@@ -482,6 +488,13 @@ impl BrokerConfig {
     pub fn listen_address(&self) -> String {
         parse_listener(self.get("listeners").expect("listeners has a default"))
             .expect("validated at construction")
+    }
+
+    /// Whether the (single) listener is SASL_PLAINTEXT: its connections
+    /// must authenticate before they are served.
+    pub fn listener_requires_sasl(&self) -> bool {
+        self.get("listeners")
+            .is_some_and(|l| l.trim_start().starts_with("SASL_PLAINTEXT://"))
     }
 
     pub fn advertised_address(&self) -> String {

@@ -24,6 +24,7 @@ mod partitions;
 mod producer_state;
 mod retention;
 mod scrubber;
+mod security;
 mod server;
 mod state;
 #[cfg(test)]
@@ -32,4 +33,5 @@ mod txn;
 
 pub use config::BrokerConfig;
 pub use scrubber::ScrubProbe;
+pub use security::ScramBootstrap;
 pub use server::Broker;

@@ -34,6 +34,8 @@ pub(crate) struct BrokerState {
     /// (next producer id, end of the reserved block).
     pub(crate) producer_ids: Mutex<(i64, i64)>,
     pub(crate) metrics: BrokerMetrics,
+    /// SASL mechanisms and session lifetime, read once at start.
+    pub(crate) sasl: crate::security::SaslConfig,
 }
 
 impl BrokerState {
@@ -46,6 +48,7 @@ impl BrokerState {
         let (host, port) = advertised.rsplit_once(':').expect("validated listener");
         let slots = config.get_i64("max.incremental.fetch.session.cache.slots") as usize;
         let image = quorum.image();
+        let sasl = crate::security::SaslConfig::from_config(&config);
         BrokerState {
             node_id: config.node_id(),
             advertised_host: host.to_string(),
@@ -61,6 +64,7 @@ impl BrokerState {
             // Nothing reserved yet: the first InitProducerId reserves a block.
             producer_ids: Mutex::new((0, 0)),
             metrics: BrokerMetrics::default(),
+            sasl,
         }
     }
 
