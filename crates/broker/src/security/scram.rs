@@ -275,6 +275,7 @@ pub(crate) struct ScramExchange {
     gs2_header: String,
     client_first_bare: String,
     server_first: String,
+    client_nonce: String,
     nonce: String,
 }
 
@@ -308,6 +309,7 @@ impl ScramExchange {
                 gs2_header: first.gs2_header,
                 client_first_bare: first.bare,
                 server_first,
+                client_nonce: first.nonce,
                 nonce,
             },
             reply,
@@ -327,7 +329,13 @@ impl ScramExchange {
                 "client-final channel binding differs from the gs2 header",
             ));
         }
-        if last.nonce != self.nonce {
+        // librdkafka before 2.x (Debian's kcat has 2.0.2) puts its own
+        // nonce once more in front of the combined one; Kafka accepted
+        // that (it checked endsWith for years). Both still end in the
+        // fresh server nonce, which the proof covers, so replay stays
+        // impossible; nothing else is accepted.
+        let doubled = format!("{}{}", self.client_nonce, self.nonce);
+        if last.nonce != self.nonce && last.nonce != doubled {
             return Err(malformed("client-final nonce differs from the server's"));
         }
         let Some(credential) = self.credential else {
@@ -461,8 +469,9 @@ mod tests {
         assert!(failure.bad_credentials);
     }
 
-    #[test]
-    fn sha_512_round_trip() {
+    /// A SCRAM-SHA-512 login as a client does it; `echo` makes the nonce
+    /// the client sends back from (client nonce, combined nonce).
+    fn sha_512_login(echo: impl Fn(&str, &str) -> String) -> Result<(), AuthFailure> {
         let mechanism = ScramMechanism::Sha512;
         let credential = credential_from_password(mechanism, "s3cret", 4096);
         let (exchange, server_first) = ScramExchange::start(
@@ -480,7 +489,11 @@ mod tests {
             .unwrap()
             .strip_prefix("r=")
             .unwrap();
-        let without_proof = format!("c={},r={nonce}", BASE64.encode("y,,"));
+        let without_proof = format!(
+            "c={},r={}",
+            BASE64.encode("y,,"),
+            echo("clientnonce", nonce)
+        );
         let auth_message = format!("n=al=2Cice,r=clientnonce,{server_first},{without_proof}");
         let salted = salted_password(mechanism, b"s3cret", &credential.salt, 4096);
         let client_key = hmac(mechanism, &salted, b"Client Key");
@@ -494,9 +507,8 @@ mod tests {
             .zip(&signature)
             .map(|(a, b)| a ^ b)
             .collect();
-        let server_final = exchange
-            .finish(format!("{without_proof},p={}", BASE64.encode(proof)).as_bytes())
-            .unwrap();
+        let server_final =
+            exchange.finish(format!("{without_proof},p={}", BASE64.encode(proof)).as_bytes())?;
         let expected = hmac(
             mechanism,
             &hmac(mechanism, &salted, b"Server Key"),
@@ -506,6 +518,19 @@ mod tests {
             server_final,
             format!("v={}", BASE64.encode(expected)).into_bytes()
         );
+        Ok(())
+    }
+
+    #[test]
+    fn sha_512_round_trip() {
+        sha_512_login(|_, combined| combined.to_string()).unwrap();
+    }
+
+    #[test]
+    fn librdkafka_2_0_s_doubled_client_nonce_is_accepted_and_nothing_else() {
+        sha_512_login(|client, combined| format!("{client}{combined}")).unwrap();
+        assert!(sha_512_login(|_, combined| format!("x{combined}")).is_err());
+        assert!(sha_512_login(|_, combined| format!("{combined}x")).is_err());
     }
 
     #[test]
