@@ -217,3 +217,107 @@ fn only_apiversions_and_sasl_before_authentication() {
     assert_eq!(d.results[0].credential_infos[0].iterations, 8192);
     assert_eq!(d.results[1].error_code, error::RESOURCE_NOT_FOUND);
 }
+
+/// Runs `sluice` against `bootstrap` with `stdin`: (success, stdout + stderr).
+fn sluice_with_stdin(bootstrap: &str, args: &[&str], stdin: &str) -> (bool, String) {
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(args)
+        .env("SLUICE_BOOTSTRAP_SERVER", bootstrap)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run sluice");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+#[test]
+fn sluice_user_manages_credentials_that_survive_a_restart_onto_sasl() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    // The CLI cannot log in yet, so users are managed over PLAINTEXT.
+    let broker = rt.block_on(crate::common::start_broker(dir.path(), &[]));
+    let bootstrap = broker.local_addr().to_string();
+    let cli = |args: &[&str], stdin: &str| sluice_with_stdin(&bootstrap, args, stdin);
+    let (ok, said) = cli(
+        &[
+            "user",
+            "add",
+            "alice",
+            "--mechanism",
+            "SCRAM-SHA-512",
+            "--iterations",
+            "8192",
+        ],
+        "alice-secret\n",
+    );
+    assert!(ok, "{said}");
+    let (ok, said) = cli(&["user", "add", "bob"], "bob-secret\n");
+    assert!(
+        ok && said.contains("SCRAM-SHA-256 and SCRAM-SHA-512"),
+        "{said}"
+    );
+    let (ok, said) = cli(&["user", "add", "carol", "--iterations", "100"], "pw\n");
+    assert!(!ok && said.contains("Too few iterations"), "{said}");
+    let (ok, said) = cli(&["user", "add", "dave"], "");
+    assert!(!ok && said.contains("no password"), "{said}");
+    let (ok, said) = cli(&["--output", "json", "user", "list"], "");
+    assert!(ok, "{said}");
+    let listed: serde_json::Value = serde_json::from_str(&said).unwrap();
+    assert_eq!(
+        listed,
+        serde_json::json!([
+            {"user": "alice", "credentials": [{"mechanism": "SCRAM-SHA-512", "iterations": 8192}]},
+            {"user": "bob", "credentials": [
+                {"mechanism": "SCRAM-SHA-256", "iterations": 4096},
+                {"mechanism": "SCRAM-SHA-512", "iterations": 4096},
+            ]},
+        ])
+    );
+    let (ok, said) = cli(&["user", "remove", "bob"], "");
+    assert!(ok, "{said}");
+    let (ok, said) = cli(&["user", "list", "bob"], "");
+    assert!(!ok && said.contains("RESOURCE_NOT_FOUND"), "{said}");
+    assert!(!said.contains("secret"));
+    rt.block_on(broker.shutdown()).unwrap();
+
+    // The same data directory behind a SASL_PLAINTEXT listener: the
+    // credential the CLI salted lets alice in with PLAIN.
+    let broker = rt.block_on(crate::common::start_broker(
+        dir.path(),
+        &[
+            ("listeners", "SASL_PLAINTEXT://127.0.0.1:0"),
+            ("connection.failed.authentication.delay.ms", "0"),
+        ],
+    ));
+    let bootstrap = broker.local_addr().to_string();
+    let alice: BaseConsumer = client_config(&bootstrap, "alice", "alice-secret")
+        .set("group.id", "sasl-cli")
+        .create()
+        .unwrap();
+    assert!(alice.fetch_metadata(None, PATIENCE).is_ok());
+    let bob: BaseConsumer = client_config(&bootstrap, "bob", "bob-secret")
+        .set("group.id", "sasl-cli")
+        .create()
+        .unwrap();
+    assert!(
+        bob.fetch_metadata(None, Duration::from_secs(5)).is_err(),
+        "a removed user got in"
+    );
+    drop((alice, bob));
+    rt.block_on(broker.shutdown()).unwrap();
+}
