@@ -15,6 +15,11 @@
 #     commits, resume and rebalance, idempotent and transactional producers
 #     (sendOffsets), offsets by timestamp, kafkajs <-> kcat. Needs node and
 #     `npm ci --prefix scripts/kafkajs`; skipped (not failed) without node.
+#   - SASL (when this script starts the broker): a second broker on a
+#     SASL_PLAINTEXT listener with a user made by --add-scram;
+#     scripts/sasl_check.py (confluent-kafka: PLAIN, SCRAM-SHA-256 and
+#     SCRAM-SHA-512 logins, wrong password, unknown user) and kcat with
+#     SCRAM-SHA-512/256 and a wrong password.
 #
 # Usage: scripts/interop.sh [HOST:PORT]
 #   With no argument, starts target/release/sluice (or target/debug/sluice)
@@ -30,9 +35,14 @@ KCAT=${KCAT:-kcat}
 NODE=${NODE:-node}
 failures=0
 broker_pid=""
+sasl_pid=""
 workdir=$(mktemp -d)
 
 cleanup() {
+  if [ -n "$sasl_pid" ] && kill -0 "$sasl_pid" 2>/dev/null; then
+    kill -TERM "$sasl_pid" 2>/dev/null
+    wait "$sasl_pid" 2>/dev/null
+  fi
   if [ -n "$broker_pid" ] && kill -0 "$broker_pid" 2>/dev/null; then
     kill -TERM "$broker_pid" 2>/dev/null
     wait "$broker_pid" 2>/dev/null
@@ -174,6 +184,63 @@ if [ -n "$broker_pid" ]; then
   if ! kill -0 "$broker_pid" 2>/dev/null; then
     fail "broker died during the run; its log:"
     tail -50 "$workdir/broker.log"
+  fi
+fi
+
+# ---- SASL_PLAINTEXT ----------------------------------------------------------
+if [ -z "${bin:-}" ]; then
+  echo "SKIP SASL: the broker was not started by this script"
+else
+  sasl_dir=$workdir/sasl
+  mkdir -p "$sasl_dir"
+  sasl_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  "$bin" serve --listen "SASL_PLAINTEXT://127.0.0.1:$sasl_port" --data-dir "$sasl_dir/data" \
+    --set http.listeners= \
+    --add-scram 'SCRAM-SHA-256=[name=admin,password=admin-secret]' \
+    --add-scram 'SCRAM-SHA-512=[name=admin,password=admin-secret]' \
+    >"$sasl_dir/broker.out" 2>"$sasl_dir/broker.log" &
+  sasl_pid=$!
+  for _ in $(seq 1 300); do
+    grep -q '^Sluice broker listening on ' "$sasl_dir/broker.out" 2>/dev/null && break
+    kill -0 "$sasl_pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  sasl_bootstrap=127.0.0.1:$sasl_port
+  if ! grep -q '^Sluice broker listening on ' "$sasl_dir/broker.out"; then
+    fail "SASL broker did not start: $(cat "$sasl_dir/broker.out" "$sasl_dir/broker.log" | tail -5)"
+  else
+    if "$PYTHON" -c 'import confluent_kafka' 2>/dev/null; then
+      timeout 300 "$PYTHON" scripts/sasl_check.py "$sasl_bootstrap" admin admin-secret
+      rc=$?
+      [ $rc -eq 0 ] || failures=$((failures + 1))
+    else
+      fail "SASL: confluent-kafka not installed (pip install -r scripts/requirements.txt)"
+    fi
+    if command -v "$KCAT" >/dev/null; then
+      kcat_sasl=(-b "$sasl_bootstrap" -X security.protocol=SASL_PLAINTEXT -X sasl.username=admin)
+      topic="interop-kcat-sasl-$run_id"
+      if printf 'one\ntwo\n' | "$KCAT" "${kcat_sasl[@]}" -X sasl.mechanism=SCRAM-SHA-512 \
+          -X sasl.password=admin-secret -P -t "$topic" 2>"$workdir/kcat-sasl-p.err" &&
+          [ "$(timeout 60 "$KCAT" "${kcat_sasl[@]}" -X sasl.mechanism=SCRAM-SHA-256 \
+            -X sasl.password=admin-secret -C -t "$topic" -o beginning -e -q 2>"$workdir/kcat-sasl-c.err" | tr '\n' ' ')" = "one two " ]; then
+        pass "kcat SASL_PLAINTEXT SCRAM-SHA-512 produce, SCRAM-SHA-256 consume"
+      else
+        fail "kcat SASL_PLAINTEXT SCRAM: $(cat "$workdir/kcat-sasl-p.err" "$workdir/kcat-sasl-c.err" | tail -3)"
+      fi
+      if timeout 30 "$KCAT" "${kcat_sasl[@]}" -X sasl.mechanism=SCRAM-SHA-256 \
+          -X sasl.password=wrong -L -m 5 >"$workdir/kcat-sasl-bad" 2>&1; then
+        fail "kcat with a wrong password was served: $(tail -3 "$workdir/kcat-sasl-bad")"
+      elif grep -q 'Authentication failed during authentication due to invalid credentials' "$workdir/kcat-sasl-bad"; then
+        pass "kcat SASL_PLAINTEXT wrong password refused"
+      else
+        fail "kcat wrong password: no authentication error: $(tail -3 "$workdir/kcat-sasl-bad")"
+      fi
+    fi
+    if grep -q 'admin-secret' "$sasl_dir/broker.log"; then
+      fail "the SASL broker's log holds a password"
+    else
+      pass "no password in the SASL broker's log"
+    fi
   fi
 fi
 

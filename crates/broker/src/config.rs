@@ -113,6 +113,8 @@ const CLEANUP_POLICIES: &[&str] = &["delete", "compact"];
 const COMPRESSION_TYPES: &[&str] = &["uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"];
 /// The server-side assignors of KIP-848 consumer groups.
 const CONSUMER_GROUP_ASSIGNORS: &[&str] = &["uniform", "range"];
+/// The SASL mechanisms Sluice serves (Kafka also has GSSAPI, OAUTHBEARER).
+const SASL_MECHANISMS: &[&str] = &["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"];
 
 macro_rules! def {
     ($name:expr, $ty:ident, $default:expr, $check:expr, $dynamic:expr, $doc:expr) => {
@@ -133,7 +135,7 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
     def!("process.roles", List, Some("broker,controller"), Check::ListOf(&["broker", "controller"]), false, "The roles that this process plays: 'broker', 'controller', or 'broker,controller' if it is both. Sluice runs combined nodes (the default) today."),
     def!("listeners", List, Some("PLAINTEXT://127.0.0.1:9092"), Check::Listener, false, "Listener List - Comma-separated list of URIs we will listen on and the listener names, as NAME://host:port (a bare host:port is PLAINTEXT). The controller quorum listens on the listener named by controller.listener.names."),
     def!("advertised.listeners", List, None, Check::Listener, false, "Listeners to publish to clients in Metadata, if different from the listeners config property, as NAME://host:port. Defaults to listeners."),
-    def!("listener.security.protocol.map", String, Some("PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL"), Check::None, false, "Map between listener names and security protocols, as NAME:PROTOCOL pairs. When unset, each controller listener is PLAINTEXT. Sluice serves PLAINTEXT today."),
+    def!("listener.security.protocol.map", String, Some("PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL"), Check::None, false, "Map between listener names and security protocols, as NAME:PROTOCOL pairs. When unset, each controller listener is PLAINTEXT. Sluice serves PLAINTEXT and SASL_PLAINTEXT today."),
     def!("controller.listener.names", List, None, Check::None, false, "A comma-separated list of the names of the listeners used by the controller quorum. Required when controller.quorum.voters is set."),
     def!("controller.quorum.voters", List, Some(""), Check::None, false, "Map of id/endpoint information for the set of voters in a comma-separated list of {id}@{host}:{port} entries, e.g. 1@localhost:9093,2@localhost:9193. Empty: a single node that is its own one-voter quorum."),
     def!("controller.quorum.election.timeout.ms", Int, Some("1000"), Check::AtLeast(1), false, "Maximum time in milliseconds to wait without being able to fetch from the leader before triggering a new election."),
@@ -217,6 +219,10 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
     def!("compression.lz4.level", Int, Some("9"), Check::Between(1, 17), true, "The compression level to use if compression.type is set to lz4. Level 1 is the fast compressor; 2 and up are LZ4 HC (liblz4 caps at 12)."),
     def!("compression.zstd.level", Int, Some("3"), Check::Between(-131072, 22), true, "The compression level to use if compression.type is set to zstd."),
     def!("min.insync.replicas", Int, Some("1"), Check::AtLeast(1), true, "When a producer sets acks to \"all\" (or \"-1\"), min.insync.replicas specifies the minimum number of replicas that must acknowledge a write for the write to be considered successful."),
+    def!("sasl.enabled.mechanisms", List, Some("PLAIN,SCRAM-SHA-256,SCRAM-SHA-512"), Check::ListOf(SASL_MECHANISMS), false, "The list of SASL mechanisms enabled in the Kafka server. The list may contain any mechanism for which a security provider is available. Sluice serves PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512, all checked against the SCRAM credentials of the metadata, and enables all three by default (Kafka's default is GSSAPI, which Sluice does not have)."),
+    def!("connections.max.reauth.ms", Long, Some("0"), Check::AtLeast(0), false, "When explicitly set to a positive number (the default is 0, not a positive number), a session lifetime that will not exceed the configured value will be communicated to v2.2.0 or later clients when they authenticate. The broker will disconnect any such connection that is not re-authenticated within the session lifetime and that is then subsequently used for any purpose other than re-authentication."),
+    def!("sasl.server.max.receive.size", Int, Some("524288"), Check::AtLeast(1), false, "The maximum receive size allowed before and during initial SASL authentication. Default receive size is 512KB. GSSAPI limits requests to 64K, but we allow upto 512KB by default for custom SASL mechanisms. In practice, PLAIN, SCRAM and OAUTH mechanisms can use much smaller limits."),
+    def!("connection.failed.authentication.delay.ms", Int, Some("100"), Check::AtLeast(0), false, "Connection close delay on failed authentication: this is the time (in milliseconds) by which connection close will be delayed on authentication failure. This must be configured to be less than connections.max.idle.ms to prevent connection timeout."),
     def!("unclean.leader.election.enable", Boolean, Some("false"), Check::None, true, "Indicates whether to enable replicas not in the ISR set to be elected as leader as a last resort, even though doing so may result in data loss."),
 ];
 

@@ -11,6 +11,10 @@
 //! record is appended, and removes them if the append fails, so the
 //! metadata never names partitions that do not exist.
 
+mod scram;
+
+pub(crate) use scram::ScramAlteration;
+
 use crate::config;
 use crate::locks::MutexExt;
 use crate::partition::LogSettings;

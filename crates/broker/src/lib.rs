@@ -26,6 +26,7 @@ mod producer_state;
 mod quorum_setup;
 mod retention;
 mod scrubber;
+mod security;
 mod server;
 mod state;
 #[cfg(test)]
@@ -34,4 +35,5 @@ mod txn;
 
 pub use config::BrokerConfig;
 pub use scrubber::ScrubProbe;
+pub use security::ScramBootstrap;
 pub use server::Broker;

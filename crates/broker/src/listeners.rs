@@ -12,8 +12,8 @@ use std::collections::BTreeMap;
 const DEFAULT_PROTOCOL_MAP: &str =
     "PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL";
 const PROTOCOLS: &[&str] = &["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"];
-/// The protocols a listener can serve today.
-const SERVED_PROTOCOLS: &[&str] = &["PLAINTEXT"];
+/// The protocols a client listener can serve today (TLS comes later).
+const SERVED_PROTOCOLS: &[&str] = &["PLAINTEXT", "SASL_PLAINTEXT"];
 
 /// One `NAME://host:port` entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,6 +112,8 @@ pub struct Listeners {
     /// Where clients connect (the first listener that is not a controller
     /// listener) and what it is called.
     pub client: Listener,
+    /// The client listener's security protocol (`listener.security.protocol.map`).
+    pub client_protocol: String,
     /// What the client listener is advertised as.
     pub advertised: Listener,
     /// The controller quorum's listener, on nodes that run a controller.
@@ -144,10 +146,17 @@ impl Listeners {
                     listener.name, listener.name
                 )
             })?;
+            if controller_names.contains(&listener.name) && protocol != "PLAINTEXT" {
+                return Err(format!(
+                    "controller listener {} uses security protocol {protocol}; the controller quorum speaks PLAINTEXT only yet",
+                    listener.name
+                ));
+            }
             if !SERVED_PROTOCOLS.contains(&protocol.as_str()) {
                 return Err(format!(
-                    "listener {} uses security protocol {protocol}, which is not supported yet (only PLAINTEXT)",
-                    listener.name
+                    "listener {} uses security protocol {protocol}, which is not supported yet (only {})",
+                    listener.name,
+                    SERVED_PROTOCOLS.join(" and ")
                 ));
             }
         }
@@ -182,8 +191,13 @@ impl Listeners {
                     .unwrap_or_else(|| client.clone())
             }
         };
+        let client_protocol = protocols
+            .get(&client.name)
+            .cloned()
+            .unwrap_or_else(|| "PLAINTEXT".to_string());
         Ok(Listeners {
             client,
+            client_protocol,
             advertised,
             controller,
         })

@@ -16,6 +16,7 @@ use crate::group::GroupCoordinator;
 use crate::handlers::{self, Reply};
 use crate::partitions::{Partitions, METADATA_TOPIC};
 use crate::quorum_setup;
+use crate::security::ConnectionAuth;
 use crate::state::{now_ms, BrokerState};
 use crate::txn::TransactionCoordinator;
 use bytes::{Bytes, BytesMut};
@@ -209,6 +210,42 @@ impl Broker {
             scrub_probe,
             http_addrs,
         })
+    }
+
+    /// Creates each user's SCRAM credential unless the user has one for
+    /// that mechanism already (`sluice serve --add-scram`, as Kafka's
+    /// `kafka-storage format --add-scram`); returns the users created.
+    pub async fn add_scram_if_absent(
+        &self,
+        users: &[crate::ScramBootstrap],
+    ) -> Result<Vec<String>, String> {
+        let state = Arc::clone(&self.state);
+        let users = users.to_vec();
+        tokio::task::spawn_blocking(move || {
+            let controller = crate::controller::Controller::new(&state);
+            let mut created = Vec::new();
+            for user in users {
+                let added = controller
+                    .add_scram_if_absent(
+                        &user.name,
+                        user.mechanism,
+                        &user.password,
+                        user.iterations,
+                    )
+                    .map_err(|e| {
+                        format!(
+                            "--add-scram for {} ({}): {}",
+                            user.name, user.mechanism, e.message
+                        )
+                    })?;
+                if added {
+                    created.push(format!("{} ({})", user.name, user.mechanism));
+                }
+            }
+            Ok(created)
+        })
+        .await
+        .map_err(|e| format!("--add-scram failed: {e}"))?
     }
 
     /// What the background scrubber (`log.scrub.interval.ms`) has found.
@@ -547,6 +584,13 @@ async fn serve_connection(
         }
     });
     let max_frame = state.config.get_i64("socket.request.max.bytes") as usize;
+    // What this connection must prove before it is served: the listener's
+    // security protocol decides (SASL_*: ConnectionAuth::sasl()).
+    let mut auth = if state.listener_protocol.starts_with("SASL_") {
+        ConnectionAuth::sasl()
+    } else {
+        ConnectionAuth::none()
+    };
     // Kafka reports client hosts as "/<ip>".
     let client_host = format!("/{}", peer.ip());
     let mut buf = BytesMut::with_capacity(64 * 1024);
@@ -554,7 +598,12 @@ async fn serve_connection(
         // When the request being read began to arrive.
         let mut request_started = (!buf.is_empty()).then(Instant::now);
         let frame = loop {
-            match frame::take_frame(&mut buf, max_frame) {
+            let limit = if auth.authenticated() {
+                max_frame
+            } else {
+                max_frame.min(state.sasl.max_receive_size)
+            };
+            match frame::take_frame(&mut buf, limit) {
                 Ok(Some(frame)) => break frame,
                 Ok(None) => {}
                 Err(e) => {
@@ -585,9 +634,14 @@ async fn serve_connection(
             }
         };
         activity.in_flight.fetch_add(1, Ordering::Relaxed);
-        match handle_frame(&state, frame, &client_host).await {
+        match handle_frame(&state, frame, &client_host, &mut auth).await {
             Ok(Some(out)) => {
                 if tx.send(out).await.is_err() {
+                    break;
+                }
+                if let Some(reason) = auth.take_close() {
+                    // The reply (an authentication error) is still written.
+                    tracing::info!(%peer, %reason, "closing connection");
                     break;
                 }
             }
@@ -630,10 +684,12 @@ async fn handle_frame(
     state: &Arc<BrokerState>,
     frame: Bytes,
     client_host: &str,
+    auth: &mut ConnectionAuth,
 ) -> Result<Option<Outgoing>, String> {
     let head = RequestHead::peek(&frame).map_err(|e| e.to_string())?;
     let api_key =
         ApiKey::try_from(head.api_key).map_err(|_| format!("unknown API key {}", head.api_key))?;
+    auth.admit(api_key, Instant::now())?;
     let Some(range) = handlers::supported(api_key) else {
         return Err(format!("unsupported API {api_key:?}"));
     };
@@ -668,6 +724,7 @@ async fn handle_frame(
         .unwrap_or_default()
         .to_string();
     let peer = client_host.to_string();
+    let principal = auth.principal().to_string();
     let encode = move |body: kafka_protocol::messages::ResponseKind| {
         let error = crate::metrics::error_of(&body);
         let encoded = envelope::encode_response(api_key, version, correlation_id, &body);
@@ -683,7 +740,7 @@ async fn handle_frame(
             correlation_id,
             client_id = %client_id,
             client = %peer,
-            principal = "User:ANONYMOUS",
+            principal = %principal,
             error = sluice_protocol::error::name(error),
             latency_us = elapsed.as_micros() as u64,
             "request"
@@ -695,7 +752,7 @@ async fn handle_frame(
             .ok()
     };
     Ok(
-        match handlers::dispatch(state, request, client_host).await {
+        match handlers::dispatch_authenticating(state, request, client_host, auth).await {
             Reply::Now(body) => Some(Outgoing::Ready(
                 encode(*body).ok_or("response encoding failed")?,
             )),

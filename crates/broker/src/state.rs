@@ -21,6 +21,9 @@ pub(crate) struct BrokerState {
     /// The client listener's name: other brokers are described by their
     /// endpoint of the same name.
     pub(crate) listener_name: String,
+    /// The client listener's security protocol: SASL_* listeners require
+    /// every connection to authenticate.
+    pub(crate) listener_protocol: String,
     pub(crate) rack: Option<String>,
     /// Held while the partitions are brought in line with an image, so
     /// the controller and the metadata listener never open a log twice.
@@ -41,6 +44,8 @@ pub(crate) struct BrokerState {
     /// (next producer id, end of the reserved block).
     pub(crate) producer_ids: Mutex<(i64, i64)>,
     pub(crate) metrics: BrokerMetrics,
+    /// SASL mechanisms and session lifetime, read once at start.
+    pub(crate) sasl: crate::security::SaslConfig,
 }
 
 impl BrokerState {
@@ -53,11 +58,13 @@ impl BrokerState {
         let (host, port) = (listeners.advertised.host, listeners.advertised.port);
         let slots = config.get_i64("max.incremental.fetch.session.cache.slots") as usize;
         let image = quorum.image();
+        let sasl = crate::security::SaslConfig::from_config(&config);
         BrokerState {
             node_id: config.node_id(),
             advertised_host: host,
             advertised_port: i32::from(port),
             listener_name: listeners.client.name,
+            listener_protocol: listeners.client_protocol,
             rack: config.get("broker.rack").map(str::to_string),
             reconciling: Mutex::new(()),
             config,
@@ -71,6 +78,7 @@ impl BrokerState {
             // Nothing reserved yet: the first InitProducerId reserves a block.
             producer_ids: Mutex::new((0, 0)),
             metrics: BrokerMetrics::default(),
+            sasl,
         }
     }
 

@@ -1,5 +1,5 @@
-//! `sluice`: run a broker, manage topics, consumer groups and
-//! transactions, produce, consume, benchmark.
+//! `sluice`: run a broker, manage topics, consumer groups, transactions
+//! and SCRAM users, produce, consume, benchmark.
 
 mod cluster_cmd;
 mod consume;
@@ -14,6 +14,7 @@ mod produce;
 mod serve;
 mod topic;
 mod transactions;
+mod user;
 
 use std::process::ExitCode;
 
@@ -71,6 +72,11 @@ enum Command {
     Transactions {
         #[command(subcommand)]
         command: transactions::TransactionsCommand,
+    },
+    /// List, add and remove SCRAM users (SASL credentials).
+    User {
+        #[command(subcommand)]
+        command: user::UserCommand,
     },
     /// Inspect the cluster.
     Cluster {
@@ -141,6 +147,7 @@ fn main() -> ExitCode {
             Command::Consume(args) => consume::run(&global, args).await,
             Command::Group { command } => group::run(&global, command).await,
             Command::Transactions { command } => transactions::run(&global, command).await,
+            Command::User { command } => user::run(&global, command).await,
             Command::Cluster { command } => cluster_cmd::run(&global, command).await,
             Command::Log { command } => log_dump::run(&global, command),
             Command::Metadata { command } => metadata_cmd::run(&global, command),

@@ -144,12 +144,18 @@ pub(crate) fn dump_metadata_log(data: &[u8]) -> Report {
             Some(problem) => Err(problem.to_string()),
         };
         let crc_valid = !matches!(entry.problem, Some(EntryProblem::CrcMismatch { .. }));
-        let text = String::from_utf8_lossy(entry.payload);
+        let redacted = decoded.as_ref().ok().and_then(redact_secrets);
+        let text = match &redacted {
+            Some(record) => record.to_string(),
+            None => String::from_utf8_lossy(entry.payload).into_owned(),
+        };
         report.lines.push(format!(
             "offset: {index} position: {position} length: {length} crcValid: {crc_valid} record: {text}"
         ));
         let record = decoded.as_ref().ok().map(|_| {
-            serde_json::from_slice::<serde_json::Value>(entry.payload).unwrap_or_default()
+            redacted.clone().unwrap_or_else(|| {
+                serde_json::from_slice::<serde_json::Value>(entry.payload).unwrap_or_default()
+            })
         });
         report.entries.push(json!({
             "offset": index,
@@ -180,10 +186,62 @@ pub(crate) fn dump_metadata_log(data: &[u8]) -> Report {
     report
 }
 
+/// A SCRAM credential record with its salt and keys replaced by
+/// "(redacted)", as Kafka's metadata tools print them; `None` for records
+/// that hold no secret.
+fn redact_secrets(record: &MetadataRecord) -> Option<serde_json::Value> {
+    let MetadataRecord::UserScramCredentialUpserted {
+        name,
+        mechanism,
+        credential,
+    } = record
+    else {
+        return None;
+    };
+    Some(json!({
+        "type": "user_scram_credential_upserted",
+        "name": name,
+        "mechanism": mechanism,
+        "credential": {
+            "salt": "(redacted)",
+            "stored_key": "(redacted)",
+            "server_key": "(redacted)",
+            "iterations": credential.iterations,
+        },
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use sluice_metadata::MetadataLog;
+
+    #[test]
+    fn scram_salts_and_keys_are_redacted() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = MetadataLog::open(dir.path()).unwrap();
+        log.append(&[MetadataRecord::UserScramCredentialUpserted {
+            name: "alice".into(),
+            mechanism: sluice_metadata::ScramMechanism::Sha512,
+            credential: sluice_metadata::ScramCredential {
+                salt: vec![0xab; 4],
+                stored_key: vec![0xcd; 4],
+                server_key: vec![0xef; 4],
+                iterations: 8192,
+            },
+        }])
+        .unwrap();
+        let bytes = std::fs::read(MetadataLog::file_in(dir.path())).unwrap();
+        let report = dump_metadata_log(&bytes);
+        let text = report.lines.join("\n") + &report.entries[0].to_string();
+        assert!(
+            text.contains("(redacted)") && text.contains("alice") && text.contains("8192"),
+            "{text}"
+        );
+        for secret in ["abab", "cdcd", "efef"] {
+            assert!(!text.contains(secret), "{text}");
+        }
+    }
 
     /// A metadata log of three records, and where the second one starts.
     fn log_of_three() -> (Vec<u8>, usize) {

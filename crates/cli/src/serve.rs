@@ -30,6 +30,11 @@ pub(crate) struct ServeArgs {
     /// e.g. SLUICE_LOG_RETENTION_CHECK_INTERVAL_MS=1000.
     #[arg(long = "set", value_name = "NAME=VALUE")]
     set: Vec<String>,
+    /// Create a SCRAM user at start unless it has a credential for that mechanism already, in
+    /// kafka-storage's syntax: 'SCRAM-SHA-256=[name=admin,password=admin-secret]' (also
+    /// SCRAM-SHA-512; iterations=4096..16384 optional; repeatable). The password is never stored.
+    #[arg(long = "add-scram", value_name = "SPEC")]
+    add_scram: Vec<sluice_broker::ScramBootstrap>,
 }
 
 /// Collects settings from every source, in increasing precedence.
@@ -121,6 +126,17 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // Before any log is opened; the broker then logs what its logs need.
     descriptors::raise_open_file_limit();
     let broker = Broker::start(config).await?;
+    match broker.add_scram_if_absent(&args.add_scram).await {
+        Ok(created) => {
+            for user in created {
+                println!("created SCRAM user {user}");
+            }
+        }
+        Err(e) => {
+            broker.shutdown().await?;
+            bail!(e);
+        }
+    }
     let data_dir = std::fs::canonicalize(broker.data_dir())
         .unwrap_or_else(|_| broker.data_dir().to_path_buf());
     println!("Sluice broker listening on {}", broker.local_addr());

@@ -66,6 +66,8 @@ pub fn client_max_version(api: ApiKey) -> Option<i16> {
         ApiKey::TxnOffsetCommit => 5,
         ApiKey::DescribeTransactions => 0,
         ApiKey::ListTransactions => 1,
+        ApiKey::DescribeUserScramCredentials => 0,
+        ApiKey::AlterUserScramCredentials => 0,
         _ => return None,
     })
 }

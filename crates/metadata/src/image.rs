@@ -1,4 +1,5 @@
 use crate::record::MetadataRecord;
+use crate::scram::{ScramCredential, ScramMechanism};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use uuid::Uuid;
@@ -67,6 +68,9 @@ pub struct MetadataImage {
     /// Registered brokers by node id.
     #[serde(default)]
     pub brokers: BTreeMap<i32, BrokerImage>,
+    /// SCRAM credentials by user name and mechanism.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    scram: BTreeMap<String, BTreeMap<ScramMechanism, ScramCredential>>,
     /// Number of records applied: the metadata offset this image reflects.
     pub offset: u64,
 }
@@ -87,6 +91,22 @@ impl MetadataImage {
     /// Whether `node` is registered and not fenced: it may lead partitions.
     pub fn broker_usable(&self, node: i32) -> bool {
         self.brokers.get(&node).is_some_and(|b| !b.fenced)
+    }
+
+    /// A user's SCRAM credential for `mechanism`.
+    pub fn scram_credential(
+        &self,
+        user: &str,
+        mechanism: ScramMechanism,
+    ) -> Option<&ScramCredential> {
+        self.scram.get(user)?.get(&mechanism)
+    }
+
+    /// Every user with a SCRAM credential and its credentials, by name.
+    pub fn scram_users(
+        &self,
+    ) -> impl Iterator<Item = (&str, &BTreeMap<ScramMechanism, ScramCredential>)> {
+        self.scram.iter().map(|(name, c)| (name.as_str(), c))
     }
 
     /// Applies one record. Records that refer to unknown topics are ignored:
@@ -214,6 +234,24 @@ impl MetadataImage {
                     part.isr = isr.clone();
                 }
             }
+            MetadataRecord::UserScramCredentialUpserted {
+                name,
+                mechanism,
+                credential,
+            } => {
+                self.scram
+                    .entry(name.clone())
+                    .or_default()
+                    .insert(*mechanism, credential.clone());
+            }
+            MetadataRecord::UserScramCredentialDeleted { name, mechanism } => {
+                if let Some(credentials) = self.scram.get_mut(name) {
+                    credentials.remove(mechanism);
+                    if credentials.is_empty() {
+                        self.scram.remove(name);
+                    }
+                }
+            }
         }
     }
 
@@ -265,6 +303,15 @@ impl MetadataImage {
             });
             if broker.fenced {
                 records.push(MetadataRecord::BrokerFenced { node_id: *node_id });
+            }
+        }
+        for (name, credentials) in &self.scram {
+            for (mechanism, credential) in credentials {
+                records.push(MetadataRecord::UserScramCredentialUpserted {
+                    name: name.clone(),
+                    mechanism: *mechanism,
+                    credential: credential.clone(),
+                });
             }
         }
         for topic in self.topics.values() {
@@ -371,6 +418,72 @@ mod tests {
         assert_eq!(image.offset, 4);
     }
 
+    fn scram_upsert(name: &str, mechanism: ScramMechanism, key: u8) -> MetadataRecord {
+        MetadataRecord::UserScramCredentialUpserted {
+            name: name.into(),
+            mechanism,
+            credential: ScramCredential {
+                salt: vec![key; 16],
+                stored_key: vec![key; 32],
+                server_key: vec![key + 1; 32],
+                iterations: 4096,
+            },
+        }
+    }
+
+    #[test]
+    fn scram_credentials_are_set_replaced_and_removed() {
+        let mut image = MetadataImage::default();
+        image.apply(&scram_upsert("alice", ScramMechanism::Sha256, 1));
+        image.apply(&scram_upsert("alice", ScramMechanism::Sha256, 7));
+        image.apply(&scram_upsert("alice", ScramMechanism::Sha512, 2));
+        let credential = image
+            .scram_credential("alice", ScramMechanism::Sha256)
+            .unwrap();
+        assert_eq!(credential.stored_key, vec![7; 32]);
+        assert!(image
+            .scram_credential("bob", ScramMechanism::Sha256)
+            .is_none());
+        image.apply(&MetadataRecord::UserScramCredentialDeleted {
+            name: "alice".into(),
+            mechanism: ScramMechanism::Sha256,
+        });
+        assert!(image
+            .scram_credential("alice", ScramMechanism::Sha256)
+            .is_none());
+        assert_eq!(image.scram_users().count(), 1);
+        image.apply(&MetadataRecord::UserScramCredentialDeleted {
+            name: "alice".into(),
+            mechanism: ScramMechanism::Sha512,
+        });
+        assert_eq!(
+            image.scram_users().count(),
+            0,
+            "no user without credentials"
+        );
+        // Removing what is not there changes nothing.
+        image.apply(&MetadataRecord::UserScramCredentialDeleted {
+            name: "carol".into(),
+            mechanism: ScramMechanism::Sha512,
+        });
+        assert_eq!(image.scram_users().count(), 0);
+    }
+
+    #[test]
+    fn scram_credentials_survive_the_snapshot() {
+        let mut image = MetadataImage::default();
+        image.apply(&scram_upsert("alice", ScramMechanism::Sha512, 4));
+        let json = serde_json::to_vec(&image).unwrap();
+        let mut restored: MetadataImage = serde_json::from_slice(&json).unwrap();
+        restored.reindex();
+        assert_eq!(restored, image);
+        // A snapshot written before credentials existed still reads.
+        let empty = serde_json::to_value(MetadataImage::default()).unwrap();
+        assert!(empty.get("scram").is_none());
+        let old: MetadataImage = serde_json::from_value(empty).unwrap();
+        assert_eq!(old.scram_users().count(), 0);
+    }
+
     #[test]
     fn to_records_rebuilds_the_image() {
         let mut image = MetadataImage::default();
@@ -403,6 +516,9 @@ mod tests {
                 changes: BTreeMap::from([("log.segment.bytes".into(), Some("1048576".into()))]),
                 node: Some(1),
             },
+            scram_upsert("alice", ScramMechanism::Sha256, 1),
+            scram_upsert("alice", ScramMechanism::Sha512, 2),
+            scram_upsert("bob", ScramMechanism::Sha256, 3),
         ] {
             image.apply(&record);
         }

@@ -1,11 +1,12 @@
 //! Cluster metadata for Sluice.
 //!
 //! Every metadata change (topic created, partitions added, config changed,
-//! topic deleted) is a [`MetadataRecord`] appended to a durable metadata log
-//! and then applied to an immutable [`MetadataImage`] that the broker reads.
-//! At start the snapshot is loaded and the log after it replayed to rebuild
-//! the image; damage inside the log refuses to open (only a torn final entry
-//! is truncated), and [`repair`] fixes it offline. A single node is a
+//! topic deleted, SCRAM credential set) is a [`MetadataRecord`] appended to
+//! a durable metadata log and then applied to an immutable
+//! [`MetadataImage`] that the broker reads. At start the snapshot is
+//! loaded and the log after it replayed to rebuild the image; damage
+//! inside the log refuses to open (only a torn final entry is truncated),
+//! and [`repair`] fixes it offline. A single node is a
 //! one-voter quorum over this log today. [`quorum`] holds the controller
 //! quorum that replicates the same records: the [`quorum::Quorum`] trait and
 //! its Raft implementation on `openraft` (whose types never leave that
@@ -21,6 +22,7 @@ mod log;
 pub mod quorum;
 mod record;
 mod repair;
+mod scram;
 mod snapshot;
 
 pub use entry::{entry_at, next_intact_entry, Entry, EntryProblem};
@@ -28,4 +30,5 @@ pub use image::{BrokerEndpoint, BrokerImage, MetadataImage, PartitionImage, Topi
 pub use log::{MetadataError, MetadataLog};
 pub use record::MetadataRecord;
 pub use repair::{repair, Repair};
+pub use scram::{ScramCredential, ScramMechanism};
 pub use uuid::Uuid;

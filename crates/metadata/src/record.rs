@@ -1,4 +1,5 @@
 use crate::image::BrokerEndpoint;
+use crate::scram::{ScramCredential, ScramMechanism};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use uuid::Uuid;
@@ -75,6 +76,19 @@ pub enum MetadataRecord {
         leader: i32,
         leader_epoch: i32,
         isr: Vec<i32>,
+    },
+    /// A user's SCRAM credential for one mechanism was created or replaced
+    /// (Kafka's UserScramCredentialRecord). Never the password.
+    UserScramCredentialUpserted {
+        name: String,
+        mechanism: ScramMechanism,
+        credential: ScramCredential,
+    },
+    /// A user's SCRAM credential for one mechanism was removed (Kafka's
+    /// RemoveUserScramCredentialRecord).
+    UserScramCredentialDeleted {
+        name: String,
+        mechanism: ScramMechanism,
     },
 }
 

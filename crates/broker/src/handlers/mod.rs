@@ -2,6 +2,7 @@
 //! code ([`ApiSupport`]); ApiVersions is computed from [`APIS`], so nothing is
 //! advertised that has no handler.
 
+use crate::security::ConnectionAuth;
 use crate::state::BrokerState;
 use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
 use sluice_protocol::envelope::Request;
@@ -12,6 +13,7 @@ use std::sync::Arc;
 pub(crate) mod add_offsets_to_txn;
 pub(crate) mod add_partitions_to_txn;
 pub(crate) mod alter_configs;
+pub(crate) mod alter_user_scram_credentials;
 pub(crate) mod api_versions;
 pub(crate) mod consumer_group_describe;
 pub(crate) mod consumer_group_heartbeat;
@@ -27,6 +29,7 @@ pub(crate) mod describe_log_dirs;
 pub(crate) mod describe_producers;
 pub(crate) mod describe_quorum;
 pub(crate) mod describe_transactions;
+pub(crate) mod describe_user_scram_credentials;
 pub(crate) mod end_txn;
 pub(crate) mod fetch;
 pub(crate) mod find_coordinator;
@@ -44,6 +47,8 @@ pub(crate) mod offset_delete;
 pub(crate) mod offset_fetch;
 pub(crate) mod offset_for_leader_epoch;
 pub(crate) mod produce;
+pub(crate) mod sasl_authenticate;
+pub(crate) mod sasl_handshake;
 pub(crate) mod sync_group;
 pub(crate) mod txn_offset_commit;
 pub(crate) mod write_txn_markers;
@@ -112,6 +117,10 @@ pub(crate) const APIS: &[ApiSupport] = &[
     list_transactions::API,
     consumer_group_heartbeat::API,
     consumer_group_describe::API,
+    sasl_handshake::API,
+    sasl_authenticate::API,
+    describe_user_scram_credentials::API,
+    alter_user_scram_credentials::API,
 ];
 
 pub(crate) fn supported(key: ApiKey) -> Option<ApiSupport> {
@@ -131,11 +140,23 @@ pub(crate) enum Reply {
     Nothing,
 }
 
-/// `client_host` is the peer address, which DescribeGroups reports.
+/// Dispatches a request of a connection that needs no authentication
+/// (the console, tests).
 pub(crate) async fn dispatch(
     state: &Arc<BrokerState>,
     request: Request,
     client_host: &str,
+) -> Reply {
+    dispatch_authenticating(state, request, client_host, &mut ConnectionAuth::none()).await
+}
+
+/// `client_host` is the peer address, which DescribeGroups reports; `auth`
+/// the connection's authentication, which the SASL APIs advance.
+pub(crate) async fn dispatch_authenticating(
+    state: &Arc<BrokerState>,
+    request: Request,
+    client_host: &str,
+    auth: &mut ConnectionAuth,
 ) -> Reply {
     let version = request.version();
     let api_key = request.api_key;
@@ -235,6 +256,18 @@ pub(crate) async fn dispatch(
         }
         RequestKind::ConsumerGroupDescribe(req) => {
             Reply::Now(Box::new(consumer_group_describe::handle(state, req)))
+        }
+        RequestKind::SaslHandshake(req) => {
+            Reply::Now(Box::new(sasl_handshake::handle(state, req, auth)))
+        }
+        RequestKind::SaslAuthenticate(req) => {
+            sasl_authenticate::handle(state, req, auth, client_host).await
+        }
+        RequestKind::DescribeUserScramCredentials(req) => Reply::Now(Box::new(
+            describe_user_scram_credentials::handle(state, req),
+        )),
+        RequestKind::AlterUserScramCredentials(req) => {
+            off_reactor(state, move |s| alter_user_scram_credentials::handle(s, req))
         }
         // `supported()` filtered every other API out before decoding.
         _ => unreachable!("dispatch of an API with no handler: {api_key:?}"),

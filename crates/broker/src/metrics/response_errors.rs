@@ -143,6 +143,12 @@ pub(crate) fn error_of(response: &ResponseKind) -> ErrorCode {
         R::ListTransactions(r) => r.error_code,
         R::ConsumerGroupHeartbeat(r) => r.error_code,
         R::ConsumerGroupDescribe(r) => first(r.groups.iter().map(|g| g.error_code)),
+        R::SaslHandshake(r) => r.error_code,
+        R::SaslAuthenticate(r) => r.error_code,
+        R::DescribeUserScramCredentials(r) => {
+            first(std::iter::once(r.error_code).chain(r.results.iter().map(|u| u.error_code)))
+        }
+        R::AlterUserScramCredentials(r) => first(r.results.iter().map(|u| u.error_code)),
         // Every API the broker serves is listed above; a new one shows here
         // in the test below before it ships without its errors counted.
         _ => error::NONE,
@@ -222,5 +228,9 @@ mod tests {
         "ListTransactions",
         "ConsumerGroupHeartbeat",
         "ConsumerGroupDescribe",
+        "SaslHandshake",
+        "SaslAuthenticate",
+        "DescribeUserScramCredentials",
+        "AlterUserScramCredentials",
     ];
 }

@@ -28,6 +28,8 @@
 //! * `metadata_damage` — `sluice serve` processes on a damaged, missing or
 //!   torn metadata log, and topic creation out of file descriptors.
 //! * `protocol` — malformed frames and invalid batches on raw sockets.
+//! * `sasl` — a SASL_PLAINTEXT listener: librdkafka with PLAIN, refused
+//!   logins, nothing but ApiVersions and SASL before authentication.
 //! * `sluice_client` — our own client against the broker.
 //! * `startup` — `sluice serve` start-up safeguards: the data directory lock.
 //! * `transactions` — librdkafka transactions: commit/abort visibility,
@@ -48,6 +50,7 @@ mod lifecycle;
 mod metadata_damage;
 mod protocol;
 mod rdkafka_client;
+mod sasl;
 mod sluice_client;
 mod startup;
 mod transactions;

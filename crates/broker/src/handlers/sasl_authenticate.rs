@@ -1,0 +1,50 @@
+//! SaslAuthenticate (key 36): one token of the SASL exchange that
+//! SaslHandshake began. v1 adds the session lifetime
+//! (`connections.max.reauth.ms`, KIP-368), v2 is flexible. A failed login
+//! is answered after `connection.failed.authentication.delay.ms`, and the
+//! connection then closes, as in Kafka, so guessing passwords is slow.
+
+use super::{str_bytes, ApiSupport, Reply};
+use crate::security::ConnectionAuth;
+use crate::state::BrokerState;
+use bytes::Bytes;
+use kafka_protocol::messages::{
+    ApiKey, ResponseKind, SaslAuthenticateRequest, SaslAuthenticateResponse,
+};
+use sluice_protocol::error;
+use std::time::Duration;
+
+pub(crate) const API: ApiSupport = ApiSupport::new(ApiKey::SaslAuthenticate, 0, 2);
+
+pub(crate) async fn handle(
+    state: &BrokerState,
+    request: SaslAuthenticateRequest,
+    auth: &mut ConnectionAuth,
+    client_host: &str,
+) -> Reply {
+    let outcome = auth
+        .authenticate(
+            &state.sasl,
+            state.image(),
+            request.auth_bytes.to_vec(),
+            client_host,
+        )
+        .await;
+    let failed = outcome.error_code == error::SASL_AUTHENTICATION_FAILED;
+    let response = ResponseKind::SaslAuthenticate(
+        SaslAuthenticateResponse::default()
+            .with_error_code(outcome.error_code)
+            .with_error_message(outcome.error_message.map(str_bytes))
+            .with_auth_bytes(Bytes::from(outcome.auth_bytes))
+            .with_session_lifetime_ms(outcome.session_lifetime_ms),
+    );
+    let delay = state.broker_i64("connection.failed.authentication.delay.ms");
+    if failed && delay > 0 {
+        let delay = Duration::from_millis(delay as u64);
+        return Reply::Later(Box::pin(async move {
+            tokio::time::sleep(delay).await;
+            response
+        }));
+    }
+    Reply::Now(Box::new(response))
+}
