@@ -490,10 +490,15 @@ impl<'a> Controller<'a> {
         record: MetadataRecord,
         logs: NewLogs,
     ) -> Result<bool, ApiError> {
+        // Held from before the append, so the metadata listener cannot
+        // reconcile the new image (and open these logs a second time)
+        // before they are installed.
+        let reconciling = self.state.reconciling.locked("reconcile");
         match self.append(image, vec![record]) {
             Ok(Ok(image)) => {
                 self.state.partitions.install(logs);
-                self.publish(&image)?;
+                publish_reconciling(self.state, &image, reconciling)
+                    .map_err(|e| ApiError::new(error::KAFKA_STORAGE_ERROR, e.to_string()))?;
                 Ok(true)
             }
             Ok(Err(_)) => {
@@ -544,15 +549,28 @@ fn led_by(assignments: &[Vec<i32>], node: i32, first: i32) -> Vec<i32> {
         .collect()
 }
 
-/// Publishes `image` (unless a newer one is out) and brings the
-/// partitions in line with the image then current.
+/// Publishes `image` unless it or a newer one is out, and brings the
+/// partitions in line with it.
 pub(crate) fn publish(
     state: &BrokerState,
     image: &Arc<MetadataImage>,
 ) -> Result<(), sluice_storage::StorageError> {
-    let _reconciling = state.reconciling.locked("reconcile");
+    publish_reconciling(state, image, state.reconciling.locked("reconcile"))
+}
+
+/// [`publish`] with the reconcile lock already held.
+fn publish_reconciling(
+    state: &BrokerState,
+    image: &Arc<MetadataImage>,
+    _reconciling: MutexGuard<'_, ()>,
+) -> Result<(), sluice_storage::StorageError> {
+    // Published (and reconciled) already: the controller publishes its own
+    // appends, and the metadata listener then sees the same image.
+    if state.image().offset >= image.offset {
+        return Ok(());
+    }
     state.set_image(Arc::clone(image));
-    reconcile_partitions(state, &state.image())
+    reconcile_partitions(state, image)
 }
 
 /// What a client is told when the quorum refuses or fails an append.

@@ -230,46 +230,37 @@ pub(crate) async fn await_cluster(
     }
 }
 
-/// This node's registration record.
-fn registration(state: &BrokerState, incarnation_id: Uuid) -> MetadataRecord {
-    let port = u16::try_from(state.advertised_port).unwrap_or(0);
-    MetadataRecord::BrokerRegistered {
-        node_id: state.node_id,
-        incarnation_id,
-        endpoints: vec![BrokerEndpoint {
-            name: state.listener_name.clone(),
-            host: state.advertised_host.clone(),
-            port,
-        }],
-        rack: state.rack.clone(),
-    }
+/// The endpoint this node advertises to clients.
+fn endpoints(state: &BrokerState) -> Vec<BrokerEndpoint> {
+    vec![BrokerEndpoint {
+        name: state.listener_name.clone(),
+        host: state.advertised_host.clone(),
+        port: u16::try_from(state.advertised_port).unwrap_or(0),
+    }]
 }
 
 /// Registers this broker (a new broker epoch). A single node whose
 /// registration already says the same keeps it, so a restart writes
 /// nothing (and starts on a full disk).
 pub(crate) async fn register(state: &BrokerState, incarnation_id: Uuid) -> Result<(), QuorumError> {
-    let MetadataRecord::BrokerRegistered {
-        endpoints, rack, ..
-    } = registration(state, incarnation_id)
-    else {
-        unreachable!("registration builds a BrokerRegistered")
-    };
+    let endpoints = endpoints(state);
     let single = state.quorum.status().voters.len() <= 1;
     let unchanged = state
         .quorum
         .image()
         .brokers
         .get(&state.node_id)
-        .is_some_and(|b| b.endpoints == endpoints && b.rack == rack && !b.fenced);
+        .is_some_and(|b| b.endpoints == endpoints && b.rack == state.rack && !b.fenced);
     if single && unchanged {
         return Ok(());
     }
-    state
-        .quorum
-        .append(vec![registration(state, incarnation_id)])
-        .await
-        .map(|_| ())
+    let registration = MetadataRecord::BrokerRegistered {
+        node_id: state.node_id,
+        incarnation_id,
+        endpoints,
+        rack: state.rack.clone(),
+    };
+    state.quorum.append(vec![registration]).await.map(|_| ())
 }
 
 /// Heartbeats to the active controller every `broker.heartbeat.interval.ms`

@@ -103,17 +103,7 @@ impl BrokerState {
             .brokers
             .iter()
             .filter(|(id, b)| **id != self.node_id && !b.fenced)
-            .filter_map(|(id, b)| {
-                let endpoint = b
-                    .endpoint(&self.listener_name)
-                    .or_else(|| b.endpoints.first())?;
-                Some(LiveBroker {
-                    node_id: *id,
-                    host: endpoint.host.clone(),
-                    port: i32::from(endpoint.port),
-                    rack: b.rack.clone(),
-                })
-            })
+            .filter_map(|(id, b)| self.described(*id, b))
             .collect();
         brokers.push(LiveBroker {
             node_id: self.node_id,
@@ -123,6 +113,24 @@ impl BrokerState {
         });
         brokers.sort_by_key(|b| b.node_id);
         brokers
+    }
+
+    /// `broker` as clients are told of it: its endpoint for this node's
+    /// client listener (or its first), if it has any.
+    pub(crate) fn described(
+        &self,
+        node_id: i32,
+        broker: &sluice_metadata::BrokerImage,
+    ) -> Option<LiveBroker> {
+        let endpoint = broker
+            .endpoint(&self.listener_name)
+            .or_else(|| broker.endpoints.first())?;
+        Some(LiveBroker {
+            node_id,
+            host: endpoint.host.clone(),
+            port: i32::from(endpoint.port),
+            rack: broker.rack.clone(),
+        })
     }
 
     /// A live broker by id.

@@ -28,36 +28,26 @@ pub(crate) fn handle(state: &BrokerState, request: DescribeClusterRequest) -> Re
         return ResponseKind::DescribeCluster(response);
     }
     let image = state.image();
+    let fenced = image
+        .brokers
+        .iter()
+        .filter(|(_, b)| request.include_fenced_brokers && b.fenced)
+        .filter_map(|(id, b)| state.described(*id, b).map(|d| (d, true)));
     let mut brokers: Vec<DescribeClusterBroker> = state
         .live_brokers(&image)
         .into_iter()
-        .map(|b| {
+        .map(|b| (b, false))
+        .chain(fenced)
+        .map(|(b, is_fenced)| {
             DescribeClusterBroker::default()
                 .with_broker_id(BrokerId(b.node_id))
                 .with_host(str_bytes(b.host))
                 .with_port(b.port)
                 .with_rack(b.rack.map(str_bytes))
+                .with_is_fenced(is_fenced)
         })
         .collect();
-    if request.include_fenced_brokers {
-        for (id, b) in image.brokers.iter().filter(|(_, b)| b.fenced) {
-            let Some(endpoint) = b
-                .endpoint(&state.listener_name)
-                .or_else(|| b.endpoints.first())
-            else {
-                continue;
-            };
-            brokers.push(
-                DescribeClusterBroker::default()
-                    .with_broker_id(BrokerId(*id))
-                    .with_host(str_bytes(endpoint.host.clone()))
-                    .with_port(i32::from(endpoint.port))
-                    .with_rack(b.rack.clone().map(str_bytes))
-                    .with_is_fenced(true),
-            );
-        }
-        brokers.sort_by_key(|b| b.broker_id.0);
-    }
+    brokers.sort_by_key(|b| b.broker_id.0);
     response.brokers = brokers;
     ResponseKind::DescribeCluster(response)
 }
