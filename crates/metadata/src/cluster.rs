@@ -41,38 +41,135 @@ pub fn place_replicas(
         .collect())
 }
 
-/// Leader changes that bring every partition in line with which brokers
-/// are usable: a partition whose leader is fenced or gone (or that has
-/// none) is led by the first usable member of its ISR, with a new leader
-/// epoch; with none usable it has no leader (-1) until one comes back.
-/// Only in-sync replicas are elected (`unclean.leader.election.enable`
+/// Leader and ISR changes that bring every partition in line with which
+/// brokers are usable (Kafka's fencing updates): a fenced or gone broker
+/// leaves every ISR it is in, unless it is the last member (then the ISR
+/// keeps it, so that it can lead again when it comes back with the
+/// acknowledged data); a partition whose leader is fenced or gone (or that
+/// has none) is led by the first usable member of its ISR, with a new
+/// leader epoch; with none usable it has no leader (-1) until one comes
+/// back. Only in-sync replicas are elected (`unclean.leader.election.enable`
 /// is false), so no acknowledged record is lost by an election.
 pub fn elect_leaders(image: &MetadataImage) -> Vec<MetadataRecord> {
     let mut records = Vec::new();
     for topic in image.topics() {
         for (index, p) in topic.partitions.iter().enumerate() {
-            if p.leader >= 0 && image.broker_usable(p.leader) {
-                continue;
-            }
-            let leader = p
+            let usable: Vec<i32> = p
                 .isr
                 .iter()
                 .copied()
-                .find(|b| image.broker_usable(*b))
-                .unwrap_or(-1);
-            if leader == p.leader {
+                .filter(|b| image.broker_usable(*b))
+                .collect();
+            let isr = if usable.is_empty() {
+                p.isr.clone()
+            } else {
+                usable
+            };
+            let leader = if p.leader >= 0 && image.broker_usable(p.leader) {
+                p.leader
+            } else {
+                isr.iter()
+                    .copied()
+                    .find(|b| image.broker_usable(*b))
+                    .unwrap_or(-1)
+            };
+            if leader == p.leader && isr == p.isr {
                 continue;
             }
+            let leader_epoch = if leader == p.leader {
+                p.leader_epoch
+            } else {
+                p.leader_epoch.saturating_add(1)
+            };
             records.push(MetadataRecord::PartitionChanged {
                 topic_id: topic.id,
                 partition: i32::try_from(index).unwrap_or(i32::MAX),
                 leader,
-                leader_epoch: p.leader_epoch.saturating_add(1),
-                isr: p.isr.clone(),
+                leader_epoch,
+                isr,
             });
         }
     }
     records
+}
+
+/// Why a leader's ISR change is refused (Kafka's AlterPartition errors).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IsrChangeError {
+    #[error("the partition does not exist")]
+    UnknownPartition,
+    /// The partition has another leader or a newer leader epoch now: the
+    /// requester learns it from the metadata and stops acting as leader.
+    #[error("broker {requester} at leader epoch {epoch} no longer leads this partition (leader {leader}, epoch {current})")]
+    FencedLeaderEpoch {
+        requester: i32,
+        epoch: i32,
+        leader: i32,
+        current: i32,
+    },
+    /// A proposed member is not a replica, or is fenced or unregistered.
+    #[error("broker {0} cannot join the ISR: it is not a usable replica of the partition")]
+    IneligibleReplica(i32),
+    /// The ISR must hold its leader.
+    #[error("the new ISR does not contain its leader")]
+    LeaderNotInIsr,
+}
+
+/// Validates an ISR change a partition leader asks for (AlterPartition,
+/// KIP-497) against the latest image: the record to append, or none when
+/// the ISR already is `isr`.
+pub fn change_isr(
+    image: &MetadataImage,
+    topic_id: uuid::Uuid,
+    partition: i32,
+    leader: i32,
+    leader_epoch: i32,
+    isr: &[i32],
+) -> Result<Option<MetadataRecord>, IsrChangeError> {
+    let current = image
+        .topic_by_id(&topic_id)
+        .and_then(|t| t.partitions.get(usize::try_from(partition).ok()?))
+        .ok_or(IsrChangeError::UnknownPartition)?;
+    if current.leader != leader || current.leader_epoch != leader_epoch {
+        return Err(IsrChangeError::FencedLeaderEpoch {
+            requester: leader,
+            epoch: leader_epoch,
+            leader: current.leader,
+            current: current.leader_epoch,
+        });
+    }
+    if !isr.contains(&leader) {
+        return Err(IsrChangeError::LeaderNotInIsr);
+    }
+    let added = isr.iter().filter(|b| !current.isr.contains(b));
+    if let Some(bad) = added
+        .copied()
+        .find(|b| !current.replicas.contains(b) || !image.broker_usable(*b))
+    {
+        return Err(IsrChangeError::IneligibleReplica(bad));
+    }
+    let mut sorted_new = isr.to_vec();
+    sorted_new.sort_unstable();
+    sorted_new.dedup();
+    let mut sorted_old = current.isr.clone();
+    sorted_old.sort_unstable();
+    if sorted_new == sorted_old {
+        return Ok(None);
+    }
+    // In replica order, as Kafka lists an ISR.
+    let ordered = current
+        .replicas
+        .iter()
+        .copied()
+        .filter(|r| sorted_new.contains(r))
+        .collect();
+    Ok(Some(MetadataRecord::PartitionChanged {
+        topic_id,
+        partition,
+        leader,
+        leader_epoch,
+        isr: ordered,
+    }))
 }
 
 #[cfg(test)]
@@ -149,7 +246,7 @@ mod tests {
                 partition: 0,
                 leader: 2,
                 leader_epoch: 1,
-                isr: vec![1, 2],
+                isr: vec![2],
             }]
         );
         for r in &records {
@@ -189,6 +286,68 @@ mod tests {
                 }]
             ),
             "{records:?}"
+        );
+    }
+
+    #[test]
+    fn a_fenced_follower_leaves_the_isr_and_the_leader_keeps_its_epoch() {
+        let mut image = three_brokers();
+        let id = create(&mut image, vec![vec![1, 2, 3]]);
+        image.apply(&MetadataRecord::BrokerFenced { node_id: 3 });
+        assert_eq!(
+            elect_leaders(&image),
+            vec![MetadataRecord::PartitionChanged {
+                topic_id: id,
+                partition: 0,
+                leader: 1,
+                leader_epoch: 0,
+                isr: vec![1, 2],
+            }]
+        );
+    }
+
+    #[test]
+    fn isr_changes_are_checked_against_the_leader_and_its_epoch() {
+        let mut image = three_brokers();
+        let id = create(&mut image, vec![vec![1, 2, 3]]);
+        assert_eq!(
+            change_isr(&image, id, 0, 1, 0, &[1, 3]),
+            Ok(Some(MetadataRecord::PartitionChanged {
+                topic_id: id,
+                partition: 0,
+                leader: 1,
+                leader_epoch: 0,
+                isr: vec![1, 3],
+            }))
+        );
+        assert_eq!(change_isr(&image, id, 0, 1, 0, &[3, 2, 1]), Ok(None));
+        assert!(matches!(
+            change_isr(&image, id, 0, 2, 0, &[2]),
+            Err(IsrChangeError::FencedLeaderEpoch { .. })
+        ));
+        assert!(matches!(
+            change_isr(&image, id, 0, 1, 1, &[1]),
+            Err(IsrChangeError::FencedLeaderEpoch { .. })
+        ));
+        assert_eq!(
+            change_isr(&image, id, 0, 1, 0, &[2, 3]),
+            Err(IsrChangeError::LeaderNotInIsr)
+        );
+        assert_eq!(
+            change_isr(&image, id, 1, 1, 0, &[1]),
+            Err(IsrChangeError::UnknownPartition)
+        );
+        image.apply(&MetadataRecord::PartitionChanged {
+            topic_id: id,
+            partition: 0,
+            leader: 1,
+            leader_epoch: 0,
+            isr: vec![1],
+        });
+        image.apply(&MetadataRecord::BrokerFenced { node_id: 2 });
+        assert_eq!(
+            change_isr(&image, id, 0, 1, 0, &[1, 2]),
+            Err(IsrChangeError::IneligibleReplica(2))
         );
     }
 
