@@ -123,6 +123,18 @@ impl Durability {
         Ok(())
     }
 
+    /// Called by the log after it was cut back to `log_end_offset` (a
+    /// follower's truncation) with everything below it synced: appends go
+    /// to `active` from there.
+    pub(crate) fn reset(&self, active: Arc<SegmentFile>, log_end_offset: i64) {
+        let _serialized = lock(&self.sync_lock);
+        let mut tail = lock(&self.tail);
+        tail.active = active;
+        tail.log_end_offset = log_end_offset;
+        tail.unsynced_txn_index = None;
+        self.synced_offset.store(log_end_offset, Ordering::Release);
+    }
+
     /// Called by the log after a roll: the previous segment was synced through
     /// `sync_to` and appends now go to `active`.
     pub(crate) fn rolled(&self, active: Arc<SegmentFile>) {

@@ -20,6 +20,9 @@ pub enum StorageError {
     /// The bytes handed to `append` are not a sequence of whole v2 batches.
     #[error("invalid record batches for append: {0}")]
     InvalidBatch(String),
+    /// Batches a follower got from its leader do not continue its log.
+    #[error("replicated batches start at offset {got}, but the log ends at {expected}")]
+    ReplicaOffsetMismatch { expected: i64, got: i64 },
     /// An aborted-transaction entry that does not fit the log: its marker
     /// is outside the log or not after the last entry of its segment.
     #[error("invalid aborted transaction entry: {0}")]

@@ -1,5 +1,7 @@
 //! The log of one partition: an ordered list of segments, the last one active.
 
+mod replica;
+
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
