@@ -146,9 +146,20 @@ impl<'a> Controller<'a> {
             })
     }
 
-    /// Checks an explicit assignment: registered brokers, one replica per
-    /// partition (replication factor 1 until replication exists).
-    fn check_assignment(&self, image: &MetadataImage, replicas: &[i32]) -> Result<(), ApiError> {
+    /// Checks one partition's explicit assignment: registered brokers,
+    /// each once, `factor` of them when the other partitions set it.
+    fn check_assignment(
+        &self,
+        image: &MetadataImage,
+        replicas: &[i32],
+        factor: Option<usize>,
+    ) -> Result<(), ApiError> {
+        if replicas.is_empty() {
+            return Err(ApiError::new(
+                error::INVALID_REPLICA_ASSIGNMENT,
+                "The manual partition assignment includes an empty replica list.",
+            ));
+        }
         if let Some(bad) = replicas
             .iter()
             .find(|r| !image.brokers.contains_key(r) && **r != self.state.node_id)
@@ -158,10 +169,19 @@ impl<'a> Controller<'a> {
                 format!("Replica assignment refers to unknown broker {bad}."),
             ));
         }
-        if replicas.len() != 1 {
+        let mut distinct = replicas.to_vec();
+        distinct.sort_unstable();
+        distinct.dedup();
+        if distinct.len() != replicas.len() {
             return Err(ApiError::new(
                 error::INVALID_REPLICA_ASSIGNMENT,
-                "Each partition needs exactly one replica: replication is not implemented yet (issue 13).",
+                format!("Duplicate brokers not allowed in replica assignment: {replicas:?}."),
+            ));
+        }
+        if factor.is_some_and(|f| f != replicas.len()) {
+            return Err(ApiError::new(
+                error::INVALID_REPLICA_ASSIGNMENT,
+                "All partitions in the manual partition assignment must have the same number of replicas.",
             ));
         }
         Ok(())
@@ -221,9 +241,14 @@ impl<'a> Controller<'a> {
                         "Partitions should be numbered 0, 1, 2, ... in the replica assignment.",
                     ));
                 }
-                self.check_assignment(image, replicas)?;
+                let factor = assignment.first().map(|(_, r)| r.len());
+                self.check_assignment(image, replicas, factor)?;
             }
-            (assignment.len() as i32, 1)
+            let factor = assignment.first().map_or(1, |(_, r)| r.len());
+            (
+                assignment.len() as i32,
+                i16::try_from(factor).unwrap_or(i16::MAX),
+            )
         };
         if partitions <= 0 {
             return Err(ApiError::new(
@@ -244,12 +269,6 @@ impl<'a> Controller<'a> {
                     "Unable to replicate the partition {replication_factor} time(s): The target replication factor of {replication_factor} cannot be reached because only {} broker(s) are registered.",
                     self.node_count(image)
                 ),
-            ));
-        }
-        if replication_factor > 1 {
-            return Err(ApiError::new(
-                error::INVALID_REPLICATION_FACTOR,
-                format!("Replication factor {replication_factor} is not supported yet: partitions have one replica until replication is implemented (issue 13)."),
             ));
         }
         validate_topic_configs(configs)?;
@@ -444,8 +463,9 @@ impl<'a> Controller<'a> {
                     ),
                 );
             }
+            let factor = topic.partitions.first().map(|p| p.replicas.len());
             for replicas in assignments {
-                self.check_assignment(&image, replicas)?;
+                self.check_assignment(&image, replicas, factor)?;
             }
             let placed = if assignments.is_empty() {
                 let factor = topic.partitions.first().map_or(1, |p| p.replicas.len());
@@ -539,13 +559,14 @@ fn stale_too_often() -> ApiError {
     )
 }
 
-/// The indexes (from `first`) of the partitions in `assignments` that
-/// `node` leads: the ones whose logs it creates before the record.
-fn led_by(assignments: &[Vec<i32>], node: i32, first: i32) -> Vec<i32> {
+/// The indexes (from `first`) and replicas of the partitions in
+/// `assignments` that `node` leads: the ones whose logs it creates before
+/// the record (followers open theirs when they see it).
+fn led_by(assignments: &[Vec<i32>], node: i32, first: i32) -> Vec<(i32, Vec<i32>)> {
     (first..)
         .zip(assignments)
         .filter(|(_, replicas)| replicas.first() == Some(&node))
-        .map(|(index, _)| index)
+        .map(|(index, replicas)| (index, replicas.clone()))
         .collect()
 }
 
@@ -627,11 +648,9 @@ pub(crate) fn reconcile_partitions(
     state: &BrokerState,
     image: &MetadataImage,
 ) -> Result<(), sluice_storage::StorageError> {
-    state
-        .partitions
-        .reconcile(image, state.node_id, |overrides| {
-            LogSettings::from_topic(&state.topic_settings(overrides, image))
-        })
+    state.partitions.reconcile(image, |overrides| {
+        LogSettings::from_topic(&state.topic_settings(overrides, image))
+    })
 }
 
 /// Creates an internal compacted topic (`__consumer_offsets`,

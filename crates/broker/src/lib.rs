@@ -24,6 +24,8 @@ mod partition;
 mod partitions;
 mod producer_state;
 mod quorum_setup;
+mod replica;
+mod replication;
 mod retention;
 mod scrubber;
 mod security;

@@ -1,5 +1,6 @@
-//! The registry of the partitions this node leads, kept in step with the
-//! metadata image. It opens their logs (before the metadata records a new
+//! The registry of the replicas this node holds (the partitions it leads,
+//! which clients are served from, and those it follows), kept in step
+//! with the metadata image. It opens their logs (before the metadata records a new
 //! topic, so a topic exists whole or not at all), moves aside directories
 //! nobody owns instead of deleting them, and knows which partitions are
 //! offline and why, so that clients are told instead of left waiting.
@@ -7,6 +8,7 @@
 use crate::flusher::Flusher;
 use crate::locks::RwLockExt;
 use crate::partition::{LogSettings, Partition, PartitionSpec};
+use crate::replica::{AssignedRole, Assignment};
 use crate::state::now_ms;
 use sluice_metadata::{MetadataImage, Uuid};
 use sluice_protocol::error::{self, ErrorCode};
@@ -30,6 +32,9 @@ pub(crate) struct Partitions {
     /// Partitions the image has that another broker leads (or none does):
     /// clients asking here are told NOT_LEADER_OR_FOLLOWER.
     elsewhere: RwLock<HashSet<Key>>,
+    /// Replicas this node follows: their fetchers copy the leader's log.
+    followers: RwLock<HashMap<Key, Arc<Partition>>>,
+    node_id: i32,
     pub(crate) data_available: Arc<Notify>,
     flusher: Flusher,
 }
@@ -39,9 +44,11 @@ pub(crate) struct Partitions {
 pub(crate) struct NewLogs(Vec<Partition>);
 
 impl Partitions {
-    pub(crate) fn new(log_dir: LogDir) -> Self {
+    pub(crate) fn new(log_dir: LogDir, node_id: i32) -> Self {
         Partitions {
             log_dir,
+            followers: RwLock::new(HashMap::new()),
+            node_id,
             map: RwLock::new(HashMap::new()),
             offline: RwLock::new(HashMap::new()),
             elsewhere: RwLock::new(HashSet::new()),
@@ -133,14 +140,15 @@ impl Partitions {
         topic: &str,
         topic_id: Uuid,
         index: i32,
-        leader_epoch: i32,
+        assignment: Assignment,
         settings: LogSettings,
     ) -> Result<Partition, StorageError> {
         let spec = PartitionSpec {
             topic: topic.to_string(),
             topic_id,
             index,
-            leader_epoch,
+            node_id: self.node_id,
+            assignment,
             settings,
         };
         Partition::open(
@@ -160,14 +168,21 @@ impl Partitions {
         &self,
         topic: &str,
         topic_id: Uuid,
-        indexes: impl IntoIterator<Item = i32>,
+        led: impl IntoIterator<Item = (i32, Vec<i32>)>,
         settings: &LogSettings,
     ) -> Result<NewLogs, StorageError> {
         let mut created = NewLogs(Vec::new());
-        for index in indexes {
+        for (index, replicas) in led {
+            let assignment = Assignment {
+                leader_epoch: 0,
+                role: AssignedRole::Lead {
+                    isr: replicas.clone(),
+                    replicas,
+                },
+            };
             let opened = self
                 .set_aside_stray(topic, index)
-                .and_then(|()| self.open(topic, topic_id, index, 0, settings.clone()));
+                .and_then(|()| self.open(topic, topic_id, index, assignment, settings.clone()));
             match opened {
                 Ok(partition) => created.0.push(partition),
                 Err(e) => {
@@ -217,81 +232,85 @@ impl Partitions {
         }
     }
 
-    /// Opens logs for partitions the image has this node lead and it lacks,
-    /// applies changed settings, closes the logs of partitions led
-    /// elsewhere now (keeping them on disk while this node is a replica),
-    /// and deletes logs of topics the image no longer has.
+    /// Brings the replicas this node holds in line with `image`: opens the
+    /// logs of partitions assigned here that it lacks, gives every replica
+    /// its role (leader or follower, with the image's leader epoch and
+    /// ISR), applies changed settings, and deletes the logs of partitions
+    /// no longer assigned here (their topic is gone). A replica that stops
+    /// leading keeps its data and follows.
     /// A log that cannot be opened leaves its partition offline (logged,
     /// and reported to clients) instead of failing the others.
     /// `settings_for` resolves a topic's effective settings.
     pub(crate) fn reconcile(
         &self,
         image: &MetadataImage,
-        node_id: i32,
         settings_for: impl Fn(&BTreeMap<String, String>) -> LogSettings,
     ) -> Result<(), StorageError> {
-        let mut wanted = HashMap::new();
-        let mut replicas_here = HashMap::new();
+        let node_id = self.node_id;
+        let mut assigned: HashMap<Key, (Uuid, Assignment, LogSettings)> = HashMap::new();
         let mut elsewhere = HashSet::new();
         for topic in image.topics() {
             let settings = settings_for(&topic.configs);
             for (index, p) in topic.partitions.iter().enumerate() {
                 let key = (topic.name.clone(), index as i32);
-                if p.replicas.contains(&node_id) {
-                    replicas_here.insert(key.clone(), topic.id);
+                if p.leader != node_id {
+                    elsewhere.insert(key.clone());
                 }
-                if p.leader == node_id {
-                    wanted.insert(key, (topic.id, p.leader_epoch, settings.clone()));
+                if !p.replicas.contains(&node_id) && p.leader != node_id {
+                    continue;
+                }
+                let role = if p.leader == node_id {
+                    AssignedRole::Lead {
+                        replicas: p.replicas.clone(),
+                        isr: p.isr.clone(),
+                    }
                 } else {
-                    elsewhere.insert(key);
-                }
+                    AssignedRole::Follow { leader: p.leader }
+                };
+                let assignment = Assignment {
+                    leader_epoch: p.leader_epoch,
+                    role,
+                };
+                assigned.insert(key, (topic.id, assignment, settings.clone()));
             }
         }
         *self.elsewhere.write_locked("partitions led elsewhere") = elsewhere;
-        let stale = {
-            let mut map = self.map.write_locked("partitions");
-            let stale: Vec<(Key, Uuid)> = map
-                .iter()
-                .filter(|(k, p)| {
-                    wanted
-                        .get(*k)
-                        .is_none_or(|(id, epoch, _)| *id != p.topic_id || *epoch != p.leader_epoch)
-                })
-                .map(|(k, p)| (k.clone(), p.topic_id))
-                .collect();
-            for (key, _) in &stale {
-                map.remove(key);
-            }
-            stale
-        };
-        for (key, topic_id) in stale {
-            // A replica that is still here (led elsewhere now, or led again
-            // with a new epoch and reopened below) keeps its data.
-            if replicas_here.get(&key) != Some(&topic_id) {
-                self.log_dir.delete_log(&key.0, key.1)?;
-            }
+        let mut stale = Vec::new();
+        for registry in [&self.map, &self.followers] {
+            let mut map = registry.write_locked("partitions");
+            map.retain(|key, p| {
+                let kept = assigned.get(key).is_some_and(|(id, ..)| *id == p.topic_id);
+                if !kept {
+                    stale.push(key.clone());
+                }
+                kept
+            });
+        }
+        for key in stale {
+            self.log_dir.delete_log(&key.0, key.1)?;
         }
         self.offline
             .write_locked("offline partitions")
-            .retain(|key, _| wanted.contains_key(key));
+            .retain(|key, _| assigned.contains_key(key));
+        let now = now_ms();
         let mut missing = Vec::new();
-        {
-            let map = self.map.read_locked("partitions");
-            for (key, (topic_id, leader_epoch, settings)) in wanted {
-                match map.get(&key) {
-                    Some(existing) => existing.apply_settings(settings),
-                    None => missing.push((key, topic_id, leader_epoch, settings)),
+        for (key, (topic_id, assignment, settings)) in assigned {
+            let existing = self.get_any(&key);
+            match existing {
+                Some(partition) => {
+                    partition.apply_settings(settings);
+                    partition.apply_assignment(&assignment, now);
+                    self.file(key, partition, &assignment);
                 }
+                None => missing.push((key, topic_id, assignment, settings)),
             }
         }
         // Opened without the registry locked: produce and fetch go on.
-        for (key, topic_id, leader_epoch, settings) in missing {
-            match self.open(&key.0, topic_id, key.1, leader_epoch, settings) {
+        for (key, topic_id, assignment, settings) in missing {
+            match self.open(&key.0, topic_id, key.1, assignment.clone(), settings) {
                 Ok(partition) => {
                     self.offline.write_locked("offline partitions").remove(&key);
-                    self.map
-                        .write_locked("partitions")
-                        .insert(key, Arc::new(partition));
+                    self.file(key, Arc::new(partition), &assignment);
                 }
                 Err(e) => {
                     tracing::error!(topic = %key.0, partition = key.1, error = %e, "partition offline: its log cannot be opened; clients are told LEADER_NOT_AVAILABLE until a later metadata change opens it");
@@ -302,6 +321,37 @@ impl Partitions {
             }
         }
         Ok(())
+    }
+
+    /// The replica `key` holds here, led or followed.
+    fn get_any(&self, key: &Key) -> Option<Arc<Partition>> {
+        let led = self.map.read_locked("partitions").get(key).cloned();
+        led.or_else(|| {
+            self.followers
+                .read_locked("followed partitions")
+                .get(key)
+                .cloned()
+        })
+    }
+
+    /// Files a replica under its role: clients are served only from the
+    /// partitions this node leads.
+    fn file(&self, key: Key, partition: Arc<Partition>, assignment: &Assignment) {
+        let (to, from) = match assignment.role {
+            AssignedRole::Lead { .. } => (&self.map, &self.followers),
+            AssignedRole::Follow { .. } => (&self.followers, &self.map),
+        };
+        from.write_locked("partitions").remove(&key);
+        to.write_locked("partitions").insert(key, partition);
+    }
+
+    /// The replicas this node follows.
+    pub(crate) fn followed(&self) -> Vec<Arc<Partition>> {
+        self.followers
+            .read_locked("followed partitions")
+            .values()
+            .cloned()
+            .collect()
     }
 
     /// Moves aside (never deletes) partition directories that no topic in
@@ -343,12 +393,18 @@ impl Partitions {
 
     /// Syncs and closes every log, then marks the shutdown clean.
     pub(crate) fn close_all(&self) -> Result<(), StorageError> {
-        let drained: Vec<Arc<Partition>> = self
+        let mut drained: Vec<Arc<Partition>> = self
             .map
             .write_locked("partitions")
             .drain()
             .map(|(_, p)| p)
             .collect();
+        drained.extend(
+            self.followers
+                .write_locked("followed partitions")
+                .drain()
+                .map(|(_, p)| p),
+        );
         let mut all_closed = true;
         for partition in drained {
             match Arc::try_unwrap(partition) {

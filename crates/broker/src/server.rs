@@ -197,6 +197,10 @@ impl Broker {
             stopped.clone(),
         )));
         tasks.push(tokio::spawn(lazy_flusher(state.clone(), stopped.clone())));
+        tasks.push(tokio::spawn(crate::replication::supervise(
+            state.clone(),
+            stopped.clone(),
+        )));
         tasks.push(tokio::spawn(group_timer(state.clone(), stopped)));
         http_started.set(state.clone(), Arc::clone(&scrub_probe));
         tracing::info!(%local_addr, data_dir = %data_dir.display(), "broker started");
@@ -278,11 +282,15 @@ impl Broker {
         self.state.cluster_id()
     }
 
-    /// Stops accepting, syncs and closes every log, and marks the shutdown
-    /// clean so the next start skips full recovery. The data directory is
+    /// Stops accepting, hands this broker's leaderships to other in-sync
+    /// replicas (controlled shutdown, in a cluster), syncs and closes every
+    /// log, and marks the shutdown clean so the next start skips full
+    /// recovery. The data directory is
     /// unlocked only after its logs are closed.
     pub async fn shutdown(self) -> Result<(), sluice_storage::StorageError> {
         let _ = self.stop.send(true);
+        // Heartbeats have stopped; the quorum's connections still serve.
+        crate::replication::controlled_shutdown(&self.state).await;
         for task in self.tasks {
             task.abort();
             let _ = task.await;
@@ -352,7 +360,7 @@ pub(crate) fn open_state_with(
         usize::try_from(max_open_segment_files).unwrap_or(usize::MAX),
     )?;
     let metadata_dir = data_dir.join(format!("{METADATA_TOPIC}-0"));
-    let partitions = Partitions::new(log_dir);
+    let partitions = Partitions::new(log_dir, config.node_id());
     if quorum.image().cluster_id.is_none() {
         // A new cluster only on an empty data directory: partitions
         // without metadata mean the metadata was lost, not that none exists.

@@ -38,6 +38,8 @@ pub(crate) struct BrokerState {
     /// The current image, swapped whole after every metadata change.
     image: RwLock<Arc<MetadataImage>>,
     pub(crate) partitions: Partitions,
+    /// The replica fetchers copying followed partitions from their leaders.
+    pub(crate) fetchers: crate::replication::Fetchers,
     pub(crate) fetch_sessions: Mutex<FetchSessionCache>,
     pub(crate) groups: GroupCoordinator,
     pub(crate) txns: TransactionCoordinator,
@@ -72,6 +74,7 @@ impl BrokerState {
             controller: Mutex::new(()),
             image: RwLock::new(image),
             partitions,
+            fetchers: crate::replication::Fetchers::default(),
             fetch_sessions: Mutex::new(FetchSessionCache::new(slots)),
             groups: GroupCoordinator::default(),
             txns: TransactionCoordinator::default(),

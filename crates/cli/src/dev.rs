@@ -11,7 +11,8 @@ use tokio::process::{Child, Command};
 pub(crate) enum DevCommand {
     /// Start a local cluster of combined broker+controller nodes (one
     /// `sluice serve` process each) on loopback; Ctrl-C (or SIGTERM) stops
-    /// them all.
+    /// them all. A node that dies leaves the others running (kill one to
+    /// watch its partitions fail over).
     Cluster(ClusterArgs),
 }
 
@@ -96,13 +97,18 @@ async fn cluster(args: ClusterArgs) -> anyhow::Result<()> {
     println!("Stop with Ctrl-C.");
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("cannot watch for SIGTERM")?;
-    let exited = tokio::select! {
-        _ = tokio::signal::ctrl_c() => None,
-        _ = terminate.recv() => None,
-        exited = first_exit(&mut children) => Some(exited),
-    };
-    if let Some((id, status)) = exited {
-        eprintln!("node {id} exited ({status}); stopping the others");
+    // A node that dies (say, killed to watch a failover) leaves the others
+    // running; they stop on Ctrl-C, or when none is left.
+    let mut exited = Vec::new();
+    while exited.len() < children.len() {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = terminate.recv() => break,
+            (id, status) = next_exit(&mut children, &exited) => {
+                eprintln!("node {id} exited ({status}); the others go on (Ctrl-C stops them)");
+                exited.push(id);
+            }
+        }
     }
     stop(&mut children).await;
     Ok(())
@@ -169,9 +175,16 @@ async fn wait_listening(nodes: &[Node], children: &mut [(u16, Child)]) -> anyhow
     }
 }
 
-async fn first_exit(children: &mut [(u16, Child)]) -> (u16, std::process::ExitStatus) {
+/// The next node, other than those in `exited`, to exit.
+async fn next_exit(
+    children: &mut [(u16, Child)],
+    exited: &[u16],
+) -> (u16, std::process::ExitStatus) {
     loop {
         for (id, child) in children.iter_mut() {
+            if exited.contains(id) {
+                continue;
+            }
             if let Ok(Some(status)) = child.try_wait() {
                 return (*id, status);
             }

@@ -18,6 +18,9 @@ pub const MESSAGE_TOO_LARGE: ErrorCode = 10;
 pub const INVALID_TOPIC_EXCEPTION: ErrorCode = 17;
 pub const RECORD_LIST_TOO_LARGE: ErrorCode = 18;
 pub const NOT_ENOUGH_REPLICAS: ErrorCode = 19;
+pub const NOT_ENOUGH_REPLICAS_AFTER_APPEND: ErrorCode = 20;
+/// A replica proposed for an ISR is fenced or not a replica (AlterPartition).
+pub const INELIGIBLE_REPLICA: ErrorCode = 107;
 pub const INVALID_REQUIRED_ACKS: ErrorCode = 21;
 pub const UNSUPPORTED_VERSION: ErrorCode = 35;
 pub const TOPIC_ALREADY_EXISTS: ErrorCode = 36;
@@ -110,6 +113,8 @@ pub fn name(code: ErrorCode) -> &'static str {
         INVALID_TOPIC_EXCEPTION => "INVALID_TOPIC_EXCEPTION",
         RECORD_LIST_TOO_LARGE => "RECORD_LIST_TOO_LARGE",
         NOT_ENOUGH_REPLICAS => "NOT_ENOUGH_REPLICAS",
+        NOT_ENOUGH_REPLICAS_AFTER_APPEND => "NOT_ENOUGH_REPLICAS_AFTER_APPEND",
+        INELIGIBLE_REPLICA => "INELIGIBLE_REPLICA",
         INVALID_REQUIRED_ACKS => "INVALID_REQUIRED_ACKS",
         TRANSACTION_ABORTABLE => "TRANSACTION_ABORTABLE",
         INVALID_TIMESTAMP => "INVALID_TIMESTAMP",

@@ -33,7 +33,13 @@ fn volume_bytes(dir: &std::path::Path) -> (i64, i64) {
 
 pub(crate) fn handle(state: &BrokerState, request: DescribeLogDirsRequest) -> ResponseKind {
     let mut by_topic: BTreeMap<String, Vec<DescribeLogDirsPartition>> = BTreeMap::new();
-    for partition in state.partitions.all() {
+    // Every replica on this broker, led or followed, as Kafka lists them.
+    let replicas = state
+        .partitions
+        .all()
+        .into_iter()
+        .chain(state.partitions.followed());
+    for partition in replicas {
         let wanted = match &request.topics {
             None => true,
             Some(topics) => topics.iter().any(|t| {

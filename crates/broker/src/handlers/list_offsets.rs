@@ -39,9 +39,10 @@ pub(crate) fn handle(
                 topic_response.partitions.push(r);
                 continue;
             };
-            if p.current_leader_epoch > partition.leader_epoch {
+            if p.current_leader_epoch > partition.leader_epoch() {
                 r.error_code = error::UNKNOWN_LEADER_EPOCH;
-            } else if p.current_leader_epoch >= 0 && p.current_leader_epoch < partition.leader_epoch
+            } else if p.current_leader_epoch >= 0
+                && p.current_leader_epoch < partition.leader_epoch()
             {
                 r.error_code = error::FENCED_LEADER_EPOCH;
             } else {
@@ -63,7 +64,7 @@ pub(crate) fn handle(
                         r.offset = offset;
                         // As Kafka: an epoch only with an offset found.
                         if version >= LEADER_EPOCH_SINCE {
-                            r.leader_epoch = partition.leader_epoch;
+                            r.leader_epoch = partition.leader_epoch();
                         }
                     }
                     Ok(None) => {}

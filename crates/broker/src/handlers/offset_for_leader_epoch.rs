@@ -33,10 +33,11 @@ pub(crate) fn handle(state: &BrokerState, request: OffsetForLeaderEpochRequest) 
                 };
                 // As Kafka's getLocalLog: a stale client is fenced, one ahead
                 // of this replica's metadata is told to retry.
-                if p.current_leader_epoch >= 0 && p.current_leader_epoch < partition.leader_epoch {
+                if p.current_leader_epoch >= 0 && p.current_leader_epoch < partition.leader_epoch()
+                {
                     return answer.with_error_code(error::FENCED_LEADER_EPOCH);
                 }
-                if p.current_leader_epoch > partition.leader_epoch {
+                if p.current_leader_epoch > partition.leader_epoch() {
                     return answer.with_error_code(error::UNKNOWN_LEADER_EPOCH);
                 }
                 match partition.end_offset_for_epoch(p.leader_epoch) {

@@ -11,6 +11,13 @@ use crate::config::ConfigSource;
 use crate::flusher::Flusher;
 use crate::locks::{MutexExt, RwLockExt};
 use crate::metrics::PartitionStats;
+use crate::replica::{Assignment, Role};
+pub(crate) use replication::{whole_batches, FollowerReadError};
+
+mod replication;
+
+/// Kafka's default `replica.lag.time.max.ms`, until the broker sets it.
+const DEFAULT_REPLICA_LAG_MAX_MS: i64 = 30_000;
 use crate::producer_state::{is_older_snapshot, ActiveProducer, ProducerStates, SequenceCheck};
 use bytes::Bytes;
 use kafka_protocol::records::Record;
@@ -24,7 +31,7 @@ use sluice_storage::{
 };
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::{watch, Notify};
 
@@ -51,6 +58,9 @@ pub(crate) struct LogSettings {
     /// The codec and level batches are recompressed to, from
     /// `compression.type`; `None` for `producer`, which stores batches as sent.
     pub(crate) recompression: Option<CodecLevel>,
+    /// `min.insync.replicas`: the ISR size acks=all needs, and below which
+    /// the high watermark of a replicated partition stands still.
+    pub(crate) min_insync_replicas: usize,
 }
 
 impl LogSettings {
@@ -121,6 +131,7 @@ impl LogSettings {
                 segment_index_bytes: num("segment.index.bytes") as u64,
             },
             recompression,
+            min_insync_replicas: usize::try_from(num("min.insync.replicas")).unwrap_or(1),
         }
     }
 
@@ -134,7 +145,20 @@ pub(crate) struct Partition {
     pub(crate) topic: String,
     pub(crate) topic_id: Uuid,
     pub(crate) index: i32,
-    pub(crate) leader_epoch: i32,
+    /// The partition's leader epoch as this broker last learned it: the
+    /// epoch it leads in, or that of the leader it follows.
+    leader_epoch: AtomicI32,
+    /// Leader (tracking followers) or follower.
+    role: Mutex<Role>,
+    /// Woken when the high watermark or the ISR changes: acks=all waits.
+    replication_changed: Notify,
+    /// This broker's node id.
+    node_id: i32,
+    /// Whether this broker leads and other brokers copy the partition
+    /// (read on every append, without the role lock).
+    has_followers: AtomicBool,
+    /// `replica.lag.time.max.ms`.
+    replica_lag_max_ms: AtomicI64,
     log: Mutex<PartitionLog>,
     durability: Arc<Durability>,
     high_watermark: AtomicI64,
@@ -277,7 +301,9 @@ pub(crate) struct PartitionSpec {
     pub(crate) topic: String,
     pub(crate) topic_id: Uuid,
     pub(crate) index: i32,
-    pub(crate) leader_epoch: i32,
+    /// This broker's node id.
+    pub(crate) node_id: i32,
+    pub(crate) assignment: Assignment,
     pub(crate) settings: LogSettings,
 }
 
@@ -292,18 +318,23 @@ impl Partition {
         now: i64,
     ) -> Result<Partition, StorageError> {
         let mut log = log_dir.open_log(&spec.topic, spec.index, spec.settings.log, now)?;
-        // As Kafka's makeLeader: the epoch is known before its first batch.
-        log.start_leader_epoch(spec.leader_epoch);
         let producers = load_producer_state(&mut log)?;
         let durability = log.durability();
         let end = log.log_end_offset();
         let stats = PartitionStats::default();
         stats.publish_log(end, log.size_bytes());
-        Ok(Partition {
+        let assignment = spec.assignment;
+        let partition = Partition {
             topic: spec.topic,
             topic_id: spec.topic_id,
             index: spec.index,
-            leader_epoch: spec.leader_epoch,
+            // Set by the assignment below.
+            leader_epoch: AtomicI32::new(-1),
+            role: Mutex::new(Role::Follower { leader: -1 }),
+            replication_changed: Notify::new(),
+            node_id: spec.node_id,
+            has_followers: AtomicBool::new(false),
+            replica_lag_max_ms: AtomicI64::new(DEFAULT_REPLICA_LAG_MAX_MS),
             log: Mutex::new(log),
             durability,
             high_watermark: AtomicI64::new(end),
@@ -316,7 +347,9 @@ impl Partition {
             first_unstable: AtomicI64::new(producers.first_unstable_offset().unwrap_or(i64::MAX)),
             producers: Mutex::new(producers),
             stats,
-        })
+        };
+        partition.apply_assignment(&assignment, now);
+        Ok(partition)
     }
 
     /// Publishes the log's end offset and size to `/metrics`.
@@ -395,10 +428,28 @@ impl Partition {
         let (info, rolled) = {
             let mut log = self.log.locked("log");
             let segments = log.segment_count();
-            let info = log.append(batches, self.leader_epoch, log_append_time, now_ms)?;
+            let info = log.append(batches, self.leader_epoch(), log_append_time, now_ms)?;
             self.publish_log_stats(&log);
             (info, log.segment_count() != segments)
         };
+        self.observe_appended(producers, batches, &info, rolled)?;
+        if !self.settings().sync_before_ack() {
+            self.update_high_watermark();
+        }
+        self.wake_followers();
+        Ok(info)
+    }
+
+    /// Records appended batches in the producer state (snapshotted when
+    /// the append rolled a segment) and indexes the transactions their
+    /// abort markers end.
+    fn observe_appended(
+        &self,
+        producers: &mut ProducerStates,
+        batches: &[u8],
+        info: &AppendInfo,
+        rolled: bool,
+    ) -> Result<(), StorageError> {
         let mut aborted = Vec::new();
         for (header, batch) in BatchIter::new(batches).filter_map(Result::ok) {
             aborted.extend(producers.observe(&header, batch));
@@ -426,10 +477,7 @@ impl Partition {
         if let Some(dir) = snapshot_dir {
             write_snapshot(&dir, producers, info.last_offset + 1);
         }
-        if !self.settings().sync_before_ack() {
-            self.advance_high_watermark(info.last_offset + 1);
-        }
-        Ok(info)
+        Ok(())
     }
 
     /// Appends a client's batches, deduplicating idempotent producers: a
@@ -553,7 +601,7 @@ impl Partition {
         match result {
             Ok(synced) => {
                 if self.settings().sync_before_ack() {
-                    self.advance_high_watermark(synced);
+                    self.update_high_watermark();
                 }
                 let _previous = self.synced.send_replace(Ok(synced));
             }
@@ -582,6 +630,7 @@ impl Partition {
     fn advance_high_watermark(&self, offset: i64) {
         if self.high_watermark.fetch_max(offset, Ordering::AcqRel) < offset {
             self.data_available.notify_waiters();
+            self.replication_changed.notify_waiters();
         }
     }
 

@@ -20,23 +20,32 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 /// One node's ports and files.
-struct NodeSpec {
-    id: i32,
+pub(crate) struct NodeSpec {
+    pub(crate) id: i32,
     client_port: u16,
     controller_port: u16,
     dir: PathBuf,
-    log: PathBuf,
+    pub(crate) log: PathBuf,
 }
 
-struct Cluster {
-    specs: Vec<NodeSpec>,
+pub(crate) struct Cluster {
+    pub(crate) specs: Vec<NodeSpec>,
     voters: String,
+    /// Settings every node gets besides the cluster's own.
+    extra: Vec<String>,
     running: BTreeMap<i32, Child>,
     _root: tempfile::TempDir,
 }
 
 impl Cluster {
-    fn new(size: i32) -> Cluster {
+    /// A cluster whose nodes also get `extra` (NAME=VALUE) settings.
+    pub(crate) fn with_settings(size: i32, extra: &[&str]) -> Cluster {
+        let mut cluster = Cluster::new(size);
+        cluster.extra = extra.iter().map(|s| s.to_string()).collect();
+        cluster
+    }
+
+    pub(crate) fn new(size: i32) -> Cluster {
         let root = tempfile::tempdir().expect("a temp dir");
         let specs: Vec<NodeSpec> = (1..=size)
             .map(|id| NodeSpec {
@@ -55,6 +64,7 @@ impl Cluster {
         Cluster {
             specs,
             voters,
+            extra: Vec::new(),
             running: BTreeMap::new(),
             _root: root,
         }
@@ -64,13 +74,17 @@ impl Cluster {
         &self.specs[(id - 1) as usize]
     }
 
-    fn bootstrap(&self, id: i32) -> String {
+    pub(crate) fn logs(&self) -> Vec<PathBuf> {
+        self.specs.iter().map(|s| s.log.clone()).collect()
+    }
+
+    pub(crate) fn bootstrap(&self, id: i32) -> String {
         format!("127.0.0.1:{}", self.spec(id).client_port)
     }
 
     /// Starts the nodes `ids` together (a node waits for a majority of
     /// voters before it serves) and waits until each says it listens.
-    fn start(&mut self, ids: &[i32]) {
+    pub(crate) fn start(&mut self, ids: &[i32]) {
         let (tx, rx) = mpsc::channel();
         for id in ids {
             let spec = self.spec(*id);
@@ -86,6 +100,7 @@ impl Cluster {
                 .args(
                     settings(spec, &self.voters)
                         .iter()
+                        .chain(&self.extra)
                         .flat_map(|s| ["--set", s]),
                 )
                 .stdin(Stdio::null())
@@ -128,7 +143,39 @@ impl Cluster {
         }
     }
 
-    fn kill(&mut self, id: i32) {
+    /// SIGTERM, and waits until the node has stopped.
+    pub(crate) fn terminate(&mut self, id: i32) {
+        if let Some(mut child) = self.running.remove(&id) {
+            let status = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status()
+                .expect("kill -TERM");
+            assert!(status.success());
+            assert!(
+                child.wait().expect("reap").success(),
+                "node {id} failed to stop"
+            );
+        }
+    }
+
+    /// Sends `signal` (e.g. "STOP", "CONT") to a running node.
+    pub(crate) fn signal(&self, id: i32, signal: &str) {
+        let child = &self.running[&id];
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(child.id().to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    /// The data directory of node `id`.
+    pub(crate) fn data_dir(&self, id: i32) -> &Path {
+        &self.spec(id).dir
+    }
+
+    pub(crate) fn kill(&mut self, id: i32) {
         if let Some(mut child) = self.running.remove(&id) {
             child.kill().expect("SIGKILL");
             child.wait().expect("reap");
@@ -177,7 +224,7 @@ fn create(bootstrap: &str, name: &str, partitions: i32) {
 }
 
 /// (broker ids, leader of each partition of `topic`) as `bootstrap` says.
-fn metadata(bootstrap: &str, topic: &str) -> (BTreeSet<i32>, Vec<i32>) {
+pub(crate) fn metadata(bootstrap: &str, topic: &str) -> (BTreeSet<i32>, Vec<i32>) {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .create()
@@ -194,7 +241,7 @@ fn metadata(bootstrap: &str, topic: &str) -> (BTreeSet<i32>, Vec<i32>) {
     (brokers, leaders)
 }
 
-fn wait_until<T>(what: &str, logs: &[&Path], mut check: impl FnMut() -> Option<T>) -> T {
+pub(crate) fn wait_until<T>(what: &str, logs: &[&Path], mut check: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + PATIENCE;
     loop {
         if let Some(value) = check() {

@@ -28,6 +28,9 @@
 //! * `metadata_damage` — `sluice serve` processes on a damaged, missing or
 //!   torn metadata log, and topic creation out of file descriptors.
 //! * `protocol` — malformed frames and invalid batches on raw sockets.
+//! * `replication` — a replication-factor-3 partition on three `sluice
+//!   serve` processes: acks=all records survive the SIGKILL of their
+//!   leader, the ISR shrinks and grows back.
 //! * `sasl` — a SASL_PLAINTEXT listener: librdkafka with PLAIN, refused
 //!   logins, nothing but ApiVersions and SASL before authentication.
 //! * `sluice_client` — our own client against the broker.
@@ -50,6 +53,7 @@ mod lifecycle;
 mod metadata_damage;
 mod protocol;
 mod rdkafka_client;
+mod replication;
 mod sasl;
 mod sluice_client;
 mod startup;

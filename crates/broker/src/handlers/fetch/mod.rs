@@ -11,10 +11,11 @@ mod tests;
 
 use super::{str_bytes, ApiSupport, Reply};
 use crate::locks::MutexExt;
+use crate::partition::FollowerReadError;
 use crate::state::BrokerState;
 use bytes::Bytes;
 use kafka_protocol::messages::fetch_response::{
-    AbortedTransaction, FetchableTopicResponse, PartitionData,
+    AbortedTransaction, EpochEndOffset, FetchableTopicResponse, PartitionData,
 };
 use kafka_protocol::messages::{
     ApiKey, BrokerId, FetchRequest, FetchResponse, ProducerId, ResponseKind, TopicName,
@@ -33,6 +34,8 @@ const SESSIONS_SINCE: i16 = 7;
 /// First version that names topics by id.
 const TOPIC_IDS_SINCE: i16 = 13;
 const READ_COMMITTED: i8 = 1;
+/// First version with the replica id in `replica_state` (KIP-903).
+const REPLICA_STATE_SINCE: i16 = 15;
 
 /// How this request relates to a fetch session.
 enum Plan {
@@ -73,6 +76,7 @@ pub(crate) fn handle(state: &Arc<BrokerState>, request: FetchRequest, version: i
                 fetch_offset: p.fetch_offset,
                 max_bytes: p.partition_max_bytes,
                 current_leader_epoch: p.current_leader_epoch,
+                last_fetched_epoch: p.last_fetched_epoch,
             };
             if by_id && name.is_empty() {
                 unresolved.push(Entry {
@@ -101,7 +105,8 @@ pub(crate) fn handle(state: &Arc<BrokerState>, request: FetchRequest, version: i
         })
         .collect();
 
-    let (plan, targets) = if version < SESSIONS_SINCE {
+    let replica = replica_id(&request, version);
+    let (plan, targets) = if version < SESSIONS_SINCE || replica.is_some() {
         (Plan::Full { session_id: 0 }, resolved)
     } else {
         let mut sessions = state.fetch_sessions.locked("sessions");
@@ -129,7 +134,7 @@ pub(crate) fn handle(state: &Arc<BrokerState>, request: FetchRequest, version: i
                         .collect::<Vec<_>>();
                     return Reply::Later(Box::pin(serve(
                         state.clone(),
-                        request_limits(&request),
+                        request_limits(&request, version),
                         Plan::Incremental {
                             session_id: request.session_id,
                         },
@@ -160,7 +165,7 @@ pub(crate) fn handle(state: &Arc<BrokerState>, request: FetchRequest, version: i
     entries.extend(unresolved);
     Reply::Later(Box::pin(serve(
         state.clone(),
-        request_limits(&request),
+        request_limits(&request, version),
         plan,
         entries,
         version,
@@ -169,14 +174,28 @@ pub(crate) fn handle(state: &Arc<BrokerState>, request: FetchRequest, version: i
 
 #[derive(Clone, Copy)]
 struct Limits {
+    /// The follower fetching, if a follower is.
+    replica: Option<i32>,
     max_wait: Duration,
     min_bytes: usize,
     max_bytes: usize,
     read_committed: bool,
 }
 
-fn request_limits(request: &FetchRequest) -> Limits {
+/// The follower broker a fetch comes from (Kafka's replica id: in the
+/// request before v15, in its replica state since), or None for a consumer.
+fn replica_id(request: &FetchRequest, version: i16) -> Option<i32> {
+    let id = if version >= REPLICA_STATE_SINCE {
+        request.replica_state.replica_id.0
+    } else {
+        request.replica_id.0
+    };
+    (id >= 0).then_some(id)
+}
+
+fn request_limits(request: &FetchRequest, version: i16) -> Limits {
     Limits {
+        replica: replica_id(request, version),
         max_wait: Duration::from_millis(request.max_wait_ms.max(0) as u64),
         min_bytes: request.min_bytes.max(0) as usize,
         max_bytes: if request.max_bytes <= 0 {
@@ -195,11 +214,13 @@ struct PartitionRead {
     last_stable_offset: i64,
     log_start_offset: i64,
     aborted: Vec<AbortedTxnEntry>,
+    /// For a follower whose log diverged: the epoch and its end here.
+    diverging: Option<(i32, i64)>,
 }
 
 /// Reads every entry once, in order, sharing the `max_bytes` budget.
 fn read_all(
-    state: &BrokerState,
+    state: &Arc<BrokerState>,
     entries: &[Entry],
     limits: Limits,
 ) -> (Vec<PartitionRead>, usize, bool) {
@@ -216,6 +237,7 @@ fn read_all(
                 last_stable_offset: -1,
                 log_start_offset: -1,
                 aborted: Vec::new(),
+                diverging: None,
             };
             if let Some(code) = entry.error {
                 any_error = true;
@@ -228,15 +250,29 @@ fn read_all(
             };
             // KIP-320: a client ahead of this leader's epoch has newer
             // metadata than the broker; one behind it is fenced.
-            if t.current_leader_epoch > partition.leader_epoch {
+            if t.current_leader_epoch > partition.leader_epoch() {
                 any_error = true;
                 return failed(error::UNKNOWN_LEADER_EPOCH);
             }
-            if t.current_leader_epoch >= 0 && t.current_leader_epoch < partition.leader_epoch {
+            if t.current_leader_epoch >= 0 && t.current_leader_epoch < partition.leader_epoch() {
                 any_error = true;
                 return failed(error::FENCED_LEADER_EPOCH);
             }
             let limit = (t.max_bytes.max(0) as usize).min(budget);
+            if let Some(follower) = limits.replica {
+                return match read_for_follower(state, &partition, follower, t, limit.max(1)) {
+                    Ok(read) => {
+                        total += read.records.len();
+                        budget = budget.saturating_sub(read.records.len());
+                        any_error |= read.diverging.is_some();
+                        read
+                    }
+                    Err(read) => {
+                        any_error = true;
+                        read
+                    }
+                };
+            }
             // KIP-74: until some partition has returned data, one whole batch
             // is returned whatever its size, so a consumer always makes
             // progress; after that only whole batches that fit the rest of
@@ -281,6 +317,7 @@ fn read_all(
                         last_stable_offset,
                         log_start_offset,
                         aborted,
+                        diverging: None,
                     }
                 }
                 Err(e) => {
@@ -299,6 +336,60 @@ fn read_all(
         })
         .collect();
     (reads, total, any_error)
+}
+
+/// A follower's read: what the leader has past the high watermark too,
+/// with the follower's progress recorded (an ISR change it calls for goes
+/// to the controller). Errors come with the offsets a follower needs to
+/// recover (the log start, for a follower behind it).
+fn read_for_follower(
+    state: &Arc<BrokerState>,
+    partition: &Arc<crate::partition::Partition>,
+    follower: i32,
+    target: &FetchTarget,
+    limit: usize,
+) -> Result<PartitionRead, PartitionRead> {
+    let read = partition.read_for_follower(
+        follower,
+        target.fetch_offset,
+        target.last_fetched_epoch,
+        limit,
+        crate::state::now_ms(),
+    );
+    let failed = |code| PartitionRead {
+        error: code,
+        records: Bytes::new(),
+        high_watermark: partition.high_watermark(),
+        last_stable_offset: partition.last_stable_offset(),
+        log_start_offset: partition.log_start_offset(),
+        aborted: Vec::new(),
+        diverging: None,
+    };
+    match read {
+        Ok(read) => {
+            if let Some((epoch, isr)) = read.isr_change {
+                crate::replication::submit_isr_change(state, partition.clone(), epoch, isr);
+            }
+            partition.stats.record_fetch(read.records.len());
+            Ok(PartitionRead {
+                error: error::NONE,
+                records: read.records,
+                high_watermark: read.high_watermark,
+                last_stable_offset: partition.last_stable_offset(),
+                log_start_offset: read.log_start_offset,
+                aborted: Vec::new(),
+                diverging: read.diverging,
+            })
+        }
+        Err(FollowerReadError::Refused(code)) => Err(failed(code)),
+        Err(FollowerReadError::Storage(StorageError::OffsetOutOfRange { .. })) => {
+            Err(failed(error::OFFSET_OUT_OF_RANGE))
+        }
+        Err(FollowerReadError::Storage(e)) => {
+            tracing::error!(topic = %target.topic, partition = target.partition, follower, error = %e, "replica fetch read failed");
+            Err(failed(error::KAFKA_STORAGE_ERROR))
+        }
+    }
 }
 
 async fn serve(
@@ -376,6 +467,15 @@ fn build_response(
                     .collect()
             }))
             .with_preferred_read_replica(BrokerId(-1))
+            .with_diverging_epoch(
+                read.diverging
+                    .map(|(epoch, end_offset)| {
+                        EpochEndOffset::default()
+                            .with_epoch(epoch)
+                            .with_end_offset(end_offset)
+                    })
+                    .unwrap_or_default(),
+            )
             .with_records(Some(read.records));
         let same_topic = response
             .responses

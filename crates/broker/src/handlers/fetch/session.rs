@@ -20,6 +20,9 @@ pub(crate) struct FetchTarget {
     pub(crate) max_bytes: i32,
     /// The leader epoch the client knows (-1: not checked).
     pub(crate) current_leader_epoch: i32,
+    /// The epoch of the last batch a follower has (-1: none or unknown):
+    /// the leader checks that the follower's log has not diverged.
+    pub(crate) last_fetched_epoch: i32,
 }
 
 /// What the last response told the client about a partition; a partition
@@ -193,6 +196,7 @@ mod tests {
             fetch_offset: offset,
             max_bytes: 1024,
             current_leader_epoch: -1,
+            last_fetched_epoch: -1,
         }
     }
 

@@ -173,6 +173,8 @@ fn all_failed(request: ProduceRequest, message: &str) -> ProduceResponse {
 
 fn append_all(state: &Arc<BrokerState>, request: ProduceRequest, version: i16) -> Reply {
     let acks = request.acks;
+    let deadline = tokio::time::Instant::now()
+        + std::time::Duration::from_millis(u64::try_from(request.timeout_ms).unwrap_or(0));
     let transactional_id = request.transactional_id.as_ref().map(|t| t.0.to_string());
     let mut response = ProduceResponse::default();
     // Partitions whose answer waits for a sync, with the end offset to cover.
@@ -236,6 +238,19 @@ fn append_all(state: &Arc<BrokerState>, request: ProduceRequest, version: i16) -
                     continue;
                 }
             };
+            if acks == -1 {
+                if let Some((isr, min)) = partition.insync_shortfall() {
+                    topic_response.partition_responses.push(partition_error(
+                        index,
+                        error::NOT_ENOUGH_REPLICAS,
+                        Some(format!(
+                            "The size of the current ISR ({isr}) is insufficient to satisfy the min.isr requirement of {min} for partition {}-{index}",
+                            topic.name.as_str()
+                        )),
+                    ));
+                    continue;
+                }
+            }
             let log_append_time = settings.log_append_time.then_some(now);
             let appended = match transactional_producer(&owned) {
                 None => partition.append_from_producer(&mut owned, log_append_time, now),
@@ -287,7 +302,7 @@ fn append_all(state: &Arc<BrokerState>, request: ProduceRequest, version: i16) -
                         .with_base_offset(info.first_offset)
                         .with_log_append_time_ms(info.log_append_time)
                         .with_log_start_offset(partition.log_start_offset());
-                    if settings.sync_before_ack() {
+                    if settings.sync_before_ack() || acks == -1 {
                         pending.push((
                             response.responses.len(),
                             topic_response.partition_responses.len(),
@@ -306,7 +321,7 @@ fn append_all(state: &Arc<BrokerState>, request: ProduceRequest, version: i16) -
                             .with_log_append_time_ms(-1)
                             .with_log_start_offset(partition.log_start_offset()),
                     );
-                    if settings.sync_before_ack() {
+                    if settings.sync_before_ack() || acks == -1 {
                         pending.push((
                             response.responses.len(),
                             topic_response.partition_responses.len() - 1,
@@ -345,6 +360,9 @@ fn append_all(state: &Arc<BrokerState>, request: ProduceRequest, version: i16) -
             });
         }
         for (_, _, partition, end) in pending {
+            if !partition.settings().sync_before_ack() {
+                continue;
+            }
             tokio::spawn(async move {
                 if let Err(e) = partition.make_durable(end).await {
                     tracing::error!(topic = %partition.topic, partition = partition.index, error = %e, "sync failed");
@@ -366,12 +384,32 @@ fn append_all(state: &Arc<BrokerState>, request: ProduceRequest, version: i16) -
             }
         }
         for (t, p, partition, end) in pending {
-            if let Err(e) = partition.make_durable(end).await {
-                tracing::error!(topic = %partition.topic, partition = partition.index, error = %e, "sync failed");
-                let slot = &mut response.responses[t].partition_responses[p];
-                *slot =
-                    partition_error(slot.index, error::KAFKA_STORAGE_ERROR, Some(e.to_string()));
+            let slot = &mut response.responses[t].partition_responses[p];
+            if partition.settings().sync_before_ack() {
+                if let Err(e) = partition.make_durable(end).await {
+                    tracing::error!(topic = %partition.topic, partition = partition.index, error = %e, "sync failed");
+                    *slot = partition_error(
+                        slot.index,
+                        error::KAFKA_STORAGE_ERROR,
+                        Some(e.to_string()),
+                    );
+                    continue;
+                }
             }
+            if acks != -1 {
+                continue;
+            }
+            // acks=all: every in-sync replica has the records.
+            let answer = tokio::time::timeout_at(deadline, partition.wait_replicated(end)).await;
+            let failure = match answer {
+                Ok(Ok(())) => continue,
+                Ok(Err(code)) => (code, format!("{code_name} while waiting for the in-sync replicas of {}-{}", partition.topic, partition.index, code_name = error::name(code))),
+                Err(_) => (
+                    error::REQUEST_TIMED_OUT,
+                    format!("the in-sync replicas of {}-{} did not all have the records within the request's timeout", partition.topic, partition.index),
+                ),
+            };
+            *slot = partition_error(slot.index, failure.0, Some(failure.1));
         }
         ResponseKind::Produce(response)
     }))

@@ -514,3 +514,36 @@ async fn v13_names_topics_by_id() {
         error::UNKNOWN_TOPIC_ID
     );
 }
+
+#[tokio::test]
+async fn acks_all_needs_min_insync_replicas_in_sync() {
+    let (_dir, state) = test_state();
+    create_topic_with_configs(&state, "t", 1, &[("min.insync.replicas", "2")]).await;
+    let now = crate::state::now_ms();
+    let batch = sluice_protocol::batch::build_uncompressed_batch(now, &[(None, Some(b"v"))]);
+    // One replica in sync, two needed: refused before anything is written.
+    assert_eq!(
+        produce(&state, batch.clone()).await,
+        (error::NOT_ENOUGH_REPLICAS, -1)
+    );
+    let partition = state.partitions.get("t", 0).unwrap();
+    assert_eq!(partition.log_end_offset(), 0);
+    // acks=1 does not ask for the ISR.
+    let body = RequestKind::Produce(ProduceRequest::default().with_acks(1).with_topic_data(
+        vec![produce_request::TopicProduceData::default()
+            .with_name(topic())
+            .with_partition_data(vec![
+                produce_request::PartitionProduceData::default().with_records(Some(batch)),
+            ])],
+    ));
+    let Some(ResponseKind::Produce(r)) = call(&state, ApiKey::Produce, 9, body).await else {
+        panic!()
+    };
+    assert_eq!(
+        r.responses[0].partition_responses[0].error_code,
+        error::NONE
+    );
+    // Strict min ISR (KIP-966): nothing is committed while the ISR is short.
+    assert_eq!(partition.log_end_offset(), 1);
+    assert_eq!(partition.high_watermark(), 0);
+}
