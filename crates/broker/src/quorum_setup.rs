@@ -311,6 +311,7 @@ pub(crate) fn duties_task(
         node_id: state.node_id,
         session_timeout: millis(&state.config, "broker.session.timeout.ms"),
         tick: Duration::from_millis(250),
+        unclean_leader_election: state.config.get("unclean.leader.election.enable") == Some("true"),
     };
     tokio::spawn(duties::run(Arc::clone(&state.quorum), duties, stopped))
 }

@@ -6,6 +6,9 @@
 use crate::image::MetadataImage;
 use crate::record::MetadataRecord;
 
+/// The topic setting that allows electing a replica outside the ISR.
+const UNCLEAN: &str = "unclean.leader.election.enable";
+
 /// Brokers that may be given new replicas: registered and not fenced, by
 /// node id.
 pub fn usable_brokers(image: &MetadataImage) -> Vec<i32> {
@@ -50,9 +53,20 @@ pub fn place_replicas(
 /// leader epoch; with none usable it has no leader (-1) until one comes
 /// back. Only in-sync replicas are elected (`unclean.leader.election.enable`
 /// is false), so no acknowledged record is lost by an election.
-pub fn elect_leaders(image: &MetadataImage) -> Vec<MetadataRecord> {
+///
+/// A topic with `unclean.leader.election.enable=true` (its own setting, else
+/// the cluster's dynamic default, else `unclean_default`, the broker's
+/// static one) whose ISR has no usable member is led by its first usable
+/// replica instead, alone in the ISR: available again, at the cost of the
+/// records only the lost ISR had.
+pub fn elect_leaders(image: &MetadataImage, unclean_default: bool) -> Vec<MetadataRecord> {
     let mut records = Vec::new();
     for topic in image.topics() {
+        let unclean = topic
+            .configs
+            .get(UNCLEAN)
+            .or_else(|| image.broker_configs.get(UNCLEAN))
+            .map_or(unclean_default, |v| v.trim().eq_ignore_ascii_case("true"));
         for (index, p) in topic.partitions.iter().enumerate() {
             let usable: Vec<i32> = p
                 .isr
@@ -65,13 +79,27 @@ pub fn elect_leaders(image: &MetadataImage) -> Vec<MetadataRecord> {
             } else {
                 usable
             };
+            let mut isr = isr;
             let leader = if p.leader >= 0 && image.broker_usable(p.leader) {
                 p.leader
             } else {
-                isr.iter()
-                    .copied()
-                    .find(|b| image.broker_usable(*b))
-                    .unwrap_or(-1)
+                let clean = isr.iter().copied().find(|b| image.broker_usable(*b));
+                let last_resort = || {
+                    p.replicas
+                        .iter()
+                        .copied()
+                        .find(|b| unclean && image.broker_usable(*b))
+                };
+                match clean {
+                    Some(leader) => leader,
+                    None => match last_resort() {
+                        Some(leader) => {
+                            isr = vec![leader];
+                            leader
+                        }
+                        None => -1,
+                    },
+                }
             };
             if leader == p.leader && isr == p.isr {
                 continue;
@@ -238,7 +266,7 @@ mod tests {
         let mut image = three_brokers();
         let id = create(&mut image, vec![vec![1, 2], vec![2, 3]]);
         image.apply(&MetadataRecord::BrokerFenced { node_id: 1 });
-        let records = elect_leaders(&image);
+        let records = elect_leaders(&image, false);
         assert_eq!(
             records,
             vec![MetadataRecord::PartitionChanged {
@@ -252,7 +280,7 @@ mod tests {
         for r in &records {
             image.apply(r);
         }
-        assert!(elect_leaders(&image).is_empty(), "settled");
+        assert!(elect_leaders(&image, false).is_empty(), "settled");
     }
 
     #[test]
@@ -260,7 +288,7 @@ mod tests {
         let mut image = three_brokers();
         create(&mut image, vec![vec![3]]);
         image.apply(&MetadataRecord::BrokerFenced { node_id: 3 });
-        let records = elect_leaders(&image);
+        let records = elect_leaders(&image, false);
         assert!(
             matches!(
                 &records[..],
@@ -273,9 +301,12 @@ mod tests {
             "{records:?}"
         );
         image.apply(&records[0]);
-        assert!(elect_leaders(&image).is_empty(), "no leader to elect yet");
+        assert!(
+            elect_leaders(&image, false).is_empty(),
+            "no leader to elect yet"
+        );
         image.apply(&MetadataRecord::BrokerUnfenced { node_id: 3 });
-        let records = elect_leaders(&image);
+        let records = elect_leaders(&image, false);
         assert!(
             matches!(
                 &records[..],
@@ -295,7 +326,7 @@ mod tests {
         let id = create(&mut image, vec![vec![1, 2, 3]]);
         image.apply(&MetadataRecord::BrokerFenced { node_id: 3 });
         assert_eq!(
-            elect_leaders(&image),
+            elect_leaders(&image, false),
             vec![MetadataRecord::PartitionChanged {
                 topic_id: id,
                 partition: 0,
@@ -348,6 +379,42 @@ mod tests {
         assert_eq!(
             change_isr(&image, id, 0, 1, 0, &[1, 2]),
             Err(IsrChangeError::IneligibleReplica(2))
+        );
+    }
+
+    #[test]
+    fn unclean_election_takes_a_live_replica_outside_the_isr_only_when_enabled() {
+        let mut image = three_brokers();
+        let id = create(&mut image, vec![vec![1, 2]]);
+        image.apply(&MetadataRecord::PartitionChanged {
+            topic_id: id,
+            partition: 0,
+            leader: 1,
+            leader_epoch: 0,
+            isr: vec![1],
+        });
+        image.apply(&MetadataRecord::BrokerFenced { node_id: 1 });
+        let clean = elect_leaders(&image, false);
+        assert!(
+            matches!(
+                &clean[..],
+                [MetadataRecord::PartitionChanged { leader: -1, .. }]
+            ),
+            "{clean:?}"
+        );
+        image.apply(&MetadataRecord::TopicConfigChanged {
+            topic_id: id,
+            changes: BTreeMap::from([(UNCLEAN.to_string(), Some("true".to_string()))]),
+        });
+        assert_eq!(
+            elect_leaders(&image, false),
+            vec![MetadataRecord::PartitionChanged {
+                topic_id: id,
+                partition: 0,
+                leader: 2,
+                leader_epoch: 1,
+                isr: vec![2],
+            }]
         );
     }
 

@@ -20,6 +20,9 @@ pub struct Duties {
     pub session_timeout: Duration,
     /// How often the duties are checked.
     pub tick: Duration,
+    /// The broker's static `unclean.leader.election.enable`, for topics
+    /// and clusters that do not set it.
+    pub unclean_leader_election: bool,
 }
 
 /// Runs the duties until `stop` turns true.
@@ -83,13 +86,13 @@ pub fn decide(
         }
     }
     if records.is_empty() {
-        return elect_leaders(image);
+        return elect_leaders(image, duties.unclean_leader_election);
     }
     let mut next = image.clone();
     for record in &records {
         next.apply(record);
     }
-    records.extend(elect_leaders(&next));
+    records.extend(elect_leaders(&next, duties.unclean_leader_election));
     records
 }
 
@@ -103,6 +106,7 @@ mod tests {
         node_id: 1,
         session_timeout: Duration::from_secs(9),
         tick: Duration::from_millis(250),
+        unclean_leader_election: false,
     };
 
     fn cluster() -> (MetadataImage, Uuid) {
@@ -195,7 +199,7 @@ mod tests {
     fn a_fenced_broker_heard_again_is_unfenced_and_leads_again() {
         let (mut image, _) = cluster();
         image.apply(&MetadataRecord::BrokerFenced { node_id: 2 });
-        for record in elect_leaders(&image) {
+        for record in elect_leaders(&image, false) {
             image.apply(&record);
         }
         let start = Instant::now();

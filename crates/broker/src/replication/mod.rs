@@ -179,7 +179,8 @@ pub(crate) async fn controlled_shutdown(state: &Arc<BrokerState>) {
             let mut next = image.clone();
             next.apply(&fenced);
             let mut records = vec![fenced];
-            records.extend(elect_leaders(&next));
+            let unclean = moving.config.get("unclean.leader.election.enable") == Some("true");
+            records.extend(elect_leaders(&next, unclean));
             Ok((records, ()))
         })
     });
