@@ -229,6 +229,7 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
     def!("replica.fetch.wait.max.ms", Int, Some("500"), Check::AtLeast(0), false, "The maximum wait time for each fetcher request issued by follower replicas. This value should always be less than the replica.lag.time.max.ms at all times to prevent frequent shrinking of ISR for low throughput topics"),
     def!("replica.fetch.min.bytes", Int, Some("1"), Check::AtLeast(0), false, "Minimum bytes expected for each fetch response. If not enough bytes, wait up to replica.fetch.wait.max.ms (broker config)."),
     def!("replica.fetch.backoff.ms", Int, Some("1000"), Check::AtLeast(0), false, "The amount of time to sleep when fetch partition error occurs."),
+    def!("replica.high.watermark.checkpoint.interval.ms", Long, Some("5000"), Check::AtLeast(1), false, "The frequency with which the high watermark is saved out to disk"),
     def!("num.replica.fetchers", Int, Some("1"), Check::AtLeast(1), true, "Number of fetcher threads used to replicate records from each source broker. The total number of fetchers on each broker is bound by num.replica.fetchers multiplied by the number of brokers in the cluster. Sluice runs them as tasks; each copies the partitions of its slot from one leader."),
     def!("unclean.leader.election.enable", Boolean, Some("false"), Check::None, true, "Indicates whether to enable replicas not in the ISR set to be elected as leader as a last resort, even though doing so may result in data loss."),
 ];

@@ -35,6 +35,9 @@ pub(crate) struct Partitions {
     /// Replicas this node follows: their fetchers copy the leader's log.
     followers: RwLock<HashMap<Key, Arc<Partition>>>,
     node_id: i32,
+    /// The high watermarks checkpointed by the last run: where replicas
+    /// opened in this one start theirs.
+    checkpointed: HashMap<Key, i64>,
     pub(crate) data_available: Arc<Notify>,
     flusher: Flusher,
 }
@@ -45,10 +48,12 @@ pub(crate) struct NewLogs(Vec<Partition>);
 
 impl Partitions {
     pub(crate) fn new(log_dir: LogDir, node_id: i32) -> Self {
+        let checkpointed = crate::replication::checkpoint::read(log_dir.path());
         Partitions {
             log_dir,
             followers: RwLock::new(HashMap::new()),
             node_id,
+            checkpointed,
             map: RwLock::new(HashMap::new()),
             offline: RwLock::new(HashMap::new()),
             elsewhere: RwLock::new(HashSet::new()),
@@ -150,6 +155,7 @@ impl Partitions {
             node_id: self.node_id,
             assignment,
             settings,
+            high_watermark: self.checkpointed.get(&(topic.to_string(), index)).copied(),
         };
         Partition::open(
             &self.log_dir,
@@ -391,8 +397,24 @@ impl Partitions {
             .any(|(topic, _)| topic != METADATA_TOPIC))
     }
 
+    /// Writes every replica's high watermark to the data directory's
+    /// checkpoint (see `replication::checkpoint`).
+    pub(crate) fn checkpoint_high_watermarks(&self) -> std::io::Result<()> {
+        let mut entries: Vec<(String, i32, i64)> = self
+            .all()
+            .into_iter()
+            .chain(self.followed())
+            .map(|p| (p.topic.clone(), p.index, p.high_watermark()))
+            .collect();
+        entries.sort();
+        crate::replication::checkpoint::write(self.log_dir.path(), &entries)
+    }
+
     /// Syncs and closes every log, then marks the shutdown clean.
     pub(crate) fn close_all(&self) -> Result<(), StorageError> {
+        if let Err(e) = self.checkpoint_high_watermarks() {
+            tracing::warn!(error = %e, "cannot write the high-watermark checkpoint at shutdown");
+        }
         let mut drained: Vec<Arc<Partition>> = self
             .map
             .write_locked("partitions")

@@ -305,6 +305,9 @@ pub(crate) struct PartitionSpec {
     pub(crate) node_id: i32,
     pub(crate) assignment: Assignment,
     pub(crate) settings: LogSettings,
+    /// Where the high watermark starts (the last run's checkpoint), never
+    /// past the log end; the log end when there is none.
+    pub(crate) high_watermark: Option<i64>,
 }
 
 impl Partition {
@@ -321,6 +324,9 @@ impl Partition {
         let producers = load_producer_state(&mut log)?;
         let durability = log.durability();
         let end = log.log_end_offset();
+        let start_high_watermark = spec
+            .high_watermark
+            .map_or(end, |hw| hw.min(end).max(log.log_start_offset()));
         let stats = PartitionStats::default();
         stats.publish_log(end, log.size_bytes());
         let assignment = spec.assignment;
@@ -337,7 +343,7 @@ impl Partition {
             replica_lag_max_ms: AtomicI64::new(DEFAULT_REPLICA_LAG_MAX_MS),
             log: Mutex::new(log),
             durability,
-            high_watermark: AtomicI64::new(end),
+            high_watermark: AtomicI64::new(start_high_watermark),
             last_sync_ms: AtomicI64::new(now),
             settings: RwLock::new(Arc::new(spec.settings)),
             data_available,

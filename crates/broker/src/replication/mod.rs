@@ -8,6 +8,7 @@
 //! leader) and, as leader, proposes dropping followers that stopped
 //! catching up for `replica.lag.time.max.ms`.
 
+pub(crate) mod checkpoint;
 mod fetcher;
 mod peer;
 
@@ -49,6 +50,11 @@ fn slot_of(partition: &Partition, slots: usize) -> usize {
 pub(crate) async fn supervise(state: Arc<BrokerState>, mut stopped: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(SUPERVISE_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let checkpoint_every = Duration::from_millis(
+        u64::try_from(state.broker_i64("replica.high.watermark.checkpoint.interval.ms"))
+            .unwrap_or(5000),
+    );
+    let mut last_checkpoint = tokio::time::Instant::now();
     loop {
         tokio::select! {
             _ = stopped.changed() => break,
@@ -56,6 +62,16 @@ pub(crate) async fn supervise(state: Arc<BrokerState>, mut stopped: watch::Recei
         }
         ensure_fetchers(&state);
         shrink_isrs(&state);
+        if last_checkpoint.elapsed() >= checkpoint_every {
+            last_checkpoint = tokio::time::Instant::now();
+            let writer = state.clone();
+            let written =
+                tokio::task::spawn_blocking(move || writer.partitions.checkpoint_high_watermarks())
+                    .await;
+            if let Ok(Err(e)) = written {
+                tracing::warn!(error = %e, "cannot write the high-watermark checkpoint");
+            }
+        }
     }
     for (_, task) in state.fetchers.running.locked("fetchers").drain() {
         task.abort();
