@@ -51,6 +51,18 @@ struct Progress {
     leader_end_at_last_fetch: i64,
 }
 
+impl Progress {
+    /// A follower not heard from (since it left the ISR).
+    fn unknown() -> Progress {
+        Progress {
+            log_end_offset: -1,
+            last_caught_up_ms: 0,
+            last_fetch_ms: 0,
+            leader_end_at_last_fetch: 0,
+        }
+    }
+}
+
 /// The leader's view of its partition's replicas.
 #[derive(Debug)]
 pub(crate) struct LeaderState {
@@ -114,17 +126,17 @@ impl LeaderState {
         if isr != self.isr {
             self.pending = None;
         }
+        // A follower that left the ISR (fenced, or lagging) rejoins only on
+        // what it fetches from now on, never on progress from before: it
+        // may have lost its unsynced tail or its disk since.
+        for left in self.isr.iter().filter(|r| !isr.contains(r)) {
+            if let Some(progress) = self.followers.get_mut(left) {
+                *progress = Progress::unknown();
+            }
+        }
         for r in &replicas {
             if *r != self.node_id && !self.followers.contains_key(r) {
-                self.followers.insert(
-                    *r,
-                    Progress {
-                        log_end_offset: -1,
-                        last_caught_up_ms: 0,
-                        last_fetch_ms: 0,
-                        leader_end_at_last_fetch: 0,
-                    },
-                );
+                self.followers.insert(*r, Progress::unknown());
             }
         }
         self.followers.retain(|r, _| replicas.contains(r));
@@ -191,11 +203,13 @@ impl LeaderState {
 
     /// The high watermark the replicas allow when this leader's own copy
     /// ends at `local_end` (what it has synced, in durable mode): the
-    /// least end over the maximal ISR. None while the ISR is smaller than
-    /// `min.insync.replicas`: then nothing is committed (Kafka's strict
-    /// min ISR, KIP-966).
+    /// least end over the maximal ISR. None while a replicated partition's
+    /// ISR is smaller than `min.insync.replicas`: then nothing is committed
+    /// (Kafka's strict min ISR, KIP-966). A partition with one replica has
+    /// no followers to wait for: its own copy is committed (acks=all is
+    /// still refused before the append).
     pub(crate) fn high_watermark(&self, local_end: i64) -> Option<i64> {
-        if self.below_min_insync() {
+        if self.below_min_insync() && self.has_followers() {
             return None;
         }
         let mut hw = local_end;
@@ -315,6 +329,19 @@ mod tests {
         );
         // Pending additions count for the high watermark at once.
         assert_eq!(state.high_watermark(100), Some(100));
+    }
+
+    #[test]
+    fn a_follower_that_left_the_isr_rejoins_only_on_new_fetches() {
+        let mut state = leader();
+        state.record_fetch(3, 100, 100, 1_000);
+        state.update(vec![1, 2, 3], vec![1, 2], 2);
+        assert_eq!(state.propose_isr_change(100, 2_000, 30_000), None);
+        state.record_fetch(3, 100, 100, 3_000);
+        assert_eq!(
+            state.propose_isr_change(100, 3_000, 30_000),
+            Some(vec![1, 2, 3])
+        );
     }
 
     #[test]

@@ -604,9 +604,10 @@ impl GroupCoordinator {
                 format!("encoding __consumer_offsets records: {e}"),
             )
         })?;
-        let info = partition
-            .append(&mut batch, None, now)
-            .map_err(|e| ApiError::new(error::KAFKA_STORAGE_ERROR, e.to_string()))?;
+        let info = partition.append(&mut batch, None, now).map_err(|e| {
+            let (code, message) = e.code_and_message();
+            ApiError::new(code, message)
+        })?;
         Ok((partition, info.last_offset + 1))
     }
 }

@@ -188,9 +188,27 @@ pub(crate) enum Appended {
     },
 }
 
+#[derive(Debug)]
 pub(crate) enum AppendError {
     Rejected(ErrorCode, String),
     Storage(StorageError),
+}
+
+impl AppendError {
+    /// The Kafka error code and message a client is told.
+    pub(crate) fn code_and_message(&self) -> (ErrorCode, String) {
+        match self {
+            AppendError::Rejected(code, message) => (*code, message.clone()),
+            AppendError::Storage(e) => (error::KAFKA_STORAGE_ERROR, e.to_string()),
+        }
+    }
+}
+
+impl std::fmt::Display for AppendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (code, message) = self.code_and_message();
+        write!(f, "{}: {message}", error::name(code))
+    }
 }
 
 /// Producer-state snapshots are `<20-digit end offset>.snapshot` files in
@@ -411,7 +429,7 @@ impl Partition {
         batches: &mut [u8],
         log_append_time: Option<i64>,
         now_ms: i64,
-    ) -> Result<AppendInfo, StorageError> {
+    ) -> Result<AppendInfo, AppendError> {
         let mut producers = self.producers.locked("producer state");
         self.append_observed(&mut producers, batches, log_append_time, now_ms)
     }
@@ -430,15 +448,28 @@ impl Partition {
         batches: &mut [u8],
         log_append_time: Option<i64>,
         now_ms: i64,
-    ) -> Result<AppendInfo, StorageError> {
+    ) -> Result<AppendInfo, AppendError> {
         let (info, rolled) = {
+            // Held across the append: a broker that has just stopped
+            // leading (the role changes under this lock) appends nothing
+            // more, and every batch gets the epoch it leads in.
+            let role = self.role.locked("role");
+            if !matches!(&*role, Role::Leader(_)) {
+                return Err(AppendError::Rejected(
+                    error::NOT_LEADER_OR_FOLLOWER,
+                    format!("this broker no longer leads {}-{}", self.topic, self.index),
+                ));
+            }
             let mut log = self.log.locked("log");
             let segments = log.segment_count();
-            let info = log.append(batches, self.leader_epoch(), log_append_time, now_ms)?;
+            let info = log
+                .append(batches, self.leader_epoch(), log_append_time, now_ms)
+                .map_err(AppendError::Storage)?;
             self.publish_log_stats(&log);
             (info, log.segment_count() != segments)
         };
-        self.observe_appended(producers, batches, &info, rolled)?;
+        self.observe_appended(producers, batches, &info, rolled)
+            .map_err(AppendError::Storage)?;
         if !self.settings().sync_before_ack() {
             self.update_high_watermark();
         }
@@ -519,7 +550,6 @@ impl Partition {
         }
         self.append_observed(&mut producers, batches, log_append_time, now_ms)
             .map(Appended::Written)
-            .map_err(AppendError::Storage)
     }
 
     /// The last stable offset: the high watermark, held back to the first
@@ -609,6 +639,9 @@ impl Partition {
                 if self.settings().sync_before_ack() {
                     self.update_high_watermark();
                 }
+                // Never more than the log has synced now: a follower's
+                // truncation may have cut the log back since the sync.
+                let synced = synced.min(self.durability.synced_offset());
                 let _previous = self.synced.send_replace(Ok(synced));
             }
             Err(e) => {

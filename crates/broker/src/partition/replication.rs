@@ -186,13 +186,13 @@ impl Partition {
             return Err(FollowerReadError::Refused(error::NOT_LEADER_OR_FOLLOWER));
         }
         if last_fetched_epoch >= 0 {
-            let here = self.end_offset_for_epoch(last_fetched_epoch);
-            let diverged = match here {
-                Some((epoch, end)) => epoch < last_fetched_epoch || end < fetch_offset,
-                None => true,
+            // An epoch this leader knows nothing at or below: the follower
+            // is told its offset is out of range (it then starts over from
+            // the leader's log start or high watermark), as in Kafka.
+            let Some((epoch, end)) = self.end_offset_for_epoch(last_fetched_epoch) else {
+                return Err(FollowerReadError::Refused(error::OFFSET_OUT_OF_RANGE));
             };
-            if diverged {
-                let (epoch, end) = here.unwrap_or((-1, -1));
+            if epoch < last_fetched_epoch || end < fetch_offset {
                 return Ok(FollowerRead {
                     records: Bytes::new(),
                     high_watermark: self.high_watermark(),
@@ -284,6 +284,8 @@ impl Partition {
     ) -> Result<i64, StorageError> {
         let mut producers = self.producers.locked("producer state");
         let (info, rolled) = {
+            let role = self.role.locked("role");
+            Self::still_following(&role)?;
             let mut log = self.log.locked("log");
             let segments = log.segment_count();
             let info = log.append_replicated(batches, now_ms)?;
@@ -292,6 +294,11 @@ impl Partition {
         };
         self.observe_appended(&mut producers, batches, &info, rolled)?;
         Ok(info.last_offset + 1)
+    }
+
+    /// The end of what this replica's log has synced.
+    pub(crate) fn synced_end(&self) -> i64 {
+        self.durability.synced_offset().min(self.log_end_offset())
     }
 
     /// A follower learns the leader's high watermark: its own is that, but
@@ -317,6 +324,8 @@ impl Partition {
     /// the producer state of what is left. Returns the new log end.
     pub(crate) fn truncate_to(&self, offset: i64) -> Result<i64, StorageError> {
         let mut producers = self.producers.locked("producer state");
+        let role = self.role.locked("role");
+        Self::still_following(&role)?;
         let mut log = self.log.locked("log");
         let end = log.truncate_to(offset, crate::state::now_ms())?;
         self.after_cut(&mut producers, &mut log, end)?;
@@ -328,11 +337,29 @@ impl Partition {
     /// past this replica's end).
     pub(crate) fn reset_to(&self, offset: i64) -> Result<(), StorageError> {
         let mut producers = self.producers.locked("producer state");
+        let role = self.role.locked("role");
+        Self::still_following(&role)?;
         let mut log = self.log.locked("log");
         log.reset_to(offset, crate::state::now_ms())?;
+        // No producer snapshot of the old log applies to the new one.
+        for (_, path) in snapshot_files(log.dir()) {
+            let _ignored = std::fs::remove_file(&path);
+        }
         self.after_cut(&mut producers, &mut log, offset)?;
         tracing::warn!(topic = %self.topic, partition = self.index, offset, "emptied the replica: the leader's log starts after its end");
         Ok(())
+    }
+
+    /// What a leader's answer may change only while this broker follows:
+    /// the role lock is held across the change, so that a replica that has
+    /// just become leader is never cut or extended by a stale fetch.
+    fn still_following(role: &Role) -> Result<(), StorageError> {
+        match role {
+            Role::Follower { .. } => Ok(()),
+            Role::Leader(_) => Err(StorageError::InvalidBatch(
+                "this replica leads now: a fetch answer from its former leader is dropped".into(),
+            )),
+        }
     }
 
     fn after_cut(

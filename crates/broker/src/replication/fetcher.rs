@@ -65,8 +65,27 @@ pub(super) async fn run(state: Arc<BrokerState>, leader: i32, slot: usize, slots
         let Some(connection) = peer.as_mut() else {
             continue;
         };
+        // In durable mode the leader counts what a follower reports as on
+        // its disk: a copy that cannot be synced is not fetched for (the
+        // leader drops it from the ISR once it lags).
+        let mut ready = Vec::with_capacity(partitions.len());
+        for partition in partitions {
+            let end = partition.log_end_offset();
+            if partition.settings().sync_before_ack() && partition.synced_end() < end {
+                if let Err(e) = partition.make_durable(end).await {
+                    tracing::error!(topic = %partition.topic, partition = partition.index, error = %e, "not replicating the partition: its copy cannot be synced");
+                    continue;
+                }
+            }
+            ready.push(partition);
+        }
+        if ready.is_empty() {
+            tokio::time::sleep(backoff).await;
+            continue;
+        }
+        let partitions = ready;
         let wait_ms = state.broker_i64("replica.fetch.wait.max.ms");
-        let request = fetch_request(&state, &partitions);
+        let (request, requested) = fetch_request(&state, &partitions);
         let timeout =
             Duration::from_millis(u64::try_from(wait_ms).unwrap_or(500)) + Duration::from_secs(30);
         let response = connection
@@ -106,21 +125,34 @@ pub(super) async fn run(state: Arc<BrokerState>, leader: i32, slot: usize, slots
             .map(|p| ((p.topic.as_str(), p.index), p))
             .collect();
         let mut progressed = false;
+        let mut failed = false;
         for topic in &response.responses {
             for data in &topic.partitions {
-                let Some(partition) = by_key.get(&(topic.topic.as_str(), data.partition_index))
-                else {
+                let key = (topic.topic.as_str(), data.partition_index);
+                let (Some(partition), Some(asked)) = (by_key.get(&key), requested.get(&key)) else {
                     continue;
                 };
+                // Acted on only while the replica is as it was when asked:
+                // a partition that became leader, or changed epoch or end
+                // meanwhile, must not be cut or extended by a stale answer.
+                let unchanged = partition.followed_leader() == Some(leader)
+                    && partition.leader_epoch() == asked.0
+                    && partition.log_end_offset() == asked.1;
+                if !unchanged {
+                    continue;
+                }
                 match apply(partition, data).await {
                     Ok(moved) => progressed |= moved,
                     Err(e) => {
+                        failed = true;
                         tracing::error!(topic = %partition.topic, partition = partition.index, leader, error = %e, "cannot apply what the leader sent; fetching again after a pause");
                     }
                 }
             }
         }
-        if !progressed {
+        if failed && !progressed {
+            tokio::time::sleep(backoff).await;
+        } else if !progressed {
             if let Some(pause) = error_pause(&response, backoff) {
                 tokio::time::sleep(pause).await;
             }
@@ -184,14 +216,23 @@ async fn connect(state: &BrokerState, leader: i32) -> std::io::Result<Peer> {
     .await
 }
 
-fn fetch_request(state: &BrokerState, partitions: &[Arc<Partition>]) -> FetchRequest {
+/// What was asked for each partition: (leader epoch, fetch offset).
+type Requested<'a> = HashMap<(&'a str, i32), (i32, i64)>;
+
+fn fetch_request<'a>(
+    state: &BrokerState,
+    partitions: &'a [Arc<Partition>],
+) -> (FetchRequest, Requested<'a>) {
     let max_bytes = i32::try_from(state.broker_i64("replica.fetch.max.bytes")).unwrap_or(i32::MAX);
     let mut topics: Vec<FetchTopic> = Vec::new();
+    let mut requested = HashMap::new();
     for p in partitions {
+        let (epoch, offset) = (p.leader_epoch(), p.log_end_offset());
+        requested.insert((p.topic.as_str(), p.index), (epoch, offset));
         let wanted = FetchPartition::default()
             .with_partition(p.index)
-            .with_current_leader_epoch(p.leader_epoch())
-            .with_fetch_offset(p.log_end_offset())
+            .with_current_leader_epoch(epoch)
+            .with_fetch_offset(offset)
             .with_last_fetched_epoch(p.last_fetched_epoch())
             .with_log_start_offset(p.log_start_offset())
             .with_partition_max_bytes(max_bytes);
@@ -204,7 +245,7 @@ fn fetch_request(state: &BrokerState, partitions: &[Arc<Partition>]) -> FetchReq
             ),
         }
     }
-    FetchRequest::default()
+    let request = FetchRequest::default()
         .with_replica_id(BrokerId(state.node_id))
         .with_max_wait_ms(
             i32::try_from(state.broker_i64("replica.fetch.wait.max.ms")).unwrap_or(500),
@@ -215,7 +256,8 @@ fn fetch_request(state: &BrokerState, partitions: &[Arc<Partition>]) -> FetchReq
         )
         .with_session_id(0)
         .with_session_epoch(-1)
-        .with_topics(topics)
+        .with_topics(topics);
+    (request, requested)
 }
 
 /// Applies one partition's part of a fetch response. Returns whether the

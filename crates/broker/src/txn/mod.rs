@@ -244,9 +244,10 @@ impl TransactionCoordinator {
                 format!("encoding transaction state: {e}"),
             )
         })?;
-        let info = partition
-            .append(&mut batch, None, now)
-            .map_err(storage_error)?;
+        let info = partition.append(&mut batch, None, now).map_err(|e| {
+            let (code, message) = e.code_and_message();
+            ApiError::new(code, message)
+        })?;
         let mut durable = Durable::default();
         durable.push(partition, info.last_offset + 1);
         Ok(durable)
@@ -612,7 +613,7 @@ pub(crate) fn write_markers<'a>(
             .and_then(|mut batch| {
                 partition.append(&mut batch, None, now).map_err(|e| {
                     tracing::error!(topic, partition = index, error = %e, "writing a transaction marker");
-                    error::KAFKA_STORAGE_ERROR
+                    e.code_and_message().0
                 })
             });
         match appended {

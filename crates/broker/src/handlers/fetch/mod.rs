@@ -260,8 +260,14 @@ fn read_all(
             }
             let limit = (t.max_bytes.max(0) as usize).min(budget);
             if let Some(follower) = limits.replica {
+                // KIP-74 for followers too: one whole batch at least, then
+                // only what fits the rest of the response's budget.
+                let first_data = total == 0;
                 return match read_for_follower(state, &partition, follower, t, limit.max(1)) {
-                    Ok(read) => {
+                    Ok(mut read) => {
+                        if !first_data {
+                            read.records = whole_batches_within(read.records, limit);
+                        }
                         total += read.records.len();
                         budget = budget.saturating_sub(read.records.len());
                         any_error |= read.diverging.is_some();
