@@ -161,6 +161,16 @@ fn acknowledged_records_survive_the_kill_of_their_leader() {
         });
     assert!(survivors.contains(&new_leader), "led by {new_leader}");
     assert_eq!(isr, survivors);
+    let described = std::process::Command::new(crate::common::sluice_binary())
+        .args(["--bootstrap-server", &cluster.bootstrap(survivors[0])])
+        .args(["--output", "json", "cluster", "describe"])
+        .output()
+        .expect("sluice cluster describe");
+    let described = String::from_utf8_lossy(&described.stdout);
+    assert!(
+        described.contains("\"under-replicated\"") && described.contains(TOPIC),
+        "{described}"
+    );
     assert_eq!(read_all(&cluster.bootstrap(survivors[0]), 600), expected);
 
     // Back, the old leader follows, catches up and rejoins the ISR.
