@@ -8,7 +8,7 @@ use crate::config::BrokerConfig;
 use crate::listeners::Listeners;
 use crate::server::StartError;
 use crate::state::BrokerState;
-use sluice_metadata::duties::{self, Duties};
+use sluice_metadata::duties::{self, Duties, LeaderRebalance};
 use sluice_metadata::quorum::{
     serve_tcp, LocalQuorum, Quorum, QuorumConfig, QuorumError, RaftQuorum, TcpTransport,
 };
@@ -312,6 +312,21 @@ pub(crate) fn duties_task(
         session_timeout: millis(&state.config, "broker.session.timeout.ms"),
         tick: Duration::from_millis(250),
         unclean_leader_election: state.config.get("unclean.leader.election.enable") == Some("true"),
+        leader_rebalance: (state.config.get("auto.leader.rebalance.enable") == Some("true")).then(
+            || LeaderRebalance {
+                every: Duration::from_secs(
+                    u64::try_from(
+                        state
+                            .config
+                            .get_i64("leader.imbalance.check.interval.seconds"),
+                    )
+                    .unwrap_or(300),
+                ),
+                imbalance_percentage: state
+                    .config
+                    .get_i64("leader.imbalance.per.broker.percentage"),
+            },
+        ),
     };
     tokio::spawn(duties::run(Arc::clone(&state.quorum), duties, stopped))
 }

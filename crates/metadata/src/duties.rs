@@ -3,7 +3,7 @@
 //! stopped for `broker.session.timeout.ms`, unfence those heard from again,
 //! and elect partition leaders whenever a leader is fenced or missing.
 
-use crate::cluster::elect_leaders;
+use crate::cluster::{elect_leaders, preferred_leaders};
 use crate::image::MetadataImage;
 use crate::quorum::{Quorum, QuorumError};
 use crate::record::MetadataRecord;
@@ -23,11 +23,24 @@ pub struct Duties {
     /// The broker's static `unclean.leader.election.enable`, for topics
     /// and clusters that do not set it.
     pub unclean_leader_election: bool,
+    /// Preferred leader election (`auto.leader.rebalance.enable`), if on.
+    pub leader_rebalance: Option<LeaderRebalance>,
+}
+
+/// How often leaders go back to their preferred replicas, and past which
+/// share of misplaced leaderships per broker.
+#[derive(Debug, Clone, Copy)]
+pub struct LeaderRebalance {
+    /// `leader.imbalance.check.interval.seconds`.
+    pub every: Duration,
+    /// `leader.imbalance.per.broker.percentage`.
+    pub imbalance_percentage: i64,
 }
 
 /// Runs the duties until `stop` turns true.
 pub async fn run(quorum: Arc<dyn Quorum>, duties: Duties, mut stop: watch::Receiver<bool>) {
     let mut leading_since: Option<Instant> = None;
+    let mut last_rebalance: Option<Instant> = None;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(duties.tick) => {}
@@ -38,6 +51,7 @@ pub async fn run(quorum: Arc<dyn Quorum>, duties: Duties, mut stop: watch::Recei
         }
         if quorum.status().leader != Some(duties.node_id) {
             leading_since = None;
+            last_rebalance = None;
             continue;
         }
         let now = Instant::now();
@@ -46,7 +60,14 @@ pub async fn run(quorum: Arc<dyn Quorum>, duties: Duties, mut stop: watch::Recei
             continue;
         };
         let image = quorum.image();
-        let records = decide(&image, &heard, &duties, since, now);
+        let mut records = decide(&image, &heard, &duties, since, now);
+        if let Some(rebalance) = duties.leader_rebalance {
+            let checked = *last_rebalance.get_or_insert(now);
+            if records.is_empty() && now.duration_since(checked) >= rebalance.every {
+                last_rebalance = Some(now);
+                records = preferred_leaders(&image, rebalance.imbalance_percentage);
+            }
+        }
         if records.is_empty() {
             continue;
         }
@@ -107,6 +128,7 @@ mod tests {
         session_timeout: Duration::from_secs(9),
         tick: Duration::from_millis(250),
         unclean_leader_election: false,
+        leader_rebalance: None,
     };
 
     fn cluster() -> (MetadataImage, Uuid) {

@@ -2,9 +2,8 @@
 //! a partition of replication factor 3 keeps every record an acks=all
 //! idempotent producer saw acknowledged when its leader is SIGKILLed, once
 //! and in order; the killed broker leaves the ISR, and after a restart it
-//! catches up and rejoins; a SIGTERMed leader hands the partition over
-//! first (controlled shutdown), and the restarted broker then serves
-//! everything. A leader cut off from its followers acknowledges no acks=all
+//! catches up, rejoins and leads again (preferred leader election); a
+//! SIGTERMed leader hands the partition over first (controlled shutdown). A leader cut off from its followers acknowledges no acks=all
 //! write, and its divergent tail is truncated when it comes back.
 
 use crate::cluster::{metadata, wait_until, Cluster};
@@ -115,7 +114,13 @@ fn read_topic(bootstrap: &str, topic: &str, expected: usize) -> Vec<String> {
 
 #[test]
 fn acknowledged_records_survive_the_kill_of_their_leader() {
-    let mut cluster = Cluster::with_settings(3, &["replica.lag.time.max.ms=5000"]);
+    let mut cluster = Cluster::with_settings(
+        3,
+        &[
+            "replica.lag.time.max.ms=5000",
+            "leader.imbalance.check.interval.seconds=1",
+        ],
+    );
     cluster.start(&[1, 2, 3]);
     let logs: Vec<PathBuf> = cluster.logs();
     let logs: Vec<&Path> = logs.iter().map(PathBuf::as_path).collect();
@@ -178,17 +183,22 @@ fn acknowledged_records_survive_the_kill_of_their_leader() {
     wait_until("the restarted broker is in sync again", &logs, || {
         partition_state(&cluster.bootstrap(leader), TOPIC).filter(|(_, _, isr)| isr == &[1, 2, 3])
     });
-    // A controlled shutdown (SIGTERM) of the current leader hands the
-    // partition to another in-sync replica before the broker stops.
-    cluster.terminate(new_leader);
+    // In sync again, it gets its leadership back: it is the preferred
+    // replica (auto.leader.rebalance.enable, checked every second here).
+    wait_until("the preferred replica leads again", &logs, || {
+        partition_state(&cluster.bootstrap(leader), TOPIC).filter(|(l, _, _)| *l == leader)
+    });
+    // A controlled shutdown (SIGTERM) of the leader hands the partition to
+    // another in-sync replica before the broker stops.
+    cluster.terminate(leader);
     let stopped = Instant::now();
     let more: Vec<String> = (600..700).map(|i| format!("value-{i}")).collect();
     let first_ack = send_all(&producer, more.iter().cloned());
     println!(
-        "produce resumed {:?} after SIGTERM of leader {new_leader}",
+        "produce resumed {:?} after SIGTERM of leader {leader}",
         first_ack.duration_since(stopped)
     );
-    let remaining: Vec<i32> = (1..=3).filter(|id| *id != new_leader).collect();
+    let remaining: Vec<i32> = (1..=3).filter(|id| *id != leader).collect();
     let remaining_logs: Vec<&Path> = remaining
         .iter()
         .map(|id| logs[(*id - 1) as usize])
@@ -197,10 +207,10 @@ fn acknowledged_records_survive_the_kill_of_their_leader() {
         partition_state(&cluster.bootstrap(remaining[0]), TOPIC)
             .filter(|(l, _, _)| remaining.contains(l))
     });
-    // The restarted broker holds everything, once and in order.
+    // Everything, once and in order.
     let all: Vec<String> = expected.into_iter().chain(more).collect();
-    assert_eq!(read_all(&cluster.bootstrap(leader), 700), all);
-    let log = std::fs::read_to_string(logs[(new_leader - 1) as usize]).expect("node log");
+    assert_eq!(read_all(&cluster.bootstrap(remaining[0]), 700), all);
+    let log = std::fs::read_to_string(logs[(leader - 1) as usize]).expect("node log");
     assert!(
         log.contains("controlled shutdown: leaderships handed"),
         "{log}"
