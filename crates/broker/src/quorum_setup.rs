@@ -322,9 +322,6 @@ pub(crate) fn duties_task(
                     )
                     .unwrap_or(300),
                 ),
-                imbalance_percentage: state
-                    .config
-                    .get_i64("leader.imbalance.per.broker.percentage"),
             },
         ),
     };

@@ -5,7 +5,6 @@
 
 use crate::image::MetadataImage;
 use crate::record::MetadataRecord;
-use std::collections::BTreeMap;
 
 /// The topic setting that allows electing a replica outside the ISR.
 const UNCLEAN: &str = "unclean.leader.election.enable";
@@ -123,22 +122,19 @@ pub fn elect_leaders(image: &MetadataImage, unclean_default: bool) -> Vec<Metada
 }
 
 /// Kafka's automatic preferred leader election
-/// (`auto.leader.rebalance.enable`): for each broker whose share of
-/// partitions it prefers to lead (it is their first replica) but does not
-/// lead is above `imbalance_percentage`, those partitions go back to it,
-/// with a new leader epoch, where it is usable and in the ISR. So a broker
-/// that restarted leads its partitions again once it has caught up.
-pub fn preferred_leaders(image: &MetadataImage, imbalance_percentage: i64) -> Vec<MetadataRecord> {
-    let mut preferred: BTreeMap<i32, (usize, Vec<MetadataRecord>)> = BTreeMap::new();
+/// (`auto.leader.rebalance.enable`): every partition not led by its
+/// preferred replica (the first) goes back to it, with a new leader epoch,
+/// where that replica is usable and in the ISR. So a broker that restarted
+/// leads its partitions again once it has caught up.
+pub fn preferred_leaders(image: &MetadataImage) -> Vec<MetadataRecord> {
+    let mut records = Vec::new();
     for topic in image.topics() {
         for (index, p) in topic.partitions.iter().enumerate() {
             let Some(&first) = p.replicas.first() else {
                 continue;
             };
-            let entry = preferred.entry(first).or_default();
-            entry.0 += 1;
             if p.leader != first && p.isr.contains(&first) && image.broker_usable(first) {
-                entry.1.push(MetadataRecord::PartitionChanged {
+                records.push(MetadataRecord::PartitionChanged {
                     topic_id: topic.id,
                     partition: i32::try_from(index).unwrap_or(i32::MAX),
                     leader: first,
@@ -148,14 +144,7 @@ pub fn preferred_leaders(image: &MetadataImage, imbalance_percentage: i64) -> Ve
             }
         }
     }
-    preferred
-        .into_values()
-        .filter(|(total, moves)| {
-            let imbalance = i64::try_from(moves.len() * 100 / (*total).max(1)).unwrap_or(100);
-            !moves.is_empty() && imbalance > imbalance_percentage
-        })
-        .flat_map(|(_, moves)| moves)
-        .collect()
+    records
 }
 
 /// Why a leader's ISR change is refused (Kafka's AlterPartition errors).
@@ -468,10 +457,10 @@ mod tests {
                 isr: if partition == 0 { vec![2, 1] } else { vec![3] },
             });
         }
-        // Broker 1 prefers two partitions and leads neither (100%); only
+        // Broker 1 prefers two partitions and leads neither; only
         // partition 0 has it in its ISR.
         assert_eq!(
-            preferred_leaders(&image, 10),
+            preferred_leaders(&image),
             vec![MetadataRecord::PartitionChanged {
                 topic_id: id,
                 partition: 0,
@@ -480,7 +469,6 @@ mod tests {
                 isr: vec![2, 1],
             }]
         );
-        assert!(preferred_leaders(&image, 100).is_empty());
     }
 
     #[test]

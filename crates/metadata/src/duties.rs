@@ -27,14 +27,11 @@ pub struct Duties {
     pub leader_rebalance: Option<LeaderRebalance>,
 }
 
-/// How often leaders go back to their preferred replicas, and past which
-/// share of misplaced leaderships per broker.
+/// How often leaders go back to their preferred replicas.
 #[derive(Debug, Clone, Copy)]
 pub struct LeaderRebalance {
     /// `leader.imbalance.check.interval.seconds`.
     pub every: Duration,
-    /// `leader.imbalance.per.broker.percentage`.
-    pub imbalance_percentage: i64,
 }
 
 /// Runs the duties until `stop` turns true.
@@ -65,7 +62,7 @@ pub async fn run(quorum: Arc<dyn Quorum>, duties: Duties, mut stop: watch::Recei
             let checked = *last_rebalance.get_or_insert(now);
             if records.is_empty() && now.duration_since(checked) >= rebalance.every {
                 last_rebalance = Some(now);
-                records = preferred_leaders(&image, rebalance.imbalance_percentage);
+                records = preferred_leaders(&image);
             }
         }
         if records.is_empty() {
