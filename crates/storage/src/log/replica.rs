@@ -114,10 +114,15 @@ impl PartitionLog {
             Some((position, batch)) => (position, offset.min(batch.base_offset)),
             None => (self.segments[holding].size(), offset),
         };
-        for later in self.segments.drain(holding + 1..) {
-            let base = later.base_offset();
-            drop(later);
+        // Newest first, each deletion on disk before the next: a crash
+        // part-way leaves a shorter log, never one with a hole that a
+        // reopen would take for the end of the cut.
+        let later: Vec<Segment> = self.segments.drain(holding + 1..).collect();
+        for segment in later.into_iter().rev() {
+            let base = segment.base_offset();
+            drop(segment);
             Segment::delete_files(&self.dir, base)?;
+            sync_dir(&self.dir)?;
         }
         let cut = self.segments.pop().expect("the holding segment");
         let base = cut.base_offset();
