@@ -19,9 +19,8 @@ pub(super) fn topic(name: &str) -> MetadataRecord {
     }
 }
 
-/// Waits (in tokio time, paused in these tests) until `done` holds. The
-/// bound is generous: paused time runs ahead while the nodes' blocking
-/// file I/O runs, the more so on a loaded machine.
+/// Waits (in tokio time, paused in some tests) until `done` holds, up to
+/// five minutes of it: generous for a loaded machine.
 pub(super) async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
     for _ in 0..30_000 {
         if done() {
@@ -67,6 +66,9 @@ impl Cluster {
             .map(|id| (*id, format!("node-{id}")))
             .collect();
         let mut config = QuorumConfig::new(id, voters, self.dir(id).to_path_buf());
+        // Short, for the tests that run in real time.
+        config.election_timeout = std::time::Duration::from_millis(300);
+        config.heartbeat_interval = std::time::Duration::from_millis(60);
         (self.tune)(&mut config);
         config
     }
