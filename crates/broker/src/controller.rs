@@ -33,6 +33,12 @@ pub(crate) struct ApiError {
     pub(crate) message: String,
 }
 
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", error::name(self.code), self.message)
+    }
+}
+
 impl ApiError {
     pub(crate) fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         ApiError {
@@ -650,7 +656,22 @@ pub(crate) fn reconcile_partitions(
 ) -> Result<(), sluice_storage::StorageError> {
     state.partitions.reconcile(image, |overrides| {
         LogSettings::from_topic(&state.topic_settings(overrides, image))
-    })
+    })?;
+    state.coordination.leadership_changed();
+    Ok(())
+}
+
+/// How many brokers the cluster has or is meant to have: those registered,
+/// or the configured voters if more (every voter of a combined cluster is
+/// a broker too). Internal topics are created with at most this many
+/// replicas, so one node needs no replication setting and a cluster that
+/// is still starting does not get an internal topic with too few.
+fn expected_brokers(state: &BrokerState) -> usize {
+    let voters = state
+        .config
+        .get("controller.quorum.voters")
+        .map_or(0, |v| v.split(',').filter(|e| !e.trim().is_empty()).count());
+    state.image().brokers.len().max(voters).max(1)
 }
 
 /// Creates an internal compacted topic (`__consumer_offsets`,
@@ -666,7 +687,9 @@ pub(crate) fn ensure_internal_topic(
         return Ok(());
     }
     let partitions = state.broker_i64(partitions_setting) as i32;
-    let replication = state.broker_i64(replication_setting) as i16;
+    let replication = state
+        .broker_i64(replication_setting)
+        .min(expected_brokers(state) as i64) as i16;
     let configs = BTreeMap::from([
         ("cleanup.policy".to_string(), "compact".to_string()),
         (
@@ -683,7 +706,12 @@ pub(crate) fn ensure_internal_topic(
     };
     match Controller::new(state).create_topic(&topic, false) {
         Ok(_) => {
-            tracing::info!(partitions, "created {name}");
+            tracing::info!(partitions, replication, "created {name}");
+            // Empty, so loading it takes no time: the caller (which holds no
+            // coordinator lock) can be served at once.
+            if let Err(e) = state.coordination.sync(state) {
+                tracing::error!(error = %e, "cannot load the coordinator state of {name}");
+            }
             Ok(())
         }
         Err(e) if e.code == error::TOPIC_ALREADY_EXISTS => Ok(()),

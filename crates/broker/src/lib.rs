@@ -12,6 +12,7 @@ mod cleaner;
 pub mod config;
 mod connection_limits;
 mod controller;
+mod coordination;
 pub mod descriptors;
 mod flusher;
 mod group;

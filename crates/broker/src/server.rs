@@ -162,7 +162,7 @@ impl Broker {
         let state = Arc::new(state);
         let incarnation_id = sluice_metadata::Uuid::new_v4();
         register_at_start(&state, incarnation_id, &mode).await;
-        TransactionCoordinator::resume_prepared(&state);
+        crate::coordination::resume_loaded(&state);
         let mut tasks = joined.tasks;
         tasks.push(http_task);
         tasks.push(tokio::spawn(accept_loop(
@@ -178,6 +178,10 @@ impl Broker {
             stopped.clone(),
         )));
         tasks.push(quorum_setup::duties_task(&state, stopped.clone()));
+        tasks.push(tokio::spawn(crate::coordination::coordination_task(
+            state.clone(),
+            stopped.clone(),
+        )));
         tasks.push(tokio::spawn(quorum_setup::metadata_listener(
             state.clone(),
             stopped.clone(),
@@ -380,14 +384,7 @@ pub(crate) fn open_state_with(
     let image = state.image();
     state.partitions.move_orphans_aside(&image)?;
     reconcile_partitions(&state, &image)?;
-    let committed = state.groups.load(&state)?;
-    if committed > 0 {
-        tracing::info!(records = committed, "loaded committed offsets");
-    }
-    let transactional_ids = state.txns.load(&state)?;
-    if transactional_ids > 0 {
-        tracing::info!(transactional_ids, "loaded transaction state");
-    }
+    state.coordination.sync(&state)?;
     Ok(state)
 }
 

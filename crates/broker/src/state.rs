@@ -43,6 +43,8 @@ pub(crate) struct BrokerState {
     pub(crate) fetch_sessions: Mutex<FetchSessionCache>,
     pub(crate) groups: GroupCoordinator,
     pub(crate) txns: TransactionCoordinator,
+    /// Which internal partitions the coordinators have loaded.
+    pub(crate) coordination: crate::coordination::Coordination,
     /// (next producer id, end of the reserved block).
     pub(crate) producer_ids: Mutex<(i64, i64)>,
     pub(crate) metrics: BrokerMetrics,
@@ -78,6 +80,7 @@ impl BrokerState {
             fetch_sessions: Mutex::new(FetchSessionCache::new(slots)),
             groups: GroupCoordinator::default(),
             txns: TransactionCoordinator::default(),
+            coordination: Default::default(),
             // Nothing reserved yet: the first InitProducerId reserves a block.
             producer_ids: Mutex::new((0, 0)),
             metrics: BrokerMetrics::default(),

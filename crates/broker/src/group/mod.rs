@@ -210,41 +210,92 @@ pub(crate) struct GroupCoordinator {
     inner: Arc<Mutex<Groups>>,
 }
 
+/// Records the group coordinator appended to `__consumer_offsets`: a
+/// client is answered once they are committed (durable and on every
+/// in-sync replica), as Kafka's coordinator appends with acks=all.
+#[must_use = "a coordinator write is answered only once committed"]
+pub(crate) struct Appended {
+    pub(crate) partition: Arc<Partition>,
+    /// The end offset of the appended batch.
+    pub(crate) end: i64,
+    /// `offsets.commit.timeout.ms`.
+    timeout: Duration,
+}
+
+impl Appended {
+    /// Waits until the records are committed; otherwise the error to
+    /// answer, as Kafka's group coordinator maps it: NOT_COORDINATOR when
+    /// leadership moved away, else COORDINATOR_NOT_AVAILABLE (the client
+    /// retries either).
+    pub(crate) async fn committed(self) -> Result<(), ErrorCode> {
+        self.partition
+            .make_committed(self.end, self.timeout)
+            .await
+            .map_err(|code| {
+                tracing::warn!(
+                    partition = self.partition.index,
+                    error = error::name(code),
+                    "group coordinator write not committed"
+                );
+                match code {
+                    error::NOT_LEADER_OR_FOLLOWER => error::NOT_COORDINATOR,
+                    _ => error::COORDINATOR_NOT_AVAILABLE,
+                }
+            })
+    }
+
+    /// For writes no client waits on: committed in the background.
+    fn in_background(self) {
+        tokio::spawn(async move {
+            let _ = self.committed().await;
+        });
+    }
+}
+
 /// Offset records appended to `__consumer_offsets` but not yet applied:
 /// they become visible to OffsetFetch only once durable, so a crash can
 /// never take back an offset that someone has already read.
 #[must_use = "offsets are applied only by `durable_then_apply`"]
 pub(crate) struct PendingOffsets {
     groups: Arc<Mutex<Groups>>,
-    partition: Arc<Partition>,
-    /// The end offset of the appended batch: where durability must reach,
-    /// and the position that orders this batch against other commits.
-    end: i64,
+    /// Its end offset is also the position that orders this batch against
+    /// other commits.
+    appended: Appended,
     group: String,
     commits: Vec<OffsetCommit>,
 }
 
 impl PendingOffsets {
-    /// Waits until the records are durable, then applies them. On error
-    /// nothing is applied: the caller answers an error, and whether the
-    /// records reached the disk is settled by replay at the next start.
-    pub(crate) async fn durable_then_apply(self) -> Result<(), sluice_storage::StorageError> {
-        self.partition.make_durable(self.end).await?;
-        let shared = self.groups.clone();
+    /// Waits until the records are committed, then applies them. On error
+    /// nothing is applied: the caller answers the error, and whether the
+    /// records stay is settled by the replay of the next coordinator.
+    pub(crate) async fn durable_then_apply(self) -> Result<(), ErrorCode> {
+        let Self {
+            groups: shared,
+            appended,
+            group,
+            commits,
+        } = self;
+        let end = appended.end;
+        appended.committed().await?;
         let mut groups = shared.locked("group coordinator");
-        self.apply_to(&mut groups);
+        Self::apply(&mut groups, &group, commits, end);
         Ok(())
     }
 
-    /// Applies the commits without waiting (for changes no client waits on);
-    /// returns what to wait on for their durability.
-    fn apply_to(self, groups: &mut Groups) -> (Arc<Partition>, i64) {
-        for c in self.commits {
+    /// Applies the commits without waiting (for changes no client waits
+    /// on), and commits them in the background.
+    fn apply_now(self, groups: &mut Groups) {
+        Self::apply(groups, &self.group, self.commits, self.appended.end);
+        self.appended.in_background();
+    }
+
+    fn apply(groups: &mut Groups, group: &str, commits: Vec<OffsetCommit>, end: i64) {
+        for c in commits {
             groups
                 .offsets
-                .put_at(&self.group, &c.topic, c.partition, c.value, self.end);
+                .put_at(group, &c.topic, c.partition, c.value, end);
         }
-        (self.partition, self.end)
     }
 }
 
@@ -347,57 +398,58 @@ impl GroupCoordinator {
         }
     }
 
-    /// Rebuilds committed offsets from `__consumer_offsets` at start.
-    /// Offsets committed in a transaction take effect at its commit marker.
-    pub(crate) fn load(&self, state: &BrokerState) -> Result<usize, sluice_storage::StorageError> {
-        let image = state.image();
-        let Some(topic) = image.topic(OFFSETS_TOPIC) else {
-            return Ok(0);
-        };
+    /// Replays `partition` of `__consumer_offsets` (of `count`): the
+    /// committed offsets and group metadata of the groups it stores, as
+    /// the coordinator it now is. Offsets committed in a transaction take
+    /// effect at its commit marker. Returns the records read.
+    pub(crate) fn load_partition(
+        &self,
+        state: &BrokerState,
+        partition: &Partition,
+        count: i32,
+    ) -> Result<usize, sluice_storage::StorageError> {
+        let index = partition.index;
+        // Anything left from an earlier time as coordinator is stale.
+        self.unload_partition(index, count);
         let mut inner = self.lock();
         let mut records = 0;
         // The latest metadata record per key, by group: a later record
         // replaces an earlier one and a tombstone removes it, as compaction
         // would.
         let mut metadata: HashMap<String, BTreeMap<Bytes, Bytes>> = HashMap::new();
-        for index in 0..topic.partitions.len() as i32 {
-            let Some(partition) = state.partitions.get(OFFSETS_TOPIC, index) else {
-                continue;
-            };
-            partition.replay_records(|record| {
-                if record.control {
-                    let marker = record.key.as_deref().and_then(marker_from_key);
-                    if let Some(marker) = marker {
-                        inner.complete_txn(index, record.producer_id, marker);
-                    }
+        partition.replay_records(|record| {
+            if record.control {
+                let marker = record.key.as_deref().and_then(marker_from_key);
+                if let Some(marker) = marker {
+                    inner.complete_txn(index, record.producer_id, marker);
+                }
+                return;
+            }
+            let Some(key) = &record.key else { return };
+            if record.transactional {
+                let Some(target) = offsets::commit_key(key) else {
                     return;
-                }
-                let Some(key) = &record.key else { return };
-                if record.transactional {
-                    let Some(target) = offsets::commit_key(key) else {
-                        return;
-                    };
-                    inner
-                        .pending_txn_offsets
-                        .entry((index, record.producer_id))
-                        .or_default()
-                        .push(PendingOffset {
-                            target,
-                            key: key.clone(),
-                            value: record.value.clone(),
-                        });
-                } else if let Some(metadata_key) = MetadataKey::decode(key) {
-                    let group = metadata.entry(metadata_key.group).or_default();
-                    match &record.value {
-                        Some(value) => group.insert(key.clone(), value.clone()),
-                        None => group.remove(key),
-                    };
-                } else {
-                    inner.offsets.replay(key, record.value.as_deref());
-                }
-                records += 1;
-            })?;
-        }
+                };
+                inner
+                    .pending_txn_offsets
+                    .entry((index, record.producer_id))
+                    .or_default()
+                    .push(PendingOffset {
+                        target,
+                        key: key.clone(),
+                        value: record.value.clone(),
+                    });
+            } else if let Some(metadata_key) = MetadataKey::decode(key) {
+                let group = metadata.entry(metadata_key.group).or_default();
+                match &record.value {
+                    Some(value) => group.insert(key.clone(), value.clone()),
+                    None => group.remove(key),
+                };
+            } else {
+                inner.offsets.replay(key, record.value.as_deref());
+            }
+            records += 1;
+        })?;
         let config = Self::consumer_config(state);
         let now = Instant::now();
         for (id, stored) in metadata {
@@ -410,6 +462,37 @@ impl GroupCoordinator {
         Ok(records)
     }
 
+    /// Replays every `__consumer_offsets` partition this broker leads (a
+    /// restart, for tests).
+    #[cfg(test)]
+    pub(crate) fn load_all(&self, state: &BrokerState) {
+        let count = state
+            .image()
+            .topic(OFFSETS_TOPIC)
+            .map_or(0, |t| t.partitions.len() as i32);
+        for index in 0..count {
+            if let Some(partition) = state.partitions.get(OFFSETS_TOPIC, index) {
+                self.load_partition(state, &partition, count).unwrap();
+            }
+        }
+    }
+
+    /// Drops the state of the groups `__consumer_offsets` partition `index`
+    /// (of `count`) stores: this broker no longer coordinates them. Members
+    /// waiting on a join or sync are answered and look the coordinator up
+    /// again.
+    pub(crate) fn unload_partition(&self, index: i32, count: i32) {
+        let mut inner = self.lock();
+        let here = |group: &String| offsets::partition_for(group, count) == index;
+        inner.groups.retain(|id, _| !here(id));
+        inner.consumer_groups.retain(|id, _| !here(id));
+        inner.persisted.retain(|id, _| !here(id));
+        inner.offsets.retain_groups(|id| !here(id));
+        inner
+            .pending_txn_offsets
+            .retain(|(partition, _), _| *partition != index);
+    }
+
     /// Writes what changed in group `id`'s metadata records since they were
     /// last written (one batch; tombstones for records it no longer has).
     /// Returns the partition and end offset to wait for, if anything was
@@ -420,7 +503,7 @@ impl GroupCoordinator {
         state: &BrokerState,
         groups: &mut Groups,
         id: &str,
-    ) -> Result<Option<(Arc<Partition>, i64)>, ApiError> {
+    ) -> Result<Option<Appended>, ApiError> {
         let wanted = groups.wanted_records(id);
         let empty = BTreeMap::new();
         let persisted = groups.persisted.get(id).unwrap_or(&empty);
@@ -457,31 +540,22 @@ impl GroupCoordinator {
         Ok(Some(written))
     }
 
-    /// Waits until records written by [`Self::persist_group`] are durable;
-    /// otherwise the error to answer (the member retries, as when the
-    /// coordinator moves).
-    pub(crate) async fn until_durable(
-        written: Option<(Arc<Partition>, i64)>,
-    ) -> Result<(), ErrorCode> {
-        if let Some((partition, end)) = written {
-            partition.make_durable(end).await.map_err(|e| {
-                tracing::error!(error = %e, "group metadata not durable");
-                error::COORDINATOR_NOT_AVAILABLE
-            })?;
+    /// Waits until records written by [`Self::persist_group`] are
+    /// committed; otherwise the error to answer (the member retries, as
+    /// when the coordinator moves).
+    pub(crate) async fn until_durable(written: Option<Appended>) -> Result<(), ErrorCode> {
+        match written {
+            Some(appended) => appended.committed().await,
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// [`Self::persist_group`] for changes whose answer does not wait: the
-    /// records are synced in the background.
+    /// records are committed in the background.
     pub(crate) fn persist_in_background(state: &BrokerState, groups: &mut Groups, id: &str) {
         // On failure persist_group has logged and undone the change.
-        if let Ok(Some((partition, end))) = Self::persist_group(state, groups, id) {
-            tokio::spawn(async move {
-                if let Err(e) = partition.make_durable(end).await {
-                    tracing::error!(error = %e, "group metadata not durable");
-                }
-            });
+        if let Ok(Some(appended)) = Self::persist_group(state, groups, id) {
+            appended.in_background();
         }
     }
 
@@ -496,9 +570,23 @@ impl GroupCoordinator {
         )
     }
 
+    /// Whether this broker coordinates `group` (creating
+    /// `__consumer_offsets` on first use, as Kafka does): the error a
+    /// request about it is answered with if not. Checked before the group
+    /// coordinator's lock is taken.
+    pub(crate) fn coordinator_error(state: &BrokerState, group: &str) -> Option<ErrorCode> {
+        if let Err(e) = Self::ensure_offsets_topic(state) {
+            tracing::warn!(error = %e.message, "cannot create {OFFSETS_TOPIC}");
+            return Some(error::COORDINATOR_NOT_AVAILABLE);
+        }
+        state
+            .coordination
+            .status_of_key(state, OFFSETS_TOPIC, group)
+            .err()
+    }
+
     /// The `__consumer_offsets` partition that stores `group`'s records.
     fn offsets_partition(state: &BrokerState, group: &str) -> Result<Arc<Partition>, ApiError> {
-        Self::ensure_offsets_topic(state)?;
         let count = state
             .image()
             .topic(OFFSETS_TOPIC)
@@ -519,11 +607,10 @@ impl GroupCoordinator {
         group: &str,
         commits: Vec<OffsetCommit>,
     ) -> Result<PendingOffsets, ApiError> {
-        let (partition, end) = Self::append_offsets(state, group, &commits, None)?;
+        let appended = Self::append_offsets(state, group, &commits, None)?;
         Ok(PendingOffsets {
             groups: state.groups.inner.clone(),
-            partition,
-            end,
+            appended,
             group: group.to_string(),
             commits,
         })
@@ -538,11 +625,11 @@ impl GroupCoordinator {
         group: &str,
         producer: (i64, i16),
         commits: Vec<OffsetCommit>,
-    ) -> Result<(Arc<Partition>, i64), ApiError> {
-        let (partition, end) = Self::append_offsets(state, group, &commits, Some(producer))?;
+    ) -> Result<Appended, ApiError> {
+        let appended = Self::append_offsets(state, group, &commits, Some(producer))?;
         let pending = groups
             .pending_txn_offsets
-            .entry((partition.index, producer.0))
+            .entry((appended.partition.index, producer.0))
             .or_default();
         for c in commits {
             pending.push(PendingOffset {
@@ -551,7 +638,7 @@ impl GroupCoordinator {
                 value: c.value.as_ref().map(offsets::encode_value),
             });
         }
-        Ok((partition, end))
+        Ok(appended)
     }
 
     /// Appends commits to the group's `__consumer_offsets` partition as one
@@ -561,7 +648,7 @@ impl GroupCoordinator {
         group: &str,
         commits: &[OffsetCommit],
         producer: Option<(i64, i16)>,
-    ) -> Result<(Arc<Partition>, i64), ApiError> {
+    ) -> Result<Appended, ApiError> {
         let records = commits
             .iter()
             .map(|c| {
@@ -581,7 +668,7 @@ impl GroupCoordinator {
         group: &str,
         records: Vec<KeyValue>,
         producer: Option<(i64, i16)>,
-    ) -> Result<(Arc<Partition>, i64), ApiError> {
+    ) -> Result<Appended, ApiError> {
         let partition = Self::offsets_partition(state, group)?;
         let now = now_ms();
         let records: Vec<Record> = records
@@ -606,9 +693,20 @@ impl GroupCoordinator {
         })?;
         let info = partition.append(&mut batch, None, now).map_err(|e| {
             let (code, message) = e.code_and_message();
+            // Leadership moved away meanwhile: so did the coordinator.
+            let code = match code {
+                error::NOT_LEADER_OR_FOLLOWER => error::NOT_COORDINATOR,
+                code => code,
+            };
             ApiError::new(code, message)
         })?;
-        Ok((partition, info.last_offset + 1))
+        let timeout =
+            Duration::from_millis(state.broker_i64("offsets.commit.timeout.ms").max(1) as u64);
+        Ok(Appended {
+            partition,
+            end: info.last_offset + 1,
+            timeout,
+        })
     }
 }
 
@@ -653,13 +751,8 @@ impl GroupCoordinator {
                     Ok(pending) => {
                         expired += count;
                         // Expiry promises no client anything: apply now (the
-                        // group may be forgotten below) and let the sync follow.
-                        let (partition, end) = pending.apply_to(&mut groups);
-                        tokio::spawn(async move {
-                            if let Err(e) = partition.make_durable(end).await {
-                                tracing::error!(error = %e, "offset expiry not durable");
-                            }
-                        });
+                        // group may be forgotten below) and let the commit follow.
+                        pending.apply_now(&mut groups);
                     }
                     Err(e) => {
                         tracing::warn!(group = %id, error = %e.message, "cannot expire offsets")
@@ -766,6 +859,7 @@ mod tests {
     #[tokio::test]
     async fn offsets_of_empty_groups_expire_after_retention() {
         let (_dir, state) = test_state();
+        assert_eq!(GroupCoordinator::coordinator_error(&state, "g"), None);
         GroupCoordinator::write_offsets(&state, "g", vec![commit(5)])
             .unwrap()
             .durable_then_apply()
@@ -789,13 +883,14 @@ mod tests {
             partition.make_durable(end).await.unwrap();
         }
         let reloaded = GroupCoordinator::default();
-        reloaded.load(&state).unwrap();
+        reloaded.load_all(&state);
         assert!(reloaded.lock().offsets.get("g").is_none());
     }
 
     #[tokio::test]
     async fn committed_offsets_are_invisible_until_durable() {
         let (_dir, state) = test_state();
+        assert_eq!(GroupCoordinator::coordinator_error(&state, "g"), None);
         let first = GroupCoordinator::write_offsets(&state, "g", vec![commit(5)]).unwrap();
         let second = GroupCoordinator::write_offsets(&state, "g", vec![commit(9)]).unwrap();
         assert!(

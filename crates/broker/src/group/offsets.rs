@@ -99,6 +99,12 @@ impl OffsetStore {
         self.put(group, topic, partition, value);
     }
 
+    /// Keeps only the groups `keep` accepts (and their log positions).
+    pub(crate) fn retain_groups(&mut self, mut keep: impl FnMut(&String) -> bool) {
+        self.groups.retain(|group, _| keep(group));
+        self.positions.retain(|(group, _, _), _| keep(group));
+    }
+
     /// Applies one record read back from `__consumer_offsets`.
     pub(crate) fn replay(&mut self, key: &[u8], value: Option<&[u8]>) {
         match decode_key(key) {

@@ -6,7 +6,7 @@ use super::{ApiSupport, Reply};
 use crate::group::offsets::{partition_for, OFFSETS_TOPIC};
 use crate::group::GroupCoordinator;
 use crate::state::BrokerState;
-use crate::txn::add_partitions;
+use crate::txn::{add_partitions, TransactionCoordinator};
 use kafka_protocol::messages::{
     AddOffsetsToTxnRequest, AddOffsetsToTxnResponse, ApiKey, ResponseKind,
 };
@@ -20,6 +20,10 @@ fn response(code: ErrorCode) -> ResponseKind {
 }
 
 pub(crate) fn handle(state: &Arc<BrokerState>, request: AddOffsetsToTxnRequest) -> Reply {
+    if let Some(code) = TransactionCoordinator::coordinator_error(state, &request.transactional_id)
+    {
+        return Reply::Now(Box::new(response(code)));
+    }
     if let Err(e) = GroupCoordinator::ensure_offsets_topic(state) {
         tracing::warn!(error = %e.message, "no offsets topic");
         return Reply::Now(Box::new(response(error::COORDINATOR_NOT_AVAILABLE)));

@@ -17,6 +17,7 @@ use kafka_protocol::messages::{
     AddPartitionsToTxnRequest, AddPartitionsToTxnResponse, ApiKey, ResponseKind, TopicName,
 };
 use sluice_protocol::error::{self, ErrorCode};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 pub(crate) const API: ApiSupport = ApiSupport::new(ApiKey::AddPartitionsToTxn, 0, 5);
@@ -135,16 +136,40 @@ pub(crate) fn handle(
     request: AddPartitionsToTxnRequest,
     version: i16,
 ) -> Reply {
-    if let Err(e) = TransactionCoordinator::ensure_state_topic(state) {
-        tracing::warn!(error = %e.message, "no transaction state topic");
-    }
+    // Checked before the coordinator's lock: the check may create
+    // `__transaction_state` and load it.
+    let ids: Vec<&str> = if version >= BATCHED_SINCE {
+        request
+            .transactions
+            .iter()
+            .map(|t| t.transactional_id.0.as_str())
+            .collect()
+    } else {
+        vec![request.v3_and_below_transactional_id.0.as_str()]
+    };
+    let not_here: HashMap<String, ErrorCode> = ids
+        .into_iter()
+        .filter_map(|id| {
+            TransactionCoordinator::coordinator_error(state, id).map(|code| (id.to_string(), code))
+        })
+        .collect();
     let mut response = AddPartitionsToTxnResponse::default();
     let mut writes = Vec::new();
     {
         let mut txns = state.txns.lock();
+        let answer =
+            |state: &BrokerState,
+             txns: &mut Txns,
+             id: &str,
+             producer,
+             flags,
+             topics: &[AddPartitionsToTxnTopic]| match not_here.get(id) {
+                Some(&code) => (results(topics, |_, _| code), None),
+                None => one(state, txns, id, producer, flags, topics),
+            };
         if version >= BATCHED_SINCE {
             for txn in &request.transactions {
-                let (results, durable) = one(
+                let (results, durable) = answer(
                     state,
                     &mut txns,
                     txn.transactional_id.0.as_str(),
@@ -160,7 +185,7 @@ pub(crate) fn handle(
                 );
             }
         } else {
-            let (results, durable) = one(
+            let (results, durable) = answer(
                 state,
                 &mut txns,
                 request.v3_and_below_transactional_id.0.as_str(),

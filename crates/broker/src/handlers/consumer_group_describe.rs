@@ -3,6 +3,7 @@
 
 use super::{str_bytes, ApiSupport};
 use crate::group::assignor::Partitions;
+use crate::group::GroupCoordinator;
 use crate::state::BrokerState;
 use kafka_protocol::messages::consumer_group_describe_response::{
     Assignment, DescribedGroup, Member, TopicPartitions,
@@ -11,7 +12,7 @@ use kafka_protocol::messages::{
     ApiKey, ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse, ResponseKind, TopicName,
 };
 use sluice_metadata::MetadataImage;
-use sluice_protocol::error;
+use sluice_protocol::error::{self, ErrorCode};
 use std::collections::BTreeMap;
 
 pub(crate) const API: ApiSupport = ApiSupport::new(ApiKey::ConsumerGroupDescribe, 0, 1);
@@ -21,14 +22,25 @@ const CONSUMER_MEMBER_TYPE: i8 = 1;
 
 pub(crate) fn handle(state: &BrokerState, request: ConsumerGroupDescribeRequest) -> ResponseKind {
     let image = state.image();
+    // Checked before the coordinator's lock: the check may create
+    // `__consumer_offsets` and load it.
+    let not_here: Vec<Option<ErrorCode>> = request
+        .group_ids
+        .iter()
+        .map(|id| GroupCoordinator::coordinator_error(state, id))
+        .collect();
     let groups = state.groups.lock();
     let described = request
         .group_ids
         .into_iter()
-        .map(|id| {
+        .zip(not_here)
+        .map(|(id, not_here)| {
             let d = DescribedGroup::default()
                 .with_group_id(id.clone())
                 .with_authorized_operations(i32::MIN);
+            if let Some(code) = not_here {
+                return d.with_error_code(code);
+            }
             let Some(group) = groups.consumer_groups.get(id.as_str()) else {
                 let message = if groups.groups.contains_key(id.as_str()) {
                     format!("Group {} is not a consumer group.", id.as_str())

@@ -85,6 +85,12 @@ pub(crate) fn handle(
     client_host: &str,
 ) -> Reply {
     let group_id = request.group_id.to_string();
+    if !group_id.is_empty() {
+        if let Some(code) = GroupCoordinator::coordinator_error(state, &group_id) {
+            let why = format!("this broker does not coordinate group {group_id} now");
+            return Reply::Now(Box::new(refused((code, why))));
+        }
+    }
     let mut groups = state.groups.lock();
     let response = heartbeat(state, &mut groups, request, version, client_id, client_host);
     let written = match GroupCoordinator::persist_group(state, &mut groups, &group_id) {
@@ -100,10 +106,9 @@ pub(crate) fn handle(
     drop(groups);
     match written {
         None => Reply::Now(Box::new(response)),
-        Some((partition, end)) => Reply::Later(Box::pin(async move {
-            if let Err(e) = partition.make_durable(end).await {
-                tracing::error!(error = %e, "group metadata not durable");
-                return refused((error::COORDINATOR_NOT_AVAILABLE, e.to_string()));
+        Some(appended) => Reply::Later(Box::pin(async move {
+            if let Err(code) = appended.committed().await {
+                return refused((code, "the group's change was not committed".to_string()));
             }
             response
         })),
@@ -120,9 +125,6 @@ fn heartbeat(
 ) -> ResponseKind {
     if let Err(refusal) = check_request(&request, version) {
         return refused(refusal);
-    }
-    if let Err(e) = GroupCoordinator::ensure_offsets_topic(state) {
-        return refused((error::COORDINATOR_NOT_AVAILABLE, e.message));
     }
     let config = GroupCoordinator::consumer_config(state);
     let image = state.image();

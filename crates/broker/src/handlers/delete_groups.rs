@@ -7,17 +7,25 @@ use crate::group::{GroupCoordinator, OffsetCommit};
 use crate::state::BrokerState;
 use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
 use kafka_protocol::messages::{ApiKey, DeleteGroupsRequest, DeleteGroupsResponse, ResponseKind};
-use sluice_protocol::error;
+use sluice_protocol::error::{self, ErrorCode};
 
 pub(crate) const API: ApiSupport = ApiSupport::new(ApiKey::DeleteGroups, 0, 2);
 
 pub(crate) fn handle(state: &BrokerState, request: DeleteGroupsRequest) -> Reply {
+    // Checked before the coordinator's lock: the check may create
+    // `__consumer_offsets` and load it.
+    let not_here: Vec<Option<ErrorCode>> = request
+        .groups_names
+        .iter()
+        .map(|id| GroupCoordinator::coordinator_error(state, id))
+        .collect();
     let mut groups = state.groups.lock();
     let mut results = Vec::new();
     let mut waits = Vec::new();
     let mut offset_waits = Vec::new();
-    for id in request.groups_names {
+    for (id, not_here) in request.groups_names.into_iter().zip(not_here) {
         let code = match groups.groups.get(id.as_str()) {
+            _ if not_here.is_some() => not_here.unwrap_or(error::NONE),
             Some(g) if !g.is_empty() => error::NON_EMPTY_GROUP,
             _ if groups
                 .consumer_groups
@@ -85,8 +93,8 @@ pub(crate) fn handle(state: &BrokerState, request: DeleteGroupsRequest) -> Reply
         for pending in offset_waits {
             durable &= pending.durable_then_apply().await.is_ok();
         }
-        for (partition, end) in waits {
-            durable &= partition.make_durable(end).await.is_ok();
+        for appended in waits {
+            durable &= appended.committed().await.is_ok();
         }
         if !durable {
             for r in &mut response.results {

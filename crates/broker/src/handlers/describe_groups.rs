@@ -4,12 +4,13 @@
 
 use super::{str_bytes, ApiSupport};
 use crate::group::classic::GroupState;
+use crate::group::GroupCoordinator;
 use crate::state::BrokerState;
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use kafka_protocol::messages::{
     ApiKey, DescribeGroupsRequest, DescribeGroupsResponse, ResponseKind,
 };
-use sluice_protocol::error;
+use sluice_protocol::error::{self, ErrorCode};
 
 pub(crate) const API: ApiSupport = ApiSupport::new(ApiKey::DescribeGroups, 0, 6);
 
@@ -21,14 +22,26 @@ pub(crate) fn handle(
     request: DescribeGroupsRequest,
     version: i16,
 ) -> ResponseKind {
+    // Checked before the coordinator's lock: the check may create
+    // `__consumer_offsets` and load it.
+    let not_here: Vec<Option<ErrorCode>> = request
+        .groups
+        .iter()
+        .map(|id| GroupCoordinator::coordinator_error(state, id))
+        .collect();
     let groups = state.groups.lock();
     let described = request
         .groups
         .into_iter()
-        .map(|id| {
+        .zip(not_here)
+        .map(|(id, not_here)| {
             let mut d = DescribedGroup::default()
                 .with_group_id(id.clone())
                 .with_authorized_operations(i32::MIN);
+            if let Some(code) = not_here {
+                d.error_code = code;
+                return d;
+            }
             match groups.groups.get(id.as_str()) {
                 Some(g) => {
                     let protocol = g.protocol.clone().unwrap_or_default();

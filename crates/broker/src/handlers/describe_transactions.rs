@@ -3,21 +3,37 @@
 
 use super::{str_bytes, ApiSupport};
 use crate::state::BrokerState;
+use crate::txn::TransactionCoordinator;
 use kafka_protocol::messages::describe_transactions_response::{TopicData, TransactionState};
 use kafka_protocol::messages::{
     ApiKey, DescribeTransactionsRequest, DescribeTransactionsResponse, ProducerId, ResponseKind,
     TopicName,
 };
-use sluice_protocol::error;
+use sluice_protocol::error::{self, ErrorCode};
 
 pub(crate) const API: ApiSupport = ApiSupport::new(ApiKey::DescribeTransactions, 0, 0);
 
 pub(crate) fn handle(state: &BrokerState, request: DescribeTransactionsRequest) -> ResponseKind {
+    // Checked before the coordinator's lock: the check may create
+    // `__transaction_state` and load it.
+    let not_here: Vec<Option<ErrorCode>> = request
+        .transactional_ids
+        .iter()
+        .map(|id| TransactionCoordinator::coordinator_error(state, id))
+        .collect();
     let txns = state.txns.lock();
     let states = request
         .transactional_ids
         .into_iter()
-        .map(|id| {
+        .zip(not_here)
+        .map(|(id, not_here)| {
+            if let Some(code) = not_here {
+                return TransactionState::default()
+                    .with_transactional_id(id)
+                    .with_error_code(code)
+                    .with_producer_id(ProducerId(-1))
+                    .with_producer_epoch(-1);
+            }
             let Some(txn) = txns.get(id.0.as_str()) else {
                 return TransactionState::default()
                     .with_transactional_id(id)

@@ -14,6 +14,7 @@
 use super::{ApiSupport, Reply};
 use crate::controller::ApiError;
 use crate::state::BrokerState;
+use crate::txn::TransactionCoordinator;
 use crate::txn::{
     bump_for_end, complete_end, prepare_end, TxnMetadata, TxnStatus, EPOCH_EXHAUSTED,
 };
@@ -140,6 +141,12 @@ pub(crate) fn handle(state: &Arc<BrokerState>, request: EndTxnRequest, version: 
             return Err(ApiError::new(
                 error::INVALID_REQUEST,
                 "empty transactional id",
+            ));
+        }
+        if let Some(code) = TransactionCoordinator::coordinator_error(state, &transactional_id) {
+            return Err(ApiError::new(
+                code,
+                "this broker does not coordinate the transactional id now",
             ));
         }
         let mut txns = state.txns.lock();

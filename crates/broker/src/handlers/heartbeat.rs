@@ -2,6 +2,7 @@
 //! rebalance has started.
 
 use super::ApiSupport;
+use crate::group::GroupCoordinator;
 use crate::state::BrokerState;
 use kafka_protocol::messages::{ApiKey, HeartbeatRequest, HeartbeatResponse, ResponseKind};
 use sluice_protocol::error;
@@ -10,6 +11,9 @@ use std::time::Instant;
 pub(crate) const API: ApiSupport = ApiSupport::new(ApiKey::Heartbeat, 0, 4);
 
 pub(crate) fn handle(state: &BrokerState, request: HeartbeatRequest) -> ResponseKind {
+    if let Some(code) = GroupCoordinator::coordinator_error(state, &request.group_id) {
+        return ResponseKind::Heartbeat(HeartbeatResponse::default().with_error_code(code));
+    }
     let mut groups = state.groups.lock();
     let code = match groups.groups.get_mut(request.group_id.as_str()) {
         None => error::UNKNOWN_MEMBER_ID,

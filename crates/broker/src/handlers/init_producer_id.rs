@@ -101,8 +101,12 @@ fn init_transactional(
             format!("transaction.timeout.ms {timeout_ms} is not in 1..={max} (transaction.max.timeout.ms)"),
         ));
     }
-    TransactionCoordinator::ensure_state_topic(state)
-        .map_err(|e| ApiError::new(error::COORDINATOR_NOT_AVAILABLE, e.message))?;
+    if let Some(code) = TransactionCoordinator::coordinator_error(state, &transactional_id) {
+        return Err(ApiError::new(
+            code,
+            "this broker does not coordinate the transactional id now",
+        ));
+    }
     let mut txns = state.txns.lock();
     if let Some(txn) = txns.get(&transactional_id) {
         if matches!(

@@ -53,10 +53,9 @@ pub(crate) fn handle(
             &request.member_id,
         ))));
     }
-    if let Err(e) = GroupCoordinator::ensure_offsets_topic(state) {
-        tracing::warn!(error = %e.message, "cannot create the offsets topic");
+    if let Some(code) = GroupCoordinator::coordinator_error(state, &group_id) {
         return Reply::Now(Box::new(response(JoinResult::error(
-            error::COORDINATOR_NOT_AVAILABLE,
+            code,
             &request.member_id,
         ))));
     }

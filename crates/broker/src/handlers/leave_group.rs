@@ -14,6 +14,11 @@ pub(crate) const API: ApiSupport = ApiSupport::new(ApiKey::LeaveGroup, 0, 5);
 const BATCHED_SINCE: i16 = 3;
 
 pub(crate) fn handle(state: &BrokerState, request: LeaveGroupRequest, version: i16) -> Reply {
+    if let Some(code) = GroupCoordinator::coordinator_error(state, &request.group_id) {
+        return Reply::Now(Box::new(ResponseKind::LeaveGroup(
+            LeaveGroupResponse::default().with_error_code(code),
+        )));
+    }
     let mut groups = state.groups.lock();
     let now = Instant::now();
     let Some(group) = groups.groups.get_mut(request.group_id.as_str()) else {

@@ -26,6 +26,9 @@ fn check(state: &BrokerState, request: &OffsetCommitRequest, version: i16) -> Er
     if request.group_id.is_empty() {
         return error::INVALID_GROUP_ID;
     }
+    if let Some(code) = GroupCoordinator::coordinator_error(state, &request.group_id) {
+        return code;
+    }
     let groups = state.groups.lock();
     let generation = request.generation_id_or_member_epoch;
     if let Some(group) = groups.consumer_groups.get(request.group_id.as_str()) {

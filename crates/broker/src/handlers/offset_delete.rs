@@ -14,6 +14,11 @@ use std::collections::HashSet;
 pub(crate) const API: ApiSupport = ApiSupport::new(ApiKey::OffsetDelete, 0, 0);
 
 pub(crate) fn handle(state: &BrokerState, request: OffsetDeleteRequest) -> Reply {
+    if let Some(code) = GroupCoordinator::coordinator_error(state, &request.group_id) {
+        return Reply::Now(Box::new(ResponseKind::OffsetDelete(
+            OffsetDeleteResponse::default().with_error_code(code),
+        )));
+    }
     let groups = state.groups.lock();
     let group_id = request.group_id.to_string();
     let known = groups.groups.contains_key(&group_id) || groups.offsets.get(&group_id).is_some();

@@ -3,7 +3,7 @@
 //! consumer-protocol group fetches with its member epoch, which is checked.
 
 use super::{str_bytes, ApiSupport};
-use crate::group::Groups;
+use crate::group::{GroupCoordinator, Groups};
 use crate::state::BrokerState;
 use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
@@ -13,6 +13,7 @@ use kafka_protocol::messages::{
     ApiKey, OffsetFetchRequest, OffsetFetchResponse, ResponseKind, TopicName,
 };
 use sluice_protocol::error::{self, ErrorCode};
+use std::collections::HashMap;
 
 pub(crate) const API: ApiSupport = ApiSupport::new(ApiKey::OffsetFetch, 1, 9);
 
@@ -66,8 +67,51 @@ pub(crate) fn handle(
     request: OffsetFetchRequest,
     version: i16,
 ) -> ResponseKind {
-    let groups = state.groups.lock();
+    // Checked before the coordinator's lock: the check may create
+    // `__consumer_offsets` and load it.
+    let asked: Vec<String> = if version < MULTI_GROUP_SINCE {
+        vec![request.group_id.to_string()]
+    } else {
+        request
+            .groups
+            .iter()
+            .map(|g| g.group_id.to_string())
+            .collect()
+    };
+    let not_here: HashMap<String, ErrorCode> = asked
+        .into_iter()
+        .filter_map(|id| GroupCoordinator::coordinator_error(state, &id).map(|code| (id, code)))
+        .collect();
     let mut response = OffsetFetchResponse::default();
+    if let (true, Some(&code)) = (
+        version < MULTI_GROUP_SINCE,
+        not_here.get(request.group_id.as_str()),
+    ) {
+        response.error_code = code;
+        // v0 and v1 have no top-level error: each asked partition has it.
+        response.topics = request
+            .topics
+            .into_iter()
+            .flatten()
+            .map(|t| {
+                OffsetFetchResponseTopic::default()
+                    .with_name(t.name)
+                    .with_partitions(
+                        t.partition_indexes
+                            .into_iter()
+                            .map(|p| {
+                                OffsetFetchResponsePartition::default()
+                                    .with_partition_index(p)
+                                    .with_committed_offset(-1)
+                                    .with_error_code(code)
+                            })
+                            .collect(),
+                    )
+            })
+            .collect();
+        return ResponseKind::OffsetFetch(response);
+    }
+    let groups = state.groups.lock();
     if version < MULTI_GROUP_SINCE {
         let topics = request.topics.map(|ts| {
             ts.into_iter()
@@ -103,6 +147,11 @@ pub(crate) fn handle(
         .groups
         .into_iter()
         .map(|g| {
+            if let Some(&code) = not_here.get(g.group_id.as_str()) {
+                return OffsetFetchResponseGroup::default()
+                    .with_group_id(g.group_id)
+                    .with_error_code(code);
+            }
             let topics = g.topics.map(|ts| {
                 ts.into_iter()
                     .map(|t| (t.name.to_string(), t.partition_indexes))

@@ -22,6 +22,9 @@ fn response(result: SyncResult) -> ResponseKind {
 }
 
 pub(crate) fn handle(state: &BrokerState, request: SyncGroupRequest) -> Reply {
+    if let Some(code) = GroupCoordinator::coordinator_error(state, &request.group_id) {
+        return Reply::Now(Box::new(response(SyncResult::error(code))));
+    }
     let (synced, written) = {
         let mut groups = state.groups.lock();
         let synced = match groups.groups.get_mut(request.group_id.as_str()) {

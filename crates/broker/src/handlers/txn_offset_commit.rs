@@ -78,6 +78,9 @@ fn check_member(state: &BrokerState, request: &TxnOffsetCommitRequest) -> ErrorC
     if request.group_id.is_empty() {
         return error::INVALID_GROUP_ID;
     }
+    if let Some(code) = GroupCoordinator::coordinator_error(state, &request.group_id) {
+        return code;
+    }
     if request.generation_id < 0 && request.member_id.is_empty() {
         return error::NONE;
     }
@@ -186,7 +189,7 @@ pub(crate) fn handle(state: &BrokerState, request: TxnOffsetCommitRequest, versi
             fail_all(&mut response, error::COORDINATOR_NOT_AVAILABLE);
             Reply::Now(Box::new(ResponseKind::TxnOffsetCommit(response)))
         }
-        Ok((partition, end)) => Reply::Later(Box::pin(async move {
+        Ok(appended) => Reply::Later(Box::pin(async move {
             if let Some(Err(e)) = match txn_write {
                 Some(durable) => Some(durable.wait().await),
                 None => None,
@@ -194,9 +197,8 @@ pub(crate) fn handle(state: &BrokerState, request: TxnOffsetCommitRequest, versi
                 tracing::error!(error = %e, "transaction state not durable");
                 fail_all(&mut response, error::COORDINATOR_NOT_AVAILABLE);
             }
-            if let Err(e) = partition.make_durable(end).await {
-                tracing::error!(error = %e, "transactional offset commit not durable");
-                fail_all(&mut response, error::COORDINATOR_NOT_AVAILABLE);
+            if let Err(code) = appended.committed().await {
+                fail_all(&mut response, code);
             }
             ResponseKind::TxnOffsetCommit(response)
         })),

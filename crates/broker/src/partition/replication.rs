@@ -11,6 +11,8 @@ use sluice_protocol::batch::BatchIter;
 use sluice_protocol::error::{self, ErrorCode};
 use sluice_storage::StorageError;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
 
 /// What the leader answers a follower's fetch with.
 pub(crate) struct FollowerRead {
@@ -163,6 +165,27 @@ impl Partition {
                 Role::Follower { .. } => return Err(error::NOT_LEADER_OR_FOLLOWER),
             }
             changed.await;
+        }
+    }
+
+    /// For a coordinator's write (offsets, group metadata, transaction
+    /// state and markers): waits until `end` is durable here and below the
+    /// high watermark, so every in-sync replica has it, as Kafka's
+    /// coordinators append with acks=all. A write that is not replicated
+    /// within `timeout` is REQUEST_TIMED_OUT; a storage failure is
+    /// KAFKA_STORAGE_ERROR (logged here).
+    pub(crate) async fn make_committed(
+        self: &Arc<Self>,
+        end: i64,
+        timeout: Duration,
+    ) -> Result<(), ErrorCode> {
+        self.make_durable(end).await.map_err(|e| {
+            tracing::error!(topic = %self.topic, partition = self.index, error = %e, "coordinator write not durable");
+            error::KAFKA_STORAGE_ERROR
+        })?;
+        match tokio::time::timeout(timeout, self.wait_replicated(end)).await {
+            Ok(replicated) => replicated,
+            Err(_) => Err(error::REQUEST_TIMED_OUT),
         }
     }
 

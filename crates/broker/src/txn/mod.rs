@@ -172,17 +172,32 @@ impl Durable {
         self.0.push((partition, end));
     }
 
-    pub(crate) async fn wait(self) -> Result<(), StorageError> {
+    /// Waits until every append is durable and replicated to the in-sync
+    /// replicas of its partition (see [`Partition::make_committed`]).
+    pub(crate) async fn wait(self) -> Result<(), ApiError> {
         for (partition, end) in self.0 {
-            partition.make_durable(end).await?;
+            partition
+                .make_committed(end, TXN_WRITE_TIMEOUT)
+                .await
+                .map_err(|code| {
+                    ApiError::new(
+                        code,
+                        format!(
+                            "{}-{} did not reach its in-sync replicas: {}",
+                            partition.topic,
+                            partition.index,
+                            error::name(code)
+                        ),
+                    )
+                })?;
         }
         Ok(())
     }
 }
 
-fn storage_error(e: StorageError) -> ApiError {
-    ApiError::new(error::KAFKA_STORAGE_ERROR, e.to_string())
-}
+/// How long a write of the transaction coordinator may take to reach the
+/// in-sync replicas; Kafka bounds it by its request timeout (30 s).
+const TXN_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl TransactionCoordinator {
     pub(crate) fn lock(&self) -> MutexGuard<'_, Txns> {
@@ -200,11 +215,28 @@ impl TransactionCoordinator {
         )
     }
 
+    /// Whether this broker coordinates `transactional_id` (creating
+    /// `__transaction_state` on first use): the error a request about it
+    /// is answered with if not. Checked before the coordinator's lock is
+    /// taken.
+    pub(crate) fn coordinator_error(
+        state: &BrokerState,
+        transactional_id: &str,
+    ) -> Option<ErrorCode> {
+        if let Err(e) = Self::ensure_state_topic(state) {
+            tracing::warn!(error = %e.message, "cannot create {TRANSACTION_STATE_TOPIC}");
+            return Some(error::COORDINATOR_NOT_AVAILABLE);
+        }
+        state
+            .coordination
+            .status_of_key(state, TRANSACTION_STATE_TOPIC, transactional_id)
+            .err()
+    }
+
     fn state_partition(
         state: &BrokerState,
         transactional_id: &str,
     ) -> Result<Arc<Partition>, ApiError> {
-        Self::ensure_state_topic(state)?;
         let count = state
             .image()
             .topic(TRANSACTION_STATE_TOPIC)
@@ -246,6 +278,11 @@ impl TransactionCoordinator {
         })?;
         let info = partition.append(&mut batch, None, now).map_err(|e| {
             let (code, message) = e.code_and_message();
+            // Leadership moved away meanwhile: so did the coordinator.
+            let code = match code {
+                error::NOT_LEADER_OR_FOLLOWER => error::NOT_COORDINATOR,
+                code => code,
+            };
             ApiError::new(code, message)
         })?;
         let mut durable = Durable::default();
@@ -253,41 +290,52 @@ impl TransactionCoordinator {
         Ok(durable)
     }
 
-    /// Rebuilds every transactional id's state from `__transaction_state`.
-    pub(crate) fn load(&self, state: &BrokerState) -> Result<usize, StorageError> {
-        let image = state.image();
-        let Some(topic) = image.topic(TRANSACTION_STATE_TOPIC) else {
-            return Ok(0);
-        };
-        let mut txns = self.lock();
-        for index in 0..topic.partitions.len() as i32 {
-            let Some(partition) = state.partitions.get(TRANSACTION_STATE_TOPIC, index) else {
-                continue;
+    /// Replays `partition` of `__transaction_state`: the state of the
+    /// transactional ids it stores, as their coordinator. Returns the
+    /// records read.
+    pub(crate) fn load_partition(&self, partition: &Partition) -> Result<usize, StorageError> {
+        let mut replayed = HashMap::new();
+        let mut records = 0;
+        partition.replay_records(|record| {
+            let Some(id) = record.key.as_deref().and_then(log::decode_key) else {
+                return;
             };
-            partition.replay_records(|record| {
-                let Some(id) = record.key.as_deref().and_then(log::decode_key) else {
-                    return;
-                };
-                match record.value.as_deref().and_then(log::decode_value) {
-                    Some(txn) => {
-                        txns.insert(id, txn);
-                    }
-                    None => {
-                        txns.remove(&id);
-                    }
+            records += 1;
+            match record.value.as_deref().and_then(log::decode_value) {
+                Some(txn) => {
+                    replayed.insert(id, txn);
                 }
-            })?;
-        }
-        Ok(txns.len())
+                None => {
+                    replayed.remove(&id);
+                }
+            }
+        })?;
+        self.lock().extend(replayed);
+        Ok(records)
     }
 
-    /// Finishes transactions a crash left prepared (markers may be missing
-    /// from some partitions; writing one twice is harmless).
-    pub(crate) fn resume_prepared(state: &Arc<BrokerState>) {
+    /// Drops the state of the transactional ids `__transaction_state`
+    /// partition `index` (of `count`) stores: another broker coordinates
+    /// them now.
+    pub(crate) fn unload_partition(&self, index: i32, count: i32) {
+        self.lock()
+            .retain(|id, _| partition_for(id, count) != index);
+    }
+
+    /// Finishes the transactions of `__transaction_state` `partitions`
+    /// that a crash or a coordinator move left prepared (markers may be
+    /// missing from some partitions; writing one twice is harmless).
+    pub(crate) fn resume_prepared(state: &Arc<BrokerState>, partitions: &[i32]) {
+        let count = state
+            .image()
+            .topic(TRANSACTION_STATE_TOPIC)
+            .map_or(0, |t| t.partitions.len() as i32);
         let mut txns = state.txns.lock();
         let prepared: Vec<String> = txns
             .iter()
-            .filter(|(_, t)| t.status.is_prepared())
+            .filter(|(id, t)| {
+                t.status.is_prepared() && partitions.contains(&partition_for(id, count))
+            })
             .map(|(id, _)| id.clone())
             .collect();
         for id in prepared {
@@ -549,7 +597,7 @@ pub(crate) async fn complete_end(
     transactional_id: String,
     markers: Durable,
 ) -> Result<(i64, i16), ApiError> {
-    markers.wait().await.map_err(storage_error)?;
+    markers.wait().await?;
     let mut txns = state.txns.lock();
     let Some(txn) = txns.get_mut(&transactional_id) else {
         return Err(ApiError::new(

@@ -418,7 +418,7 @@ async fn transactional_offsets_apply_only_on_commit() {
 
     // Replaying __consumer_offsets gives the same answer.
     let reloaded = crate::group::GroupCoordinator::default();
-    reloaded.load(&state).unwrap();
+    reloaded.load_all(&state);
     let offset = reloaded
         .lock()
         .offsets
@@ -862,7 +862,7 @@ async fn tv2_state_survives_a_restart() {
     let next = txn.next_producer_id;
     assert!(next >= 0 && next != pid, "NextProducerId survives");
     // Finishing at start moves the id on, as the completed EndTxn would.
-    TransactionCoordinator::resume_prepared(&state);
+    crate::coordination::resume_loaded(&state);
     for _ in 0..100 {
         if state.txns.lock()["tx"].status == TxnStatus::CompleteCommit {
             break;

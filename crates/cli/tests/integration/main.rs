@@ -6,6 +6,8 @@
 //! * `cluster` — three `sluice serve` processes as one cluster (Raft
 //!   controller quorum): brokers in Metadata, partitions spread, admin
 //!   through any broker, a SIGKILLed broker fenced and back.
+//! * `coordinator_failover` — a consumer group keeps its committed offsets
+//!   when the broker coordinating it is SIGKILLed, on three processes.
 //! * `connections` — connection limits and timeouts, accept back-off.
 //! * `crash` — `sluice serve` child processes: SIGKILL during acks=all
 //!   produce, damaged and torn segment files.
@@ -41,6 +43,7 @@
 mod cluster;
 mod common;
 mod connections;
+mod coordinator_failover;
 mod crash;
 mod differential;
 mod disk_faults;
