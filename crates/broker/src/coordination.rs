@@ -102,6 +102,7 @@ impl Coordination {
                 .collect();
             // Unload first, from the set and then the state, so no request
             // is served from state being dropped.
+            let mut unloaded: Vec<i32> = Vec::new();
             for (index, epoch) in loaded {
                 let current = state.partitions.get(topic, index).map(|p| p.leader_epoch());
                 if current != Some(epoch) {
@@ -109,13 +110,11 @@ impl Coordination {
                         .write_locked("coordination")
                         .remove(&(topic, index));
                     unload(state, topic, index, count);
-                    tracing::info!(
-                        topic,
-                        partition = index,
-                        "no longer coordinating for this partition"
-                    );
+                    unloaded.push(index);
                 }
             }
+            let mut newly: Vec<i32> = Vec::new();
+            let mut records = 0;
             for index in 0..count {
                 let Some(partition) = state.partitions.get(topic, index) else {
                     continue;
@@ -128,20 +127,20 @@ impl Coordination {
                     continue;
                 }
                 let epoch = partition.leader_epoch();
-                let records = load(state, topic, &partition, count)?;
+                records += load(state, topic, &partition, count)?;
                 if topic == TRANSACTION_STATE_TOPIC {
                     self.to_resume.locked("coordination").push(index);
                 }
                 self.loaded
                     .write_locked("coordination")
                     .insert((topic, index), epoch);
-                tracing::info!(
-                    topic,
-                    partition = index,
-                    leader_epoch = epoch,
-                    records,
-                    "coordinating for this partition"
-                );
+                newly.push(index);
+            }
+            if !unloaded.is_empty() {
+                tracing::info!(topic, partitions = ?unloaded, "no longer coordinating for these partitions");
+            }
+            if !newly.is_empty() {
+                tracing::info!(topic, partitions = ?newly, records, "coordinating for these partitions (loaded)");
             }
         }
         Ok(())

@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -37,6 +38,31 @@ pub(crate) struct Cluster {
     _root: tempfile::TempDir,
 }
 
+/// A port for a node that is stopped and started again: below the
+/// kernel's ephemeral range, so no outgoing connection of a test running
+/// alongside can take it while the node is down (one did take an
+/// ephemeral one, and the restart failed with "address in use").
+fn node_port() -> u16 {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32768);
+    let span = ephemeral_low.saturating_sub(10_000).min(12_000);
+    if span < 1_000 {
+        return free_port();
+    }
+    let base = ephemeral_low - span;
+    loop {
+        // Spread by process id: several test binaries may run at once.
+        let n = NEXT.fetch_add(1, Ordering::Relaxed) + std::process::id().wrapping_mul(613);
+        let port = (base + n % span) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
 impl Cluster {
     /// A cluster whose nodes also get `extra` (NAME=VALUE) settings.
     pub(crate) fn with_settings(size: i32, extra: &[&str]) -> Cluster {
@@ -50,8 +76,8 @@ impl Cluster {
         let specs: Vec<NodeSpec> = (1..=size)
             .map(|id| NodeSpec {
                 id,
-                client_port: free_port(),
-                controller_port: free_port(),
+                client_port: node_port(),
+                controller_port: node_port(),
                 dir: root.path().join(format!("node-{id}")),
                 log: root.path().join(format!("node-{id}.log")),
             })
