@@ -32,7 +32,8 @@
 //! * `protocol` — malformed frames and invalid batches on raw sockets.
 //! * `replication` — a replication-factor-3 partition on three `sluice
 //!   serve` processes: acks=all records survive the SIGKILL of their
-//!   leader, the ISR shrinks and grows back.
+//!   leader, the ISR shrinks and grows back, a rolling restart under
+//!   load loses and duplicates nothing.
 //! * `sasl` — a SASL_PLAINTEXT listener: librdkafka with PLAIN, refused
 //!   logins, nothing but ApiVersions and SASL before authentication.
 //! * `sluice_client` — our own client against the broker.
