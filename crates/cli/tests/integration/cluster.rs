@@ -487,3 +487,119 @@ fn sluice_dev_cluster_starts_three_nodes_and_stops_them() {
         assert!(log.contains("stopped cleanly"), "node {id}:\n{log}");
     }
 }
+
+/// The active controller, as `sluice cluster describe` through `bootstrap`
+/// reports it.
+fn active_controller(bootstrap: &str) -> Option<i32> {
+    let out = Command::new(sluice_binary())
+        .args(["--bootstrap-server", bootstrap])
+        .args(["--output", "json", "cluster", "describe"])
+        .output()
+        .ok()?;
+    let described: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    let id = described["controller_id"].as_i64()? as i32;
+    (id > 0).then_some(id)
+}
+
+/// Fresh metadata for `admin`, which tells it the active controller.
+fn refresh(admin: &AdminClient<DefaultClientContext>) {
+    std::thread::sleep(Duration::from_millis(200));
+    let _ = admin.inner().fetch_metadata(None, Duration::from_secs(5));
+}
+
+/// Topics are created through a broker while the active controller is
+/// SIGKILLed: the others elect a new one and every topic ends up created
+/// once, each attempt answered with success, an error a client retries
+/// (and the retry then succeeds or finds the topic created), never lost.
+#[test]
+fn topics_created_while_the_active_controller_is_killed_are_all_created_once() {
+    let mut cluster = Cluster::new(3);
+    cluster.start(&[1, 2, 3]);
+    let logs: Vec<PathBuf> = cluster.logs();
+    let logs: Vec<&Path> = logs.iter().map(PathBuf::as_path).collect();
+    for id in 1..=3 {
+        wait_until("every node lists three brokers", &logs, || {
+            (metadata(&cluster.bootstrap(id), "none").0 == BTreeSet::from([1, 2, 3])).then_some(())
+        });
+    }
+    let controller = wait_until("a controller is known", &logs, || {
+        active_controller(&cluster.bootstrap(1))
+    });
+    let through = (1..=3).find(|id| *id != controller).expect("another node");
+    let bootstrap = cluster.bootstrap(through);
+    const TOPICS: usize = 40;
+    let creator = std::thread::spawn(move || {
+        let admin = admin(&bootstrap);
+        // A request queued for the dead controller gives up after 5 s
+        // rather than librdkafka's default minute.
+        let options = AdminOptions::new()
+            .operation_timeout(Some(Duration::from_secs(5)))
+            .request_timeout(Some(Duration::from_secs(5)));
+        let mut outcomes = Vec::new();
+        for i in 0..TOPICS {
+            let name = format!("during-failover-{i}");
+            let topic = NewTopic::new(&name, 2, TopicReplication::Fixed(1));
+            let deadline = Instant::now() + PATIENCE;
+            let mut retries = 0;
+            loop {
+                let answer = block_on(admin.create_topics([&topic], &options));
+                let result = answer.map(|mut r| r.remove(0));
+                match result {
+                    Ok(Ok(_)) => {
+                        outcomes.push((name, format!("created after {retries} retries")));
+                        break;
+                    }
+                    Ok(Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists))) => {
+                        // An earlier attempt's record was committed.
+                        outcomes.push((name, "already existed on retry".to_string()));
+                        break;
+                    }
+                    Ok(Err((_, code))) if Instant::now() < deadline => {
+                        assert!(
+                            matches!(
+                                code,
+                                rdkafka::types::RDKafkaErrorCode::NotController
+                                    | rdkafka::types::RDKafkaErrorCode::RequestTimedOut
+                                    | rdkafka::types::RDKafkaErrorCode::OperationTimedOut
+                            ),
+                            "{name}: a non-retriable answer {code:?}"
+                        );
+                        retries += 1;
+                        refresh(&admin);
+                    }
+                    // The request went to the dead controller: librdkafka
+                    // learns the new one from fresh metadata (the Java
+                    // admin client looks it up again by itself).
+                    Err(_) if Instant::now() < deadline => {
+                        retries += 1;
+                        refresh(&admin);
+                    }
+                    other => panic!("{name}: still failing: {other:?}"),
+                }
+            }
+        }
+        outcomes
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    cluster.kill(controller);
+    let outcomes = creator.join().expect("creator thread");
+    println!("controller {controller} killed; through {through}: {outcomes:?}");
+    let survivors: Vec<i32> = (1..=3).filter(|id| *id != controller).collect();
+    let new_controller = wait_until("a new controller", &logs, || {
+        active_controller(&cluster.bootstrap(survivors[0])).filter(|c| *c != controller)
+    });
+    assert!(survivors.contains(&new_controller));
+    for (name, outcome) in &outcomes {
+        for id in &survivors {
+            wait_until(
+                &format!("{name} ({outcome}) is visible from {id}"),
+                &logs,
+                || {
+                    let (_, leaders) = metadata(&cluster.bootstrap(*id), name);
+                    (leaders.len() == 2).then_some(())
+                },
+            );
+        }
+    }
+    assert_eq!(outcomes.len(), TOPICS);
+}
