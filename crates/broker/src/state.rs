@@ -139,6 +139,16 @@ impl BrokerState {
         })
     }
 
+    /// The leader (-1: none) of `topic`-`index` in the current image;
+    /// `None` if there is no such partition.
+    pub(crate) fn partition_leader(&self, topic: &str, index: i32) -> Option<i32> {
+        let image = self.image();
+        let partitions = &image.topic(topic)?.partitions;
+        partitions
+            .get(usize::try_from(index).ok()?)
+            .map(|p| p.leader)
+    }
+
     /// A live broker by id.
     pub(crate) fn live_broker(&self, image: &MetadataImage, node_id: i32) -> Option<LiveBroker> {
         self.live_brokers(image)

@@ -49,13 +49,14 @@ fn results(
         .collect()
 }
 
-/// Per-partition errors when some partitions do not exist: those get
-/// UNKNOWN_TOPIC_OR_PARTITION, the rest OPERATION_NOT_ATTEMPTED.
+/// Per-partition errors when some partitions do not exist in the cluster
+/// (wherever they are led): those get UNKNOWN_TOPIC_OR_PARTITION, the rest
+/// OPERATION_NOT_ATTEMPTED.
 fn unknown_partitions(
     state: &BrokerState,
     topics: &[AddPartitionsToTxnTopic],
 ) -> Option<Vec<AddPartitionsToTxnTopicResult>> {
-    let exists = |t: &TopicName, p: i32| state.partitions.get(t.0.as_str(), p).is_some();
+    let exists = |t: &TopicName, p: i32| state.partition_leader(t.0.as_str(), p).is_some();
     let all_exist = topics
         .iter()
         .all(|t| t.partitions.iter().all(|p| exists(&t.name, *p)));

@@ -221,7 +221,7 @@ pub(crate) async fn dispatch_authenticating(
         RequestKind::AddOffsetsToTxn(req) => add_offsets_to_txn::handle(state, req),
         RequestKind::EndTxn(req) => end_txn::handle(state, req, version),
         RequestKind::WriteTxnMarkers(req) => write_txn_markers::handle(state, req),
-        RequestKind::TxnOffsetCommit(req) => txn_offset_commit::handle(state, req, version),
+        RequestKind::TxnOffsetCommit(req) => txn_offset_commit::handle(state, req, version).await,
         RequestKind::DescribeProducers(req) => {
             Reply::Now(Box::new(describe_producers::handle(state, req)))
         }

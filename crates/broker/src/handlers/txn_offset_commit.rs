@@ -13,6 +13,7 @@ use super::{ApiSupport, Reply};
 use crate::group::offsets::{partition_for, OFFSETS_TOPIC};
 use crate::group::{GroupCoordinator, RequestedCommit};
 use crate::state::{now_ms, BrokerState};
+use crate::txn::remote::verify_with_coordinator;
 use crate::txn::{Durable, TransactionCoordinator, TxnStatus};
 use kafka_protocol::messages::txn_offset_commit_response::{
     TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
@@ -98,7 +99,52 @@ fn check_member(state: &BrokerState, request: &TxnOffsetCommitRequest) -> ErrorC
     }
 }
 
-pub(crate) fn handle(state: &BrokerState, request: TxnOffsetCommitRequest, version: i16) -> Reply {
+/// [`check_transaction`] with the coordinator on another broker
+/// (AddPartitionsToTxn v4 for the group's offsets partition: verify only,
+/// or add it from v5). A coordinator that cannot answer now is
+/// COORDINATOR_LOAD_IN_PROGRESS (retried here, not looked up again: this
+/// broker still coordinates the group); TRANSACTION_ABORTABLE is
+/// INVALID_TXN_STATE before v5, as the local check answers.
+async fn check_remote_transaction(
+    state: &BrokerState,
+    request: &TxnOffsetCommitRequest,
+    version: i16,
+) -> ErrorCode {
+    let count = state
+        .image()
+        .topic(OFFSETS_TOPIC)
+        .map_or(0, |t| t.partitions.len() as i32);
+    let partition = (
+        OFFSETS_TOPIC.to_string(),
+        partition_for(request.group_id.0.as_str(), count),
+    );
+    let codes = verify_with_coordinator(
+        state,
+        request.transactional_id.0.as_str(),
+        (request.producer_id.0, request.producer_epoch),
+        std::slice::from_ref(&partition),
+        version < IMPLICIT_ADD_SINCE,
+    )
+    .await;
+    match codes
+        .get(&partition)
+        .copied()
+        .unwrap_or(error::UNKNOWN_SERVER_ERROR)
+    {
+        error::COORDINATOR_NOT_AVAILABLE | error::NOT_COORDINATOR => {
+            error::COORDINATOR_LOAD_IN_PROGRESS
+        }
+        error::TRANSACTION_ABORTABLE if version < IMPLICIT_ADD_SINCE => error::INVALID_TXN_STATE,
+        code => code,
+    }
+}
+
+/// Async only to ask a transaction coordinator on another broker.
+pub(crate) async fn handle(
+    state: &BrokerState,
+    request: TxnOffsetCommitRequest,
+    version: i16,
+) -> Reply {
     let image = state.image();
     let exists = |topic: &str, partition: i32| partition_exists(&image, topic, partition);
     let any_exists = request.topics.iter().any(|t| {
@@ -111,7 +157,15 @@ pub(crate) fn handle(state: &BrokerState, request: TxnOffsetCommitRequest, versi
             tracing::warn!(error = %e.message, "no offsets topic");
         }
     }
-    let (mut code, txn_write) = if any_exists {
+    let remote = any_exists
+        && TransactionCoordinator::coordinator_error(state, request.transactional_id.0.as_str())
+            == Some(error::NOT_COORDINATOR);
+    let (mut code, txn_write) = if remote {
+        (
+            check_remote_transaction(state, &request, version).await,
+            None,
+        )
+    } else if any_exists {
         check_transaction(state, &request, version)
     } else {
         (error::NONE, None)

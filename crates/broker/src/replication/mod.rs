@@ -10,7 +10,7 @@
 
 pub(crate) mod checkpoint;
 mod fetcher;
-mod peer;
+pub(crate) mod peer;
 
 use crate::controller::{ApiError, Controller};
 use crate::locks::MutexExt;

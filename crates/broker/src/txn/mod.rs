@@ -11,6 +11,7 @@
 //! start, so no partition is left with a transaction that never ends.
 
 pub(crate) mod log;
+pub(crate) mod remote;
 
 use crate::controller::{ensure_internal_topic, ApiError};
 use crate::group::offsets::{partition_for, OFFSETS_TOPIC};
@@ -161,11 +162,21 @@ pub(crate) type Txns = HashMap<String, TxnMetadata>;
 #[derive(Default)]
 pub(crate) struct TransactionCoordinator {
     txns: Mutex<Txns>,
+    /// How many markers each partition led here has had written: a
+    /// transactional produce verified with a coordinator on another broker
+    /// is appended only if no marker landed on its partition since the
+    /// verification began (the transaction may have ended meanwhile).
+    /// Held across such an append and across a marker's.
+    pub(crate) markers_written: Mutex<HashMap<(String, i32), u64>>,
 }
+
+/// Markers being written by other brokers (see [`remote`]).
+type RemoteWrite =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), ApiError>> + Send>>;
 
 /// Appends that must be durable before the next step may be taken.
 #[derive(Default)]
-pub(crate) struct Durable(Vec<(Arc<Partition>, i64)>);
+pub(crate) struct Durable(Vec<(Arc<Partition>, i64)>, Vec<RemoteWrite>);
 
 impl Durable {
     pub(crate) fn push(&mut self, partition: Arc<Partition>, end: i64) {
@@ -190,6 +201,9 @@ impl Durable {
                         ),
                     )
                 })?;
+        }
+        for remote in self.1 {
+            remote.await?;
         }
         Ok(())
     }
@@ -547,7 +561,7 @@ pub(crate) fn bump_for_end(state: &BrokerState, txn: &mut TxnMetadata) -> Result
 /// state only once their record is written, so a failed write leaves the
 /// coordinator as it was rather than ahead of its log.
 pub(crate) fn prepare_end(
-    state: &BrokerState,
+    state: &Arc<BrokerState>,
     txns: &mut Txns,
     transactional_id: &str,
     marker: Marker,
@@ -568,23 +582,35 @@ pub(crate) fn prepare_end(
     next.last_update_ms = now_ms();
     let mut durable = TransactionCoordinator::persist(state, transactional_id, &next)?;
     *txn = next;
+    // Partitions other brokers lead get their markers through them.
+    let (here, elsewhere): (Vec<_>, Vec<_>) = txn
+        .partitions
+        .iter()
+        .partition(|(t, p)| state.partitions.get(t, *p).is_some());
     let (written, failed) = write_markers(
         state,
         txn.producer_id,
         txn.producer_epoch,
         marker,
-        txn.partitions.iter().map(|(t, p)| (t.as_str(), *p)),
+        here.into_iter().map(|(t, p)| (t.as_str(), *p)),
     );
-    for (topic, partition, code) in failed {
-        // A deleted topic needs no marker; anything else is retried at start.
-        if code != error::UNKNOWN_TOPIC_OR_PARTITION {
-            return Err(ApiError::new(
-                code,
-                format!("writing the transaction marker to {topic}-{partition} failed"),
-            ));
-        }
+    if let Some((topic, partition, code)) = failed.into_iter().next() {
+        // Retried by the next coordinator (or at start).
+        return Err(ApiError::new(
+            code,
+            format!("writing the transaction marker to {topic}-{partition} failed"),
+        ));
     }
     durable.0.extend(written.0);
+    if !elsewhere.is_empty() {
+        durable.1.push(Box::pin(remote::write_remote_markers(
+            Arc::clone(state),
+            transactional_id.to_string(),
+            (txn.producer_id, txn.producer_epoch),
+            marker,
+            elsewhere.into_iter().cloned().collect(),
+        )));
+    }
     Ok(durable)
 }
 
@@ -650,9 +676,17 @@ pub(crate) fn write_markers<'a>(
     let now = now_ms();
     for (topic, index) in partitions {
         let Some(partition) = state.partitions.get(topic, index) else {
-            failed.push((topic.to_string(), index, error::UNKNOWN_TOPIC_OR_PARTITION));
+            failed.push((
+                topic.to_string(),
+                index,
+                state.partitions.missing(topic, index).0,
+            ));
             continue;
         };
+        let mut markers_written = state.txns.markers_written.locked("markers written");
+        *markers_written
+            .entry((topic.to_string(), index))
+            .or_default() += 1;
         let appended = marker_batch(marker, producer_id, producer_epoch, 0, now)
             .map_err(|e| {
                 tracing::error!(error = %e, "encoding a transaction marker");

@@ -771,3 +771,117 @@ fn sluice_client_transactions_v2_commit_abort_and_offsets() {
         "every data record is there for read_uncommitted"
     );
 }
+
+/// On three `sluice serve` processes a transaction writes to partitions
+/// led by every broker, whichever coordinates it: the coordinator has the
+/// other leaders write its markers (WriteTxnMarkers), the leaders check
+/// each transactional produce with it (AddPartitionsToTxn), and offsets
+/// sent to the transaction are committed by the group's coordinator,
+/// another broker again, once the transaction commits.
+#[test]
+fn transactions_span_partitions_led_by_brokers_other_than_their_coordinator() {
+    use crate::cluster::{metadata, wait_until, Cluster};
+    use std::path::{Path, PathBuf};
+    let mut cluster = Cluster::new(3);
+    cluster.start(&[1, 2, 3]);
+    let logs: Vec<PathBuf> = cluster.logs();
+    let logs: Vec<&Path> = logs.iter().map(PathBuf::as_path).collect();
+    wait_until("every node lists three brokers", &logs, || {
+        (metadata(&cluster.bootstrap(1), "none").0.len() == 3).then_some(())
+    });
+    let bootstrap = format!(
+        "{},{},{}",
+        cluster.bootstrap(1),
+        cluster.bootstrap(2),
+        cluster.bootstrap(3)
+    );
+    const PARTITIONS: i32 = 6;
+    let topic = "txn-spread";
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()
+        .expect("admin client");
+    let created = block_on(admin.create_topics(
+        [&NewTopic::new(
+            topic,
+            PARTITIONS,
+            TopicReplication::Fixed(3),
+        )],
+        &AdminOptions::new().operation_timeout(Some(PATIENCE)),
+    ))
+    .expect("CreateTopics");
+    assert_eq!(created, vec![Ok(topic.to_string())]);
+    let leaders = wait_until("every partition has a leader", &logs, || {
+        let (_, leaders) = metadata(&cluster.bootstrap(1), topic);
+        (leaders.len() == PARTITIONS as usize && !leaders.contains(&-1)).then_some(leaders)
+    });
+    assert_eq!(
+        leaders
+            .iter()
+            .collect::<std::collections::BTreeSet<_>>()
+            .len(),
+        3,
+        "the partitions are led by all three brokers: {leaders:?}"
+    );
+
+    let group = "spread-group";
+    let group_consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("group.id", group)
+        .create()
+        .expect("consumer");
+    let producer = transactional_producer(&bootstrap, "spread-tx");
+    producer
+        .init_transactions(PATIENCE)
+        .expect("init_transactions");
+    for (label, commit) in [("c1", true), ("ab", false), ("c3", true)] {
+        producer.begin_transaction().expect("begin");
+        for p in 0..PARTITIONS {
+            send(&producer, topic, Some(p), label, &format!("{label}-{p}"));
+        }
+        if label == "c3" {
+            let mut offsets = TopicPartitionList::new();
+            offsets
+                .add_partition_offset(topic, 0, Offset::Offset(42))
+                .unwrap();
+            producer
+                .send_offsets_to_transaction(
+                    &offsets,
+                    &group_consumer.group_metadata().expect("group metadata"),
+                    PATIENCE,
+                )
+                .expect("send_offsets_to_transaction");
+        }
+        producer.flush(PATIENCE).expect("every record delivered");
+        if commit {
+            producer.commit_transaction(PATIENCE).expect("commit");
+        } else {
+            producer.abort_transaction(PATIENCE).expect("abort");
+        }
+    }
+
+    let mut committed = read_all(&bootstrap, topic, PARTITIONS, "read_committed");
+    committed.sort();
+    let mut expected: Vec<(String, String)> = ["c1", "c3"]
+        .iter()
+        .flat_map(|label| (0..PARTITIONS).map(move |p| (label.to_string(), format!("{label}-{p}"))))
+        .collect();
+    expected.sort();
+    assert_eq!(
+        committed, expected,
+        "read_committed sees the committed transactions only"
+    );
+    let uncommitted = read_all(&bootstrap, topic, PARTITIONS, "read_uncommitted");
+    assert_eq!(uncommitted.len(), 3 * PARTITIONS as usize);
+
+    let mut asked = TopicPartitionList::new();
+    asked.add_partition(topic, 0);
+    let offsets = group_consumer
+        .committed_offsets(asked, PATIENCE)
+        .expect("committed offsets");
+    assert_eq!(
+        offsets.find_partition(topic, 0).map(|p| p.offset()),
+        Some(Offset::Offset(42)),
+        "the offset sent to the committed transaction"
+    );
+}

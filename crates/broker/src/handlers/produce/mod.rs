@@ -5,9 +5,11 @@
 //! answer once the acks level is met: acks=0 never, acks=1/all after the
 //! data is durable under the topic's flush policy (group commit).
 
+mod remote_txn;
 mod validate;
 
 use super::{str_bytes, ApiSupport, Reply};
+use crate::locks::MutexExt;
 use crate::partition::{AppendError, Appended, Partition};
 use crate::state::{now_ms, BrokerState};
 use crate::txn::{Durable, TransactionCoordinator};
@@ -104,7 +106,12 @@ pub(crate) async fn handle(
             }
         }
     }
-    let added = add_partitions_implicitly(state, &request, version);
+    // A transaction another broker coordinates is checked with it first.
+    let verdicts = remote_txn::verify(state, &request, version).await;
+    let added = match verdicts {
+        Some(_) => Vec::new(),
+        None => add_partitions_implicitly(state, &request, version),
+    };
     for durable in added {
         if let Err(e) = durable.wait().await {
             tracing::error!(error = %e, "transaction state not durable");
@@ -114,7 +121,7 @@ pub(crate) async fn handle(
             ))));
         }
     }
-    append_all(state, request, version)
+    append_all(state, request, version, verdicts)
 }
 
 /// Transactions v2 (Produce v12+): adds each partition the request writes
@@ -171,7 +178,12 @@ fn all_failed(request: ProduceRequest, message: &str) -> ProduceResponse {
     response
 }
 
-fn append_all(state: &Arc<BrokerState>, request: ProduceRequest, version: i16) -> Reply {
+fn append_all(
+    state: &Arc<BrokerState>,
+    request: ProduceRequest,
+    version: i16,
+    verdicts: Option<remote_txn::Verdicts>,
+) -> Reply {
     let acks = request.acks;
     let deadline = tokio::time::Instant::now()
         + std::time::Duration::from_millis(u64::try_from(request.timeout_ms).unwrap_or(0));
@@ -254,6 +266,29 @@ fn append_all(state: &Arc<BrokerState>, request: ProduceRequest, version: i16) -
             let log_append_time = settings.log_append_time.then_some(now);
             let appended = match transactional_producer(&owned) {
                 None => partition.append_from_producer(&mut owned, log_append_time, now),
+                // Verified with the coordinator on another broker: written
+                // only if no marker reached the partition since.
+                Some(_) if verdicts.is_some() => {
+                    let key = (topic.name.to_string(), index);
+                    match verdicts.as_ref().and_then(|v| v.get(&key)) {
+                        Some(Ok(markers_before)) => {
+                            let markers = state.txns.markers_written.locked("markers written");
+                            if markers.get(&key).copied().unwrap_or(0) == *markers_before {
+                                partition.append_from_producer(&mut owned, log_append_time, now)
+                            } else {
+                                Err(AppendError::Rejected(
+                                    error::NOT_ENOUGH_REPLICAS,
+                                    "a transaction marker reached the partition while the transaction was verified; retry".to_string(),
+                                ))
+                            }
+                        }
+                        Some(Err(e)) => Err(AppendError::Rejected(e.code, e.message.clone())),
+                        None => Err(AppendError::Rejected(
+                            error::INVALID_TXN_STATE,
+                            "the transactional batch was not verified".to_string(),
+                        )),
+                    }
+                }
                 // Held across the append: the transaction cannot end between
                 // the check and the write (KIP-890 part 1).
                 Some(producer) => {
