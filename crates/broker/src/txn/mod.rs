@@ -168,6 +168,8 @@ pub(crate) struct TransactionCoordinator {
     /// verification began (the transaction may have ended meanwhile).
     /// Held across such an append and across a marker's.
     pub(crate) markers_written: Mutex<HashMap<(String, i32), u64>>,
+    /// Connections to the other brokers it asks or has write markers.
+    pub(crate) peers: remote::Peers,
 }
 
 /// Markers being written by other brokers (see [`remote`]).

@@ -10,6 +10,7 @@
 use super::{write_markers, TRANSACTION_STATE_TOPIC};
 use crate::controller::ApiError;
 use crate::group::offsets::partition_for;
+use crate::locks::MutexExt;
 use crate::replication::peer::Peer;
 use crate::state::BrokerState;
 use kafka_protocol::messages::add_partitions_to_txn_request::{
@@ -26,7 +27,7 @@ use kafka_protocol::protocol::StrBytes;
 use sluice_protocol::control::Marker;
 use sluice_protocol::error::{self, ErrorCode};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -37,7 +38,18 @@ const MARKERS_VERSION: i16 = 1;
 /// transactions each with `verify_only`.
 const VERIFY_VERSION: i16 = 4;
 
-/// Sends `body` to broker `node`'s client listener and waits for the answer.
+/// Idle connections to other brokers, by node id, reused by the next
+/// call so verifying every transactional produce does not open a
+/// connection each time.
+#[derive(Default)]
+pub(crate) struct Peers(Mutex<HashMap<i32, Vec<Peer>>>);
+
+/// Idle connections kept per broker.
+const IDLE_PER_BROKER: usize = 4;
+
+/// Sends `body` to broker `node`'s client listener and waits for the
+/// answer, on an idle connection if there is one. A connection that
+/// failed is dropped.
 async fn call(
     state: &BrokerState,
     node: i32,
@@ -45,6 +57,38 @@ async fn call(
     version: i16,
     body: RequestKind,
 ) -> std::io::Result<ResponseKind> {
+    let idle = state
+        .txns
+        .peers
+        .0
+        .locked("transaction peers")
+        .get_mut(&node)
+        .and_then(Vec::pop);
+    let reused = match idle {
+        Some(mut peer) => match peer.call(api, version, body.clone(), REQUEST_TIMEOUT).await {
+            Ok(answer) => Some((peer, answer)),
+            // The broker may have restarted since: once more, afresh.
+            Err(_) => None,
+        },
+        None => None,
+    };
+    let (peer, answer) = match reused {
+        Some(done) => done,
+        None => {
+            let mut peer = connect(state, node).await?;
+            let answer = peer.call(api, version, body, REQUEST_TIMEOUT).await?;
+            (peer, answer)
+        }
+    };
+    let mut peers = state.txns.peers.0.locked("transaction peers");
+    let idle = peers.entry(node).or_default();
+    if idle.len() < IDLE_PER_BROKER {
+        idle.push(peer);
+    }
+    Ok(answer)
+}
+
+async fn connect(state: &BrokerState, node: i32) -> std::io::Result<Peer> {
     let image = state.image();
     let broker = image
         .brokers
@@ -53,14 +97,13 @@ async fn call(
         .and_then(|b| state.described(node, b))
         .ok_or_else(|| std::io::Error::other(format!("broker {node} is not live")))?;
     let port = u16::try_from(broker.port).map_err(std::io::Error::other)?;
-    let mut peer = Peer::connect(
+    Peer::connect(
         &broker.host,
         port,
         CONNECT_TIMEOUT,
         format!("sluice-txn-{}", state.node_id),
     )
-    .await?;
-    peer.call(api, version, body, REQUEST_TIMEOUT).await
+    .await
 }
 
 /// Writes `marker` for the producer to `partitions` that other brokers

@@ -39,7 +39,9 @@
 //! * `sluice_client` — our own client against the broker.
 //! * `startup` — `sluice serve` start-up safeguards: the data directory lock.
 //! * `transactions` — librdkafka transactions: commit/abort visibility,
-//!   zombie fencing, consume-transform-produce across broker SIGKILLs.
+//!   zombie fencing, consume-transform-produce across broker SIGKILLs; on
+//!   three processes, transactions over partitions led by every broker and
+//!   an open transaction committed after its coordinator is SIGKILLed.
 
 mod cluster;
 mod common;

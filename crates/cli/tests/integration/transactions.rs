@@ -885,3 +885,94 @@ fn transactions_span_partitions_led_by_brokers_other_than_their_coordinator() {
         "the offset sent to the committed transaction"
     );
 }
+
+/// The `__transaction_state` partition of `transactional_id` (Java's
+/// `String.hashCode` over 50 partitions, as Kafka computes it).
+fn state_partition(transactional_id: &str) -> i32 {
+    let hash = transactional_id
+        .encode_utf16()
+        .fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(i32::from(c)));
+    (hash.unsigned_abs() % 50) as i32
+}
+
+/// An open transaction outlives the SIGKILL of its coordinator: the broker
+/// that takes over `__transaction_state` loads it, and the producer
+/// commits it there; read_committed consumers see every record once.
+#[test]
+fn an_open_transaction_commits_after_its_coordinator_is_killed() {
+    use crate::cluster::{metadata, wait_until, Cluster};
+    use std::path::{Path, PathBuf};
+    let mut cluster = Cluster::new(3);
+    cluster.start(&[1, 2, 3]);
+    let logs: Vec<PathBuf> = cluster.logs();
+    let logs: Vec<&Path> = logs.iter().map(PathBuf::as_path).collect();
+    wait_until("every node lists three brokers", &logs, || {
+        (metadata(&cluster.bootstrap(1), "none").0.len() == 3).then_some(())
+    });
+    let bootstrap = format!(
+        "{},{},{}",
+        cluster.bootstrap(1),
+        cluster.bootstrap(2),
+        cluster.bootstrap(3)
+    );
+    const PARTITIONS: i32 = 3;
+    let topic = "txn-failover";
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()
+        .expect("admin client");
+    let created = block_on(admin.create_topics(
+        [&NewTopic::new(
+            topic,
+            PARTITIONS,
+            TopicReplication::Fixed(3),
+        )],
+        &AdminOptions::new().operation_timeout(Some(PATIENCE)),
+    ))
+    .expect("CreateTopics");
+    assert_eq!(created, vec![Ok(topic.to_string())]);
+
+    let transactional_id = "failover-tx";
+    let producer = transactional_producer(&bootstrap, transactional_id);
+    producer
+        .init_transactions(PATIENCE)
+        .expect("init_transactions");
+    producer.begin_transaction().expect("begin");
+    for p in 0..PARTITIONS {
+        for i in 0..5 {
+            send(&producer, topic, Some(p), "k", &format!("v-{p}-{i}"));
+        }
+    }
+    producer.flush(PATIENCE).expect("every record delivered");
+    let coordinator = wait_until("the transaction state is on all three", &logs, || {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .create()
+            .ok()?;
+        let metadata = consumer
+            .fetch_metadata(Some("__transaction_state"), Duration::from_secs(5))
+            .ok()?;
+        let partition = metadata
+            .topics()
+            .first()?
+            .partitions()
+            .iter()
+            .find(|p| p.id() == state_partition(transactional_id))?;
+        (partition.isr().len() == 3).then_some(partition.leader())
+    });
+    cluster.kill(coordinator);
+    producer
+        .commit_transaction(PATIENCE)
+        .expect("commit through the new coordinator");
+    let survivors: Vec<String> = (1..=3)
+        .filter(|id| *id != coordinator)
+        .map(|id| cluster.bootstrap(id))
+        .collect();
+    let mut committed = read_all(&survivors.join(","), topic, PARTITIONS, "read_committed");
+    committed.sort();
+    let mut expected: Vec<(String, String)> = (0..PARTITIONS)
+        .flat_map(|p| (0..5).map(move |i| ("k".to_string(), format!("v-{p}-{i}"))))
+        .collect();
+    expected.sort();
+    assert_eq!(committed, expected);
+}
