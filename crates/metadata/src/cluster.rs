@@ -147,6 +147,83 @@ pub fn preferred_leaders(image: &MetadataImage) -> Vec<MetadataRecord> {
     records
 }
 
+/// What an ElectLeaders request asks for (Kafka's `ElectionType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ElectionType {
+    /// Move leadership to the first replica, if it is in sync.
+    Preferred,
+    /// Give a partition without a leader one, from outside the ISR if
+    /// need be (losing what only the lost ISR had).
+    Unclean,
+}
+
+/// Why ElectLeaders elects nobody for a partition (Kafka's errors).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ElectionRefusal {
+    #[error("the partition does not exist")]
+    UnknownPartition,
+    /// The preferred replica leads already, or (unclean) a leader exists.
+    #[error("the partition needs no election")]
+    NotNeeded,
+    #[error("the preferred leader {0} is not an in-sync, live replica")]
+    PreferredNotAvailable(i32),
+    #[error("no replica of the partition is live")]
+    EligibleNotAvailable,
+}
+
+/// ElectLeaders for `partition` of the topic with `topic_id`: the record
+/// that moves its leadership (a new leader epoch), or why there is none.
+pub fn elect_leader(
+    image: &MetadataImage,
+    topic_id: uuid::Uuid,
+    partition: i32,
+    kind: ElectionType,
+) -> Result<MetadataRecord, ElectionRefusal> {
+    let current = image
+        .topic_by_id(&topic_id)
+        .and_then(|t| t.partitions.get(usize::try_from(partition).ok()?))
+        .ok_or(ElectionRefusal::UnknownPartition)?;
+    let changed = |leader: i32, isr: Vec<i32>| MetadataRecord::PartitionChanged {
+        topic_id,
+        partition,
+        leader,
+        leader_epoch: current.leader_epoch.saturating_add(1),
+        isr,
+    };
+    match kind {
+        ElectionType::Preferred => {
+            let preferred = *current
+                .replicas
+                .first()
+                .ok_or(ElectionRefusal::EligibleNotAvailable)?;
+            if current.leader == preferred {
+                Err(ElectionRefusal::NotNeeded)
+            } else if current.isr.contains(&preferred) && image.broker_usable(preferred) {
+                Ok(changed(preferred, current.isr.clone()))
+            } else {
+                Err(ElectionRefusal::PreferredNotAvailable(preferred))
+            }
+        }
+        ElectionType::Unclean => {
+            if current.leader >= 0 && image.broker_usable(current.leader) {
+                return Err(ElectionRefusal::NotNeeded);
+            }
+            let live = |b: &i32| image.broker_usable(*b);
+            if let Some(clean) = current.isr.iter().copied().find(live) {
+                let isr = current.isr.iter().copied().filter(live).collect();
+                return Ok(changed(clean, isr));
+            }
+            let unclean = current
+                .replicas
+                .iter()
+                .copied()
+                .find(live)
+                .ok_or(ElectionRefusal::EligibleNotAvailable)?;
+            Ok(changed(unclean, vec![unclean]))
+        }
+    }
+}
+
 /// Why a leader's ISR change is refused (Kafka's AlterPartition errors).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IsrChangeError {
@@ -265,6 +342,77 @@ mod tests {
             configs: BTreeMap::new(),
         });
         id
+    }
+
+    #[test]
+    fn elect_leaders_moves_to_the_preferred_replica_only_when_it_is_in_sync() {
+        let mut image = three_brokers();
+        let id = create(&mut image, vec![vec![1, 2, 3]]);
+        let preferred = |image: &MetadataImage| elect_leader(image, id, 0, ElectionType::Preferred);
+        assert_eq!(preferred(&image), Err(ElectionRefusal::NotNeeded));
+        // Leadership moved to 2 (1 was fenced and came back, out of sync).
+        image.apply(&MetadataRecord::PartitionChanged {
+            topic_id: id,
+            partition: 0,
+            leader: 2,
+            leader_epoch: 1,
+            isr: vec![2, 3],
+        });
+        assert_eq!(
+            preferred(&image),
+            Err(ElectionRefusal::PreferredNotAvailable(1))
+        );
+        image.apply(&MetadataRecord::PartitionChanged {
+            topic_id: id,
+            partition: 0,
+            leader: 2,
+            leader_epoch: 1,
+            isr: vec![1, 2, 3],
+        });
+        assert_eq!(
+            preferred(&image),
+            Ok(MetadataRecord::PartitionChanged {
+                topic_id: id,
+                partition: 0,
+                leader: 1,
+                leader_epoch: 2,
+                isr: vec![1, 2, 3],
+            })
+        );
+        assert_eq!(
+            elect_leader(&image, id, 7, ElectionType::Preferred),
+            Err(ElectionRefusal::UnknownPartition)
+        );
+    }
+
+    #[test]
+    fn an_unclean_election_needs_a_leaderless_partition_and_prefers_the_isr() {
+        let mut image = three_brokers();
+        let id = create(&mut image, vec![vec![1, 2, 3]]);
+        let unclean = |image: &MetadataImage| elect_leader(image, id, 0, ElectionType::Unclean);
+        assert_eq!(unclean(&image), Err(ElectionRefusal::NotNeeded));
+        // The only in-sync replica is gone: no leader.
+        image.apply(&MetadataRecord::PartitionChanged {
+            topic_id: id,
+            partition: 0,
+            leader: -1,
+            leader_epoch: 4,
+            isr: vec![1],
+        });
+        image.apply(&MetadataRecord::BrokerFenced { node_id: 1 });
+        assert_eq!(
+            unclean(&image),
+            Ok(MetadataRecord::PartitionChanged {
+                topic_id: id,
+                partition: 0,
+                leader: 2,
+                leader_epoch: 5,
+                isr: vec![2],
+            })
+        );
+        image.apply(&MetadataRecord::BrokerFenced { node_id: 2 });
+        image.apply(&MetadataRecord::BrokerFenced { node_id: 3 });
+        assert_eq!(unclean(&image), Err(ElectionRefusal::EligibleNotAvailable));
     }
 
     #[test]

@@ -30,6 +30,7 @@ pub(crate) mod describe_producers;
 pub(crate) mod describe_quorum;
 pub(crate) mod describe_transactions;
 pub(crate) mod describe_user_scram_credentials;
+pub(crate) mod elect_leaders;
 pub(crate) mod end_txn;
 pub(crate) mod fetch;
 pub(crate) mod find_coordinator;
@@ -103,6 +104,7 @@ pub(crate) const APIS: &[ApiSupport] = &[
     alter_configs::API,
     describe_cluster::API,
     describe_quorum::API,
+    elect_leaders::API,
     delete_records::API,
     delete_groups::API,
     offset_delete::API,
@@ -196,6 +198,9 @@ pub(crate) async fn dispatch_authenticating(
         }
         RequestKind::CreatePartitions(req) => {
             off_reactor(state, move |s| create_partitions::handle(s, req))
+        }
+        RequestKind::ElectLeaders(req) => {
+            off_reactor(state, move |s| elect_leaders::handle(s, req, version))
         }
         RequestKind::DescribeConfigs(req) => {
             Reply::Now(Box::new(describe_configs::handle(state, req, version)))

@@ -209,6 +209,13 @@ fn request_for(
             ]))
         }
         ApiKey::DescribeLogDirs => RequestKind::DescribeLogDirs(DescribeLogDirsRequest::default()),
+        ApiKey::ElectLeaders => RequestKind::ElectLeaders(
+            ElectLeadersRequest::default().with_topic_partitions(Some(vec![
+                elect_leaders_request::TopicPartitions::default()
+                    .with_topic(name("t1"))
+                    .with_partitions(vec![0]),
+            ])),
+        ),
         ApiKey::DeleteRecords => RequestKind::DeleteRecords(
             DeleteRecordsRequest::default()
                 .with_timeout_ms(1000)

@@ -134,6 +134,13 @@ pub(crate) fn error_of(response: &ResponseKind) -> ErrorCode {
             ),
         ),
         R::DescribeCluster(r) => r.error_code,
+        R::ElectLeaders(r) => first(
+            std::iter::once(r.error_code).chain(
+                r.replica_election_results
+                    .iter()
+                    .flat_map(|t| t.partition_result.iter().map(|p| p.error_code)),
+            ),
+        ),
         R::DescribeProducers(r) => first(
             r.topics
                 .iter()
@@ -223,6 +230,7 @@ mod tests {
         "OffsetDelete",
         "DescribeQuorum",
         "DescribeCluster",
+        "ElectLeaders",
         "DescribeProducers",
         "DescribeTransactions",
         "ListTransactions",

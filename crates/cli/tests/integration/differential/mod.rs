@@ -93,6 +93,7 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("alter_configs", configs::alter_configs),
     ("describe_cluster", topics::describe_cluster),
     ("describe_quorum", topics::describe_quorum),
+    ("elect_leaders", topics::elect_leaders),
     ("describe_log_dirs", topics::describe_log_dirs),
     ("produce", records::produce),
     ("fetch", records::fetch),

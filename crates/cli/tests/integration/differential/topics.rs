@@ -1,6 +1,6 @@
 //! Topic and cluster administration: ApiVersions, Metadata, CreateTopics,
 //! DeleteTopics, CreatePartitions, DescribeCluster, DescribeLogDirs,
-//! DescribeQuorum; and the helpers the other scenarios share.
+//! DescribeQuorum, ElectLeaders; and the helpers the other scenarios share.
 
 use std::time::{Duration, Instant};
 
@@ -615,5 +615,51 @@ pub(crate) fn describe_quorum(side: &mut Side, obs: &mut Obs) {
             }
         }
         obs.put(format!("{case}/nodes"), r.nodes.len());
+    }
+}
+
+/// ElectLeaders on one broker: preferred and unclean elections of
+/// partitions that need none, unknown topics and partitions, all
+/// partitions (only those that needed an election are answered).
+pub(crate) fn elect_leaders(side: &mut Side, obs: &mut Obs) {
+    use sluice_protocol::kafka_protocol::messages::elect_leaders_request::TopicPartitions;
+    use sluice_protocol::kafka_protocol::messages::ElectLeadersRequest;
+    create_topic(side, "diff-elect", 2);
+    let asked = |topic: &str, partitions: Vec<i32>| {
+        TopicPartitions::default()
+            .with_topic(topic_name(topic))
+            .with_partitions(partitions)
+    };
+    for (case, election_type, partitions) in [
+        (
+            "preferred",
+            0i8,
+            Some(vec![
+                asked("diff-elect", vec![0, 1, 9]),
+                asked("diff-elect-missing", vec![0]),
+            ]),
+        ),
+        ("unclean", 1, Some(vec![asked("diff-elect", vec![0])])),
+        ("all_preferred", 0, None),
+        ("all_unclean", 1, None),
+    ] {
+        let request = ElectLeadersRequest::default()
+            .with_election_type(election_type)
+            .with_topic_partitions(partitions)
+            .with_timeout_ms(10_000);
+        let r = match side.wire.send(RequestKind::ElectLeaders(request)) {
+            ResponseKind::ElectLeaders(r) => r,
+            other => panic!("{other:?}"),
+        };
+        obs.error(format!("{case}/error"), r.error_code);
+        obs.put(format!("{case}/topics"), r.replica_election_results.len());
+        for t in &r.replica_election_results {
+            for p in &t.partition_result {
+                obs.error(
+                    format!("{case}/{}-{}", t.topic.as_str(), p.partition_id),
+                    p.error_code,
+                );
+            }
+        }
     }
 }

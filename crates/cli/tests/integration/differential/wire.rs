@@ -184,6 +184,7 @@ fn api_key_of(request: &RequestKind) -> ApiKey {
         OffsetDelete,
         DescribeCluster,
         DescribeQuorum,
+        ElectLeaders,
         DescribeProducers,
         DescribeTransactions,
         ListTransactions,
