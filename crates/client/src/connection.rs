@@ -41,6 +41,8 @@ pub fn client_max_version(api: ApiKey) -> Option<i16> {
         ApiKey::DescribeConfigs => 4,
         ApiKey::IncrementalAlterConfigs => 1,
         ApiKey::DescribeCluster => 1,
+        ApiKey::DescribeQuorum => 1,
+        ApiKey::ElectLeaders => 2,
         ApiKey::DescribeLogDirs => 4,
         ApiKey::DeleteRecords => 2,
         ApiKey::FindCoordinator => 6,
@@ -91,6 +93,8 @@ fn client_min_version(api: ApiKey) -> i16 {
         ApiKey::DeleteTopics => 1,
         ApiKey::DescribeConfigs => 1,
         ApiKey::DescribeLogDirs => 1,
+        // v1 is the first with the election type.
+        ApiKey::ElectLeaders => 1,
         ApiKey::OffsetCommit => 2,
         // v2 is the first that fetches all of a group's offsets (null topics).
         ApiKey::OffsetFetch => 2,

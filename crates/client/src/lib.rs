@@ -73,6 +73,7 @@ pub mod group;
 pub mod group_consumer;
 pub mod partitioner;
 pub mod producer;
+pub mod quorum_admin;
 pub mod scram_admin;
 pub mod transaction;
 pub mod txn_admin;
@@ -100,6 +101,7 @@ pub use partitioner::{murmur2, partition_for_key};
 pub use producer::{
     Acks, CompressionType, DeliveryFuture, Producer, ProducerConfig, ProducerRecord, RecordMetadata,
 };
+pub use quorum_admin::{ElectionResult, ElectionType, QuorumDescription, QuorumVoter};
 pub use scram_admin::{ScramAlteration, ScramMechanism, UserScramCredentials};
 pub use sluice_protocol;
 pub use transaction::ConsumerGroupMetadata;

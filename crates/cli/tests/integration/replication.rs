@@ -482,3 +482,61 @@ fn a_rolling_restart_under_load_loses_and_duplicates_nothing() {
         assert_eq!(read, expected, "partition {partition}: once and in order");
     }
 }
+
+/// `sluice cluster elect-leaders` moves leadership back to the preferred
+/// replica when the automatic rebalance is off, and `sluice cluster
+/// describe` shows the quorum's three voters.
+#[test]
+fn elect_leaders_moves_a_partition_back_to_its_preferred_replica() {
+    const ELECTED: &str = "elected";
+    let mut cluster = Cluster::with_settings(3, &["auto.leader.rebalance.enable=false"]);
+    cluster.start(&[1, 2, 3]);
+    let logs: Vec<PathBuf> = cluster.logs();
+    let logs: Vec<&Path> = logs.iter().map(PathBuf::as_path).collect();
+    wait_until("every node lists three brokers", &logs, || {
+        (metadata(&cluster.bootstrap(1), "none").0.len() == 3).then_some(())
+    });
+    create_replicated(&cluster.bootstrap(1), ELECTED);
+    let (preferred, replicas, _) = wait_until("all three replicas are in sync", &logs, || {
+        partition_state(&cluster.bootstrap(1), ELECTED).filter(|(_, _, isr)| isr == &[1, 2, 3])
+    });
+    assert_eq!(replicas[0], preferred);
+    cluster.terminate(preferred);
+    cluster.start(&[preferred]);
+    let (leader, _, _) = wait_until("the preferred replica is back in sync", &logs, || {
+        partition_state(&cluster.bootstrap(preferred), ELECTED)
+            .filter(|(_, _, isr)| isr == &[1, 2, 3])
+    });
+    assert_ne!(leader, preferred, "no automatic rebalance");
+    let sluice = |args: &[&str]| {
+        std::process::Command::new(crate::common::sluice_binary())
+            .args(["--bootstrap-server", &cluster.bootstrap(1)])
+            .args(args)
+            .output()
+            .expect("run sluice")
+    };
+    let out = sluice(&["cluster", "elect-leaders", "--topic", ELECTED]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("elected"));
+    wait_until("the preferred replica leads again", &logs, || {
+        partition_state(&cluster.bootstrap(1), ELECTED).filter(|(l, _, _)| *l == preferred)
+    });
+    // Nothing left to do: every partition is led by its preferred replica.
+    let out = sluice(&["cluster", "elect-leaders", "--topic", ELECTED]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ELECTION_NOT_NEEDED"));
+    let out = sluice(&["--output", "json", "cluster", "describe"]);
+    let described: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(
+        described["quorum"]["voters"].as_array().map(Vec::len),
+        Some(3)
+    );
+    assert!(described["quorum"]["leader"]
+        .as_i64()
+        .is_some_and(|l| l > 0));
+}
