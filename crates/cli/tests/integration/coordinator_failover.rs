@@ -220,3 +220,114 @@ fn a_consumer_group_keeps_its_offsets_when_its_coordinator_is_killed() {
     let third = consume(&consumer, 30, &logs);
     assert_eq!(third, (70..100).collect::<Vec<i64>>());
 }
+
+/// A consumer that keeps polling while its coordinator is SIGKILLed: it
+/// finds the new coordinator by itself, keeps its assignment or rejoins,
+/// and goes on consuming and committing; nothing committed is read again
+/// by the group afterwards.
+#[test]
+fn a_running_consumer_carries_on_through_the_kill_of_its_coordinator() {
+    const LIVE_TOPIC: &str = "ticks";
+    const LIVE_GROUP: &str = "ticker";
+    let mut cluster = Cluster::new(3);
+    cluster.start(&[1, 2, 3]);
+    let logs: Vec<PathBuf> = cluster.logs();
+    let logs: Vec<&Path> = logs.iter().map(PathBuf::as_path).collect();
+    let bootstrap_all = format!(
+        "{},{},{}",
+        cluster.bootstrap(1),
+        cluster.bootstrap(2),
+        cluster.bootstrap(3)
+    );
+    wait_until("every node lists three brokers", &logs, || {
+        (crate::cluster::metadata(&cluster.bootstrap(1), "none")
+            .0
+            .len()
+            == 3)
+            .then_some(())
+    });
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", cluster.bootstrap(1))
+        .create()
+        .expect("admin client");
+    let topic = NewTopic::new(LIVE_TOPIC, 1, TopicReplication::Fixed(3));
+    let options = AdminOptions::new().operation_timeout(Some(PATIENCE));
+    block_on(admin.create_topics([&topic], &options)).expect("CreateTopics");
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap_all)
+        .set("acks", "all")
+        .create()
+        .expect("producer");
+    let send = |from: usize, to: usize| {
+        for i in from..to {
+            let value = format!("tick-{i}");
+            block_on(producer.send(
+                FutureRecord::<(), _>::to(LIVE_TOPIC).payload(&value),
+                Duration::from_secs(30),
+            ))
+            .expect("acknowledged");
+        }
+    };
+    send(0, 50);
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap_all)
+        .set("group.id", LIVE_GROUP)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "6000")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&[LIVE_TOPIC]).expect("subscribe");
+    let mut seen: Vec<i64> = Vec::new();
+    let poll_until = |count: usize, seen: &mut Vec<i64>| {
+        wait_until(&format!("{count} records consumed"), &logs, || {
+            if let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) {
+                seen.push(message.offset());
+                let mut list = TopicPartitionList::new();
+                list.add_partition_offset(LIVE_TOPIC, 0, Offset::Offset(message.offset() + 1))
+                    .expect("offset");
+                // Retriable failures while the coordinator moves are fine:
+                // the next record's commit covers this one.
+                let _ = consumer.commit(&list, CommitMode::Sync);
+            }
+            (seen.len() >= count).then_some(())
+        });
+    };
+    poll_until(50, &mut seen);
+    let partition = offsets_partition(LIVE_GROUP);
+    let (coordinator, _) = wait_until("the group's offsets are on all three", &logs, || {
+        leader_and_isr(&cluster.bootstrap(1), OFFSETS_TOPIC, partition)
+            .filter(|(_, isr)| isr == &[1, 2, 3])
+    });
+    cluster.kill(coordinator);
+    send(50, 100);
+    poll_until(100, &mut seen);
+    // Each record once, in order: the consumer neither skipped nor went
+    // back (librdkafka keeps its position across a coordinator move).
+    assert_eq!(seen, (0..100).collect::<Vec<i64>>());
+    let alive: Vec<String> = (1..=3)
+        .filter(|id| *id != coordinator)
+        .map(|id| cluster.bootstrap(id))
+        .collect();
+    drop(consumer);
+    let survivors = alive.join(",");
+    assert_eq!(
+        wait_until("the last commit is on the new coordinator", &logs, || {
+            let reader: BaseConsumer = ClientConfig::new()
+                .set("bootstrap.servers", &survivors)
+                .set("group.id", LIVE_GROUP)
+                .create()
+                .ok()?;
+            let mut list = TopicPartitionList::new();
+            list.add_partition(LIVE_TOPIC, 0);
+            let offsets = reader
+                .committed_offsets(list, Duration::from_secs(5))
+                .ok()?;
+            match offsets.find_partition(LIVE_TOPIC, 0)?.offset() {
+                Offset::Offset(100) => Some(100),
+                _ => None,
+            }
+        }),
+        100
+    );
+}
