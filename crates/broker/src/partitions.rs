@@ -352,6 +352,14 @@ impl Partitions {
     }
 
     /// The replicas this node follows.
+    /// A partition this broker follows (a consumer may read it, KIP-392).
+    pub(crate) fn follower(&self, topic: &str, index: i32) -> Option<Arc<Partition>> {
+        self.followers
+            .read_locked("followed partitions")
+            .get(&(topic.to_string(), index))
+            .cloned()
+    }
+
     pub(crate) fn followed(&self) -> Vec<Arc<Partition>> {
         self.followers
             .read_locked("followed partitions")

@@ -540,3 +540,81 @@ fn elect_leaders_moves_a_partition_back_to_its_preferred_replica() {
         .as_i64()
         .is_some_and(|l| l > 0));
 }
+
+/// KIP-392 with the rack-aware selector: a librdkafka consumer whose
+/// `client.rack` is a follower's rack is sent to that follower and reads
+/// from it, so it keeps reading everything committed while the leader is
+/// stopped (SIGSTOP).
+#[test]
+fn a_consumer_reads_from_the_follower_in_its_rack() {
+    const NEARBY: &str = "nearby";
+    let mut cluster = Cluster::with_settings(
+        3,
+        &["replica.selector.class=org.apache.kafka.common.replica.RackAwareReplicaSelector"],
+    );
+    cluster.start(&[1, 2, 3]);
+    let logs: Vec<PathBuf> = cluster.logs();
+    let logs: Vec<&Path> = logs.iter().map(PathBuf::as_path).collect();
+    wait_until("every node lists three brokers", &logs, || {
+        (metadata(&cluster.bootstrap(1), "none").0.len() == 3).then_some(())
+    });
+    create_replicated(&cluster.bootstrap(1), NEARBY);
+    let (leader, replicas, _) = wait_until("all three replicas are in sync", &logs, || {
+        partition_state(&cluster.bootstrap(1), NEARBY).filter(|(_, _, isr)| isr == &[1, 2, 3])
+    });
+    let follower = *replicas.iter().find(|r| **r != leader).expect("a follower");
+    let expected: Vec<String> = (0..100).map(|i| format!("near-{i}")).collect();
+    // One record per batch, so that small fetches take many rounds.
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", cluster.bootstrap(1))
+        .set("acks", "all")
+        .set("linger.ms", "0")
+        .set("batch.num.messages", "1")
+        .create()
+        .expect("producer");
+    send_all_to(&producer, NEARBY, expected.iter().cloned());
+    // The followers learn the high watermark on their next fetch.
+    std::thread::sleep(Duration::from_secs(2));
+
+    let bootstrap: String = replicas
+        .iter()
+        .map(|id| cluster.bootstrap(*id))
+        .collect::<Vec<_>>()
+        .join(",");
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("group.id", "nearby-reader")
+        .set("enable.auto.commit", "false")
+        .set("client.rack", format!("rack-{follower}"))
+        .set("message.max.bytes", "1000")
+        .set("fetch.max.bytes", "1024")
+        .set("max.partition.fetch.bytes", "1024")
+        .create()
+        .expect("consumer");
+    let mut assignment = TopicPartitionList::new();
+    assignment
+        .add_partition_offset(NEARBY, 0, Offset::Beginning)
+        .expect("assign");
+    consumer.assign(&assignment).expect("assign");
+    let mut values = Vec::new();
+    let poll = |until: usize, values: &mut Vec<String>| {
+        let deadline = Instant::now() + PATIENCE;
+        while values.len() < until && Instant::now() < deadline {
+            if let Some(Ok(message)) = consumer.poll(Duration::from_millis(200)) {
+                values.push(
+                    String::from_utf8_lossy(message.payload().unwrap_or_default()).into_owned(),
+                );
+            }
+        }
+    };
+    poll(10, &mut values);
+    // Small fetches: most records are still to come. Stop the leader; only
+    // the follower can serve them now.
+    cluster.signal(leader, "STOP");
+    poll(100, &mut values);
+    cluster.signal(leader, "CONT");
+    assert_eq!(
+        values, expected,
+        "read from follower {follower} while leader {leader} was stopped"
+    );
+}

@@ -51,6 +51,58 @@ struct Entry {
     error: Option<ErrorCode>,
     /// What the client was told last time (incremental sessions only).
     sent: Option<SentState>,
+    /// The follower this consumer should read the partition from instead
+    /// (KIP-392), when this broker leads it.
+    read_from: Option<i32>,
+}
+
+/// From this version a consumer names its rack and may be sent to a
+/// follower (KIP-392).
+const RACK_ID_SINCE: i16 = 11;
+
+/// KIP-392 with `replica.selector.class` set to the rack-aware selector: a
+/// consumer in another rack than this leader reads a partition from a
+/// live in-sync follower in its own rack, if there is one (the lowest id).
+fn preferred_read_replicas(
+    state: &BrokerState,
+    request: &FetchRequest,
+    version: i16,
+) -> impl Fn(&FetchTarget) -> Option<i32> {
+    let image = state.image();
+    let client_rack = request.rack_id.to_string();
+    let rack_aware = version >= RACK_ID_SINCE
+        && replica_id(request, version).is_none()
+        && !client_rack.is_empty()
+        && state.rack.as_deref() != Some(client_rack.as_str())
+        && state
+            .broker_setting("replica.selector.class")
+            .value
+            .as_deref()
+            == Some(crate::config::RACK_AWARE_SELECTOR);
+    let node_id = state.node_id;
+    move |target: &FetchTarget| {
+        if !rack_aware {
+            return None;
+        }
+        let partition = image
+            .topic(&target.topic)?
+            .partitions
+            .get(usize::try_from(target.partition).ok()?)?;
+        if partition.leader != node_id {
+            return None;
+        }
+        partition
+            .isr
+            .iter()
+            .copied()
+            .filter(|id| *id != node_id)
+            .find(|id| {
+                image
+                    .brokers
+                    .get(id)
+                    .is_some_and(|b| !b.fenced && b.rack.as_deref() == Some(client_rack.as_str()))
+            })
+    }
 }
 
 pub(crate) fn handle(state: &Arc<BrokerState>, request: FetchRequest, version: i16) -> Reply {
@@ -83,6 +135,7 @@ pub(crate) fn handle(state: &Arc<BrokerState>, request: FetchRequest, version: i
                     target,
                     error: Some(error::UNKNOWN_TOPIC_ID),
                     sent: None,
+                    read_from: None,
                 });
             } else {
                 resolved.push(target);
@@ -106,6 +159,7 @@ pub(crate) fn handle(state: &Arc<BrokerState>, request: FetchRequest, version: i
         .collect();
 
     let replica = replica_id(&request, version);
+    let read_from = preferred_read_replicas(state, &request, version);
     let (plan, targets) = if version < SESSIONS_SINCE || replica.is_some() {
         (Plan::Full { session_id: 0 }, resolved)
     } else {
@@ -127,6 +181,7 @@ pub(crate) fn handle(state: &Arc<BrokerState>, request: FetchRequest, version: i
                     let entries = all
                         .into_iter()
                         .map(|(target, sent)| Entry {
+                            read_from: read_from(&target),
                             target,
                             error: None,
                             sent,
@@ -157,6 +212,7 @@ pub(crate) fn handle(state: &Arc<BrokerState>, request: FetchRequest, version: i
     let mut entries: Vec<Entry> = targets
         .into_iter()
         .map(|target| Entry {
+            read_from: read_from(&target),
             target,
             error: None,
             sent: None,
@@ -180,6 +236,9 @@ struct Limits {
     min_bytes: usize,
     max_bytes: usize,
     read_committed: bool,
+    /// A consumer of Fetch v11+ may read from a follower (KIP-392); older
+    /// ones are served by leaders only, as in Kafka.
+    follower_reads: bool,
 }
 
 /// The follower broker a fetch comes from (Kafka's replica id: in the
@@ -204,6 +263,7 @@ fn request_limits(request: &FetchRequest, version: i16) -> Limits {
             request.max_bytes as usize
         },
         read_committed: request.isolation_level == READ_COMMITTED,
+        follower_reads: version >= RACK_ID_SINCE && replica_id(request, version).is_none(),
     }
 }
 
@@ -216,6 +276,8 @@ struct PartitionRead {
     aborted: Vec<AbortedTxnEntry>,
     /// For a follower whose log diverged: the epoch and its end here.
     diverging: Option<(i32, i64)>,
+    /// KIP-392: the replica the consumer should fetch from instead.
+    preferred_read_replica: i32,
 }
 
 /// Reads every entry once, in order, sharing the `max_bytes` budget.
@@ -238,13 +300,23 @@ fn read_all(
                 log_start_offset: -1,
                 aborted: Vec::new(),
                 diverging: None,
+                preferred_read_replica: -1,
             };
             if let Some(code) = entry.error {
                 any_error = true;
                 return failed(code);
             }
             let t = &entry.target;
-            let Some(partition) = state.partitions.get(&t.topic, t.partition) else {
+            let led = state.partitions.get(&t.topic, t.partition);
+            // KIP-392: a consumer may read a partition from a follower too,
+            // up to the follower's high watermark.
+            let followed = || {
+                limits
+                    .follower_reads
+                    .then(|| state.partitions.follower(&t.topic, t.partition))
+                    .flatten()
+            };
+            let Some(partition) = led.clone().or_else(followed) else {
                 any_error = true;
                 return failed(state.partitions.missing(&t.topic, t.partition).0);
             };
@@ -257,6 +329,19 @@ fn read_all(
             if t.current_leader_epoch >= 0 && t.current_leader_epoch < partition.leader_epoch() {
                 any_error = true;
                 return failed(error::FENCED_LEADER_EPOCH);
+            }
+            if let (Some(replica), Some(_)) = (entry.read_from, &led) {
+                // No records: the consumer fetches them from `replica`.
+                return PartitionRead {
+                    error: error::NONE,
+                    records: Bytes::new(),
+                    high_watermark: partition.high_watermark(),
+                    last_stable_offset: partition.last_stable_offset(),
+                    log_start_offset: partition.log_start_offset(),
+                    aborted: Vec::new(),
+                    diverging: None,
+                    preferred_read_replica: replica,
+                };
             }
             let limit = (t.max_bytes.max(0) as usize).min(budget);
             if let Some(follower) = limits.replica {
@@ -324,6 +409,7 @@ fn read_all(
                         log_start_offset,
                         aborted,
                         diverging: None,
+                        preferred_read_replica: -1,
                     }
                 }
                 Err(e) => {
@@ -370,6 +456,7 @@ fn read_for_follower(
         log_start_offset: partition.log_start_offset(),
         aborted: Vec::new(),
         diverging: None,
+        preferred_read_replica: -1,
     };
     match read {
         Ok(read) => {
@@ -385,6 +472,7 @@ fn read_for_follower(
                 log_start_offset: read.log_start_offset,
                 aborted: Vec::new(),
                 diverging: read.diverging,
+                preferred_read_replica: -1,
             })
         }
         Err(FollowerReadError::Refused(code)) => Err(failed(code)),
@@ -472,7 +560,7 @@ fn build_response(
                     })
                     .collect()
             }))
-            .with_preferred_read_replica(BrokerId(-1))
+            .with_preferred_read_replica(BrokerId(read.preferred_read_replica))
             .with_diverging_epoch(
                 read.diverging
                     .map(|(epoch, end_offset)| {
