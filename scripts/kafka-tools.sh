@@ -21,6 +21,7 @@
 #   kafka-log-dirs             LogDirsCommand --describe
 #   kafka-producer-perf-test   ProducerPerformance (also transactional)
 #   kafka-consumer-perf-test   ConsumerPerformance
+#   kafka-leader-election      LeaderElectionCommand PREFERRED (a partition), UNCLEAN (all)
 #   kafka-metadata-quorum      MetadataQuorumCommand describe --status/--replication
 #   kafka-features             FeatureCommand describe
 # What the real Kafka prints for the same commands was taken from a reference
@@ -150,6 +151,7 @@ LOG_DIRS=$K.LogDirsCommand
 PRODUCER_PERF=$K.ProducerPerformance
 CONSUMER_PERF=$K.ConsumerPerformance
 QUORUM=$K.MetadataQuorumCommand
+LEADER_ELECTION=$K.LeaderElectionCommand
 FEATURES=$K.FeatureCommand
 API_VERSIONS=$K.BrokerApiVersionsCommand
 
@@ -447,6 +449,14 @@ check "kafka-producer-perf-test --num-records 20000 acks=all" eval \
 perf_tool $CONSUMER_PERF "${BS[@]}" --topic "$P" --num-records 20000 --timeout 30000
 check "kafka-consumer-perf-test --num-records 20000" eval \
   '[ "$rc" -eq 0 ] && [ "$(awk -F", " "/^[0-9][0-9][0-9][0-9]-/ {print \$5}" "$out")" = 20000 ]'
+
+# ---- kafka-leader-election -------------------------------------------------------------------
+tool $LEADER_ELECTION "${BS[@]}" --election-type PREFERRED --topic "$T" --partition 0
+check "kafka-leader-election --election-type PREFERRED of a partition its preferred replica leads" \
+  ok_has "Valid replica already elected for partitions $T-0"
+tool $LEADER_ELECTION "${BS[@]}" --election-type UNCLEAN --all-topic-partitions
+check "kafka-leader-election --election-type UNCLEAN --all-topic-partitions: nothing to elect" \
+  eval '[ "$rc" -eq 0 ] && hasnt "Exception"'
 
 # ---- kafka-metadata-quorum -------------------------------------------------------------------
 tool $QUORUM "${BS[@]}" describe --status
