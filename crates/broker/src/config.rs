@@ -20,8 +20,6 @@ pub enum ConfigType {
     Long = 5,
     Double = 6,
     List = 7,
-    /// A Java class name; Sluice accepts the classes it implements.
-    Class = 8,
 }
 
 /// Kafka's `ConfigSource` ids.
@@ -233,7 +231,7 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
     def!("connections.max.reauth.ms", Long, Some("0"), Check::AtLeast(0), false, "When explicitly set to a positive number (the default is 0, not a positive number), a session lifetime that will not exceed the configured value will be communicated to v2.2.0 or later clients when they authenticate. The broker will disconnect any such connection that is not re-authenticated within the session lifetime and that is then subsequently used for any purpose other than re-authentication."),
     def!("sasl.server.max.receive.size", Int, Some("524288"), Check::AtLeast(1), false, "The maximum receive size allowed before and during initial SASL authentication. Default receive size is 512KB. GSSAPI limits requests to 64K, but we allow upto 512KB by default for custom SASL mechanisms. In practice, PLAIN, SCRAM and OAUTH mechanisms can use much smaller limits."),
     def!("connection.failed.authentication.delay.ms", Int, Some("100"), Check::AtLeast(0), false, "Connection close delay on failed authentication: this is the time (in milliseconds) by which connection close will be delayed on authentication failure. This must be configured to be less than connections.max.idle.ms to prevent connection timeout."),
-    def!("replica.selector.class", Class, None, Check::OneOf(REPLICA_SELECTORS), false, "The fully qualified class name that implements ReplicaSelector. This is used by the broker to find the preferred read replica. By default, we use an implementation that returns the leader. Sluice implements org.apache.kafka.common.replica.RackAwareReplicaSelector (a consumer whose client.rack is a follower's broker.rack reads from that follower, KIP-392) and org.apache.kafka.common.replica.LeaderSelector."),
+    def!("replica.selector.class", String, None, Check::OneOf(REPLICA_SELECTORS), false, "The fully qualified class name that implements ReplicaSelector. This is used by the broker to find the preferred read replica. By default, we use an implementation that returns the leader. Sluice implements org.apache.kafka.common.replica.RackAwareReplicaSelector (a consumer whose client.rack is a follower's broker.rack reads from that follower, KIP-392) and org.apache.kafka.common.replica.LeaderSelector."),
     def!("replica.lag.time.max.ms", Long, Some("30000"), Check::AtLeast(1), false, "If a follower hasn't sent any fetch requests or hasn't consumed up to the leaders log end offset for at least this time, the leader will remove the follower from isr"),
     def!("replica.fetch.max.bytes", Int, Some("1048576"), Check::AtLeast(0), false, "The number of bytes of messages to attempt to fetch for each partition. This is not an absolute maximum, if the first record batch in the first non-empty partition of the fetch is larger than this value, the record batch will still be returned to ensure that progress can be made. The maximum record batch size accepted by the broker is defined via message.max.bytes (broker config) or max.message.bytes (topic config)."),
     def!("replica.fetch.response.max.bytes", Int, Some("10485760"), Check::AtLeast(0), false, "Maximum bytes expected for the entire fetch response. Records are fetched in batches, and if the first record batch in the first non-empty partition of the fetch is larger than this value, the record batch will still be returned to ensure that progress can be made. As such, this is not an absolute maximum. The maximum record batch size accepted by the broker is defined via message.max.bytes (broker config) or max.message.bytes (topic config)."),
@@ -357,7 +355,7 @@ pub fn validate(name: &str, ty: ConfigType, check: Check, value: &str) -> Result
                 _ => bad("Not a number of type DOUBLE".into()),
             }
         }
-        ConfigType::String | ConfigType::List | ConfigType::Class => None,
+        ConfigType::String | ConfigType::List => None,
     };
     match (check, number) {
         (Check::AtLeast(min), Some(v)) if v < min => bad(format!("Value must be at least {min}")),

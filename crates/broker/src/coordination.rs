@@ -80,6 +80,17 @@ impl Coordination {
         self.status(state, topic, partition_for(key, count))
     }
 
+    /// The coordinator epoch of `key`'s partition of `topic`: the leader
+    /// epoch it was loaded at, if this broker coordinates it.
+    pub(crate) fn epoch_of_key(&self, state: &BrokerState, topic: &str, key: &str) -> Option<i32> {
+        let count = state.image().topic(topic)?.partitions.len() as i32;
+        let topic = topic_name(topic).ok()?;
+        self.loaded
+            .read_locked("coordination")
+            .get(&(topic, partition_for(key, count)))
+            .copied()
+    }
+
     /// Asks the background task to bring the loaded partitions in line
     /// with leadership.
     pub(crate) fn leadership_changed(&self) {

@@ -17,7 +17,7 @@
 
 use bytes::{Buf, BufMut, BytesMut};
 use sluice_protocol::batch::BatchHeader;
-use sluice_protocol::control::{marker_of, Marker};
+use sluice_protocol::control::{marker_and_epoch, Marker};
 use sluice_protocol::error::{self, ErrorCode};
 use sluice_storage::AbortedTxnEntry;
 use std::collections::{HashMap, VecDeque};
@@ -63,6 +63,9 @@ pub(crate) struct ActiveProducer {
     pub(crate) last_timestamp: i64,
     /// First offset of its open transaction here.
     pub(crate) txn_start_offset: Option<i64>,
+    /// The coordinator epoch of the last marker written for it here (-1:
+    /// none seen).
+    pub(crate) coordinator_epoch: i32,
 }
 
 #[derive(Debug, Default, PartialEq)]
@@ -70,6 +73,9 @@ pub(crate) struct ProducerStates {
     producers: HashMap<i64, ProducerEntry>,
     /// Open transactions: producer id -> offset of its first batch here.
     ongoing: HashMap<i64, i64>,
+    /// Producer id -> the highest coordinator epoch of its markers here: a
+    /// marker from an older coordinator (one deposed since) is refused.
+    coordinator_epochs: HashMap<i64, i32>,
 }
 
 fn next_sequence(seq: i32) -> i32 {
@@ -162,7 +168,18 @@ impl ProducerStates {
         }
         let epoch = header.producer_epoch();
         if header.is_control() {
-            return self.observe_marker(pid, epoch, header.base_offset(), marker_of(batch));
+            let (marker, coordinator_epoch) = match marker_and_epoch(batch) {
+                Some((marker, coordinator_epoch)) => (Some(marker), coordinator_epoch),
+                None => (None, None),
+            };
+            if let Some(coordinator_epoch) = coordinator_epoch {
+                let known = self
+                    .coordinator_epochs
+                    .entry(pid)
+                    .or_insert(coordinator_epoch);
+                *known = (*known).max(coordinator_epoch);
+            }
+            return self.observe_marker(pid, epoch, header.base_offset(), marker);
         }
         if header.is_transactional() {
             self.ongoing.entry(pid).or_insert(header.base_offset());
@@ -223,6 +240,20 @@ impl ProducerStates {
         })
     }
 
+    /// Whether a marker for `pid` from a coordinator at `coordinator_epoch`
+    /// may be written: not if a newer coordinator has written one here
+    /// (Kafka's TRANSACTION_COORDINATOR_FENCED).
+    pub(crate) fn check_coordinator_epoch(
+        &self,
+        pid: i64,
+        coordinator_epoch: i32,
+    ) -> Result<(), ErrorCode> {
+        match self.coordinator_epochs.get(&pid) {
+            Some(known) if *known > coordinator_epoch => Err(error::TRANSACTION_COORDINATOR_FENCED),
+            _ => Ok(()),
+        }
+    }
+
     /// The first offset of the oldest open transaction: nothing at or after
     /// it is stable yet.
     pub(crate) fn first_unstable_offset(&self) -> Option<i64> {
@@ -250,6 +281,7 @@ impl ProducerStates {
                         .map_or(-1, |b| b.last_seq),
                     last_timestamp: entry.map_or(-1, |e| e.last_timestamp),
                     txn_start_offset: self.ongoing.get(&pid).copied(),
+                    coordinator_epoch: self.coordinator_epochs.get(&pid).copied().unwrap_or(-1),
                 }
             })
             .collect()
@@ -265,6 +297,9 @@ impl ProducerStates {
         self.producers.retain(|pid, entry| {
             ongoing.contains_key(pid) || entry.last_timestamp.saturating_add(expiration_ms) > now_ms
         });
+        let producers = &self.producers;
+        self.coordinator_epochs
+            .retain(|pid, _| producers.contains_key(pid) || ongoing.contains_key(pid));
         before - self.producers.len()
     }
 
@@ -500,6 +535,24 @@ mod tests {
         assert!(ProducerStates::decode_snapshot(&v2).is_none());
         assert!(is_older_snapshot(&v2));
         assert!(!is_older_snapshot(b"garbage"));
+    }
+
+    #[test]
+    fn a_marker_from_a_deposed_coordinator_is_refused() {
+        use sluice_protocol::control::marker_batch;
+        let mut states = ProducerStates::default();
+        assert_eq!(states.check_coordinator_epoch(7, 0), Ok(()));
+        let mut commit = marker_batch(Marker::Commit, 7, 0, 3, 1).unwrap();
+        BatchMut::new(&mut commit).set_base_offset(4);
+        assert_eq!(observe(&mut states, &commit), None);
+        assert_eq!(
+            states.check_coordinator_epoch(7, 2),
+            Err(error::TRANSACTION_COORDINATOR_FENCED)
+        );
+        assert_eq!(states.check_coordinator_epoch(7, 3), Ok(()));
+        assert_eq!(states.check_coordinator_epoch(7, 4), Ok(()));
+        assert_eq!(states.check_coordinator_epoch(8, 0), Ok(()), "per producer");
+        assert_eq!(states.active().iter().find(|p| p.producer_id == 7), None);
     }
 
     #[test]

@@ -41,9 +41,10 @@ fn read_varint(buf: &mut &[u8]) -> Option<i64> {
     None
 }
 
-/// The marker a control batch carries; `None` for data batches and for
-/// control records of other kinds. Control batches are never compressed.
-pub fn marker_of(batch: &[u8]) -> Option<Marker> {
+/// The marker a control batch carries and the coordinator epoch in its
+/// value; `None` for data batches and for control records of other kinds.
+/// Control batches are never compressed.
+pub fn marker_and_epoch(batch: &[u8]) -> Option<(Marker, Option<i32>)> {
     let header = BatchHeader::parse(batch).ok()?;
     if !header.is_control() || header.record_count() < 1 {
         return None;
@@ -59,11 +60,23 @@ pub fn marker_of(batch: &[u8]) -> Option<Marker> {
     if key.len() < 4 {
         return None;
     }
-    match i16::from_be_bytes([key[2], key[3]]) {
-        0 => Some(Marker::Abort),
-        1 => Some(Marker::Commit),
-        _ => None,
-    }
+    let marker = match i16::from_be_bytes([key[2], key[3]]) {
+        0 => Marker::Abort,
+        1 => Marker::Commit,
+        _ => return None,
+    };
+    rest = &rest[key_len..];
+    let coordinator_epoch = (|| {
+        let value_len = usize::try_from(read_varint(&mut rest)?).ok()?;
+        let value = rest.get(..value_len)?;
+        Some(i32::from_be_bytes(value.get(2..6)?.try_into().ok()?))
+    })();
+    Some((marker, coordinator_epoch))
+}
+
+/// The marker a control batch carries (see [`marker_and_epoch`]).
+pub fn marker_of(batch: &[u8]) -> Option<Marker> {
+    marker_and_epoch(batch).map(|(marker, _)| marker)
 }
 
 /// A marker batch for producer `producer_id`/`producer_epoch` (offsets are
@@ -104,6 +117,12 @@ pub fn marker_batch(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_marker_carries_its_coordinator_epoch() {
+        let batch = marker_batch(Marker::Commit, 7, 1, 42, 5).unwrap();
+        assert_eq!(marker_and_epoch(&batch), Some((Marker::Commit, Some(42))));
+    }
 
     #[test]
     fn markers_round_trip() {

@@ -38,7 +38,7 @@ pub(crate) fn handle(state: &BrokerState, request: DescribeProducersRequest) -> 
                                     .with_producer_epoch(i32::from(p.epoch))
                                     .with_last_sequence(p.last_sequence)
                                     .with_last_timestamp(p.last_timestamp)
-                                    .with_coordinator_epoch(-1)
+                                    .with_coordinator_epoch(p.coordinator_epoch)
                                     .with_current_txn_start_offset(p.txn_start_offset.unwrap_or(-1))
                             })
                             .collect(),

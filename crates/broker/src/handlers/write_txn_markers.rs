@@ -39,8 +39,8 @@ pub(crate) fn handle(state: &Arc<BrokerState>, request: WriteTxnMarkersRequest) 
             .collect();
         let (durable, failed) = write_markers(
             state,
-            marker.producer_id.0,
-            marker.producer_epoch,
+            (marker.producer_id.0, marker.producer_epoch),
+            marker.coordinator_epoch,
             kind,
             partitions.iter().map(|(t, p)| (t.as_str(), *p)),
         );

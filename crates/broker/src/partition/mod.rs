@@ -560,6 +560,18 @@ impl Partition {
     }
 
     /// The producers this partition knows (DescribeProducers).
+    /// Whether a coordinator at `coordinator_epoch` may write a marker for
+    /// `producer_id` here (see [`ProducerStates::check_coordinator_epoch`]).
+    pub(crate) fn check_coordinator_epoch(
+        &self,
+        producer_id: i64,
+        coordinator_epoch: i32,
+    ) -> Result<(), ErrorCode> {
+        self.producers
+            .locked("producer state")
+            .check_coordinator_epoch(producer_id, coordinator_epoch)
+    }
+
     pub(crate) fn active_producers(&self) -> Vec<ActiveProducer> {
         self.producers.locked("producer state").active()
     }

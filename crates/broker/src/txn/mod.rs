@@ -589,10 +589,14 @@ pub(crate) fn prepare_end(
         .partitions
         .iter()
         .partition(|(t, p)| state.partitions.get(t, *p).is_some());
+    let coordinator_epoch = state
+        .coordination
+        .epoch_of_key(state, TRANSACTION_STATE_TOPIC, transactional_id)
+        .unwrap_or(0);
     let (written, failed) = write_markers(
         state,
-        txn.producer_id,
-        txn.producer_epoch,
+        (txn.producer_id, txn.producer_epoch),
+        coordinator_epoch,
         marker,
         here.into_iter().map(|(t, p)| (t.as_str(), *p)),
     );
@@ -609,6 +613,7 @@ pub(crate) fn prepare_end(
             Arc::clone(state),
             transactional_id.to_string(),
             (txn.producer_id, txn.producer_epoch),
+            coordinator_epoch,
             marker,
             elsewhere.into_iter().cloned().collect(),
         )));
@@ -663,13 +668,16 @@ fn spawn_complete(state: Arc<BrokerState>, transactional_id: String, durable: Du
     });
 }
 
-/// Appends a `marker` for producer `producer_id` to each partition (and
-/// applies it to transactional offset commits in `__consumer_offsets`).
-/// Returns the appends and the partitions that failed, with their errors.
+/// Appends a `marker` for producer `producer_id` from a coordinator at
+/// `coordinator_epoch` to each partition (and applies it to transactional
+/// offset commits in `__consumer_offsets`). A partition where a newer
+/// coordinator has written a marker for the producer refuses it
+/// (TRANSACTION_COORDINATOR_FENCED). Returns the appends and the
+/// partitions that failed, with their errors.
 pub(crate) fn write_markers<'a>(
     state: &BrokerState,
-    producer_id: i64,
-    producer_epoch: i16,
+    (producer_id, producer_epoch): (i64, i16),
+    coordinator_epoch: i32,
     marker: Marker,
     partitions: impl Iterator<Item = (&'a str, i32)>,
 ) -> (Durable, Vec<(String, i32, ErrorCode)>) {
@@ -686,10 +694,21 @@ pub(crate) fn write_markers<'a>(
             continue;
         };
         let mut markers_written = state.txns.markers_written.locked("markers written");
+        if let Err(code) = partition.check_coordinator_epoch(producer_id, coordinator_epoch) {
+            tracing::warn!(
+                topic,
+                partition = index,
+                producer_id,
+                coordinator_epoch,
+                "refusing a transaction marker from a deposed coordinator"
+            );
+            failed.push((topic.to_string(), index, code));
+            continue;
+        }
         *markers_written
             .entry((topic.to_string(), index))
             .or_default() += 1;
-        let appended = marker_batch(marker, producer_id, producer_epoch, 0, now)
+        let appended = marker_batch(marker, producer_id, producer_epoch, coordinator_epoch, now)
             .map_err(|e| {
                 tracing::error!(error = %e, "encoding a transaction marker");
                 error::UNKNOWN_SERVER_ERROR

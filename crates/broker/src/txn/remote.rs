@@ -115,6 +115,7 @@ pub(crate) async fn write_remote_markers(
     state: Arc<BrokerState>,
     transactional_id: String,
     (producer_id, producer_epoch): (i64, i16),
+    coordinator_epoch: i32,
     marker: Marker,
     mut pending: Vec<(String, i32)>,
 ) -> Result<(), ApiError> {
@@ -144,8 +145,8 @@ pub(crate) async fn write_remote_markers(
                 // Leadership came here meanwhile.
                 let (durable, failed) = write_markers(
                     &state,
-                    producer_id,
-                    producer_epoch,
+                    (producer_id, producer_epoch),
+                    coordinator_epoch,
                     marker,
                     partitions.iter().map(|(t, p)| (t.as_str(), *p)),
                 );
@@ -162,7 +163,7 @@ pub(crate) async fn write_remote_markers(
             match send_markers(
                 &state,
                 leader,
-                (producer_id, producer_epoch),
+                (producer_id, producer_epoch, coordinator_epoch),
                 marker,
                 &partitions,
             )
@@ -188,7 +189,7 @@ pub(crate) async fn write_remote_markers(
 async fn send_markers(
     state: &BrokerState,
     leader: i32,
-    (producer_id, producer_epoch): (i64, i16),
+    (producer_id, producer_epoch, coordinator_epoch): (i64, i16, i32),
     marker: Marker,
     partitions: &[(String, i32)],
 ) -> std::io::Result<Vec<(String, i32)>> {
@@ -201,7 +202,7 @@ async fn send_markers(
             .with_producer_id(ProducerId(producer_id))
             .with_producer_epoch(producer_epoch)
             .with_transaction_result(marker == Marker::Commit)
-            .with_coordinator_epoch(0)
+            .with_coordinator_epoch(coordinator_epoch)
             .with_topics(
                 topics
                     .into_iter()
