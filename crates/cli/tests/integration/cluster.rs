@@ -20,9 +20,13 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-/// One node's ports and files.
+/// One node's address, ports and files.
 pub(crate) struct NodeSpec {
     pub(crate) id: i32,
+    /// The address it listens on (loopback, or its own in a namespace).
+    host: String,
+    /// The network namespace it runs in, if any (`ip netns exec`).
+    netns: Option<String>,
     client_port: u16,
     controller_port: u16,
     dir: PathBuf,
@@ -72,19 +76,40 @@ impl Cluster {
     }
 
     pub(crate) fn new(size: i32) -> Cluster {
+        let places = (1..=size)
+            .map(|_| ("127.0.0.1".to_string(), None))
+            .collect();
+        Cluster::placed(places)
+    }
+
+    /// A cluster with node `i` (from 1) at `places[i - 1]`: its address
+    /// and the network namespace it runs in. In a namespace of its own a
+    /// node has the ports to itself: 9092 for clients, 9093 for the quorum.
+    pub(crate) fn placed(places: Vec<(String, Option<String>)>) -> Cluster {
         let root = tempfile::tempdir().expect("a temp dir");
-        let specs: Vec<NodeSpec> = (1..=size)
-            .map(|id| NodeSpec {
-                id,
-                client_port: node_port(),
-                controller_port: node_port(),
-                dir: root.path().join(format!("node-{id}")),
-                log: root.path().join(format!("node-{id}.log")),
+        let specs: Vec<NodeSpec> = places
+            .into_iter()
+            .enumerate()
+            .map(|(i, (host, netns))| {
+                let id = i as i32 + 1;
+                let (client_port, controller_port) = match netns {
+                    Some(_) => (9092, 9093),
+                    None => (node_port(), node_port()),
+                };
+                NodeSpec {
+                    id,
+                    host,
+                    netns,
+                    client_port,
+                    controller_port,
+                    dir: root.path().join(format!("node-{id}")),
+                    log: root.path().join(format!("node-{id}.log")),
+                }
             })
             .collect();
         let voters = specs
             .iter()
-            .map(|s| format!("{}@127.0.0.1:{}", s.id, s.controller_port))
+            .map(|s| format!("{}@{}:{}", s.id, s.host, s.controller_port))
             .collect::<Vec<_>>()
             .join(",");
         Cluster {
@@ -105,7 +130,8 @@ impl Cluster {
     }
 
     pub(crate) fn bootstrap(&self, id: i32) -> String {
-        format!("127.0.0.1:{}", self.spec(id).client_port)
+        let spec = self.spec(id);
+        format!("{}:{}", spec.host, spec.client_port)
     }
 
     /// Starts the nodes `ids` together (a node waits for a majority of
@@ -119,7 +145,16 @@ impl Cluster {
                 .append(true)
                 .open(&spec.log)
                 .expect("open node log");
-            let mut child = Command::new(sluice_binary())
+            let mut command = match &spec.netns {
+                None => Command::new(sluice_binary()),
+                Some(netns) => {
+                    // `ip netns exec` execs the broker: the child is it.
+                    let mut command = Command::new("ip");
+                    command.args(["netns", "exec", netns]).arg(sluice_binary());
+                    command
+                }
+            };
+            let mut child = command
                 .arg("serve")
                 .arg("--data-dir")
                 .arg(&spec.dir)
@@ -222,8 +257,10 @@ fn settings(spec: &NodeSpec, voters: &str) -> Vec<String> {
     vec![
         format!("node.id={}", spec.id),
         format!(
-            "listeners=PLAINTEXT://127.0.0.1:{},CONTROLLER://127.0.0.1:{}",
-            spec.client_port, spec.controller_port
+            "listeners=PLAINTEXT://{host}:{},CONTROLLER://{host}:{}",
+            spec.client_port,
+            spec.controller_port,
+            host = spec.host
         ),
         "controller.listener.names=CONTROLLER".to_string(),
         format!("controller.quorum.voters={voters}"),

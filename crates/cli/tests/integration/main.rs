@@ -29,6 +29,9 @@
 //!   consumers resetting past deleted data, through librdkafka.
 //! * `metadata_damage` — `sluice serve` processes on a damaged, missing or
 //!   torn metadata log, and topic creation out of file descriptors.
+//! * `netns_partition` — three `sluice serve` processes in network
+//!   namespaces; the leader cut off by blackhole routes acknowledges no
+//!   acks=all write and its divergent tail is truncated after healing.
 //! * `protocol` — malformed frames and invalid batches on raw sockets.
 //! * `replication` — a replication-factor-3 partition on three `sluice
 //!   serve` processes: acks=all records survive the SIGKILL of their
@@ -57,6 +60,7 @@ mod http_endpoints;
 mod kip848;
 mod lifecycle;
 mod metadata_damage;
+mod netns_partition;
 mod protocol;
 mod rdkafka_client;
 mod replication;
