@@ -589,12 +589,16 @@ impl Partition {
         self.log.locked("log").collect_aborted_txns(from, to)
     }
 
-    /// Calls `f` with every record from the log start to the high watermark
-    /// (internal topics are replayed this way at start).
+    /// Calls `f` with every record from the log start to the log end, as a
+    /// coordinator loads its partition (Kafka loads to the log end too). Not
+    /// to the high watermark: a new leader's is the last one its old leader
+    /// told it, possibly short of records the old leader had already
+    /// acknowledged (a committed offset would be lost); what this leader has
+    /// past its high watermark becomes committed as its followers copy it.
     pub(crate) fn replay_records(&self, mut f: impl FnMut(&Record)) -> Result<(), StorageError> {
         let mut offset = self.log_start_offset();
         loop {
-            let data = self.read(offset, 1 << 20)?;
+            let data = self.read_below(offset, 1 << 20, self.log_end_offset())?;
             let Some(next) = BatchIter::new(&data)
                 .filter_map(Result::ok)
                 .last()
