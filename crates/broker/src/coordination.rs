@@ -11,8 +11,10 @@
 //! partition's leadership and the new one starts from what the partition
 //! holds, never from state another broker has since changed.
 
+use crate::controller::ApiError;
 use crate::group::offsets::{partition_for, OFFSETS_TOPIC};
 use crate::locks::{MutexExt, RwLockExt};
+use crate::partition::AppendError;
 use crate::state::BrokerState;
 use crate::txn::TRANSACTION_STATE_TOPIC;
 use sluice_protocol::error::{self, ErrorCode};
@@ -91,6 +93,23 @@ impl Coordination {
             .copied()
     }
 
+    /// Whether this broker coordinates `key` of `topic`, after `ensured`
+    /// (creating the topic on first use): the error a request about it is
+    /// answered with if not.
+    pub(crate) fn check(
+        &self,
+        state: &BrokerState,
+        ensured: Result<(), ApiError>,
+        topic: &str,
+        key: &str,
+    ) -> Option<ErrorCode> {
+        if let Err(e) = ensured {
+            tracing::warn!(error = %e.message, "cannot create {topic}");
+            return Some(error::COORDINATOR_NOT_AVAILABLE);
+        }
+        self.status_of_key(state, topic, key).err()
+    }
+
     /// Asks the background task to bring the loaded partitions in line
     /// with leadership.
     pub(crate) fn leadership_changed(&self) {
@@ -156,6 +175,17 @@ impl Coordination {
         }
         Ok(())
     }
+}
+
+/// A coordinator's append that failed, as its client is told: leadership
+/// that moved away meanwhile took the coordinator with it.
+pub(crate) fn append_error(e: &AppendError) -> ApiError {
+    let (code, message) = e.code_and_message();
+    let code = match code {
+        error::NOT_LEADER_OR_FOLLOWER => error::NOT_COORDINATOR,
+        code => code,
+    };
+    ApiError::new(code, message)
 }
 
 /// The `&'static` name of an internal topic.

@@ -575,14 +575,10 @@ impl GroupCoordinator {
     /// request about it is answered with if not. Checked before the group
     /// coordinator's lock is taken.
     pub(crate) fn coordinator_error(state: &BrokerState, group: &str) -> Option<ErrorCode> {
-        if let Err(e) = Self::ensure_offsets_topic(state) {
-            tracing::warn!(error = %e.message, "cannot create {OFFSETS_TOPIC}");
-            return Some(error::COORDINATOR_NOT_AVAILABLE);
-        }
+        let ensured = Self::ensure_offsets_topic(state);
         state
             .coordination
-            .status_of_key(state, OFFSETS_TOPIC, group)
-            .err()
+            .check(state, ensured, OFFSETS_TOPIC, group)
     }
 
     /// The `__consumer_offsets` partition that stores `group`'s records.
@@ -691,15 +687,9 @@ impl GroupCoordinator {
                 format!("encoding __consumer_offsets records: {e}"),
             )
         })?;
-        let info = partition.append(&mut batch, None, now).map_err(|e| {
-            let (code, message) = e.code_and_message();
-            // Leadership moved away meanwhile: so did the coordinator.
-            let code = match code {
-                error::NOT_LEADER_OR_FOLLOWER => error::NOT_COORDINATOR,
-                code => code,
-            };
-            ApiError::new(code, message)
-        })?;
+        let info = partition
+            .append(&mut batch, None, now)
+            .map_err(|e| crate::coordination::append_error(&e))?;
         let timeout =
             Duration::from_millis(state.broker_i64("offsets.commit.timeout.ms").max(1) as u64);
         Ok(Appended {

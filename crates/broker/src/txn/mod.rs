@@ -239,14 +239,10 @@ impl TransactionCoordinator {
         state: &BrokerState,
         transactional_id: &str,
     ) -> Option<ErrorCode> {
-        if let Err(e) = Self::ensure_state_topic(state) {
-            tracing::warn!(error = %e.message, "cannot create {TRANSACTION_STATE_TOPIC}");
-            return Some(error::COORDINATOR_NOT_AVAILABLE);
-        }
+        let ensured = Self::ensure_state_topic(state);
         state
             .coordination
-            .status_of_key(state, TRANSACTION_STATE_TOPIC, transactional_id)
-            .err()
+            .check(state, ensured, TRANSACTION_STATE_TOPIC, transactional_id)
     }
 
     fn state_partition(
@@ -292,15 +288,9 @@ impl TransactionCoordinator {
                 format!("encoding transaction state: {e}"),
             )
         })?;
-        let info = partition.append(&mut batch, None, now).map_err(|e| {
-            let (code, message) = e.code_and_message();
-            // Leadership moved away meanwhile: so did the coordinator.
-            let code = match code {
-                error::NOT_LEADER_OR_FOLLOWER => error::NOT_COORDINATOR,
-                code => code,
-            };
-            ApiError::new(code, message)
-        })?;
+        let info = partition
+            .append(&mut batch, None, now)
+            .map_err(|e| crate::coordination::append_error(&e))?;
         let mut durable = Durable::default();
         durable.push(partition, info.last_offset + 1);
         Ok(durable)
