@@ -20,6 +20,13 @@
 #     scripts/sasl_check.py (confluent-kafka: PLAIN, SCRAM-SHA-256 and
 #     SCRAM-SHA-512 logins, wrong password, unknown user) and kcat with
 #     SCRAM-SHA-512/256 and a wrong password.
+#   - TLS (when this script starts the broker): a third broker serving
+#     PLAINTEXT, SSL and SASL_SSL at once with ssl.client.auth=required and
+#     certificates from `sluice dev certs`; scripts/tls_check.py
+#     (confluent-kafka: mTLS, SASL_SSL SCRAM and PLAIN, per-listener
+#     Metadata, refused certificates and protocols), kcat over SSL, the
+#     client certificate's subject as the logged principal, and a key store
+#     replaced on disk taking effect without a restart.
 #
 # Usage: scripts/interop.sh [HOST:PORT]
 #   With no argument, starts target/release/sluice (or target/debug/sluice)
@@ -36,9 +43,14 @@ NODE=${NODE:-node}
 failures=0
 broker_pid=""
 sasl_pid=""
+tls_pid=""
 workdir=$(mktemp -d)
 
 cleanup() {
+  if [ -n "$tls_pid" ] && kill -0 "$tls_pid" 2>/dev/null; then
+    kill -TERM "$tls_pid" 2>/dev/null
+    wait "$tls_pid" 2>/dev/null
+  fi
   if [ -n "$sasl_pid" ] && kill -0 "$sasl_pid" 2>/dev/null; then
     kill -TERM "$sasl_pid" 2>/dev/null
     wait "$sasl_pid" 2>/dev/null
@@ -242,6 +254,87 @@ else
       pass "no password in the SASL broker's log"
     fi
   fi
+fi
+
+# ---- TLS: PLAINTEXT, SSL and SASL_SSL listeners ------------------------------
+if [ -z "${bin:-}" ]; then
+  echo "SKIP TLS: the broker was not started by this script"
+else
+  tls_dir=$workdir/tls
+  mkdir -p "$tls_dir"
+  "$bin" dev certs --dir "$tls_dir/certs" >/dev/null
+  "$bin" dev certs --dir "$tls_dir/other" >/dev/null
+  free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+  plain_port=$(free_port); ssl_port=$(free_port); sasl_ssl_port=$(free_port)
+  RUST_LOG=info,sluice::request=debug "$bin" serve \
+    --listen "PLAINTEXT://127.0.0.1:$plain_port,SSL://127.0.0.1:$ssl_port,SASL_SSL://127.0.0.1:$sasl_ssl_port" \
+    --data-dir "$tls_dir/data" --set http.listeners= \
+    --set "ssl.keystore.location=$tls_dir/certs/broker.pem" \
+    --set "ssl.truststore.location=$tls_dir/certs/ca.pem" --set ssl.client.auth=required \
+    --add-scram 'SCRAM-SHA-512=[name=admin,password=admin-secret]' \
+    --add-scram 'SCRAM-SHA-256=[name=admin,password=admin-secret]' \
+    >"$tls_dir/broker.out" 2>"$tls_dir/broker.log" &
+  tls_pid=$!
+  for _ in $(seq 1 300); do
+    grep -q '^Sluice broker listening on ' "$tls_dir/broker.out" 2>/dev/null && break
+    kill -0 "$tls_pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if ! grep -q '^Sluice broker listening on ' "$tls_dir/broker.out"; then
+    fail "TLS broker did not start: $(cat "$tls_dir/broker.out" "$tls_dir/broker.log" | tail -5)"
+  else
+    if "$PYTHON" -c 'import confluent_kafka' 2>/dev/null; then
+      timeout 300 "$PYTHON" scripts/tls_check.py "127.0.0.1:$plain_port" "127.0.0.1:$ssl_port" \
+        "127.0.0.1:$sasl_ssl_port" "$tls_dir/certs" "$tls_dir/other" admin admin-secret
+      rc=$?
+      [ $rc -eq 0 ] || failures=$((failures + 1))
+    else
+      fail "TLS: confluent-kafka not installed (pip install -r scripts/requirements.txt)"
+    fi
+    if command -v "$KCAT" >/dev/null; then
+      kcat_ssl=(-b "127.0.0.1:$ssl_port" -X security.protocol=SSL
+        -X "ssl.certificate.location=$tls_dir/certs/client-cert.pem"
+        -X "ssl.key.location=$tls_dir/certs/client-key.pem")
+      topic="interop-kcat-ssl-$run_id"
+      if printf 'one\ntwo\n' | "$KCAT" "${kcat_ssl[@]}" -X "ssl.ca.location=$tls_dir/certs/ca.pem" \
+          -P -t "$topic" 2>"$workdir/kcat-ssl-p.err" &&
+          [ "$(timeout 60 "$KCAT" "${kcat_ssl[@]}" -X "ssl.ca.location=$tls_dir/certs/ca.pem" \
+            -C -t "$topic" -o beginning -e -q 2>"$workdir/kcat-ssl-c.err" | tr '\n' ' ')" = "one two " ]; then
+        pass "kcat SSL (mTLS) produce and consume"
+      else
+        fail "kcat SSL: $(cat "$workdir/kcat-ssl-p.err" "$workdir/kcat-ssl-c.err" | tail -3)"
+      fi
+      if grep -q 'principal=User:CN=client,O=Sluice dev' "$tls_dir/broker.log"; then
+        pass "the client certificate's subject is the connection's principal"
+      else
+        fail "no request logged with principal User:CN=client,O=Sluice dev"
+      fi
+      # A new key store (from another CA) replaces the file: clients that
+      # trust the new CA get in without a restart.
+      "$bin" dev certs --dir "$tls_dir/next" >/dev/null
+      cp "$tls_dir/next/broker.pem" "$tls_dir/certs/broker.pem.new"
+      mv "$tls_dir/certs/broker.pem.new" "$tls_dir/certs/broker.pem"
+      reloaded=""
+      for _ in $(seq 1 30); do
+        if timeout 10 "$KCAT" "${kcat_ssl[@]}" -X "ssl.ca.location=$tls_dir/next/ca.pem" -L -m 5 \
+            >"$workdir/kcat-ssl-reload" 2>&1; then
+          reloaded=yes
+          break
+        fi
+        sleep 1
+      done
+      if [ -n "$reloaded" ] && grep -q 'reloaded' "$tls_dir/broker.log"; then
+        pass "a replaced key store is served without a restart"
+      else
+        fail "the replaced key store was not picked up: $(tail -3 "$workdir/kcat-ssl-reload")"
+      fi
+    fi
+    if grep -q 'admin-secret' "$tls_dir/broker.log"; then
+      fail "the TLS broker's log holds a password"
+    fi
+  fi
+  kill -TERM "$tls_pid" 2>/dev/null
+  wait "$tls_pid" 2>/dev/null
 fi
 
 echo

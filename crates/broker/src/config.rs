@@ -20,6 +20,9 @@ pub enum ConfigType {
     Long = 5,
     Double = 6,
     List = 7,
+    /// A secret: DescribeConfigs answers it as null and sensitive, and
+    /// errors never echo it.
+    Password = 9,
 }
 
 /// Kafka's `ConfigSource` ids.
@@ -98,6 +101,8 @@ pub enum Check {
     HttpListeners,
     /// Kafka's `host:count,host:count` (`max.connections.per.ip.overrides`).
     HostCounts,
+    /// `ssl.principal.mapping.rules`: `DEFAULT` and `RULE:pattern/replacement/[LU]`.
+    SslPrincipalRules,
 }
 
 #[derive(Debug)]
@@ -122,6 +127,10 @@ const COMPRESSION_TYPES: &[&str] = &["uncompressed", "zstd", "lz4", "snappy", "g
 const CONSUMER_GROUP_ASSIGNORS: &[&str] = &["uniform", "range"];
 /// The SASL mechanisms Sluice serves (Kafka also has GSSAPI, OAUTHBEARER).
 const SASL_MECHANISMS: &[&str] = &["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"];
+/// The TLS versions rustls speaks.
+const TLS_VERSIONS: &[&str] = &["TLSv1.2", "TLSv1.3"];
+/// Key and trust stores are PEM files (Kafka also reads JKS and PKCS12).
+const STORE_TYPES: &[&str] = &["PEM"];
 
 macro_rules! def {
     ($name:expr, $ty:ident, $default:expr, $check:expr, $dynamic:expr, $doc:expr) => {
@@ -142,7 +151,7 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
     def!("process.roles", List, Some("broker,controller"), Check::ListOf(&["broker", "controller"]), false, "The roles that this process plays: 'broker', 'controller', or 'broker,controller' if it is both. Sluice runs combined nodes (the default) today."),
     def!("listeners", List, Some("PLAINTEXT://127.0.0.1:9092"), Check::Listener, false, "Listener List - Comma-separated list of URIs we will listen on and the listener names, as NAME://host:port (a bare host:port is PLAINTEXT). The controller quorum listens on the listener named by controller.listener.names."),
     def!("advertised.listeners", List, None, Check::Listener, false, "Listeners to publish to clients in Metadata, if different from the listeners config property, as NAME://host:port. Defaults to listeners."),
-    def!("listener.security.protocol.map", String, Some("PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL"), Check::None, false, "Map between listener names and security protocols, as NAME:PROTOCOL pairs. When unset, each controller listener is PLAINTEXT. Sluice serves PLAINTEXT and SASL_PLAINTEXT today."),
+    def!("listener.security.protocol.map", String, Some("PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL"), Check::None, false, "Map between listener names and security protocols, as NAME:PROTOCOL pairs. When unset, each controller listener is PLAINTEXT. Sluice serves all four protocols on client listeners."),
     def!("controller.listener.names", List, None, Check::None, false, "A comma-separated list of the names of the listeners used by the controller quorum. Required when controller.quorum.voters is set."),
     def!("controller.quorum.voters", List, Some(""), Check::None, false, "Map of id/endpoint information for the set of voters in a comma-separated list of {id}@{host}:{port} entries, e.g. 1@localhost:9093,2@localhost:9193. Empty: a single node that is its own one-voter quorum."),
     def!("controller.quorum.election.timeout.ms", Int, Some("1000"), Check::AtLeast(1), false, "Maximum time in milliseconds to wait without being able to fetch from the leader before triggering a new election."),
@@ -227,6 +236,17 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
     def!("compression.lz4.level", Int, Some("9"), Check::Between(1, 17), true, "The compression level to use if compression.type is set to lz4. Level 1 is the fast compressor; 2 and up are LZ4 HC (liblz4 caps at 12)."),
     def!("compression.zstd.level", Int, Some("3"), Check::Between(-131072, 22), true, "The compression level to use if compression.type is set to zstd."),
     def!("min.insync.replicas", Int, Some("1"), Check::AtLeast(1), true, "When a producer sets acks to \"all\" (or \"-1\"), min.insync.replicas specifies the minimum number of replicas that must acknowledge a write for the write to be considered successful."),
+    def!("inter.broker.listener.name", String, None, Check::None, false, "Name of listener used for communication between brokers. If this is unset, the listener name is defined by security.inter.broker.protocol. It is an error to set this and security.inter.broker.protocol properties at the same time. Sluice uses the listener named PLAINTEXT when it is unset, or else the first listener."),
+    def!("ssl.keystore.type", String, Some("PEM"), Check::OneOf(STORE_TYPES), false, "The file format of the key store file. This is optional for client. The values currently supported by the default `ssl.engine.factory.class` are [JKS, PKCS12, PEM]. Sluice reads PEM key stores only (its default; Kafka's is JKS)."),
+    def!("ssl.keystore.location", String, None, Check::None, false, "The location of the key store file. This is optional for client and can be used for two-way authentication for client. For a PEM key store: the private key (PKCS#8, PKCS#1 or SEC1, unencrypted) followed by the certificate chain, in one file. Sluice reloads it when the file changes."),
+    def!("ssl.keystore.certificate.chain", Password, None, Check::None, false, "Certificate chain in the format specified by 'ssl.keystore.type'. Default SSL engine factory supports only PEM format with a list of X.509 certificates"),
+    def!("ssl.keystore.key", Password, None, Check::None, false, "Private key in the format specified by 'ssl.keystore.type'. Default SSL engine factory supports only PEM format with PKCS#8 keys. If the key is encrypted, key password must be specified using 'ssl.key.password'. Sluice reads unencrypted keys only."),
+    def!("ssl.truststore.type", String, Some("PEM"), Check::OneOf(STORE_TYPES), false, "The file format of the trust store file. The values currently supported by the default `ssl.engine.factory.class` are [JKS, PKCS12, PEM]. Sluice reads PEM trust stores only (its default; Kafka's is JKS)."),
+    def!("ssl.truststore.location", String, None, Check::None, false, "The location of the trust store file: for Sluice, PEM certificates of the authorities whose client certificates are accepted (ssl.client.auth). Sluice reloads it when the file changes."),
+    def!("ssl.truststore.certificates", Password, None, Check::None, false, "Trusted certificates in the format specified by 'ssl.truststore.type'. Default SSL engine factory supports only PEM format with X.509 certificates."),
+    def!("ssl.client.auth", String, Some("none"), Check::OneOf(&["required", "requested", "none"]), false, "Configures kafka broker to request client authentication. The following settings are common: ssl.client.auth=required If set to required client authentication is required. ssl.client.auth=requested This means client authentication is optional. unlike required, if this option is set client can choose not to provide authentication information about itself ssl.client.auth=none This means client authentication is not needed."),
+    def!("ssl.enabled.protocols", List, Some("TLSv1.2,TLSv1.3"), Check::ListOf(TLS_VERSIONS), false, "The list of protocols enabled for SSL connections. The default is 'TLSv1.2,TLSv1.3'. This means that clients and servers will prefer TLSv1.3 if both support it and fallback to TLSv1.2 otherwise (assuming both support at least TLSv1.2)."),
+    def!("ssl.principal.mapping.rules", String, Some("DEFAULT"), Check::SslPrincipalRules, false, "A rule for mapping X.500 distinguished name to short name. The rules are evaluated in order and the first rule that matches a distinguished name is used to map it to a short name. Any later rules in the list are ignored. By default, distinguished name of the X.500 certificate will be the principal. For more details on the format please see security authorization and acls."),
     def!("sasl.enabled.mechanisms", List, Some("PLAIN,SCRAM-SHA-256,SCRAM-SHA-512"), Check::ListOf(SASL_MECHANISMS), false, "The list of SASL mechanisms enabled in the Kafka server. The list may contain any mechanism for which a security provider is available. Sluice serves PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512, all checked against the SCRAM credentials of the metadata, and enables all three by default (Kafka's default is GSSAPI, which Sluice does not have)."),
     def!("connections.max.reauth.ms", Long, Some("0"), Check::AtLeast(0), false, "When explicitly set to a positive number (the default is 0, not a positive number), a session lifetime that will not exceed the configured value will be communicated to v2.2.0 or later clients when they authenticate. The broker will disconnect any such connection that is not re-authenticated within the session lifetime and that is then subsequently used for any purpose other than re-authentication."),
     def!("sasl.server.max.receive.size", Int, Some("524288"), Check::AtLeast(1), false, "The maximum receive size allowed before and during initial SASL authentication. Default receive size is 512KB. GSSAPI limits requests to 64K, but we allow upto 512KB by default for custom SASL mechanisms. In practice, PLAIN, SCRAM and OAUTH mechanisms can use much smaller limits."),
@@ -321,9 +341,14 @@ pub fn topic_def(name: &str) -> Option<&'static TopicConfigDef> {
 
 /// Checks `value` against a type and rule; the error names what is wrong.
 pub fn validate(name: &str, ty: ConfigType, check: Check, value: &str) -> Result<(), String> {
+    let shown = if ty == ConfigType::Password {
+        "[hidden]"
+    } else {
+        value
+    };
     let bad = |why: String| {
         Err(format!(
-            "Invalid value {value} for configuration {name}: {why}"
+            "Invalid value {shown} for configuration {name}: {why}"
         ))
     };
     let number = match ty {
@@ -355,7 +380,7 @@ pub fn validate(name: &str, ty: ConfigType, check: Check, value: &str) -> Result
                 _ => bad("Not a number of type DOUBLE".into()),
             }
         }
-        ConfigType::String | ConfigType::List => None,
+        ConfigType::String | ConfigType::List | ConfigType::Password => None,
     };
     match (check, number) {
         (Check::AtLeast(min), Some(v)) if v < min => bad(format!("Value must be at least {min}")),
@@ -380,6 +405,9 @@ pub fn validate(name: &str, ty: ConfigType, check: Check, value: &str) -> Result
             .map(|_| ())
             .map_err(|e| format!("Invalid value {value} for configuration {name}: {e}")),
         (Check::Listener, _) => crate::listeners::parse(value)
+            .map(|_| ())
+            .map_err(|e| format!("Invalid value {value} for configuration {name}: {e}")),
+        (Check::SslPrincipalRules, _) => crate::security::principal::PrincipalRules::parse(value)
             .map(|_| ())
             .map_err(|e| format!("Invalid value {value} for configuration {name}: {e}")),
         (Check::HttpListeners, _) => parse_http_listeners(value)
@@ -497,13 +525,6 @@ impl BrokerConfig {
     /// refuses settings for which this fails).
     pub fn listeners(&self) -> Result<crate::listeners::Listeners, String> {
         crate::listeners::Listeners::from_config(self)
-    }
-
-    /// `host:port` of the client listener as advertised.
-    pub fn advertised_address(&self) -> String {
-        self.listeners()
-            .map(|l| format!("{}:{}", l.advertised.host, l.advertised.port))
-            .expect("listeners are checked at start")
     }
 
     pub fn log_dir(&self) -> &str {
@@ -763,8 +784,10 @@ mod tests {
     fn listeners() {
         let c =
             BrokerConfig::from_settings([("listeners", "PLAINTEXT://127.0.0.1:19092")]).unwrap();
-        assert_eq!(c.listeners().unwrap().client.address(), "127.0.0.1:19092");
-        assert_eq!(c.advertised_address(), "127.0.0.1:19092");
+        assert_eq!(
+            c.listeners().unwrap().clients[0].bind.address(),
+            "127.0.0.1:19092"
+        );
     }
 }
 

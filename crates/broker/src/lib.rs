@@ -10,6 +10,7 @@
 
 mod cleaner;
 pub mod config;
+mod connection;
 mod connection_limits;
 mod controller;
 mod coordination;

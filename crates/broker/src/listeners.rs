@@ -1,8 +1,12 @@
 //! Kafka's listener settings: `listeners` and `advertised.listeners` as
 //! `NAME://host:port` entries, `listener.security.protocol.map` naming each
-//! listener's security protocol, and `controller.listener.names` marking
-//! the listeners the controller quorum speaks on. A bare `host:port` is a
-//! PLAINTEXT listener, as `--listen` gives.
+//! listener's security protocol, `controller.listener.names` marking the
+//! listeners the controller quorum speaks on, and `inter.broker.listener.name`
+//! the one other brokers replicate through. A bare `host:port` is a
+//! PLAINTEXT listener, as `--listen` gives. A broker serves every client
+//! listener at once (say PLAINTEXT on loopback for tools and SASL_SSL for
+//! clients), and describes the cluster to each client by the endpoints of
+//! the listener it connected to.
 
 use crate::config::BrokerConfig;
 use std::collections::BTreeMap;
@@ -11,9 +15,50 @@ use std::collections::BTreeMap;
 /// listener name of its own.
 const DEFAULT_PROTOCOL_MAP: &str =
     "PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL";
-const PROTOCOLS: &[&str] = &["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"];
-/// The protocols a client listener can serve today (TLS comes later).
-const SERVED_PROTOCOLS: &[&str] = &["PLAINTEXT", "SASL_PLAINTEXT"];
+
+/// Kafka's security protocols.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecurityProtocol {
+    Plaintext,
+    Ssl,
+    SaslPlaintext,
+    SaslSsl,
+}
+
+impl SecurityProtocol {
+    const ALL: [SecurityProtocol; 4] = [
+        SecurityProtocol::Plaintext,
+        SecurityProtocol::Ssl,
+        SecurityProtocol::SaslPlaintext,
+        SecurityProtocol::SaslSsl,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            SecurityProtocol::Plaintext => "PLAINTEXT",
+            SecurityProtocol::Ssl => "SSL",
+            SecurityProtocol::SaslPlaintext => "SASL_PLAINTEXT",
+            SecurityProtocol::SaslSsl => "SASL_SSL",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<SecurityProtocol> {
+        Self::ALL.into_iter().find(|p| p.name() == name)
+    }
+
+    /// Whether connections are TLS sessions (SSL, SASL_SSL).
+    pub fn tls(self) -> bool {
+        matches!(self, SecurityProtocol::Ssl | SecurityProtocol::SaslSsl)
+    }
+
+    /// Whether connections must authenticate with SASL first.
+    pub fn sasl(self) -> bool {
+        matches!(
+            self,
+            SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl
+        )
+    }
+}
 
 /// One `NAME://host:port` entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,7 +81,7 @@ impl Listener {
 }
 
 /// Parses a `listeners`-style list. Names are upper case letters, digits
-/// and `_`; each may appear once, and so may each port.
+/// and `_`; each may appear once.
 pub fn parse(value: &str) -> Result<Vec<Listener>, String> {
     let mut listeners: Vec<Listener> = Vec::new();
     for entry in value.split(',').map(str::trim).filter(|e| !e.is_empty()) {
@@ -78,7 +123,7 @@ pub fn parse(value: &str) -> Result<Vec<Listener>, String> {
 pub fn protocol_map(
     value: Option<&str>,
     controller_names: &[String],
-) -> Result<BTreeMap<String, String>, String> {
+) -> Result<BTreeMap<String, SecurityProtocol>, String> {
     let mut map = BTreeMap::new();
     for entry in value
         .unwrap_or(DEFAULT_PROTOCOL_MAP)
@@ -89,40 +134,57 @@ pub fn protocol_map(
         let (name, protocol) = entry
             .split_once(':')
             .ok_or_else(|| format!("'{entry}' is not NAME:PROTOCOL"))?;
-        if !PROTOCOLS.contains(&protocol) {
-            return Err(format!(
+        let protocol = SecurityProtocol::from_name(protocol).ok_or_else(|| {
+            format!(
                 "unknown security protocol {protocol} for listener {name} (one of {})",
-                PROTOCOLS.join(", ")
-            ));
-        }
-        map.insert(name.to_string(), protocol.to_string());
+                SecurityProtocol::ALL.map(SecurityProtocol::name).join(", ")
+            )
+        })?;
+        map.insert(name.to_string(), protocol);
     }
     if value.is_none() {
         for name in controller_names {
             map.entry(name.clone())
-                .or_insert_with(|| "PLAINTEXT".to_string());
+                .or_insert(SecurityProtocol::Plaintext);
         }
     }
     Ok(map)
 }
 
+/// A listener clients (and other brokers) connect to.
+#[derive(Debug, Clone)]
+pub struct ClientListener {
+    /// Its name and where it binds.
+    pub bind: Listener,
+    pub protocol: SecurityProtocol,
+    /// What `advertised.listeners` says for it; unset, the bound address
+    /// is advertised (known only once bound, for port 0).
+    pub advertised: Option<Listener>,
+}
+
+impl ClientListener {
+    pub fn name(&self) -> &str {
+        &self.bind.name
+    }
+}
+
 /// The listeners of one node, checked against each other.
 #[derive(Debug, Clone)]
 pub struct Listeners {
-    /// Where clients connect (the first listener that is not a controller
-    /// listener) and what it is called.
-    pub client: Listener,
-    /// The client listener's security protocol (`listener.security.protocol.map`).
-    pub client_protocol: String,
-    /// What the client listener is advertised as.
-    pub advertised: Listener,
+    /// Every listener that is not a controller listener, in the order of
+    /// `listeners`.
+    pub clients: Vec<ClientListener>,
+    /// The name of the client listener other brokers use
+    /// (`inter.broker.listener.name`).
+    pub inter_broker: String,
     /// The controller quorum's listener, on nodes that run a controller.
     pub controller: Option<Listener>,
 }
 
 impl Listeners {
     /// Reads and checks `listeners`, `advertised.listeners`,
-    /// `listener.security.protocol.map` and `controller.listener.names`.
+    /// `listener.security.protocol.map`, `controller.listener.names` and
+    /// `inter.broker.listener.name`.
     pub fn from_config(config: &BrokerConfig) -> Result<Listeners, String> {
         let controller_names: Vec<String> = config
             .get("controller.listener.names")
@@ -139,68 +201,98 @@ impl Listeners {
             &controller_names,
         )
         .map_err(|e| format!("listener.security.protocol.map: {e}"))?;
-        for listener in &listeners {
-            let protocol = protocols.get(&listener.name).ok_or_else(|| {
+        let advertised = match config.explicit("advertised.listeners") {
+            None => Vec::new(),
+            Some(value) => parse(value).map_err(|e| format!("advertised.listeners: {e}"))?,
+        };
+        for a in &advertised {
+            if controller_names.contains(&a.name) {
+                return Err(format!(
+                    "advertised.listeners must not name the controller listener {}",
+                    a.name
+                ));
+            }
+            if !listeners.iter().any(|l| l.name == a.name) {
+                return Err(format!(
+                    "advertised.listeners names {}, which is not in listeners",
+                    a.name
+                ));
+            }
+        }
+        let mut clients = Vec::new();
+        let mut controller = None;
+        for listener in listeners {
+            let protocol = *protocols.get(&listener.name).ok_or_else(|| {
                 format!(
                     "listener {} has no security protocol: add it to listener.security.protocol.map (e.g. {}:PLAINTEXT)",
                     listener.name, listener.name
                 )
             })?;
-            if controller_names.contains(&listener.name) && protocol != "PLAINTEXT" {
-                return Err(format!(
-                    "controller listener {} uses security protocol {protocol}; the controller quorum speaks PLAINTEXT only yet",
-                    listener.name
-                ));
-            }
-            if !SERVED_PROTOCOLS.contains(&protocol.as_str()) {
-                return Err(format!(
-                    "listener {} uses security protocol {protocol}, which is not supported yet (only {})",
-                    listener.name,
-                    SERVED_PROTOCOLS.join(" and ")
-                ));
-            }
-        }
-        let mut controllers = listeners
-            .iter()
-            .filter(|l| controller_names.contains(&l.name));
-        let controller = controllers.next().cloned();
-        let client = listeners
-            .iter()
-            .find(|l| !controller_names.contains(&l.name))
-            .cloned()
-            .ok_or_else(|| {
-                "listeners has no listener for clients (every listener is a controller listener)"
-                    .to_string()
-            })?;
-        let advertised = match config.explicit("advertised.listeners") {
-            None => client.clone(),
-            Some(value) => {
-                let advertised = parse(value).map_err(|e| format!("advertised.listeners: {e}"))?;
-                if let Some(c) = advertised
-                    .iter()
-                    .find(|a| controller_names.contains(&a.name))
-                {
+            if controller_names.contains(&listener.name) {
+                if protocol != SecurityProtocol::Plaintext {
                     return Err(format!(
-                        "advertised.listeners must not name the controller listener {}",
-                        c.name
+                        "controller listener {} uses security protocol {}; the controller quorum speaks PLAINTEXT only yet",
+                        listener.name,
+                        protocol.name()
                     ));
                 }
-                advertised
-                    .into_iter()
-                    .find(|a| a.name == client.name)
-                    .unwrap_or_else(|| client.clone())
+                controller.get_or_insert(listener);
+                continue;
             }
+            if let Some(other) = clients
+                .iter()
+                .find(|c: &&ClientListener| c.bind.port == listener.port && listener.port != 0)
+            {
+                return Err(format!(
+                    "listeners {} and {} both use port {}",
+                    other.name(),
+                    listener.name,
+                    listener.port
+                ));
+            }
+            clients.push(ClientListener {
+                advertised: advertised.iter().find(|a| a.name == listener.name).cloned(),
+                bind: listener,
+                protocol,
+            });
+        }
+        if clients.is_empty() {
+            return Err(
+                "listeners has no listener for clients (every listener is a controller listener)"
+                    .to_string(),
+            );
+        }
+        let inter_broker = match config.explicit("inter.broker.listener.name") {
+            Some(name) => {
+                if !clients.iter().any(|c| c.name() == name) {
+                    return Err(format!(
+                        "inter.broker.listener.name is {name}, which is not a client listener in listeners"
+                    ));
+                }
+                name.to_string()
+            }
+            // Kafka's default: the listener named as security.inter.broker.protocol
+            // (PLAINTEXT); a node without one uses its first listener.
+            None => clients
+                .iter()
+                .find(|c| c.name() == "PLAINTEXT")
+                .unwrap_or(&clients[0])
+                .name()
+                .to_string(),
         };
-        let client_protocol = protocols
-            .get(&client.name)
-            .cloned()
-            .unwrap_or_else(|| "PLAINTEXT".to_string());
         Ok(Listeners {
-            client,
-            client_protocol,
-            advertised,
+            clients,
+            inter_broker,
             controller,
         })
+    }
+
+    /// The listener other brokers connect to.
+    pub fn inter_broker(&self) -> &ClientListener {
+        self.clients
+            .iter()
+            .find(|c| c.name() == self.inter_broker)
+            .expect("inter_broker names a client listener")
     }
 }
 
@@ -235,7 +327,7 @@ mod tests {
             ("controller.listener.names", "CONTROLLER"),
         ]))
         .unwrap();
-        assert_eq!(l.client.port, 9092);
+        assert_eq!(l.clients[0].bind.port, 9092);
         assert_eq!(l.controller.map(|c| c.port), Some(9093));
         let unmapped = Listeners::from_config(&config(&[
             (
@@ -251,9 +343,46 @@ mod tests {
     }
 
     #[test]
-    fn unsupported_protocols_and_controller_only_listeners_are_refused() {
-        let ssl = Listeners::from_config(&config(&[("listeners", "SSL://127.0.0.1:9093")]));
-        assert!(ssl.unwrap_err().contains("not supported yet"));
+    fn several_client_listeners_and_the_inter_broker_one() {
+        let l = Listeners::from_config(&config(&[(
+            "listeners",
+            "SASL_SSL://0.0.0.0:9094,PLAINTEXT://127.0.0.1:9092,SSL://:9093",
+        )]))
+        .unwrap();
+        let protocols: Vec<_> = l.clients.iter().map(|c| c.protocol).collect();
+        assert_eq!(
+            protocols,
+            [
+                SecurityProtocol::SaslSsl,
+                SecurityProtocol::Plaintext,
+                SecurityProtocol::Ssl
+            ]
+        );
+        // Kafka's default: the listener named PLAINTEXT.
+        assert_eq!(l.inter_broker().bind.port, 9092);
+        let named = Listeners::from_config(&config(&[
+            ("listeners", "SASL_SSL://:9094,SSL://:9093"),
+            ("inter.broker.listener.name", "SSL"),
+        ]))
+        .unwrap();
+        assert_eq!(named.inter_broker().protocol, SecurityProtocol::Ssl);
+        let unknown = Listeners::from_config(&config(&[
+            ("listeners", "SSL://:9093"),
+            ("inter.broker.listener.name", "INTERNAL"),
+        ]));
+        assert!(unknown.unwrap_err().contains("not a client listener"));
+        let clash =
+            Listeners::from_config(&config(&[("listeners", "SSL://:9093,PLAINTEXT://:9093")]));
+        assert!(clash.unwrap_err().contains("both use port 9093"));
+        let stray = Listeners::from_config(&config(&[
+            ("listeners", "SSL://:9093"),
+            ("advertised.listeners", "PLAINTEXT://h:1"),
+        ]));
+        assert!(stray.unwrap_err().contains("not in listeners"));
+    }
+
+    #[test]
+    fn controller_only_listeners_are_refused() {
         let only_controller = Listeners::from_config(&config(&[
             ("listeners", "CONTROLLER://127.0.0.1:9093"),
             ("controller.listener.names", "CONTROLLER"),
@@ -271,7 +400,8 @@ mod tests {
             ("advertised.listeners", "INTERNAL://broker-1.example:9092"),
         ]))
         .unwrap();
-        assert_eq!(l.advertised.host, "broker-1.example");
-        assert_eq!(l.advertised.name, "INTERNAL");
+        let advertised = l.clients[0].advertised.as_ref().unwrap();
+        assert_eq!(advertised.host, "broker-1.example");
+        assert_eq!(advertised.name, "INTERNAL");
     }
 }

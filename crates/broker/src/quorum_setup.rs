@@ -107,6 +107,14 @@ pub(crate) fn mode(config: &BrokerConfig, listeners: &Listeners) -> Result<Mode,
             controller.name, controller.port
         ));
     }
+    let inter_broker = listeners.inter_broker();
+    if inter_broker.protocol != crate::listeners::SecurityProtocol::Plaintext {
+        return Err(format!(
+            "the inter-broker listener {} is {}, but replication speaks PLAINTEXT only yet: add a PLAINTEXT listener (on a private network) and name it in inter.broker.listener.name",
+            inter_broker.name(),
+            inter_broker.protocol.name()
+        ));
+    }
     Ok(Mode::Raft { voters })
 }
 
@@ -230,13 +238,9 @@ pub(crate) async fn await_cluster(
     }
 }
 
-/// The endpoint this node advertises to clients.
+/// The endpoints this node advertises, one per client listener.
 fn endpoints(state: &BrokerState) -> Vec<BrokerEndpoint> {
-    vec![BrokerEndpoint {
-        name: state.listener_name.clone(),
-        host: state.advertised_host.clone(),
-        port: u16::try_from(state.advertised_port).unwrap_or(0),
-    }]
+    state.listeners.clone()
 }
 
 /// Registers this broker (a new broker epoch). A single node whose

@@ -7,43 +7,36 @@
 //! the next request meanwhile, so pipelined produces share one fdatasync.
 
 use crate::config::BrokerConfig;
-use crate::connection_limits::{
-    AcceptBackoff, ConnectionLimits, ConnectionSlot, LogThrottle, LOG_INTERVAL,
-};
+use crate::connection::{accept_loop, ListenerContext};
+use crate::connection_limits::ConnectionLimits;
 use crate::controller::reconcile_partitions;
 use crate::descriptors::DescriptorBudget;
 use crate::group::GroupCoordinator;
-use crate::handlers::{self, Reply};
 use crate::partitions::{Partitions, METADATA_TOPIC};
 use crate::quorum_setup;
-use crate::security::ConnectionAuth;
+use crate::security::principal::PrincipalRules;
+use crate::security::tls::TlsServer;
 use crate::state::{now_ms, BrokerState};
 use crate::txn::TransactionCoordinator;
-use bytes::{Bytes, BytesMut};
-use kafka_protocol::messages::ApiKey;
 #[cfg(test)]
 use sluice_metadata::quorum::LocalQuorum;
 use sluice_metadata::quorum::Quorum;
 use sluice_metadata::{MetadataLog, MetadataRecord};
-use sluice_protocol::envelope::{self, RequestHead};
-use sluice_protocol::frame;
 use sluice_storage::{DirLock, LogDir};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
-
-/// Requests a connection may have in flight before the reader waits.
-const MAX_IN_FLIGHT: usize = 128;
 
 /// A running broker. Dropping it does not stop it; call [`Broker::shutdown`].
 pub struct Broker {
+    /// Where the first client listener is bound.
     local_addr: SocketAddr,
+    /// Every client listener's name and bound address.
+    listener_addrs: Vec<(String, SocketAddr)>,
     data_dir: PathBuf,
     state: Arc<BrokerState>,
     stop: watch::Sender<bool>,
@@ -91,23 +84,47 @@ impl Broker {
         // Before anything is read or written, and before binding, so a
         // second broker on this directory is refused for the right reason.
         let data_dir_lock = Arc::new(DirLock::acquire(&data_dir)?);
-        let limits = ConnectionLimits::from_config(&config).map_err(StartError::Config)?;
+        let limits = Arc::new(ConnectionLimits::from_config(&config).map_err(StartError::Config)?);
         let explicit_max_connections = config
             .explicit("max.connections")
             .map(|_| config.get_i64("max.connections").max(0) as u64);
         let listeners = config.listeners().map_err(StartError::Config)?;
         let mode = quorum_setup::mode(&config, &listeners).map_err(StartError::Config)?;
-        let listen = listeners.client.address();
-        let listener = TcpListener::bind(&listen)
-            .await
-            .map_err(|source| StartError::Listen {
+        let tls = match listeners.clients.iter().any(|c| c.protocol.tls()) {
+            true => Some(Arc::new(
+                TlsServer::from_config(&config).map_err(StartError::Config)?,
+            )),
+            false => None,
+        };
+        let principal_rules = Arc::new(
+            PrincipalRules::parse(
+                config
+                    .get("ssl.principal.mapping.rules")
+                    .unwrap_or("DEFAULT"),
+            )
+            .map_err(|e| StartError::Config(format!("ssl.principal.mapping.rules: {e}")))?,
+        );
+        let mut bound = Vec::with_capacity(listeners.clients.len());
+        for client in &listeners.clients {
+            let listen = client.bind.address();
+            let listener =
+                TcpListener::bind(&listen)
+                    .await
+                    .map_err(|source| StartError::Listen {
+                        addr: format!("{}://{listen}", client.name()),
+                        source,
+                    })?;
+            let local_addr = listener.local_addr().map_err(|source| StartError::Listen {
                 addr: listen.clone(),
                 source,
             })?;
-        let local_addr = listener.local_addr().map_err(|source| StartError::Listen {
-            addr: listen.clone(),
-            source,
-        })?;
+            bound.push((client.clone(), listener, local_addr));
+        }
+        let local_addr = bound[0].2;
+        let listener_addrs = bound
+            .iter()
+            .map(|(c, _, addr)| (c.name().to_string(), *addr))
+            .collect();
         let http_listeners = bind_http(&config).await?;
         let http_addrs = http_listeners
             .iter()
@@ -127,18 +144,20 @@ impl Broker {
             stopped.clone(),
         ));
         let mut config = config;
-        if config.explicit("advertised.listeners").is_none() {
-            // An ephemeral port (":0") is only known once bound.
-            let advertised = format!(
-                "{}://{}:{}",
-                listeners.client.name,
-                local_addr.ip(),
-                local_addr.port()
-            );
-            config
-                .set("advertised.listeners", &advertised)
-                .expect("a bound address is a valid listener");
-        }
+        // Every listener is advertised: as advertised.listeners says, or
+        // else at its bound address (an ephemeral port, ":0", is only known
+        // once bound).
+        let advertised = bound
+            .iter()
+            .map(|(client, _, addr)| match &client.advertised {
+                Some(a) => format!("{}://{}:{}", a.name, a.host, a.port),
+                None => format!("{}://{}:{}", client.name(), addr.ip(), addr.port()),
+            })
+            .collect::<Vec<_>>()
+            .join(",");
+        config
+            .set("advertised.listeners", &advertised)
+            .expect("bound addresses are valid listeners");
         let metadata_dir = data_dir.join(format!("{METADATA_TOPIC}-0"));
         let joined = quorum_setup::join(&config, &listeners, &mode, &metadata_dir)
             .await
@@ -165,13 +184,28 @@ impl Broker {
         crate::coordination::resume_loaded(&state);
         let mut tasks = joined.tasks;
         tasks.push(http_task);
-        tasks.push(tokio::spawn(accept_loop(
-            listener,
-            state.clone(),
-            limits,
-            data_dir_lock.clone(),
-            stopped.clone(),
-        )));
+        for (client, listener, _) in bound {
+            let context = Arc::new(ListenerContext {
+                name: Arc::from(client.name()),
+                protocol: client.protocol,
+                tls: tls.clone().filter(|_| client.protocol.tls()),
+                principal_rules: Arc::clone(&principal_rules),
+            });
+            tasks.push(tokio::spawn(accept_loop(
+                listener,
+                context,
+                state.clone(),
+                Arc::clone(&limits),
+                data_dir_lock.clone(),
+                stopped.clone(),
+            )));
+        }
+        if let Some(tls) = tls {
+            tasks.push(tokio::spawn(crate::security::tls::reload_task(
+                tls,
+                stopped.clone(),
+            )));
+        }
         tasks.push(tokio::spawn(quorum_setup::heartbeat_task(
             state.clone(),
             incarnation_id,
@@ -210,6 +244,7 @@ impl Broker {
         tracing::info!(%local_addr, data_dir = %data_dir.display(), "broker started");
         Ok(Broker {
             local_addr,
+            listener_addrs,
             data_dir,
             state,
             stop,
@@ -266,16 +301,29 @@ impl Broker {
         &self.http_addrs
     }
 
+    /// Where the first client listener is bound.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
     }
 
-    /// The address clients are told to connect to.
+    /// Every client listener: its name and where it is bound.
+    pub fn listener_addrs(&self) -> &[(String, SocketAddr)] {
+        &self.listener_addrs
+    }
+
+    /// The address clients of the first listener are told to connect to.
     pub fn advertised_address(&self) -> String {
-        format!(
-            "{}:{}",
-            self.state.advertised_host, self.state.advertised_port
-        )
+        let own = &self.state.listeners[0];
+        format!("{}:{}", own.host, own.port)
+    }
+
+    /// Every client listener as advertised: `NAME://host:port`.
+    pub fn advertised_listeners(&self) -> Vec<String> {
+        self.state
+            .listeners
+            .iter()
+            .map(|l| format!("{}://{}:{}", l.name, l.host, l.port))
+            .collect()
     }
 
     pub fn data_dir(&self) -> &std::path::Path {
@@ -409,260 +457,6 @@ fn new_cluster_id() -> String {
     out
 }
 
-async fn accept_loop(
-    listener: TcpListener,
-    state: Arc<BrokerState>,
-    limits: ConnectionLimits,
-    _data_dir_lock: Arc<DirLock>,
-    mut stopped: watch::Receiver<bool>,
-) {
-    let timeouts = ConnectionTimeouts::from_config(&state.config);
-    let mut backoff = AcceptBackoff::new();
-    let failures_log = LogThrottle::new(LOG_INTERVAL);
-    loop {
-        let permit = tokio::select! {
-            _ = stopped.changed() => return,
-            permit = limits.wait_for_slot() => permit,
-        };
-        let accepted = tokio::select! {
-            _ = stopped.changed() => return,
-            accepted = listener.accept() => accepted,
-        };
-        match accepted {
-            Ok((socket, peer)) => {
-                backoff.succeeded();
-                // Refused connections are dropped, which closes them at once.
-                let Ok(slot) = limits.admit(peer.ip(), permit) else {
-                    continue;
-                };
-                let _ = socket.set_nodelay(true);
-                tokio::spawn(serve_connection(
-                    socket,
-                    peer,
-                    state.clone(),
-                    timeouts,
-                    slot,
-                ));
-            }
-            Err(e) => {
-                // Out of descriptors (EMFILE, ENFILE) the pending connection
-                // stays in the backlog and accept fails again at once.
-                let pause = backoff.failed();
-                if let Some(failures) = failures_log.record(std::time::Instant::now()) {
-                    tracing::warn!(
-                        error = %e,
-                        failures,
-                        max_pause_ms = pause.as_millis() as u64,
-                        "accepting connections fails; backing off (logged at most every {}s)",
-                        LOG_INTERVAL.as_secs()
-                    );
-                }
-                tokio::time::sleep(pause).await;
-            }
-        }
-    }
-}
-
-/// How long a connection may be silent, or take over one request.
-#[derive(Debug, Clone, Copy)]
-struct ConnectionTimeouts {
-    /// `connections.max.idle.ms`; `None` when -1 turns it off.
-    idle: Option<Duration>,
-    /// `socket.request.read.timeout.ms`: first byte to last of one request.
-    request_read: Duration,
-}
-
-impl ConnectionTimeouts {
-    fn from_config(config: &BrokerConfig) -> ConnectionTimeouts {
-        let idle_ms = config.get_i64("connections.max.idle.ms");
-        ConnectionTimeouts {
-            idle: u64::try_from(idle_ms).ok().map(Duration::from_millis),
-            request_read: Duration::from_millis(
-                config.get_i64("socket.request.read.timeout.ms").max(1) as u64,
-            ),
-        }
-    }
-
-    /// When the reader should next look at the clock; `None` to wait for
-    /// bytes however long they take. `request_started` is when the partial
-    /// request in the buffer began to arrive.
-    fn deadline(&self, activity: &Activity, request_started: Option<Instant>) -> Option<Instant> {
-        let idle = self.idle.map(|idle| {
-            let deadline = activity.last() + idle;
-            if activity.busy() {
-                // A response is still due: no sooner than one idle period on.
-                deadline.max(Instant::now() + idle)
-            } else {
-                deadline
-            }
-        });
-        let read = request_started.map(|started| started + self.request_read);
-        match (idle, read) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
-    }
-
-    /// Why the connection must close now, if it must.
-    fn expired(
-        &self,
-        activity: &Activity,
-        request_started: Option<Instant>,
-    ) -> Option<&'static str> {
-        if request_started.is_some_and(|started| started.elapsed() >= self.request_read) {
-            return Some("a request did not arrive whole within socket.request.read.timeout.ms");
-        }
-        let idle_for = activity.last().elapsed();
-        if !activity.busy() && self.idle.is_some_and(|idle| idle_for >= idle) {
-            return Some("idle for longer than connections.max.idle.ms");
-        }
-        None
-    }
-}
-
-/// What the reader and writer of one connection share to tell whether the
-/// connection is idle: requests whose response is not yet written, and when
-/// the last byte went either way.
-struct Activity {
-    started: Instant,
-    last_ms: AtomicU64,
-    in_flight: AtomicUsize,
-}
-
-impl Activity {
-    fn new() -> Activity {
-        Activity {
-            started: Instant::now(),
-            last_ms: AtomicU64::new(0),
-            in_flight: AtomicUsize::new(0),
-        }
-    }
-
-    fn touch(&self) {
-        let ms = self.started.elapsed().as_millis() as u64;
-        self.last_ms.fetch_max(ms, Ordering::Relaxed);
-    }
-
-    fn last(&self) -> Instant {
-        self.started + Duration::from_millis(self.last_ms.load(Ordering::Relaxed))
-    }
-
-    fn busy(&self) -> bool {
-        self.in_flight.load(Ordering::Relaxed) > 0
-    }
-}
-
-/// A response slot in request order: ready bytes, or a task producing them.
-enum Outgoing {
-    Ready(Bytes),
-    Pending(JoinHandle<Option<Bytes>>),
-}
-
-async fn serve_connection(
-    socket: TcpStream,
-    peer: SocketAddr,
-    state: Arc<BrokerState>,
-    timeouts: ConnectionTimeouts,
-    _slot: ConnectionSlot,
-) {
-    let (mut reader, mut writer) = socket.into_split();
-    let _counted = state.metrics.connection_opened();
-    let activity = Arc::new(Activity::new());
-    let (tx, mut rx) = mpsc::channel::<Outgoing>(MAX_IN_FLIGHT);
-    let writer_activity = activity.clone();
-    let writer_task = tokio::spawn(async move {
-        while let Some(out) = rx.recv().await {
-            let bytes = match out {
-                Outgoing::Ready(b) => Some(b),
-                Outgoing::Pending(task) => match task.await {
-                    Ok(b) => b,
-                    Err(_) => return,
-                },
-            };
-            if let Some(bytes) = bytes {
-                if writer.write_all(&bytes).await.is_err() {
-                    return;
-                }
-            }
-            writer_activity.touch();
-            writer_activity.in_flight.fetch_sub(1, Ordering::Relaxed);
-        }
-    });
-    let max_frame = state.config.get_i64("socket.request.max.bytes") as usize;
-    // What this connection must prove before it is served: the listener's
-    // security protocol decides (SASL_*: ConnectionAuth::sasl()).
-    let mut auth = if state.listener_protocol.starts_with("SASL_") {
-        ConnectionAuth::sasl()
-    } else {
-        ConnectionAuth::none()
-    };
-    // Kafka reports client hosts as "/<ip>".
-    let client_host = format!("/{}", peer.ip());
-    let mut buf = BytesMut::with_capacity(64 * 1024);
-    'conn: loop {
-        // When the request being read began to arrive.
-        let mut request_started = (!buf.is_empty()).then(Instant::now);
-        let frame = loop {
-            let limit = if auth.authenticated() {
-                max_frame
-            } else {
-                max_frame.min(state.sasl.max_receive_size)
-            };
-            match frame::take_frame(&mut buf, limit) {
-                Ok(Some(frame)) => break frame,
-                Ok(None) => {}
-                Err(e) => {
-                    tracing::warn!(%peer, error = %e, "closing connection");
-                    break 'conn;
-                }
-            }
-            let read = reader.read_buf(&mut buf);
-            let read = match timeouts.deadline(&activity, request_started) {
-                None => read.await,
-                Some(deadline) => match tokio::time::timeout_at(deadline.into(), read).await {
-                    Ok(read) => read,
-                    Err(_) => match timeouts.expired(&activity, request_started) {
-                        Some(reason) => {
-                            tracing::debug!(%peer, reason, "closing connection");
-                            break 'conn;
-                        }
-                        None => continue,
-                    },
-                },
-            };
-            match read {
-                Ok(0) | Err(_) => break 'conn,
-                Ok(_) => {
-                    activity.touch();
-                    request_started.get_or_insert_with(Instant::now);
-                }
-            }
-        };
-        activity.in_flight.fetch_add(1, Ordering::Relaxed);
-        match handle_frame(&state, frame, &client_host, &mut auth).await {
-            Ok(Some(out)) => {
-                if tx.send(out).await.is_err() {
-                    break;
-                }
-                if let Some(reason) = auth.take_close() {
-                    // The reply (an authentication error) is still written.
-                    tracing::info!(%peer, %reason, "closing connection");
-                    break;
-                }
-            }
-            Ok(None) => {
-                activity.in_flight.fetch_sub(1, Ordering::Relaxed);
-            }
-            Err(reason) => {
-                tracing::warn!(%peer, %reason, "closing connection");
-                break;
-            }
-        }
-    }
-    drop(tx);
-    let _ = writer_task.await;
-}
-
 /// Binds every `http.listeners` address (none when it is empty).
 async fn bind_http(config: &BrokerConfig) -> Result<Vec<TcpListener>, StartError> {
     let value = config.get("http.listeners").unwrap_or_default();
@@ -681,92 +475,6 @@ async fn bind_http(config: &BrokerConfig) -> Result<Vec<TcpListener>, StartError
         listeners.push(listener);
     }
     Ok(listeners)
-}
-
-/// Decodes and dispatches one request. `Err` closes the connection, as Kafka
-/// does for requests it cannot parse.
-async fn handle_frame(
-    state: &Arc<BrokerState>,
-    frame: Bytes,
-    client_host: &str,
-    auth: &mut ConnectionAuth,
-) -> Result<Option<Outgoing>, String> {
-    let head = RequestHead::peek(&frame).map_err(|e| e.to_string())?;
-    let api_key =
-        ApiKey::try_from(head.api_key).map_err(|_| format!("unknown API key {}", head.api_key))?;
-    auth.admit(api_key, Instant::now())?;
-    let Some(range) = handlers::supported(api_key) else {
-        return Err(format!("unsupported API {api_key:?}"));
-    };
-    if head.api_version < range.min || head.api_version > range.max {
-        if api_key == ApiKey::ApiVersions {
-            // KIP-511: answer in v0 so any client can read the error.
-            let body = handlers::api_versions::unsupported_version_response();
-            return envelope::encode_response(api_key, 0, head.correlation_id, &body)
-                .map(|b| Some(Outgoing::Ready(b)))
-                .map_err(|e| e.to_string());
-        }
-        return Err(format!(
-            "unsupported version {} of {api_key:?}",
-            head.api_version
-        ));
-    }
-    if head.api_version < range.min_implemented {
-        return Err(format!(
-            "{api_key:?} v{} is advertised for client feature detection but not served (use v{} or later)",
-            head.api_version, range.min_implemented
-        ));
-    }
-    let received = Instant::now();
-    let request = envelope::decode_request(frame).map_err(|e| e.to_string())?;
-    let version = request.version();
-    let correlation_id = request.header.correlation_id;
-    let metrics_state = Arc::clone(state);
-    let client_id = request
-        .header
-        .client_id
-        .as_deref()
-        .unwrap_or_default()
-        .to_string();
-    let peer = client_host.to_string();
-    let principal = auth.principal().to_string();
-    let encode = move |body: kafka_protocol::messages::ResponseKind| {
-        let error = crate::metrics::error_of(&body);
-        let encoded = envelope::encode_response(api_key, version, correlation_id, &body);
-        let elapsed = received.elapsed();
-        metrics_state
-            .metrics
-            .record_request(api_key, error, elapsed);
-        // The request log: what was asked and how it went, never payloads.
-        tracing::debug!(
-            target: "sluice::request",
-            api = ?api_key,
-            version,
-            correlation_id,
-            client_id = %client_id,
-            client = %peer,
-            principal = %principal,
-            error = sluice_protocol::error::name(error),
-            latency_us = elapsed.as_micros() as u64,
-            "request"
-        );
-        encoded
-            .map_err(|e| {
-                tracing::error!(error = %e, "failed to encode response");
-            })
-            .ok()
-    };
-    Ok(
-        match handlers::dispatch_authenticating(state, request, client_host, auth).await {
-            Reply::Now(body) => Some(Outgoing::Ready(
-                encode(*body).ok_or("response encoding failed")?,
-            )),
-            Reply::Later(response) => Some(Outgoing::Pending(tokio::spawn(async move {
-                encode(response.await)
-            }))),
-            Reply::Nothing => None,
-        },
-    )
 }
 
 /// Syncs partitions under the lazy flush policy (`flush.messages` > 1) once
@@ -838,62 +546,5 @@ async fn group_timer(state: Arc<BrokerState>, mut stopped: watch::Receiver<bool>
                 tracing::info!(expired, "forgot idle producers");
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const TIMEOUTS: ConnectionTimeouts = ConnectionTimeouts {
-        idle: Some(Duration::from_secs(10)),
-        request_read: Duration::from_secs(30),
-    };
-
-    /// A connection whose last byte went `ago`.
-    fn quiet_for(ago: Duration) -> Activity {
-        Activity {
-            started: Instant::now() - ago,
-            last_ms: AtomicU64::new(0),
-            in_flight: AtomicUsize::new(0),
-        }
-    }
-
-    #[test]
-    fn a_connection_is_idle_only_without_bytes_or_a_response_due() {
-        let activity = quiet_for(Duration::from_secs(20));
-        assert!(TIMEOUTS.expired(&activity, None).is_some());
-        activity.in_flight.fetch_add(1, Ordering::Relaxed);
-        assert_eq!(TIMEOUTS.expired(&activity, None), None);
-        // While a response is due the reader looks again an idle period on.
-        let deadline = TIMEOUTS.deadline(&activity, None).unwrap();
-        assert!(deadline > Instant::now() + Duration::from_secs(9));
-        activity.in_flight.fetch_sub(1, Ordering::Relaxed);
-        activity.touch();
-        assert_eq!(TIMEOUTS.expired(&activity, None), None);
-    }
-
-    #[test]
-    fn a_request_must_arrive_whole_within_the_read_timeout() {
-        let activity = quiet_for(Duration::from_secs(40));
-        // Bytes keep trickling in, so the connection is not idle...
-        activity.touch();
-        let started = Some(Instant::now() - Duration::from_secs(31));
-        // ...but the request began too long ago.
-        let reason = TIMEOUTS.expired(&activity, started).unwrap();
-        assert!(
-            reason.contains("socket.request.read.timeout.ms"),
-            "{reason}"
-        );
-        assert_eq!(TIMEOUTS.expired(&activity, Some(Instant::now())), None);
-    }
-
-    #[test]
-    fn minus_one_turns_the_idle_timeout_off() {
-        let config = BrokerConfig::from_settings([("connections.max.idle.ms", "-1")]).unwrap();
-        let timeouts = ConnectionTimeouts::from_config(&config);
-        let activity = quiet_for(Duration::from_secs(40));
-        assert_eq!(timeouts.expired(&activity, None), None);
-        assert_eq!(timeouts.deadline(&activity, None), None);
     }
 }

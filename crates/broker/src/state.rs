@@ -8,7 +8,7 @@ use crate::metrics::BrokerMetrics;
 use crate::partitions::Partitions;
 use crate::txn::TransactionCoordinator;
 use sluice_metadata::quorum::Quorum;
-use sluice_metadata::MetadataImage;
+use sluice_metadata::{BrokerEndpoint, MetadataImage};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -16,14 +16,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub(crate) struct BrokerState {
     pub(crate) config: BrokerConfig,
     pub(crate) node_id: i32,
-    pub(crate) advertised_host: String,
-    pub(crate) advertised_port: i32,
-    /// The client listener's name: other brokers are described by their
-    /// endpoint of the same name.
-    pub(crate) listener_name: String,
-    /// The client listener's security protocol: SASL_* listeners require
-    /// every connection to authenticate.
-    pub(crate) listener_protocol: String,
+    /// Every client listener as advertised, in the order of `listeners`.
+    /// A client is told of each broker by its endpoint on the listener the
+    /// client connected to.
+    pub(crate) listeners: Vec<BrokerEndpoint>,
+    /// The listener other brokers reach this one on, and that this one
+    /// reaches them on (`inter.broker.listener.name`).
+    pub(crate) inter_broker_listener: String,
     pub(crate) rack: Option<String>,
     /// Held while the partitions are brought in line with an image, so
     /// the controller and the metadata listener never open a log twice.
@@ -59,16 +58,27 @@ impl BrokerState {
         partitions: Partitions,
     ) -> Self {
         let listeners = config.listeners().expect("listeners are checked at start");
-        let (host, port) = (listeners.advertised.host, listeners.advertised.port);
+        let inter_broker_listener = listeners.inter_broker.clone();
+        // Broker::start has advertised every listener by then.
+        let listeners = listeners
+            .clients
+            .into_iter()
+            .map(|c| {
+                let advertised = c.advertised.unwrap_or(c.bind);
+                BrokerEndpoint {
+                    name: advertised.name,
+                    host: advertised.host,
+                    port: advertised.port,
+                }
+            })
+            .collect();
         let slots = config.get_i64("max.incremental.fetch.session.cache.slots") as usize;
         let image = quorum.image();
         let sasl = crate::security::SaslConfig::from_config(&config);
         BrokerState {
             node_id: config.node_id(),
-            advertised_host: host,
-            advertised_port: i32::from(port),
-            listener_name: listeners.client.name,
-            listener_protocol: listeners.client_protocol,
+            listeners,
+            inter_broker_listener,
             rack: config.get("broker.rack").map(str::to_string),
             reconciling: Mutex::new(()),
             config,
@@ -101,35 +111,46 @@ impl BrokerState {
         }
     }
 
-    /// The brokers clients may use, by node id, with the address of their
-    /// endpoint for this node's client listener: registered and unfenced
+    /// This node's advertised endpoint on `listener` (its first listener's
+    /// for a name it does not have).
+    pub(crate) fn own_endpoint(&self, listener: &str) -> &BrokerEndpoint {
+        self.listeners
+            .iter()
+            .find(|l| l.name == listener)
+            .unwrap_or(&self.listeners[0])
+    }
+
+    /// The brokers clients of `listener` may use, by node id, with the
+    /// address of their endpoint on that listener: registered and unfenced
     /// ones, and always this node itself with its own advertised address.
-    pub(crate) fn live_brokers(&self, image: &MetadataImage) -> Vec<LiveBroker> {
+    pub(crate) fn live_brokers(&self, image: &MetadataImage, listener: &str) -> Vec<LiveBroker> {
         let mut brokers: Vec<LiveBroker> = image
             .brokers
             .iter()
             .filter(|(id, b)| **id != self.node_id && !b.fenced)
-            .filter_map(|(id, b)| self.described(*id, b))
+            .filter_map(|(id, b)| self.described(*id, b, listener))
             .collect();
+        let own = self.own_endpoint(listener);
         brokers.push(LiveBroker {
             node_id: self.node_id,
-            host: self.advertised_host.clone(),
-            port: self.advertised_port,
+            host: own.host.clone(),
+            port: i32::from(own.port),
             rack: self.rack.clone(),
         });
         brokers.sort_by_key(|b| b.node_id);
         brokers
     }
 
-    /// `broker` as clients are told of it: its endpoint for this node's
-    /// client listener (or its first), if it has any.
+    /// `broker` as clients of `listener` are told of it: its endpoint on
+    /// that listener (or its first), if it has any.
     pub(crate) fn described(
         &self,
         node_id: i32,
         broker: &sluice_metadata::BrokerImage,
+        listener: &str,
     ) -> Option<LiveBroker> {
         let endpoint = broker
-            .endpoint(&self.listener_name)
+            .endpoint(listener)
             .or_else(|| broker.endpoints.first())?;
         Some(LiveBroker {
             node_id,
@@ -150,8 +171,13 @@ impl BrokerState {
     }
 
     /// A live broker by id.
-    pub(crate) fn live_broker(&self, image: &MetadataImage, node_id: i32) -> Option<LiveBroker> {
-        self.live_brokers(image)
+    pub(crate) fn live_broker(
+        &self,
+        image: &MetadataImage,
+        node_id: i32,
+        listener: &str,
+    ) -> Option<LiveBroker> {
+        self.live_brokers(image, listener)
             .into_iter()
             .find(|b| b.node_id == node_id)
     }

@@ -14,6 +14,10 @@ pub(crate) enum DevCommand {
     /// them all. A node that dies leaves the others running (kill one to
     /// watch its partitions fail over).
     Cluster(ClusterArgs),
+    /// Make a local CA, a broker certificate and a client certificate (PEM
+    /// files) for trying SSL, mTLS and SASL_SSL listeners; prints the
+    /// broker and client settings that use them.
+    Certs(crate::dev_certs::CertsArgs),
 }
 
 #[derive(Debug, Args)]
@@ -41,6 +45,7 @@ struct Node {
 pub(crate) async fn run(cmd: DevCommand) -> anyhow::Result<()> {
     match cmd {
         DevCommand::Cluster(args) => cluster(args).await,
+        DevCommand::Certs(args) => crate::dev_certs::run(args),
     }
 }
 

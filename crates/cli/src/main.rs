@@ -4,6 +4,7 @@
 mod cluster_cmd;
 mod consume;
 mod dev;
+mod dev_certs;
 mod group;
 mod log_dump;
 mod log_verify;

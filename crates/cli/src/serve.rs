@@ -139,8 +139,15 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     let data_dir = std::fs::canonicalize(broker.data_dir())
         .unwrap_or_else(|_| broker.data_dir().to_path_buf());
+    // Scripts read the first line's address: keep it the bare address.
     println!("Sluice broker listening on {}", broker.local_addr());
-    println!("  advertised as {}", broker.advertised_address());
+    for (name, addr) in broker.listener_addrs().iter().skip(1) {
+        println!("  also listening on {addr} ({name})");
+    }
+    println!(
+        "  advertised as {}",
+        broker.advertised_listeners().join(", ")
+    );
     println!("  data in       {}", data_dir.display());
     println!("  cluster id    {}", broker.cluster_id());
     for addr in broker.http_addrs() {

@@ -14,7 +14,13 @@ pub(crate) const API: ApiSupport = ApiSupport::new(ApiKey::DescribeCluster, 0, 2
 /// DescribeCluster v1 endpoint type for brokers (2 would be controllers).
 const ENDPOINT_BROKERS: i8 = 1;
 
-pub(crate) fn handle(state: &BrokerState, request: DescribeClusterRequest) -> ResponseKind {
+/// Brokers are described by their endpoints on `listener`, the one the
+/// client connected to.
+pub(crate) fn handle(
+    state: &BrokerState,
+    request: DescribeClusterRequest,
+    listener: &str,
+) -> ResponseKind {
     let mut response = DescribeClusterResponse::default()
         .with_endpoint_type(request.endpoint_type)
         .with_cluster_id(str_bytes(state.cluster_id()))
@@ -32,9 +38,9 @@ pub(crate) fn handle(state: &BrokerState, request: DescribeClusterRequest) -> Re
         .brokers
         .iter()
         .filter(|(_, b)| request.include_fenced_brokers && b.fenced)
-        .filter_map(|(id, b)| state.described(*id, b).map(|d| (d, true)));
+        .filter_map(|(id, b)| state.described(*id, b, listener).map(|d| (d, true)));
     let mut brokers: Vec<DescribeClusterBroker> = state
-        .live_brokers(&image)
+        .live_brokers(&image, listener)
         .into_iter()
         .map(|b| (b, false))
         .chain(fenced)

@@ -77,9 +77,12 @@ fn to_result(
     documentation: bool,
     version: i16,
 ) -> DescribeConfigsResourceResult {
+    // Kafka never returns a secret: its value is null, marked sensitive.
+    let sensitive = e.ty == ConfigType::Password;
     let mut r = DescribeConfigsResourceResult::default()
         .with_name(str_bytes(e.name))
-        .with_value(e.value.map(str_bytes))
+        .with_value(e.value.filter(|_| !sensitive).map(str_bytes))
+        .with_is_sensitive(sensitive)
         .with_read_only(e.read_only)
         .with_config_source(e.source as i8)
         .with_config_type(e.ty as i8);
@@ -90,7 +93,7 @@ fn to_result(
             .map(|(name, value, source)| {
                 DescribeConfigsSynonym::default()
                     .with_name(str_bytes(name))
-                    .with_value(Some(str_bytes(value)))
+                    .with_value((!sensitive).then(|| str_bytes(value)))
                     .with_source(source as i8)
             })
             .collect();

@@ -83,12 +83,13 @@ pub(crate) fn handle(
         .with_error_message(None)
         .with_topics(topics);
     if version >= NODES_SINCE && answered {
+        let own = state.own_endpoint(&state.inter_broker_listener);
         response.nodes = vec![Node::default()
             .with_node_id(BrokerId(state.node_id))
             .with_listeners(vec![Listener::default()
-                .with_name(str_bytes("PLAINTEXT"))
-                .with_host(str_bytes(state.advertised_host.clone()))
-                .with_port(u16::try_from(state.advertised_port).unwrap_or(0))])];
+                .with_name(str_bytes(own.name.clone()))
+                .with_host(str_bytes(own.host.clone()))
+                .with_port(own.port)])];
     }
     ResponseKind::DescribeQuorum(response)
 }

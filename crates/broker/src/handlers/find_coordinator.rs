@@ -44,7 +44,12 @@ fn lookup(state: &BrokerState, key_type: i8) -> (ErrorCode, Option<String>, &'st
 }
 
 /// The live leader of `key`'s partition of `topic`.
-fn coordinator(state: &BrokerState, topic: &str, key: &str) -> Result<LiveBroker, String> {
+fn coordinator(
+    state: &BrokerState,
+    topic: &str,
+    key: &str,
+    listener: &str,
+) -> Result<LiveBroker, String> {
     let image = state.image();
     let partitions = image
         .topic(topic)
@@ -56,7 +61,7 @@ fn coordinator(state: &BrokerState, topic: &str, key: &str) -> Result<LiveBroker
         .and_then(|i| partitions.get(i))
         .map_or(-1, |p| p.leader);
     state
-        .live_broker(&image, leader)
+        .live_broker(&image, leader, listener)
         .ok_or_else(|| format!("{topic}-{index} has no live leader"))
 }
 
@@ -64,13 +69,14 @@ pub(crate) fn handle(
     state: &BrokerState,
     request: FindCoordinatorRequest,
     version: i16,
+    listener: &str,
 ) -> ResponseKind {
     let (code, message, topic) = lookup(state, request.key_type);
     let find = |key: &str| -> (ErrorCode, Option<String>, i32, String, i32) {
         if code != error::NONE {
             return (code, message.clone(), -1, String::new(), -1);
         }
-        match coordinator(state, topic, key) {
+        match coordinator(state, topic, key, listener) {
             Ok(b) => (error::NONE, None, b.node_id, b.host, b.port),
             Err(why) => (
                 error::COORDINATOR_NOT_AVAILABLE,

@@ -21,9 +21,16 @@ pub(crate) const API: ApiSupport = ApiSupport::new(ApiKey::Metadata, 0, 13);
 /// Kafka's value for "authorized operations not requested".
 const OPERATIONS_NOT_REQUESTED: i32 = i32::MIN;
 
-pub(crate) fn handle(state: &BrokerState, request: MetadataRequest, version: i16) -> ResponseKind {
+/// `listener` is the one the client connected to: brokers are described by
+/// their endpoints on it.
+pub(crate) fn handle(
+    state: &BrokerState,
+    request: MetadataRequest,
+    version: i16,
+    listener: &str,
+) -> ResponseKind {
     let brokers = state
-        .live_brokers(&state.image())
+        .live_brokers(&state.image(), listener)
         .into_iter()
         .map(|b| {
             MetadataResponseBroker::default()

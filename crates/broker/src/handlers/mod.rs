@@ -142,24 +142,38 @@ pub(crate) enum Reply {
     Nothing,
 }
 
+/// Where a request came from.
+pub(crate) struct Peer {
+    /// The client's address as Kafka reports it ("/127.0.0.1"), which
+    /// DescribeGroups shows.
+    pub(crate) host: String,
+    /// The listener it connected to: Metadata, DescribeCluster and
+    /// FindCoordinator describe brokers by their endpoint on it.
+    pub(crate) listener: Arc<str>,
+}
+
 /// Dispatches a request of a connection that needs no authentication
-/// (the console, tests).
+/// (the console, tests), as if it came to the inter-broker listener.
 pub(crate) async fn dispatch(
     state: &Arc<BrokerState>,
     request: Request,
     client_host: &str,
 ) -> Reply {
-    dispatch_authenticating(state, request, client_host, &mut ConnectionAuth::none()).await
+    let peer = Peer {
+        host: client_host.to_string(),
+        listener: Arc::from(state.inter_broker_listener.as_str()),
+    };
+    dispatch_authenticating(state, request, &peer, &mut ConnectionAuth::none()).await
 }
 
-/// `client_host` is the peer address, which DescribeGroups reports; `auth`
-/// the connection's authentication, which the SASL APIs advance.
+/// `auth` is the connection's authentication, which the SASL APIs advance.
 pub(crate) async fn dispatch_authenticating(
     state: &Arc<BrokerState>,
     request: Request,
-    client_host: &str,
+    peer: &Peer,
     auth: &mut ConnectionAuth,
 ) -> Reply {
+    let client_host = peer.host.as_str();
     let version = request.version();
     let api_key = request.api_key;
     let client_id = request
@@ -177,9 +191,15 @@ pub(crate) async fn dispatch_authenticating(
             let may_create =
                 req.allow_auto_topic_creation && req.topics.as_ref().is_some_and(|t| !t.is_empty());
             if may_create {
-                off_reactor(state, move |s| metadata::handle(s, req, version))
+                let listener = Arc::clone(&peer.listener);
+                off_reactor(state, move |s| metadata::handle(s, req, version, &listener))
             } else {
-                Reply::Now(Box::new(metadata::handle(state, req, version)))
+                Reply::Now(Box::new(metadata::handle(
+                    state,
+                    req,
+                    version,
+                    &peer.listener,
+                )))
             }
         }
         RequestKind::Produce(req) => produce::handle(state, req, version).await,
@@ -211,9 +231,11 @@ pub(crate) async fn dispatch_authenticating(
         RequestKind::IncrementalAlterConfigs(req) => {
             off_reactor(state, move |s| incremental_alter_configs::handle(s, req))
         }
-        RequestKind::DescribeCluster(req) => {
-            Reply::Now(Box::new(describe_cluster::handle(state, req)))
-        }
+        RequestKind::DescribeCluster(req) => Reply::Now(Box::new(describe_cluster::handle(
+            state,
+            req,
+            &peer.listener,
+        ))),
         RequestKind::DescribeQuorum(req) => {
             Reply::Now(Box::new(describe_quorum::handle(state, req, version)))
         }
@@ -238,7 +260,10 @@ pub(crate) async fn dispatch_authenticating(
         }
         RequestKind::FindCoordinator(req) => {
             // The first lookup creates __consumer_offsets or __transaction_state.
-            off_reactor(state, move |s| find_coordinator::handle(s, req, version))
+            let listener = Arc::clone(&peer.listener);
+            off_reactor(state, move |s| {
+                find_coordinator::handle(s, req, version, &listener)
+            })
         }
         RequestKind::JoinGroup(req) => {
             join_group::handle(state, req, version, &client_id, client_host)

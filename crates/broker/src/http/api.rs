@@ -76,8 +76,13 @@ async fn cluster(State(started): State<Arc<Started>>) -> Response {
             "controller": quorum.leader,
             "brokers": [{
                 "id": state.node_id,
-                "host": state.advertised_host,
-                "port": state.advertised_port,
+                "host": state.own_endpoint(&state.inter_broker_listener).host,
+                "port": state.own_endpoint(&state.inter_broker_listener).port,
+                "listeners": state.listeners.iter().map(|l| json!({
+                    "name": l.name,
+                    "host": l.host,
+                    "port": l.port,
+                })).collect::<Vec<_>>(),
             }],
             "topics": image.topics().count(),
             "partitions": partitions,

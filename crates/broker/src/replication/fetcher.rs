@@ -200,7 +200,7 @@ async fn connect(state: &BrokerState, leader: i32) -> std::io::Result<Peer> {
         )));
     };
     let Some(endpoint) = broker
-        .endpoint(&state.listener_name)
+        .endpoint(&state.inter_broker_listener)
         .or_else(|| broker.endpoints.first())
     else {
         return Err(std::io::Error::other(format!(

@@ -6,13 +6,17 @@
 //!
 //! A listener says whether its connections must authenticate by the
 //! [`ConnectionAuth`] it gives each one: [`ConnectionAuth::sasl`] for a
-//! SASL_PLAINTEXT or SASL_SSL listener, [`ConnectionAuth::none`] for
-//! PLAINTEXT (and SSL, until client certificates become principals).
+//! SASL_PLAINTEXT or SASL_SSL listener, [`ConnectionAuth::certificate`]
+//! for SSL (the client certificate's subject, mapped by
+//! `ssl.principal.mapping.rules`, is the principal), [`ConnectionAuth::none`]
+//! for PLAINTEXT. TLS itself is in [`tls`].
 
 mod bootstrap;
 pub(crate) mod plain;
+pub(crate) mod principal;
 pub(crate) mod scram;
 mod session;
+pub(crate) mod tls;
 
 pub use bootstrap::ScramBootstrap;
 pub(crate) use session::ConnectionAuth;

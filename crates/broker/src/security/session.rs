@@ -21,6 +21,9 @@ pub(crate) const ANONYMOUS: &str = "User:ANONYMOUS";
 pub(crate) struct ConnectionAuth {
     /// Whether the listener requires SASL (SASL_PLAINTEXT, SASL_SSL).
     required: bool,
+    /// Who the TLS client certificate says the connection is (SSL
+    /// listeners); a SASL login on SASL_SSL speaks for itself instead.
+    certificate_principal: Option<String>,
     /// The last successful authentication.
     session: Option<Session>,
     exchange: Exchange,
@@ -83,17 +86,24 @@ impl AuthenticateOutcome {
 impl ConnectionAuth {
     /// A connection on a listener without authentication (PLAINTEXT).
     pub(crate) fn none() -> Self {
-        Self::new(false)
+        Self::new(false, None)
     }
 
     /// A connection on a SASL_PLAINTEXT or SASL_SSL listener.
     pub(crate) fn sasl() -> Self {
-        Self::new(true)
+        Self::new(true, None)
     }
 
-    fn new(required: bool) -> Self {
+    /// A connection on an SSL listener whose client certificate maps to
+    /// `principal` (`User:...`), or that sent none.
+    pub(crate) fn certificate(principal: Option<String>) -> Self {
+        Self::new(false, principal)
+    }
+
+    fn new(required: bool, certificate_principal: Option<String>) -> Self {
         ConnectionAuth {
             required,
+            certificate_principal,
             session: None,
             exchange: Exchange::Idle,
             close: None,
@@ -102,9 +112,11 @@ impl ConnectionAuth {
 
     /// Who the connection speaks for, as Kafka names principals.
     pub(crate) fn principal(&self) -> &str {
-        self.session
-            .as_ref()
-            .map_or(ANONYMOUS, |s| s.principal.as_str())
+        match (&self.session, &self.certificate_principal) {
+            (Some(session), _) => &session.principal,
+            (None, Some(certificate)) => certificate,
+            (None, None) => ANONYMOUS,
+        }
     }
 
     /// Whether the connection may send a request of `api_key` now; `Err`

@@ -94,7 +94,7 @@ async fn connect(state: &BrokerState, node: i32) -> std::io::Result<Peer> {
         .brokers
         .get(&node)
         .filter(|b| !b.fenced)
-        .and_then(|b| state.described(node, b))
+        .and_then(|b| state.described(node, b, &state.inter_broker_listener))
         .ok_or_else(|| std::io::Error::other(format!("broker {node} is not live")))?;
     let port = u16::try_from(broker.port).map_err(std::io::Error::other)?;
     Peer::connect(

@@ -67,4 +67,5 @@ mod replication;
 mod sasl;
 mod sluice_client;
 mod startup;
+mod tls;
 mod transactions;
