@@ -45,7 +45,7 @@ pub(crate) async fn run(global: &Global, cmd: ClusterCommand) -> anyhow::Result<
             partition,
         } => elect_leaders(global, election_type, topic, partition).await,
         ClusterCommand::Describe => {
-            let admin = Admin::connect(global.client_config())
+            let admin = Admin::connect(global.client_config()?)
                 .await
                 .context("connecting to the cluster")?;
             let d = admin.describe_cluster().await?;
@@ -145,7 +145,7 @@ async fn elect_leaders(
     topic: Option<String>,
     partition: Option<i32>,
 ) -> anyhow::Result<()> {
-    let admin = Admin::connect(global.client_config())
+    let admin = Admin::connect(global.client_config()?)
         .await
         .context("connecting to the cluster")?;
     let asked: Option<Vec<(String, i32)>> = match (topic, partition) {

@@ -81,7 +81,7 @@ fn parse_isolation_level(s: &str) -> Result<IsolationLevel, String> {
 }
 
 pub(crate) async fn run(global: &Global, args: ConsumeArgs) -> anyhow::Result<()> {
-    let mut client = global.client_config();
+    let mut client = global.client_config()?;
     client.client_id = "sluice-console-consumer".into();
     let cluster = Cluster::connect(client)
         .await

@@ -250,7 +250,7 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 }
 
 pub(crate) async fn run(global: &Global, cmd: GroupCommand) -> anyhow::Result<()> {
-    let admin = Admin::connect(global.client_config())
+    let admin = Admin::connect(global.client_config()?)
         .await
         .context("connecting to the cluster")?;
     let json = global.output == OutputFormat::Json;

@@ -37,6 +37,29 @@ struct Cli {
     )]
     bootstrap_server: String,
 
+    /// Client properties (librdkafka's names, one NAME=VALUE per line, # for
+    /// comments) for connecting to secured listeners: security.protocol,
+    /// sasl.mechanism, sasl.username, sasl.password, ssl.ca.location,
+    /// ssl.certificate.location, ssl.key.location,
+    /// ssl.endpoint.identification.algorithm.
+    #[arg(
+        long,
+        global = true,
+        env = "SLUICE_COMMAND_CONFIG",
+        value_name = "FILE"
+    )]
+    command_config: Option<std::path::PathBuf>,
+
+    /// One client property, as in --command-config (repeatable; wins over
+    /// the file), e.g. -X security.protocol=SSL.
+    #[arg(
+        short = 'X',
+        long = "client-property",
+        global = true,
+        value_name = "NAME=VALUE"
+    )]
+    client_properties: Vec<String>,
+
     /// Output format: tables for humans, JSON for scripts.
     #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Table)]
     output: OutputFormat,
@@ -111,13 +134,50 @@ enum Command {
 pub(crate) struct Global {
     pub(crate) bootstrap_server: String,
     pub(crate) output: OutputFormat,
+    pub(crate) command_config: Option<std::path::PathBuf>,
+    pub(crate) client_properties: Vec<String>,
 }
 
 impl Global {
-    pub(crate) fn client_config(&self) -> sluice_client::ClientConfig {
+    pub(crate) fn client_config(&self) -> anyhow::Result<sluice_client::ClientConfig> {
         let mut c = sluice_client::ClientConfig::new(&self.bootstrap_server);
         c.client_id = "sluice-cli".to_string();
-        c
+        let properties = self.properties()?;
+        c.security = sluice_client::Security::from_properties(
+            properties.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        )?;
+        Ok(c)
+    }
+
+    /// The client properties: the --command-config file, then each -X.
+    fn properties(&self) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
+        let mut properties = std::collections::BTreeMap::new();
+        if let Some(path) = &self.command_config {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                anyhow::anyhow!("cannot read --command-config {}: {e}", path.display())
+            })?;
+            for (number, line) in text.lines().enumerate() {
+                let line = line.trim();
+                if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
+                    continue;
+                }
+                let (key, value) = line.split_once('=').ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "{} line {}: expected NAME=VALUE",
+                        path.display(),
+                        number + 1
+                    )
+                })?;
+                properties.insert(key.trim().to_string(), value.trim().to_string());
+            }
+        }
+        for pair in &self.client_properties {
+            let (key, value) = pair
+                .split_once('=')
+                .ok_or_else(|| anyhow::anyhow!("-X expects NAME=VALUE, got '{pair}'"))?;
+            properties.insert(key.trim().to_string(), value.trim().to_string());
+        }
+        Ok(properties)
     }
 }
 
@@ -139,6 +199,8 @@ fn main() -> ExitCode {
     let global = Global {
         bootstrap_server: cli.bootstrap_server,
         output: cli.output,
+        command_config: cli.command_config,
+        client_properties: cli.client_properties,
     };
     let result = runtime.block_on(async move {
         match cli.command {

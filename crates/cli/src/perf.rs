@@ -142,7 +142,7 @@ async fn produce(global: &Global, a: PerfProduceArgs) -> anyhow::Result<()> {
     if a.record_size == 0 {
         anyhow::bail!("--record-size must be at least 1");
     }
-    let mut client = global.client_config();
+    let mut client = global.client_config()?;
     client.client_id = "sluice-producer-perf".into();
     let cluster = Cluster::connect(client)
         .await
@@ -258,7 +258,7 @@ async fn produce(global: &Global, a: PerfProduceArgs) -> anyhow::Result<()> {
 }
 
 async fn consume(global: &Global, a: PerfConsumeArgs) -> anyhow::Result<()> {
-    let mut client = global.client_config();
+    let mut client = global.client_config()?;
     client.client_id = "sluice-consumer-perf".into();
     let cluster = Cluster::connect(client)
         .await

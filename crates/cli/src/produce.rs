@@ -127,7 +127,7 @@ impl Outcome {
 }
 
 pub(crate) async fn run(global: &Global, args: ProduceArgs) -> anyhow::Result<()> {
-    let mut client = global.client_config();
+    let mut client = global.client_config()?;
     client.client_id = "sluice-console-producer".into();
     let cluster = Cluster::connect(client)
         .await

@@ -80,7 +80,7 @@ pub(crate) enum TopicCommand {
 }
 
 pub(crate) async fn run(global: &Global, cmd: TopicCommand) -> anyhow::Result<()> {
-    let admin = Admin::connect(global.client_config())
+    let admin = Admin::connect(global.client_config()?)
         .await
         .context("connecting to the cluster")?;
     let json = global.output == OutputFormat::Json;

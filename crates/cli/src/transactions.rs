@@ -33,7 +33,7 @@ pub(crate) enum TransactionsCommand {
 }
 
 pub(crate) async fn run(global: &Global, cmd: TransactionsCommand) -> anyhow::Result<()> {
-    let admin = Admin::connect(global.client_config())
+    let admin = Admin::connect(global.client_config()?)
         .await
         .context("connecting to the cluster")?;
     let json = global.output == OutputFormat::Json;

@@ -59,7 +59,7 @@ fn read_password() -> anyhow::Result<String> {
 }
 
 pub(crate) async fn run(global: &Global, cmd: UserCommand) -> anyhow::Result<()> {
-    let admin = Admin::connect(global.client_config())
+    let admin = Admin::connect(global.client_config()?)
         .await
         .context("connecting to the cluster")?;
     match cmd {

@@ -17,6 +17,7 @@ use tokio::sync::Mutex as AsyncMutex;
 use crate::connection::{Connection, ConnectionOptions};
 use crate::consumer::IsolationLevel;
 use crate::error::{needs_metadata_refresh, Error, KafkaError, Result};
+use crate::security::Security;
 
 /// Settings shared by every client type.
 #[derive(Debug, Clone)]
@@ -32,6 +33,9 @@ pub struct ClientConfig {
     /// Ask brokers to create unknown topics on metadata requests
     /// (`allow.auto.create.topics`); the broker decides.
     pub allow_auto_topic_creation: bool,
+    /// TLS and SASL for every connection ([`Security::from_properties`]
+    /// reads librdkafka's `security.protocol`, `sasl.*` and `ssl.*`).
+    pub security: Security,
 }
 
 impl Default for ClientConfig {
@@ -42,6 +46,7 @@ impl Default for ClientConfig {
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
             allow_auto_topic_creation: false,
+            security: Security::plaintext(),
         }
     }
 }
@@ -64,6 +69,7 @@ impl ClientConfig {
             client_id: self.client_id.clone(),
             connect_timeout: self.connect_timeout,
             request_timeout: self.request_timeout,
+            security: self.security.clone(),
         }
     }
 }

@@ -18,12 +18,13 @@ use sluice_protocol::kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, RequestHeader, RequestKind, ResponseHeader,
 };
 use sluice_protocol::kafka_protocol::protocol::{Decodable, Request, StrBytes};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::error::{Error, Result};
+use crate::security::Security;
 
 /// The highest version of each API this client implements. The version used
 /// on a connection is the highest one both sides support.
@@ -70,6 +71,8 @@ pub fn client_max_version(api: ApiKey) -> Option<i16> {
         ApiKey::ListTransactions => 1,
         ApiKey::DescribeUserScramCredentials => 0,
         ApiKey::AlterUserScramCredentials => 0,
+        ApiKey::SaslHandshake => 1,
+        ApiKey::SaslAuthenticate => 2,
         _ => return None,
     })
 }
@@ -111,6 +114,8 @@ pub struct ConnectionOptions {
     pub connect_timeout: Duration,
     /// How long to wait for a response (`request.timeout.ms`).
     pub request_timeout: Duration,
+    /// TLS and SASL (`security.protocol` and friends).
+    pub security: Security,
 }
 
 impl Default for ConnectionOptions {
@@ -119,8 +124,53 @@ impl Default for ConnectionOptions {
             client_id: "sluice-client".to_string(),
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
+            security: Security::plaintext(),
         }
     }
+}
+
+type BoxedReader = Box<dyn AsyncRead + Send + Unpin>;
+type BoxedWriter = Box<dyn AsyncWrite + Send + Unpin>;
+
+/// The TCP connection, inside a TLS session when `security` says so.
+async fn open_stream(
+    addr: &str,
+    options: &ConnectionOptions,
+) -> std::result::Result<(BoxedReader, BoxedWriter), Error> {
+    let io_err = |e: std::io::Error| Error::Io {
+        addr: addr.to_string(),
+        message: e.to_string(),
+    };
+    let timeout = || Error::Timeout {
+        addr: addr.to_string(),
+        after: options.connect_timeout,
+    };
+    let stream = tokio::time::timeout(options.connect_timeout, TcpStream::connect(addr))
+        .await
+        .map_err(|_| timeout())?
+        .map_err(io_err)?;
+    stream.set_nodelay(true).map_err(io_err)?;
+    let Some(tls) = &options.security.tls else {
+        let (rd, wr) = stream.into_split();
+        return Ok((Box::new(rd), Box::new(wr)));
+    };
+    let host = addr
+        .rsplit_once(':')
+        .map_or(addr, |(host, _)| host)
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let name = rustls::pki_types::ServerName::try_from(host.to_string())
+        .map_err(|e| Error::Config(format!("'{host}' is not a TLS server name: {e}")))?;
+    let connector = tokio_rustls::TlsConnector::from(Arc::clone(tls));
+    let session = tokio::time::timeout(options.connect_timeout, connector.connect(name, stream))
+        .await
+        .map_err(|_| timeout())?
+        .map_err(|e| Error::Io {
+            addr: addr.to_string(),
+            message: format!("TLS handshake failed: {e}"),
+        })?;
+    let (rd, wr) = tokio::io::split(session);
+    Ok((Box::new(rd), Box::new(wr)))
 }
 
 type Pending = oneshot::Sender<Result<Bytes>>;
@@ -182,19 +232,7 @@ impl Connection {
     /// Connects to `addr` (`host:port`) and performs the ApiVersions
     /// handshake.
     pub async fn connect(addr: &str, options: &ConnectionOptions) -> Result<Connection> {
-        let io_err = |e: std::io::Error| Error::Io {
-            addr: addr.to_string(),
-            message: e.to_string(),
-        };
-        let stream = tokio::time::timeout(options.connect_timeout, TcpStream::connect(addr))
-            .await
-            .map_err(|_| Error::Timeout {
-                addr: addr.to_string(),
-                after: options.connect_timeout,
-            })?
-            .map_err(io_err)?;
-        stream.set_nodelay(true).map_err(io_err)?;
-        let (mut rd, mut wr) = stream.into_split();
+        let (mut rd, mut wr) = open_stream(addr, options).await?;
         let shared = Arc::new(Shared {
             addr: addr.to_string(),
             pending: Mutex::new(HashMap::new()),
@@ -283,6 +321,9 @@ impl Connection {
             reader,
         };
         conn.handshake().await?;
+        if let Some(login) = &options.security.sasl {
+            crate::sasl::login(&conn, login).await?;
+        }
         Ok(conn)
     }
 

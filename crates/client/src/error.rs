@@ -148,6 +148,15 @@ pub enum Error {
     /// The connection closed while a request was outstanding.
     #[error("connection to {0} closed")]
     Disconnected(String),
+    /// A SASL login failed on the client's side (the broker's own refusal
+    /// is a [`Error::Kafka`] with SASL_AUTHENTICATION_FAILED).
+    #[error("SASL login with {addr} failed: {message}")]
+    Authentication {
+        /// The broker address.
+        addr: String,
+        /// What was wrong.
+        message: String,
+    },
     /// A request got no answer within the request timeout.
     #[error("request to {addr} timed out after {after:?}")]
     Timeout {

@@ -74,7 +74,9 @@ pub mod group_consumer;
 pub mod partitioner;
 pub mod producer;
 pub mod quorum_admin;
+mod sasl;
 pub mod scram_admin;
+pub mod security;
 pub mod transaction;
 pub mod txn_admin;
 
@@ -103,6 +105,7 @@ pub use producer::{
 };
 pub use quorum_admin::{ElectionResult, ElectionType, QuorumDescription, QuorumVoter};
 pub use scram_admin::{ScramAlteration, ScramMechanism, UserScramCredentials};
+pub use security::{SaslLogin, SaslMechanism, Security};
 pub use sluice_protocol;
 pub use transaction::ConsumerGroupMetadata;
 pub use txn_admin::{TransactionDescription, TransactionFilters, TransactionListing};

@@ -56,7 +56,7 @@ impl ScramMechanism {
     }
 
     /// Hi(password, salt, iterations) of RFC 5802: PBKDF2 with this HMAC.
-    fn salted_password(self, password: &str, salt: &[u8], iterations: u32) -> Vec<u8> {
+    pub(crate) fn salted_password(self, password: &str, salt: &[u8], iterations: u32) -> Vec<u8> {
         match self {
             ScramMechanism::Sha256 => {
                 let mut out = vec![0; 32];

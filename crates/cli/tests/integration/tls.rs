@@ -270,3 +270,97 @@ fn bad_key_and_trust_store_settings_refuse_to_start() {
             .contains("does not fit")
     );
 }
+
+/// `sluice` against `bootstrap` with client properties: (success, output).
+fn sluice_secured(bootstrap: &str, properties: &[String], args: &[&str]) -> (bool, String) {
+    let mut all: Vec<std::ffi::OsString> = vec!["--bootstrap-server".into(), bootstrap.into()];
+    for p in properties {
+        all.push("-X".into());
+        all.push(p.into());
+    }
+    all.extend(args.iter().map(Into::into));
+    let refs: Vec<&std::ffi::OsStr> = all.iter().map(|a| a.as_os_str()).collect();
+    crate::common::sluice(&refs)
+}
+
+#[test]
+fn the_cli_and_sluice_client_log_in_over_mtls_and_sasl_ssl() {
+    let dir = tempfile::tempdir().unwrap();
+    make_certs(dir.path());
+    let certs = dir.path().display().to_string();
+    let keystore = format!("{certs}/broker.pem");
+    let truststore = format!("{certs}/ca.pem");
+    let broker = InProcBroker::start(&[
+        ("listeners", "SSL://127.0.0.1:0,SASL_SSL://127.0.0.1:0"),
+        ("ssl.keystore.location", &keystore),
+        ("ssl.truststore.location", &truststore),
+        ("ssl.client.auth", "requested"),
+        ("connection.failed.authentication.delay.ms", "0"),
+    ]);
+    let users: Vec<sluice_broker::ScramBootstrap> =
+        vec!["SCRAM-SHA-512=[name=admin,password=admin-secret]"
+            .parse()
+            .unwrap()];
+    block_on(broker.broker().add_scram_if_absent(&users)).unwrap();
+    let addrs = broker.broker().listener_addrs().to_vec();
+    let (ssl, sasl_ssl) = (addrs[0].1.to_string(), addrs[1].1.to_string());
+
+    let mtls: Vec<String> = vec![
+        "security.protocol=SSL".into(),
+        format!("ssl.ca.location={certs}/ca.pem"),
+        format!("ssl.certificate.location={certs}/client-cert.pem"),
+        format!("ssl.key.location={certs}/client-key.pem"),
+    ];
+    let (ok, out) = sluice_secured(
+        &ssl,
+        &mtls,
+        &["topic", "create", "secured", "--partitions", "2"],
+    );
+    assert!(ok, "topic create over mTLS: {out}");
+    let admin: Vec<String> = vec![
+        "security.protocol=SASL_SSL".into(),
+        "sasl.mechanism=SCRAM-SHA-512".into(),
+        "sasl.username=admin".into(),
+        "sasl.password=admin-secret".into(),
+        format!("ssl.ca.location={certs}/ca.pem"),
+    ];
+    let (ok, out) = sluice_secured(&sasl_ssl, &admin, &["topic", "list"]);
+    assert!(
+        ok && out.contains("secured"),
+        "topic list over SASL_SSL: {out}"
+    );
+    let mut wrong = admin.clone();
+    wrong[3] = "sasl.password=wrong".into();
+    let (ok, out) = sluice_secured(&sasl_ssl, &wrong, &["topic", "list"]);
+    assert!(!ok && out.contains("SASL_AUTHENTICATION_FAILED"), "{out}");
+    let mut untrusting = mtls.clone();
+    untrusting[1] = format!("ssl.ca.location={certs}/client-cert.pem");
+    let (ok, out) = sluice_secured(&ssl, &untrusting, &["topic", "list"]);
+    assert!(!ok && out.contains("TLS handshake failed"), "{out}");
+    let (ok, out) = sluice_secured(&ssl, &["security.protocol=SSL".into()], &["topic", "list"]);
+    assert!(!ok && out.contains("ssl.ca.location"), "{out}");
+
+    // The client crate, directly: each listener describes itself.
+    let security = |props: &[String]| {
+        sluice_client::Security::from_properties(props.iter().map(|p| p.split_once('=').unwrap()))
+            .unwrap()
+    };
+    block_on(async {
+        let mut config = sluice_client::ClientConfig::new(&sasl_ssl);
+        config.security = security(&admin);
+        let cluster = sluice_client::Cluster::connect(config).await.unwrap();
+        let metadata = cluster.refresh_metadata(None).await.unwrap();
+        assert_eq!(
+            metadata.brokers.values().next().unwrap().port,
+            i32::from(addrs[1].1.port())
+        );
+        let mut config = sluice_client::ClientConfig::new(&ssl);
+        config.security = security(&mtls);
+        let cluster = sluice_client::Cluster::connect(config).await.unwrap();
+        let metadata = cluster.refresh_metadata(None).await.unwrap();
+        assert_eq!(
+            metadata.brokers.values().next().unwrap().port,
+            i32::from(addrs[0].1.port())
+        );
+    });
+}
