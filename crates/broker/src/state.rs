@@ -49,6 +49,8 @@ pub(crate) struct BrokerState {
     pub(crate) metrics: BrokerMetrics,
     /// SASL mechanisms and session lifetime, read once at start.
     pub(crate) sasl: crate::security::SaslConfig,
+    /// Failed SASL logins by client address, for the per-address limit.
+    pub(crate) failed_logins: crate::security::failed_logins::FailedLogins,
 }
 
 impl BrokerState {
@@ -75,6 +77,10 @@ impl BrokerState {
         let slots = config.get_i64("max.incremental.fetch.session.cache.slots") as usize;
         let image = quorum.image();
         let sasl = crate::security::SaslConfig::from_config(&config);
+        let failed_logins = crate::security::failed_logins::FailedLogins::new(
+            u32::try_from(config.get_i64("sasl.failed.authentications.per.ip.per.minute"))
+                .unwrap_or(u32::MAX),
+        );
         BrokerState {
             node_id: config.node_id(),
             listeners,
@@ -95,6 +101,7 @@ impl BrokerState {
             producer_ids: Mutex::new((0, 0)),
             metrics: BrokerMetrics::default(),
             sasl,
+            failed_logins,
         }
     }
 

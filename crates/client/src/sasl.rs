@@ -219,6 +219,23 @@ mod tests {
             .is_err());
     }
 
+    proptest::proptest! {
+        /// A hostile broker's SCRAM messages are refused, never a panic.
+        #[test]
+        fn hostile_server_messages_never_panic(
+            first in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
+            last in "(v=|e=)?[A-Za-z0-9+/=,]{0,60}",
+        ) {
+            let mut client = ScramClient::new(ScramMechanism::Sha256, "u", "p");
+            let _ = client.client_final(&first);
+            let nonce = client.nonce.clone();
+            let near = format!("r={nonce}x,s=AAAA,i=4096");
+            if client.client_final(near.as_bytes()).is_ok() {
+                let _ = client.verify_server_final(last.as_bytes());
+            }
+        }
+    }
+
     #[test]
     fn a_server_first_that_does_not_extend_the_nonce_is_refused() {
         let mut client = ScramClient::new(ScramMechanism::Sha512, "a,b=c", "pw");

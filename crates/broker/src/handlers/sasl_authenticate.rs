@@ -2,7 +2,9 @@
 //! SaslHandshake began. v1 adds the session lifetime
 //! (`connections.max.reauth.ms`, KIP-368), v2 is flexible. A failed login
 //! is answered after `connection.failed.authentication.delay.ms`, and the
-//! connection then closes, as in Kafka, so guessing passwords is slow.
+//! connection then closes, as in Kafka, so guessing passwords is slow; an
+//! address past `sasl.failed.authentications.per.ip.per.minute` is refused
+//! without its credentials being checked.
 
 use super::{str_bytes, ApiSupport, Reply};
 use crate::security::ConnectionAuth;
@@ -12,7 +14,8 @@ use kafka_protocol::messages::{
     ApiKey, ResponseKind, SaslAuthenticateRequest, SaslAuthenticateResponse,
 };
 use sluice_protocol::error;
-use std::time::Duration;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
 
 pub(crate) const API: ApiSupport = ApiSupport::new(ApiKey::SaslAuthenticate, 0, 2);
 
@@ -22,15 +25,24 @@ pub(crate) async fn handle(
     auth: &mut ConnectionAuth,
     client_host: &str,
 ) -> Reply {
-    let outcome = auth
-        .authenticate(
-            &state.sasl,
-            state.image(),
-            request.auth_bytes.to_vec(),
-            client_host,
-        )
-        .await;
+    let address: Option<IpAddr> = client_host.trim_start_matches('/').parse().ok();
+    let now = Instant::now();
+    let outcome = match address {
+        Some(address) if state.failed_logins.locked_out(address, now) => auth.refuse_locked_out(),
+        _ => {
+            auth.authenticate(
+                &state.sasl,
+                state.image(),
+                request.auth_bytes.to_vec(),
+                client_host,
+            )
+            .await
+        }
+    };
     let failed = outcome.error_code == error::SASL_AUTHENTICATION_FAILED;
+    if let (true, Some(address)) = (failed, address) {
+        state.failed_logins.record(address, now);
+    }
     let response = ResponseKind::SaslAuthenticate(
         SaslAuthenticateResponse::default()
             .with_error_code(outcome.error_code)

@@ -12,6 +12,7 @@
 //! for PLAINTEXT. TLS itself is in [`tls`].
 
 mod bootstrap;
+pub(crate) mod failed_logins;
 pub(crate) mod plain;
 pub(crate) mod principal;
 pub(crate) mod scram;

@@ -196,6 +196,18 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        #[test]
+        fn rule_parsing_and_mapping_never_panic(
+            rules in "(DEFAULT|RULE:[ -~]{0,12}/[ -~$]{0,8}/[LU]?)(,(DEFAULT|RULE:[ -~]{0,8}/[ -~]{0,6}/))?",
+            dn in "[ -~]{0,40}",
+        ) {
+            if let Ok(rules) = PrincipalRules::parse(&rules) {
+                let _ = rules.apply(&dn);
+            }
+        }
+    }
+
     #[test]
     fn malformed_rules_are_refused() {
         for bad in [

@@ -292,6 +292,21 @@ impl ConnectionAuth {
         }
     }
 
+    /// Refuses a login from an address past its failed-login limit, with
+    /// the same answer a wrong password gets (the limit is logged once by
+    /// the caller, not per attempt).
+    pub(crate) fn refuse_locked_out(&mut self) -> AuthenticateOutcome {
+        let mechanism = match std::mem::replace(&mut self.exchange, Exchange::Idle) {
+            Exchange::Chosen(m) | Exchange::Scram(m, _) => m,
+            Exchange::Idle => Mechanism::Plain,
+        };
+        self.close_after_reply("too many failed SASL logins from this address");
+        AuthenticateOutcome::error(
+            error::SASL_AUTHENTICATION_FAILED,
+            generic_failure(mechanism),
+        )
+    }
+
     fn fail(
         &mut self,
         mechanism: Mechanism,
@@ -309,12 +324,17 @@ impl ConnectionAuth {
         self.close_after_reply("failed SASL authentication");
         AuthenticateOutcome::error(
             error::SASL_AUTHENTICATION_FAILED,
-            format!(
-                "Authentication failed during authentication due to invalid credentials with SASL mechanism {}",
-                mechanism.name()
-            ),
+            generic_failure(mechanism),
         )
     }
+}
+
+/// Kafka's one message for every failed login.
+fn generic_failure(mechanism: Mechanism) -> String {
+    format!(
+        "Authentication failed during authentication due to invalid credentials with SASL mechanism {}",
+        mechanism.name()
+    )
 }
 
 #[cfg(test)]

@@ -321,3 +321,31 @@ fn sluice_user_manages_credentials_that_survive_a_restart_onto_sasl() {
     drop((alice, bob));
     rt.block_on(broker.shutdown()).unwrap();
 }
+
+#[test]
+fn an_address_past_its_failed_login_limit_is_refused_even_the_right_password() {
+    let broker = InProcBroker::start(&[
+        ("listeners", "SASL_PLAINTEXT://127.0.0.1:0"),
+        ("connection.failed.authentication.delay.ms", "0"),
+        ("sasl.failed.authentications.per.ip.per.minute", "3"),
+    ]);
+    let users: Vec<ScramBootstrap> = vec!["SCRAM-SHA-256=[name=admin,password=admin-secret]"
+        .parse()
+        .unwrap()];
+    block_on(broker.broker().add_scram_if_absent(&users)).unwrap();
+    let addr = broker.bootstrap();
+    let login = |token: &'static [u8]| {
+        let mut s = connect(&addr);
+        assert_eq!(handshake(&mut s, "PLAIN").0, error::NONE);
+        authenticate(&mut s, token).0
+    };
+    assert_eq!(login(b"\0admin\0admin-secret"), error::NONE);
+    for _ in 0..3 {
+        assert_eq!(login(b"\0admin\0guess"), error::SASL_AUTHENTICATION_FAILED);
+    }
+    // The limit is reached: not even the right password is checked.
+    assert_eq!(
+        login(b"\0admin\0admin-secret"),
+        error::SASL_AUTHENTICATION_FAILED
+    );
+}
