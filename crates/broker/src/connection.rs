@@ -288,6 +288,11 @@ async fn serve_connection(
                 if writer.write_all(&bytes).await.is_err() {
                     return;
                 }
+                // A TLS session may hold encrypted bytes back until flushed
+                // (a no-op on plain TCP); flush once no response is queued.
+                if rx.is_empty() && writer.flush().await.is_err() {
+                    return;
+                }
             }
             writer_activity.touch();
             writer_activity.in_flight.fetch_sub(1, Ordering::Relaxed);

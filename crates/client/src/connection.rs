@@ -243,7 +243,12 @@ impl Connection {
         let wshared = shared.clone();
         tokio::spawn(async move {
             while let Some(out) = rx.recv().await {
-                let res = wr.write_all(&out.frame).await;
+                let mut res = wr.write_all(&out.frame).await;
+                // TLS may hold encrypted bytes back until flushed (a no-op
+                // on plain TCP); flush once nothing more is queued.
+                if res.is_ok() && rx.is_empty() {
+                    res = wr.flush().await;
+                }
                 match res {
                     Ok(()) => {
                         if let Some(w) = out.written {

@@ -364,3 +364,87 @@ fn the_cli_and_sluice_client_log_in_over_mtls_and_sasl_ssl() {
         );
     });
 }
+
+/// A large Fetch response over TLS arrives whole to a slow reader: the TLS
+/// write path under back-pressure (the socket full for most of a 12 MB
+/// response), which must flush what the TLS session holds back.
+#[test]
+fn a_slow_reader_gets_a_whole_large_fetch_over_tls() {
+    use sluice_protocol::kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use sluice_protocol::kafka_protocol::messages::{FetchRequest, TopicName};
+    use sluice_protocol::kafka_protocol::protocol::StrBytes;
+
+    let dir = tempfile::tempdir().unwrap();
+    make_certs(dir.path());
+    let (_broker, plain, ssl) = tls_broker(dir.path(), "none");
+    let (ok, out) = sluice_secured(&plain, &[], &["topic", "create", "bulk"]);
+    assert!(ok, "{out}");
+    let (ok, out) = sluice_secured(
+        &plain,
+        &[],
+        &[
+            "perf",
+            "produce",
+            "--topic",
+            "bulk",
+            "--num-records",
+            "12000",
+            "--record-size",
+            "1024",
+            "--acks",
+            "1",
+        ],
+    );
+    assert!(ok, "{out}");
+    let fetch = FetchRequest::default()
+        .with_replica_id((-1).into())
+        .with_max_wait_ms(0)
+        .with_min_bytes(1)
+        .with_max_bytes(64 << 20)
+        .with_session_epoch(-1)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(TopicName(StrBytes::from_static_str("bulk")))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(0)
+                .with_fetch_offset(0)
+                .with_partition_max_bytes(64 << 20)])]);
+    let header = RequestHeader::default()
+        .with_request_api_key(ApiKey::Fetch as i16)
+        .with_request_api_version(12)
+        .with_correlation_id(9);
+    let request = encode_request(&header, &RequestKind::Fetch(fetch)).unwrap();
+    let mut s = tls_connect(&ssl, client_config(dir.path(), None));
+    s.write_all(&request).unwrap();
+    s.flush().unwrap();
+    // Let the socket fill, then read in small sips so it stays full while
+    // the broker writes the rest.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len).unwrap();
+    let len = i32::from_be_bytes(len) as usize;
+    assert!(
+        len > 12_000 * 1024,
+        "a response of {len} bytes holds every record"
+    );
+    let mut body = vec![0u8; len];
+    let mut got = 0;
+    while got < len {
+        let end = (got + 16 * 1024).min(len);
+        let n = s
+            .read(&mut body[got..end])
+            .expect("the response's rest arrives");
+        assert!(
+            n > 0,
+            "the connection closed {got} bytes into a {len}-byte response"
+        );
+        got += n;
+        std::thread::sleep(std::time::Duration::from_micros(200));
+    }
+    match decode_response(ApiKey::Fetch, 12, Bytes::from(body))
+        .unwrap()
+        .1
+    {
+        ResponseKind::Fetch(r) => assert_eq!(r.responses[0].partitions[0].high_watermark, 12_000),
+        other => panic!("not a Fetch response: {other:?}"),
+    }
+}

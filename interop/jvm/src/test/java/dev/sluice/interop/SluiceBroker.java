@@ -58,6 +58,7 @@ public final class SluiceBroker implements AutoCloseable, BeforeAllCallback, Aft
             "group.consumer.heartbeat.interval.ms", "500");
 
     private final Map<String, String> settings;
+    private final List<String> extraArgs;
     private Path workDir;
     private Process process;
     private String bootstrapServers;
@@ -65,8 +66,18 @@ public final class SluiceBroker implements AutoCloseable, BeforeAllCallback, Aft
 
     /** A broker with {@link #TEST_DEFAULTS}; {@code overrides} win over them. */
     public SluiceBroker(Map<String, String> overrides) {
+        this(overrides, List.of());
+    }
+
+    /**
+     * As {@link #SluiceBroker(Map)}, with more {@code sluice serve} arguments
+     * (e.g. {@code --add-scram}). A {@code listeners} override replaces the
+     * plaintext listener; {@link #bootstrapServers} is then its first one.
+     */
+    public SluiceBroker(Map<String, String> overrides, List<String> extraArgs) {
         settings = new LinkedHashMap<>(TEST_DEFAULTS);
         settings.putAll(overrides);
+        this.extraArgs = List.copyOf(extraArgs);
     }
 
     public SluiceBroker() {
@@ -75,7 +86,12 @@ public final class SluiceBroker implements AutoCloseable, BeforeAllCallback, Aft
 
     /** Starts a broker for use with try-with-resources. */
     public static SluiceBroker start(Map<String, String> overrides) {
-        SluiceBroker broker = new SluiceBroker(overrides);
+        return start(overrides, List.of());
+    }
+
+    /** Starts a broker with more {@code sluice serve} arguments, for use with try-with-resources. */
+    public static SluiceBroker start(Map<String, String> overrides, List<String> extraArgs) {
+        SluiceBroker broker = new SluiceBroker(overrides, extraArgs);
         broker.start();
         return broker;
     }
@@ -108,12 +124,15 @@ public final class SluiceBroker implements AutoCloseable, BeforeAllCallback, Aft
         try {
             workDir = Files.createTempDirectory("sluice-interop-");
             List<String> command = new ArrayList<>(List.of(bin, "serve",
-                    // Port 0: the OS picks a free port, the broker prints it.
-                    "--listen", "127.0.0.1:0",
                     "--data-dir", workDir.resolve("data").toString(),
-                    // Likewise for HTTP (/metrics), so brokers never compete for its default port.
+                    // Port 0 for HTTP (/metrics), so brokers never compete for its default port.
                     "--set", "http.listeners=http://127.0.0.1:0"));
+            if (!settings.containsKey("listeners")) {
+                // Port 0: the OS picks a free port, the broker prints it.
+                command.addAll(List.of("--listen", "127.0.0.1:0"));
+            }
             settings.forEach((name, value) -> command.addAll(List.of("--set", name + "=" + value)));
+            command.addAll(extraArgs);
             process = new ProcessBuilder(command)
                     .redirectError(logFile().toFile())
                     .start();
