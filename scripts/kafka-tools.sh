@@ -24,6 +24,9 @@
 #   kafka-leader-election      LeaderElectionCommand PREFERRED (a partition), UNCLEAN (all)
 #   kafka-metadata-quorum      MetadataQuorumCommand describe --status/--replication
 #   kafka-features             FeatureCommand describe
+#   kafka-acls                 AclCommand: SECURITY_DISABLED without an
+#                              authorizer; with one (a second broker), add,
+#                              list (literal and prefixed), remove
 # What the real Kafka prints for the same commands was taken from a reference
 # broker (`scripts/kafka-ref.sh start DIR`); docs/COMPATIBILITY.md lists the
 # results and the differences.
@@ -153,6 +156,7 @@ CONSUMER_PERF=$K.ConsumerPerformance
 QUORUM=$K.MetadataQuorumCommand
 LEADER_ELECTION=$K.LeaderElectionCommand
 FEATURES=$K.FeatureCommand
+ACLS=$K.AclCommand
 API_VERSIONS=$K.BrokerApiVersionsCommand
 
 # ---- the broker ---------------------------------------------------------------
@@ -481,6 +485,48 @@ tool $TOPICS "${BS[@]}" --describe --topic "$T"
 check "kafka-topics --delete" eval '[ "$tool2_rc" -eq 0 ] && [ "$rc" -ne 0 ] && has "Topic .$T. does not exist"'
 tool $TOPICS "${BS[@]}" --delete --topic "$T-ra,$C,$X,$P"
 check "kafka-topics --delete of several topics" eval '[ "$rc" -eq 0 ]'
+
+# ---- kafka-acls ----------------------------------------------------------------------------------
+tool $ACLS "${BS[@]}" --list
+check "kafka-acls --list without an authorizer: SecurityDisabledException" eval \
+  '[ "$rc" -ne 0 ] && has "SecurityDisabledException"'
+if [ -n "${bin:-}" ]; then
+  # A second broker with the StandardAuthorizer; the tool connects over
+  # PLAINTEXT as User:ANONYMOUS, made a super user for the purpose.
+  acl_dir=$workdir/acl
+  mkdir -p "$acl_dir"
+  acl_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  "$bin" serve --listen "127.0.0.1:$acl_port" --data-dir "$acl_dir/data" --set http.listeners= \
+    --set authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer \
+    --set super.users=User:ANONYMOUS >"$acl_dir/broker.out" 2>"$acl_dir/broker.log" &
+  acl_pid=$!
+  bg_pids+=("$acl_pid")
+  for _ in $(seq 1 300); do
+    grep -q '^Sluice broker listening on ' "$acl_dir/broker.out" 2>/dev/null && break
+    sleep 0.1
+  done
+  ABS=(--bootstrap-server "127.0.0.1:$acl_port")
+  tool $ACLS "${ABS[@]}" --add --allow-principal User:alice --operation Read --operation Write --topic orders
+  check "kafka-acls --add (Read and Write on a topic)" eval '[ "$rc" -eq 0 ] && has "ResourcePattern\(resourceType=TOPIC, name=orders, patternType=LITERAL\)"'
+  tool $ACLS "${ABS[@]}" --add --deny-principal User:bob --operation All --topic pay- --resource-pattern-type prefixed
+  check "kafka-acls --add a prefixed DENY" eval '[ "$rc" -eq 0 ]'
+  tool $ACLS "${ABS[@]}" --add --allow-principal User:alice --operation Read --group app
+  check "kafka-acls --add Read on a group" eval '[ "$rc" -eq 0 ]'
+  tool $ACLS "${ABS[@]}" --list --topic orders
+  check "kafka-acls --list --topic: alice's Read and Write" eval \
+    'ok_has "principal=User:alice, host=\*, operation=READ, permissionType=ALLOW" && has "operation=WRITE"'
+  tool $ACLS "${ABS[@]}" --list --topic pay- --resource-pattern-type prefixed
+  check "kafka-acls --list a prefixed pattern" eval 'ok_has "principal=User:bob, host=\*, operation=ALL, permissionType=DENY"'
+  tool $ACLS "${ABS[@]}" --list --principal User:alice
+  check "kafka-acls --list --principal: the topic and the group" eval 'ok_has "name=orders" && has "name=app"'
+  tool $ACLS "${ABS[@]}" --remove --force --allow-principal User:alice --operation Write --topic orders
+  tool2_rc=$rc
+  tool $ACLS "${ABS[@]}" --list --topic orders
+  check "kafka-acls --remove: only Write is gone" eval \
+    '[ "$tool2_rc" -eq 0 ] && ok_has "operation=READ" && hasnt "operation=WRITE"'
+  kill -TERM "$acl_pid" 2>/dev/null
+  wait "$acl_pid" 2>/dev/null
+fi
 out=""
 
 if [ -n "$broker_pid" ] && ! kill -0 "$broker_pid" 2>/dev/null; then

@@ -11,6 +11,7 @@
 //! record is appended, and removes them if the append fails, so the
 //! metadata never names partitions that do not exist.
 
+mod acls;
 mod scram;
 
 pub(crate) use scram::ScramAlteration;

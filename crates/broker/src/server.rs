@@ -89,6 +89,8 @@ impl Broker {
             .explicit("max.connections")
             .map(|_| config.get_i64("max.connections").max(0) as u64);
         let listeners = config.listeners().map_err(StartError::Config)?;
+        crate::security::authorizer::Authorizer::from_config(&config)
+            .map_err(StartError::Config)?;
         let mode = quorum_setup::mode(&config, &listeners).map_err(StartError::Config)?;
         let tls = match listeners.clients.iter().any(|c| c.protocol.tls()) {
             true => Some(Arc::new(

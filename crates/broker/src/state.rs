@@ -49,6 +49,8 @@ pub(crate) struct BrokerState {
     pub(crate) metrics: BrokerMetrics,
     /// SASL mechanisms and session lifetime, read once at start.
     pub(crate) sasl: crate::security::SaslConfig,
+    /// The ACL authorizer (`authorizer.class.name`); allows all when off.
+    pub(crate) authorizer: crate::security::authorizer::Authorizer,
     /// Failed SASL logins by client address, for the per-address limit.
     pub(crate) failed_logins: crate::security::failed_logins::FailedLogins,
 }
@@ -77,6 +79,7 @@ impl BrokerState {
         let slots = config.get_i64("max.incremental.fetch.session.cache.slots") as usize;
         let image = quorum.image();
         let sasl = crate::security::SaslConfig::from_config(&config);
+        let config_for_authorizer = config.clone();
         let failed_logins = crate::security::failed_logins::FailedLogins::new(
             u32::try_from(config.get_i64("sasl.failed.authentications.per.ip.per.minute"))
                 .unwrap_or(u32::MAX),
@@ -102,6 +105,10 @@ impl BrokerState {
             metrics: BrokerMetrics::default(),
             sasl,
             failed_logins,
+            authorizer: crate::security::authorizer::Authorizer::from_config(
+                &config_for_authorizer,
+            )
+            .expect("authorizer.class.name is checked at start"),
         }
     }
 

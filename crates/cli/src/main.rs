@@ -1,6 +1,7 @@
 //! `sluice`: run a broker, manage topics, consumer groups, transactions
 //! and SCRAM users, produce, consume, benchmark.
 
+mod acl;
 mod cluster_cmd;
 mod consume;
 mod dev;
@@ -101,6 +102,11 @@ enum Command {
     User {
         #[command(subcommand)]
         command: user::UserCommand,
+    },
+    /// List, add and remove ACLs (brokers with authorizer.class.name set).
+    Acl {
+        #[command(subcommand)]
+        command: acl::AclCommand,
     },
     /// Inspect the cluster.
     Cluster {
@@ -211,6 +217,7 @@ fn main() -> ExitCode {
             Command::Group { command } => group::run(&global, command).await,
             Command::Transactions { command } => transactions::run(&global, command).await,
             Command::User { command } => user::run(&global, command).await,
+            Command::Acl { command } => acl::run(&global, command).await,
             Command::Cluster { command } => cluster_cmd::run(&global, command).await,
             Command::Log { command } => log_dump::run(&global, command),
             Command::Metadata { command } => metadata_cmd::run(&global, command),

@@ -71,6 +71,9 @@ pub fn client_max_version(api: ApiKey) -> Option<i16> {
         ApiKey::ListTransactions => 1,
         ApiKey::DescribeUserScramCredentials => 0,
         ApiKey::AlterUserScramCredentials => 0,
+        ApiKey::DescribeAcls => 3,
+        ApiKey::CreateAcls => 3,
+        ApiKey::DeleteAcls => 3,
         ApiKey::SaslHandshake => 1,
         ApiKey::SaslAuthenticate => 2,
         _ => return None,
@@ -101,6 +104,8 @@ fn client_min_version(api: ApiKey) -> i16 {
         ApiKey::OffsetCommit => 2,
         // v2 is the first that fetches all of a group's offsets (null topics).
         ApiKey::OffsetFetch => 2,
+        // Kafka 4 serves v1 and later.
+        ApiKey::DescribeAcls | ApiKey::CreateAcls | ApiKey::DeleteAcls => 1,
         _ => 0,
     }
 }

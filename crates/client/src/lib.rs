@@ -64,6 +64,7 @@
 //! ```
 
 mod accumulator;
+pub mod acl_admin;
 pub mod admin;
 pub mod cluster;
 pub mod connection;
@@ -81,6 +82,7 @@ pub mod transaction;
 pub mod txn_admin;
 
 pub use accumulator::TopicPartition;
+pub use acl_admin::AclBinding;
 pub use admin::{
     Admin, AlterConfigOp, ClusterDescription, ConfigEntry, ConfigResource, ConfigSource,
     LogDirDescription, LogDirPartition, NewTopic,

@@ -1186,6 +1186,21 @@ impl Sender {
                     let Some(waiting) = self.waiting.remove(&topic) else {
                         continue;
                     };
+                    // Refused by the broker's ACLs: no point in waiting.
+                    let refused = self.cluster.topic(&topic).filter(|t| {
+                        t.error_code == sluice_protocol::error::TOPIC_AUTHORIZATION_FAILED
+                    });
+                    if let Some(refused) = refused {
+                        let err = Error::Kafka(
+                            KafkaError::new(refused.error_code, None)
+                                .on(format!("topic '{topic}'")),
+                        );
+                        self.note_failure(&err);
+                        for w in waiting {
+                            w.completion.complete(Err(err.clone()));
+                        }
+                        continue;
+                    }
                     let now = Instant::now();
                     let mut still = Vec::new();
                     for w in waiting {

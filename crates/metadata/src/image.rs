@@ -1,3 +1,4 @@
+use crate::acl::AclEntry;
 use crate::record::MetadataRecord;
 use crate::scram::{ScramCredential, ScramMechanism};
 use serde::{Deserialize, Serialize};
@@ -71,6 +72,13 @@ pub struct MetadataImage {
     /// SCRAM credentials by user name and mechanism.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     scram: BTreeMap<String, BTreeMap<ScramMechanism, ScramCredential>>,
+    /// ACLs by id.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    acls: BTreeMap<Uuid, AclEntry>,
+    /// The `offset` of the last ACL change: an authorizer rebuilds its
+    /// index only when this moves.
+    #[serde(default)]
+    pub acls_changed_at: u64,
     /// Number of records applied: the metadata offset this image reflects.
     pub offset: u64,
 }
@@ -100,6 +108,11 @@ impl MetadataImage {
         mechanism: ScramMechanism,
     ) -> Option<&ScramCredential> {
         self.scram.get(user)?.get(&mechanism)
+    }
+
+    /// Every ACL, by id.
+    pub fn acls(&self) -> &BTreeMap<Uuid, AclEntry> {
+        &self.acls
     }
 
     /// Every user with a SCRAM credential and its credentials, by name.
@@ -244,6 +257,15 @@ impl MetadataImage {
                     .or_default()
                     .insert(*mechanism, credential.clone());
             }
+            MetadataRecord::AclCreated { id, acl } => {
+                self.acls.insert(*id, acl.clone());
+                self.acls_changed_at = self.offset;
+            }
+            MetadataRecord::AclDeleted { id } => {
+                if self.acls.remove(id).is_some() {
+                    self.acls_changed_at = self.offset;
+                }
+            }
             MetadataRecord::UserScramCredentialDeleted { name, mechanism } => {
                 if let Some(credentials) = self.scram.get_mut(name) {
                     credentials.remove(mechanism);
@@ -313,6 +335,12 @@ impl MetadataImage {
                     credential: credential.clone(),
                 });
             }
+        }
+        for (id, acl) in &self.acls {
+            records.push(MetadataRecord::AclCreated {
+                id: *id,
+                acl: acl.clone(),
+            });
         }
         for topic in self.topics.values() {
             records.push(MetadataRecord::TopicCreated {

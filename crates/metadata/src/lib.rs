@@ -14,6 +14,7 @@
 //! small TCP implementation. Apart from that transport this crate knows
 //! nothing about sockets, and nothing about the Kafka protocol.
 
+mod acl;
 pub mod cluster;
 pub mod duties;
 mod entry;
@@ -25,6 +26,7 @@ mod repair;
 mod scram;
 mod snapshot;
 
+pub use acl::AclEntry;
 pub use entry::{entry_at, next_intact_entry, Entry, EntryProblem};
 pub use image::{BrokerEndpoint, BrokerImage, MetadataImage, PartitionImage, TopicImage};
 pub use log::{MetadataError, MetadataLog};

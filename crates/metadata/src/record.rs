@@ -1,3 +1,4 @@
+use crate::acl::AclEntry;
 use crate::image::BrokerEndpoint;
 use crate::scram::{ScramCredential, ScramMechanism};
 use serde::{Deserialize, Serialize};
@@ -90,6 +91,10 @@ pub enum MetadataRecord {
         name: String,
         mechanism: ScramMechanism,
     },
+    /// An ACL was created (Kafka's AccessControlEntryRecord).
+    AclCreated { id: Uuid, acl: AclEntry },
+    /// An ACL was removed (Kafka's RemoveAccessControlEntryRecord).
+    AclDeleted { id: Uuid },
 }
 
 impl MetadataRecord {

@@ -15,13 +15,17 @@ pub(crate) mod add_partitions_to_txn;
 pub(crate) mod alter_configs;
 pub(crate) mod alter_user_scram_credentials;
 pub(crate) mod api_versions;
+mod authorize;
 pub(crate) mod consumer_group_describe;
 pub(crate) mod consumer_group_heartbeat;
+pub(crate) mod create_acls;
 pub(crate) mod create_partitions;
 pub(crate) mod create_topics;
+pub(crate) mod delete_acls;
 pub(crate) mod delete_groups;
 pub(crate) mod delete_records;
 pub(crate) mod delete_topics;
+pub(crate) mod describe_acls;
 pub(crate) mod describe_cluster;
 pub(crate) mod describe_configs;
 pub(crate) mod describe_groups;
@@ -123,6 +127,9 @@ pub(crate) const APIS: &[ApiSupport] = &[
     sasl_authenticate::API,
     describe_user_scram_credentials::API,
     alter_user_scram_credentials::API,
+    describe_acls::API,
+    create_acls::API,
+    delete_acls::API,
 ];
 
 pub(crate) fn supported(key: ApiKey) -> Option<ApiSupport> {
@@ -167,7 +174,45 @@ pub(crate) async fn dispatch(
 }
 
 /// `auth` is the connection's authentication, which the SASL APIs advance.
+/// With an authorizer, the request is first checked against the ACLs for
+/// the connection's principal and address (`authorize`).
 pub(crate) async fn dispatch_authenticating(
+    state: &Arc<BrokerState>,
+    request: Request,
+    peer: &Peer,
+    auth: &mut ConnectionAuth,
+) -> Reply {
+    if !state.authorizer.enabled() {
+        return serve(state, request, peer, auth).await;
+    }
+    let caller = crate::security::authorizer::Caller {
+        principal: auth.principal().to_string(),
+        host: peer.host.trim_start_matches('/').to_string(),
+    };
+    let (request, patch) = match authorize::admit(state, &caller, request) {
+        authorize::Admission::Serve(request, patch) => (request, patch),
+        authorize::Admission::Refuse(response) => return Reply::Now(response),
+    };
+    let reply = serve(state, request, peer, auth).await;
+    let Some(patch) = patch else {
+        return reply;
+    };
+    match reply {
+        Reply::Now(mut response) => {
+            patch(&mut response);
+            Reply::Now(response)
+        }
+        Reply::Later(response) => Reply::Later(Box::pin(async move {
+            let mut response = response.await;
+            patch(&mut response);
+            response
+        })),
+        Reply::Nothing => Reply::Nothing,
+    }
+}
+
+/// Runs the request's handler.
+async fn serve(
     state: &Arc<BrokerState>,
     request: Request,
     peer: &Peer,
@@ -296,6 +341,9 @@ pub(crate) async fn dispatch_authenticating(
         RequestKind::DescribeUserScramCredentials(req) => Reply::Now(Box::new(
             describe_user_scram_credentials::handle(state, req),
         )),
+        RequestKind::DescribeAcls(req) => Reply::Now(Box::new(describe_acls::handle(state, req))),
+        RequestKind::CreateAcls(req) => off_reactor(state, move |s| create_acls::handle(s, req)),
+        RequestKind::DeleteAcls(req) => off_reactor(state, move |s| delete_acls::handle(s, req)),
         RequestKind::AlterUserScramCredentials(req) => {
             off_reactor(state, move |s| alter_user_scram_credentials::handle(s, req))
         }

@@ -156,6 +156,9 @@ pub(crate) fn error_of(response: &ResponseKind) -> ErrorCode {
             first(std::iter::once(r.error_code).chain(r.results.iter().map(|u| u.error_code)))
         }
         R::AlterUserScramCredentials(r) => first(r.results.iter().map(|u| u.error_code)),
+        R::DescribeAcls(r) => r.error_code,
+        R::CreateAcls(r) => first(r.results.iter().map(|c| c.error_code)),
+        R::DeleteAcls(r) => first(r.filter_results.iter().map(|f| f.error_code)),
         // Every API the broker serves is listed above; a new one shows here
         // in the test below before it ships without its errors counted.
         _ => error::NONE,
@@ -240,5 +243,8 @@ mod tests {
         "SaslAuthenticate",
         "DescribeUserScramCredentials",
         "AlterUserScramCredentials",
+        "DescribeAcls",
+        "CreateAcls",
+        "DeleteAcls",
     ];
 }

@@ -11,6 +11,8 @@
 //! `ssl.principal.mapping.rules`, is the principal), [`ConnectionAuth::none`]
 //! for PLAINTEXT. TLS itself is in [`tls`].
 
+pub(crate) mod acl_filter;
+pub(crate) mod authorizer;
 mod bootstrap;
 pub(crate) mod failed_logins;
 pub(crate) mod plain;

@@ -46,6 +46,7 @@
 //!   three processes, transactions over partitions led by every broker and
 //!   an open transaction committed after its coordinator is SIGKILLed.
 
+mod acls;
 mod cluster;
 mod common;
 mod connections;

@@ -317,3 +317,52 @@ pub(crate) fn broker_dynamic_configs(side: &mut Side, obs: &mut Obs) {
     let r = describe_configs(side, BROKER_RESOURCE, &node, key);
     record_configs(obs, "broker_after_delete", &r, Detail::Whole);
 }
+
+/// The ACL APIs on a broker without an authorizer (both sides run none):
+/// every one answers SECURITY_DISABLED, per creation and per filter.
+pub(crate) fn acls_without_an_authorizer(side: &mut Side, obs: &mut Obs) {
+    use sluice_protocol::kafka_protocol::messages::create_acls_request::AclCreation;
+    use sluice_protocol::kafka_protocol::messages::delete_acls_request::DeleteAclsFilter;
+    use sluice_protocol::kafka_protocol::messages::{
+        CreateAclsRequest, DeleteAclsRequest, DescribeAclsRequest,
+    };
+    let describe = DescribeAclsRequest::default()
+        .with_resource_name_filter(None)
+        .with_principal_filter(None)
+        .with_host_filter(None)
+        .with_resource_type_filter(1)
+        .with_pattern_type_filter(1)
+        .with_operation(1)
+        .with_permission_type(1);
+    if let ResponseKind::DescribeAcls(r) = side.wire.send(RequestKind::DescribeAcls(describe)) {
+        obs.error("describe/error", r.error_code);
+        obs.put("describe/resources", r.resources.len());
+    }
+    let create = CreateAclsRequest::default().with_creations(vec![AclCreation::default()
+        .with_resource_type(2)
+        .with_resource_name(s("diff-acl"))
+        .with_resource_pattern_type(3)
+        .with_principal(s("User:alice"))
+        .with_host(s("*"))
+        .with_operation(3)
+        .with_permission_type(3)]);
+    if let ResponseKind::CreateAcls(r) = side.wire.send(RequestKind::CreateAcls(create)) {
+        for (i, result) in r.results.iter().enumerate() {
+            obs.error(format!("create/{i}/error"), result.error_code);
+        }
+    }
+    let delete = DeleteAclsRequest::default().with_filters(vec![DeleteAclsFilter::default()
+        .with_resource_name_filter(None)
+        .with_principal_filter(None)
+        .with_host_filter(None)
+        .with_resource_type_filter(1)
+        .with_pattern_type_filter(1)
+        .with_operation(1)
+        .with_permission_type(1)]);
+    if let ResponseKind::DeleteAcls(r) = side.wire.send(RequestKind::DeleteAcls(delete)) {
+        for (i, result) in r.filter_results.iter().enumerate() {
+            obs.error(format!("delete/{i}/error"), result.error_code);
+            obs.put(format!("delete/{i}/matching"), result.matching_acls.len());
+        }
+    }
+}

@@ -109,6 +109,7 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("transactions", txns::transactions),
     ("describe_transactions", txns::describe_transactions),
     ("broker_dynamic_configs", configs::broker_dynamic_configs),
+    ("acls", configs::acls_without_an_authorizer),
     ("bad_input", bad_input::bad_input),
 ];
 

@@ -152,6 +152,9 @@ fn api_key_of(request: &RequestKind) -> ApiKey {
         };
     }
     keys!(
+        DescribeAcls,
+        CreateAcls,
+        DeleteAcls,
         Produce,
         Fetch,
         ListOffsets,
