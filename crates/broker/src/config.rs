@@ -169,6 +169,7 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
     def!("connections.max.idle.ms", Long, Some("600000"), Check::AtLeast(-1), false, "Idle connections timeout: the server socket processor threads close the connections that idle more than this. A connection is idle while it has no request in flight and sends nothing. -1 disables the timeout."),
     def!("max.connections", Int, Some("2147483647"), Check::AtLeast(0), false, "The maximum number of connections we allow in the broker at any time. This limit is applied in addition to any per-ip limits configured using max.connections.per.ip. New connections are blocked (not accepted, left waiting in the listen backlog) while the limit is reached."),
     def!("max.connections.per.ip", Int, Some("2147483647"), Check::AtLeast(0), false, "The maximum number of connections we allow from each ip address. This can be set to 0 if there are overrides configured using max.connections.per.ip.overrides property. New connections from the ip address are dropped if the limit is reached."),
+    def!("max.connection.creation.rate", Int, Some("2147483647"), Check::AtLeast(0), false, "The maximum connection creation rate we allow in the broker at any time. Listener-level limits may also be configured by prefixing the config name with the listener prefix, for example, listener.name.internal.max.connection.creation.rate. New connections wait in the listen backlog while the rate is reached."),
     def!("max.connections.per.ip.overrides", String, Some(""), Check::HostCounts, false, "A comma-separated list of per-ip or hostname overrides to the default maximum number of connections. An example value is \"hostName:100,127.0.0.1:200\""),
     def!("message.max.bytes", Int, Some("1048588"), Check::AtLeast(0), true, "The largest record batch size allowed by Kafka (after compression if compression is enabled)."),
     def!("group.initial.rebalance.delay.ms", Int, Some("3000"), Check::AtLeast(0), false, "The amount of time the group coordinator will wait for more consumers to join a new group before performing the first rebalance. A longer delay means potentially fewer rebalances, but increases the time until processing begins."),
@@ -253,6 +254,8 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
     def!("sasl.enabled.mechanisms", List, Some("PLAIN,SCRAM-SHA-256,SCRAM-SHA-512"), Check::ListOf(SASL_MECHANISMS), false, "The list of SASL mechanisms enabled in the Kafka server. The list may contain any mechanism for which a security provider is available. Sluice serves PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512, all checked against the SCRAM credentials of the metadata, and enables all three by default (Kafka's default is GSSAPI, which Sluice does not have)."),
     def!("connections.max.reauth.ms", Long, Some("0"), Check::AtLeast(0), false, "When explicitly set to a positive number (the default is 0, not a positive number), a session lifetime that will not exceed the configured value will be communicated to v2.2.0 or later clients when they authenticate. The broker will disconnect any such connection that is not re-authenticated within the session lifetime and that is then subsequently used for any purpose other than re-authentication."),
     def!("sasl.server.max.receive.size", Int, Some("524288"), Check::AtLeast(1), false, "The maximum receive size allowed before and during initial SASL authentication. Default receive size is 512KB. GSSAPI limits requests to 64K, but we allow upto 512KB by default for custom SASL mechanisms. In practice, PLAIN, SCRAM and OAUTH mechanisms can use much smaller limits."),
+    def!("quota.window.num", Int, Some("11"), Check::AtLeast(1), false, "The number of samples to retain in memory for client quotas."),
+    def!("quota.window.size.seconds", Int, Some("1"), Check::AtLeast(1), false, "The time span of each sample for client quotas."),
     def!("sasl.failed.authentications.per.ip.per.minute", Int, Some("30"), Check::AtLeast(0), false, "The most failed SASL logins one client address may make per minute (a Sluice setting): past it, logins from that address are refused without checking the credentials until the minute is over, however many connections it opens. 0 turns the limit off."),
     def!("connection.failed.authentication.delay.ms", Int, Some("100"), Check::AtLeast(0), false, "Connection close delay on failed authentication: this is the time (in milliseconds) by which connection close will be delayed on authentication failure. This must be configured to be less than connections.max.idle.ms to prevent connection timeout."),
     def!("replica.selector.class", String, None, Check::OneOf(REPLICA_SELECTORS), false, "The fully qualified class name that implements ReplicaSelector. This is used by the broker to find the preferred read replica. By default, we use an implementation that returns the leader. Sluice implements org.apache.kafka.common.replica.RackAwareReplicaSelector (a consumer whose client.rack is a follower's broker.rack reads from that follower, KIP-392) and org.apache.kafka.common.replica.LeaderSelector."),
@@ -336,7 +339,21 @@ pub static TOPIC_CONFIGS: &[TopicConfigDef] = &[
 ];
 
 pub fn broker_def(name: &str) -> Option<&'static ConfigDef> {
+    let name = listener_setting(name).map_or(name, |(_, setting)| setting);
     BROKER_CONFIGS.iter().find(|d| d.name == name)
+}
+
+/// The settings a single listener may set for itself, as
+/// `listener.name.<listener>.<setting>` (Kafka's listener prefix).
+const PER_LISTENER_SETTINGS: &[&str] = &["max.connections", "max.connection.creation.rate"];
+
+/// `(listener, setting)` of a listener-prefixed setting name.
+pub fn listener_setting(name: &str) -> Option<(&str, &'static str)> {
+    let rest = name.strip_prefix("listener.name.")?;
+    PER_LISTENER_SETTINGS.iter().find_map(|setting| {
+        let listener = rest.strip_suffix(setting)?.strip_suffix('.')?;
+        (!listener.is_empty() && !listener.contains('.')).then_some((listener, *setting))
+    })
 }
 
 pub fn topic_def(name: &str) -> Option<&'static TopicConfigDef> {
@@ -501,6 +518,14 @@ impl BrokerConfig {
     /// The explicitly set value, if any.
     pub fn explicit(&self, name: &str) -> Option<&str> {
         self.values.get(name).map(String::as_str)
+    }
+
+    /// Every listener-prefixed setting given: `(listener, setting, value)`.
+    pub fn listener_settings(&self) -> impl Iterator<Item = (&str, &'static str, &str)> {
+        self.values.iter().filter_map(|(name, value)| {
+            let (listener, setting) = listener_setting(name)?;
+            Some((listener, setting, value.as_str()))
+        })
     }
 
     /// The value or its default; `None` only for null-default settings.

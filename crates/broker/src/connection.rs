@@ -11,6 +11,7 @@ use crate::connection_limits::{
 };
 use crate::handlers::{self, Peer, Reply};
 use crate::listeners::SecurityProtocol;
+use crate::quota::request::QuotaAccount;
 use crate::security::principal::{self, PrincipalRules};
 use crate::security::tls::TlsServer;
 use crate::security::ConnectionAuth;
@@ -53,10 +54,11 @@ pub(crate) async fn accept_loop(
     let timeouts = ConnectionTimeouts::from_config(&state.config);
     let mut backoff = AcceptBackoff::new();
     let failures_log = LogThrottle::new(LOG_INTERVAL);
+    let inter_broker = *context.name == *state.inter_broker_listener;
     loop {
         let permit = tokio::select! {
             _ = stopped.changed() => return,
-            permit = limits.wait_for_slot() => permit,
+            permit = limits.wait_for_slot(&context.name, inter_broker) => permit,
         };
         let accepted = tokio::select! {
             _ = stopped.changed() => return,
@@ -69,6 +71,17 @@ pub(crate) async fn accept_loop(
                 let Ok(slot) = limits.admit(peer.ip(), permit) else {
                     continue;
                 };
+                let throttle = state.quotas.connection_created(&state.image(), peer.ip());
+                if !throttle.is_zero() {
+                    // Kafka's ConnectionThrottledException: the connection
+                    // is held, unserved, for the throttle, then closed.
+                    tracing::debug!(%peer, throttle_ms = throttle.ms(), "closing connection: the address is over its connection_creation_rate quota");
+                    tokio::spawn(async move {
+                        tokio::time::sleep(throttle.0).await;
+                        drop((socket, slot));
+                    });
+                    continue;
+                }
                 let _ = socket.set_nodelay(true);
                 tokio::spawn(open_connection(
                     socket,
@@ -229,6 +242,9 @@ struct Activity {
     started: Instant,
     last_ms: AtomicU64,
     in_flight: AtomicUsize,
+    /// Until when (ms after `started`) a throttled client's next request
+    /// waits unread; 0 when it is not throttled.
+    muted_until_ms: AtomicU64,
 }
 
 impl Activity {
@@ -237,7 +253,25 @@ impl Activity {
             started: Instant::now(),
             last_ms: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
+            muted_until_ms: AtomicU64::new(0),
         }
+    }
+
+    /// Reads nothing more from the client for `throttle` (KIP-219): its
+    /// response goes out now, its next request waits.
+    fn mute_for(&self, throttle: Duration) {
+        if throttle.is_zero() {
+            return;
+        }
+        let until = (self.started.elapsed() + throttle).as_millis() as u64;
+        self.muted_until_ms.fetch_max(until, Ordering::Relaxed);
+    }
+
+    /// When a muted connection may be read again.
+    fn muted_until(&self) -> Option<Instant> {
+        let until = self.muted_until_ms.load(Ordering::Relaxed);
+        let until = self.started + Duration::from_millis(until);
+        (until > Instant::now()).then_some(until)
     }
 
     fn touch(&self) {
@@ -348,8 +382,11 @@ async fn serve_connection(
                 }
             }
         };
+        if let Some(until) = activity.muted_until() {
+            tokio::time::sleep_until(until.into()).await;
+        }
         activity.in_flight.fetch_add(1, Ordering::Relaxed);
-        match handle_frame(&state, frame, &client, &mut auth).await {
+        match handle_frame(&state, frame, &client, &mut auth, &activity).await {
             Ok(Some(out)) => {
                 if tx.send(out).await.is_err() {
                     break;
@@ -380,6 +417,7 @@ async fn handle_frame(
     frame: Bytes,
     client: &Peer,
     auth: &mut ConnectionAuth,
+    activity: &Arc<Activity>,
 ) -> Result<Option<Outgoing>, String> {
     let head = RequestHead::peek(&frame).map_err(|e| e.to_string())?;
     let api_key =
@@ -408,7 +446,9 @@ async fn handle_frame(
         ));
     }
     let received = Instant::now();
-    let request = envelope::decode_request(frame).map_err(|e| e.to_string())?;
+    let frame_len = frame.len();
+    let mut request = envelope::decode_request(frame).map_err(|e| e.to_string())?;
+    let account = QuotaAccount::open(state, &mut request, frame_len, auth.principal());
     let version = request.version();
     let correlation_id = request.header.correlation_id;
     let metrics_state = Arc::clone(state);
@@ -420,7 +460,12 @@ async fn handle_frame(
         .to_string();
     let peer = client.host.clone();
     let principal = auth.principal().to_string();
-    let encode = move |body: kafka_protocol::messages::ResponseKind| {
+    let muting = Arc::clone(activity);
+    let encode = move |mut body: kafka_protocol::messages::ResponseKind,
+                       account: Option<QuotaAccount>| {
+        if let Some(account) = account {
+            muting.mute_for(account.close(&metrics_state, &mut body).0);
+        }
         let error = crate::metrics::error_of(&body);
         let encoded = envelope::encode_response(api_key, version, correlation_id, &body);
         let elapsed = received.elapsed();
@@ -446,17 +491,31 @@ async fn handle_frame(
             })
             .ok()
     };
-    Ok(
-        match handlers::dispatch_authenticating(state, request, client, auth).await {
-            Reply::Now(body) => Some(Outgoing::Ready(
-                encode(*body).ok_or("response encoding failed")?,
-            )),
-            Reply::Later(response) => Some(Outgoing::Pending(tokio::spawn(async move {
-                encode(response.await)
-            }))),
-            Reply::Nothing => None,
-        },
-    )
+    let reply = match &account {
+        None => handlers::dispatch_authenticating(state, request, client, auth).await,
+        Some(account) => {
+            let dispatch = handlers::dispatch_authenticating(state, request, client, auth);
+            account.timed(Box::pin(dispatch)).await
+        }
+    };
+    Ok(match reply {
+        Reply::Now(body) => Some(Outgoing::Ready(
+            encode(*body, account).ok_or("response encoding failed")?,
+        )),
+        Reply::Later(response) => Some(Outgoing::Pending(tokio::spawn(async move {
+            let body = match &account {
+                None => response.await,
+                Some(account) => account.timed(response).await,
+            };
+            encode(body, account)
+        }))),
+        Reply::Nothing => {
+            if let Some(account) = account {
+                activity.mute_for(account.close_silent().0);
+            }
+            None
+        }
+    })
 }
 
 /// Whether `buf` starts like a TLS record carrying a handshake (a client
@@ -480,6 +539,7 @@ mod tests {
             started: Instant::now() - ago,
             last_ms: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
+            muted_until_ms: AtomicU64::new(0),
         }
     }
 

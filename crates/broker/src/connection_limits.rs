@@ -1,10 +1,14 @@
 //! Kafka's connection limits (`max.connections`, `max.connections.per.ip`,
-//! `max.connections.per.ip.overrides`), the back-off of the accept loop, and
+//! `max.connections.per.ip.overrides`, `max.connection.creation.rate`, and
+//! per listener `listener.name.<name>.max.connections` and
+//! `listener.name.<name>.max.connection.creation.rate`), the back-off of
+//! the accept loop, and
 //! log lines that are written at most once per interval, so that a client
 //! storm or descriptor exhaustion cannot flood the log.
 
 use crate::config::{parse_connection_overrides, BrokerConfig};
 use crate::locks::MutexExt;
+use crate::quota::rate::{QuotaWindow, TokenBucket};
 use std::collections::HashMap;
 use std::net::{IpAddr, ToSocketAddrs};
 use std::sync::{Arc, Mutex};
@@ -22,8 +26,58 @@ pub(crate) struct ConnectionLimits {
     max_per_ip: u32,
     per_ip_overrides: HashMap<IpAddr, u32>,
     open_per_ip: Arc<Mutex<HashMap<IpAddr, u32>>>,
+    /// `max.connection.creation.rate`, across the listeners.
+    broker_rate: Option<CreationRate>,
+    /// Limits of single listeners, by lowercase listener name.
+    listeners: HashMap<String, ListenerLimits>,
     rejected_log: LogThrottle,
     full_log: LogThrottle,
+    rate_log: LogThrottle,
+}
+
+/// What `listener.name.<name>.` settings limit on one listener.
+#[derive(Default)]
+struct ListenerLimits {
+    /// `max.connections` of this listener and its permits.
+    slots: Option<(Arc<Semaphore>, u32)>,
+    rate: Option<CreationRate>,
+}
+
+/// A connection creation rate limit: new connections per second, measured
+/// as client quotas are (`quota.window.num` × `quota.window.size.seconds`).
+struct CreationRate {
+    limit: f64,
+    window: QuotaWindow,
+    started: Instant,
+    bucket: Mutex<TokenBucket>,
+}
+
+impl CreationRate {
+    fn new(limit: u32, window: QuotaWindow) -> Option<CreationRate> {
+        (limit < i32::MAX as u32).then(|| CreationRate {
+            limit: f64::from(limit.max(1)),
+            window,
+            started: Instant::now(),
+            bucket: Mutex::default(),
+        })
+    }
+
+    /// Counts one new connection; how long to wait before accepting it
+    /// for the rate to stay at the limit.
+    fn record(&self) -> Duration {
+        let now_ms = self.started.elapsed().as_millis() as u64;
+        let mut bucket = self.bucket.locked("connection rate");
+        let wait_ms = bucket.record(self.limit, self.window, 1.0, now_ms);
+        Duration::from_millis(wait_ms.min(self.window.sample_ms))
+    }
+}
+
+/// The `max.connections` permits a connection holds: the broker's (none on
+/// the inter-broker listener, which the broker-wide limit does not cover,
+/// as in Kafka) and its listener's, if that has a limit.
+pub(crate) struct ConnectionPermits {
+    _broker: Option<OwnedSemaphorePermit>,
+    _listener: Option<OwnedSemaphorePermit>,
 }
 
 /// A connection refused because its address already has its maximum.
@@ -36,7 +90,7 @@ pub(crate) struct TooManyFromAddress {
 pub(crate) struct ConnectionSlot {
     ip: IpAddr,
     open_per_ip: Arc<Mutex<HashMap<IpAddr, u32>>>,
-    _permit: OwnedSemaphorePermit,
+    _permits: ConnectionPermits,
 }
 
 impl Drop for ConnectionSlot {
@@ -75,31 +129,98 @@ impl ConnectionLimits {
                 per_ip_overrides.insert(address.ip(), max);
             }
         }
+        let window = QuotaWindow {
+            samples: setting_u32(config, "quota.window.num").max(1),
+            sample_ms: u64::from(setting_u32(config, "quota.window.size.seconds").max(1)) * 1000,
+        };
+        let mut listeners: HashMap<String, ListenerLimits> = HashMap::new();
+        for (listener, setting, value) in config.listener_settings() {
+            let value = u32::try_from(value.trim().parse::<i64>().unwrap_or(0)).unwrap_or(0);
+            let limits = listeners.entry(listener.to_ascii_lowercase()).or_default();
+            match setting {
+                "max.connections" => {
+                    limits.slots = Some((Arc::new(Semaphore::new(value as usize)), value))
+                }
+                "max.connection.creation.rate" => limits.rate = CreationRate::new(value, window),
+                _ => {}
+            }
+        }
         Ok(ConnectionLimits {
             slots: Arc::new(Semaphore::new(max_connections as usize)),
             max_connections,
             max_per_ip,
             per_ip_overrides,
             open_per_ip: Arc::default(),
+            broker_rate: CreationRate::new(
+                setting_u32(config, "max.connection.creation.rate"),
+                window,
+            ),
+            listeners,
             rejected_log: LogThrottle::new(LOG_INTERVAL),
             full_log: LogThrottle::new(LOG_INTERVAL),
+            rate_log: LogThrottle::new(LOG_INTERVAL),
         })
     }
 
-    /// Waits until `max.connections` allows one more. Like Kafka, the broker
-    /// stops accepting meanwhile: new connections wait in the listen backlog.
-    pub(crate) async fn wait_for_slot(&self) -> OwnedSemaphorePermit {
-        if let Ok(permit) = self.slots.clone().try_acquire_owned() {
+    /// Waits until `max.connections` (unless `inter_broker`) and the
+    /// listener's own limit allow one more, and then as long as the
+    /// connection creation rates require. Like Kafka, the broker stops
+    /// accepting meanwhile: new connections wait in the listen backlog.
+    pub(crate) async fn wait_for_slot(
+        &self,
+        listener: &str,
+        inter_broker: bool,
+    ) -> ConnectionPermits {
+        let own = self.listeners.get(&listener.to_ascii_lowercase());
+        let listener_permit = match own.and_then(|l| l.slots.as_ref()) {
+            Some((slots, max)) => Some(self.acquire(slots, *max, Some(listener)).await),
+            None => None,
+        };
+        let broker_permit = if inter_broker {
+            None
+        } else {
+            Some(self.acquire(&self.slots, self.max_connections, None).await)
+        };
+        // The inter-broker listener is exempt from the broker-wide rate
+        // too; each wait is at most one sample window, as in Kafka.
+        let broker_rate = self.broker_rate.as_ref().filter(|_| !inter_broker);
+        let rates = [broker_rate, own.and_then(|l| l.rate.as_ref())];
+        let wait = rates.into_iter().flatten().map(CreationRate::record).max();
+        if let Some(wait) = wait.filter(|w| !w.is_zero()) {
+            if let Some(times) = self.rate_log.record(Instant::now()) {
+                tracing::info!(
+                    listener,
+                    times,
+                    wait_ms = wait.as_millis() as u64,
+                    "connection creation rate reached (max.connection.creation.rate): accepting more slowly"
+                );
+            }
+            tokio::time::sleep(wait).await;
+        }
+        ConnectionPermits {
+            _broker: broker_permit,
+            _listener: listener_permit,
+        }
+    }
+
+    async fn acquire(
+        &self,
+        slots: &Arc<Semaphore>,
+        max: u32,
+        listener: Option<&str>,
+    ) -> OwnedSemaphorePermit {
+        if let Ok(permit) = slots.clone().try_acquire_owned() {
             return permit;
         }
         if let Some(times) = self.full_log.record(Instant::now()) {
             tracing::warn!(
-                max_connections = self.max_connections,
+                max_connections = max,
+                listener = listener.unwrap_or("(all)"),
                 times,
                 "max.connections reached: not accepting new connections until one closes"
             );
         }
-        self.slots
+        slots
             .clone()
             .acquire_owned()
             .await
@@ -111,7 +232,7 @@ impl ConnectionLimits {
     pub(crate) fn admit(
         &self,
         ip: IpAddr,
-        permit: OwnedSemaphorePermit,
+        permits: ConnectionPermits,
     ) -> Result<ConnectionSlot, TooManyFromAddress> {
         let max = self
             .per_ip_overrides
@@ -139,7 +260,7 @@ impl ConnectionLimits {
         Ok(ConnectionSlot {
             ip,
             open_per_ip: self.open_per_ip.clone(),
-            _permit: permit,
+            _permits: permits,
         })
     }
 }
@@ -223,8 +344,11 @@ mod tests {
         ConnectionLimits::from_config(&config)
     }
 
-    fn permit() -> OwnedSemaphorePermit {
-        Arc::new(Semaphore::new(1)).try_acquire_owned().unwrap()
+    fn permit() -> ConnectionPermits {
+        ConnectionPermits {
+            _broker: None,
+            _listener: None,
+        }
     }
 
     #[test]
@@ -268,11 +392,40 @@ mod tests {
     #[tokio::test]
     async fn max_connections_holds_back_the_next_until_one_closes() {
         let limits = limits(&[("max.connections", "1")]).unwrap();
-        let first = limits.wait_for_slot().await;
-        let mut next = Box::pin(limits.wait_for_slot());
+        let first = limits.wait_for_slot("PLAINTEXT", false).await;
+        let mut next = Box::pin(limits.wait_for_slot("PLAINTEXT", false));
         assert!(futures_poll_once(next.as_mut()).is_none());
+        // The inter-broker listener is not held back by the broker-wide limit.
+        let _replication = limits.wait_for_slot("REPLICATION", true).await;
         drop(first);
         assert!(futures_poll_once(next.as_mut()).is_some());
+    }
+
+    #[tokio::test]
+    async fn a_listener_limit_holds_back_only_its_own_listener() {
+        let limits = limits(&[("listener.name.external.max.connections", "1")]).unwrap();
+        let first = limits.wait_for_slot("EXTERNAL", false).await;
+        let mut next = Box::pin(limits.wait_for_slot("EXTERNAL", false));
+        assert!(futures_poll_once(next.as_mut()).is_none());
+        let _other = limits.wait_for_slot("PLAINTEXT", false).await;
+        drop(first);
+        assert!(futures_poll_once(next.as_mut()).is_some());
+    }
+
+    #[test]
+    fn a_creation_rate_over_its_limit_asks_for_a_wait() {
+        let window = QuotaWindow {
+            samples: 11,
+            sample_ms: 1000,
+        };
+        let rate = CreationRate::new(1, window).unwrap();
+        // A whole window's worth (11) at once is allowed...
+        for _ in 0..11 {
+            assert_eq!(rate.record(), Duration::ZERO);
+        }
+        // ...the twelfth waits for its token, a second.
+        assert_eq!(rate.record(), Duration::from_secs(1));
+        assert!(CreationRate::new(i32::MAX as u32, window).is_none());
     }
 
     /// Polls a future once with a no-op waker.

@@ -12,8 +12,10 @@
 //! metadata never names partitions that do not exist.
 
 mod acls;
+mod quotas;
 mod scram;
 
+pub(crate) use quotas::QuotaAlteration;
 pub(crate) use scram::ScramAlteration;
 
 use crate::config;

@@ -26,6 +26,7 @@ mod partition;
 mod partitions;
 mod producer_state;
 mod quorum_setup;
+mod quota;
 mod replica;
 mod replication;
 mod retention;

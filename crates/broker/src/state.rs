@@ -53,6 +53,8 @@ pub(crate) struct BrokerState {
     pub(crate) authorizer: crate::security::authorizer::Authorizer,
     /// Failed SASL logins by client address, for the per-address limit.
     pub(crate) failed_logins: crate::security::failed_logins::FailedLogins,
+    /// Client quotas (`producer_byte_rate`, ...) and their sensors.
+    pub(crate) quotas: crate::quota::QuotaManager,
 }
 
 impl BrokerState {
@@ -105,6 +107,7 @@ impl BrokerState {
             metrics: BrokerMetrics::default(),
             sasl,
             failed_logins,
+            quotas: crate::quota::QuotaManager::from_config(&config_for_authorizer),
             authorizer: crate::security::authorizer::Authorizer::from_config(
                 &config_for_authorizer,
             )

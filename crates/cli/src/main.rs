@@ -13,6 +13,7 @@ mod metadata_cmd;
 mod output;
 mod perf;
 mod produce;
+mod quota;
 mod serve;
 mod topic;
 mod transactions;
@@ -107,6 +108,11 @@ enum Command {
     Acl {
         #[command(subcommand)]
         command: acl::AclCommand,
+    },
+    /// Describe and alter client quotas (byte rates, request time, connection rates).
+    Quota {
+        #[command(subcommand)]
+        command: quota::QuotaCommand,
     },
     /// Inspect the cluster.
     Cluster {
@@ -218,6 +224,7 @@ fn main() -> ExitCode {
             Command::Transactions { command } => transactions::run(&global, command).await,
             Command::User { command } => user::run(&global, command).await,
             Command::Acl { command } => acl::run(&global, command).await,
+            Command::Quota { command } => quota::run(&global, command).await,
             Command::Cluster { command } => cluster_cmd::run(&global, command).await,
             Command::Log { command } => log_dump::run(&global, command),
             Command::Metadata { command } => metadata_cmd::run(&global, command),

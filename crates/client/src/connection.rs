@@ -74,6 +74,8 @@ pub fn client_max_version(api: ApiKey) -> Option<i16> {
         ApiKey::DescribeAcls => 3,
         ApiKey::CreateAcls => 3,
         ApiKey::DeleteAcls => 3,
+        ApiKey::DescribeClientQuotas => 1,
+        ApiKey::AlterClientQuotas => 1,
         ApiKey::SaslHandshake => 1,
         ApiKey::SaslAuthenticate => 2,
         _ => return None,

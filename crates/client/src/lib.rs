@@ -75,6 +75,7 @@ pub mod group_consumer;
 pub mod partitioner;
 pub mod producer;
 pub mod quorum_admin;
+pub mod quota_admin;
 mod sasl;
 pub mod scram_admin;
 pub mod security;
@@ -106,6 +107,7 @@ pub use producer::{
     Acks, CompressionType, DeliveryFuture, Producer, ProducerConfig, ProducerRecord, RecordMetadata,
 };
 pub use quorum_admin::{ElectionResult, ElectionType, QuorumDescription, QuorumVoter};
+pub use quota_admin::{ClientQuotas, QuotaEntity, QuotaMatch};
 pub use scram_admin::{ScramAlteration, ScramMechanism, UserScramCredentials};
 pub use security::{SaslLogin, SaslMechanism, Security};
 pub use sluice_protocol;

@@ -1,4 +1,5 @@
 use crate::acl::AclEntry;
+use crate::quota::{serde_quotas, QuotaEntity, QuotaValues};
 use crate::record::MetadataRecord;
 use crate::scram::{ScramCredential, ScramMechanism};
 use serde::{Deserialize, Serialize};
@@ -79,6 +80,17 @@ pub struct MetadataImage {
     /// index only when this moves.
     #[serde(default)]
     pub acls_changed_at: u64,
+    /// Client quotas by entity.
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        with = "serde_quotas"
+    )]
+    client_quotas: BTreeMap<QuotaEntity, QuotaValues>,
+    /// The `offset` of the last quota change: the quota manager re-reads
+    /// quotas only when this moves.
+    #[serde(default)]
+    pub quotas_changed_at: u64,
     /// Number of records applied: the metadata offset this image reflects.
     pub offset: u64,
 }
@@ -113,6 +125,11 @@ impl MetadataImage {
     /// Every ACL, by id.
     pub fn acls(&self) -> &BTreeMap<Uuid, AclEntry> {
         &self.acls
+    }
+
+    /// Every entity's client quotas.
+    pub fn client_quotas(&self) -> &BTreeMap<QuotaEntity, QuotaValues> {
+        &self.client_quotas
     }
 
     /// Every user with a SCRAM credential and its credentials, by name.
@@ -266,6 +283,25 @@ impl MetadataImage {
                     self.acls_changed_at = self.offset;
                 }
             }
+            MetadataRecord::ClientQuotaChanged { entity, key, value } => {
+                match value {
+                    Some(value) => {
+                        self.client_quotas
+                            .entry(entity.clone())
+                            .or_default()
+                            .insert(key.clone(), *value);
+                    }
+                    None => {
+                        if let Some(values) = self.client_quotas.get_mut(entity) {
+                            values.remove(key);
+                            if values.is_empty() {
+                                self.client_quotas.remove(entity);
+                            }
+                        }
+                    }
+                }
+                self.quotas_changed_at = self.offset;
+            }
             MetadataRecord::UserScramCredentialDeleted { name, mechanism } => {
                 if let Some(credentials) = self.scram.get_mut(name) {
                     credentials.remove(mechanism);
@@ -341,6 +377,15 @@ impl MetadataImage {
                 id: *id,
                 acl: acl.clone(),
             });
+        }
+        for (entity, values) in &self.client_quotas {
+            for (key, value) in values {
+                records.push(MetadataRecord::ClientQuotaChanged {
+                    entity: entity.clone(),
+                    key: key.clone(),
+                    value: Some(*value),
+                });
+            }
         }
         for topic in self.topics.values() {
             records.push(MetadataRecord::TopicCreated {
@@ -512,6 +557,35 @@ mod tests {
         assert_eq!(old.scram_users().count(), 0);
     }
 
+    fn quota(user: &str, key: &str, value: Option<f64>) -> MetadataRecord {
+        MetadataRecord::ClientQuotaChanged {
+            entity: QuotaEntity::new([("user".to_string(), Some(user.to_string()))]).unwrap(),
+            key: key.to_string(),
+            value: value.map(crate::quota::QuotaValue),
+        }
+    }
+
+    #[test]
+    fn client_quotas_are_set_removed_and_survive_the_snapshot() {
+        let mut image = MetadataImage::default();
+        image.apply(&quota("alice", "producer_byte_rate", Some(1024.0)));
+        image.apply(&quota("alice", "consumer_byte_rate", Some(10.5)));
+        image.apply(&quota("alice", "producer_byte_rate", None));
+        assert_eq!(image.quotas_changed_at, 3);
+        let values: Vec<_> = image
+            .client_quotas()
+            .values()
+            .flat_map(|v| v.keys())
+            .collect();
+        assert_eq!(values, ["consumer_byte_rate"]);
+        let json = serde_json::to_vec(&image).unwrap();
+        let mut restored: MetadataImage = serde_json::from_slice(&json).unwrap();
+        restored.reindex();
+        assert_eq!(restored, image);
+        image.apply(&quota("alice", "consumer_byte_rate", None));
+        assert!(image.client_quotas().is_empty());
+    }
+
     #[test]
     fn to_records_rebuilds_the_image() {
         let mut image = MetadataImage::default();
@@ -547,6 +621,9 @@ mod tests {
             scram_upsert("alice", ScramMechanism::Sha256, 1),
             scram_upsert("alice", ScramMechanism::Sha512, 2),
             scram_upsert("bob", ScramMechanism::Sha256, 3),
+            quota("alice", "producer_byte_rate", Some(1024.0)),
+            quota("alice", "consumer_byte_rate", Some(2048.0)),
+            quota("alice", "producer_byte_rate", None),
         ] {
             image.apply(&record);
         }
@@ -555,6 +632,8 @@ mod tests {
             rebuilt.apply(&record);
         }
         rebuilt.offset = image.offset;
+        // When quotas last changed is an offset of the log it replayed.
+        rebuilt.quotas_changed_at = image.quotas_changed_at;
         assert_eq!(rebuilt, image);
     }
 }

@@ -1,7 +1,7 @@
 //! Cluster metadata for Sluice.
 //!
 //! Every metadata change (topic created, partitions added, config changed,
-//! topic deleted, SCRAM credential set) is a [`MetadataRecord`] appended to
+//! topic deleted, SCRAM credential, ACL or client quota set) is a [`MetadataRecord`] appended to
 //! a durable metadata log and then applied to an immutable
 //! [`MetadataImage`] that the broker reads. At start the snapshot is
 //! loaded and the log after it replayed to rebuild the image; damage
@@ -21,6 +21,7 @@ mod entry;
 mod image;
 mod log;
 pub mod quorum;
+pub mod quota;
 mod record;
 mod repair;
 mod scram;
@@ -30,6 +31,7 @@ pub use acl::AclEntry;
 pub use entry::{entry_at, next_intact_entry, Entry, EntryProblem};
 pub use image::{BrokerEndpoint, BrokerImage, MetadataImage, PartitionImage, TopicImage};
 pub use log::{MetadataError, MetadataLog};
+pub use quota::{QuotaEntity, QuotaValue, QuotaValues};
 pub use record::MetadataRecord;
 pub use repair::{repair, Repair};
 pub use scram::{ScramCredential, ScramMechanism};

@@ -1,5 +1,6 @@
 use crate::acl::AclEntry;
 use crate::image::BrokerEndpoint;
+use crate::quota::{QuotaEntity, QuotaValue};
 use crate::scram::{ScramCredential, ScramMechanism};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -95,6 +96,13 @@ pub enum MetadataRecord {
     AclCreated { id: Uuid, acl: AclEntry },
     /// An ACL was removed (Kafka's RemoveAccessControlEntryRecord).
     AclDeleted { id: Uuid },
+    /// One client quota of an entity was set (`Some`) or removed (`None`)
+    /// (Kafka's ClientQuotaRecord).
+    ClientQuotaChanged {
+        entity: QuotaEntity,
+        key: String,
+        value: Option<QuotaValue>,
+    },
 }
 
 impl MetadataRecord {

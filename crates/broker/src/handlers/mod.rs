@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 pub(crate) mod add_offsets_to_txn;
 pub(crate) mod add_partitions_to_txn;
+pub(crate) mod alter_client_quotas;
 pub(crate) mod alter_configs;
 pub(crate) mod alter_user_scram_credentials;
 pub(crate) mod api_versions;
@@ -26,6 +27,7 @@ pub(crate) mod delete_groups;
 pub(crate) mod delete_records;
 pub(crate) mod delete_topics;
 pub(crate) mod describe_acls;
+pub(crate) mod describe_client_quotas;
 pub(crate) mod describe_cluster;
 pub(crate) mod describe_configs;
 pub(crate) mod describe_groups;
@@ -130,6 +132,8 @@ pub(crate) const APIS: &[ApiSupport] = &[
     describe_acls::API,
     create_acls::API,
     delete_acls::API,
+    describe_client_quotas::API,
+    alter_client_quotas::API,
 ];
 
 pub(crate) fn supported(key: ApiKey) -> Option<ApiSupport> {
@@ -344,6 +348,12 @@ async fn serve(
         RequestKind::DescribeAcls(req) => Reply::Now(Box::new(describe_acls::handle(state, req))),
         RequestKind::CreateAcls(req) => off_reactor(state, move |s| create_acls::handle(s, req)),
         RequestKind::DeleteAcls(req) => off_reactor(state, move |s| delete_acls::handle(s, req)),
+        RequestKind::DescribeClientQuotas(req) => {
+            Reply::Now(Box::new(describe_client_quotas::handle(state, req)))
+        }
+        RequestKind::AlterClientQuotas(req) => {
+            off_reactor(state, move |s| alter_client_quotas::handle(s, req))
+        }
         RequestKind::AlterUserScramCredentials(req) => {
             off_reactor(state, move |s| alter_user_scram_credentials::handle(s, req))
         }

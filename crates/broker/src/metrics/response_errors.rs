@@ -159,6 +159,8 @@ pub(crate) fn error_of(response: &ResponseKind) -> ErrorCode {
         R::DescribeAcls(r) => r.error_code,
         R::CreateAcls(r) => first(r.results.iter().map(|c| c.error_code)),
         R::DeleteAcls(r) => first(r.filter_results.iter().map(|f| f.error_code)),
+        R::DescribeClientQuotas(r) => r.error_code,
+        R::AlterClientQuotas(r) => first(r.entries.iter().map(|e| e.error_code)),
         // Every API the broker serves is listed above; a new one shows here
         // in the test below before it ships without its errors counted.
         _ => error::NONE,
@@ -246,5 +248,7 @@ mod tests {
         "DescribeAcls",
         "CreateAcls",
         "DeleteAcls",
+        "DescribeClientQuotas",
+        "AlterClientQuotas",
     ];
 }

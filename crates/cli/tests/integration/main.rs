@@ -33,6 +33,9 @@
 //!   namespaces; the leader cut off by blackhole routes acknowledges no
 //!   acks=all write and its divergent tail is truncated after healing.
 //! * `protocol` — malformed frames and invalid batches on raw sockets.
+//! * `quotas` — client quotas: AlterClientQuotas and DescribeClientQuotas,
+//!   librdkafka producers and consumers held to their byte rates, request
+//!   time and connection creation rate quotas.
 //! * `replication` — a replication-factor-3 partition on three `sluice
 //!   serve` processes: acks=all records survive the SIGKILL of their
 //!   leader, the ISR shrinks and grows back, a rolling restart under
@@ -63,6 +66,7 @@ mod lifecycle;
 mod metadata_damage;
 mod netns_partition;
 mod protocol;
+mod quotas;
 mod rdkafka_client;
 mod replication;
 mod sasl;

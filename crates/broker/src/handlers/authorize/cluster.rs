@@ -1,7 +1,8 @@
 //! Cluster APIs (Kafka's KafkaApis): DescribeQuorum, DescribeLogDirs,
 //! DescribeUserScramCredentials and DescribeAcls need Describe on the
 //! cluster; ElectLeaders, AlterUserScramCredentials, CreateAcls and
-//! DeleteAcls Alter; WriteTxnMarkers ClusterAction. Configs need
+//! DeleteAcls Alter; WriteTxnMarkers ClusterAction; DescribeClientQuotas
+//! DescribeConfigs and AlterClientQuotas AlterConfigs on the cluster. Configs need
 //! DescribeConfigs or AlterConfigs on their topic, or on the cluster for a
 //! broker. Refusals answer CLUSTER_AUTHORIZATION_FAILED (topics
 //! TOPIC_AUTHORIZATION_FAILED).
@@ -9,9 +10,13 @@
 use super::{patch_if, refuse, take_refused, Access, Checked, Patch};
 use crate::security::authorizer::Operation;
 use kafka_protocol::messages::{
-    alter_configs_response, alter_user_scram_credentials_response, create_acls_response,
-    delete_acls_response, describe_configs_response, incremental_alter_configs_response,
-    write_txn_markers_response,
+    alter_client_quotas_response, alter_configs_response, alter_user_scram_credentials_response,
+    create_acls_response, delete_acls_response, describe_configs_response,
+    incremental_alter_configs_response, write_txn_markers_response,
+};
+use kafka_protocol::messages::{
+    AlterClientQuotasRequest, AlterClientQuotasResponse, DescribeClientQuotasRequest,
+    DescribeClientQuotasResponse,
 };
 use kafka_protocol::messages::{
     AlterConfigsRequest, AlterUserScramCredentialsRequest, AlterUserScramCredentialsResponse,
@@ -220,6 +225,49 @@ pub(super) fn delete_acls(access: &Access, request: &mut DeleteAclsRequest) -> C
                     .map(|_| {
                         delete_acls_response::DeleteAclsFilterResult::default()
                             .with_error_code(DENIED)
+                    })
+                    .collect(),
+            ),
+        )
+    })
+}
+
+pub(super) fn describe_client_quotas(
+    access: &Access,
+    _: &mut DescribeClientQuotasRequest,
+) -> Checked {
+    cluster_or(access, Operation::DescribeConfigs, || {
+        ResponseKind::DescribeClientQuotas(
+            DescribeClientQuotasResponse::default()
+                .with_error_code(DENIED)
+                .with_entries(None),
+        )
+    })
+}
+
+pub(super) fn alter_client_quotas(
+    access: &Access,
+    request: &mut AlterClientQuotasRequest,
+) -> Checked {
+    cluster_or(access, Operation::AlterConfigs, || {
+        ResponseKind::AlterClientQuotas(
+            AlterClientQuotasResponse::default().with_entries(
+                request
+                    .entries
+                    .iter()
+                    .map(|e| {
+                        alter_client_quotas_response::EntryData::default()
+                            .with_error_code(DENIED)
+                            .with_entity(
+                                e.entity
+                                    .iter()
+                                    .map(|c| {
+                                        alter_client_quotas_response::EntityData::default()
+                                            .with_entity_type(c.entity_type.clone())
+                                            .with_entity_name(c.entity_name.clone())
+                                    })
+                                    .collect(),
+                            )
                     })
                     .collect(),
             ),

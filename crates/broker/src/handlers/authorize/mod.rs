@@ -129,6 +129,8 @@ pub(crate) fn admit(state: &Arc<BrokerState>, caller: &Caller, mut request: Requ
         RequestKind::CreateAcls(r) => cluster::create_acls(&access, r),
         RequestKind::DeleteAcls(r) => cluster::delete_acls(&access, r),
         RequestKind::WriteTxnMarkers(r) => cluster::write_txn_markers(&access, r),
+        RequestKind::DescribeClientQuotas(r) => cluster::describe_client_quotas(&access, r),
+        RequestKind::AlterClientQuotas(r) => cluster::alter_client_quotas(&access, r),
         RequestKind::FindCoordinator(r) => groups::find_coordinator(&access, r, version),
         RequestKind::JoinGroup(r) => groups::join_group(&access, r),
         RequestKind::SyncGroup(r) => groups::sync_group(&access, r),

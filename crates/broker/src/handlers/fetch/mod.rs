@@ -243,7 +243,7 @@ struct Limits {
 
 /// The follower broker a fetch comes from (Kafka's replica id: in the
 /// request before v15, in its replica state since), or None for a consumer.
-fn replica_id(request: &FetchRequest, version: i16) -> Option<i32> {
+pub(crate) fn replica_id(request: &FetchRequest, version: i16) -> Option<i32> {
     let id = if version >= REPLICA_STATE_SINCE {
         request.replica_state.replica_id.0
     } else {
