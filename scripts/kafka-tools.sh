@@ -7,7 +7,10 @@
 #   kafka-topics               TopicCommand: create (partitions, configs), list,
 #                              describe, alter partitions, delete, errors
 #   kafka-configs              ConfigCommand: topic and broker (per broker and
-#                              cluster default) describe/alter/delete, errors
+#                              cluster default) describe/alter/delete, errors;
+#                              client quotas of users, clients, their
+#                              defaults and ips (AlterClientQuotas,
+#                              DescribeClientQuotas)
 #   kafka-console-producer     ConsoleProducer: keys, headers, lz4, acks=all
 #   kafka-console-consumer     ConsoleConsumer: from-beginning, max-messages,
 #                              partition/offset, group, read_committed
@@ -245,6 +248,31 @@ check "kafka-configs --add-config retention.ms=abc fails (InvalidConfigurationEx
 tool $CONFIGS "${BS[@]}" --entity-type topics --entity-name "$T" --alter --add-config no.such.config=1
 check "kafka-configs --add-config of an unknown name fails (InvalidConfigurationException)" eval \
   '[ "$rc" -ne 0 ] && has "InvalidConfigurationException: Unknown .*config name: no.such.config"'
+
+# ---- kafka-configs: client quotas ------------------------------------------------
+tool $CONFIGS "${BS[@]}" --alter --add-config producer_byte_rate=1048576,consumer_byte_rate=2097152 --entity-type users --entity-name alice
+tool2_rc=$rc
+tool $CONFIGS "${BS[@]}" --describe --entity-type users --entity-name alice
+check "kafka-configs --alter/--describe user quotas" eval \
+  '[ "$tool2_rc" -eq 0 ] && ok_has "^Quota configs for user-principal .alice. are " &&
+   has "producer_byte_rate=1048576.0" && has "consumer_byte_rate=2097152.0"'
+tool $CONFIGS "${BS[@]}" --alter --add-config request_percentage=50 --entity-type users --entity-name alice --entity-type clients --entity-default
+tool2_rc=$rc
+tool $CONFIGS "${BS[@]}" --describe --entity-type users --entity-name alice --entity-type clients --entity-default
+check "kafka-configs quotas of a user's default client" eval \
+  '[ "$tool2_rc" -eq 0 ] && ok_has "^Quota configs for user-principal .alice., the default client-id are request_percentage=50.0"'
+tool $CONFIGS "${BS[@]}" --alter --add-config connection_creation_rate=100 --entity-type ips --entity-name 10.1.2.3
+tool2_rc=$rc
+tool $CONFIGS "${BS[@]}" --describe --entity-type ips
+check "kafka-configs ip quotas (connection_creation_rate)" eval \
+  '[ "$tool2_rc" -eq 0 ] && ok_has "^Quota configs for ip .10.1.2.3. are connection_creation_rate=100.0"'
+tool $CONFIGS "${BS[@]}" --alter --add-config producer_byte_rate=1.5 --entity-type users --entity-name alice
+check "kafka-configs --add-config of a fractional byte rate fails (InvalidRequestException)" eval \
+  '[ "$rc" -ne 0 ] && has "InvalidRequestException"'
+tool $CONFIGS "${BS[@]}" --alter --delete-config producer_byte_rate,consumer_byte_rate --entity-type users --entity-name alice
+tool2_rc=$rc
+tool $CONFIGS "${BS[@]}" --describe --entity-type users
+check "kafka-configs --delete-config of user quotas" eval '[ "$tool2_rc" -eq 0 ] && [ "$rc" -eq 0 ] && hasnt "producer_byte_rate"'
 
 # ---- kafka-configs: brokers ------------------------------------------------------
 tool $CONFIGS "${BS[@]}" --entity-type brokers --entity-name "$bid" --alter --add-config log.retention.ms=86400000

@@ -71,7 +71,11 @@ pub(crate) async fn accept_loop(
                 let Ok(slot) = limits.admit(peer.ip(), permit) else {
                     continue;
                 };
-                let throttle = state.quotas.connection_created(&state.image(), peer.ip());
+                let throttle = if state.quotas.active() {
+                    state.quotas.connection_created(&state.image(), peer.ip())
+                } else {
+                    crate::quota::Throttle::default()
+                };
                 if !throttle.is_zero() {
                     // Kafka's ConnectionThrottledException: the connection
                     // is held, unserved, for the throttle, then closed.

@@ -80,6 +80,7 @@ impl BrokerState {
             .collect();
         let slots = config.get_i64("max.incremental.fetch.session.cache.slots") as usize;
         let image = quorum.image();
+        let quotas = crate::quota::QuotaManager::from_config(&config, &image);
         let sasl = crate::security::SaslConfig::from_config(&config);
         let config_for_authorizer = config.clone();
         let failed_logins = crate::security::failed_logins::FailedLogins::new(
@@ -107,7 +108,7 @@ impl BrokerState {
             metrics: BrokerMetrics::default(),
             sasl,
             failed_logins,
-            quotas: crate::quota::QuotaManager::from_config(&config_for_authorizer),
+            quotas,
             authorizer: crate::security::authorizer::Authorizer::from_config(
                 &config_for_authorizer,
             )
@@ -124,6 +125,7 @@ impl BrokerState {
     pub(crate) fn set_image(&self, image: Arc<MetadataImage>) {
         let mut current = self.image.write_locked("image");
         if image.offset >= current.offset {
+            self.quotas.observe(&image);
             *current = image;
         }
     }

@@ -18,6 +18,7 @@ use sluice_metadata::quota::{CLIENT_ID, IP, USER};
 use sluice_metadata::MetadataImage;
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -196,6 +197,9 @@ struct Sensors {
 pub(crate) struct QuotaManager {
     window: QuotaWindow,
     started: Instant,
+    /// Whether any quota is set: without one, requests skip all of this
+    /// without even reading the image.
+    active: AtomicBool,
     /// The index and the `quotas_changed_at` it was built for.
     index: Mutex<(u64, Arc<QuotaIndex>)>,
     sensors: Mutex<Sensors>,
@@ -219,6 +223,7 @@ impl QuotaManager {
     pub(crate) fn new(window: QuotaWindow) -> QuotaManager {
         QuotaManager {
             window,
+            active: AtomicBool::new(false),
             started: Instant::now(),
             index: Mutex::new((u64::MAX, Arc::default())),
             sensors: Mutex::new(Sensors {
@@ -228,11 +233,27 @@ impl QuotaManager {
         }
     }
 
-    pub(crate) fn from_config(config: &crate::config::BrokerConfig) -> QuotaManager {
-        QuotaManager::new(QuotaWindow {
+    pub(crate) fn from_config(
+        config: &crate::config::BrokerConfig,
+        image: &MetadataImage,
+    ) -> QuotaManager {
+        let quotas = QuotaManager::new(QuotaWindow {
             samples: config.get_i64("quota.window.num").clamp(1, u32::MAX as i64) as u32,
             sample_ms: config.get_i64("quota.window.size.seconds").max(1) as u64 * 1000,
-        })
+        });
+        quotas.observe(image);
+        quotas
+    }
+
+    /// Notes whether the image being published has any quota.
+    pub(crate) fn observe(&self, image: &MetadataImage) {
+        self.active
+            .store(!image.client_quotas().is_empty(), Ordering::Relaxed);
+    }
+
+    /// Whether any quota is set (as of the last image published).
+    pub(crate) fn active(&self) -> bool {
+        self.active.load(Ordering::Relaxed)
     }
 
     fn index(&self, image: &MetadataImage) -> Arc<QuotaIndex> {

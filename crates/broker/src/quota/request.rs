@@ -41,6 +41,9 @@ impl QuotaAccount {
         frame_len: usize,
         principal: &str,
     ) -> Option<QuotaAccount> {
+        if !state.quotas.active() {
+            return None;
+        }
         let image = state.image();
         if image.client_quotas().is_empty() {
             return None;

@@ -14,6 +14,7 @@
 mod bad_input;
 mod configs;
 mod groups;
+mod quotas;
 mod records;
 mod topics;
 mod txns;
@@ -110,6 +111,7 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("describe_transactions", txns::describe_transactions),
     ("broker_dynamic_configs", configs::broker_dynamic_configs),
     ("acls", configs::acls_without_an_authorizer),
+    ("client_quotas", quotas::client_quotas),
     ("bad_input", bad_input::bad_input),
 ];
 

@@ -153,6 +153,8 @@ fn api_key_of(request: &RequestKind) -> ApiKey {
     }
     keys!(
         DescribeAcls,
+        DescribeClientQuotas,
+        AlterClientQuotas,
         CreateAcls,
         DeleteAcls,
         Produce,
