@@ -98,11 +98,14 @@ pub const GROUP_AUTHORIZATION_FAILED: ErrorCode = 30;
 pub const CLUSTER_AUTHORIZATION_FAILED: ErrorCode = 31;
 pub const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: ErrorCode = 53;
 pub const SECURITY_DISABLED: ErrorCode = 54;
+/// A controller mutation quota is used up (KIP-599).
+pub const THROTTLING_QUOTA_EXCEEDED: ErrorCode = 89;
 
 /// Kafka's name for an error code, for messages and logs.
 pub fn name(code: ErrorCode) -> &'static str {
     match code {
         NONE => "NONE",
+        THROTTLING_QUOTA_EXCEEDED => "THROTTLING_QUOTA_EXCEEDED",
         TOPIC_AUTHORIZATION_FAILED => "TOPIC_AUTHORIZATION_FAILED",
         GROUP_AUTHORIZATION_FAILED => "GROUP_AUTHORIZATION_FAILED",
         CLUSTER_AUTHORIZATION_FAILED => "CLUSTER_AUTHORIZATION_FAILED",

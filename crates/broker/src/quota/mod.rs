@@ -8,6 +8,7 @@
 //! counted, so quotas cost nothing until someone sets one.
 
 pub(crate) mod entity;
+pub(crate) mod mutations;
 pub(crate) mod rate;
 pub(crate) mod request;
 pub(crate) mod throttle;
@@ -39,6 +40,8 @@ pub(crate) enum QuotaKind {
     Fetch,
     /// Time on the broker's threads, in percent of one thread.
     Request,
+    /// Partitions created and deleted per second (KIP-599).
+    Mutation,
     /// New connections per second from one IP address.
     Connections,
 }
@@ -49,6 +52,7 @@ impl QuotaKind {
             QuotaKind::Produce => PRODUCER_BYTE_RATE,
             QuotaKind::Fetch => CONSUMER_BYTE_RATE,
             QuotaKind::Request => REQUEST_PERCENTAGE,
+            QuotaKind::Mutation => CONTROLLER_MUTATION_RATE,
             QuotaKind::Connections => CONNECTION_CREATION_RATE,
         }
     }
@@ -84,11 +88,11 @@ impl Part {
     }
 }
 
-/// The (user, client-id) quotas by entity, each with its three limits,
+/// The (user, client-id) quotas by entity, each with its four limits,
 /// and the connection creation rates of IP addresses (`None`: the default).
 #[derive(Default)]
 struct QuotaIndex {
-    limits: HashMap<(Part, Part), [Option<f64>; 3]>,
+    limits: HashMap<(Part, Part), [Option<f64>; 4]>,
     ip_rates: HashMap<Option<IpAddr>, f64>,
 }
 
@@ -119,8 +123,13 @@ impl QuotaIndex {
             if !only_user_and_client || (user.is_none() && client.is_none()) {
                 continue;
             }
-            let mut entry = [None; 3];
-            for kind in [QuotaKind::Produce, QuotaKind::Fetch, QuotaKind::Request] {
+            let mut entry = [None; 4];
+            for kind in [
+                QuotaKind::Produce,
+                QuotaKind::Fetch,
+                QuotaKind::Request,
+                QuotaKind::Mutation,
+            ] {
                 entry[kind.index()] = values.get(kind.key()).map(|v| v.0);
             }
             limits.insert((Part::of(user), Part::of(client)), entry);
@@ -311,6 +320,48 @@ impl QuotaManager {
         };
         let cap = (kind == QuotaKind::Request).then_some(self.window.sample_ms);
         self.count(limit, key, value, cap, false)
+    }
+
+    /// Whether `client`'s bucket of `kind` is in debt now.
+    pub(crate) fn in_debt(
+        &self,
+        image: &MetadataImage,
+        kind: QuotaKind,
+        client: QuotaClient,
+    ) -> bool {
+        self.debt(image, kind, client) > 0
+    }
+
+    /// How long `client`'s bucket of `kind` is still in debt, in ms.
+    pub(crate) fn debt(&self, image: &MetadataImage, kind: QuotaKind, client: QuotaClient) -> u64 {
+        let Some((limit, key)) = self.index(image).resolve(kind, client) else {
+            return 0;
+        };
+        let now_ms = self.now_ms();
+        let mut sensors = self.sensors.locked("quota sensors");
+        sensors
+            .buckets
+            .entry(key)
+            .or_default()
+            .debt_ms(limit, self.window, now_ms)
+    }
+
+    /// Gives back `value` counted against `client`'s quota of `kind` for
+    /// something that did not happen (a topic that failed to be created).
+    pub(crate) fn give_back(
+        &self,
+        image: &MetadataImage,
+        kind: QuotaKind,
+        client: QuotaClient,
+        value: f64,
+    ) {
+        let Some((limit, key)) = self.index(image).resolve(kind, client) else {
+            return;
+        };
+        let now_ms = self.now_ms();
+        if let Some(bucket) = self.sensors.locked("quota sensors").buckets.get_mut(&key) {
+            bucket.unrecord(limit, self.window, value, now_ms);
+        }
     }
 
     /// Counts a new connection from `ip` against its connection_creation_rate

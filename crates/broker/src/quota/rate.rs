@@ -72,6 +72,12 @@ impl TokenBucket {
         }
     }
 
+    /// How long the client must still wait for its bucket to be out of
+    /// debt, without taking anything.
+    pub(crate) fn debt_ms(&mut self, limit: f64, window: QuotaWindow, now_ms: u64) -> u64 {
+        self.record(limit, window, 0.0, now_ms)
+    }
+
     /// Gives back what [`record`](Self::record) took (a connection that
     /// was refused, so did not happen).
     pub(crate) fn unrecord(&mut self, limit: f64, window: QuotaWindow, value: f64, now_ms: u64) {

@@ -5,6 +5,7 @@
 //! The longest throttle wins; the connection then reads nothing for that
 //! long.
 
+use super::mutations::{self, Mutations};
 use super::throttle::{fetch_bytes, set_throttle_time};
 use super::{thread_time_percent, QuotaClient, QuotaKind, Throttle};
 use crate::handlers::fetch::replica_id;
@@ -29,6 +30,8 @@ pub(crate) struct QuotaAccount {
     produced: Throttle,
     /// Inter-broker and session requests count against no request quota.
     exempt: bool,
+    /// What a topic mutation was charged to the controller mutation quota.
+    mutations: Option<Mutations>,
 }
 
 impl QuotaAccount {
@@ -92,6 +95,7 @@ impl QuotaAccount {
             }
             _ => {}
         }
+        let mutations = mutations::charge(state, &image, client, &mut request.body, version);
         Some(QuotaAccount {
             user,
             client_id,
@@ -99,6 +103,7 @@ impl QuotaAccount {
             busy: Arc::default(),
             produced,
             exempt,
+            mutations,
         })
     }
 
@@ -138,7 +143,19 @@ impl QuotaAccount {
                 thread_time_percent(busy),
             )
         };
-        let throttle = self.produced.max(fetch_throttle).max(request_throttle);
+        let mutation_throttle = match self.mutations {
+            None => Throttle::default(),
+            Some(mutations) => {
+                mutations.settle(&state.quotas, &image, client, response);
+                let debt = state.quotas.debt(&image, QuotaKind::Mutation, client);
+                Throttle(Duration::from_millis(debt))
+            }
+        };
+        let throttle = self
+            .produced
+            .max(fetch_throttle)
+            .max(request_throttle)
+            .max(mutation_throttle);
         if !throttle.is_zero() {
             set_throttle_time(response, throttle.ms());
         }

@@ -414,3 +414,58 @@ fn quotas_are_described_by_filter_and_bad_ones_refused() {
         .unwrap_err();
     assert!(err.to_string().contains("INVALID_REQUEST"), "{err}");
 }
+
+#[test]
+fn controller_mutation_rate_refuses_topics_once_the_client_is_in_debt() {
+    let broker = quota_broker();
+    let admin = admin(&broker);
+    // One partition per second, a 6 s window: 6 partitions of allowance.
+    let ops = [("controller_mutation_rate".to_string(), Some(1.0))];
+    admin
+        .rt
+        .block_on(
+            admin
+                .admin
+                .alter_client_quotas(&client_entity("mutator"), &ops, false),
+        )
+        .unwrap();
+    // Two clients with the same id: a throttled connection reads nothing
+    // until its throttle is over (KIP-219), so the refusal shows on the other.
+    let mutator = || {
+        let mut config = ClientConfig::new(&broker.bootstrap());
+        config.client_id = "mutator".to_string();
+        admin.rt.block_on(Admin::connect(config)).unwrap()
+    };
+    let (first, second) = (mutator(), mutator());
+    let create = |who: &Admin, name: &str, partitions| {
+        admin
+            .rt
+            .block_on(who.create_topics(&[NewTopic::new(name, partitions, 1)], false))
+    };
+    // A topic that already exists fails and is not counted.
+    let existing = topic_name("quota-mutation-existing");
+    admin
+        .rt
+        .block_on(
+            admin
+                .admin
+                .create_topics(&[NewTopic::new(&existing, 1, 1)], false),
+        )
+        .unwrap();
+    assert!(create(&first, &existing, 6).is_err());
+    // The topic that goes into debt is allowed (Kafka's strict mode)...
+    create(&first, &topic_name("quota-mutation-a"), 10).unwrap();
+    // ...the next is refused until the debt is paid.
+    let err = create(&second, &topic_name("quota-mutation-b"), 1)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("THROTTLING_QUOTA_EXCEEDED"), "{err}");
+    // Another client id is not held back.
+    admin
+        .rt
+        .block_on(admin.admin.create_topics(
+            &[NewTopic::new(topic_name("quota-mutation-c"), 1, 1)],
+            false,
+        ))
+        .unwrap();
+}
