@@ -54,7 +54,9 @@ pub(crate) async fn accept_loop(
     let timeouts = ConnectionTimeouts::from_config(&state.config);
     let mut backoff = AcceptBackoff::new();
     let failures_log = LogThrottle::new(LOG_INTERVAL);
-    let inter_broker = *context.name == *state.inter_broker_listener;
+    // As in Kafka, the inter-broker listener is spared the broker-wide
+    // limits only when there are other listeners to limit.
+    let inter_broker = *context.name == *state.inter_broker_listener && state.listeners.len() > 1;
     loop {
         let permit = tokio::select! {
             _ = stopped.changed() => return,
@@ -71,7 +73,7 @@ pub(crate) async fn accept_loop(
                 let Ok(slot) = limits.admit(peer.ip(), permit) else {
                     continue;
                 };
-                let throttle = if state.quotas.active() {
+                let throttle = if state.quotas.ip_active() {
                     state.quotas.connection_created(&state.image(), peer.ip())
                 } else {
                     crate::quota::Throttle::default()
@@ -262,12 +264,16 @@ impl Activity {
     }
 
     /// Reads nothing more from the client for `throttle` (KIP-219): its
-    /// response goes out now, its next request waits.
-    fn mute_for(&self, throttle: Duration) {
+    /// response goes out now, its next request waits. One mute lasts at
+    /// most `max` (a whole quota window): a client still in debt after it
+    /// is throttled again by its next request, while a client that hung up
+    /// does not hold its connection slot for an unbounded debt.
+    fn mute_for(&self, throttle: Duration, max: Duration) {
         if throttle.is_zero() {
             return;
         }
-        let until = (self.started.elapsed() + throttle).as_millis() as u64;
+        let until = self.started.elapsed().saturating_add(throttle.min(max));
+        let until = u64::try_from(until.as_millis()).unwrap_or(u64::MAX);
         self.muted_until_ms.fetch_max(until, Ordering::Relaxed);
     }
 
@@ -452,7 +458,20 @@ async fn handle_frame(
     let received = Instant::now();
     let frame_len = frame.len();
     let mut request = envelope::decode_request(frame).map_err(|e| e.to_string())?;
-    let account = QuotaAccount::open(state, &mut request, frame_len, auth.principal());
+    let from_inter_broker = *client.listener == *state.inter_broker_listener;
+    let account = QuotaAccount::open(
+        state,
+        &mut request,
+        frame_len,
+        auth.principal(),
+        from_inter_broker,
+    );
+    let max_mute = state.quotas.max_mute();
+    if let Some(account) = &account {
+        // A produce's throttle is known on arrival: later requests wait now,
+        // not once its (deferred) response is ready.
+        activity.mute_for(account.arrival_throttle().0, max_mute);
+    }
     let version = request.version();
     let correlation_id = request.header.correlation_id;
     let metrics_state = Arc::clone(state);
@@ -468,7 +487,7 @@ async fn handle_frame(
     let encode = move |mut body: kafka_protocol::messages::ResponseKind,
                        account: Option<QuotaAccount>| {
         if let Some(account) = account {
-            muting.mute_for(account.close(&metrics_state, &mut body).0);
+            muting.mute_for(account.close(&metrics_state, &mut body).0, max_mute);
         }
         let error = crate::metrics::error_of(&body);
         let encoded = envelope::encode_response(api_key, version, correlation_id, &body);
@@ -515,7 +534,7 @@ async fn handle_frame(
         }))),
         Reply::Nothing => {
             if let Some(account) = account {
-                activity.mute_for(account.close_silent().0);
+                activity.mute_for(account.close_silent().0, max_mute);
             }
             None
         }

@@ -371,8 +371,18 @@ fn off_reactor(
     handle: impl FnOnce(&BrokerState) -> ResponseKind + Send + 'static,
 ) -> Reply {
     let state = state.clone();
+    // The request quota counts the time spent here too.
+    let busy = crate::quota::request::current_busy();
     Reply::Later(Box::pin(async move {
-        match tokio::task::spawn_blocking(move || handle(&state)).await {
+        let timed = move || {
+            let started = std::time::Instant::now();
+            let response = handle(&state);
+            if let Some(busy) = busy {
+                crate::quota::request::add_busy(&busy, started.elapsed());
+            }
+            response
+        };
+        match tokio::task::spawn_blocking(timed).await {
             Ok(response) => response,
             // Cancelled only when the runtime shuts down.
             Err(e) => std::panic::resume_unwind(

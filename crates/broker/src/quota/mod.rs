@@ -4,8 +4,9 @@
 //! its connection reads nothing more for that long (KIP-219).
 //!
 //! Quotas are metadata (AlterClientQuotas); the index over them is rebuilt
-//! only when they change. Without a user or client-id quota nothing is
-//! counted, so quotas cost nothing until someone sets one.
+//! only when they change. Without a user or client-id quota requests are
+//! not counted (and without an ip quota connections are not), so quotas
+//! cost nothing until someone sets one.
 
 pub(crate) mod entity;
 pub(crate) mod mutations;
@@ -174,7 +175,7 @@ impl QuotaIndex {
             (Part::Absent, Part::Default),
         ];
         levels.into_iter().find_map(|level| {
-            let limit = self.limits.get(&level)?[kind.index()]?;
+            let limit = (*self.limits.get(&level)?.get(kind.index())?)?;
             let sensor = SensorKey {
                 kind,
                 user: (level.0 != Part::Absent).then(|| client.user.to_string()),
@@ -196,6 +197,9 @@ struct SensorKey {
 
 /// How often idle sensors are swept out.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+/// Past this many sensors (clients inventing client ids under a default
+/// quota), idle ones are swept every second instead.
+const MANY_SENSORS: usize = 10_000;
 
 struct Sensors {
     buckets: HashMap<SensorKey, TokenBucket>,
@@ -206,9 +210,11 @@ struct Sensors {
 pub(crate) struct QuotaManager {
     window: QuotaWindow,
     started: Instant,
-    /// Whether any quota is set: without one, requests skip all of this
-    /// without even reading the image.
+    /// Whether any user or client-id quota is set: without one, requests
+    /// skip all of this without even reading the image.
     active: AtomicBool,
+    /// Whether any ip quota is set: without one, new connections skip it.
+    ip_active: AtomicBool,
     /// The index and the `quotas_changed_at` it was built for.
     index: Mutex<(u64, Arc<QuotaIndex>)>,
     sensors: Mutex<Sensors>,
@@ -233,6 +239,7 @@ impl QuotaManager {
         QuotaManager {
             window,
             active: AtomicBool::new(false),
+            ip_active: AtomicBool::new(false),
             started: Instant::now(),
             index: Mutex::new((u64::MAX, Arc::default())),
             sensors: Mutex::new(Sensors {
@@ -254,15 +261,34 @@ impl QuotaManager {
         quotas
     }
 
-    /// Notes whether the image being published has any quota.
+    /// Notes which kinds of quota the image being published has.
     pub(crate) fn observe(&self, image: &MetadataImage) {
-        self.active
-            .store(!image.client_quotas().is_empty(), Ordering::Relaxed);
+        let (mut clients, mut ips) = (false, false);
+        for entity in image.client_quotas().keys() {
+            if entity.get(IP).is_some() {
+                ips = true;
+            } else {
+                clients = true;
+            }
+        }
+        self.active.store(clients, Ordering::Relaxed);
+        self.ip_active.store(ips, Ordering::Relaxed);
     }
 
-    /// Whether any quota is set (as of the last image published).
+    /// Whether any user or client-id quota is set (as of the last image
+    /// published).
     pub(crate) fn active(&self) -> bool {
         self.active.load(Ordering::Relaxed)
+    }
+
+    /// The longest one throttle mutes a connection: a whole quota window.
+    pub(crate) fn max_mute(&self) -> Duration {
+        Duration::from_millis(self.window.total_ms())
+    }
+
+    /// Whether any ip quota is set.
+    pub(crate) fn ip_active(&self) -> bool {
+        self.ip_active.load(Ordering::Relaxed)
     }
 
     fn index(&self, image: &MetadataImage) -> Arc<QuotaIndex> {
@@ -297,7 +323,7 @@ impl QuotaManager {
         client: QuotaClient,
     ) -> Option<usize> {
         let limit = self.limit(image, QuotaKind::Fetch, client)?;
-        let bytes = limit * self.window.full_span_ms() as f64 / 1000.0;
+        let bytes = limit * self.window.fetch_cap_span_ms() as f64 / 1000.0;
         Some(bytes.clamp(1.0, i32::MAX as f64) as usize)
     }
 
@@ -339,11 +365,11 @@ impl QuotaManager {
         };
         let now_ms = self.now_ms();
         let mut sensors = self.sensors.locked("quota sensors");
-        sensors
-            .buckets
-            .entry(key)
-            .or_default()
-            .debt_ms(limit, self.window, now_ms)
+        match sensors.buckets.get_mut(&key) {
+            Some(bucket) => bucket.debt_ms(limit, self.window, now_ms),
+            // A client with no bucket has a full one.
+            None => 0,
+        }
     }
 
     /// Gives back `value` counted against `client`'s quota of `kind` for
@@ -410,7 +436,12 @@ impl QuotaManager {
 
     /// Drops sensors whose buckets have surely refilled.
     fn sweep(&self, sensors: &mut Sensors, now_ms: u64) {
-        if now_ms.saturating_sub(sensors.swept_at_ms) < SWEEP_INTERVAL.as_millis() as u64 {
+        let interval = if sensors.buckets.len() > MANY_SENSORS {
+            1000
+        } else {
+            SWEEP_INTERVAL.as_millis() as u64
+        };
+        if now_ms.saturating_sub(sensors.swept_at_ms) < interval {
             return;
         }
         sensors.swept_at_ms = now_ms;

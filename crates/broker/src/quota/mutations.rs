@@ -25,7 +25,9 @@ const EXCEEDED: &str = "The throttling quota has been exceeded.";
 /// topics refused before the request was served.
 #[derive(Default)]
 pub(crate) struct Mutations {
-    charged: Vec<(String, f64)>,
+    /// Each topic charged: its name, its id (DeleteTopics by id) and the
+    /// partitions it was charged.
+    charged: Vec<(String, Uuid, f64)>,
     refused: Vec<(String, Uuid)>,
 }
 
@@ -50,7 +52,7 @@ pub(crate) fn charge(
         }
         let partitions = partitions.max(0) as f64;
         quotas.record(image, QuotaKind::Mutation, client, partitions);
-        mutations.charged.push((name.to_string(), partitions));
+        mutations.charged.push((name.to_string(), id, partitions));
         true
     };
     match body {
@@ -109,29 +111,43 @@ impl Mutations {
         client: QuotaClient,
         response: &mut ResponseKind,
     ) {
-        let failed: Vec<String> = match &*response {
+        // The topics that failed, by name and (DeleteTopics) id.
+        let failed: Vec<(String, Uuid)> = match &*response {
             ResponseKind::CreateTopics(r) => r
                 .topics
                 .iter()
                 .filter(|t| t.error_code != error::NONE)
-                .map(|t| t.name.to_string())
+                .map(|t| (t.name.to_string(), Uuid::nil()))
                 .collect(),
             ResponseKind::CreatePartitions(r) => r
                 .results
                 .iter()
                 .filter(|t| t.error_code != error::NONE)
-                .map(|t| t.name.to_string())
+                .map(|t| (t.name.to_string(), Uuid::nil()))
                 .collect(),
             ResponseKind::DeleteTopics(r) => r
                 .responses
                 .iter()
                 .filter(|t| t.error_code != error::NONE)
-                .filter_map(|t| t.name.as_ref().map(|n| n.to_string()))
+                .map(|t| {
+                    (
+                        t.name.as_ref().map(|n| n.to_string()).unwrap_or_default(),
+                        t.topic_id,
+                    )
+                })
                 .collect(),
-            _ => Vec::new(),
+            // Refused as a whole (not authorized): nothing happened.
+            _ => self
+                .charged
+                .iter()
+                .map(|(n, id, _)| (n.clone(), *id))
+                .collect(),
         };
-        for (name, partitions) in &self.charged {
-            if failed.contains(name) {
+        for (name, id, partitions) in &self.charged {
+            let did_fail = failed
+                .iter()
+                .any(|(n, i)| (!name.is_empty() && n == name) || (!id.is_nil() && i == id));
+            if did_fail {
                 quotas.give_back(image, QuotaKind::Mutation, client, *partitions);
             }
         }

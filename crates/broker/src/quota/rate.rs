@@ -19,13 +19,13 @@ pub(crate) struct QuotaWindow {
 impl QuotaWindow {
     /// All but one sample, as Kafka sizes the most a fetch may return
     /// under a consumer quota (10 s by default).
-    pub(crate) fn full_span_ms(&self) -> u64 {
-        u64::from(self.samples.saturating_sub(1).max(1)) * self.sample_ms
+    pub(crate) fn fetch_cap_span_ms(&self) -> u64 {
+        u64::from(self.samples.saturating_sub(1).max(1)).saturating_mul(self.sample_ms)
     }
 
     /// The whole window: how long a full bucket lasts at its rate.
-    fn total_ms(&self) -> u64 {
-        u64::from(self.samples.max(1)) * self.sample_ms
+    pub(crate) fn total_ms(&self) -> u64 {
+        u64::from(self.samples.max(1)).saturating_mul(self.sample_ms)
     }
 }
 
@@ -35,6 +35,8 @@ pub(crate) struct TokenBucket {
     /// `None` until the first use: a new client starts with a full bucket.
     tokens: Option<f64>,
     last_ms: u64,
+    /// When the bucket is out of debt, as of the last use.
+    debt_until_ms: u64,
 }
 
 impl TokenBucket {
@@ -65,11 +67,14 @@ impl TokenBucket {
     ) -> u64 {
         let tokens = self.refill(limit, window, now_ms) - value;
         self.tokens = Some(tokens);
-        if tokens >= 0.0 || limit <= 0.0 {
+        let wait_ms = if tokens >= 0.0 || limit <= 0.0 {
             0
         } else {
+            // A float cast saturates: an absurd debt is u64::MAX, not 0.
             (-tokens / limit * 1000.0).ceil() as u64
-        }
+        };
+        self.debt_until_ms = now_ms.saturating_add(wait_ms);
+        wait_ms
     }
 
     /// How long the client must still wait for its bucket to be out of
@@ -85,9 +90,14 @@ impl TokenBucket {
         self.tokens = Some(tokens.min(Self::burst(limit, window)));
     }
 
-    /// Whether the bucket has surely refilled: the sensor can go.
+    /// Whether the bucket has surely refilled, debt included: the sensor
+    /// can go, and comes back full.
     pub(crate) fn idle(&self, window: QuotaWindow, now_ms: u64) -> bool {
-        now_ms.saturating_sub(self.last_ms) >= window.total_ms()
+        let refilled = self
+            .debt_until_ms
+            .max(self.last_ms)
+            .saturating_add(window.total_ms());
+        now_ms >= refilled
     }
 }
 
@@ -134,5 +144,9 @@ mod tests {
         assert_eq!(bucket.record(1.0, WINDOW, 11.0, 0), 0);
         assert!(!bucket.idle(WINDOW, 5000));
         assert!(bucket.idle(WINDOW, 11_000));
+        // A bucket in debt stays until the debt is paid and it refilled.
+        assert_eq!(bucket.record(1.0, WINDOW, 20.0, 11_000), 9000);
+        assert!(!bucket.idle(WINDOW, 22_000));
+        assert!(bucket.idle(WINDOW, 31_000));
     }
 }

@@ -37,12 +37,14 @@ pub(crate) struct QuotaAccount {
 impl QuotaAccount {
     /// Starts the account of `request` (`frame_len` bytes on the wire) from
     /// `principal`; `None` when no quota applies to anyone, so that quotas
-    /// cost nothing until one is set.
+    /// cost nothing until one is set. Only fetches that come to the
+    /// inter-broker listener are exempt as a follower's.
     pub(crate) fn open(
         state: &BrokerState,
         request: &mut Request,
         frame_len: usize,
         principal: &str,
+        from_inter_broker: bool,
     ) -> Option<QuotaAccount> {
         if !state.quotas.active() {
             return None;
@@ -83,7 +85,11 @@ impl QuotaAccount {
                         .quotas
                         .record(&image, QuotaKind::Produce, client, frame_len as f64);
             }
-            RequestKind::Fetch(fetch) if replica_id(fetch, version).is_some() => exempt = true,
+            RequestKind::Fetch(fetch)
+                if from_inter_broker && replica_id(fetch, version).is_some() =>
+            {
+                exempt = true
+            }
             RequestKind::Fetch(fetch) => {
                 if let Some(cap) = state.quotas.max_fetch_bytes(&image, client) {
                     let cap = i32::try_from(cap).unwrap_or(i32::MAX);
@@ -162,6 +168,11 @@ impl QuotaAccount {
         throttle
     }
 
+    /// The throttle known when the request arrives (a produce's).
+    pub(crate) fn arrival_throttle(&self) -> Throttle {
+        self.produced
+    }
+
     /// The throttle of a request that gets no response (acks=0 produce).
     pub(crate) fn close_silent(self) -> Throttle {
         self.produced
@@ -175,12 +186,50 @@ pub(crate) struct Timed<F> {
     busy: Arc<AtomicU64>,
 }
 
+thread_local! {
+    /// The busy counter of the request being polled on this thread, for
+    /// work it hands to the blocking pool (`handlers::off_reactor`).
+    static POLLING: std::cell::RefCell<Option<Arc<AtomicU64>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// The busy counter of the request being polled here, if it has quotas:
+/// what its blocking work adds its time to.
+pub(crate) fn current_busy() -> Option<Arc<AtomicU64>> {
+    POLLING.with(|p| p.borrow().clone())
+}
+
+/// Sets [`POLLING`] for one poll, and back even if the poll panics.
+struct Polling {
+    previous: Option<Arc<AtomicU64>>,
+}
+
+impl Polling {
+    fn enter(busy: &Arc<AtomicU64>) -> Polling {
+        let previous = POLLING.with(|p| p.replace(Some(Arc::clone(busy))));
+        Polling { previous }
+    }
+}
+
+impl Drop for Polling {
+    fn drop(&mut self) {
+        let previous = self.previous.take();
+        POLLING.with(|p| *p.borrow_mut() = previous);
+    }
+}
+
+/// Adds `elapsed` to a request's busy time.
+pub(crate) fn add_busy(busy: &AtomicU64, elapsed: Duration) {
+    let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+    busy.fetch_add(nanos, Ordering::Relaxed);
+}
+
 impl<F: Future + Unpin> Future for Timed<F> {
     type Output = F::Output;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.get_mut();
         let started = Instant::now();
+        let _polling = Polling::enter(&this.busy);
         let poll = Pin::new(&mut this.future).poll(cx);
         this.busy
             .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
