@@ -536,7 +536,6 @@ fn build_response(
             sent.push(SentPartition {
                 topic: t.topic.clone(),
                 partition: t.partition,
-                next_offset: next_offset(&read.records).unwrap_or(t.fetch_offset),
                 state: now,
                 returned_records: !read.records.is_empty(),
             });

@@ -157,8 +157,12 @@ impl FetchSessionCache {
             else {
                 continue;
             };
-            let (target, state) = &mut session.partitions[at];
-            target.fetch_offset = sent.next_offset;
+            // The fetch offset stays the client's: it sends a partition
+            // again once its position moves (Kafka's CachedPartition only
+            // takes it from requests). A client that drops a response, as
+            // the Java client does for a partition revoked while its fetch
+            // was in flight, must get the same records again.
+            let (_, state) = &mut session.partitions[at];
             *state = Some(sent.state);
             if incremental && sent.returned_records {
                 served.push(at);
@@ -178,8 +182,6 @@ impl FetchSessionCache {
 pub(crate) struct SentPartition {
     pub(crate) topic: String,
     pub(crate) partition: i32,
-    /// Where the client reads next: after the returned batches.
-    pub(crate) next_offset: i64,
     pub(crate) state: SentState,
     pub(crate) returned_records: bool,
 }
@@ -232,11 +234,10 @@ mod tests {
         assert_eq!(FetchSessionCache::new(0).create(&[]), 0);
     }
 
-    fn sent(p: i32, next_offset: i64, returned_records: bool) -> SentPartition {
+    fn sent(p: i32, returned_records: bool) -> SentPartition {
         SentPartition {
             topic: "t".into(),
             partition: p,
-            next_offset,
             state: SentState::default(),
             returned_records,
         }
@@ -256,14 +257,11 @@ mod tests {
         let mut cache = FetchSessionCache::new(10);
         let id = cache.create(&[target(0, 0), target(1, 0), target(2, 0)]);
         // The full response that opened the session keeps the client's order.
-        cache.record_sent(id, &[sent(0, 4, true), sent(1, 0, false)], false);
-        assert_eq!(order(&mut cache, id, 1), vec![(0, 4), (1, 0), (2, 0)]);
+        cache.record_sent(id, &[sent(0, true), sent(1, false)], false);
+        // Fetch offsets stay what the client asked for.
+        assert_eq!(order(&mut cache, id, 1), vec![(0, 0), (1, 0), (2, 0)]);
         // Incremental: 0 and 2 returned records, 1 did not (budget spent).
-        cache.record_sent(
-            id,
-            &[sent(0, 8, true), sent(1, 0, false), sent(2, 3, true)],
-            true,
-        );
-        assert_eq!(order(&mut cache, id, 2), vec![(1, 0), (0, 8), (2, 3)]);
+        cache.record_sent(id, &[sent(0, true), sent(1, false), sent(2, true)], true);
+        assert_eq!(order(&mut cache, id, 2), vec![(1, 0), (0, 0), (2, 0)]);
     }
 }
