@@ -20,6 +20,10 @@
 #     scripts/sasl_check.py (confluent-kafka: PLAIN, SCRAM-SHA-256 and
 #     SCRAM-SHA-512 logins, wrong password, unknown user) and kcat with
 #     SCRAM-SHA-512/256 and a wrong password.
+#   - OAUTHBEARER (when this script starts the broker): scripts/oauth_check.py
+#     starts two more brokers (the unsecured validator; a JWKS file) and
+#     logs in with confluent-kafka: librdkafka's unsigned JWTs, ES256
+#     tokens from oauth_cb, and refused forged, expired and unsigned ones.
 #   - TLS (when this script starts the broker): a third broker serving
 #     PLAINTEXT, SSL and SASL_SSL at once with ssl.client.auth=required and
 #     certificates from `sluice dev certs`; scripts/tls_check.py
@@ -256,6 +260,18 @@ else
       pass "no password in the SASL broker's log"
     fi
   fi
+fi
+
+# ---- SASL OAUTHBEARER --------------------------------------------------------
+if [ -z "${bin:-}" ]; then
+  echo "SKIP OAUTHBEARER: the broker was not started by this script"
+elif "$PYTHON" -c 'import confluent_kafka, cryptography' 2>/dev/null; then
+  # librdkafka logs every refused login on stderr: keep it out of the report.
+  timeout 300 "$PYTHON" scripts/oauth_check.py "$bin" "$workdir/oauth" 2>"$workdir/oauth_check.err"
+  rc=$?
+  [ $rc -eq 0 ] || failures=$((failures + 1))
+else
+  fail "OAUTHBEARER: confluent-kafka/cryptography not installed (pip install -r scripts/requirements.txt)"
 fi
 
 # ---- TLS: PLAINTEXT, SSL and SASL_SSL listeners ------------------------------

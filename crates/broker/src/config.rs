@@ -125,8 +125,8 @@ const CLEANUP_POLICIES: &[&str] = &["delete", "compact"];
 const COMPRESSION_TYPES: &[&str] = &["uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"];
 /// The server-side assignors of KIP-848 consumer groups.
 const CONSUMER_GROUP_ASSIGNORS: &[&str] = &["uniform", "range"];
-/// The SASL mechanisms Sluice serves (Kafka also has GSSAPI, OAUTHBEARER).
-const SASL_MECHANISMS: &[&str] = &["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"];
+/// The SASL mechanisms Sluice serves (Kafka also has GSSAPI).
+const SASL_MECHANISMS: &[&str] = &["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"];
 /// The TLS versions rustls speaks.
 const TLS_VERSIONS: &[&str] = &["TLSv1.2", "TLSv1.3"];
 /// Key and trust stores are PEM files (Kafka also reads JKS and PKCS12).
@@ -251,8 +251,17 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
     def!("ssl.client.auth", String, Some("none"), Check::OneOf(&["required", "requested", "none"]), false, "Configures kafka broker to request client authentication. The following settings are common: ssl.client.auth=required If set to required client authentication is required. ssl.client.auth=requested This means client authentication is optional. unlike required, if this option is set client can choose not to provide authentication information about itself ssl.client.auth=none This means client authentication is not needed."),
     def!("ssl.enabled.protocols", List, Some("TLSv1.2,TLSv1.3"), Check::ListOf(TLS_VERSIONS), false, "The list of protocols enabled for SSL connections. The default is 'TLSv1.2,TLSv1.3'. This means that clients and servers will prefer TLSv1.3 if both support it and fallback to TLSv1.2 otherwise (assuming both support at least TLSv1.2)."),
     def!("ssl.principal.mapping.rules", String, Some("DEFAULT"), Check::SslPrincipalRules, false, "A rule for mapping X.500 distinguished name to short name. The rules are evaluated in order and the first rule that matches a distinguished name is used to map it to a short name. Any later rules in the list are ignored. By default, distinguished name of the X.500 certificate will be the principal. For more details on the format please see security authorization and acls."),
-    def!("sasl.enabled.mechanisms", List, Some("PLAIN,SCRAM-SHA-256,SCRAM-SHA-512"), Check::ListOf(SASL_MECHANISMS), false, "The list of SASL mechanisms enabled in the Kafka server. The list may contain any mechanism for which a security provider is available. Sluice serves PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512, all checked against the SCRAM credentials of the metadata, and enables all three by default (Kafka's default is GSSAPI, which Sluice does not have)."),
+    def!("sasl.enabled.mechanisms", List, Some("PLAIN,SCRAM-SHA-256,SCRAM-SHA-512"), Check::ListOf(SASL_MECHANISMS), false, "The list of SASL mechanisms enabled in the Kafka server. The list may contain any mechanism for which a security provider is available. Sluice serves PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512, all checked against the SCRAM credentials of the metadata, and OAUTHBEARER (JWTs, see sasl.oauthbearer.jwks.endpoint.url); it enables the first three by default (Kafka's default is GSSAPI, which Sluice does not have)."),
     def!("connections.max.reauth.ms", Long, Some("0"), Check::AtLeast(0), false, "When explicitly set to a positive number (the default is 0, not a positive number), a session lifetime that will not exceed the configured value will be communicated to v2.2.0 or later clients when they authenticate. The broker will disconnect any such connection that is not re-authenticated within the session lifetime and that is then subsequently used for any purpose other than re-authentication."),
+    def!("sasl.oauthbearer.jwks.endpoint.url", String, None, Check::None, false, "The OAuth/OIDC provider URL from which the provider's JWKS (JSON Web Key Set) can be retrieved. The URL can be HTTP(S)-based or file-based. If HTTP(S)-based, the JWKS data will be retrieved from the OAuth/OIDC provider via the configured URL on broker startup. All then-current keys will be cached on the broker for incoming requests. If an authentication request is received for a JWT that includes a \"kid\" header claim value that isn't yet in the cache, the JWKS endpoint will be queried again on demand. However, the broker polls the URL every sasl.oauthbearer.jwks.endpoint.refresh.ms milliseconds to refresh the cache with any forthcoming keys before any JWT requests that include them are received. If the URL is file-based, the broker will load the JWKS file from a configured location on startup. In the event that the JWT includes a \"kid\" header value that isn't in the JWKS file, the broker will reject the JWT and authentication will fail. In Sluice, setting it makes OAUTHBEARER logins signed JWTs checked against these keys (the unsecured validator is used only without it)."),
+    def!("sasl.oauthbearer.jwks.endpoint.refresh.ms", Long, Some("3600000"), Check::AtLeast(1), false, "The (optional) value in milliseconds for the broker to wait between refreshing its JWKS (JSON Web Key Set) cache that contains the keys to verify the signature of the JWT."),
+    def!("sasl.oauthbearer.jwks.endpoint.retry.backoff.ms", Long, Some("100"), Check::AtLeast(0), false, "The (optional) value in milliseconds for the initial wait between JWKS (JSON Web Key Set) retrieval attempts from the external authentication provider. JWKS retrieval uses an exponential backoff algorithm with an initial wait based on the sasl.oauthbearer.jwks.endpoint.retry.backoff.ms setting and will double in wait length between attempts up to a maximum wait length specified by the sasl.oauthbearer.jwks.endpoint.retry.backoff.max.ms setting."),
+    def!("sasl.oauthbearer.jwks.endpoint.retry.backoff.max.ms", Long, Some("10000"), Check::AtLeast(0), false, "The (optional) value in milliseconds for the maximum wait between attempts to retrieve the JWKS (JSON Web Key Set) from the external authentication provider. JWKS retrieval uses an exponential backoff algorithm with an initial wait based on the sasl.oauthbearer.jwks.endpoint.retry.backoff.ms setting and will double in wait length between attempts up to a maximum wait length specified by the sasl.oauthbearer.jwks.endpoint.retry.backoff.max.ms setting."),
+    def!("sasl.oauthbearer.expected.audience", List, None, Check::None, false, "The (optional) comma-delimited setting for the broker to use to verify that the JWT was issued for one of the expected audiences. The JWT will be inspected for the standard OAuth \"aud\" claim and if this value is set, the broker will match the value from JWT's \"aud\" claim to see if there is an exact match. If there is no match, the broker will reject the JWT and authentication will fail."),
+    def!("sasl.oauthbearer.expected.issuer", String, None, Check::None, false, "The (optional) setting for the broker to use to verify that the JWT was created by the expected issuer. The JWT will be inspected for the standard OAuth \"iss\" claim and if this value is set, the broker will match it exactly against what is in the JWT's \"iss\" claim. If there is no match, the broker will reject the JWT and authentication will fail."),
+    def!("sasl.oauthbearer.scope.claim.name", String, Some("scope"), Check::None, false, "The OAuth claim for the scope is often named \"scope\", but this (optional) setting can provide a different name to use for the scope included in the JWT payload's claims if the OAuth/OIDC provider uses a different name for that claim."),
+    def!("sasl.oauthbearer.sub.claim.name", String, Some("sub"), Check::None, false, "The OAuth claim for the subject is often named \"sub\", but this (optional) setting can provide a different name to use for the subject included in the JWT payload's claims if the OAuth/OIDC provider uses a different name for that claim."),
+    def!("sasl.oauthbearer.clock.skew.seconds", Int, Some("30"), Check::AtLeast(0), false, "The (optional) value in seconds to allow for differences between the time of the OAuth/OIDC identity provider and the broker."),
     def!("sasl.server.max.receive.size", Int, Some("524288"), Check::AtLeast(1), false, "The maximum receive size allowed before and during initial SASL authentication. Default receive size is 512KB. GSSAPI limits requests to 64K, but we allow upto 512KB by default for custom SASL mechanisms. In practice, PLAIN, SCRAM and OAUTH mechanisms can use much smaller limits."),
     def!("quota.window.num", Int, Some("11"), Check::AtLeast(1), false, "The number of samples to retain in memory for client quotas."),
     def!("quota.window.size.seconds", Int, Some("1"), Check::AtLeast(1), false, "The time span of each sample for client quotas."),
@@ -338,14 +347,41 @@ pub static TOPIC_CONFIGS: &[TopicConfigDef] = &[
     topic_def!("unclean.leader.election.enable", Boolean, "false", Check::None, syn!("unclean.leader.election.enable" => 1), "Indicates whether to enable replicas not in the ISR set to be elected as leader as a last resort, even though doing so may result in data loss."),
 ];
 
+/// The OAUTHBEARER validators (Kafka's server callback handler classes).
+pub const OAUTH_UNSECURED_VALIDATOR: &str =
+    "org.apache.kafka.common.security.oauthbearer.internals.unsecured.OAuthBearerUnsecuredValidatorCallbackHandler";
+const OAUTH_VALIDATORS: &[&str] = &[
+    OAUTH_UNSECURED_VALIDATOR,
+    "org.apache.kafka.common.security.oauthbearer.OAuthBearerValidatorCallbackHandler",
+    "org.apache.kafka.common.security.oauthbearer.secured.OAuthBearerValidatorCallbackHandler",
+];
+
+/// Settings that exist only with a listener prefix, as
+/// `listener.name.<listener>.<setting>`: Kafka's per-mechanism settings of
+/// a SASL listener.
+pub static LISTENER_ONLY_CONFIGS: &[ConfigDef] = &[
+    def!("oauthbearer.sasl.jaas.config", Password, None, Check::None, false, "JAAS login context parameters for OAUTHBEARER on this listener, in the format used by JAAS configuration files: `org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required unsecuredValidatorRequiredScope=\"...\";`. Sluice reads the unsecured validator's options from it: unsecuredValidatorPrincipalClaimName, unsecuredValidatorScopeClaimName, unsecuredValidatorRequiredScope, unsecuredValidatorAllowableClockSkewMs."),
+    def!("oauthbearer.sasl.server.callback.handler.class", String, None, Check::OneOf(OAUTH_VALIDATORS), false, "How this listener validates OAUTHBEARER tokens: org.apache.kafka.common.security.oauthbearer.OAuthBearerValidatorCallbackHandler checks signed JWTs against sasl.oauthbearer.jwks.endpoint.url; org.apache.kafka.common.security.oauthbearer.internals.unsecured.OAuthBearerUnsecuredValidatorCallbackHandler accepts unsigned ones (development only). Unset: the former when sasl.oauthbearer.jwks.endpoint.url is set, else the latter."),
+];
+
 pub fn broker_def(name: &str) -> Option<&'static ConfigDef> {
-    let name = listener_setting(name).map_or(name, |(_, setting)| setting);
-    BROKER_CONFIGS.iter().find(|d| d.name == name)
+    match listener_setting(name) {
+        Some((_, setting)) => BROKER_CONFIGS
+            .iter()
+            .chain(LISTENER_ONLY_CONFIGS)
+            .find(|d| d.name == setting),
+        None => BROKER_CONFIGS.iter().find(|d| d.name == name),
+    }
 }
 
 /// The settings a single listener may set for itself, as
 /// `listener.name.<listener>.<setting>` (Kafka's listener prefix).
-const PER_LISTENER_SETTINGS: &[&str] = &["max.connections", "max.connection.creation.rate"];
+const PER_LISTENER_SETTINGS: &[&str] = &[
+    "max.connections",
+    "max.connection.creation.rate",
+    "oauthbearer.sasl.jaas.config",
+    "oauthbearer.sasl.server.callback.handler.class",
+];
 
 /// `(listener, setting)` of a listener-prefixed setting name.
 pub fn listener_setting(name: &str) -> Option<(&str, &'static str)> {

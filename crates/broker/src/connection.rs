@@ -131,7 +131,7 @@ async fn open_connection(
     let sasl = context.protocol.sasl();
     let Some(tls) = &context.tls else {
         let auth = if sasl {
-            ConnectionAuth::sasl()
+            ConnectionAuth::sasl(&context.name)
         } else {
             ConnectionAuth::none()
         };
@@ -152,7 +152,7 @@ async fn open_connection(
         }
     };
     let auth = if sasl {
-        ConnectionAuth::sasl()
+        ConnectionAuth::sasl(&context.name)
     } else {
         let certificate = stream
             .get_ref()

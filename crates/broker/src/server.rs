@@ -91,6 +91,9 @@ impl Broker {
         let listeners = config.listeners().map_err(StartError::Config)?;
         crate::security::authorizer::Authorizer::from_config(&config)
             .map_err(StartError::Config)?;
+        // Checked now so bad SASL settings stop the start before binding;
+        // the state builds its own copy.
+        crate::security::SaslConfig::from_config(&config).map_err(StartError::Config)?;
         let mode = quorum_setup::mode(&config, &listeners).map_err(StartError::Config)?;
         let tls = match listeners.clients.iter().any(|c| c.protocol.tls()) {
             true => Some(Arc::new(
@@ -181,6 +184,9 @@ impl Broker {
         };
         let state = opened.inspect_err(|_| http_task.abort())?;
         let state = Arc::new(state);
+        let jwks = load_oauth_keys(&state)
+            .await
+            .inspect_err(|_| http_task.abort())?;
         let incarnation_id = sluice_metadata::Uuid::new_v4();
         register_at_start(&state, incarnation_id, &mode).await;
         crate::coordination::resume_loaded(&state);
@@ -201,6 +207,9 @@ impl Broker {
                 data_dir_lock.clone(),
                 stopped.clone(),
             )));
+        }
+        if let Some(keys) = jwks {
+            tasks.push(tokio::spawn(keys.refresh_task(stopped.clone())));
         }
         if let Some(tls) = tls {
             tasks.push(tokio::spawn(crate::security::tls::reload_task(
@@ -436,6 +445,29 @@ pub(crate) fn open_state_with(
     reconcile_partitions(&state, &image)?;
     state.coordination.sync(&state)?;
     Ok(state)
+}
+
+/// Fetches the OAUTHBEARER signing keys before any client connects, when a
+/// listener checks signed tokens, and warns when one accepts unsigned ones.
+async fn load_oauth_keys(
+    state: &BrokerState,
+) -> Result<Option<Arc<crate::security::oauth::JwksKeys>>, StartError> {
+    let sasl = &state.sasl;
+    if !sasl
+        .enabled
+        .contains(&crate::security::Mechanism::OAuthBearer)
+    {
+        return Ok(None);
+    }
+    if sasl.oauth.accepts_unsigned() {
+        tracing::warn!("OAUTHBEARER accepts unsigned tokens (the unsecured validator, for development only): set sasl.oauthbearer.jwks.endpoint.url to check signatures");
+    }
+    let Some(keys) = sasl.oauth.keys() else {
+        return Ok(None);
+    };
+    let count = keys.load().await.map_err(StartError::Config)?;
+    tracing::info!(keys = count, "OAUTHBEARER signing keys loaded");
+    Ok(Some(Arc::clone(keys)))
 }
 
 /// Kafka cluster ids are 16 random bytes in URL-safe base64 without padding.

@@ -81,7 +81,8 @@ impl BrokerState {
         let slots = config.get_i64("max.incremental.fetch.session.cache.slots") as usize;
         let image = quorum.image();
         let quotas = crate::quota::QuotaManager::from_config(&config, &image);
-        let sasl = crate::security::SaslConfig::from_config(&config);
+        let sasl = crate::security::SaslConfig::from_config(&config)
+            .expect("SASL settings are checked at start");
         let config_for_authorizer = config.clone();
         let failed_logins = crate::security::failed_logins::FailedLogins::new(
             u32::try_from(config.get_i64("sasl.failed.authentications.per.ip.per.minute"))

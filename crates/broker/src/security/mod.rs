@@ -1,8 +1,9 @@
 //! Authentication: the SASL mechanisms (PLAIN, SCRAM-SHA-256,
-//! SCRAM-SHA-512) and the per-connection state a connection on a SASL
+//! SCRAM-SHA-512, OAUTHBEARER) and the per-connection state a connection on a SASL
 //! listener passes through before it may send anything but ApiVersions,
 //! SaslHandshake and SaslAuthenticate. Credentials are the SCRAM records
-//! of the metadata image; nothing here stores or logs a password.
+//! of the metadata image, or JWTs for OAUTHBEARER ([`oauth`]); nothing
+//! here stores or logs a password or a token.
 //!
 //! A listener says whether its connections must authenticate by the
 //! [`ConnectionAuth`] it gives each one: [`ConnectionAuth::sasl`] for a
@@ -15,6 +16,7 @@ pub(crate) mod acl_filter;
 pub(crate) mod authorizer;
 mod bootstrap;
 pub(crate) mod failed_logins;
+pub(crate) mod oauth;
 pub(crate) mod plain;
 pub(crate) mod principal;
 pub(crate) mod scram;
@@ -32,6 +34,7 @@ use sluice_metadata::ScramMechanism;
 pub(crate) enum Mechanism {
     Plain,
     Scram(ScramMechanism),
+    OAuthBearer,
 }
 
 impl Mechanism {
@@ -39,12 +42,14 @@ impl Mechanism {
         match self {
             Mechanism::Plain => "PLAIN",
             Mechanism::Scram(m) => m.name(),
+            Mechanism::OAuthBearer => "OAUTHBEARER",
         }
     }
 
     pub(crate) fn from_name(name: &str) -> Option<Mechanism> {
         match name {
             "PLAIN" => Some(Mechanism::Plain),
+            "OAUTHBEARER" => Some(Mechanism::OAuthBearer),
             other => ScramMechanism::from_name(other).map(Mechanism::Scram),
         }
     }
@@ -89,10 +94,13 @@ pub(crate) struct SaslConfig {
     /// `sasl.server.max.receive.size`: the largest frame before
     /// authentication.
     pub(crate) max_receive_size: usize,
+    /// How each listener validates OAUTHBEARER tokens.
+    pub(crate) oauth: oauth::OAuthValidators,
 }
 
 impl SaslConfig {
-    pub(crate) fn from_config(config: &BrokerConfig) -> SaslConfig {
+    /// `Err` names a setting that cannot be used (checked at start).
+    pub(crate) fn from_config(config: &BrokerConfig) -> Result<SaslConfig, String> {
         let enabled = config
             .get("sasl.enabled.mechanisms")
             .unwrap_or_default()
@@ -101,12 +109,13 @@ impl SaslConfig {
             // Validated against the known names when the config was built.
             .filter_map(Mechanism::from_name)
             .collect();
-        SaslConfig {
+        Ok(SaslConfig {
             enabled,
             max_reauth_ms: config.get_i64("connections.max.reauth.ms").max(0),
             decoy_secret: scram::random_bytes(32),
             max_receive_size: config.get_i64("sasl.server.max.receive.size").max(1) as usize,
-        }
+            oauth: oauth::OAuthValidators::from_config(config)?,
+        })
     }
 
     pub(crate) fn enabled_names(&self) -> Vec<&'static str> {

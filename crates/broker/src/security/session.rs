@@ -6,13 +6,14 @@
 //! and SaslAuthenticate before authentication, or after the session's
 //! lifetime (`connections.max.reauth.ms`, KIP-368) without re-authenticating.
 
+use super::oauth::ClientFirst;
 use super::scram::ScramExchange;
 use super::{plain, AuthFailure, Mechanism, SaslConfig};
 use kafka_protocol::messages::ApiKey;
 use sluice_metadata::MetadataImage;
 use sluice_protocol::error::{self, ErrorCode};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// The principal of a connection that needs no authentication.
 pub(crate) const ANONYMOUS: &str = "User:ANONYMOUS";
@@ -21,6 +22,8 @@ pub(crate) const ANONYMOUS: &str = "User:ANONYMOUS";
 pub(crate) struct ConnectionAuth {
     /// Whether the listener requires SASL (SASL_PLAINTEXT, SASL_SSL).
     required: bool,
+    /// The listener's name, which picks its OAUTHBEARER validator.
+    listener: String,
     /// Who the TLS client certificate says the connection is (SSL
     /// listeners); a SASL login on SASL_SSL speaks for itself instead.
     certificate_principal: Option<String>,
@@ -45,6 +48,9 @@ enum Exchange {
     Chosen(Mechanism),
     /// SCRAM sent its server-first; the client-final is due.
     Scram(Mechanism, Box<ScramExchange>),
+    /// OAUTHBEARER refused the token and sent this error as its challenge;
+    /// the client's `0x01` acknowledgement is due.
+    OAuthRefused(String),
 }
 
 /// The answer to SaslHandshake.
@@ -89,9 +95,12 @@ impl ConnectionAuth {
         Self::new(false, None)
     }
 
-    /// A connection on a SASL_PLAINTEXT or SASL_SSL listener.
-    pub(crate) fn sasl() -> Self {
-        Self::new(true, None)
+    /// A connection on the SASL_PLAINTEXT or SASL_SSL listener `listener`.
+    pub(crate) fn sasl(listener: &str) -> Self {
+        ConnectionAuth {
+            listener: listener.to_string(),
+            ..Self::new(true, None)
+        }
     }
 
     /// A connection on an SSL listener whose client certificate maps to
@@ -103,6 +112,7 @@ impl ConnectionAuth {
     fn new(required: bool, certificate_principal: Option<String>) -> Self {
         ConnectionAuth {
             required,
+            listener: String::new(),
             certificate_principal,
             session: None,
             exchange: Exchange::Idle,
@@ -225,7 +235,7 @@ impl ConnectionAuth {
                             Err(AuthFailure::malformed("the PLAIN check panicked"))
                         });
                 match checked {
-                    Ok(user) => self.succeed(sasl, Mechanism::Plain, &user, Vec::new(), peer),
+                    Ok(user) => self.succeed(sasl, Mechanism::Plain, &user, Vec::new(), None, peer),
                     Err(failure) => self.fail(Mechanism::Plain, failure, peer),
                 }
             }
@@ -247,19 +257,89 @@ impl ConnectionAuth {
             Exchange::Scram(mechanism, exchange) => {
                 let user = exchange.username().to_string();
                 match exchange.finish(&token) {
-                    Ok(server_final) => self.succeed(sasl, mechanism, &user, server_final, peer),
+                    Ok(server_final) => {
+                        self.succeed(sasl, mechanism, &user, server_final, None, peer)
+                    }
                     Err(failure) => self.fail(mechanism, failure, peer),
                 }
+            }
+            Exchange::Chosen(Mechanism::OAuthBearer) => self.oauth_token(sasl, &token, peer).await,
+            Exchange::OAuthRefused(challenge) => {
+                if token != [1] {
+                    return self.fail(
+                        Mechanism::OAuthBearer,
+                        AuthFailure::malformed(
+                            "OAUTHBEARER client did not acknowledge the refusal of its token",
+                        ),
+                        peer,
+                    );
+                }
+                // Kafka answers the acknowledgement with the error itself.
+                self.close_after_reply("failed SASL authentication");
+                AuthenticateOutcome::error(error::SASL_AUTHENTICATION_FAILED, challenge)
             }
         }
     }
 
+    /// The OAUTHBEARER client-first message: the token is validated, and
+    /// either the session starts or the refusal is sent as a challenge.
+    async fn oauth_token(
+        &mut self,
+        sasl: &SaslConfig,
+        message: &[u8],
+        peer: &str,
+    ) -> AuthenticateOutcome {
+        let mechanism = Mechanism::OAuthBearer;
+        let first = match ClientFirst::parse(message) {
+            Ok(first) => first,
+            Err(failure) => return self.fail(mechanism, failure, peer),
+        };
+        let validator = sasl.oauth.for_listener(&self.listener);
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        match validator.validate(&first.token, now_ms).await {
+            Ok(valid) if !first.authzid.is_empty() && first.authzid != valid.principal => {
+                tracing::warn!(client = peer, "OAUTHBEARER authorization id differs from the token's principal; closing the connection");
+                self.close_after_reply("failed SASL authentication");
+                AuthenticateOutcome::error(
+                    error::SASL_AUTHENTICATION_FAILED,
+                    format!(
+                        "Authentication failed: Client requested an authorization id ({}) that is different from the token's principal name ({})",
+                        first.authzid, valid.principal
+                    ),
+                )
+            }
+            Ok(valid) => {
+                let lifetime_ms = valid.expires_ms.saturating_sub(now_ms).max(1);
+                self.succeed(
+                    sasl,
+                    mechanism,
+                    &valid.principal,
+                    Vec::new(),
+                    Some(lifetime_ms),
+                    peer,
+                )
+            }
+            Err(rejection) => {
+                tracing::warn!(client = peer, mechanism = mechanism.name(), reason = %rejection.reason, "OAUTHBEARER token refused");
+                let challenge = rejection.challenge();
+                self.exchange = Exchange::OAuthRefused(challenge.clone());
+                AuthenticateOutcome::token(challenge.into_bytes())
+            }
+        }
+    }
+
+    /// Starts (or renews) the session. It lasts `connections.max.reauth.ms`
+    /// when that is set, and never past the credential's own lifetime
+    /// (`credential_lifetime_ms`, an OAUTHBEARER token's), as in Kafka.
     fn succeed(
         &mut self,
         sasl: &SaslConfig,
         mechanism: Mechanism,
         user: &str,
         auth_bytes: Vec<u8>,
+        credential_lifetime_ms: Option<i64>,
         peer: &str,
     ) -> AuthenticateOutcome {
         let principal = format!("User:{user}");
@@ -277,7 +357,10 @@ impl ConnectionAuth {
                 return AuthenticateOutcome::error(error::SASL_AUTHENTICATION_FAILED, message);
             }
         }
-        let lifetime = sasl.max_reauth_ms;
+        let lifetime = match credential_lifetime_ms {
+            Some(credential) if sasl.max_reauth_ms > 0 => sasl.max_reauth_ms.min(credential),
+            _ => sasl.max_reauth_ms,
+        };
         let expires =
             (lifetime > 0).then(|| Instant::now() + Duration::from_millis(lifetime as u64));
         tracing::debug!(client = peer, %principal, mechanism = mechanism.name(), "authenticated");
@@ -298,6 +381,7 @@ impl ConnectionAuth {
     pub(crate) fn refuse_locked_out(&mut self) -> AuthenticateOutcome {
         let mechanism = match std::mem::replace(&mut self.exchange, Exchange::Idle) {
             Exchange::Chosen(m) | Exchange::Scram(m, _) => m,
+            Exchange::OAuthRefused(_) => Mechanism::OAuthBearer,
             Exchange::Idle => Mechanism::Plain,
         };
         self.close_after_reply("too many failed SASL logins from this address");
@@ -349,6 +433,10 @@ mod tests {
             max_reauth_ms: reauth_ms,
             decoy_secret: b"secret".to_vec(),
             max_receive_size: 524288,
+            oauth: crate::security::oauth::OAuthValidators::from_config(
+                &crate::config::BrokerConfig::default(),
+            )
+            .unwrap(),
         }
     }
 
@@ -373,7 +461,7 @@ mod tests {
     #[tokio::test]
     async fn plain_login_opens_the_connection_to_every_api() {
         let sasl = sasl_config(&ALL, 0);
-        let mut auth = ConnectionAuth::sasl();
+        let mut auth = ConnectionAuth::sasl("SASL_PLAINTEXT");
         let now = Instant::now();
         assert!(auth.admit(ApiKey::ApiVersions, now).is_ok());
         let refused = auth.admit(ApiKey::Metadata, now).unwrap_err();
@@ -401,7 +489,7 @@ mod tests {
     #[tokio::test]
     async fn a_wrong_password_fails_generically_and_closes() {
         let sasl = sasl_config(&ALL, 0);
-        let mut auth = ConnectionAuth::sasl();
+        let mut auth = ConnectionAuth::sasl("SASL_PLAINTEXT");
         auth.handshake(&sasl, "PLAIN");
         let outcome = auth
             .authenticate(
@@ -424,7 +512,7 @@ mod tests {
     #[tokio::test]
     async fn out_of_order_and_unknown_mechanisms_are_refused() {
         let sasl = sasl_config(&[Mechanism::Scram(ScramMechanism::Sha512)], 0);
-        let mut auth = ConnectionAuth::sasl();
+        let mut auth = ConnectionAuth::sasl("SASL_PLAINTEXT");
         let early = auth
             .authenticate(&sasl, image(), b"n,,n=alice,r=x".to_vec(), "/127.0.0.1")
             .await;
@@ -458,7 +546,7 @@ mod tests {
     #[tokio::test]
     async fn sessions_expire_and_reauthentication_keeps_the_principal() {
         let sasl = sasl_config(&ALL, 60_000);
-        let mut auth = ConnectionAuth::sasl();
+        let mut auth = ConnectionAuth::sasl("SASL_PLAINTEXT");
         auth.handshake(&sasl, "PLAIN");
         let outcome = auth
             .authenticate(
@@ -496,7 +584,7 @@ mod tests {
     #[tokio::test]
     async fn scram_takes_two_tokens() {
         let sasl = sasl_config(&ALL, 0);
-        let mut auth = ConnectionAuth::sasl();
+        let mut auth = ConnectionAuth::sasl("SASL_PLAINTEXT");
         auth.handshake(&sasl, "SCRAM-SHA-256");
         let first = auth
             .authenticate(&sasl, image(), b"n,,n=alice,r=abc".to_vec(), "/127.0.0.1")
@@ -515,5 +603,107 @@ mod tests {
             .await;
         assert_eq!(last.error_code, error::SASL_AUTHENTICATION_FAILED);
         assert!(auth.take_close().is_some());
+    }
+
+    fn oauth_message(claims: serde_json::Value) -> Vec<u8> {
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        use base64::Engine;
+        let token = format!(
+            "{}.{}.",
+            URL_SAFE_NO_PAD.encode(r#"{"alg":"none"}"#),
+            URL_SAFE_NO_PAD.encode(claims.to_string())
+        );
+        format!("n,,\u{1}auth=Bearer {token}\u{1}\u{1}").into_bytes()
+    }
+
+    fn epoch_s() -> i64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64
+    }
+
+    #[tokio::test]
+    async fn oauthbearer_sessions_end_with_the_token() {
+        let sasl = sasl_config(&[Mechanism::OAuthBearer], 3_600_000);
+        let mut auth = ConnectionAuth::sasl("SASL_PLAINTEXT");
+        assert_eq!(auth.handshake(&sasl, "OAUTHBEARER").error_code, error::NONE);
+        let message = oauth_message(serde_json::json!({"sub": "olga", "exp": epoch_s() + 10}));
+        let outcome = auth
+            .authenticate(&sasl, image(), message, "/127.0.0.1")
+            .await;
+        assert_eq!(outcome.error_code, error::NONE, "{outcome:?}");
+        assert!(outcome.auth_bytes.is_empty());
+        assert!(
+            (1..=10_000).contains(&outcome.session_lifetime_ms),
+            "the token's 10 s, not connections.max.reauth.ms: {}",
+            outcome.session_lifetime_ms
+        );
+        assert_eq!(auth.principal(), "User:olga");
+        assert!(auth.admit(ApiKey::Produce, Instant::now()).is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_refused_token_is_a_challenge_then_a_failure() {
+        let sasl = sasl_config(&[Mechanism::OAuthBearer], 0);
+        let mut auth = ConnectionAuth::sasl("SASL_PLAINTEXT");
+        auth.handshake(&sasl, "OAUTHBEARER");
+        let expired = oauth_message(serde_json::json!({"sub": "olga", "exp": epoch_s() - 10}));
+        let challenge = auth
+            .authenticate(&sasl, image(), expired, "/127.0.0.1")
+            .await;
+        assert_eq!(challenge.error_code, error::NONE);
+        assert_eq!(challenge.auth_bytes, br#"{"status":"invalid_token"}"#);
+        assert_eq!(auth.take_close(), None);
+        let last = auth
+            .authenticate(&sasl, image(), vec![1], "/127.0.0.1")
+            .await;
+        assert_eq!(last.error_code, error::SASL_AUTHENTICATION_FAILED);
+        assert_eq!(
+            last.error_message.as_deref(),
+            Some(r#"{"status":"invalid_token"}"#)
+        );
+        assert!(auth.take_close().is_some());
+        assert_eq!(auth.principal(), ANONYMOUS);
+
+        // Anything but the acknowledgement after a refusal fails at once.
+        let mut auth = ConnectionAuth::sasl("SASL_PLAINTEXT");
+        auth.handshake(&sasl, "OAUTHBEARER");
+        let expired = oauth_message(serde_json::json!({"sub": "olga", "exp": epoch_s() - 10}));
+        auth.authenticate(&sasl, image(), expired, "/127.0.0.1")
+            .await;
+        let good = oauth_message(serde_json::json!({"sub": "olga", "exp": epoch_s() + 60}));
+        let retried = auth.authenticate(&sasl, image(), good, "/127.0.0.1").await;
+        assert_eq!(retried.error_code, error::SASL_AUTHENTICATION_FAILED);
+        assert!(auth.take_close().is_some());
+
+        // A malformed first message fails with the generic message.
+        let mut auth = ConnectionAuth::sasl("SASL_PLAINTEXT");
+        auth.handshake(&sasl, "OAUTHBEARER");
+        let garbage = auth
+            .authenticate(&sasl, image(), b"n,,".to_vec(), "/127.0.0.1")
+            .await;
+        assert_eq!(garbage.error_code, error::SASL_AUTHENTICATION_FAILED);
+        assert_eq!(
+            garbage.error_message.as_deref(),
+            Some("Authentication failed during authentication due to invalid credentials with SASL mechanism OAUTHBEARER")
+        );
+    }
+
+    #[tokio::test]
+    async fn an_authorization_id_must_be_the_tokens_principal() {
+        let sasl = sasl_config(&[Mechanism::OAuthBearer], 0);
+        let mut auth = ConnectionAuth::sasl("SASL_PLAINTEXT");
+        auth.handshake(&sasl, "OAUTHBEARER");
+        let mut message = oauth_message(serde_json::json!({"sub": "olga", "exp": epoch_s() + 60}));
+        message.splice(0..3, b"n,a=admin,".iter().copied());
+        let outcome = auth
+            .authenticate(&sasl, image(), message, "/127.0.0.1")
+            .await;
+        assert_eq!(outcome.error_code, error::SASL_AUTHENTICATION_FAILED);
+        assert!(outcome
+            .error_message
+            .unwrap()
+            .contains("(admin) that is different from the token's principal name (olga)"));
     }
 }

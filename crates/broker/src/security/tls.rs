@@ -215,7 +215,30 @@ fn certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
 
 /// The authorities client certificates must chain to.
 fn trust_store(sources: &Sources) -> Result<Option<RootCertStore>, String> {
-    let (pem, from) = match (&sources.truststore, &sources.inline_trust) {
+    roots(sources.truststore.as_ref(), sources.inline_trust.as_ref())
+}
+
+/// The authorities of `ssl.truststore.location` / `ssl.truststore.certificates`,
+/// for the broker's own HTTPS requests (as Kafka's SslFactory in client
+/// mode uses them); `None` when neither is set.
+pub(crate) fn configured_roots(config: &BrokerConfig) -> Result<Option<RootCertStore>, String> {
+    roots(
+        config
+            .get("ssl.truststore.location")
+            .map(PathBuf::from)
+            .as_ref(),
+        config
+            .get("ssl.truststore.certificates")
+            .map(str::to_string)
+            .as_ref(),
+    )
+}
+
+fn roots(
+    truststore: Option<&PathBuf>,
+    inline_trust: Option<&String>,
+) -> Result<Option<RootCertStore>, String> {
+    let (pem, from) = match (truststore, inline_trust) {
         (Some(path), None) => (
             read(path, "ssl.truststore.location")?,
             format!("ssl.truststore.location {}", path.display()),

@@ -32,6 +32,8 @@
 //! * `netns_partition` — three `sluice serve` processes in network
 //!   namespaces; the leader cut off by blackhole routes acknowledges no
 //!   acks=all write and its divergent tail is truncated after healing.
+//! * `oauth` — SASL OAUTHBEARER through librdkafka: unsecured JWTs, and
+//!   signed tokens checked against a JWKS.
 //! * `protocol` — malformed frames and invalid batches on raw sockets.
 //! * `quotas` — client quotas: AlterClientQuotas and DescribeClientQuotas,
 //!   librdkafka producers and consumers held to their byte rates, request
@@ -65,6 +67,7 @@ mod kip848;
 mod lifecycle;
 mod metadata_damage;
 mod netns_partition;
+mod oauth;
 mod protocol;
 mod quotas;
 mod rdkafka_client;

@@ -109,13 +109,18 @@ fn send(s: &mut TcpStream, api: ApiKey, version: i16, body: RequestKind) {
         .unwrap();
 }
 
-fn call(s: &mut TcpStream, api: ApiKey, version: i16, body: RequestKind) -> ResponseKind {
+pub(crate) fn call(
+    s: &mut TcpStream,
+    api: ApiKey,
+    version: i16,
+    body: RequestKind,
+) -> ResponseKind {
     send(s, api, version, body);
     let frame = read_frame(s).expect("a response");
     decode_response(api, version, frame).expect("decodable").1
 }
 
-fn handshake(s: &mut TcpStream, mechanism: &'static str) -> (i16, Vec<String>) {
+pub(crate) fn handshake(s: &mut TcpStream, mechanism: &'static str) -> (i16, Vec<String>) {
     let body = RequestKind::SaslHandshake(
         SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str(mechanism)),
     );
