@@ -18,7 +18,8 @@
 #   - SASL (when this script starts the broker): a second broker on a
 #     SASL_PLAINTEXT listener with a user made by --add-scram;
 #     scripts/sasl_check.py (confluent-kafka: PLAIN, SCRAM-SHA-256 and
-#     SCRAM-SHA-512 logins, wrong password, unknown user) and kcat with
+#     SCRAM-SHA-512 logins, wrong password, unknown user; kafka-python over
+#     SaslHandshake v0 with raw tokens) and kcat with
 #     SCRAM-SHA-512/256 and a wrong password.
 #   - OAUTHBEARER (when this script starts the broker): scripts/oauth_check.py
 #     starts two more brokers (the unsecured validator; a JWKS file) and

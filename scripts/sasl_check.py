@@ -4,7 +4,10 @@ SCRAM too) against a Sluice broker whose listener is SASL_PLAINTEXT.
 
 For PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512: the right password produces and
 reads back a record; a wrong password and an unknown user are refused with
-an authentication error, while a logged-in producer goes on working.
+an authentication error, while a logged-in producer goes on working. Then
+kafka-python told it talks to Kafka 0.11 logs in with SaslHandshake v0 and
+raw SASL tokens (no SaslAuthenticate), produces and reads back, and its
+wrong password is refused.
 
 Usage: scripts/sasl_check.py HOST:PORT USER PASSWORD
   USER must have both SCRAM-SHA-256 and SCRAM-SHA-512 credentials.
@@ -84,6 +87,40 @@ def refused(bootstrap, mechanism, user, password):
         consumer.close()
 
 
+def kafka_python_v0(bootstrap, mechanism, user, password):
+    """kafka-python with api_version=(0, 11, 0): SaslHandshake v0, raw tokens."""
+    from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+    from kafka.errors import KafkaError as PyKafkaError
+
+    conf = dict(bootstrap_servers=bootstrap, security_protocol="SASL_PLAINTEXT", sasl_mechanism=mechanism,
+                sasl_plain_username=user, sasl_plain_password=password, api_version=(0, 11, 0))
+    what = f"kafka-python {mechanism} over SaslHandshake v0 (raw tokens)"
+    topic = f"sasl-v0-{mechanism.lower()}-{uuid.uuid4().hex[:8]}"
+    try:
+        producer = KafkaProducer(**conf)
+        producer.send(topic, b"raw").get(timeout=TIMEOUT_S)
+        producer.close()
+        consumer = KafkaConsumer(**conf, consumer_timeout_ms=10_000)
+        tp = TopicPartition(topic, 0)
+        consumer.assign([tp])
+        consumer.seek_to_beginning(tp)
+        got = [m.value for m in consumer]
+        consumer.close()
+        report(got == [b"raw"], f"{what}: produce and consume", got)
+    except Exception as e:  # noqa: BLE001
+        report(False, f"{what}: produce and consume", e)
+    # v0 cannot carry an error: the broker closes the connection, so the
+    # client never gets metadata and its send times out.
+    bad = KafkaProducer(**{**conf, "sasl_plain_password": password + "x"}, max_block_ms=5000)
+    try:
+        bad.send(topic, b"refused").get(timeout=10)
+        report(False, f"{what}: wrong password refused", "the record was written")
+    except PyKafkaError as e:
+        report(True, f"{what}: wrong password refused ({type(e).__name__})")
+    finally:
+        bad.close(timeout=1)
+
+
 def main():
     bootstrap, user, password = sys.argv[1:4]
     for mechanism in ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]:
@@ -101,6 +138,7 @@ def main():
         report(ok, f"confluent-kafka {mechanism} unknown user refused", detail)
         producer.produce(topic, value=b"second")
         report(producer.flush(TIMEOUT_S) == 0, f"confluent-kafka {mechanism} logged-in producer unaffected")
+        kafka_python_v0(bootstrap, mechanism, user, password)
     print(f"sasl_check: {failures} failure(s)")
     sys.exit(1 if failures else 0)
 

@@ -395,6 +395,21 @@ async fn serve_connection(
         if let Some(until) = activity.muted_until() {
             tokio::time::sleep_until(until.into()).await;
         }
+        if auth.expects_raw_token() {
+            match raw_sasl_token(&state, frame, &client, &mut auth).await {
+                Ok(reply) => {
+                    activity.in_flight.fetch_add(1, Ordering::Relaxed);
+                    if tx.send(Outgoing::Ready(reply)).await.is_err() {
+                        break;
+                    }
+                    continue;
+                }
+                Err(reason) => {
+                    tracing::info!(%peer, %reason, "closing connection");
+                    break;
+                }
+            }
+        }
         activity.in_flight.fetch_add(1, Ordering::Relaxed);
         match handle_frame(&state, frame, &client, &mut auth, &activity).await {
             Ok(Some(out)) => {
@@ -418,6 +433,31 @@ async fn serve_connection(
     }
     drop(tx);
     let _ = writer_task.await;
+}
+
+/// One SASL token sent as a raw frame after SaslHandshake v0: the reply is
+/// the mechanism's answer as a raw frame; a failure closes the connection
+/// (after `connection.failed.authentication.delay.ms`), as v0 has no way
+/// to carry an error.
+async fn raw_sasl_token(
+    state: &Arc<BrokerState>,
+    token: Bytes,
+    client: &Peer,
+    auth: &mut ConnectionAuth,
+) -> Result<Bytes, String> {
+    let (outcome, delay) =
+        handlers::sasl_authenticate::authenticate(state, auth, token.to_vec(), &client.host).await;
+    if outcome.error_code != sluice_protocol::error::NONE {
+        if let Some(delay) = delay {
+            tokio::time::sleep(delay).await;
+        }
+        return Err("failed SASL authentication (SaslHandshake v0, raw tokens)".to_string());
+    }
+    let len = u32::try_from(outcome.auth_bytes.len()).map_err(|_| "SASL token too large")?;
+    let mut reply = Vec::with_capacity(4 + outcome.auth_bytes.len());
+    reply.extend_from_slice(&len.to_be_bytes());
+    reply.extend_from_slice(&outcome.auth_bytes);
+    Ok(Bytes::from(reply))
 }
 
 /// Decodes and dispatches one request. `Err` closes the connection, as Kafka

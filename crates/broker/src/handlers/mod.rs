@@ -337,7 +337,7 @@ async fn serve(
             Reply::Now(Box::new(consumer_group_describe::handle(state, req)))
         }
         RequestKind::SaslHandshake(req) => {
-            Reply::Now(Box::new(sasl_handshake::handle(state, req, auth)))
+            Reply::Now(Box::new(sasl_handshake::handle(state, req, version, auth)))
         }
         RequestKind::SaslAuthenticate(req) => {
             sasl_authenticate::handle(state, req, auth, client_host).await

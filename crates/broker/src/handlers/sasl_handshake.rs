@@ -1,30 +1,25 @@
 //! SaslHandshake (key 17): the client names the SASL mechanism it will
 //! authenticate with and hears the enabled ones (`sasl.enabled.mechanisms`).
-//! Only v1 is served: v0 means the tokens follow as raw frames outside
-//! Kafka's request envelope, which no current client sends. v0 is still
-//! advertised, as Kafka does, because librdkafka (kcat's 2.0.2 at least)
-//! derives its "SASL handshake supported" feature from a range that
-//! includes v0 and otherwise refuses to authenticate at all; a v0 request
-//! closes the connection.
+//! v1 is followed by SaslAuthenticate requests; after v0 (pre-1.0
+//! clients, or ones told to speak 0.10) the mechanism's tokens follow as
+//! raw length-prefixed frames outside Kafka's request envelope, answered
+//! the same way, and a failure closes the connection (v0 has no error
+//! message), as in Kafka's SaslServerAuthenticator.
 
 use super::{str_bytes, ApiSupport};
 use crate::security::ConnectionAuth;
 use crate::state::BrokerState;
 use kafka_protocol::messages::{ApiKey, ResponseKind, SaslHandshakeRequest, SaslHandshakeResponse};
 
-pub(crate) const API: ApiSupport = ApiSupport {
-    key: ApiKey::SaslHandshake,
-    min: 0,
-    min_implemented: 1,
-    max: 1,
-};
+pub(crate) const API: ApiSupport = ApiSupport::new(ApiKey::SaslHandshake, 0, 1);
 
 pub(crate) fn handle(
     state: &BrokerState,
     request: SaslHandshakeRequest,
+    version: i16,
     auth: &mut ConnectionAuth,
 ) -> ResponseKind {
-    let outcome = auth.handshake(&state.sasl, &request.mechanism);
+    let outcome = auth.handshake(&state.sasl, &request.mechanism, version == 0);
     ResponseKind::SaslHandshake(
         SaslHandshakeResponse::default()
             .with_error_code(outcome.error_code)

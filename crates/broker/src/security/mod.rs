@@ -24,7 +24,7 @@ mod session;
 pub(crate) mod tls;
 
 pub use bootstrap::ScramBootstrap;
-pub(crate) use session::ConnectionAuth;
+pub(crate) use session::{AuthenticateOutcome, ConnectionAuth};
 
 use crate::config::BrokerConfig;
 use sluice_metadata::ScramMechanism;

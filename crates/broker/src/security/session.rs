@@ -30,6 +30,9 @@ pub(crate) struct ConnectionAuth {
     /// The last successful authentication.
     session: Option<Session>,
     exchange: Exchange,
+    /// SaslHandshake v0 chose the mechanism: its tokens come as raw
+    /// length-prefixed frames, not SaslAuthenticate requests.
+    raw_tokens: bool,
     /// Set when the connection must close once its current reply is sent.
     close: Option<String>,
 }
@@ -116,6 +119,7 @@ impl ConnectionAuth {
             certificate_principal,
             session: None,
             exchange: Exchange::Idle,
+            raw_tokens: false,
             close: None,
         }
     }
@@ -166,7 +170,20 @@ impl ConnectionAuth {
         self.close = Some(reason.into());
     }
 
-    pub(crate) fn handshake(&mut self, sasl: &SaslConfig, mechanism: &str) -> HandshakeOutcome {
+    /// Whether the next frame is a raw SASL token (after SaslHandshake v0)
+    /// rather than a Kafka request.
+    pub(crate) fn expects_raw_token(&self) -> bool {
+        self.raw_tokens && !matches!(self.exchange, Exchange::Idle)
+    }
+
+    /// SaslHandshake; `raw_tokens` for v0, whose tokens then follow as
+    /// raw frames (pre-1.0 clients).
+    pub(crate) fn handshake(
+        &mut self,
+        sasl: &SaslConfig,
+        mechanism: &str,
+        raw_tokens: bool,
+    ) -> HandshakeOutcome {
         if !self.required {
             // Kafka's answer on a listener without SASL.
             return HandshakeOutcome {
@@ -182,9 +199,18 @@ impl ConnectionAuth {
                 mechanisms,
             };
         }
+        if raw_tokens && self.session.is_some() {
+            // KIP-368: re-authentication speaks SaslAuthenticate.
+            self.close_after_reply("SaslHandshake v0 to re-authenticate (v1 is required)");
+            return HandshakeOutcome {
+                error_code: error::ILLEGAL_SASL_STATE,
+                mechanisms,
+            };
+        }
         match Mechanism::from_name(mechanism).filter(|m| sasl.enabled.contains(m)) {
             Some(chosen) => {
                 self.exchange = Exchange::Chosen(chosen);
+                self.raw_tokens = raw_tokens;
                 HandshakeOutcome {
                     error_code: error::NONE,
                     mechanisms,
@@ -466,7 +492,7 @@ mod tests {
         assert!(auth.admit(ApiKey::ApiVersions, now).is_ok());
         let refused = auth.admit(ApiKey::Metadata, now).unwrap_err();
         assert!(refused.contains("before SASL authentication"), "{refused}");
-        let handshake = auth.handshake(&sasl, "PLAIN");
+        let handshake = auth.handshake(&sasl, "PLAIN", false);
         assert_eq!(handshake.error_code, error::NONE);
         assert_eq!(
             handshake.mechanisms,
@@ -490,7 +516,7 @@ mod tests {
     async fn a_wrong_password_fails_generically_and_closes() {
         let sasl = sasl_config(&ALL, 0);
         let mut auth = ConnectionAuth::sasl("SASL_PLAINTEXT");
-        auth.handshake(&sasl, "PLAIN");
+        auth.handshake(&sasl, "PLAIN", false);
         let outcome = auth
             .authenticate(
                 &sasl,
@@ -518,11 +544,11 @@ mod tests {
             .await;
         assert_eq!(early.error_code, error::ILLEGAL_SASL_STATE);
         assert!(auth.take_close().is_some());
-        let unsupported = auth.handshake(&sasl, "PLAIN");
+        let unsupported = auth.handshake(&sasl, "PLAIN", false);
         assert_eq!(unsupported.error_code, error::UNSUPPORTED_SASL_MECHANISM);
         assert_eq!(unsupported.mechanisms, ["SCRAM-SHA-512"]);
         assert!(auth.take_close().is_some());
-        let gssapi = auth.handshake(&sasl, "GSSAPI");
+        let gssapi = auth.handshake(&sasl, "GSSAPI", false);
         assert_eq!(gssapi.error_code, error::UNSUPPORTED_SASL_MECHANISM);
     }
 
@@ -532,7 +558,7 @@ mod tests {
         let mut auth = ConnectionAuth::none();
         assert!(auth.admit(ApiKey::Produce, Instant::now()).is_ok());
         assert_eq!(
-            auth.handshake(&sasl, "PLAIN").error_code,
+            auth.handshake(&sasl, "PLAIN", false).error_code,
             error::ILLEGAL_SASL_STATE
         );
         let outcome = auth
@@ -547,7 +573,7 @@ mod tests {
     async fn sessions_expire_and_reauthentication_keeps_the_principal() {
         let sasl = sasl_config(&ALL, 60_000);
         let mut auth = ConnectionAuth::sasl("SASL_PLAINTEXT");
-        auth.handshake(&sasl, "PLAIN");
+        auth.handshake(&sasl, "PLAIN", false);
         let outcome = auth
             .authenticate(
                 &sasl,
@@ -561,7 +587,7 @@ mod tests {
         let expired = auth.admit(ApiKey::Fetch, later).unwrap_err();
         assert!(expired.contains("connections.max.reauth.ms"), "{expired}");
         // Re-authenticating as the same user renews the session...
-        auth.handshake(&sasl, "PLAIN");
+        auth.handshake(&sasl, "PLAIN", false);
         let again = auth
             .authenticate(
                 &sasl,
@@ -573,7 +599,7 @@ mod tests {
         assert_eq!(again.error_code, error::NONE);
         assert!(auth.admit(ApiKey::Fetch, Instant::now()).is_ok());
         // ...as someone else fails.
-        auth.handshake(&sasl, "PLAIN");
+        auth.handshake(&sasl, "PLAIN", false);
         let other = auth
             .authenticate(&sasl, image(), b"\0bob\0bob-secret".to_vec(), "/127.0.0.1")
             .await;
@@ -585,7 +611,7 @@ mod tests {
     async fn scram_takes_two_tokens() {
         let sasl = sasl_config(&ALL, 0);
         let mut auth = ConnectionAuth::sasl("SASL_PLAINTEXT");
-        auth.handshake(&sasl, "SCRAM-SHA-256");
+        auth.handshake(&sasl, "SCRAM-SHA-256", false);
         let first = auth
             .authenticate(&sasl, image(), b"n,,n=alice,r=abc".to_vec(), "/127.0.0.1")
             .await;
@@ -627,7 +653,10 @@ mod tests {
     async fn oauthbearer_sessions_end_with_the_token() {
         let sasl = sasl_config(&[Mechanism::OAuthBearer], 3_600_000);
         let mut auth = ConnectionAuth::sasl("SASL_PLAINTEXT");
-        assert_eq!(auth.handshake(&sasl, "OAUTHBEARER").error_code, error::NONE);
+        assert_eq!(
+            auth.handshake(&sasl, "OAUTHBEARER", false).error_code,
+            error::NONE
+        );
         let message = oauth_message(serde_json::json!({"sub": "olga", "exp": epoch_s() + 10}));
         let outcome = auth
             .authenticate(&sasl, image(), message, "/127.0.0.1")
@@ -647,7 +676,7 @@ mod tests {
     async fn a_refused_token_is_a_challenge_then_a_failure() {
         let sasl = sasl_config(&[Mechanism::OAuthBearer], 0);
         let mut auth = ConnectionAuth::sasl("SASL_PLAINTEXT");
-        auth.handshake(&sasl, "OAUTHBEARER");
+        auth.handshake(&sasl, "OAUTHBEARER", false);
         let expired = oauth_message(serde_json::json!({"sub": "olga", "exp": epoch_s() - 10}));
         let challenge = auth
             .authenticate(&sasl, image(), expired, "/127.0.0.1")
@@ -668,7 +697,7 @@ mod tests {
 
         // Anything but the acknowledgement after a refusal fails at once.
         let mut auth = ConnectionAuth::sasl("SASL_PLAINTEXT");
-        auth.handshake(&sasl, "OAUTHBEARER");
+        auth.handshake(&sasl, "OAUTHBEARER", false);
         let expired = oauth_message(serde_json::json!({"sub": "olga", "exp": epoch_s() - 10}));
         auth.authenticate(&sasl, image(), expired, "/127.0.0.1")
             .await;
@@ -679,7 +708,7 @@ mod tests {
 
         // A malformed first message fails with the generic message.
         let mut auth = ConnectionAuth::sasl("SASL_PLAINTEXT");
-        auth.handshake(&sasl, "OAUTHBEARER");
+        auth.handshake(&sasl, "OAUTHBEARER", false);
         let garbage = auth
             .authenticate(&sasl, image(), b"n,,".to_vec(), "/127.0.0.1")
             .await;
@@ -694,7 +723,7 @@ mod tests {
     async fn an_authorization_id_must_be_the_tokens_principal() {
         let sasl = sasl_config(&[Mechanism::OAuthBearer], 0);
         let mut auth = ConnectionAuth::sasl("SASL_PLAINTEXT");
-        auth.handshake(&sasl, "OAUTHBEARER");
+        auth.handshake(&sasl, "OAUTHBEARER", false);
         let mut message = oauth_message(serde_json::json!({"sub": "olga", "exp": epoch_s() + 60}));
         message.splice(0..3, b"n,a=admin,".iter().copied());
         let outcome = auth

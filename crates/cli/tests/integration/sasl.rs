@@ -354,3 +354,54 @@ fn an_address_past_its_failed_login_limit_is_refused_even_the_right_password() {
         error::SASL_AUTHENTICATION_FAILED
     );
 }
+
+/// Writes one raw length-prefixed frame (a SASL token after SaslHandshake v0).
+fn send_raw(s: &mut TcpStream, token: &[u8]) {
+    let mut frame = (token.len() as u32).to_be_bytes().to_vec();
+    frame.extend_from_slice(token);
+    s.write_all(&frame).unwrap();
+}
+
+#[test]
+fn handshake_v0_takes_raw_tokens() {
+    let broker = sasl_broker();
+    let addr = broker.bootstrap();
+    let handshake_v0 = |s: &mut TcpStream, mechanism: &'static str| {
+        let body = RequestKind::SaslHandshake(
+            SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str(mechanism)),
+        );
+        let ResponseKind::SaslHandshake(r) = call(s, ApiKey::SaslHandshake, 0, body) else {
+            panic!("not a SaslHandshake response")
+        };
+        r.error_code
+    };
+
+    // PLAIN: one raw token, an empty raw answer, then requests are served.
+    let mut s = connect(&addr);
+    assert_eq!(handshake_v0(&mut s, "PLAIN"), error::NONE);
+    send_raw(&mut s, b"\0admin\0admin-secret");
+    let answer = read_frame(&mut s).expect("a raw answer");
+    assert!(answer.is_empty(), "{answer:?}");
+    let ResponseKind::Metadata(m) = call(&mut s, ApiKey::Metadata, 12, metadata()) else {
+        panic!("not a Metadata response")
+    };
+    assert_eq!(m.brokers.len(), 1);
+
+    // SCRAM: the server-first comes back raw; a bad proof closes.
+    let mut s = connect(&addr);
+    assert_eq!(handshake_v0(&mut s, "SCRAM-SHA-256"), error::NONE);
+    send_raw(&mut s, b"n,,n=admin,r=clientnonce");
+    let server_first = read_frame(&mut s).expect("the server-first message");
+    assert!(
+        server_first.starts_with(b"r=clientnonce"),
+        "{server_first:?}"
+    );
+    send_raw(&mut s, b"c=biws,r=clientnonce,p=AAAA");
+    expect_closed(&mut s, "a wrong SCRAM proof in raw mode");
+
+    // A wrong PLAIN password: no answer, the connection closes.
+    let mut s = connect(&addr);
+    assert_eq!(handshake_v0(&mut s, "PLAIN"), error::NONE);
+    send_raw(&mut s, b"\0admin\0wrong");
+    expect_closed(&mut s, "a wrong password in raw mode");
+}
