@@ -4,6 +4,7 @@
 use super::{str_bytes, ApiSupport};
 use crate::group::assignor::Partitions;
 use crate::group::GroupCoordinator;
+use crate::security::authorizer::{all_operations, resource, OPERATIONS_NOT_REQUESTED};
 use crate::state::BrokerState;
 use kafka_protocol::messages::consumer_group_describe_response::{
     Assignment, DescribedGroup, Member, TopicPartitions,
@@ -30,6 +31,7 @@ pub(crate) fn handle(state: &BrokerState, request: ConsumerGroupDescribeRequest)
         .map(|id| GroupCoordinator::coordinator_error(state, id))
         .collect();
     let groups = state.groups.lock();
+    let include_operations = request.include_authorized_operations;
     let described = request
         .group_ids
         .into_iter()
@@ -37,7 +39,7 @@ pub(crate) fn handle(state: &BrokerState, request: ConsumerGroupDescribeRequest)
         .map(|(id, not_here)| {
             let d = DescribedGroup::default()
                 .with_group_id(id.clone())
-                .with_authorized_operations(i32::MIN);
+                .with_authorized_operations(OPERATIONS_NOT_REQUESTED);
             if let Some(code) = not_here {
                 return d.with_error_code(code);
             }
@@ -52,6 +54,13 @@ pub(crate) fn handle(state: &BrokerState, request: ConsumerGroupDescribeRequest)
                     .with_error_message(Some(str_bytes(message)));
             };
             let empty = Partitions::new();
+            // KIP-430: every operation without an authorizer (which
+            // narrows them to the caller's).
+            let d = if include_operations {
+                d.with_authorized_operations(all_operations(resource::GROUP))
+            } else {
+                d
+            };
             d.with_group_state(str_bytes(group.state().name()))
                 .with_group_epoch(group.group_epoch)
                 .with_assignment_epoch(group.assignment_epoch)

@@ -2,6 +2,7 @@
 //! (KIP-1073) may ask for fenced brokers too.
 
 use super::{str_bytes, ApiSupport};
+use crate::security::authorizer::{all_operations, resource, OPERATIONS_NOT_REQUESTED};
 use crate::state::BrokerState;
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{
@@ -25,7 +26,11 @@ pub(crate) fn handle(
         .with_endpoint_type(request.endpoint_type)
         .with_cluster_id(str_bytes(state.cluster_id()))
         .with_controller_id(BrokerId(state.controller_id()))
-        .with_cluster_authorized_operations(i32::MIN);
+        .with_cluster_authorized_operations(if request.include_cluster_authorized_operations {
+            all_operations(resource::CLUSTER)
+        } else {
+            OPERATIONS_NOT_REQUESTED
+        });
     if request.endpoint_type != ENDPOINT_BROKERS {
         response.error_code = error::MISMATCHED_ENDPOINT_TYPE;
         response.error_message = Some(str_bytes(

@@ -5,6 +5,7 @@
 use super::{str_bytes, ApiSupport};
 use crate::group::classic::GroupState;
 use crate::group::GroupCoordinator;
+use crate::security::authorizer::{all_operations, resource, OPERATIONS_NOT_REQUESTED};
 use crate::state::BrokerState;
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use kafka_protocol::messages::{
@@ -30,6 +31,7 @@ pub(crate) fn handle(
         .map(|id| GroupCoordinator::coordinator_error(state, id))
         .collect();
     let groups = state.groups.lock();
+    let include_operations = request.include_authorized_operations;
     let described = request
         .groups
         .into_iter()
@@ -37,7 +39,7 @@ pub(crate) fn handle(
         .map(|(id, not_here)| {
             let mut d = DescribedGroup::default()
                 .with_group_id(id.clone())
-                .with_authorized_operations(i32::MIN);
+                .with_authorized_operations(OPERATIONS_NOT_REQUESTED);
             if let Some(code) = not_here {
                 d.error_code = code;
                 return d;
@@ -92,6 +94,11 @@ pub(crate) fn handle(
                             Some(str_bytes(format!("Group {} not found.", id.as_str())));
                     }
                 }
+            }
+            // KIP-430: every operation without an authorizer (which
+            // narrows them to the caller's), for groups described at all.
+            if include_operations && d.error_code == error::NONE {
+                d.authorized_operations = all_operations(resource::GROUP);
             }
             d
         })

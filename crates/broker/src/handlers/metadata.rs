@@ -5,6 +5,7 @@
 
 use super::{str_bytes, ApiSupport};
 use crate::controller::{validate_topic_name, Controller, NewTopic};
+use crate::security::authorizer::{all_operations, resource, OPERATIONS_NOT_REQUESTED};
 use crate::state::BrokerState;
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
@@ -17,9 +18,6 @@ use sluice_protocol::error;
 use std::collections::BTreeMap;
 
 pub(crate) const API: ApiSupport = ApiSupport::new(ApiKey::Metadata, 0, 13);
-
-/// Kafka's value for "authorized operations not requested".
-const OPERATIONS_NOT_REQUESTED: i32 = i32::MIN;
 
 /// `listener` is the one the client connected to: brokers are described by
 /// their endpoints on it.
@@ -50,10 +48,14 @@ pub(crate) fn handle(
         Some(topics) if !(version == 0 && topics.is_empty()) => Some(topics),
         _ => None,
     };
+    let operations = Operations {
+        topics: request.include_topic_authorized_operations,
+        cluster: request.include_cluster_authorized_operations,
+    };
     let Some(requested) = requested else {
         let image = state.image();
         response.topics = image.topics().map(|t| describe(state, t)).collect();
-        return ResponseKind::Metadata(response);
+        return ResponseKind::Metadata(operations.fill(response));
     };
     // Before v4 a request could not forbid auto-creation.
     let allow_create = (version < 4 || request.allow_auto_topic_creation)
@@ -85,7 +87,33 @@ pub(crate) fn handle(
         };
         response.topics.push(topic);
     }
-    ResponseKind::Metadata(response)
+    ResponseKind::Metadata(operations.fill(response))
+}
+
+/// Which `authorized_operations` (KIP-430) the request asked for. Without
+/// an authorizer every operation is allowed, so they are all reported;
+/// with one, authorization narrows them to the caller's.
+struct Operations {
+    topics: bool,
+    /// v8–v10 only.
+    cluster: bool,
+}
+
+impl Operations {
+    fn fill(&self, mut response: MetadataResponse) -> MetadataResponse {
+        if self.cluster {
+            response.cluster_authorized_operations = all_operations(resource::CLUSTER);
+        }
+        if self.topics {
+            // Kafka leaves out topic ids it does not know.
+            for topic in &mut response.topics {
+                if topic.error_code != error::UNKNOWN_TOPIC_ID {
+                    topic.topic_authorized_operations = all_operations(resource::TOPIC);
+                }
+            }
+        }
+        response
+    }
 }
 
 fn auto_create(state: &BrokerState, name: &str) -> MetadataResponseTopic {

@@ -100,6 +100,50 @@ impl Operation {
     }
 }
 
+/// Kafka's "authorized operations not requested" (KIP-430).
+pub(crate) const OPERATIONS_NOT_REQUESTED: i32 = i32::MIN;
+
+/// The operations Kafka reports on a resource type in the
+/// `authorized_operations` fields (its AclEntry.supportedOperations).
+fn supported_operations(resource_type: i8) -> &'static [Operation] {
+    use Operation::*;
+    match resource_type {
+        resource::TOPIC => &[
+            Read,
+            Write,
+            Create,
+            Describe,
+            Delete,
+            Alter,
+            DescribeConfigs,
+            AlterConfigs,
+        ],
+        resource::GROUP => &[Read, Describe, Delete, DescribeConfigs, AlterConfigs],
+        resource::CLUSTER => &[
+            Create,
+            ClusterAction,
+            DescribeConfigs,
+            AlterConfigs,
+            IdempotentWrite,
+            Alter,
+            Describe,
+        ],
+        resource::TRANSACTIONAL_ID => &[Describe, Write],
+        _ => &[],
+    }
+}
+
+/// Kafka's bit field of operation codes (bit n for code n).
+fn operation_bits(operations: impl Iterator<Item = Operation>) -> i32 {
+    operations.fold(0, |bits, op| bits | (1 << (op as i8)))
+}
+
+/// Every reportable operation on `resource_type`: what a broker without
+/// an authorizer answers when they are requested.
+pub(crate) fn all_operations(resource_type: i8) -> i32 {
+    operation_bits(supported_operations(resource_type).iter().copied())
+}
+
 /// Kafka's permission codes.
 pub(crate) mod permission {
     pub(crate) const ANY: i8 = 1;
@@ -258,6 +302,23 @@ impl Authorizer {
 }
 
 impl Authorizer {
+    /// The operations `caller` may do on the resource, as Kafka's
+    /// AuthHelper.authorizedOperations reports them (KIP-430).
+    pub(crate) fn authorized_operations(
+        &self,
+        image: &MetadataImage,
+        caller: &Caller,
+        resource_type: i8,
+        name: &str,
+    ) -> i32 {
+        operation_bits(
+            supported_operations(resource_type)
+                .iter()
+                .copied()
+                .filter(|op| self.authorize(image, caller, *op, resource_type, name)),
+        )
+    }
+
     /// Whether `caller` may do `operation` on some resource of the type
     /// (Kafka's authorizeByResourceType, e.g. Write on any topic for an
     /// idempotent producer): an ALLOW for it on any pattern, unless a DENY
@@ -499,5 +560,54 @@ mod tests {
             "kafka.security.authorizer.AclAuthorizer"
         )])
         .is_err());
+    }
+
+    #[test]
+    fn authorized_operations_are_kafkas_bit_field() {
+        let a = authorizer(&[("super.users", "User:root")]);
+        let img = image(&[
+            acl(
+                TOPIC,
+                "orders",
+                pattern::LITERAL,
+                "User:alice",
+                "*",
+                Read,
+                ALLOW,
+            ),
+            acl(
+                TOPIC,
+                "orders",
+                pattern::LITERAL,
+                "User:alice",
+                "*",
+                AlterConfigs,
+                ALLOW,
+            ),
+            acl(
+                TOPIC,
+                "orders",
+                pattern::LITERAL,
+                "User:alice",
+                "*",
+                Describe,
+                DENY,
+            ),
+        ]);
+        // Read and AlterConfigs, DescribeConfigs implied; Describe denied.
+        let bits = a.authorized_operations(&img, &caller("User:alice"), TOPIC, "orders");
+        assert_eq!(bits, (1 << 3) | (1 << 10) | (1 << 11));
+        assert_eq!(
+            a.authorized_operations(&img, &caller("User:bob"), TOPIC, "orders"),
+            0
+        );
+        assert_eq!(
+            a.authorized_operations(&img, &caller("User:root"), TOPIC, "orders"),
+            all_operations(TOPIC)
+        );
+        // Kafka's values for every topic, group and cluster operation.
+        assert_eq!(all_operations(TOPIC), 3576);
+        assert_eq!(all_operations(GROUP), 3400);
+        assert_eq!(all_operations(resource::CLUSTER), 8096);
     }
 }

@@ -10,6 +10,7 @@
 
 mod cluster;
 mod groups;
+mod operations;
 mod topics;
 mod txns;
 
@@ -103,9 +104,12 @@ pub(crate) fn admit(state: &Arc<BrokerState>, caller: &Caller, mut request: Requ
     let outcome = match &mut request.body {
         RequestKind::ApiVersions(_)
         | RequestKind::SaslHandshake(_)
-        | RequestKind::SaslAuthenticate(_)
-        | RequestKind::DescribeCluster(_) => Ok(None),
-        RequestKind::Metadata(r) => Ok(topics::metadata(&access, r)),
+        | RequestKind::SaslAuthenticate(_) => Ok(None),
+        RequestKind::DescribeCluster(r) => Ok(operations::describe_cluster(&access, r)),
+        RequestKind::Metadata(r) => Ok(then(
+            topics::metadata(&access, r),
+            operations::metadata(&access, r),
+        )),
         RequestKind::Produce(r) => topics::produce(&access, r),
         RequestKind::Fetch(r) => topics::fetch(&access, r),
         RequestKind::ListOffsets(r) => Ok(topics::list_offsets(&access, r)),
@@ -138,12 +142,18 @@ pub(crate) fn admit(state: &Arc<BrokerState>, caller: &Caller, mut request: Requ
         RequestKind::LeaveGroup(r) => groups::leave_group(&access, r),
         RequestKind::OffsetCommit(r) => groups::offset_commit(&access, r),
         RequestKind::OffsetFetch(r) => groups::offset_fetch(&access, r, version),
-        RequestKind::DescribeGroups(r) => Ok(groups::describe_groups(&access, r)),
+        RequestKind::DescribeGroups(r) => Ok(then(
+            groups::describe_groups(&access, r),
+            operations::describe_groups(&access, r),
+        )),
         RequestKind::ListGroups(_) => Ok(groups::list_groups(&access)),
         RequestKind::DeleteGroups(r) => Ok(groups::delete_groups(&access, r)),
         RequestKind::OffsetDelete(r) => groups::offset_delete(&access, r),
         RequestKind::ConsumerGroupHeartbeat(r) => groups::consumer_group_heartbeat(&access, r),
-        RequestKind::ConsumerGroupDescribe(r) => Ok(groups::consumer_group_describe(&access, r)),
+        RequestKind::ConsumerGroupDescribe(r) => Ok(then(
+            groups::consumer_group_describe(&access, r),
+            operations::consumer_group_describe(&access, r),
+        )),
         RequestKind::InitProducerId(r) => txns::init_producer_id(&access, r),
         RequestKind::AddPartitionsToTxn(r) => txns::add_partitions_to_txn(&access, r, version),
         RequestKind::AddOffsetsToTxn(r) => txns::add_offsets_to_txn(&access, r),
@@ -168,6 +178,17 @@ type Checked = Result<Option<Patch>, Box<ResponseKind>>;
 /// Answers the whole request with `response`.
 fn refuse(response: ResponseKind) -> Checked {
     Err(Box::new(response))
+}
+
+/// One patch after the other.
+fn then(first: Option<Patch>, second: Option<Patch>) -> Option<Patch> {
+    match (first, second) {
+        (Some(first), Some(second)) => Some(Box::new(move |response: &mut ResponseKind| {
+            first(response);
+            second(response);
+        })),
+        (first, second) => first.or(second),
+    }
 }
 
 /// Removes the items `allowed` refuses from `items` and returns them.

@@ -138,7 +138,19 @@ fn heartbeat(wire: &mut Wire, group_id: &str, generation: i32, member: &str) -> 
 }
 
 fn describe_group(wire: &mut Wire, obs: &mut Obs, case: &str, group_id: &str) {
-    let request = DescribeGroupsRequest::default().with_groups(vec![group(group_id)]);
+    let request = DescribeGroupsRequest::default()
+        .with_groups(vec![group(group_id)])
+        .with_include_authorized_operations(true);
+    if let ResponseKind::DescribeGroups(r) = wire.send(RequestKind::DescribeGroups(request.clone()))
+    {
+        for g in &r.groups {
+            obs.put(
+                format!("{case}/authorized_operations_included"),
+                g.authorized_operations,
+            );
+        }
+    }
+    let request = request.with_include_authorized_operations(false);
     let ResponseKind::DescribeGroups(r) = wire.send(RequestKind::DescribeGroups(request)) else {
         panic!("not a DescribeGroups response")
     };
@@ -681,7 +693,9 @@ pub(crate) fn consumer_group(side: &mut Side, obs: &mut Obs) {
     obs.error("heartbeat/unknown_member", r.error_code);
 
     let describe = |side: &mut Side, obs: &mut Obs, case: &str, group_id: &str| {
-        let request = ConsumerGroupDescribeRequest::default().with_group_ids(vec![group(group_id)]);
+        let request = ConsumerGroupDescribeRequest::default()
+            .with_group_ids(vec![group(group_id)])
+            .with_include_authorized_operations(true);
         let ResponseKind::ConsumerGroupDescribe(r) =
             side.wire.send(RequestKind::ConsumerGroupDescribe(request))
         else {
@@ -691,6 +705,10 @@ pub(crate) fn consumer_group(side: &mut Side, obs: &mut Obs) {
             obs.error(format!("{case}/error"), d.error_code);
             obs.put(format!("{case}/state"), &d.group_state);
             obs.put(format!("{case}/assignor"), &d.assignor_name);
+            obs.put(
+                format!("{case}/authorized_operations"),
+                d.authorized_operations,
+            );
             obs.put(format!("{case}/members"), d.members.len());
             obs.put(
                 format!("{case}/epochs_agree"),

@@ -252,6 +252,37 @@ pub(crate) fn metadata(side: &mut Side, obs: &mut Obs) {
             obs.put(format!("{pk}/offline"), p.offline_replicas.len());
         }
     }
+    // KIP-430 authorized operations asked for: without an authorizer,
+    // every operation of each topic (v8+) and of the cluster (v8-10 only).
+    let request = MetadataRequest::default()
+        .with_topics(Some(
+            [name, "diff-metadata-missing", "bad name!"]
+                .iter()
+                .map(|n| MetadataRequestTopic::default().with_name(Some(topic_name(n))))
+                .collect(),
+        ))
+        .with_include_topic_authorized_operations(true);
+    for version in [10, 12] {
+        // The cluster's flag is not in v11+.
+        let request = request
+            .clone()
+            .with_include_cluster_authorized_operations(version <= 10);
+        let ResponseKind::Metadata(r) = side.wire.send_at(version, RequestKind::Metadata(request))
+        else {
+            panic!("not a Metadata response")
+        };
+        obs.put(
+            format!("operations_v{version}/cluster"),
+            r.cluster_authorized_operations,
+        );
+        for t in &r.topics {
+            let key = t.name.as_ref().map(|n| n.0.to_string()).unwrap_or_default();
+            obs.put(
+                format!("operations_v{version}/{key}"),
+                t.topic_authorized_operations,
+            );
+        }
+    }
     // All topics: the one just created is listed.
     let all = fetch_metadata(side, None, false);
     obs.put(
@@ -503,6 +534,15 @@ pub(crate) fn describe_cluster(side: &mut Side, obs: &mut Obs) {
     for b in &r.brokers {
         obs.put("broker/is_fenced", b.is_fenced);
         obs.put("broker/has_rack", b.rack.is_some());
+    }
+    let request =
+        DescribeClusterRequest::default().with_include_cluster_authorized_operations(true);
+    if let ResponseKind::DescribeCluster(r) = side.wire.send(RequestKind::DescribeCluster(request))
+    {
+        obs.put(
+            "cluster_authorized_operations/included",
+            r.cluster_authorized_operations,
+        );
     }
     // Asking for controllers (endpoint type 2) from a broker listener.
     if side.wire.version_of(ApiKey::DescribeCluster).unwrap_or(0) >= 1 {

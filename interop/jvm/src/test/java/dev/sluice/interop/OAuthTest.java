@@ -34,7 +34,16 @@ import org.apache.kafka.clients.consumer.KafkaConsumer;
 import org.apache.kafka.clients.producer.KafkaProducer;
 import org.apache.kafka.clients.producer.ProducerRecord;
 import org.apache.kafka.common.TopicPartition;
+import org.apache.kafka.clients.admin.DescribeClusterOptions;
+import org.apache.kafka.clients.admin.DescribeTopicsOptions;
+import org.apache.kafka.common.acl.AccessControlEntry;
+import org.apache.kafka.common.acl.AclBinding;
 import org.apache.kafka.common.acl.AclBindingFilter;
+import org.apache.kafka.common.acl.AclOperation;
+import org.apache.kafka.common.acl.AclPermissionType;
+import org.apache.kafka.common.resource.PatternType;
+import org.apache.kafka.common.resource.ResourcePattern;
+import org.apache.kafka.common.resource.ResourceType;
 import org.apache.kafka.common.config.SaslConfigs;
 import org.apache.kafka.common.errors.ClusterAuthorizationException;
 import org.apache.kafka.common.errors.SaslAuthenticationException;
@@ -51,7 +60,8 @@ import org.junit.jupiter.api.Test;
  * subject as the principal the authorizer checks; and RS256 tokens signed
  * here, handed to the client by a login callback handler, against a JWKS
  * file ({@code sasl.oauthbearer.jwks.endpoint.url}); a token signed by a
- * key the JWKS lacks is a SaslAuthenticationException.
+ * key the JWKS lacks is a SaslAuthenticationException. The authorized
+ * operations the admin client reports (KIP-430) follow the ACLs.
  */
 class OAuthTest {
 
@@ -148,6 +158,41 @@ class OAuthTest {
             ExecutionException e = assertThrows(ExecutionException.class,
                     () -> bob.describeAcls(AclBindingFilter.ANY).values().get(10, TimeUnit.SECONDS));
             assertInstanceOf(ClusterAuthorizationException.class, e.getCause());
+        }
+    }
+
+    /**
+     * KIP-430: describeTopics and describeCluster report what the caller may
+     * do. A super user may do everything; bob, with Read on one topic, may
+     * read and (implied) describe it, and may do nothing on the cluster.
+     */
+    @Test
+    void authorizedOperationsFollowTheAcls() throws Exception {
+        try (Admin alice = Admin.create(unsecuredLogin("alice"))) {
+            get(alice.createTopics(List.of(new NewTopic("java-oauth-ops", 1, (short) 1))).all());
+            get(alice.createAcls(List.of(new AclBinding(
+                    new ResourcePattern(ResourceType.TOPIC, "java-oauth-ops", PatternType.LITERAL),
+                    new AccessControlEntry("User:bob", "*", AclOperation.READ, AclPermissionType.ALLOW)))).all());
+            DescribeTopicsOptions withOperations = new DescribeTopicsOptions().includeAuthorizedOperations(true);
+            assertEquals(Set.of(AclOperation.READ, AclOperation.WRITE, AclOperation.CREATE, AclOperation.DELETE,
+                            AclOperation.ALTER, AclOperation.DESCRIBE, AclOperation.DESCRIBE_CONFIGS,
+                            AclOperation.ALTER_CONFIGS),
+                    get(alice.describeTopics(List.of("java-oauth-ops"), withOperations).allTopicNames())
+                            .get("java-oauth-ops").authorizedOperations());
+            assertEquals(Set.of(AclOperation.CREATE, AclOperation.CLUSTER_ACTION, AclOperation.DESCRIBE_CONFIGS,
+                            AclOperation.ALTER_CONFIGS, AclOperation.IDEMPOTENT_WRITE, AclOperation.ALTER,
+                            AclOperation.DESCRIBE),
+                    get(alice.describeCluster(new DescribeClusterOptions().includeAuthorizedOperations(true))
+                            .authorizedOperations()));
+        }
+        try (Admin bob = Admin.create(unsecuredLogin("bob"))) {
+            assertEquals(Set.of(AclOperation.READ, AclOperation.DESCRIBE),
+                    get(bob.describeTopics(List.of("java-oauth-ops"),
+                            new DescribeTopicsOptions().includeAuthorizedOperations(true)).allTopicNames())
+                            .get("java-oauth-ops").authorizedOperations());
+            assertEquals(Set.of(),
+                    get(bob.describeCluster(new DescribeClusterOptions().includeAuthorizedOperations(true))
+                            .authorizedOperations()));
         }
     }
 
