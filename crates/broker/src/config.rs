@@ -262,6 +262,8 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
     def!("sasl.oauthbearer.scope.claim.name", String, Some("scope"), Check::None, false, "The OAuth claim for the scope is often named \"scope\", but this (optional) setting can provide a different name to use for the scope included in the JWT payload's claims if the OAuth/OIDC provider uses a different name for that claim."),
     def!("sasl.oauthbearer.sub.claim.name", String, Some("sub"), Check::None, false, "The OAuth claim for the subject is often named \"sub\", but this (optional) setting can provide a different name to use for the subject included in the JWT payload's claims if the OAuth/OIDC provider uses a different name for that claim."),
     def!("sasl.oauthbearer.clock.skew.seconds", Int, Some("30"), Check::AtLeast(0), false, "The (optional) value in seconds to allow for differences between the time of the OAuth/OIDC identity provider and the broker."),
+    def!("sasl.mechanism.inter.broker.protocol", String, Some("GSSAPI"), Check::None, false, "SASL mechanism used for inter-broker communication. Default is GSSAPI. Sluice speaks PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512 to other brokers (not GSSAPI): set this when the inter-broker listener uses SASL; the credentials are in listener.name.<listener>.<mechanism>.sasl.jaas.config."),
+    def!("ssl.endpoint.identification.algorithm", String, Some("https"), Check::OneOf(&["https", ""]), false, "The endpoint identification algorithm to validate server hostname using server certificate. Sluice checks it when it connects to another broker over an SSL or SASL_SSL inter-broker listener: https checks that the certificate names the host connected to; empty skips that check (the certificate must still chain to ssl.truststore.*)."),
     def!("sasl.server.max.receive.size", Int, Some("524288"), Check::AtLeast(1), false, "The maximum receive size allowed before and during initial SASL authentication. Default receive size is 512KB. GSSAPI limits requests to 64K, but we allow upto 512KB by default for custom SASL mechanisms. In practice, PLAIN, SCRAM and OAUTH mechanisms can use much smaller limits."),
     def!("quota.window.num", Int, Some("11"), Check::AtLeast(1), false, "The number of samples to retain in memory for client quotas."),
     def!("quota.window.size.seconds", Int, Some("1"), Check::AtLeast(1), false, "The time span of each sample for client quotas."),
@@ -362,6 +364,9 @@ const OAUTH_VALIDATORS: &[&str] = &[
 pub static LISTENER_ONLY_CONFIGS: &[ConfigDef] = &[
     def!("oauthbearer.sasl.jaas.config", Password, None, Check::None, false, "JAAS login context parameters for OAUTHBEARER on this listener, in the format used by JAAS configuration files: `org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required unsecuredValidatorRequiredScope=\"...\";`. Sluice reads the unsecured validator's options from it: unsecuredValidatorPrincipalClaimName, unsecuredValidatorScopeClaimName, unsecuredValidatorRequiredScope, unsecuredValidatorAllowableClockSkewMs."),
     def!("oauthbearer.sasl.server.callback.handler.class", String, None, Check::OneOf(OAUTH_VALIDATORS), false, "How this listener validates OAUTHBEARER tokens: org.apache.kafka.common.security.oauthbearer.OAuthBearerValidatorCallbackHandler checks signed JWTs against sasl.oauthbearer.jwks.endpoint.url; org.apache.kafka.common.security.oauthbearer.internals.unsecured.OAuthBearerUnsecuredValidatorCallbackHandler accepts unsigned ones (development only). Unset: the former when sasl.oauthbearer.jwks.endpoint.url is set, else the latter."),
+    def!("plain.sasl.jaas.config", Password, None, Check::None, false, "JAAS login context parameters for SASL/PLAIN on this listener: `org.apache.kafka.common.security.plain.PlainLoginModule required username=\"...\" password=\"...\";`. Sluice reads the username and password this broker logs in to other brokers with when this is the inter-broker listener and sasl.mechanism.inter.broker.protocol is PLAIN; PLAIN logins to this broker are checked against the SCRAM credentials, not against user_<name> options."),
+    def!("scram-sha-256.sasl.jaas.config", Password, None, Check::None, false, "JAAS login context parameters for SCRAM-SHA-256 on this listener: `org.apache.kafka.common.security.scram.ScramLoginModule required username=\"...\" password=\"...\";`. Sluice reads the username and password this broker logs in to other brokers with when this is the inter-broker listener and sasl.mechanism.inter.broker.protocol is SCRAM-SHA-256."),
+    def!("scram-sha-512.sasl.jaas.config", Password, None, Check::None, false, "JAAS login context parameters for SCRAM-SHA-512 on this listener: `org.apache.kafka.common.security.scram.ScramLoginModule required username=\"...\" password=\"...\";`. Sluice reads the username and password this broker logs in to other brokers with when this is the inter-broker listener and sasl.mechanism.inter.broker.protocol is SCRAM-SHA-512."),
 ];
 
 pub fn broker_def(name: &str) -> Option<&'static ConfigDef> {
@@ -381,6 +386,9 @@ const PER_LISTENER_SETTINGS: &[&str] = &[
     "max.connection.creation.rate",
     "oauthbearer.sasl.jaas.config",
     "oauthbearer.sasl.server.callback.handler.class",
+    "plain.sasl.jaas.config",
+    "scram-sha-256.sasl.jaas.config",
+    "scram-sha-512.sasl.jaas.config",
 ];
 
 /// `(listener, setting)` of a listener-prefixed setting name.

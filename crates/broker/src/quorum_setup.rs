@@ -107,14 +107,8 @@ pub(crate) fn mode(config: &BrokerConfig, listeners: &Listeners) -> Result<Mode,
             controller.name, controller.port
         ));
     }
-    let inter_broker = listeners.inter_broker();
-    if inter_broker.protocol != crate::listeners::SecurityProtocol::Plaintext {
-        return Err(format!(
-            "the inter-broker listener {} is {}, but replication speaks PLAINTEXT only yet: add a PLAINTEXT listener (on a private network) and name it in inter.broker.listener.name",
-            inter_broker.name(),
-            inter_broker.protocol.name()
-        ));
-    }
+    // Checked now: a voter connects to its peers over this listener.
+    crate::security::inter_broker::InterBrokerSecurity::from_config(config, listeners)?;
     Ok(Mode::Raft { voters })
 }
 

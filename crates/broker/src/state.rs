@@ -23,6 +23,8 @@ pub(crate) struct BrokerState {
     /// The listener other brokers reach this one on, and that this one
     /// reaches them on (`inter.broker.listener.name`).
     pub(crate) inter_broker_listener: String,
+    /// How connections to other brokers are secured (TLS, SASL login).
+    pub(crate) inter_broker: crate::security::inter_broker::InterBrokerSecurity,
     pub(crate) rack: Option<String>,
     /// Held while the partitions are brought in line with an image, so
     /// the controller and the metadata listener never open a log twice.
@@ -65,6 +67,11 @@ impl BrokerState {
     ) -> Self {
         let listeners = config.listeners().expect("listeners are checked at start");
         let inter_broker_listener = listeners.inter_broker.clone();
+        // Checked at start on a node with peers (quorum_setup::mode); a
+        // single node never connects to another broker.
+        let inter_broker =
+            crate::security::inter_broker::InterBrokerSecurity::from_config(&config, &listeners)
+                .unwrap_or_default();
         // Broker::start has advertised every listener by then.
         let listeners = listeners
             .clients
@@ -92,6 +99,7 @@ impl BrokerState {
             node_id: config.node_id(),
             listeners,
             inter_broker_listener,
+            inter_broker,
             rack: config.get("broker.rack").map(str::to_string),
             reconciling: Mutex::new(()),
             config,

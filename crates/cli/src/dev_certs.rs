@@ -71,7 +71,10 @@ pub(crate) fn run(args: CertsArgs) -> anyhow::Result<()> {
     ];
     let ca = ca_params.self_signed(&ca_key)?;
 
-    let issue = |common_name: &str, hosts: &[String], purpose| -> anyhow::Result<Issued> {
+    let issue = |common_name: &str,
+                 hosts: &[String],
+                 purposes: &[ExtendedKeyUsagePurpose]|
+     -> anyhow::Result<Issued> {
         let key = KeyPair::generate()?;
         let mut params = CertificateParams::new(hosts.to_vec())
             .with_context(|| format!("invalid --host among {hosts:?}"))?;
@@ -83,7 +86,7 @@ pub(crate) fn run(args: CertsArgs) -> anyhow::Result<()> {
             KeyUsagePurpose::DigitalSignature,
             KeyUsagePurpose::KeyEncipherment,
         ];
-        params.extended_key_usages = vec![purpose];
+        params.extended_key_usages = purposes.to_vec();
         let certificate = params.signed_by(&key, &ca, &ca_key)?;
         Ok(Issued {
             certificate: certificate.pem(),
@@ -91,12 +94,17 @@ pub(crate) fn run(args: CertsArgs) -> anyhow::Result<()> {
         })
     };
     let broker_name = args.hosts.first().map_or("localhost", String::as_str);
+    // A broker is also a client of the other brokers (replication over an
+    // SSL inter-broker listener with ssl.client.auth=required).
     let broker = issue(
         broker_name,
         &args.hosts,
-        ExtendedKeyUsagePurpose::ServerAuth,
+        &[
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ],
     )?;
-    let client = issue(&args.client, &[], ExtendedKeyUsagePurpose::ClientAuth)?;
+    let client = issue(&args.client, &[], &[ExtendedKeyUsagePurpose::ClientAuth])?;
 
     let dir = &args.dir;
     write(dir, "ca.pem", &ca.pem(), false)?;

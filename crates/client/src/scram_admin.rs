@@ -5,7 +5,6 @@
 //! broker receives the salt, the iteration count and the salted password.
 
 use rand::RngCore;
-use sha2::{Sha256, Sha512};
 use sluice_protocol::kafka_protocol::messages::alter_user_scram_credentials_request::{
     ScramCredentialDeletion, ScramCredentialUpsertion,
 };
@@ -55,19 +54,11 @@ impl ScramMechanism {
             .find(|m| m.type_id() == id)
     }
 
-    /// Hi(password, salt, iterations) of RFC 5802: PBKDF2 with this HMAC.
-    pub(crate) fn salted_password(self, password: &str, salt: &[u8], iterations: u32) -> Vec<u8> {
+    /// The hash SCRAM computes with.
+    pub(crate) fn hash(self) -> sluice_protocol::scram::ScramHash {
         match self {
-            ScramMechanism::Sha256 => {
-                let mut out = vec![0; 32];
-                pbkdf2::pbkdf2_hmac::<Sha256>(password.as_bytes(), salt, iterations, &mut out);
-                out
-            }
-            ScramMechanism::Sha512 => {
-                let mut out = vec![0; 64];
-                pbkdf2::pbkdf2_hmac::<Sha512>(password.as_bytes(), salt, iterations, &mut out);
-                out
-            }
+            ScramMechanism::Sha256 => sluice_protocol::scram::ScramHash::Sha256,
+            ScramMechanism::Sha512 => sluice_protocol::scram::ScramHash::Sha512,
         }
     }
 }
@@ -188,7 +179,9 @@ impl Admin {
                 } => {
                     let mut salt = vec![0u8; 32];
                     rand::rng().fill_bytes(&mut salt);
-                    let salted = mechanism.salted_password(password, &salt, *iterations);
+                    let salted = mechanism
+                        .hash()
+                        .salted_password(password, &salt, *iterations);
                     req.upsertions.push(
                         ScramCredentialUpsertion::default()
                             .with_name(s(user.clone()))

@@ -2,8 +2,9 @@
 //!
 //! This crate owns the bytes: length-prefixed frames, the request/response
 //! envelope over the `kafka-protocol` crate's generated message types, codec
-//! helpers, and a zero-copy view of v2 record batches. It performs no I/O and
-//! knows nothing about sockets, storage or brokers.
+//! helpers, a zero-copy view of v2 record batches, and the client's SCRAM
+//! computation. It performs no I/O and knows nothing about sockets, storage
+//! or brokers.
 
 pub mod batch;
 pub mod compression;
@@ -12,6 +13,7 @@ pub mod envelope;
 pub mod error;
 pub mod frame;
 pub mod record;
+pub mod scram;
 
 #[cfg(test)]
 mod hostile_tests;

@@ -208,8 +208,8 @@ async fn connect(state: &BrokerState, leader: i32) -> std::io::Result<Peer> {
         )));
     };
     Peer::connect(
-        &endpoint.host,
-        endpoint.port,
+        (&endpoint.host, endpoint.port),
+        &state.inter_broker,
         CONNECT_TIMEOUT,
         format!("sluice-replica-fetcher-{}", state.node_id),
     )

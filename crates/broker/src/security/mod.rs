@@ -16,6 +16,8 @@ pub(crate) mod acl_filter;
 pub(crate) mod authorizer;
 mod bootstrap;
 pub(crate) mod failed_logins;
+pub(crate) mod inter_broker;
+mod jaas;
 pub(crate) mod oauth;
 pub(crate) mod plain;
 pub(crate) mod principal;

@@ -58,29 +58,14 @@ impl TlsServer {
             "requested" => ClientAuth::Requested,
             _ => ClientAuth::None,
         };
-        let versions = config
-            .get("ssl.enabled.protocols")
-            .unwrap_or_default()
-            .split(',')
-            .map(str::trim)
-            .filter_map(|v| match v {
-                "TLSv1.2" => Some(&rustls::version::TLS12),
-                "TLSv1.3" => Some(&rustls::version::TLS13),
-                _ => None,
-            })
-            .collect();
         let sources = Sources {
-            keystore: config.get("ssl.keystore.location").map(PathBuf::from),
-            inline_chain: config
-                .get("ssl.keystore.certificate.chain")
-                .map(str::to_string),
-            inline_key: config.get("ssl.keystore.key").map(str::to_string),
             truststore: config.get("ssl.truststore.location").map(PathBuf::from),
             inline_trust: config
                 .get("ssl.truststore.certificates")
                 .map(str::to_string),
             client_auth,
-            versions,
+            versions: enabled_versions(config),
+            ..keystore_sources(config)
         };
         let server_config = build(&sources)?;
         let seen = watched(&sources).iter().map(stamp).collect();
@@ -213,6 +198,88 @@ fn certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
         .map_err(|e| format!("unreadable PEM certificate: {e}"))
 }
 
+/// The broker's own key and chain under `ssl.keystore.*`, which it also
+/// presents as a client to other brokers; `None` when none is set.
+pub(crate) fn broker_identity(
+    config: &BrokerConfig,
+) -> Result<Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>, String> {
+    let sources = keystore_sources(config);
+    if sources.keystore.is_none() && sources.inline_chain.is_none() && sources.inline_key.is_none()
+    {
+        return Ok(None);
+    }
+    key_and_chain(&sources).map(Some)
+}
+
+/// `ssl.keystore.*`; nothing trusted, no protocol version.
+fn keystore_sources(config: &BrokerConfig) -> Sources {
+    Sources {
+        keystore: config.get("ssl.keystore.location").map(PathBuf::from),
+        inline_chain: config
+            .get("ssl.keystore.certificate.chain")
+            .map(str::to_string),
+        inline_key: config.get("ssl.keystore.key").map(str::to_string),
+        truststore: None,
+        inline_trust: None,
+        client_auth: ClientAuth::None,
+        versions: Vec::new(),
+    }
+}
+
+/// `ssl.enabled.protocols` (validated against TLSv1.2 and TLSv1.3).
+pub(crate) fn enabled_versions(
+    config: &BrokerConfig,
+) -> Vec<&'static rustls::SupportedProtocolVersion> {
+    config
+        .get("ssl.enabled.protocols")
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter_map(|v| match v {
+            "TLSv1.2" => Some(&rustls::version::TLS12),
+            "TLSv1.3" => Some(&rustls::version::TLS13),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Where the system's CA bundle usually is.
+const SYSTEM_CA_BUNDLES: &[&str] = &[
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/cert.pem",
+];
+
+/// `ssl.truststore.*` when set, else the system's CA bundle: whom the
+/// broker trusts as a TLS client (of other brokers, of a JWKS endpoint).
+pub(crate) fn client_roots(config: &BrokerConfig) -> Result<RootCertStore, String> {
+    if let Some(roots) = configured_roots(config)? {
+        return Ok(roots);
+    }
+    for bundle in SYSTEM_CA_BUNDLES {
+        let Ok(pem) = std::fs::read(bundle) else {
+            continue;
+        };
+        let mut roots = RootCertStore::empty();
+        roots
+            .add_parsable_certificates(CertificateDer::pem_slice_iter(&pem).filter_map(Result::ok));
+        if !roots.is_empty() {
+            return Ok(roots);
+        }
+    }
+    Err("no trusted authorities: set ssl.truststore.location (no system CA bundle found)".into())
+}
+
+/// The crypto provider of every TLS config the broker makes.
+pub(crate) fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    // ring, not aws-lc-rs: a much lighter build (no cmake, no large C
+    // library). ring has no post-quantum key exchange (X25519MLKEM768),
+    // so sessions use X25519 or the NIST curves; rustls deprecates its
+    // ring provider for that reason alone.
+    #[allow(deprecated)]
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
 /// The authorities client certificates must chain to.
 fn trust_store(sources: &Sources) -> Result<Option<RootCertStore>, String> {
     roots(sources.truststore.as_ref(), sources.inline_trust.as_ref())
@@ -268,12 +335,7 @@ fn roots(
 }
 
 fn build(sources: &Sources) -> Result<ServerConfig, String> {
-    // ring, not aws-lc-rs: a much lighter build (no cmake, no large C
-    // library). ring has no post-quantum key exchange (X25519MLKEM768),
-    // so sessions use X25519 or the NIST curves; rustls deprecates its
-    // ring provider for that reason alone.
-    #[allow(deprecated)]
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = provider();
     let (chain, key) = key_and_chain(sources)?;
     let roots = trust_store(sources)?;
     let verifier = match (sources.client_auth, roots) {

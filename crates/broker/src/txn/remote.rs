@@ -98,8 +98,8 @@ async fn connect(state: &BrokerState, node: i32) -> std::io::Result<Peer> {
         .ok_or_else(|| std::io::Error::other(format!("broker {node} is not live")))?;
     let port = u16::try_from(broker.port).map_err(std::io::Error::other)?;
     Peer::connect(
-        &broker.host,
-        port,
+        (&broker.host, port),
+        &state.inter_broker,
         CONNECT_TIMEOUT,
         format!("sluice-txn-{}", state.node_id),
     )

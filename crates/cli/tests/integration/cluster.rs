@@ -29,6 +29,8 @@ pub(crate) struct NodeSpec {
     netns: Option<String>,
     client_port: u16,
     controller_port: u16,
+    /// The INTERNAL listener's port, used when the cluster has one.
+    internal_port: u16,
     dir: PathBuf,
     pub(crate) log: PathBuf,
 }
@@ -38,6 +40,11 @@ pub(crate) struct Cluster {
     voters: String,
     /// Settings every node gets besides the cluster's own.
     extra: Vec<String>,
+    /// The security protocol of an INTERNAL listener the brokers speak to
+    /// each other on, instead of PLAINTEXT.
+    internal: Option<String>,
+    /// Arguments of `sluice serve` besides the settings.
+    args: Vec<String>,
     running: BTreeMap<i32, Child>,
     _root: tempfile::TempDir,
 }
@@ -75,6 +82,22 @@ impl Cluster {
         cluster
     }
 
+    /// A cluster whose brokers replicate over an INTERNAL listener
+    /// speaking `protocol`; clients keep the PLAINTEXT one. Every node
+    /// also gets `extra` settings and `args`.
+    pub(crate) fn with_internal_listener(
+        size: i32,
+        protocol: &str,
+        extra: &[String],
+        args: &[String],
+    ) -> Cluster {
+        let mut cluster = Cluster::new(size);
+        cluster.internal = Some(protocol.to_string());
+        cluster.extra = extra.to_vec();
+        cluster.args = args.to_vec();
+        cluster
+    }
+
     pub(crate) fn new(size: i32) -> Cluster {
         let places = (1..=size)
             .map(|_| ("127.0.0.1".to_string(), None))
@@ -92,9 +115,9 @@ impl Cluster {
             .enumerate()
             .map(|(i, (host, netns))| {
                 let id = i as i32 + 1;
-                let (client_port, controller_port) = match netns {
-                    Some(_) => (9092, 9093),
-                    None => (node_port(), node_port()),
+                let (client_port, controller_port, internal_port) = match netns {
+                    Some(_) => (9092, 9093, 9094),
+                    None => (node_port(), node_port(), node_port()),
                 };
                 NodeSpec {
                     id,
@@ -102,6 +125,7 @@ impl Cluster {
                     netns,
                     client_port,
                     controller_port,
+                    internal_port,
                     dir: root.path().join(format!("node-{id}")),
                     log: root.path().join(format!("node-{id}.log")),
                 }
@@ -116,6 +140,8 @@ impl Cluster {
             specs,
             voters,
             extra: Vec::new(),
+            internal: None,
+            args: Vec::new(),
             running: BTreeMap::new(),
             _root: root,
         }
@@ -158,8 +184,9 @@ impl Cluster {
                 .arg("serve")
                 .arg("--data-dir")
                 .arg(&spec.dir)
+                .args(&self.args)
                 .args(
-                    settings(spec, &self.voters)
+                    settings(spec, &self.voters, self.internal.as_deref())
                         .iter()
                         .chain(&self.extra)
                         .flat_map(|s| ["--set", s]),
@@ -253,22 +280,32 @@ impl Drop for Cluster {
     }
 }
 
-fn settings(spec: &NodeSpec, voters: &str) -> Vec<String> {
-    vec![
+fn settings(spec: &NodeSpec, voters: &str, internal: Option<&str>) -> Vec<String> {
+    let mut listeners = format!(
+        "listeners=PLAINTEXT://{host}:{},CONTROLLER://{host}:{}",
+        spec.client_port,
+        spec.controller_port,
+        host = spec.host
+    );
+    let mut settings = Vec::new();
+    if let Some(protocol) = internal {
+        listeners.push_str(&format!(",INTERNAL://{}:{}", spec.host, spec.internal_port));
+        settings.push(format!(
+            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,INTERNAL:{protocol}"
+        ));
+        settings.push("inter.broker.listener.name=INTERNAL".to_string());
+    }
+    settings.extend([
         format!("node.id={}", spec.id),
-        format!(
-            "listeners=PLAINTEXT://{host}:{},CONTROLLER://{host}:{}",
-            spec.client_port,
-            spec.controller_port,
-            host = spec.host
-        ),
+        listeners,
         "controller.listener.names=CONTROLLER".to_string(),
         format!("controller.quorum.voters={voters}"),
         "http.listeners=http://127.0.0.1:0".to_string(),
         "broker.heartbeat.interval.ms=300".to_string(),
         "broker.session.timeout.ms=2000".to_string(),
         format!("broker.rack=rack-{}", spec.id),
-    ]
+    ]);
+    settings
 }
 
 fn admin(bootstrap: &str) -> AdminClient<DefaultClientContext> {

@@ -23,6 +23,8 @@
 //! * `http_endpoints` — the HTTP listener of a `sluice serve` process:
 //!   `/metrics` after a librdkafka workload, `/healthz`, `/readyz`, wrong
 //!   methods and paths, an address in use.
+//! * `inter_broker` — three `sluice serve` processes replicating and
+//!   writing transaction markers over a SASL_SSL (mTLS + SCRAM) listener.
 //! * `kip848` — KIP-848 consumer groups (`group.protocol=consumer`)
 //!   through librdkafka: server-side assignment, takeover.
 //! * `lifecycle` — live topic config changes (segment size, retention) and
@@ -63,6 +65,7 @@ mod edges;
 mod groups;
 mod hostile_sweep;
 mod http_endpoints;
+mod inter_broker;
 mod kip848;
 mod lifecycle;
 mod metadata_damage;

@@ -32,7 +32,7 @@ fn create_topic(bootstrap: &str, name: &str, partitions: i32) {
     assert_eq!(res, vec![Ok(name.to_string())]);
 }
 
-fn transactional_producer(bootstrap: &str, transactional_id: &str) -> BaseProducer {
+pub(crate) fn transactional_producer(bootstrap: &str, transactional_id: &str) -> BaseProducer {
     ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("transactional.id", transactional_id)
@@ -45,7 +45,13 @@ fn transactional_producer(bootstrap: &str, transactional_id: &str) -> BaseProduc
 }
 
 /// Sends a record, serving delivery reports while the queue is full.
-fn send(producer: &BaseProducer, topic: &str, partition: Option<i32>, key: &str, value: &str) {
+pub(crate) fn send(
+    producer: &BaseProducer,
+    topic: &str,
+    partition: Option<i32>,
+    key: &str,
+    value: &str,
+) {
     loop {
         let mut record = BaseRecord::to(topic).key(key).payload(value);
         if let Some(p) = partition {
@@ -79,7 +85,7 @@ fn consumer(bootstrap: &str, isolation: &str, extra: &[(&str, &str)]) -> BaseCon
 
 /// Every (key, value) in the partitions, read from the start to their end
 /// with the given isolation level.
-fn read_all(
+pub(crate) fn read_all(
     bootstrap: &str,
     topic: &str,
     partitions: i32,

@@ -22,13 +22,6 @@ const ON_DEMAND_INTERVAL: Duration = Duration::from_secs(10);
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 /// The largest key set read.
 const MAX_JWKS_BYTES: usize = 1024 * 1024;
-/// Where the system's CA bundle usually is, for `https` without
-/// `ssl.truststore.*`.
-const SYSTEM_CA_BUNDLES: &[&str] = &[
-    "/etc/ssl/certs/ca-certificates.crt",
-    "/etc/pki/tls/certs/ca-bundle.crt",
-    "/etc/ssl/cert.pem",
-];
 
 enum Source {
     File(PathBuf),
@@ -375,35 +368,13 @@ fn strip_leading_zeros(mut bytes: Vec<u8>) -> Vec<u8> {
 
 /// A rustls client trusting `ssl.truststore.*`, or the system's CA bundle.
 fn https_client(config: &BrokerConfig) -> Result<rustls::ClientConfig, String> {
-    let roots = match super::super::tls::configured_roots(config)? {
-        Some(roots) => roots,
-        None => system_roots()?,
-    };
-    // ring, as for the listeners (see tls.rs).
-    #[allow(deprecated)]
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    Ok(rustls::ClientConfig::builder_with_provider(provider)
+    use crate::security::tls;
+    let roots = tls::client_roots(config).map_err(|e| format!("an https JWKS endpoint: {e}"))?;
+    Ok(rustls::ClientConfig::builder_with_provider(tls::provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?
         .with_root_certificates(roots)
         .with_no_client_auth())
-}
-
-fn system_roots() -> Result<rustls::RootCertStore, String> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::CertificateDer;
-    for bundle in SYSTEM_CA_BUNDLES {
-        let Ok(pem) = std::fs::read(bundle) else {
-            continue;
-        };
-        let mut roots = rustls::RootCertStore::empty();
-        roots
-            .add_parsable_certificates(CertificateDer::pem_slice_iter(&pem).filter_map(Result::ok));
-        if !roots.is_empty() {
-            return Ok(roots);
-        }
-    }
-    Err("an https JWKS endpoint needs trusted authorities: set ssl.truststore.location (no system CA bundle found)".into())
 }
 
 /// One `GET`, HTTP/1.1, no redirects.

@@ -12,7 +12,6 @@
 //! the message, as Kafka's OAuthBearerSaslServer does.
 
 mod client_first;
-mod jaas;
 mod jwks;
 mod token;
 
@@ -84,7 +83,7 @@ impl Default for UnsecuredOptions {
 
 impl UnsecuredOptions {
     fn from_jaas(jaas: &str) -> Result<Self, String> {
-        let options = jaas::login_module_options(jaas)?;
+        let options = super::jaas::login_module_options(jaas, super::jaas::OAUTH_LOGIN_MODULE)?;
         let option = |key: &str| options.get(key).map(|v| v.trim()).filter(|v| !v.is_empty());
         let defaults = UnsecuredOptions::default();
         let clock_skew_ms = match option("unsecuredValidatorAllowableClockSkewMs") {

@@ -3,20 +3,28 @@
 
 use std::collections::HashMap;
 
-const OAUTH_LOGIN_MODULE: &str =
+pub(crate) const OAUTH_LOGIN_MODULE: &str =
     "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule";
+pub(crate) const PLAIN_LOGIN_MODULE: &str =
+    "org.apache.kafka.common.security.plain.PlainLoginModule";
+pub(crate) const SCRAM_LOGIN_MODULE: &str =
+    "org.apache.kafka.common.security.scram.ScramLoginModule";
 
-/// The options of the one OAuthBearerLoginModule entry in `jaas`.
-pub(super) fn login_module_options(jaas: &str) -> Result<HashMap<String, String>, String> {
+/// The options of the one entry in `jaas`, which must be for `expected`
+/// (one of the login module classes above).
+pub(crate) fn login_module_options(
+    jaas: &str,
+    expected: &str,
+) -> Result<HashMap<String, String>, String> {
     let entry = jaas.trim();
     let entry = entry
         .strip_suffix(';')
         .ok_or("a JAAS entry ends with ';'")?
         .trim();
     let (module, rest) = entry.split_once(char::is_whitespace).unwrap_or((entry, ""));
-    if module != OAUTH_LOGIN_MODULE {
+    if module != expected {
         return Err(format!(
-            "the login module must be {OAUTH_LOGIN_MODULE}, not {module:?}"
+            "the login module must be {expected}, not {module:?}"
         ));
     }
     let rest = rest.trim_start();
@@ -58,6 +66,7 @@ mod tests {
     fn reads_quoted_and_bare_options() {
         let options = login_module_options(
             "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required unsecuredValidatorRequiredScope=\"a b\" unsecuredValidatorAllowableClockSkewMs=3000 ;",
+            OAUTH_LOGIN_MODULE,
         )
         .unwrap();
         assert_eq!(options["unsecuredValidatorRequiredScope"], "a b");
@@ -73,7 +82,10 @@ mod tests {
             "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required a=\"x;",
             "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required novalue;",
         ] {
-            assert!(login_module_options(bad).is_err(), "{bad}");
+            assert!(
+                login_module_options(bad, OAUTH_LOGIN_MODULE).is_err(),
+                "{bad}"
+            );
         }
     }
 }
