@@ -179,6 +179,8 @@ pub struct Listeners {
     pub inter_broker: String,
     /// The controller quorum's listener, on nodes that run a controller.
     pub controller: Option<Listener>,
+    /// Its security protocol: PLAINTEXT or SSL.
+    pub controller_protocol: SecurityProtocol,
 }
 
 impl Listeners {
@@ -229,14 +231,14 @@ impl Listeners {
                 )
             })?;
             if controller_names.contains(&listener.name) {
-                if protocol != SecurityProtocol::Plaintext {
+                if protocol.sasl() {
                     return Err(format!(
-                        "controller listener {} uses security protocol {}; the controller quorum speaks PLAINTEXT only yet",
+                        "controller listener {} uses security protocol {}; the controller quorum speaks PLAINTEXT or SSL (with ssl.client.auth=required to authenticate voters), not SASL yet",
                         listener.name,
                         protocol.name()
                     ));
                 }
-                controller.get_or_insert(listener);
+                controller.get_or_insert((listener, protocol));
                 continue;
             }
             if let Some(other) = clients
@@ -280,10 +282,15 @@ impl Listeners {
                 .name()
                 .to_string(),
         };
+        let (controller, controller_protocol) = match controller {
+            Some((listener, protocol)) => (Some(listener), protocol),
+            None => (None, SecurityProtocol::Plaintext),
+        };
         Ok(Listeners {
             clients,
             inter_broker,
             controller,
+            controller_protocol,
         })
     }
 
@@ -340,6 +347,34 @@ mod tests {
         assert!(unmapped
             .unwrap_err()
             .contains("CONTROLLER has no security protocol"));
+    }
+
+    #[test]
+    fn a_controller_listener_may_be_ssl_but_not_sasl() {
+        let mapped = |protocol: &str| {
+            Listeners::from_config(&config(&[
+                (
+                    "listeners",
+                    "PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093",
+                ),
+                ("controller.listener.names", "CONTROLLER"),
+                (
+                    "listener.security.protocol.map",
+                    &format!("PLAINTEXT:PLAINTEXT,CONTROLLER:{protocol}"),
+                ),
+            ]))
+        };
+        assert_eq!(
+            mapped("SSL").unwrap().controller_protocol,
+            SecurityProtocol::Ssl
+        );
+        assert_eq!(
+            mapped("PLAINTEXT").unwrap().controller_protocol,
+            SecurityProtocol::Plaintext
+        );
+        for sasl in ["SASL_SSL", "SASL_PLAINTEXT"] {
+            assert!(mapped(sasl).unwrap_err().contains("not SASL yet"));
+        }
     }
 
     #[test]

@@ -125,6 +125,7 @@ pub(crate) async fn join(
     listeners: &Listeners,
     mode: &Mode,
     metadata_dir: &Path,
+    tls: Option<&Arc<crate::security::tls::TlsServer>>,
 ) -> Result<Joined, StartError> {
     let raft_log = metadata_dir.join(RAFT_LOG_FILE);
     match mode {
@@ -176,11 +177,13 @@ pub(crate) async fn join(
                 millis(config, "controller.quorum.election.timeout.ms");
             quorum_config.heartbeat_interval = quorum_config.election_timeout / 5;
             quorum_config.append_timeout = millis(config, "controller.quorum.request.timeout.ms");
-            let transport = Arc::new(TcpTransport::new(voters.0.clone()));
+            let security = crate::security::inter_broker::quorum_security(config, listeners, tls)
+                .map_err(StartError::Config)?;
+            let transport = Arc::new(TcpTransport::new(voters.0.clone(), Arc::clone(&security)));
             let quorum = RaftQuorum::start(quorum_config, transport)
                 .await
                 .map_err(|e| StartError::Config(format!("metadata quorum: {e}")))?;
-            let server = tokio::spawn(serve_tcp(listener, quorum.rpc_handler()));
+            let server = tokio::spawn(serve_tcp(listener, quorum.rpc_handler(), security));
             Ok(Joined {
                 quorum: Arc::new(quorum),
                 tasks: vec![server],

@@ -95,7 +95,8 @@ impl Broker {
         // the state builds its own copy.
         crate::security::SaslConfig::from_config(&config).map_err(StartError::Config)?;
         let mode = quorum_setup::mode(&config, &listeners).map_err(StartError::Config)?;
-        let tls = match listeners.clients.iter().any(|c| c.protocol.tls()) {
+        let controller_tls = listeners.controller.is_some() && listeners.controller_protocol.tls();
+        let tls = match listeners.clients.iter().any(|c| c.protocol.tls()) || controller_tls {
             true => Some(Arc::new(
                 TlsServer::from_config(&config).map_err(StartError::Config)?,
             )),
@@ -164,7 +165,7 @@ impl Broker {
             .set("advertised.listeners", &advertised)
             .expect("bound addresses are valid listeners");
         let metadata_dir = data_dir.join(format!("{METADATA_TOPIC}-0"));
-        let joined = quorum_setup::join(&config, &listeners, &mode, &metadata_dir)
+        let joined = quorum_setup::join(&config, &listeners, &mode, &metadata_dir, tls.as_ref())
             .await
             .inspect_err(|_| http_task.abort())?;
         if let quorum_setup::Mode::Raft { .. } = mode {

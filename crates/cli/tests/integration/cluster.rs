@@ -40,9 +40,9 @@ pub(crate) struct Cluster {
     voters: String,
     /// Settings every node gets besides the cluster's own.
     extra: Vec<String>,
-    /// The security protocol of an INTERNAL listener the brokers speak to
-    /// each other on, instead of PLAINTEXT.
-    internal: Option<String>,
+    /// The security protocols of an INTERNAL listener the brokers speak
+    /// to each other on (instead of PLAINTEXT) and of the CONTROLLER one.
+    internal: Option<(String, String)>,
     /// Arguments of `sluice serve` besides the settings.
     args: Vec<String>,
     running: BTreeMap<i32, Child>,
@@ -83,16 +83,17 @@ impl Cluster {
     }
 
     /// A cluster whose brokers replicate over an INTERNAL listener
-    /// speaking `protocol`; clients keep the PLAINTEXT one. Every node
-    /// also gets `extra` settings and `args`.
+    /// speaking `protocol` and whose voters speak `controller`; clients
+    /// keep the PLAINTEXT one. Every node also gets `extra` settings and
+    /// `args`.
     pub(crate) fn with_internal_listener(
         size: i32,
-        protocol: &str,
+        (protocol, controller): (&str, &str),
         extra: &[String],
         args: &[String],
     ) -> Cluster {
         let mut cluster = Cluster::new(size);
-        cluster.internal = Some(protocol.to_string());
+        cluster.internal = Some((protocol.to_string(), controller.to_string()));
         cluster.extra = extra.to_vec();
         cluster.args = args.to_vec();
         cluster
@@ -186,7 +187,7 @@ impl Cluster {
                 .arg(&spec.dir)
                 .args(&self.args)
                 .args(
-                    settings(spec, &self.voters, self.internal.as_deref())
+                    settings(spec, &self.voters, self.internal.as_ref())
                         .iter()
                         .chain(&self.extra)
                         .flat_map(|s| ["--set", s]),
@@ -280,7 +281,7 @@ impl Drop for Cluster {
     }
 }
 
-fn settings(spec: &NodeSpec, voters: &str, internal: Option<&str>) -> Vec<String> {
+fn settings(spec: &NodeSpec, voters: &str, internal: Option<&(String, String)>) -> Vec<String> {
     let mut listeners = format!(
         "listeners=PLAINTEXT://{host}:{},CONTROLLER://{host}:{}",
         spec.client_port,
@@ -288,10 +289,10 @@ fn settings(spec: &NodeSpec, voters: &str, internal: Option<&str>) -> Vec<String
         host = spec.host
     );
     let mut settings = Vec::new();
-    if let Some(protocol) = internal {
+    if let Some((protocol, controller)) = internal {
         listeners.push_str(&format!(",INTERNAL://{}:{}", spec.host, spec.internal_port));
         settings.push(format!(
-            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,INTERNAL:{protocol}"
+            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:{controller},INTERNAL:{protocol}"
         ));
         settings.push("inter.broker.listener.name=INTERNAL".to_string());
     }

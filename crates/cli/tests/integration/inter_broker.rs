@@ -1,6 +1,7 @@
 //! Three `sluice serve` processes that speak to each other over a SASL_SSL
-//! INTERNAL listener with mTLS and SCRAM-SHA-512 (the certificates of
-//! `sluice dev certs`), while librdkafka uses their PLAINTEXT listener:
+//! INTERNAL listener with mTLS and SCRAM-SHA-512 and an SSL (mTLS)
+//! CONTROLLER listener (the certificates of `sluice dev certs`), while
+//! librdkafka uses their PLAINTEXT listener: the quorum forms over TLS,
 //! followers replicate through it (acks=all with min.insync.replicas=3
 //! succeeds only if both followers fetch), and transaction markers reach
 //! the leaders that the coordinator is not (read_committed sees the
@@ -18,7 +19,7 @@ use std::path::{Path, PathBuf};
 const PARTITIONS: i32 = 3;
 
 #[test]
-fn replication_and_transaction_markers_cross_a_sasl_ssl_inter_broker_listener() {
+fn the_quorum_replication_and_transaction_markers_run_over_tls_and_sasl() {
     let certs = tempfile::tempdir().expect("a temp dir");
     let (ok, out) = crate::common::sluice(&[
         "dev".as_ref(),
@@ -39,7 +40,7 @@ fn replication_and_transaction_markers_cross_a_sasl_ssl_inter_broker_listener() 
         "--add-scram".to_string(),
         "SCRAM-SHA-512=[name=broker,password=broker-secret]".to_string(),
     ];
-    let mut cluster = Cluster::with_internal_listener(3, "SASL_SSL", &extra, &args);
+    let mut cluster = Cluster::with_internal_listener(3, ("SASL_SSL", "SSL"), &extra, &args);
     cluster.start(&[1, 2, 3]);
     let logs: Vec<PathBuf> = cluster.logs();
     let logs: Vec<&Path> = logs.iter().map(PathBuf::as_path).collect();

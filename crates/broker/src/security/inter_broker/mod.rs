@@ -7,6 +7,10 @@
 //! and password of `listener.name.<listener>.<mechanism>.sasl.jaas.config`,
 //! as a Kafka broker does.
 
+mod controller;
+
+pub(crate) use controller::quorum_security;
+
 use super::jaas::{login_module_options, PLAIN_LOGIN_MODULE, SCRAM_LOGIN_MODULE};
 use super::{tls, Mechanism};
 use crate::config::BrokerConfig;
@@ -99,7 +103,7 @@ impl InterBrokerSecurity {
     }
 }
 
-fn tls_client(config: &BrokerConfig) -> Result<ClientConfig, String> {
+pub(super) fn tls_client(config: &BrokerConfig) -> Result<ClientConfig, String> {
     let roots = Arc::new(tls::client_roots(config)?);
     let provider = tls::provider();
     let webpki = WebPkiServerVerifier::builder_with_provider(roots, Arc::clone(&provider))

@@ -202,3 +202,78 @@ fn settings_a_sasl_inter_broker_listener_needs_are_named() {
     )]);
     assert!(err.contains("ScramLoginModule"), "{err}");
 }
+
+/// The settings of a voter whose CONTROLLER listener is SSL.
+fn controller_settings(certs: &Pki, dir: &std::path::Path) -> Vec<(String, String)> {
+    let mut settings = settings(certs, dir);
+    settings.retain(|(k, _)| k != "listeners" && k != "listener.security.protocol.map");
+    for (k, v) in [
+        (
+            "listeners",
+            "INTERNAL://127.0.0.1:0,CONTROLLER://127.0.0.1:9093",
+        ),
+        (
+            "listener.security.protocol.map",
+            "INTERNAL:SASL_SSL,CONTROLLER:SSL",
+        ),
+        ("controller.listener.names", "CONTROLLER"),
+    ] {
+        settings.push((k.to_string(), v.to_string()));
+    }
+    settings
+}
+
+/// Opens a voter connection secured by `client` to one accepted with
+/// `server`, and sends a byte through it.
+async fn voter_link(client: &BrokerConfig, server: &BrokerConfig) -> io::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let security = |config: &BrokerConfig| {
+        let tls =
+            std::sync::Arc::new(crate::security::tls::TlsServer::from_config(config).unwrap());
+        super::quorum_security(config, &config.listeners().unwrap(), Some(&tls)).unwrap()
+    };
+    let (outgoing, incoming) = (security(client), security(server));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let address = listener.local_addr()?;
+    let accepted = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await?;
+        let mut stream = incoming.accept(tcp).await?;
+        let mut byte = [0; 1];
+        stream.read_exact(&mut byte).await?;
+        Ok::<_, io::Error>(byte[0])
+    });
+    let tcp = tokio::net::TcpStream::connect(address).await?;
+    let sent = async {
+        let mut stream = outgoing.connect(tcp, "127.0.0.1".to_string()).await?;
+        stream.write_all(&[7]).await?;
+        stream.flush().await
+    }
+    .await;
+    let received = accepted.await.unwrap();
+    sent?;
+    assert_eq!(received?, 7);
+    Ok(())
+}
+
+#[tokio::test]
+async fn voters_speak_tls_only_with_a_certificate_the_others_trust() {
+    let certs = pki();
+    let dir = tempfile::tempdir().unwrap();
+    let settings = controller_settings(&certs, dir.path());
+    let voter = with(settings.clone(), &[]);
+    voter_link(&voter, &voter)
+        .await
+        .expect("two voters of one CA");
+
+    let other = pki();
+    let stranger = with(
+        settings.clone(),
+        &[
+            ("ssl.keystore.certificate.chain", Some(&other.chain)),
+            ("ssl.keystore.key", Some(&other.key)),
+            ("ssl.truststore.certificates", Some(&other.ca)),
+        ],
+    );
+    assert!(voter_link(&stranger, &voter).await.is_err());
+    assert!(voter_link(&voter, &stranger).await.is_err());
+}

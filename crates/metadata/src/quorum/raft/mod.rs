@@ -22,7 +22,7 @@ mod test_cluster;
 
 pub use in_process::InProcessNetwork;
 pub use network::{RpcHandler, Transport, TransportError};
-pub use tcp::{serve_tcp, TcpTransport};
+pub use tcp::{serve_tcp, Plaintext, QuorumIo, QuorumStream, StreamSecurity, TcpTransport};
 
 use crate::image::MetadataImage;
 use crate::quorum::{

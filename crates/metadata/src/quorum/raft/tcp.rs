@@ -4,6 +4,8 @@
 //! A caller keeps one connection per peer and sends on it one request at a
 //! time; a call that fails or is cancelled (openraft times its RPCs out)
 //! drops the connection, so a late answer is never read as the next one's.
+//! What secures a connection (TLS, for an SSL controller listener) is the
+//! broker's business: it hands a [`StreamSecurity`] to both ends.
 
 use super::lock;
 use super::network::{RpcHandler, Transport, TransportError};
@@ -12,32 +14,79 @@ use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 /// Kafka's default `socket.request.max.bytes` bounds every message, so a
 /// bad length cannot make us allocate without limit.
 const MAX_MESSAGE: usize = 100 * 1024 * 1024;
 
-type Connection = Arc<tokio::sync::Mutex<Option<TcpStream>>>;
+/// A connection between voters, plain or secured.
+pub trait QuorumIo: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> QuorumIo for T {}
+
+/// A secured (or plain) connection.
+pub type QuorumStream = Box<dyn QuorumIo>;
+
+/// How connections between voters are secured, on both ends.
+pub trait StreamSecurity: Send + Sync + 'static {
+    /// Secures a connection this voter opened to `host`.
+    fn connect(
+        &self,
+        tcp: TcpStream,
+        host: String,
+    ) -> QuorumFuture<'static, io::Result<QuorumStream>>;
+    /// Secures a connection a peer opened to this voter.
+    fn accept(&self, tcp: TcpStream) -> QuorumFuture<'static, io::Result<QuorumStream>>;
+}
+
+/// Connections as they are (a PLAINTEXT controller listener).
+pub struct Plaintext;
+
+impl StreamSecurity for Plaintext {
+    fn connect(
+        &self,
+        tcp: TcpStream,
+        _host: String,
+    ) -> QuorumFuture<'static, io::Result<QuorumStream>> {
+        Box::pin(async move { Ok(Box::new(tcp) as QuorumStream) })
+    }
+
+    fn accept(&self, tcp: TcpStream) -> QuorumFuture<'static, io::Result<QuorumStream>> {
+        Box::pin(async move { Ok(Box::new(tcp) as QuorumStream) })
+    }
+}
+
+type Connection = Arc<tokio::sync::Mutex<Option<QuorumStream>>>;
 
 /// Calls peers at the addresses of the voter set.
 pub struct TcpTransport {
     addresses: BTreeMap<i32, String>,
     connections: Mutex<HashMap<i32, Connection>>,
+    security: Arc<dyn StreamSecurity>,
 }
 
 impl TcpTransport {
-    /// `addresses`: each voter's `host:port` (the voter set's addresses).
-    pub fn new(addresses: BTreeMap<i32, String>) -> Self {
+    /// `addresses`: each voter's `host:port` (the voter set's addresses);
+    /// every connection is secured by `security`.
+    pub fn new(addresses: BTreeMap<i32, String>, security: Arc<dyn StreamSecurity>) -> Self {
         TcpTransport {
             addresses,
             connections: Mutex::new(HashMap::new()),
+            security,
         }
     }
 }
 
-async fn write_message(stream: &mut TcpStream, bytes: &[u8]) -> io::Result<()> {
+/// The host of `host:port` (`[v6]:port` too).
+fn host_of(address: &str) -> String {
+    let host = address.rsplit_once(':').map_or(address, |(host, _)| host);
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string()
+}
+
+async fn write_message(stream: &mut (impl AsyncWrite + Unpin), bytes: &[u8]) -> io::Result<()> {
     let len = u32::try_from(bytes.len())
         .ok()
         .filter(|len| *len as usize <= MAX_MESSAGE)
@@ -50,7 +99,7 @@ async fn write_message(stream: &mut TcpStream, bytes: &[u8]) -> io::Result<()> {
 }
 
 /// The next message, or `None` if the peer closed between messages.
-async fn read_message(stream: &mut TcpStream) -> io::Result<Option<Vec<u8>>> {
+async fn read_message(stream: &mut (impl AsyncRead + Unpin)) -> io::Result<Option<Vec<u8>>> {
     let mut header = [0; 4];
     match stream.read_exact(&mut header).await {
         Ok(_) => {}
@@ -77,6 +126,7 @@ impl Transport for TcpTransport {
     ) -> QuorumFuture<'static, Result<Vec<u8>, TransportError>> {
         let address = self.addresses.get(&to).cloned();
         let connection = lock(&self.connections).entry(to).or_default().clone();
+        let security = Arc::clone(&self.security);
         Box::pin(async move {
             let failed = |reason: String| TransportError { to, reason };
             let address = address.ok_or_else(|| failed("no address for this node".to_string()))?;
@@ -91,7 +141,12 @@ impl Transport for TcpTransport {
                     stream
                         .set_nodelay(true)
                         .map_err(|e| failed(e.to_string()))?;
-                    stream
+                    security
+                        .connect(stream, host_of(&address))
+                        .await
+                        .map_err(|e| {
+                            failed(format!("cannot secure the connection to {address}: {e}"))
+                        })?
                 }
             };
             write_message(&mut stream, &request)
@@ -108,13 +163,30 @@ impl Transport for TcpTransport {
 }
 
 /// Answers the requests that arrive on `listener` with `handler`, one
-/// task per connection, until the returned future is dropped.
-pub async fn serve_tcp(listener: TcpListener, handler: RpcHandler) {
+/// task per connection secured by `security`, until the returned future
+/// is dropped.
+pub async fn serve_tcp(
+    listener: TcpListener,
+    handler: RpcHandler,
+    security: Arc<dyn StreamSecurity>,
+) {
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
                 let handler = handler.clone();
+                let security = Arc::clone(&security);
                 tokio::spawn(async move {
+                    let secured = async {
+                        stream.set_nodelay(true)?;
+                        security.accept(stream).await
+                    };
+                    let stream = match secured.await {
+                        Ok(stream) => stream,
+                        Err(e) => {
+                            tracing::warn!(%peer, error = %e, "refused a metadata quorum connection");
+                            return;
+                        }
+                    };
                     if let Err(e) = serve_connection(stream, handler).await {
                         tracing::debug!(%peer, error = %e, "metadata quorum connection closed");
                     }
@@ -129,8 +201,7 @@ pub async fn serve_tcp(listener: TcpListener, handler: RpcHandler) {
     }
 }
 
-async fn serve_connection(mut stream: TcpStream, handler: RpcHandler) -> io::Result<()> {
-    stream.set_nodelay(true)?;
+async fn serve_connection(mut stream: QuorumStream, handler: RpcHandler) -> io::Result<()> {
     while let Some(request) = read_message(&mut stream).await? {
         let answer = handler.handle(request).await;
         write_message(&mut stream, &answer).await?;
@@ -166,9 +237,13 @@ mod tests {
             let mut config = QuorumConfig::new(id, voters.clone(), dir.path().to_path_buf());
             config.election_timeout = Duration::from_millis(300);
             config.heartbeat_interval = Duration::from_millis(60);
-            let transport = Arc::new(TcpTransport::new(voters.clone()));
+            let transport = Arc::new(TcpTransport::new(voters.clone(), Arc::new(Plaintext)));
             let node = RaftQuorum::start(config, transport).await.expect("starts");
-            servers.push(tokio::spawn(serve_tcp(listener, node.rpc_handler())));
+            servers.push(tokio::spawn(serve_tcp(
+                listener,
+                node.rpc_handler(),
+                Arc::new(Plaintext),
+            )));
             nodes.insert(id, node);
         }
         let mut leader = 0;
