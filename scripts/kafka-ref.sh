@@ -28,8 +28,9 @@ classpath() {
 setup() {
   if [ ! -f "$lib/.resolved" ] || [ "$jvm/pom.xml" -nt "$lib/.resolved" ]; then
     rm -rf "$lib"
+    # Its output goes to stderr: `start` prints only the bootstrap address.
     mvn -q -B -Dstyle.color=never -f "$jvm/pom.xml" dependency:copy-dependencies \
-      -DoutputDirectory="$lib" -DincludeScope=runtime
+      -DoutputDirectory="$lib" -DincludeScope=runtime >&2
     touch "$lib/.resolved"
   fi
 }

@@ -21,6 +21,7 @@ mod handlers;
 mod http;
 pub mod listeners;
 mod locks;
+mod meta_properties;
 mod metrics;
 mod partition;
 mod partitions;

@@ -62,6 +62,10 @@ pub enum StartError {
     Metadata(#[from] sluice_metadata::MetadataError),
     #[error("invalid setting: {0}")]
     Config(String),
+    /// The data directory belongs to another node or cluster, or its
+    /// `meta.properties` is unreadable.
+    #[error("{0}")]
+    DataDir(String),
     #[error(
         "the metadata log {} is missing or holds no cluster, but {} holds partition \
          directories; refusing to start a new cluster over existing data. Restore \
@@ -84,6 +88,18 @@ impl Broker {
         // Before anything is read or written, and before binding, so a
         // second broker on this directory is refused for the right reason.
         let data_dir_lock = Arc::new(DirLock::acquire(&data_dir)?);
+        let meta = crate::meta_properties::read(&data_dir).map_err(StartError::DataDir)?;
+        if let Some(meta) = &meta {
+            crate::meta_properties::check_node(&data_dir, meta, config.node_id())
+                .map_err(StartError::DataDir)?;
+        }
+        // A new cluster takes the id the directory was formatted with.
+        let formatted_cluster_id = meta.as_ref().map(|m| m.cluster_id.clone());
+        let new_cluster_id = || {
+            formatted_cluster_id
+                .clone()
+                .unwrap_or_else(crate::meta_properties::new_id)
+        };
         let limits = Arc::new(ConnectionLimits::from_config(&config).map_err(StartError::Config)?);
         let explicit_max_connections = config
             .explicit("max.connections")
@@ -175,8 +191,9 @@ impl Broker {
             let config = config.clone();
             let dir = data_dir.clone();
             let quorum = Arc::clone(&joined.quorum);
+            let cluster_id = new_cluster_id();
             tokio::task::spawn_blocking(move || {
-                let state = open_state_with(config, dir.clone(), quorum)?;
+                let state = open_state_with(config, dir.clone(), quorum, cluster_id)?;
                 DescriptorBudget::measure(&state.partitions).report(explicit_max_connections);
                 Ok::<_, StartError>(state)
             })
@@ -184,6 +201,10 @@ impl Broker {
             .expect("open task panicked")
         };
         let state = opened.inspect_err(|_| http_task.abort())?;
+        let cluster_id = state.image().cluster_id.clone().unwrap_or_default();
+        crate::meta_properties::check_cluster(&data_dir, meta.as_ref(), state.node_id, &cluster_id)
+            .map_err(StartError::DataDir)
+            .inspect_err(|_| http_task.abort())?;
         let state = Arc::new(state);
         let jwks = load_oauth_keys(&state)
             .await
@@ -408,15 +429,17 @@ pub(crate) fn open_state(
         config.node_id(),
         MetadataLog::open(&metadata_dir)?,
     ));
-    open_state_with(config, data_dir, quorum)
+    open_state_with(config, data_dir, quorum, crate::meta_properties::new_id())
 }
 
 /// Opens the partitions of `data_dir` and the coordinators' state, with
-/// the metadata from `quorum`. A single node with no cluster yet makes one.
+/// the metadata from `quorum`. A single node with no cluster yet makes
+/// one, with the id `new_cluster_id`.
 pub(crate) fn open_state_with(
     config: BrokerConfig,
     data_dir: PathBuf,
     quorum: Arc<dyn Quorum>,
+    new_cluster_id: String,
 ) -> Result<BrokerState, StartError> {
     let max_open_segment_files = config.get_i64("log.max.open.segment.files");
     let log_dir = LogDir::open_keeping(
@@ -435,7 +458,7 @@ pub(crate) fn open_state_with(
             });
         }
         crate::controller::committed(quorum.append(vec![MetadataRecord::ClusterCreated {
-            cluster_id: new_cluster_id(),
+            cluster_id: new_cluster_id,
             node_id: config.node_id(),
         }]))
         .map_err(|e| StartError::Config(format!("cannot create the cluster: {e}")))?;
@@ -469,27 +492,6 @@ async fn load_oauth_keys(
     let count = keys.load().await.map_err(StartError::Config)?;
     tracing::info!(keys = count, "OAUTHBEARER signing keys loaded");
     Ok(Some(Arc::clone(keys)))
-}
-
-/// Kafka cluster ids are 16 random bytes in URL-safe base64 without padding.
-fn new_cluster_id() -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let bytes = *sluice_metadata::Uuid::new_v4().as_bytes();
-    let mut bits = 0u32;
-    let mut nbits = 0;
-    let mut out = String::with_capacity(22);
-    for b in bytes {
-        bits = (bits << 8) | u32::from(b);
-        nbits += 8;
-        while nbits >= 6 {
-            nbits -= 6;
-            out.push(ALPHABET[((bits >> nbits) & 63) as usize] as char);
-        }
-    }
-    if nbits > 0 {
-        out.push(ALPHABET[((bits << (6 - nbits)) & 63) as usize] as char);
-    }
-    out
 }
 
 /// Binds every `http.listeners` address (none when it is empty).

@@ -4,7 +4,7 @@
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use crate::common::{free_port, read_log, sluice_binary, BrokerProcess, PATIENCE};
+use crate::common::{free_port, read_log, serve_refusal, sluice_binary, BrokerProcess, PATIENCE};
 use crate::protocol::assert_serving;
 
 /// A second broker on a data directory that a running broker holds exits
@@ -135,4 +135,56 @@ fn a_broker_terminated_as_soon_as_it_listens_stops_cleanly() {
     for _ in 0..100 {
         BrokerProcess::spawn(free_port(), &data_dir, &log, &[]).terminate();
     }
+}
+
+/// `meta.properties` ties a data directory to its node and cluster, in
+/// Kafka's format: written at the first start, it refuses the directory
+/// to a node with another node.id, and to a cluster with another id.
+#[test]
+fn a_data_directory_belongs_to_one_node_and_one_cluster() {
+    use crate::common::serve_refusal_with;
+    let tmp = tempfile::tempdir().unwrap();
+    let data_dir = tmp.path().join("data");
+    let log = tmp.path().join("broker.log");
+    let first = BrokerProcess::spawn(free_port(), &data_dir, &log, &[]);
+    first.terminate();
+    let meta_file = data_dir.join("meta.properties");
+    let meta = std::fs::read_to_string(&meta_file).expect("meta.properties written");
+    assert!(meta.contains("version=1"), "{meta}");
+    assert!(meta.contains("node.id=1"), "{meta}");
+    let cluster_line = meta
+        .lines()
+        .find(|l| l.starts_with("cluster.id="))
+        .expect("a cluster.id")
+        .to_string();
+
+    let (ok, out) = serve_refusal_with(&data_dir, &["node.id=2"]);
+    assert!(!ok, "started as another node: {out}");
+    assert!(
+        out.contains("belongs to node.id=1, but this node is node.id=2"),
+        "{out}"
+    );
+
+    std::fs::write(
+        &meta_file,
+        meta.replace(&cluster_line, "cluster.id=AnotherClusterIdxxxxxx"),
+    )
+    .unwrap();
+    let (ok, out) = serve_refusal(&data_dir);
+    assert!(!ok, "started on another cluster's directory: {out}");
+    assert!(
+        out.contains("belongs to cluster AnotherClusterIdxxxxxx"),
+        "{out}"
+    );
+
+    std::fs::write(&meta_file, "version=0\nbroker.id=1\n").unwrap();
+    let (ok, out) = serve_refusal(&data_dir);
+    assert!(!ok && out.contains("ZooKeeper"), "{out}");
+
+    // Restored, the directory serves again, its file unchanged.
+    std::fs::write(&meta_file, &meta).unwrap();
+    let again = BrokerProcess::spawn(free_port(), &data_dir, &log, &[]);
+    assert_serving(&again.bootstrap());
+    again.terminate();
+    assert_eq!(std::fs::read_to_string(&meta_file).unwrap(), meta);
 }
