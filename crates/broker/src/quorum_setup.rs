@@ -10,7 +10,8 @@ use crate::server::StartError;
 use crate::state::BrokerState;
 use sluice_metadata::duties::{self, Duties, LeaderRebalance};
 use sluice_metadata::quorum::{
-    serve_tcp, LocalQuorum, Quorum, QuorumConfig, QuorumError, RaftQuorum, TcpTransport,
+    serve_tcp, ClusterIdentity, LocalQuorum, Quorum, QuorumConfig, QuorumError, RaftQuorum,
+    TcpTransport, VoterLinks,
 };
 use sluice_metadata::{BrokerEndpoint, MetadataLog, MetadataRecord, Uuid};
 use std::collections::BTreeMap;
@@ -126,6 +127,7 @@ pub(crate) async fn join(
     mode: &Mode,
     metadata_dir: &Path,
     tls: Option<&Arc<crate::security::tls::TlsServer>>,
+    identity: Arc<ClusterIdentity>,
 ) -> Result<Joined, StartError> {
     let raft_log = metadata_dir.join(RAFT_LOG_FILE);
     match mode {
@@ -179,11 +181,12 @@ pub(crate) async fn join(
             quorum_config.append_timeout = millis(config, "controller.quorum.request.timeout.ms");
             let security = crate::security::inter_broker::quorum_security(config, listeners, tls)
                 .map_err(StartError::Config)?;
-            let transport = Arc::new(TcpTransport::new(voters.0.clone(), Arc::clone(&security)));
+            let links = VoterLinks { security, identity };
+            let transport = Arc::new(TcpTransport::new(voters.0.clone(), links.clone()));
             let quorum = RaftQuorum::start(quorum_config, transport)
                 .await
                 .map_err(|e| StartError::Config(format!("metadata quorum: {e}")))?;
-            let server = tokio::spawn(serve_tcp(listener, quorum.rpc_handler(), security));
+            let server = tokio::spawn(serve_tcp(listener, quorum.rpc_handler(), links));
             Ok(Joined {
                 quorum: Arc::new(quorum),
                 tasks: vec![server],
@@ -196,19 +199,27 @@ fn millis(config: &BrokerConfig, name: &str) -> Duration {
     Duration::from_millis(u64::try_from(config.get_i64(name)).unwrap_or(1).max(1))
 }
 
-/// Waits until the quorum has a cluster id, making one if this node leads
-/// a quorum that has none (a new cluster). Logs while it waits for a
-/// majority of voters.
+/// Waits until the quorum has a cluster id and a leader, making the id if
+/// this node leads a quorum that has none (a new cluster). Logs while it
+/// waits for a majority of voters; refuses to go on once a voter of
+/// another cluster was seen (this node's directory is another cluster's).
 pub(crate) async fn await_cluster(
     quorum: &Arc<dyn Quorum>,
     node_id: i32,
     new_cluster_id: impl Fn() -> String,
+    identity: &ClusterIdentity,
 ) -> Result<(), StartError> {
     let step = Duration::from_millis(100);
     let mut steps: u64 = 0;
     loop {
-        if quorum.image().cluster_id.is_some() {
-            return Ok(());
+        if let Some(conflict) = identity.conflict() {
+            return Err(StartError::DataDir(conflict));
+        }
+        if let Some(cluster_id) = &quorum.image().cluster_id {
+            if quorum.status().leader.is_some() {
+                identity.set(cluster_id);
+                return Ok(());
+            }
         }
         if quorum.status().leader == Some(node_id) {
             let created = MetadataRecord::ClusterCreated {

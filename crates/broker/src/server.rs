@@ -181,11 +181,28 @@ impl Broker {
             .set("advertised.listeners", &advertised)
             .expect("bound addresses are valid listeners");
         let metadata_dir = data_dir.join(format!("{METADATA_TOPIC}-0"));
-        let joined = quorum_setup::join(&config, &listeners, &mode, &metadata_dir, tls.as_ref())
+        let identity = Arc::new(sluice_metadata::quorum::ClusterIdentity::new(
+            formatted_cluster_id.clone(),
+        ));
+        let joined = quorum_setup::join(
+            &config,
+            &listeners,
+            &mode,
+            &metadata_dir,
+            tls.as_ref(),
+            Arc::clone(&identity),
+        )
+        .await
+        .inspect_err(|_| http_task.abort())?;
+        if let quorum_setup::Mode::Raft { .. } = mode {
+            quorum_setup::await_cluster(
+                &joined.quorum,
+                config.node_id(),
+                new_cluster_id,
+                &identity,
+            )
             .await
             .inspect_err(|_| http_task.abort())?;
-        if let quorum_setup::Mode::Raft { .. } = mode {
-            quorum_setup::await_cluster(&joined.quorum, config.node_id(), new_cluster_id).await?;
         }
         let opened = {
             let config = config.clone();

@@ -232,6 +232,47 @@ impl Cluster {
         }
     }
 
+    /// Starts node `id` expecting it to refuse: waits for it to exit
+    /// unsuccessfully and returns its log.
+    pub(crate) fn start_refused(&mut self, id: i32) -> String {
+        let spec = self.spec(id);
+        let log = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(&spec.log)
+            .expect("open node log");
+        let mut child = Command::new(sluice_binary())
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(&spec.dir)
+            .args(&self.args)
+            .args(
+                settings(spec, &self.voters, self.internal.as_ref())
+                    .iter()
+                    .chain(&self.extra)
+                    .flat_map(|s| ["--set", s]),
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("spawn sluice serve");
+        let deadline = Instant::now() + PATIENCE;
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("node {id} did not refuse:\n{}", read_log(&spec.log));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert!(!status.success(), "node {id} exited with {status}");
+        read_log(&spec.log)
+    }
+
     /// SIGTERM, and waits until the node has stopped.
     pub(crate) fn terminate(&mut self, id: i32) {
         if let Some(mut child) = self.running.remove(&id) {
@@ -475,6 +516,43 @@ fn three_nodes_form_a_quorum_spread_partitions_and_fence_a_killed_broker() {
     assert_eq!(
         consume_all(&cluster.bootstrap(2), "spread", PARTITIONS, 60),
         60
+    );
+}
+
+/// A node started on a data directory of another cluster (here, node 3's
+/// directory of an earlier cluster) refuses to join: the voters exchange
+/// cluster ids before any Raft message, so it neither votes in nor
+/// replicates into the new cluster, and says why.
+#[test]
+fn a_node_on_another_clusters_data_directory_refuses_to_join() {
+    let mut old = Cluster::new(3);
+    old.start(&[1, 2, 3]);
+    let old_logs = old.logs();
+    let old_logs: Vec<&Path> = old_logs.iter().map(PathBuf::as_path).collect();
+    wait_until("the old cluster forms", &old_logs, || {
+        (metadata(&old.bootstrap(1), "none").0.len() == 3).then_some(())
+    });
+    create(&old.bootstrap(1), "old-topic", 1);
+    for id in 1..=3 {
+        old.terminate(id);
+    }
+
+    let mut new = Cluster::new(3);
+    new.start(&[1, 2]);
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(old.data_dir(3))
+        .arg(new.data_dir(3))
+        .status()
+        .expect("cp");
+    assert!(status.success());
+    let log = new.start_refused(3);
+    assert!(log.contains("belongs to cluster"), "{log}");
+    assert!(log.contains("a node joins one cluster only"), "{log}");
+    let (_, leaders) = metadata(&new.bootstrap(1), "old-topic");
+    assert!(
+        leaders.is_empty(),
+        "the old cluster's topic leaked: {leaders:?}"
     );
 }
 

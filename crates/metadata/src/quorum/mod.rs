@@ -16,8 +16,8 @@ pub use heartbeats::Heartbeats;
 
 pub use local::LocalQuorum;
 pub use raft::{
-    serve_tcp, InProcessNetwork, Plaintext, QuorumConfig, QuorumIo, QuorumStream, RaftQuorum,
-    RpcHandler, StreamSecurity, TcpTransport, Transport, TransportError,
+    serve_tcp, ClusterIdentity, InProcessNetwork, Plaintext, QuorumConfig, QuorumIo, QuorumStream,
+    RaftQuorum, RpcHandler, StreamSecurity, TcpTransport, Transport, TransportError, VoterLinks,
 };
 
 use crate::image::MetadataImage;

@@ -5,6 +5,7 @@
 //! appears outside this folder.
 
 mod files;
+mod identity;
 mod in_process;
 mod log_store;
 mod network;
@@ -20,9 +21,12 @@ mod suite_tests;
 #[cfg(test)]
 mod test_cluster;
 
+pub use identity::ClusterIdentity;
 pub use in_process::InProcessNetwork;
 pub use network::{RpcHandler, Transport, TransportError};
-pub use tcp::{serve_tcp, Plaintext, QuorumIo, QuorumStream, StreamSecurity, TcpTransport};
+pub use tcp::{
+    serve_tcp, Plaintext, QuorumIo, QuorumStream, StreamSecurity, TcpTransport, VoterLinks,
+};
 
 use crate::image::MetadataImage;
 use crate::quorum::{

@@ -7,6 +7,7 @@
 //! What secures a connection (TLS, for an SSL controller listener) is the
 //! broker's business: it hands a [`StreamSecurity`] to both ends.
 
+use super::identity::ClusterIdentity;
 use super::lock;
 use super::network::{RpcHandler, Transport, TransportError};
 use crate::quorum::QuorumFuture;
@@ -57,25 +58,68 @@ impl StreamSecurity for Plaintext {
     }
 }
 
+/// What every connection between voters goes through: securing, then
+/// the exchange of cluster ids.
+#[derive(Clone)]
+pub struct VoterLinks {
+    pub security: Arc<dyn StreamSecurity>,
+    pub identity: Arc<ClusterIdentity>,
+}
+
+impl VoterLinks {
+    /// Plain connections, no cluster known yet (tests).
+    pub fn plaintext() -> Self {
+        VoterLinks {
+            security: Arc::new(Plaintext),
+            identity: Arc::default(),
+        }
+    }
+}
+
 type Connection = Arc<tokio::sync::Mutex<Option<QuorumStream>>>;
 
 /// Calls peers at the addresses of the voter set.
 pub struct TcpTransport {
     addresses: BTreeMap<i32, String>,
     connections: Mutex<HashMap<i32, Connection>>,
-    security: Arc<dyn StreamSecurity>,
+    links: VoterLinks,
 }
 
 impl TcpTransport {
     /// `addresses`: each voter's `host:port` (the voter set's addresses);
-    /// every connection is secured by `security`.
-    pub fn new(addresses: BTreeMap<i32, String>, security: Arc<dyn StreamSecurity>) -> Self {
+    /// every connection goes through `links`.
+    pub fn new(addresses: BTreeMap<i32, String>, links: VoterLinks) -> Self {
         TcpTransport {
             addresses,
             connections: Mutex::new(HashMap::new()),
-            security,
+            links,
         }
     }
+}
+
+/// Opens a connection to voter `to` at `address`: secured, hellos
+/// exchanged and checked.
+async fn open(links: &VoterLinks, to: i32, address: &str) -> Result<QuorumStream, String> {
+    let stream = TcpStream::connect(address)
+        .await
+        .map_err(|e| format!("cannot connect to {address}: {e}"))?;
+    stream.set_nodelay(true).map_err(|e| e.to_string())?;
+    let mut stream = links
+        .security
+        .connect(stream, host_of(address))
+        .await
+        .map_err(|e| format!("cannot secure the connection to {address}: {e}"))?;
+    write_message(&mut stream, &links.identity.hello())
+        .await
+        .map_err(|e| e.to_string())?;
+    let hello = read_message(&mut stream)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("voter {to} at {address} closed the connection at its hello"))?;
+    links
+        .identity
+        .check(&format!("voter {to} at {address}"), &hello)?;
+    Ok(stream)
 }
 
 /// The host of `host:port` (`[v6]:port` too).
@@ -126,7 +170,7 @@ impl Transport for TcpTransport {
     ) -> QuorumFuture<'static, Result<Vec<u8>, TransportError>> {
         let address = self.addresses.get(&to).cloned();
         let connection = lock(&self.connections).entry(to).or_default().clone();
-        let security = Arc::clone(&self.security);
+        let links = self.links.clone();
         Box::pin(async move {
             let failed = |reason: String| TransportError { to, reason };
             let address = address.ok_or_else(|| failed("no address for this node".to_string()))?;
@@ -134,20 +178,7 @@ impl Transport for TcpTransport {
             // Taken out for the exchange: only a whole one puts it back.
             let mut stream = match slot.take() {
                 Some(stream) => stream,
-                None => {
-                    let stream = TcpStream::connect(&address)
-                        .await
-                        .map_err(|e| failed(format!("cannot connect to {address}: {e}")))?;
-                    stream
-                        .set_nodelay(true)
-                        .map_err(|e| failed(e.to_string()))?;
-                    security
-                        .connect(stream, host_of(&address))
-                        .await
-                        .map_err(|e| {
-                            failed(format!("cannot secure the connection to {address}: {e}"))
-                        })?
-                }
+                None => open(&links, to, &address).await.map_err(failed)?,
             };
             write_message(&mut stream, &request)
                 .await
@@ -163,24 +194,16 @@ impl Transport for TcpTransport {
 }
 
 /// Answers the requests that arrive on `listener` with `handler`, one
-/// task per connection secured by `security`, until the returned future
+/// task per connection going through `links`, until the returned future
 /// is dropped.
-pub async fn serve_tcp(
-    listener: TcpListener,
-    handler: RpcHandler,
-    security: Arc<dyn StreamSecurity>,
-) {
+pub async fn serve_tcp(listener: TcpListener, handler: RpcHandler, links: VoterLinks) {
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
                 let handler = handler.clone();
-                let security = Arc::clone(&security);
+                let links = links.clone();
                 tokio::spawn(async move {
-                    let secured = async {
-                        stream.set_nodelay(true)?;
-                        security.accept(stream).await
-                    };
-                    let stream = match secured.await {
+                    let stream = match accept(&links, stream, peer).await {
                         Ok(stream) => stream,
                         Err(e) => {
                             tracing::warn!(%peer, error = %e, "refused a metadata quorum connection");
@@ -199,6 +222,27 @@ pub async fn serve_tcp(
             }
         }
     }
+}
+
+/// Secures an accepted connection and exchanges hellos: the peer's first,
+/// then this voter's (so a peer of another cluster learns why it is
+/// refused).
+async fn accept(
+    links: &VoterLinks,
+    stream: TcpStream,
+    peer: std::net::SocketAddr,
+) -> io::Result<QuorumStream> {
+    stream.set_nodelay(true)?;
+    let mut stream = links.security.accept(stream).await?;
+    let hello = read_message(&mut stream)
+        .await?
+        .ok_or_else(|| io::Error::other("closed before its hello"))?;
+    write_message(&mut stream, &links.identity.hello()).await?;
+    links
+        .identity
+        .check(&format!("the voter at {peer}"), &hello)
+        .map_err(io::Error::other)?;
+    Ok(stream)
 }
 
 async fn serve_connection(mut stream: QuorumStream, handler: RpcHandler) -> io::Result<()> {
@@ -237,12 +281,12 @@ mod tests {
             let mut config = QuorumConfig::new(id, voters.clone(), dir.path().to_path_buf());
             config.election_timeout = Duration::from_millis(300);
             config.heartbeat_interval = Duration::from_millis(60);
-            let transport = Arc::new(TcpTransport::new(voters.clone(), Arc::new(Plaintext)));
+            let transport = Arc::new(TcpTransport::new(voters.clone(), VoterLinks::plaintext()));
             let node = RaftQuorum::start(config, transport).await.expect("starts");
             servers.push(tokio::spawn(serve_tcp(
                 listener,
                 node.rpc_handler(),
-                Arc::new(Plaintext),
+                VoterLinks::plaintext(),
             )));
             nodes.insert(id, node);
         }
