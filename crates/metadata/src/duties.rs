@@ -1,11 +1,13 @@
 //! The active controller's standing duties, run on every node and acted
 //! on only by the leader of the quorum: fence brokers whose heartbeats
 //! stopped for `broker.session.timeout.ms`, unfence those heard from again,
-//! and elect partition leaders whenever a leader is fenced or missing.
+//! elect partition leaders whenever a leader is fenced or missing, and
+//! finish reassignments whose target replicas are in sync.
 
 use crate::cluster::{elect_leaders, preferred_leaders};
 use crate::image::MetadataImage;
 use crate::quorum::{Quorum, QuorumError};
+use crate::reassignment::complete_reassignments;
 use crate::record::MetadataRecord;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -103,14 +105,16 @@ pub fn decide(
             records.push(MetadataRecord::BrokerFenced { node_id: *id });
         }
     }
-    if records.is_empty() {
-        return elect_leaders(image, duties.unclean_leader_election);
-    }
     let mut next = image.clone();
     for record in &records {
         next.apply(record);
     }
-    records.extend(elect_leaders(&next, duties.unclean_leader_election));
+    let elections = elect_leaders(&next, duties.unclean_leader_election);
+    for record in &elections {
+        next.apply(record);
+    }
+    records.extend(elections);
+    records.extend(complete_reassignments(&next));
     records
 }
 

@@ -11,8 +11,42 @@ use uuid::Uuid;
 pub struct PartitionImage {
     pub leader: i32,
     pub leader_epoch: i32,
+    /// During a reassignment, the target replicas and then those being
+    /// removed (Kafka's order).
     pub replicas: Vec<i32>,
     pub isr: Vec<i32>,
+    /// Replicas a reassignment adds (not yet in the ISR, or not yet
+    /// finished); empty when none is in progress.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adding: Vec<i32>,
+    /// Replicas a reassignment removes once the added ones are in sync.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removing: Vec<i32>,
+}
+
+impl PartitionImage {
+    /// Whether a reassignment is in progress.
+    pub fn reassigning(&self) -> bool {
+        !self.adding.is_empty() || !self.removing.is_empty()
+    }
+
+    /// The replicas before the reassignment in progress (all, with none).
+    pub fn original_replicas(&self) -> Vec<i32> {
+        self.replicas
+            .iter()
+            .copied()
+            .filter(|r| !self.adding.contains(r))
+            .collect()
+    }
+
+    /// The replicas the reassignment in progress leads to (all, with none).
+    pub fn target_replicas(&self) -> Vec<i32> {
+        self.replicas
+            .iter()
+            .copied()
+            .filter(|r| !self.removing.contains(r))
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -264,6 +298,22 @@ impl MetadataImage {
                     part.isr = isr.clone();
                 }
             }
+            MetadataRecord::PartitionReassigned {
+                topic_id,
+                partition,
+                replicas,
+                adding,
+                removing,
+            } => {
+                let part = self
+                    .topic_mut(topic_id)
+                    .and_then(|t| t.partitions.get_mut(usize::try_from(*partition).ok()?));
+                if let Some(part) = part {
+                    part.replicas = replicas.clone();
+                    part.adding = adding.clone();
+                    part.removing = removing.clone();
+                }
+            }
             MetadataRecord::UserScramCredentialUpserted {
                 name,
                 mechanism,
@@ -401,7 +451,19 @@ impl MetadataImage {
                 configs: topic.configs.clone(),
             });
             for (index, p) in topic.partitions.iter().enumerate() {
-                if *p != new_partition(&p.replicas) {
+                if p.reassigning() {
+                    records.push(MetadataRecord::PartitionReassigned {
+                        topic_id: topic.id,
+                        partition: i32::try_from(index).unwrap_or(i32::MAX),
+                        replicas: p.replicas.clone(),
+                        adding: p.adding.clone(),
+                        removing: p.removing.clone(),
+                    });
+                }
+                if p.leader != p.replicas.first().copied().unwrap_or(-1)
+                    || p.leader_epoch != 0
+                    || p.isr != p.replicas
+                {
                     records.push(MetadataRecord::PartitionChanged {
                         topic_id: topic.id,
                         partition: i32::try_from(index).unwrap_or(i32::MAX),
@@ -432,6 +494,8 @@ fn new_partition(replicas: &[i32]) -> PartitionImage {
         leader_epoch: 0,
         replicas: replicas.to_vec(),
         isr: replicas.to_vec(),
+        adding: Vec::new(),
+        removing: Vec::new(),
     }
 }
 

@@ -22,6 +22,7 @@ mod image;
 mod log;
 pub mod quorum;
 pub mod quota;
+pub mod reassignment;
 mod record;
 mod repair;
 mod scram;

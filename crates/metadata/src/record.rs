@@ -79,6 +79,19 @@ pub enum MetadataRecord {
         leader_epoch: i32,
         isr: Vec<i32>,
     },
+    /// A partition's replica set changed: a reassignment began (`adding`
+    /// and `removing` say what it changes), was replaced, cancelled or
+    /// completed (both empty). Kafka carries these in PartitionRecord and
+    /// PartitionChangeRecord.
+    PartitionReassigned {
+        topic_id: Uuid,
+        partition: i32,
+        replicas: Vec<i32>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        adding: Vec<i32>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        removing: Vec<i32>,
+    },
     /// A user's SCRAM credential for one mechanism was created or replaced
     /// (Kafka's UserScramCredentialRecord). Never the password.
     UserScramCredentialUpserted {

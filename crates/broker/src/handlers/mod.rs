@@ -14,6 +14,7 @@ pub(crate) mod add_offsets_to_txn;
 pub(crate) mod add_partitions_to_txn;
 pub(crate) mod alter_client_quotas;
 pub(crate) mod alter_configs;
+pub(crate) mod alter_partition_reassignments;
 pub(crate) mod alter_user_scram_credentials;
 pub(crate) mod api_versions;
 mod authorize;
@@ -47,6 +48,7 @@ pub(crate) mod join_group;
 pub(crate) mod leave_group;
 pub(crate) mod list_groups;
 pub(crate) mod list_offsets;
+pub(crate) mod list_partition_reassignments;
 pub(crate) mod list_transactions;
 pub(crate) mod metadata;
 pub(crate) mod offset_commit;
@@ -111,6 +113,8 @@ pub(crate) const APIS: &[ApiSupport] = &[
     describe_cluster::API,
     describe_quorum::API,
     elect_leaders::API,
+    alter_partition_reassignments::API,
+    list_partition_reassignments::API,
     delete_records::API,
     delete_groups::API,
     offset_delete::API,
@@ -270,6 +274,12 @@ async fn serve(
         }
         RequestKind::ElectLeaders(req) => {
             off_reactor(state, move |s| elect_leaders::handle(s, req, version))
+        }
+        RequestKind::AlterPartitionReassignments(req) => off_reactor(state, move |s| {
+            alter_partition_reassignments::handle(s, req, version)
+        }),
+        RequestKind::ListPartitionReassignments(req) => {
+            Reply::Now(Box::new(list_partition_reassignments::handle(state, req)))
         }
         RequestKind::DescribeConfigs(req) => {
             Reply::Now(Box::new(describe_configs::handle(state, req, version)))

@@ -216,6 +216,19 @@ fn request_for(
                     .with_partitions(vec![0]),
             ])),
         ),
+        ApiKey::AlterPartitionReassignments => RequestKind::AlterPartitionReassignments(
+            AlterPartitionReassignmentsRequest::default().with_topics(vec![
+                alter_partition_reassignments_request::ReassignableTopic::default()
+                    .with_name(name("t1"))
+                    .with_partitions(vec![
+                        alter_partition_reassignments_request::ReassignablePartition::default()
+                            .with_replicas(Some(vec![BrokerId(1)])),
+                    ]),
+            ]),
+        ),
+        ApiKey::ListPartitionReassignments => {
+            RequestKind::ListPartitionReassignments(ListPartitionReassignmentsRequest::default())
+        }
         ApiKey::DeleteRecords => RequestKind::DeleteRecords(
             DeleteRecordsRequest::default()
                 .with_timeout_ms(1000)

@@ -161,6 +161,14 @@ pub(crate) fn error_of(response: &ResponseKind) -> ErrorCode {
         R::DeleteAcls(r) => first(r.filter_results.iter().map(|f| f.error_code)),
         R::DescribeClientQuotas(r) => r.error_code,
         R::AlterClientQuotas(r) => first(r.entries.iter().map(|e| e.error_code)),
+        R::AlterPartitionReassignments(r) => first(
+            std::iter::once(r.error_code).chain(
+                r.responses
+                    .iter()
+                    .flat_map(|t| t.partitions.iter().map(|p| p.error_code)),
+            ),
+        ),
+        R::ListPartitionReassignments(r) => r.error_code,
         // Every API the broker serves is listed above; a new one shows here
         // in the test below before it ships without its errors counted.
         _ => error::NONE,
@@ -202,6 +210,8 @@ mod tests {
     }
 
     const COVERED: &[&str] = &[
+        "AlterPartitionReassignments",
+        "ListPartitionReassignments",
         "Produce",
         "Fetch",
         "ListOffsets",

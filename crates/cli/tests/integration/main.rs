@@ -40,6 +40,9 @@
 //! * `quotas` — client quotas: AlterClientQuotas and DescribeClientQuotas,
 //!   librdkafka producers and consumers held to their byte rates, request
 //!   time and connection creation rate quotas.
+//! * `reassignment` — AlterPartitionReassignments on three `sluice serve`
+//!   processes: a partition moves with its records, a stuck move is
+//!   listed and cancelled.
 //! * `replication` — a replication-factor-3 partition on three `sluice
 //!   serve` processes: acks=all records survive the SIGKILL of their
 //!   leader, the ISR shrinks and grows back, a rolling restart under
@@ -74,6 +77,7 @@ mod oauth;
 mod protocol;
 mod quotas;
 mod rdkafka_client;
+mod reassignment;
 mod replication;
 mod sasl;
 mod sluice_client;

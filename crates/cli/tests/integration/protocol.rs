@@ -78,7 +78,12 @@ pub(crate) fn api_versions_request(correlation_id: i32) -> Bytes {
 }
 
 /// Sends a request and decodes its response.
-fn call(s: &mut TcpStream, api: ApiKey, version: i16, body: RequestKind) -> ResponseKind {
+pub(crate) fn call(
+    s: &mut TcpStream,
+    api: ApiKey,
+    version: i16,
+    body: RequestKind,
+) -> ResponseKind {
     let corr = 4242;
     s.write_all(&encode_request(&header(api, version, corr), &body).unwrap())
         .unwrap();

@@ -21,7 +21,7 @@ const TOPIC: &str = "replicated";
 const DIVERGED: &str = "diverged";
 
 /// (leader, replicas, ISR) of partition 0 of `topic`, as `bootstrap` says.
-fn partition_state(bootstrap: &str, topic: &str) -> Option<(i32, Vec<i32>, Vec<i32>)> {
+pub(crate) fn partition_state(bootstrap: &str, topic: &str) -> Option<(i32, Vec<i32>, Vec<i32>)> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .create()

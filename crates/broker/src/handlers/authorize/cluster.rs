@@ -1,7 +1,7 @@
 //! Cluster APIs (Kafka's KafkaApis): DescribeQuorum, DescribeLogDirs,
-//! DescribeUserScramCredentials and DescribeAcls need Describe on the
-//! cluster; ElectLeaders, AlterUserScramCredentials, CreateAcls and
-//! DeleteAcls Alter; WriteTxnMarkers ClusterAction; DescribeClientQuotas
+//! DescribeUserScramCredentials, DescribeAcls and ListPartitionReassignments
+//! need Describe on the cluster; ElectLeaders, AlterPartitionReassignments,
+//! AlterUserScramCredentials, CreateAcls and DeleteAcls Alter; WriteTxnMarkers ClusterAction; DescribeClientQuotas
 //! DescribeConfigs and AlterClientQuotas AlterConfigs on the cluster. Configs need
 //! DescribeConfigs or AlterConfigs on their topic, or on the cluster for a
 //! broker. Refusals answer CLUSTER_AUTHORIZATION_FAILED (topics
@@ -19,12 +19,14 @@ use kafka_protocol::messages::{
     DescribeClientQuotasResponse,
 };
 use kafka_protocol::messages::{
-    AlterConfigsRequest, AlterUserScramCredentialsRequest, AlterUserScramCredentialsResponse,
-    CreateAclsRequest, CreateAclsResponse, DeleteAclsRequest, DeleteAclsResponse,
-    DescribeAclsRequest, DescribeAclsResponse, DescribeConfigsRequest, DescribeLogDirsRequest,
-    DescribeLogDirsResponse, DescribeQuorumRequest, DescribeQuorumResponse,
-    DescribeUserScramCredentialsRequest, DescribeUserScramCredentialsResponse, ElectLeadersRequest,
-    ElectLeadersResponse, IncrementalAlterConfigsRequest, ResponseKind, WriteTxnMarkersRequest,
+    AlterConfigsRequest, AlterPartitionReassignmentsRequest, AlterPartitionReassignmentsResponse,
+    AlterUserScramCredentialsRequest, AlterUserScramCredentialsResponse, CreateAclsRequest,
+    CreateAclsResponse, DeleteAclsRequest, DeleteAclsResponse, DescribeAclsRequest,
+    DescribeAclsResponse, DescribeConfigsRequest, DescribeLogDirsRequest, DescribeLogDirsResponse,
+    DescribeQuorumRequest, DescribeQuorumResponse, DescribeUserScramCredentialsRequest,
+    DescribeUserScramCredentialsResponse, ElectLeadersRequest, ElectLeadersResponse,
+    IncrementalAlterConfigsRequest, ListPartitionReassignmentsRequest,
+    ListPartitionReassignmentsResponse, ResponseKind, WriteTxnMarkersRequest,
     WriteTxnMarkersResponse,
 };
 use kafka_protocol::protocol::StrBytes;
@@ -154,6 +156,28 @@ pub(super) fn describe_log_dirs(access: &Access, _: &mut DescribeLogDirsRequest)
 pub(super) fn elect_leaders(access: &Access, _: &mut ElectLeadersRequest) -> Checked {
     cluster_or(access, Operation::Alter, || {
         ResponseKind::ElectLeaders(ElectLeadersResponse::default().with_error_code(DENIED))
+    })
+}
+
+pub(super) fn alter_reassignments(
+    access: &Access,
+    _: &mut AlterPartitionReassignmentsRequest,
+) -> Checked {
+    cluster_or(access, Operation::Alter, || {
+        ResponseKind::AlterPartitionReassignments(
+            AlterPartitionReassignmentsResponse::default().with_error_code(DENIED),
+        )
+    })
+}
+
+pub(super) fn list_reassignments(
+    access: &Access,
+    _: &mut ListPartitionReassignmentsRequest,
+) -> Checked {
+    cluster_or(access, Operation::Describe, || {
+        ResponseKind::ListPartitionReassignments(
+            ListPartitionReassignmentsResponse::default().with_error_code(DENIED),
+        )
     })
 }
 

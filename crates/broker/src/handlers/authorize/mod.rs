@@ -127,6 +127,8 @@ pub(crate) fn admit(state: &Arc<BrokerState>, caller: &Caller, mut request: Requ
         RequestKind::DescribeQuorum(r) => cluster::describe_quorum(&access, r),
         RequestKind::DescribeLogDirs(r) => cluster::describe_log_dirs(&access, r),
         RequestKind::ElectLeaders(r) => cluster::elect_leaders(&access, r),
+        RequestKind::AlterPartitionReassignments(r) => cluster::alter_reassignments(&access, r),
+        RequestKind::ListPartitionReassignments(r) => cluster::list_reassignments(&access, r),
         RequestKind::DescribeUserScramCredentials(r) => cluster::describe_scram(&access, r),
         RequestKind::AlterUserScramCredentials(r) => cluster::alter_scram(&access, r),
         RequestKind::DescribeAcls(r) => cluster::describe_acls(&access, r),

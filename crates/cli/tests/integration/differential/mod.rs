@@ -95,6 +95,7 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("describe_cluster", topics::describe_cluster),
     ("describe_quorum", topics::describe_quorum),
     ("elect_leaders", topics::elect_leaders),
+    ("reassignments", topics::reassignments),
     ("describe_log_dirs", topics::describe_log_dirs),
     ("produce", records::produce),
     ("fetch", records::fetch),

@@ -703,3 +703,82 @@ pub(crate) fn elect_leaders(side: &mut Side, obs: &mut Obs) {
         }
     }
 }
+
+/// AlterPartitionReassignments and ListPartitionReassignments on one
+/// broker: a no-op move, bad target lists, cancelling what is not in
+/// progress, unknown partitions and topics; then what is listed.
+pub(crate) fn reassignments(side: &mut Side, obs: &mut Obs) {
+    use sluice_protocol::kafka_protocol::messages::alter_partition_reassignments_request::{
+        ReassignablePartition, ReassignableTopic,
+    };
+    use sluice_protocol::kafka_protocol::messages::list_partition_reassignments_request::ListPartitionReassignmentsTopics;
+    use sluice_protocol::kafka_protocol::messages::{
+        AlterPartitionReassignmentsRequest, BrokerId, ListPartitionReassignmentsRequest,
+    };
+    create_topic(side, "diff-reassign", 2);
+    let node = node_id(side);
+    let move_to = |index: i32, replicas: Option<Vec<i32>>| {
+        ReassignablePartition::default()
+            .with_partition_index(index)
+            .with_replicas(replicas.map(|r| r.into_iter().map(BrokerId).collect()))
+    };
+    let request = AlterPartitionReassignmentsRequest::default()
+        .with_timeout_ms(10_000)
+        .with_topics(vec![
+            ReassignableTopic::default()
+                .with_name(topic_name("diff-reassign"))
+                .with_partitions(vec![
+                    move_to(0, Some(vec![node])),
+                    move_to(1, None),
+                    move_to(9, Some(vec![node])),
+                ]),
+            ReassignableTopic::default()
+                .with_name(topic_name("diff-reassign"))
+                .with_partitions(vec![
+                    move_to(0, Some(vec![node, node])),
+                    move_to(0, Some(vec![4242])),
+                    move_to(0, Some(vec![])),
+                ]),
+            ReassignableTopic::default()
+                .with_name(topic_name("diff-reassign-missing"))
+                .with_partitions(vec![move_to(0, Some(vec![node]))]),
+        ]);
+    let r = match side
+        .wire
+        .send(RequestKind::AlterPartitionReassignments(request))
+    {
+        ResponseKind::AlterPartitionReassignments(r) => r,
+        other => panic!("{other:?}"),
+    };
+    obs.error("alter/error", r.error_code);
+    for (i, t) in r.responses.iter().enumerate() {
+        for (j, p) in t.partitions.iter().enumerate() {
+            obs.error(
+                format!("alter/{i}/{j}/{}-{}", t.name.as_str(), p.partition_index),
+                p.error_code,
+            );
+        }
+    }
+    for (case, topics) in [
+        ("list_all", None),
+        (
+            "list_named",
+            Some(vec![ListPartitionReassignmentsTopics::default()
+                .with_name(topic_name("diff-reassign"))
+                .with_partition_indexes(vec![0, 1, 9])]),
+        ),
+    ] {
+        let request = ListPartitionReassignmentsRequest::default()
+            .with_timeout_ms(10_000)
+            .with_topics(topics);
+        let r = match side
+            .wire
+            .send(RequestKind::ListPartitionReassignments(request))
+        {
+            ResponseKind::ListPartitionReassignments(r) => r,
+            other => panic!("{other:?}"),
+        };
+        obs.error(format!("{case}/error"), r.error_code);
+        obs.put(format!("{case}/topics"), r.topics.len());
+    }
+}

@@ -152,6 +152,8 @@ fn api_key_of(request: &RequestKind) -> ApiKey {
         };
     }
     keys!(
+        AlterPartitionReassignments,
+        ListPartitionReassignments,
         DescribeAcls,
         DescribeClientQuotas,
         AlterClientQuotas,
