@@ -14,6 +14,7 @@ mod output;
 mod perf;
 mod produce;
 mod quota;
+mod reassign;
 mod serve;
 mod topic;
 mod transactions;

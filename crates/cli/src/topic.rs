@@ -69,6 +69,10 @@ pub(crate) enum TopicCommand {
         #[arg(long, allow_negative_numbers = true)]
         before_offset: i64,
     },
+    /// Move partitions to other brokers (the new replicas copy the data,
+    /// then the old ones are dropped), show the moves in progress
+    /// (--verify), or cancel them (--cancel).
+    Reassign(crate::reassign::ReassignArgs),
     /// Increase the number of partitions of a topic.
     AddPartitions {
         /// Topic name.
@@ -85,6 +89,7 @@ pub(crate) async fn run(global: &Global, cmd: TopicCommand) -> anyhow::Result<()
         .context("connecting to the cluster")?;
     let json = global.output == OutputFormat::Json;
     match cmd {
+        TopicCommand::Reassign(args) => crate::reassign::run(global, &admin, args).await,
         TopicCommand::Create {
             name,
             partitions,

@@ -44,6 +44,8 @@ pub fn client_max_version(api: ApiKey) -> Option<i16> {
         ApiKey::DescribeCluster => 1,
         ApiKey::DescribeQuorum => 1,
         ApiKey::ElectLeaders => 2,
+        ApiKey::AlterPartitionReassignments => 1,
+        ApiKey::ListPartitionReassignments => 0,
         ApiKey::DescribeLogDirs => 4,
         ApiKey::DeleteRecords => 2,
         ApiKey::FindCoordinator => 6,

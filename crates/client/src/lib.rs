@@ -76,6 +76,7 @@ pub mod partitioner;
 pub mod producer;
 pub mod quorum_admin;
 pub mod quota_admin;
+pub mod reassignment_admin;
 mod sasl;
 pub mod scram_admin;
 pub mod security;
@@ -108,6 +109,7 @@ pub use producer::{
 };
 pub use quorum_admin::{ElectionResult, ElectionType, QuorumDescription, QuorumVoter};
 pub use quota_admin::{ClientQuotas, QuotaEntity, QuotaMatch};
+pub use reassignment_admin::{MoveResult, OngoingReassignment, PartitionMove};
 pub use scram_admin::{ScramAlteration, ScramMechanism, UserScramCredentials};
 pub use security::{SaslLogin, SaslMechanism, Security};
 pub use sluice_protocol;

@@ -178,7 +178,25 @@ fn a_partition_moves_to_other_brokers_with_its_records_and_a_stuck_move_is_cance
     );
 
     // Off broker 1, onto 2 and 3: they copy the records, then 1 lets go.
-    assert_eq!(alter_code(&cluster.bootstrap(3), TOPIC, Some(&[2, 3])), 0);
+    let sluice = |bootstrap: &str, args: &[&str]| {
+        let out = std::process::Command::new(crate::common::sluice_binary())
+            .args(["--bootstrap-server", bootstrap, "topic", "reassign", TOPIC])
+            .args(args)
+            .output()
+            .expect("run sluice");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.success(), text)
+    };
+    let (ok, out) = sluice(
+        &cluster.bootstrap(3),
+        &["--partition", "0", "--replicas", "2,3", "--wait", "30"],
+    );
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("Reassignment of moving partitions 0 to brokers 2,3 complete."),
+        "{out}"
+    );
     let state = wait_until("the move completes", &logs, || {
         let state = partition_state(&cluster.bootstrap(1), TOPIC)?;
         (listed(&cluster.bootstrap(1)).is_empty() && state.1 == vec![2, 3]).then_some(state)
@@ -205,11 +223,16 @@ fn a_partition_moves_to_other_brokers_with_its_records_and_a_stuck_move_is_cance
     assert_eq!(code, 0);
     let ongoing = listed(&cluster.bootstrap(2));
     assert_eq!(ongoing, vec![(vec![1, 2, 3], vec![1], vec![])]);
-    assert_eq!(
-        alter_code(&cluster.bootstrap(3), TOPIC, None),
-        0,
-        "cancelled"
+    let (ok, out) = sluice(&cluster.bootstrap(2), &["--verify"]);
+    assert!(
+        ok && out.contains("moving") && out.contains("1,2,3"),
+        "{out}"
     );
+    let (ok, out) = sluice(&cluster.bootstrap(3), &["--cancel"]);
+    assert!(ok, "{out}");
+    assert!(out.contains("back to their replicas cancelled"), "{out}");
+    let (ok, out) = sluice(&cluster.bootstrap(3), &["--cancel"]);
+    assert!(!ok && out.contains("NO_REASSIGNMENT_IN_PROGRESS"), "{out}");
     assert!(listed(&cluster.bootstrap(2)).is_empty());
     let state = partition_state(&cluster.bootstrap(2), TOPIC).expect("metadata");
     assert_eq!((state.1, state.2), (vec![2, 3], vec![2, 3]));
