@@ -26,6 +26,7 @@ import org.apache.kafka.clients.admin.DescribeClusterResult;
 import org.apache.kafka.clients.admin.GroupListing;
 import org.apache.kafka.clients.admin.ListGroupsOptions;
 import org.apache.kafka.clients.admin.MemberDescription;
+import org.apache.kafka.clients.admin.NewPartitionReassignment;
 import org.apache.kafka.clients.admin.NewPartitions;
 import org.apache.kafka.clients.admin.NewTopic;
 import org.apache.kafka.clients.admin.OffsetSpec;
@@ -52,6 +53,8 @@ import org.apache.kafka.common.config.ConfigResource;
 import org.apache.kafka.common.errors.GroupIdNotFoundException;
 import org.apache.kafka.common.errors.InvalidPartitionsException;
 import org.apache.kafka.common.errors.InvalidProducerEpochException;
+import org.apache.kafka.common.errors.InvalidReplicaAssignmentException;
+import org.apache.kafka.common.errors.NoReassignmentInProgressException;
 import org.apache.kafka.common.errors.OffsetOutOfRangeException;
 import org.apache.kafka.common.errors.TopicExistsException;
 import org.apache.kafka.common.errors.UnknownTopicOrPartitionException;
@@ -227,6 +230,30 @@ class AdminTest {
         get(admin.deleteConsumerGroups(List.of(group)).all());
         assertFalse(listConsumerGroups().stream().anyMatch(g -> g.groupId().equals(group)), "group deleted");
         assertThrows(GroupIdNotFoundException.class, () -> get(admin.deleteConsumerGroups(List.of(group)).all()));
+    }
+
+    /** KIP-455 on one broker: a move onto the replicas it has, refusals with Kafka's exceptions, nothing listed. */
+    @Test
+    void partitionReassignmentsAreValidatedAndListed() {
+        Clients.createTopic(admin, "admin-reassign", 2);
+        TopicPartition p0 = new TopicPartition("admin-reassign", 0);
+        TopicPartition p1 = new TopicPartition("admin-reassign", 1);
+        int node = onlyNode().id();
+        get(admin.alterPartitionReassignments(
+                Map.of(p0, Optional.of(new NewPartitionReassignment(List.of(node))))).all());
+        assertThrows(InvalidReplicaAssignmentException.class, () -> get(admin.alterPartitionReassignments(
+                Map.of(p0, Optional.of(new NewPartitionReassignment(List.of(4242))))).all()));
+        assertThrows(InvalidReplicaAssignmentException.class, () -> get(admin.alterPartitionReassignments(
+                Map.of(p0, Optional.of(new NewPartitionReassignment(List.of(node, node))))).all()));
+        assertThrows(NoReassignmentInProgressException.class, () -> get(admin.alterPartitionReassignments(
+                Map.of(p1, Optional.<NewPartitionReassignment>empty())).all()));
+        assertThrows(UnknownTopicOrPartitionException.class, () -> get(admin.alterPartitionReassignments(
+                Map.of(new TopicPartition("admin-reassign", 9),
+                        Optional.of(new NewPartitionReassignment(List.of(node))))).all()));
+        assertTrue(get(admin.listPartitionReassignments().reassignments()).isEmpty());
+        assertTrue(get(admin.listPartitionReassignments(Set.of(p0, p1)).reassignments()).isEmpty());
+        assertEquals(List.of(node), get(admin.describeTopics(List.of("admin-reassign")).allTopicNames())
+                .get("admin-reassign").partitions().get(0).replicas().stream().map(Node::id).toList());
     }
 
     @Test
