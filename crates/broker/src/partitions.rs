@@ -179,6 +179,12 @@ impl Partitions {
     ) -> Result<NewLogs, StorageError> {
         let mut created = NewLogs(Vec::new());
         for (index, replicas) in led {
+            if self.get_any(&(topic.to_string(), index)).is_some() {
+                // A newer image has this partition already (another node
+                // created the topic first): its directory is in use, and
+                // this creation's append will be refused as stale.
+                continue;
+            }
             let assignment = Assignment {
                 leader_epoch: 0,
                 role: AssignedRole::Lead {
@@ -211,12 +217,24 @@ impl Partitions {
         Ok(())
     }
 
-    /// Removes logs made for a change that did not happen.
+    /// Removes logs made for a change that did not happen. A directory the
+    /// registry serves by now is left alone: another node's change of the
+    /// same name won (two brokers creating `__consumer_offsets` at once),
+    /// and this node opened that partition from the winner's image on the
+    /// directory its own attempt had made.
     pub(crate) fn discard(&self, logs: NewLogs) {
         for partition in logs.0 {
             let (topic, index) = (partition.topic.clone(), partition.index);
             // Closes its files before the directory goes.
             drop(partition);
+            if self.get_any(&(topic.clone(), index)).is_some() {
+                tracing::debug!(
+                    topic,
+                    index,
+                    "kept the directory of a discarded creation: the metadata's partition uses it"
+                );
+                continue;
+            }
             self.delete_created(&topic, index);
         }
     }

@@ -215,8 +215,12 @@ pub(crate) async fn await_cluster(
         if let Some(conflict) = identity.conflict() {
             return Err(StartError::DataDir(conflict));
         }
+        // A leader remembered from the log is not proof of this cluster:
+        // a peer must have exchanged cluster ids with this node first
+        // (unless it is the only voter).
+        let lone = quorum.status().voters.len() <= 1;
         if let Some(cluster_id) = &quorum.image().cluster_id {
-            if quorum.status().leader.is_some() {
+            if quorum.status().leader.is_some() && (lone || identity.confirmed()) {
                 identity.set(cluster_id);
                 return Ok(());
             }

@@ -4,7 +4,11 @@
 //! ```sh
 //! cargo bench -p sluice --bench rdkafka_load -- throughput 127.0.0.1:9092 perf 1000000 100 1 [BROKER_PID] [--compression=zstd] [--payload=text] [--keys=N] [--rate=N]
 //! cargo bench -p sluice --bench rdkafka_load -- e2e 127.0.0.1:9092 e2e 100000 100 all 20000
+//! cargo bench -p sluice --bench rdkafka_load -- resume 127.0.0.1:9092 failover LEADER_PID
 //! ```
+//! Resume: one acknowledged record (acks=all), then SIGKILL of LEADER_PID,
+//! then the time until the next record is acknowledged (what a producer
+//! waits through a failover).
 //! Throughput: records, record size, acks; prints records/s, MB/s and, with
 //! the broker's pid, its CPU time per record from /proc. Options:
 //! `--compression=CODEC` (the producer's `compression.type`, default none),
@@ -31,6 +35,7 @@ fn usage() -> ! {
          [--compression=CODEC] [--payload=text] [--keys=N] [--rate=N]"
     );
     eprintln!("       rdkafka_load e2e BOOTSTRAP TOPIC RECORDS SIZE ACKS RATE");
+    eprintln!("       rdkafka_load resume BOOTSTRAP TOPIC PID_TO_KILL");
     std::process::exit(64)
 }
 
@@ -312,6 +317,42 @@ fn warm_up(producer: &BaseProducer, consumer: &BaseConsumer, topic: &str) {
     while let Some(Ok(_)) = consumer.poll(Duration::from_millis(200)) {}
 }
 
+/// Times a producer's wait for its first acknowledgement after the
+/// SIGKILL of `pid` (the partition's leader).
+fn resume(bootstrap: &str, topic: &str, pid: usize) {
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "0")
+        .set("message.timeout.ms", "60000")
+        .set("retry.backoff.ms", "20")
+        .set("retry.backoff.max.ms", "100")
+        .create()
+        .expect("producer");
+    let send = |value: &str| {
+        producer
+            .send(BaseRecord::<(), _>::to(topic).partition(0).payload(value))
+            .map_err(|(e, _)| e)
+            .expect("enqueue");
+        producer
+            .flush(Duration::from_secs(60))
+            .expect("acknowledged");
+    };
+    send("before");
+    let killed = Instant::now();
+    let status = std::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success(), "kill -9 {pid}");
+    send("after");
+    println!(
+        "produce resumed {:.2} s after SIGKILL of {pid}",
+        killed.elapsed().as_secs_f64()
+    );
+}
+
 fn main() {
     // `cargo bench` appends --bench; flags are ours or ignored.
     let all: Vec<String> = std::env::args().skip(1).collect();
@@ -335,6 +376,7 @@ fn main() {
             &shape,
         ),
         "e2e" => e2e(&arg(1), &arg(2), num(3), num(4), &arg(5), num(6) as u64),
+        "resume" => resume(&arg(1), &arg(2), num(3)),
         _ => usage(),
     }
 }

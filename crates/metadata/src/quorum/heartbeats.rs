@@ -11,6 +11,10 @@ use std::time::Instant;
 #[derive(Debug, Default)]
 pub struct Heartbeats {
     seen: Mutex<BTreeMap<i32, Instant>>,
+    /// The last leader this node followed, and when it last heard from it
+    /// (an AppendEntries): kept across leadership changes, so a node that
+    /// takes over knows how long its predecessor has been silent.
+    leader_contact: Mutex<Option<(i32, Instant)>>,
 }
 
 impl Heartbeats {
@@ -41,7 +45,24 @@ impl Heartbeats {
             .clone()
     }
 
-    /// Forgets everything: this node stopped leading.
+    /// Notes that `leader` was heard from as leader at `now`.
+    pub fn record_leader_contact(&self, leader: i32, now: Instant) {
+        *self
+            .leader_contact
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some((leader, now));
+    }
+
+    /// The last leader heard from, and when.
+    pub fn last_leader_contact(&self) -> Option<(i32, Instant)> {
+        *self
+            .leader_contact
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Forgets the heartbeats (not the leader contact): this node stopped
+    /// leading.
     pub fn clear(&self) {
         self.seen
             .lock()

@@ -127,6 +127,13 @@ pub trait Quorum: Send + Sync {
     /// with its current epoch. `None` on other nodes.
     fn heard_from(&self) -> Option<BTreeMap<i32, Instant>>;
 
+    /// The leader this node last followed and when it last heard from it
+    /// (Raft's AppendEntries), so that a new active controller knows how
+    /// long its predecessor has been silent. `None` on a single node.
+    fn previous_leader_contact(&self) -> Option<(i32, Instant)> {
+        None
+    }
+
     /// The latest applied image.
     fn image(&self) -> Arc<MetadataImage>;
 

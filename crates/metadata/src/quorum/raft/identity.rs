@@ -16,6 +16,9 @@ const HELLO: &[u8] = b"sluice-voter-hello/1 ";
 pub struct ClusterIdentity {
     known: Mutex<Option<String>>,
     conflict: Mutex<Option<String>>,
+    /// Whether a peer has accepted this node's hello (and it the peer's)
+    /// since the process started.
+    confirmed: std::sync::atomic::AtomicBool,
 }
 
 impl ClusterIdentity {
@@ -24,12 +27,20 @@ impl ClusterIdentity {
         ClusterIdentity {
             known: Mutex::new(cluster_id),
             conflict: Mutex::new(None),
+            confirmed: Default::default(),
         }
     }
 
     /// Records the cluster id once the node has learned it.
     pub fn set(&self, cluster_id: &str) {
         *lock(&self.known) = Some(cluster_id.to_string());
+    }
+
+    /// Whether some peer has exchanged hellos with this node: until then
+    /// the node cannot know that the leader its log remembers is of this
+    /// cluster.
+    pub fn confirmed(&self) -> bool {
+        self.confirmed.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Why a peer was refused for belonging to another cluster, if one was.
@@ -61,7 +72,11 @@ impl ClusterIdentity {
                 *lock(&self.conflict) = Some(why.clone());
                 Err(why)
             }
-            _ => Ok(()),
+            _ => {
+                self.confirmed
+                    .store(true, std::sync::atomic::Ordering::Release);
+                Ok(())
+            }
         }
     }
 }
@@ -75,7 +90,9 @@ mod tests {
         let unknown = ClusterIdentity::new(None);
         let a = ClusterIdentity::new(Some("cluster-a".into()));
         let b = ClusterIdentity::new(Some("cluster-b".into()));
+        assert!(!a.confirmed());
         assert!(a.check("voter 2", &unknown.hello()).is_ok());
+        assert!(a.confirmed());
         assert!(unknown.check("voter 1", &a.hello()).is_ok());
         assert!(a.check("voter 1", &a.hello()).is_ok());
         assert_eq!(a.conflict(), None);

@@ -71,9 +71,11 @@ pub struct QuorumConfig {
     pub voters: BTreeMap<i32, String>,
     /// Where the log, vote and snapshot live.
     pub dir: PathBuf,
-    /// `controller.quorum.election.timeout.ms`: how long a voter waits
-    /// without hearing a leader before it stands; each wait is drawn
-    /// between this and twice this, so voters rarely stand together.
+    /// `controller.quorum.election.timeout.ms`. A follower that stops
+    /// hearing its leader stands after openraft's leader lease (this long)
+    /// plus a wait drawn between half of this and this, so voters rarely
+    /// stand together: 1.5 to 2 times this in all, about Kafka's
+    /// `controller.quorum.fetch.timeout.ms` (twice the election timeout).
     pub election_timeout: Duration,
     /// How often the leader heartbeats; well under the election timeout.
     pub heartbeat_interval: Duration,
@@ -105,8 +107,8 @@ impl QuorumConfig {
         let election = millis(self.election_timeout);
         Config {
             cluster_name: "sluice-metadata".to_string(),
-            election_timeout_min: election,
-            election_timeout_max: election.saturating_mul(2),
+            election_timeout_min: (election / 2).max(1),
+            election_timeout_max: election.max(2),
             heartbeat_interval: millis(self.heartbeat_interval),
             snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_interval),
             max_in_snapshot_log_to_keep: self.snapshot_interval,
@@ -402,6 +404,12 @@ impl Shared {
         ))
     }
 
+    /// Notes an AppendEntries from `leader` that Raft accepted.
+    pub(super) fn note_leader_contact(&self, leader: i32) {
+        self.heartbeats
+            .record_leader_contact(leader, Instant::now());
+    }
+
     /// Records a heartbeat here as the leader.
     pub(super) fn heartbeat_as_leader(&self, node_id: i32, epoch: i64) -> Result<(), QuorumError> {
         if self.leader() != Some(self.node_id) {
@@ -454,6 +462,13 @@ impl Quorum for RaftQuorum {
         broker_epoch: i64,
     ) -> QuorumFuture<'_, Result<(), QuorumError>> {
         Box::pin(self.shared.heartbeat(node_id, broker_epoch))
+    }
+
+    fn previous_leader_contact(&self) -> Option<(i32, Instant)> {
+        self.shared
+            .heartbeats
+            .last_leader_contact()
+            .filter(|(leader, _)| *leader != self.shared.node_id)
     }
 
     fn heard_from(&self) -> Option<BTreeMap<i32, Instant>> {

@@ -86,7 +86,14 @@ impl RpcHandler {
             };
             match request {
                 Request::AppendEntries(rpc) => {
-                    encode(&Ok::<_, String>(raft.append_entries(rpc).await))
+                    let leader = rpc.vote.leader_id().voted_for();
+                    let answer = raft.append_entries(rpc).await;
+                    if let (Some(leader), Ok(_)) = (leader, &answer) {
+                        if let Ok(leader) = i32::try_from(leader) {
+                            shared.note_leader_contact(leader);
+                        }
+                    }
+                    encode(&Ok::<_, String>(answer))
                 }
                 Request::Vote(rpc) => encode(&Ok::<_, String>(raft.vote(rpc).await)),
                 Request::InstallSnapshot(rpc) => {
