@@ -16,7 +16,8 @@ use crate::controller::ApiError;
 use crate::state::BrokerState;
 use crate::txn::TransactionCoordinator;
 use crate::txn::{
-    bump_for_end, complete_end, prepare_end, TxnMetadata, TxnStatus, EPOCH_EXHAUSTED,
+    bump_for_end, end_within, prepare_end, TxnMetadata, TxnStatus, END_TXN_REMOTE_WAIT,
+    EPOCH_EXHAUSTED,
 };
 use kafka_protocol::messages::{ApiKey, EndTxnRequest, EndTxnResponse, ProducerId, ResponseKind};
 use sluice_protocol::control::Marker;
@@ -184,7 +185,7 @@ pub(crate) fn handle(state: &Arc<BrokerState>, request: EndTxnRequest, version: 
         Ok(Ok(markers)) => {
             let state = state.clone();
             Reply::Later(Box::pin(async move {
-                match complete_end(state, transactional_id, markers).await {
+                match end_within(state, transactional_id, markers, END_TXN_REMOTE_WAIT).await {
                     Ok(next) => response(error::NONE, next),
                     Err(e) => {
                         tracing::error!(code = e.code, message = %e.message, "ending a transaction failed");

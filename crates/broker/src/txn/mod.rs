@@ -211,6 +211,81 @@ impl Durable {
     }
 }
 
+/// How long EndTxn waits for the markers other leaders write. The
+/// transaction is decided once its prepare record is durable (Kafka
+/// answers EndTxn then); Sluice also waits for the markers, so a
+/// read_committed consumer sees a committed transaction as soon as the
+/// producer does, but not forever: a partition without a leader would
+/// hold the answer until one is back. Past this, EndTxn answers and the
+/// markers are written in the background; until they are, the
+/// transactional id answers CONCURRENT_TRANSACTIONS (retriable).
+pub(crate) const END_TXN_REMOTE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// [`complete_end`] for EndTxn: the local appends first, then the markers
+/// other leaders write for at most `remote_wait`; if they take longer the
+/// transaction completes in the background and the answer is the producer
+/// id and epoch it will have.
+pub(crate) async fn end_within(
+    state: Arc<BrokerState>,
+    transactional_id: String,
+    markers: Durable,
+    remote_wait: std::time::Duration,
+) -> Result<(i64, i16), ApiError> {
+    let Durable(local, remote) = markers;
+    Durable(local, Vec::new()).wait().await?;
+    if remote.is_empty() {
+        return complete_end(state, transactional_id, Durable::default()).await;
+    }
+    let mut remote_done = tokio::spawn(async move {
+        for write in remote {
+            write.await?;
+        }
+        Ok::<(), ApiError>(())
+    });
+    let joined = |joined: Result<Result<(), ApiError>, tokio::task::JoinError>| {
+        joined.unwrap_or_else(|e| {
+            Err(ApiError::new(
+                error::UNKNOWN_SERVER_ERROR,
+                format!("writing the transaction markers failed: {e}"),
+            ))
+        })
+    };
+    match tokio::time::timeout(remote_wait, &mut remote_done).await {
+        Ok(done) => {
+            joined(done)?;
+            complete_end(state, transactional_id, Durable::default()).await
+        }
+        Err(_) => {
+            let answer = {
+                let txns = state.txns.lock();
+                let txn = txns.get(&transactional_id).ok_or_else(|| {
+                    ApiError::new(
+                        error::INVALID_PRODUCER_ID_MAPPING,
+                        "unknown transactional id",
+                    )
+                })?;
+                match txn.next_producer_id {
+                    next if next >= 0 && txn.client_txn_version >= TV2 => (next, 0),
+                    _ => (txn.producer_id, txn.producer_epoch),
+                }
+            };
+            tracing::warn!(%transactional_id, "transaction markers are still being written (a partition has no reachable leader); EndTxn answered, the transaction completes once they are");
+            tokio::spawn(async move {
+                let outcome = match joined(remote_done.await) {
+                    Ok(()) => complete_end(state, transactional_id.clone(), Durable::default())
+                        .await
+                        .map(drop),
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = outcome {
+                    tracing::error!(%transactional_id, error = %e.message, "cannot complete transaction");
+                }
+            });
+            Ok(answer)
+        }
+    }
+}
+
 /// How long a write of the transaction coordinator may take to reach the
 /// in-sync replicas; Kafka bounds it by its request timeout (30 s).
 const TXN_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);

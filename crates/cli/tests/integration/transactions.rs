@@ -982,3 +982,90 @@ fn an_open_transaction_commits_after_its_coordinator_is_killed() {
     expected.sort();
     assert_eq!(committed, expected);
 }
+
+/// A commit whose marker cannot be written yet (the partition's only
+/// replica is down, so it has no leader) is answered anyway once the
+/// transaction is decided; the marker follows when the partition is back,
+/// and read_committed consumers then see the whole transaction.
+#[test]
+fn a_commit_is_answered_while_a_partition_has_no_leader_and_completes_later() {
+    use crate::cluster::{wait_until, Cluster};
+    use std::path::{Path, PathBuf};
+    let mut cluster = Cluster::new(3);
+    cluster.start(&[1, 2, 3]);
+    let logs: Vec<PathBuf> = cluster.logs();
+    let logs: Vec<&Path> = logs.iter().map(PathBuf::as_path).collect();
+    wait_until("every node lists three brokers", &logs, || {
+        (crate::cluster::metadata(&cluster.bootstrap(1), "none")
+            .0
+            .len()
+            == 3)
+            .then_some(())
+    });
+    let bootstrap = (1..=3)
+        .map(|id| cluster.bootstrap(id))
+        .collect::<Vec<_>>()
+        .join(",");
+    let transactional_id = "leaderless-tx";
+    let producer = transactional_producer(&bootstrap, transactional_id);
+    producer
+        .init_transactions(PATIENCE)
+        .expect("init_transactions");
+    let coordinator = wait_until("the coordinator is known", &logs, || {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .create()
+            .ok()?;
+        let metadata = consumer
+            .fetch_metadata(Some("__transaction_state"), Duration::from_secs(5))
+            .ok()?;
+        let partition = metadata
+            .topics()
+            .first()?
+            .partitions()
+            .iter()
+            .find(|p| p.id() == state_partition(transactional_id))?;
+        (partition.leader() > 0).then_some(partition.leader())
+    });
+    let other = (1..=3)
+        .find(|id| *id != coordinator)
+        .expect("another broker");
+    let topic = "txn-leaderless";
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()
+        .expect("admin client");
+    let (coordinator_only, other_only) = ([coordinator], [other]);
+    let assignment: [&[i32]; 2] = [&coordinator_only, &other_only];
+    let created = block_on(admin.create_topics(
+        [&NewTopic::new(
+            topic,
+            2,
+            TopicReplication::Variable(&assignment),
+        )],
+        &AdminOptions::new().operation_timeout(Some(PATIENCE)),
+    ))
+    .expect("CreateTopics");
+    assert_eq!(created, vec![Ok(topic.to_string())]);
+    producer.begin_transaction().expect("begin");
+    send(&producer, topic, Some(0), "k", "on-the-coordinator");
+    send(&producer, topic, Some(1), "k", "on-the-other");
+    producer.flush(PATIENCE).expect("every record delivered");
+
+    // Partition 1's only replica goes: it has no leader for the marker.
+    cluster.kill(other);
+    producer
+        .commit_transaction(PATIENCE)
+        .expect("the commit is answered once decided");
+
+    cluster.start(&[other]);
+    let mut committed = read_all(&bootstrap, topic, 2, "read_committed");
+    committed.sort();
+    assert_eq!(
+        committed,
+        vec![
+            ("k".to_string(), "on-the-coordinator".to_string()),
+            ("k".to_string(), "on-the-other".to_string()),
+        ]
+    );
+}
