@@ -161,40 +161,48 @@ impl Cluster {
         format!("{}:{}", spec.host, spec.client_port)
     }
 
+    /// `sluice serve` for node `id` (in its namespace, if it has one), its
+    /// stderr appended to its log.
+    fn serve_command(&self, id: i32) -> Command {
+        let spec = self.spec(id);
+        let log = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(&spec.log)
+            .expect("open node log");
+        let mut command = match &spec.netns {
+            None => Command::new(sluice_binary()),
+            Some(netns) => {
+                // `ip netns exec` execs the broker: the child is it.
+                let mut command = Command::new("ip");
+                command.args(["netns", "exec", netns]).arg(sluice_binary());
+                command
+            }
+        };
+        command
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(&spec.dir)
+            .args(&self.args)
+            .args(
+                settings(spec, &self.voters, self.internal.as_ref())
+                    .iter()
+                    .chain(&self.extra)
+                    .flat_map(|s| ["--set", s]),
+            )
+            .stdin(Stdio::null())
+            .stderr(Stdio::from(log));
+        command
+    }
+
     /// Starts the nodes `ids` together (a node waits for a majority of
     /// voters before it serves) and waits until each says it listens.
     pub(crate) fn start(&mut self, ids: &[i32]) {
         let (tx, rx) = mpsc::channel();
         for id in ids {
-            let spec = self.spec(*id);
-            let log = std::fs::File::options()
-                .create(true)
-                .append(true)
-                .open(&spec.log)
-                .expect("open node log");
-            let mut command = match &spec.netns {
-                None => Command::new(sluice_binary()),
-                Some(netns) => {
-                    // `ip netns exec` execs the broker: the child is it.
-                    let mut command = Command::new("ip");
-                    command.args(["netns", "exec", netns]).arg(sluice_binary());
-                    command
-                }
-            };
-            let mut child = command
-                .arg("serve")
-                .arg("--data-dir")
-                .arg(&spec.dir)
-                .args(&self.args)
-                .args(
-                    settings(spec, &self.voters, self.internal.as_ref())
-                        .iter()
-                        .chain(&self.extra)
-                        .flat_map(|s| ["--set", s]),
-                )
-                .stdin(Stdio::null())
+            let mut child = self
+                .serve_command(*id)
                 .stdout(Stdio::piped())
-                .stderr(Stdio::from(log))
                 .spawn()
                 .expect("spawn sluice serve");
             let stdout = child.stdout.take().expect("stdout");
@@ -235,26 +243,9 @@ impl Cluster {
     /// Starts node `id` expecting it to refuse: waits for it to exit
     /// unsuccessfully and returns its log.
     pub(crate) fn start_refused(&mut self, id: i32) -> String {
-        let spec = self.spec(id);
-        let log = std::fs::File::options()
-            .create(true)
-            .append(true)
-            .open(&spec.log)
-            .expect("open node log");
-        let mut child = Command::new(sluice_binary())
-            .arg("serve")
-            .arg("--data-dir")
-            .arg(&spec.dir)
-            .args(&self.args)
-            .args(
-                settings(spec, &self.voters, self.internal.as_ref())
-                    .iter()
-                    .chain(&self.extra)
-                    .flat_map(|s| ["--set", s]),
-            )
-            .stdin(Stdio::null())
+        let mut child = self
+            .serve_command(id)
             .stdout(Stdio::null())
-            .stderr(Stdio::from(log))
             .spawn()
             .expect("spawn sluice serve");
         let deadline = Instant::now() + PATIENCE;
@@ -265,12 +256,15 @@ impl Cluster {
             if Instant::now() > deadline {
                 let _ = child.kill();
                 let _ = child.wait();
-                panic!("node {id} did not refuse:\n{}", read_log(&spec.log));
+                panic!(
+                    "node {id} did not refuse:\n{}",
+                    read_log(&self.spec(id).log)
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         };
         assert!(!status.success(), "node {id} exited with {status}");
-        read_log(&spec.log)
+        read_log(&self.spec(id).log)
     }
 
     /// SIGTERM, and waits until the node has stopped.

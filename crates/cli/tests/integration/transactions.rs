@@ -892,6 +892,25 @@ fn transactions_span_partitions_led_by_brokers_other_than_their_coordinator() {
     );
 }
 
+/// (leader, ISR size) of the `__transaction_state` partition that
+/// coordinates `transactional_id`, as `bootstrap` says.
+fn coordinator_partition(bootstrap: &str, transactional_id: &str) -> Option<(i32, usize)> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .ok()?;
+    let metadata = consumer
+        .fetch_metadata(Some("__transaction_state"), Duration::from_secs(5))
+        .ok()?;
+    let partition = metadata
+        .topics()
+        .first()?
+        .partitions()
+        .iter()
+        .find(|p| p.id() == state_partition(transactional_id))?;
+    Some((partition.leader(), partition.isr().len()))
+}
+
 /// The `__transaction_state` partition of `transactional_id` (Java's
 /// `String.hashCode` over 50 partitions, as Kafka computes it).
 fn state_partition(transactional_id: &str) -> i32 {
@@ -951,20 +970,8 @@ fn an_open_transaction_commits_after_its_coordinator_is_killed() {
     }
     producer.flush(PATIENCE).expect("every record delivered");
     let coordinator = wait_until("the transaction state is on all three", &logs, || {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &bootstrap)
-            .create()
-            .ok()?;
-        let metadata = consumer
-            .fetch_metadata(Some("__transaction_state"), Duration::from_secs(5))
-            .ok()?;
-        let partition = metadata
-            .topics()
-            .first()?
-            .partitions()
-            .iter()
-            .find(|p| p.id() == state_partition(transactional_id))?;
-        (partition.isr().len() == 3).then_some(partition.leader())
+        let (leader, isr) = coordinator_partition(&bootstrap, transactional_id)?;
+        (isr == 3).then_some(leader)
     });
     cluster.kill(coordinator);
     producer
@@ -1012,20 +1019,8 @@ fn a_commit_is_answered_while_a_partition_has_no_leader_and_completes_later() {
         .init_transactions(PATIENCE)
         .expect("init_transactions");
     let coordinator = wait_until("the coordinator is known", &logs, || {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &bootstrap)
-            .create()
-            .ok()?;
-        let metadata = consumer
-            .fetch_metadata(Some("__transaction_state"), Duration::from_secs(5))
-            .ok()?;
-        let partition = metadata
-            .topics()
-            .first()?
-            .partitions()
-            .iter()
-            .find(|p| p.id() == state_partition(transactional_id))?;
-        (partition.leader() > 0).then_some(partition.leader())
+        let (leader, _) = coordinator_partition(&bootstrap, transactional_id)?;
+        (leader > 0).then_some(leader)
     });
     let other = (1..=3)
         .find(|id| *id != coordinator)

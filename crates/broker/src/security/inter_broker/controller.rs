@@ -8,7 +8,6 @@
 use crate::config::BrokerConfig;
 use crate::listeners::Listeners;
 use crate::security::tls::TlsServer;
-use rustls::pki_types::ServerName;
 use rustls::ClientConfig;
 use sluice_metadata::quorum::{Plaintext, QuorumFuture, QuorumStream, StreamSecurity};
 use std::io;
@@ -64,9 +63,7 @@ impl StreamSecurity for ControllerTls {
     ) -> QuorumFuture<'static, io::Result<QuorumStream>> {
         let connector = tokio_rustls::TlsConnector::from(Arc::clone(&self.client));
         Box::pin(async move {
-            let name = ServerName::try_from(host.clone()).map_err(|e| {
-                io::Error::new(io::ErrorKind::InvalidInput, format!("host {host:?}: {e}"))
-            })?;
+            let name = super::server_name(&host)?;
             let stream = within(connector.connect(name, tcp)).await?;
             Ok(Box::new(stream) as QuorumStream)
         })

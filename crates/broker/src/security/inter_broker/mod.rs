@@ -93,14 +93,19 @@ impl InterBrokerSecurity {
         let Some(tls) = &self.tls else {
             return Ok(Box::new(tcp));
         };
-        let name = ServerName::try_from(host.to_string()).map_err(|e| {
-            io::Error::new(io::ErrorKind::InvalidInput, format!("host {host:?}: {e}"))
-        })?;
+        let name = server_name(host)?;
         let stream = tokio_rustls::TlsConnector::from(Arc::clone(tls))
             .connect(name, tcp)
             .await?;
         Ok(Box::new(stream))
     }
+}
+
+/// The name a peer's certificate must carry, for `host` (a DNS name or an
+/// IP address).
+pub(super) fn server_name(host: &str) -> io::Result<ServerName<'static>> {
+    ServerName::try_from(host.to_string())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("host {host:?}: {e}")))
 }
 
 pub(super) fn tls_client(config: &BrokerConfig) -> Result<ClientConfig, String> {
